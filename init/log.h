@@ -1,0 +1,30 @@
+/* Logging for PID 1: the console until devtmpfs is up, then /dev/kmsg (and the console
+ * for levels the kernel would not echo). Helpers return the error they are given. */
+#pragma once
+
+#include <syslog.h>
+
+#include "util.h"
+
+void log_set_max_level(int level);
+int log_get_max_level(void);
+/* Opens /dev/kmsg and reads the kernel's console level; call once /dev and /proc exist. */
+void log_open_kmsg(void);
+/* Writes one record; returns nothing because logging must never fail the boot. */
+void log_msg(int level, const char *fmt, ...) _printf_(2, 3);
+/* Logs "<msg>: <strerror(-r)>" at LOG_ERR and returns r (a negative errno). */
+int log_errno_at(int level, int r, const char *fmt, ...) _printf_(3, 4);
+/* Writes a line straight to the console: for fail_closed() and the crash handler. */
+void log_console_raw(const char *line);
+
+#define log_debug(...)  log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)   log_msg(LOG_INFO, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
+#define log_warn(...)   log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_error(...)  log_msg(LOG_ERR, __VA_ARGS__)
+#define log_errno(r, ...) log_errno_at(LOG_ERR, r, __VA_ARGS__)
+#define log_warn_errno(r, ...) log_errno_at(LOG_WARNING, r, __VA_ARGS__)
+
+/* Parses "err", "info", "7", … into a syslog level; -EINVAL when unknown. */
+int log_level_from_string(const char *s);
+const char *log_level_to_string(int level);

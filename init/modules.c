@@ -1,0 +1,165 @@
+/* Module loading with libkmod. libkmod's own messages are routed into our log, so a
+ * missing module or a bad signature shows up with the module's name. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/utsname.h>
+
+#include <libkmod.h>
+
+#include "log.h"
+#include "modules.h"
+#include "power.h"
+
+struct module_entry {
+	const char *name;
+	bool required;
+};
+
+/* Generated from init/modules.list by the Makefile: one source for init and initrd. */
+static const struct module_entry module_table[] = {
+#include "modules-table.h"
+};
+
+static void kmod_log(void *data _unused_, int priority, const char *file _unused_,
+		     int line _unused_, const char *fn _unused_, const char *format,
+		     va_list args)
+{
+	char text[512];
+
+	vsnprintf(text, sizeof(text), format, args);
+	text[strcspn(text, "\n")] = '\0';
+	/* libkmod is chatty at info level about lookups; keep only its warnings and up
+	 * unless we debug. */
+	log_msg(priority < LOG_INFO ? priority : LOG_DEBUG, "kmod: %s", text);
+}
+
+static struct kmod_ctx *kmod_open(void)
+{
+	struct kmod_ctx *ctx = kmod_new(NULL, NULL);
+
+	if (!ctx)
+		return NULL;
+	kmod_set_log_fn(ctx, kmod_log, NULL);
+	kmod_set_log_priority(ctx, log_get_max_level());
+	kmod_load_resources(ctx);
+	return ctx;
+}
+
+/* Loads one module (a name or an alias) with its dependencies. Returns 1 when something
+ * was inserted or was there already, 0 when nothing matches, negative errno on error. */
+static int load_one(struct kmod_ctx *ctx, const char *name, const char *options)
+{
+	struct kmod_list *list = NULL, *it;
+	int r, matched = 0;
+
+	r = kmod_module_new_from_lookup(ctx, name, &list);
+	if (r < 0)
+		return r;
+	kmod_list_foreach(it, list) {
+		struct kmod_module *mod = kmod_module_get_module(it);
+
+		r = kmod_module_probe_insert_module(mod, KMOD_PROBE_IGNORE_LOADED, options,
+						    NULL, NULL, NULL);
+		if (r == 0 || r == -EEXIST)
+			matched = 1;
+		else if (kmod_module_get_initstate(mod) == KMOD_MODULE_BUILTIN)
+			matched = 1;
+		else if (r > 0) /* blacklisted: not an error of ours, but not loaded */
+			log_warn("modules: %s is blacklisted", kmod_module_get_name(mod));
+		kmod_module_unref(mod);
+		if (r < 0 && !matched) {
+			kmod_module_unref_list(list);
+			return r;
+		}
+	}
+	kmod_module_unref_list(list);
+	return matched;
+}
+
+int modules_load(void)
+{
+	struct utsname u;
+	struct kmod_ctx *ctx;
+	int loaded = 0, failed = 0;
+
+	uname(&u);
+	ctx = kmod_open();
+	if (!ctx)
+		fail_closed("cannot set up libkmod for /lib/modules/%s: out of memory or the "
+			    "initrd has no module index", u.release);
+
+	for (size_t i = 0; i < ARRAY_SIZE(module_table); i++) {
+		const struct module_entry *m = &module_table[i];
+		int r = load_one(ctx, m->name, NULL);
+
+		if (r > 0) {
+			loaded++;
+			log_debug("modules: %s loaded", m->name);
+			continue;
+		}
+		if (r == 0)
+			r = -ENOENT;
+		if (m->required)
+			fail_closed("cannot load kernel module %s: %s. The initrd must carry it "
+				    "for kernel %s (see init/modules.list).",
+				    m->name, strerror(-r), u.release);
+		failed++;
+		log_warn_errno(r, "modules: %s (optional, skipped)", m->name);
+	}
+	kmod_unref(ctx);
+	log_info("modules: %d loaded, %d optional missing, kernel %s", loaded, failed,
+		 u.release);
+	return loaded;
+}
+
+/* The kernel runs "/sbin/modprobe -q -- <name>" with an empty environment and no
+ * console; our log goes to /dev/kmsg. Module options after the name are joined. */
+int modprobe_main(int argc, char **argv)
+{
+	char options[512] = "";
+	struct kmod_ctx *ctx;
+	const char *name = NULL;
+	bool quiet = false;
+	int i, r;
+
+	log_open_kmsg();
+	for (i = 1; i < argc; i++) {
+		if (streq(argv[i], "--")) {
+			i++;
+			break;
+		}
+		if (streq(argv[i], "-q"))
+			quiet = true;
+		else if (streq(argv[i], "-b") || streq(argv[i], "-s"))
+			; /* blacklist is always applied by lookup; syslog is our default */
+		else if (argv[i][0] == '-') {
+			log_error("modprobe: unsupported option %s (cvminit's modprobe takes "
+				  "[-q] [-b] [--] name [options])", argv[i]);
+			return 2;
+		} else
+			break;
+	}
+	if (i >= argc) {
+		log_error("modprobe: no module name given");
+		return 2;
+	}
+	name = argv[i++];
+	for (; i < argc; i++) {
+		size_t n = strlen(options);
+		snprintf(options + n, sizeof(options) - n, "%s%s", n ? " " : "", argv[i]);
+	}
+
+	if (quiet)
+		log_set_max_level(LOG_WARNING);
+	ctx = kmod_open();
+	if (!ctx)
+		return 1;
+	r = load_one(ctx, name, options[0] ? options : NULL);
+	kmod_unref(ctx);
+	if (r > 0)
+		return 0;
+	if (!quiet || r < 0)
+		log_msg(quiet ? LOG_DEBUG : LOG_ERR, "modprobe: %s: %s", name,
+			r == 0 ? "no such module" : strerror(-r));
+	return 1;
+}

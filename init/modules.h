@@ -1,0 +1,9 @@
+/* Kernel modules through libkmod: the boot's table (init/modules.list) and the
+ * /sbin/modprobe personality the kernel calls for request_module(). */
+#pragma once
+
+/* Loads every module of the table with its dependencies and softdeps. Returns the number
+ * loaded (built-in and already loaded count), or fails closed on a required one. */
+int modules_load(void);
+/* Entry point when argv[0] is "modprobe": "modprobe [-q] [-b] [--] name [params]". */
+int modprobe_main(int argc, char **argv);

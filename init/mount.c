@@ -1,0 +1,96 @@
+/* Early mounts from a table, as systemd's mount-setup does: each entry says whether the
+ * boot can go on without it. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "mount.h"
+#include "power.h"
+
+struct mount_entry {
+	const char *what;
+	const char *where;
+	const char *type;
+	unsigned long flags;
+	const char *options;
+	bool fatal;
+};
+
+#define NOSUID_NODEV_NOEXEC (MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+static const struct mount_entry mount_table[] = {
+	{ "proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, NULL, true },
+	{ "sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, NULL, true },
+	{ "devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=4m", true },
+	{ "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=20%", true },
+	/* The firmware's TPM event log lives here. */
+	{ "securityfs", "/sys/kernel/security", "securityfs", NOSUID_NODEV_NOEXEC, NULL, true },
+	/* containerd and kubelet need the unified hierarchy; services get a cgroup each. */
+	{ "cgroup2", "/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC, "nsdelegate", true },
+	{ "configfs", "/sys/kernel/config", "configfs", NOSUID_NODEV_NOEXEC, NULL, false },
+	{ "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666",
+	  false },
+	{ "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", false },
+};
+
+int mount_early(void)
+{
+	int mounted = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(mount_table); i++) {
+		const struct mount_entry *m = &mount_table[i];
+
+		if (mkdir(m->where, 0755) < 0 && errno != EEXIST)
+			log_debug("mkdir %s: %m", m->where);
+		if (mount(m->what, m->where, m->type, m->flags, m->options) == 0) {
+			mounted++;
+			continue;
+		}
+		if (errno == EBUSY) /* already there (e.g. the kernel's devtmpfs automount) */
+			continue;
+		if (m->fatal)
+			fail_closed("cannot mount %s on %s: %s. The kernel lacks %s support; "
+				    "use a kernel built for this image.",
+				    m->type, m->where, strerror(errno), m->type);
+		log_warn_errno(-errno, "mount %s on %s (continuing without it)", m->type,
+			       m->where);
+	}
+	return mounted;
+}
+
+int mount_report(void)
+{
+	char line[512], list[768] = "", where[256], type[64];
+	bool found[ARRAY_SIZE(mount_table)] = { false };
+	int missing = 0;
+	FILE *f;
+
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return log_errno(-errno, "open /proc/self/mountinfo");
+	/* "36 35 98:0 / /mnt rw,noatime master:1 - ext3 /dev/root rw" */
+	while (fgets(line, sizeof(line), f)) {
+		const char *sep = strstr(line, " - ");
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %255s", where) != 1 ||
+		    sscanf(sep + 3, "%63s", type) != 1)
+			continue;
+		for (size_t i = 0; i < ARRAY_SIZE(mount_table); i++)
+			if (streq(where, mount_table[i].where) && streq(type, mount_table[i].type))
+				found[i] = true;
+	}
+	fclose(f);
+
+	for (size_t i = 0; i < ARRAY_SIZE(mount_table); i++) {
+		size_t n = strlen(list);
+		if (!found[i]) {
+			missing++;
+			continue;
+		}
+		snprintf(list + n, sizeof(list) - n, "%s%s %s", n ? ", " : "",
+			 mount_table[i].where, mount_table[i].type);
+	}
+	log_info("mounts: %s", list);
+	return missing;
+}

@@ -1,0 +1,31 @@
+/* Partitions by Discoverable Partitions Specification type, found with libblkid. */
+#pragma once
+
+#include <stddef.h>
+
+#define PART_MAX 32
+
+enum dps_type {
+	DPS_UNKNOWN,
+	DPS_ESP,
+	DPS_ROOT_X86_64,
+	DPS_ROOT_VERITY_X86_64,
+	DPS_VAR,
+};
+
+struct part {
+	char dev[48];        /* /dev/vda2 */
+	char type_uuid[40];  /* GPT partition type, lower case */
+	char uuid[40];       /* PARTUUID, lower case */
+	char label[72];
+	enum dps_type type;
+};
+
+/* The DPS name of a type ("root-x86-64", …); "unknown" for others. */
+const char *dps_type_name(enum dps_type t);
+/* Maps a GPT type UUID string (any case) to its DPS type. */
+enum dps_type dps_type_from_uuid(const char *uuid);
+
+/* Probes every disk in /sys/block (not loop/ram/zram) for a GPT and returns the number
+ * of partitions written to parts, or a negative errno. */
+int part_scan(struct part *parts, size_t max);

@@ -1,0 +1,19 @@
+/* The ways PID 1 leaves: an orderly shutdown, a refusal to boot, and a crash. Every one
+ * ends in reboot(2); none returns. */
+#pragma once
+
+#include "settings.h"
+#include "util.h"
+
+/* Remembers the settings fail_closed() and the crash handler act on. */
+void power_init(const struct settings *s);
+/* Routes SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT to a handler that powers off. */
+void crash_handler_install(void);
+
+/* Logs a boxed refusal (what went wrong and what the operator should do), starts
+ * nothing, syncs, then does the configured on_failure action. */
+_noreturn_ void fail_closed(const char *fmt, ...) _printf_(1, 2);
+
+/* Orderly stop: TERM everything, wait up to shutdown_timeout, KILL the rest, sync,
+ * unmount, then the action. Services are stopped before this by the supervisor. */
+_noreturn_ void power_shutdown(enum power_action action, const char *why);

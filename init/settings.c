@@ -1,0 +1,222 @@
+/* Settings and the kernel command line parser. Pure code: no I/O, so the unit tests run
+ * it directly and every rejection path has a test. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "settings.h"
+#include "util.h"
+
+#define VALUE_MAX 256
+
+static const char *const power_names[] = {
+	[POWER_OFF] = "poweroff",
+	[POWER_REBOOT] = "reboot",
+	[POWER_HALT] = "halt",
+};
+
+const char *power_action_to_string(enum power_action a)
+{
+	return power_names[a];
+}
+
+void settings_init(struct settings *s)
+{
+	*s = (struct settings){
+		.on_failure = POWER_OFF,
+		.log_level = LOG_INFO,
+		.shutdown_timeout = 10,
+		.device_timeout = 10,
+	};
+}
+
+static int parse_power(const char *v, void *out)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(power_names); i++)
+		if (streq(v, power_names[i])) {
+			*(enum power_action *)out = (enum power_action)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int parse_level(const char *v, void *out)
+{
+	int l = log_level_from_string(v);
+	if (l < 0)
+		return l;
+	*(int *)out = l;
+	return 0;
+}
+
+/* Whole decimal seconds, 1..300: a node that waits longer is better off failing. */
+static int parse_seconds(const char *v, void *out)
+{
+	char *end;
+	unsigned long n;
+
+	if (v[0] < '0' || v[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || *end || n < 1 || n > 300)
+		return -EINVAL;
+	*(unsigned *)out = (unsigned)n;
+	return 0;
+}
+
+struct setting_def {
+	const char *key;
+	size_t offset;
+	int (*parse)(const char *value, void *out);
+	const char *allowed;
+};
+
+static const struct setting_def setting_table[] = {
+	{ "on_failure", offsetof(struct settings, on_failure), parse_power,
+	  "poweroff, reboot or halt" },
+	{ "log_level", offsetof(struct settings, log_level), parse_level,
+	  "emerg, alert, crit, err, warning, notice, info, debug or 0-7" },
+	{ "shutdown_timeout", offsetof(struct settings, shutdown_timeout), parse_seconds,
+	  "whole seconds from 1 to 300" },
+	{ "device_timeout", offsetof(struct settings, device_timeout), parse_seconds,
+	  "whole seconds from 1 to 300" },
+};
+
+int settings_set(struct settings *s, const char *key, const char *value, char *err,
+		 size_t errlen)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(setting_table); i++) {
+		const struct setting_def *d = &setting_table[i];
+
+		if (!streq(key, d->key))
+			continue;
+		if (s->seen & (1ULL << i)) {
+			snprintf(err, errlen, CMDLINE_PREFIX "%s is given twice", key);
+			return -EEXIST;
+		}
+		if (value[0] == '\0') {
+			snprintf(err, errlen, CMDLINE_PREFIX "%s has an empty value (expected %s)",
+				 key, d->allowed);
+			return -EINVAL;
+		}
+		if (d->parse(value, (char *)s + d->offset) < 0) {
+			snprintf(err, errlen,
+				 CMDLINE_PREFIX "%s=%.64s: invalid value (expected %s)", key,
+				 value, d->allowed);
+			return -EINVAL;
+		}
+		s->seen |= 1ULL << i;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown setting " CMDLINE_PREFIX "%.64s", key);
+	return -EINVAL;
+}
+
+/* Splits the next word off *p the way the kernel's next_arg() does: spaces separate,
+ * double quotes group and are removed. Writes it into word (NUL-terminated). Returns 1
+ * for a word, 0 at the end, negative errno when a word is unterminated or too long. */
+static int next_word(const char **p, char *word, size_t len)
+{
+	const char *s = *p;
+	bool quoted = false;
+	size_t n = 0;
+
+	while (*s == ' ' || *s == '\t' || *s == '\n')
+		s++;
+	if (*s == '\0') {
+		*p = s;
+		return 0;
+	}
+	for (; *s; s++) {
+		if (*s == '"') {
+			quoted = !quoted;
+			continue;
+		}
+		if (!quoted && (*s == ' ' || *s == '\t' || *s == '\n'))
+			break;
+		if (n + 1 >= len)
+			return -E2BIG;
+		word[n++] = *s;
+	}
+	if (quoted)
+		return -EINVAL;
+	word[n] = '\0';
+	*p = s;
+	return 1;
+}
+
+static int word_error(int r, const char *cmdline, const char *p, char *err, size_t errlen)
+{
+	int at = (int)(p - cmdline);
+	if (r == -E2BIG)
+		snprintf(err, errlen, "kernel command line: word at offset %d is longer than %d bytes",
+			 at, VALUE_MAX);
+	else
+		snprintf(err, errlen, "kernel command line: unterminated quote after offset %d",
+			 at);
+	return r;
+}
+
+int cmdline_parse(struct settings *s, const char *cmdline, char *err, size_t errlen)
+{
+	char word[VALUE_MAX + sizeof(CMDLINE_PREFIX) + 64];
+	const char *p = cmdline;
+	int applied = 0, r;
+
+	for (;;) {
+		const char *start = p;
+		r = next_word(&p, word, sizeof(word));
+		if (r < 0)
+			return word_error(r, cmdline, start, err, errlen);
+		if (r == 0)
+			return applied;
+
+		const char *key = startswith(word, CMDLINE_PREFIX);
+		if (!key)
+			continue;
+		char *eq = strchr(word, '=');
+		if (!eq) {
+			snprintf(err, errlen, "%.96s needs a value (%.96s=<value>)", word, word);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		if (strlen(eq + 1) > VALUE_MAX) {
+			snprintf(err, errlen, "%.96s: value longer than %d bytes", word, VALUE_MAX);
+			return -E2BIG;
+		}
+		r = settings_set(s, key, eq + 1, err, errlen);
+		if (r < 0)
+			return r;
+		applied++;
+	}
+}
+
+int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen)
+{
+	char word[1024];
+	const char *p = cmdline;
+	size_t klen = strlen(key);
+	bool seen = false;
+	int found = 0, r;
+
+	while ((r = next_word(&p, word, sizeof(word))) > 0) {
+		if (strncmp(word, key, klen) != 0 || word[klen] != '=')
+			continue;
+		const char *v = word + klen + 1;
+		size_t vlen = strlen(v);
+		if (vlen + 1 > outlen)
+			return -E2BIG;
+		/* A security-relevant key given twice (the UKI's and one appended by the
+		 * host) is ambiguous: refuse rather than pick one. */
+		if (seen)
+			return -EEXIST;
+		memcpy(out, v, vlen + 1);
+		found = (int)vlen;
+		seen = true;
+	}
+	return r < 0 ? r : found;
+}

@@ -1,0 +1,42 @@
+/* cvminit's settings: defaults, the cvminit.* keys of the kernel command line, and the
+ * one function that validates a key=value pair for every source (cmdline, config). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum power_action {
+	POWER_OFF,
+	POWER_REBOOT,
+	POWER_HALT,
+};
+
+struct settings {
+	enum power_action on_failure; /* what fail_closed() does */
+	int log_level;                /* syslog level, records above it are dropped */
+	unsigned shutdown_timeout;    /* seconds between SIGTERM and SIGKILL at shutdown */
+	unsigned device_timeout;      /* seconds to wait for a device (TPM, disks) */
+	unsigned long long seen;      /* bit per key: given once already */
+};
+
+#define CMDLINE_PREFIX "cvminit."
+#define SETTINGS_ERR_MAX 256
+
+void settings_init(struct settings *s);
+
+/* Applies key (without the "cvminit." prefix) = value. On error returns -EINVAL (or
+ * -E2BIG, -EEXIST) and writes a sentence naming the key, the value and what is allowed. */
+int settings_set(struct settings *s, const char *key, const char *value, char *err,
+		 size_t errlen);
+
+/* Parses a kernel command line (/proc/cmdline, with the kernel's quoting rules), applying
+ * every cvminit.* word; other words are left to the kernel. Returns the number of
+ * cvminit.* keys applied, or a negative errno with err set. */
+int cmdline_parse(struct settings *s, const char *cmdline, char *err, size_t errlen);
+
+/* Finds the value of a plain kernel parameter (e.g. "roothash") in a command line. Copies
+ * it into out and returns its length, 0 when absent, -EEXIST when given twice, another
+ * negative errno when malformed or too long for out. */
+int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen);
+
+const char *power_action_to_string(enum power_action a);

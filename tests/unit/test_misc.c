@@ -1,0 +1,70 @@
+/* Pure helpers: the boot timeline's format and the DPS type table. */
+#include "../../init/partition.h"
+#include "../../init/timeline.h"
+#include "../../init/log.h"
+#include "harness.h"
+
+TEST(timeline_format_durations)
+{
+	struct timeline t = { 0 };
+	char buf[256];
+
+	timeline_add(&t, "init-start", 1500000);
+	timeline_add(&t, "mounts", 1502250);
+	timeline_add(&t, "modules", 1600000);
+	CHECK_INT(timeline_format(&t, buf, sizeof(buf)), strlen(buf));
+	CHECK_STR(buf, "init-start 1500.000 1500.000\n"
+		       "mounts 1502.250 2.250\n"
+		       "modules 1600.000 97.750\n");
+}
+
+TEST(timeline_format_truncates_safely)
+{
+	struct timeline t = { 0 };
+	char buf[16];
+
+	timeline_add(&t, "a-long-stage-name", 1000);
+	timeline_add(&t, "another", 2000);
+	size_t n = timeline_format(&t, buf, sizeof(buf));
+	CHECK(n < sizeof(buf));
+	CHECK_INT(strlen(buf), n);
+}
+
+TEST(timeline_caps_at_max)
+{
+	struct timeline t = { 0 };
+
+	for (int i = 0; i < TIMELINE_MAX + 5; i++)
+		timeline_add(&t, "x", (uint64_t)i);
+	CHECK_INT(t.n, TIMELINE_MAX);
+}
+
+TEST(dps_types)
+{
+	CHECK_INT(dps_type_from_uuid("4f68bce3-e8cd-4db1-96e7-fbcaf984b709"), DPS_ROOT_X86_64);
+	CHECK_INT(dps_type_from_uuid("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"), DPS_ROOT_X86_64);
+	CHECK_INT(dps_type_from_uuid("2c7357ed-ebd2-46d9-aec1-23d437ec2bf5"),
+		  DPS_ROOT_VERITY_X86_64);
+	CHECK_INT(dps_type_from_uuid("4d21b016-b534-45c2-a9fb-5c16e091fd2d"), DPS_VAR);
+	CHECK_INT(dps_type_from_uuid("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"), DPS_ESP);
+	CHECK_INT(dps_type_from_uuid("0fc63daf-8483-4772-8e79-3d69d8477de4"), DPS_UNKNOWN);
+	CHECK_STR(dps_type_name(DPS_VAR), "var");
+	CHECK_STR(dps_type_name(DPS_UNKNOWN), "unknown");
+}
+
+TEST(log_levels)
+{
+	CHECK_INT(log_level_from_string("err"), 3);
+	CHECK_INT(log_level_from_string("debug"), 7);
+	CHECK_INT(log_level_from_string("0"), 0);
+	CHECK_INT(log_level_from_string("errr"), -22);
+	CHECK_INT(log_level_from_string(""), -22);
+	CHECK_STR(log_level_to_string(4), "warning");
+	CHECK_STR(log_level_to_string(9), "?");
+}
+
+TEST(log_errno_returns_its_error)
+{
+	CHECK_INT(log_errno(-2, "open %s", "/nonexistent"), -2);
+	CHECK_INT(log_warn_errno(-5, "read"), -5);
+}
