@@ -81,7 +81,7 @@ qemu-test: all
 	python3 tests/run.py --qemu-only
 
 run: all
-	tests/qemu/run-interactive.sh
+	image/run.sh
 
 format:
 	clang-format -i init/*.c init/*.h measured-boot/*.c measured-boot/*.h tests/unit/*.c tests/unit/*.h
