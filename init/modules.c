@@ -28,9 +28,9 @@ static void kmod_log(void *data _unused_, int priority, const char *file _unused
 
 	vsnprintf(text, sizeof(text), format, args);
 	text[strcspn(text, "\n")] = '\0';
-	/* libkmod is chatty at info level about lookups; keep only its warnings and up
-	 * unless we debug. */
-	log_msg(priority < LOG_INFO ? priority : LOG_DEBUG, "kmod: %s", text);
+	/* libkmod reports failed lookups (e.g. of a built-in module) at notice and info
+	 * level; our own summary says what matters, so those are debug here. */
+	log_msg(priority <= LOG_WARNING ? priority : LOG_DEBUG, "kmod: %s", text);
 }
 
 static struct kmod_ctx *kmod_open(void)
@@ -58,11 +58,10 @@ static int load_one(struct kmod_ctx *ctx, const char *name, const char *options)
 	kmod_list_foreach(it, list) {
 		struct kmod_module *mod = kmod_module_get_module(it);
 
-		r = kmod_module_probe_insert_module(mod, KMOD_PROBE_IGNORE_LOADED, options,
-						    NULL, NULL, NULL);
-		if (r == 0 || r == -EEXIST)
-			matched = 1;
-		else if (kmod_module_get_initstate(mod) == KMOD_MODULE_BUILTIN)
+		/* No flags: a module already in the kernel (loaded or built in) is
+		 * success, and softdeps and blacklist are applied. */
+		r = kmod_module_probe_insert_module(mod, 0, options, NULL, NULL, NULL);
+		if (r == 0)
 			matched = 1;
 		else if (r > 0) /* blacklisted: not an error of ours, but not loaded */
 			log_warn("modules: %s is blacklisted", kmod_module_get_name(mod));
