@@ -18,31 +18,42 @@ HARDEN   := -fstack-protector-strong -fstack-clash-protection -D_FORTIFY_SOURCE=
 CSTD     := -std=gnu11
 CPPFLAGS_COMMON := -I$(GEN) -DCVMINIT_VERSION=\"$(VERSION)\"
 
-# Release: static musl against the sysroot built from Debian source packages.
-MUSL_CC  := musl-gcc
+# Release: static-pie musl against the sysroot built from Debian source packages.
+# Debian's musl-gcc specs only know -static (no PIE); ours are derived from them with
+# rcrt1.o and a static-pie link, so the kernel can randomise PID 1's text too.
+MUSL_SPECS_SYS := /usr/lib/x86_64-linux-musl/musl-gcc.specs
+MUSL_SPECS := $(GEN)/musl-static-pie.specs
+MUSL_CC  := gcc -specs $(MUSL_SPECS)
 PKG_MODS := libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device
 SYS_PKG  = PKG_CONFIG_LIBDIR=$(abspath $(SYSROOT))/lib/pkgconfig PKG_CONFIG_PATH= \
 	   PKG_CONFIG_SYSROOT_DIR= pkg-config --static
-REL_CFLAGS  = $(CSTD) -O2 $(WARN) $(HARDEN) -ffunction-sections -fdata-sections \
+REL_CFLAGS  = $(CSTD) -O2 -fPIE $(WARN) $(HARDEN) -ffunction-sections -fdata-sections \
 	      -isystem $(SYSROOT)/include $(shell $(SYS_PKG) --cflags $(PKG_MODS) 2>/dev/null)
-REL_LDFLAGS = -static-pie -Wl,--gc-sections -Wl,-z,relro,-z,now -Wl,-z,noexecstack -s
+REL_LDFLAGS = -fPIE -Wl,--gc-sections -Wl,-z,relro,-z,now -Wl,-z,noexecstack -s
 REL_LIBS    = $(shell $(SYS_PKG) --libs $(PKG_MODS) 2>/dev/null)
 
 # Unit tests: the same sources against Debian's -dev packages, with ASan and UBSan.
 HOST_CC   := gcc
 SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
-	       $(shell pkg-config --cflags libkmod blkid tss2-esys 2>/dev/null)
-UNIT_LIBS := $(shell pkg-config --libs libkmod blkid tss2-esys tss2-rc tss2-tcti-device \
+	       $(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys 2>/dev/null)
+UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device \
 	       tss2-tcti-swtpm 2>/dev/null)
 
-.PHONY: all deps check unit qemu-test run clean distclean host-deps format
+.PHONY: all deps check unit qemu-test image run clean distclean host-deps format
 
 all: $(BUILD)/cvminit
 
 $(GEN)/modules-table.h: init/modules.list
 	@mkdir -p $(GEN)
 	awk '!/^#/ && NF { printf "{ \"%s\", %s },\n", $$1, ($$2 == "required") ? "true" : "false" }' $< > $@.tmp
+	mv $@.tmp $@
+
+$(MUSL_SPECS): $(MUSL_SPECS_SYS)
+	@mkdir -p $(GEN)
+	sed -e 's|%{!shared: /usr/lib/x86_64-linux-musl/Scrt1.o}|/usr/lib/x86_64-linux-musl/rcrt1.o|' \
+	    -e 's|^-dynamic-linker .*|-static -pie --no-dynamic-linker -z text -nostdlib|' $< > $@.tmp
+	grep -q rcrt1.o $@.tmp && grep -q -- '--no-dynamic-linker' $@.tmp
 	mv $@.tmp $@
 
 # The sysroot is cached outside the tree, keyed by the manifest; this only links it.
@@ -52,9 +63,9 @@ $(SYSROOT)/.stamp: image/deps.sh image/deps.manifest
 
 deps: $(SYSROOT)/.stamp
 
-$(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp Makefile
+$(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Makefile
 	$(MUSL_CC) $(REL_CFLAGS) $(CPPFLAGS_COMMON) -o $@ $(INIT_SRCS) $(REL_LDFLAGS) $(REL_LIBS)
-	@file $@ | grep -q 'static' || { echo "error: $@ is not statically linked"; exit 1; }
+	@file $@ | grep -q 'static-pie linked' || { echo "error: $@ is not static-pie"; exit 1; }
 	@printf 'cvminit: %s bytes (%s)\n' "$$(stat -c %s $@)" "$$(file -b $@ | cut -d, -f1-2)"
 
 # --- unit tests ---------------------------------------------------------------
@@ -80,7 +91,17 @@ check: host-deps
 qemu-test: all
 	python3 tests/run.py --qemu-only
 
-run: all
+# --- the node image (mkosi, trixie tools tree cached outside the clone) ------------
+IMAGE_INPUTS := mkosi.conf $(shell find image/mkosi.* rootfs-overlay -type f 2>/dev/null) \
+		image/mkinitrd.py image/build-image.sh image/tools-tree.sh init/modules.list
+
+$(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(IMAGE_INPUTS)
+	image/build-image.sh
+
+image: $(BUILD)/image/cvminit.raw
+
+run: host-deps
+	$(MAKE) image
 	image/run.sh
 
 format:

@@ -1,17 +1,24 @@
 #!/bin/bash
-# make run: boots cvminit under QEMU (TCG) with OVMF and swtpm, the serial console on
-# this terminal. TPM state and OVMF variables persist in build/run/ across runs.
+# make run: boots the node image (build/image/cvminit.raw: OVMF → UKI → cvminit) under
+# QEMU (TCG) with swtpm, the serial console on this terminal. The disk, the OVMF variables
+# and the TPM state persist in build/run/ across runs, so a reboot keeps the TPM and /var.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+image=$root/build/image/cvminit.raw
 run=$root/build/run
 mkdir -p "$run/tpm"
 
-kernel=$("$root/image/kernel.sh")
-kver=$(basename "$kernel" | sed 's/^vmlinuz-//')
-python3 "$root/image/mkinitrd.py" --init "$root/build/cvminit" \
-	--modules-list "$root/init/modules.list" \
-	--kmod-dir "$root/build/kernel/current/lib/modules/$kver" \
-	--output "$run/initrd.cpio" >&2
+[ -f "$image" ] || { echo "run: $image is missing: run 'make image'" >&2; exit 1; }
+# A new image replaces the disk (and with it the state partition); say so.
+if [ ! -f "$run/disk.raw" ] || ! cmp -s "$image.sha256" "$run/disk.raw.from" 2>/dev/null; then
+	sha256sum "$image" | cut -d' ' -f1 > "$image.sha256"
+	if [ -f "$run/disk.raw" ] && ! cmp -s "$image.sha256" "$run/disk.raw.from"; then
+		echo "run: the image changed: build/run/disk.raw (and its state partition) is replaced" >&2
+	fi
+	cp --sparse=always "$image" "$run/disk.raw.tmp"
+	mv "$run/disk.raw.tmp" "$run/disk.raw"
+	cp "$image.sha256" "$run/disk.raw.from"
+fi
 [ -f "$run/OVMF_VARS.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$run/OVMF_VARS.fd"
 
 # swtpm ends with the VM (--terminate); a stale one from an earlier run is stopped.
@@ -25,22 +32,20 @@ swtpm socket --tpm2 --tpmstate dir="$run/tpm" --ctrl type=unixio,path="$run/swtp
 for _ in $(seq 50); do [ -S "$run/swtpm.sock" ] && break; sleep 0.1; done
 
 cat >&2 <<MSG
-== cvminit under QEMU (TCG, OVMF, swtpm)
-   kernel   $kernel
-   initrd   $run/initrd.cpio
-   cvminit  $root/build/cvminit
+== cvminit node under QEMU (TCG, OVMF, UKI, swtpm)
+   disk     $run/disk.raw (copy of build/image/cvminit.raw; persistent)
+   UKI      $root/build/image/cvminit.efi
    TPM      $run/tpm (persistent)
    QMP      $run/qmp.sock
    Stop: Ctrl-a x (hard), or power off cleanly from another terminal:
      echo '{"execute":"qmp_capabilities"}{"execute":"system_powerdown"}' | socat - UNIX-CONNECT:$run/qmp.sock
 MSG
 
-exec qemu-system-x86_64 -name cvminit -machine q35,accel=tcg -cpu max -m 1024 -smp 2 \
+exec qemu-system-x86_64 -name cvminit -machine q35,accel=tcg -cpu max -m 2048 -smp 2 \
 	-nographic -no-user-config -nic none -vga none \
 	-drive if=pflash,format=raw,unit=0,file=/usr/share/OVMF/OVMF_CODE_4M.fd,readonly=on \
 	-drive if=pflash,format=raw,unit=1,file="$run/OVMF_VARS.fd" \
 	-chardev socket,id=chrtpm,path="$run/swtpm.sock" \
 	-tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0 \
-	-kernel "$kernel" -initrd "$run/initrd.cpio" \
-	-append "console=ttyS0,115200 panic=-1 ${CMDLINE:-}" \
+	-drive file="$run/disk.raw",format=raw,if=virtio \
 	-serial mon:stdio -qmp unix:"$run/qmp.sock",server=on,wait=off
