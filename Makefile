@@ -57,7 +57,7 @@ $(MUSL_SPECS): $(MUSL_SPECS_SYS)
 	mv $@.tmp $@
 
 # The sysroot is cached outside the tree, keyed by the manifest; this only links it.
-$(SYSROOT)/.stamp: image/deps.sh image/deps.manifest
+$(SYSROOT)/.stamp: image/deps.sh image/deps.manifest $(wildcard image/deps/*/*)
 	image/deps.sh
 	@touch $@
 

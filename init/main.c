@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include <libcryptsetup.h>
+
 #include "../measured-boot/tpm.h"
 #include "log.h"
 #include "modules.h"
@@ -129,6 +131,10 @@ int main(int argc, char **argv)
 	/* API filesystems, then logging to /dev/kmsg. */
 	mount_early();
 	log_open_kmsg();
+	/* Libraries never print: libcryptsetup's messages go through our log, tpm2-tss's
+	 * are silenced (its return codes are decoded into our messages instead). */
+	crypt_set_log_callback(NULL, log_cryptsetup, NULL);
+	setenv("TSS2_LOG", "all+NONE", 1);
 	log_info("cvminit %s starting as PID 1", CVMINIT_VERSION);
 	timeline_mark("mounts");
 
@@ -143,6 +149,7 @@ int main(int argc, char **argv)
 
 	/* Kernel modules (TPM, power button, storage), then the devices they bring. */
 	modules_load();
+	mount_late();
 	timeline_mark("modules");
 	tpm_probe();
 	timeline_mark("tpm");
