@@ -70,7 +70,7 @@ $(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Make
 
 # --- unit tests ---------------------------------------------------------------
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
-UNIT_LIB_SRCS := init/settings.c init/log.c init/timeline.c init/partition.c measured-boot/tpm.c
+UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c measured-boot/tpm.c
 
 $(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c tests/unit/harness.h \
 		$(UNIT_LIB_SRCS) $(INIT_HDRS)
