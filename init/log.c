@@ -6,6 +6,8 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include <libcryptsetup.h>
+
 #include "log.h"
 
 static int max_level = LOG_INFO;
@@ -107,14 +109,18 @@ static void log_write(int level, const char *text)
 	char line[1024];
 	int n;
 
-	n = snprintf(line, sizeof(line), "<%d>cvminit: %s", LOG_DAEMON | level, text);
+	/* The newline ends the record: without it the kernel keeps the record open and
+	 * prints it on the console only when the next one arrives. */
+	n = snprintf(line, sizeof(line), "<%d>cvminit: %s\n", LOG_DAEMON | level, text);
 	if (n < 0)
 		return;
-	if ((size_t)n >= sizeof(line))
+	if ((size_t)n >= sizeof(line)) {
 		n = sizeof(line) - 1;
-	/* Skip "<NN>" for the console copy. */
+		line[n - 1] = '\n';
+	}
+	/* The console copy goes without "<NN>" and without the newline (added there). */
 	const char *plain = strchr(line, '>') + 1;
-	size_t plain_len = (size_t)n - (size_t)(plain - line);
+	size_t plain_len = (size_t)n - (size_t)(plain - line) - 1;
 
 	if (kmsg_fd >= 0 && write(kmsg_fd, line, (size_t)n) == n) {
 		if (level >= kernel_console_level)
@@ -160,4 +166,16 @@ int log_errno_at(int level, int r, const char *fmt, ...)
 void log_console_raw(const char *line)
 {
 	write_console(line, strlen(line));
+}
+
+void log_cryptsetup(int level, const char *msg, void *data _unused_)
+{
+	char text[512];
+	int prio = level == CRYPT_LOG_ERROR ? LOG_ERR :
+		   level == CRYPT_LOG_NORMAL ? LOG_INFO :
+					       LOG_DEBUG;
+
+	snprintf(text, sizeof(text), "%s", msg);
+	text[strcspn(text, "\n")] = '\0';
+	log_msg(prio, "cryptsetup: %s", text);
 }

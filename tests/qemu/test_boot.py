@@ -1,0 +1,197 @@
+"""Boot scenarios: cvminit as PID 1 under QEMU (q35, TCG), kernel from Debian.
+
+The contract checked here (console lines, each with "cvminit: "):
+  cvminit: cvminit <version> starting as PID 1
+  cvminit: mounts: /proc proc, /sys sysfs, ...   (read back from mountinfo)
+  cvminit: boot complete in <N> ms
+  cvminit: timeline: <stage> <ms> ms             (one or more, after boot complete)
+  cvminit: ready: waiting for signals and the power button (<device path>)
+  cvminit: tpm: TPM 2.0 ready on /dev/tpmrm0, PCR banks: sha1 sha256 sha384 sha512
+  QMP system_powerdown -> cvminit: power button: powering off, cvminit: shutdown: ...,
+  then the kernel's "reboot: Power down" and QEMU exits.
+  Bad cmdline values -> an explanation, a box with REFUSING TO BOOT, power off.
+"""
+
+import re
+import time
+
+from vm import TestFailure, boot, note, scaled
+
+START = r"cvminit: cvminit (\S+) starting as PID 1"
+# the device path may be followed by more words ("/dev/input/event1 and others")
+READY = r"cvminit: ready: waiting for signals and the power button \((/dev/[^\s)]+)[^)]*\)"
+BOOT_COMPLETE = r"cvminit: boot complete in (\d+) ms"
+TIMELINE = r"cvminit: timeline: (\S+) (\d+(?:\.\d+)?) ms"
+
+# what cvminit must have mounted (mount point, fs type)
+MOUNTS = [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "devtmpfs"), ("/run", "tmpfs"),
+          ("/sys/kernel/security", "securityfs"), ("/sys/fs/cgroup", "cgroup2"),
+          ("/sys/kernel/config", "configfs")]
+
+TPM = r"cvminit: tpm: TPM 2\.0 ready on /dev/tpmrm0, PCR banks: (.*)$"
+TPM_BANKS = ["sha1", "sha256", "sha384", "sha512"]
+
+# generous: TCG boots take ~15 s (SeaBIOS) to ~35 s (OVMF) on 2 cores
+FIRST_LINE_TIMEOUT = 240
+STEP_TIMEOUT = 60
+POWEROFF_BOUND = 30   # seconds from system_powerdown to QEMU's exit
+
+
+def all_of(*words):
+    """Regex: a cvminit line containing every word (any order)."""
+    return r"cvminit: " + "".join(f"(?=.*{re.escape(w)})" for w in words)
+
+
+def expect_start(v, label):
+    v.wait_for(START, scaled(FIRST_LINE_TIMEOUT))
+    first = v.find(r"cvminit: ")[0][0]
+    note(f"{label}: first 'cvminit:' line {first:.1f} s after QEMU start")
+    return first
+
+
+def expect_mounts(v):
+    m = v.wait_for(r"cvminit: mounts: (.*)$", scaled(STEP_TIMEOUT), since=0)
+    have = set()
+    for item in m.group(1).split(","):
+        parts = item.split()
+        if len(parts) == 2:
+            have.add(tuple(parts))
+    missing = [f"{mp} {fs}" for mp, fs in MOUNTS if (mp, fs) not in have]
+    if missing:
+        raise TestFailure(f"mounts line lacks: {', '.join(missing)}; line: {m.group(0)}")
+
+
+def expect_boot_complete(v):
+    """'boot complete in N ms' followed by timeline lines; returns (N, index of
+    the line after 'boot complete')."""
+    m = v.wait_for(BOOT_COMPLETE, scaled(STEP_TIMEOUT), since=0)
+    total = int(m.group(1))
+    after = v.cursor
+    v.wait_for(TIMELINE, scaled(STEP_TIMEOUT), since=after)
+    # timeline lines must follow "boot complete" (kernel lines may interleave)
+    between = [s for _, s in v.lines[after:v.cursor - 1] if "cvminit: " in s]
+    if between:
+        raise TestFailure(f"'boot complete' not directly followed by timeline lines: {between[0]}")
+    return total, after
+
+
+def timeline_note(v, total, after):
+    stages = []
+    for _, s in v.lines[after:]:
+        mm = re.search(TIMELINE, s)
+        if mm:
+            stages.append(f"{mm.group(1)} {float(mm.group(2)):g}")
+        elif "cvminit: " in s:
+            break
+    note(f"boot complete in {total} ms; timeline (ms): {', '.join(stages)}")
+
+
+def expect_ready(v):
+    m = v.wait_for(READY, scaled(STEP_TIMEOUT), since=0)
+    return m.group(1)
+
+
+def expect_poweroff(v, bound, t0=None):
+    """QEMU must exit by a guest power-off within bound seconds (from t0).
+
+    The kernel prints "reboot: Power down" right before the ACPI S5 write; with
+    two vCPUs that last line can still sit in another CPU's printk hand-off when
+    QEMU stops, so it is lost now and then. QEMU's QMP SHUTDOWN event says for
+    sure: reason guest-shutdown is a power-off (a panic with panic=-1 would be
+    guest-reset). Accept a missing console line when that event says so."""
+    t0 = time.monotonic() if t0 is None else t0
+    v.wait_exit(max(bound - (time.monotonic() - t0), 1))
+    dt = time.monotonic() - t0
+    reason = v.shutdown_reason()
+    said = bool(v.find(r"reboot: Power down"))
+    if reason is not None and reason != "guest-shutdown":
+        raise TestFailure(f"QEMU stopped with reason {reason}, not a guest power-off")
+    if not said:
+        if reason != "guest-shutdown":
+            v._fail("QEMU exited without the kernel's 'reboot: Power down' and without "
+                    "a QMP SHUTDOWN guest-shutdown event")
+        note("kernel's 'reboot: Power down' line lost at exit; QMP SHUTDOWN reason guest-shutdown")
+    return dt
+
+
+def power_off_via_button(v):
+    """system_powerdown (ACPI power button) -> orderly power-off, QEMU exits."""
+    t0 = time.monotonic()
+    bound = scaled(POWEROFF_BOUND)
+    v.qmp("system_powerdown")
+    v.wait_for(r"cvminit: power button: powering off", bound)
+    v.wait_for(r"cvminit: shutdown: ", max(bound - (time.monotonic() - t0), 1))
+    dt = expect_poweroff(v, bound, t0)
+    note(f"QEMU exited {dt:.1f} s after system_powerdown")
+
+
+def expect_refusal_and_poweroff(v):
+    v.wait_for(r"REFUSING TO BOOT", scaled(STEP_TIMEOUT), since=0)
+    expect_poweroff(v, scaled(POWEROFF_BOUND))
+    v.assert_absent(READY, "cvminit refused to boot but still reported ready")
+
+
+def full_boot(ovmf, label):
+    with boot(ovmf=ovmf) as v:
+        expect_start(v, label)
+        expect_mounts(v)
+        total, after = expect_boot_complete(v)
+        m = v.wait_for(READY, scaled(STEP_TIMEOUT), since=0)
+        timeline_note(v, total, after)
+        note("power button device(s): " + m.group(0).split("(", 1)[1].rstrip(")"))
+        power_off_via_button(v)
+
+
+def test_boot_ovmf():
+    """OVMF + swtpm: start, mounts, boot complete + timeline, ready, power button off."""
+    full_boot(True, "OVMF")
+
+
+def test_boot_seabios():
+    """SeaBIOS + swtpm: the same as test_boot_ovmf with the faster firmware."""
+    full_boot(False, "SeaBIOS")
+
+
+def test_tpm():
+    """OVMF + swtpm (firmware sends TPM2_Startup): the TPM line lists all four PCR banks."""
+    with boot(ovmf=True) as v:
+        expect_start(v, "OVMF")
+        m = v.wait_for(TPM, scaled(STEP_TIMEOUT), since=0)
+        banks = m.group(1).split()
+        if banks != TPM_BANKS:
+            raise TestFailure(f"PCR banks {banks}, expected {TPM_BANKS}: {m.group(0)}")
+        expect_ready(v)
+        power_off_via_button(v)
+
+
+def test_cmdline_invalid_on_failure():
+    """cvminit.on_failure=explode: says it is invalid, refuses to boot, powers off (no panic)."""
+    with boot("cvminit.on_failure=explode", ovmf=False) as v:
+        expect_start(v, "SeaBIOS")
+        v.wait_for(all_of("cvminit.on_failure", "explode", "invalid"), scaled(STEP_TIMEOUT), since=0)
+        expect_refusal_and_poweroff(v)
+
+
+def _bad_word(extra, words):
+    """A bad cmdline word: the message must appear; then cvminit either refuses
+    to boot (power-off) or goes on to ready (then we power it off)."""
+    with boot(extra, ovmf=False) as v:
+        expect_start(v, "SeaBIOS")
+        v.wait_for(all_of(*words), scaled(STEP_TIMEOUT), since=0)
+        m = v.wait_for(r"REFUSING TO BOOT|" + READY, scaled(STEP_TIMEOUT), since=0)
+        if "REFUSING TO BOOT" in m.group(0):
+            note("cvminit refused to boot")
+            expect_refusal_and_poweroff(v)
+        else:
+            note("cvminit booted on (warning only)")
+            power_off_via_button(v)
+
+
+def test_cmdline_unknown_key():
+    """cvminit.bogus=1: a line naming the unknown key."""
+    _bad_word("cvminit.bogus=1", ["unknown", "cvminit.bogus"])
+
+
+def test_cmdline_empty_value():
+    """cvminit.log_level= (empty value): a line saying 'empty value'."""
+    _bad_word("cvminit.log_level=", ["empty value"])

@@ -1,0 +1,571 @@
+"""QEMU harness for cvminit boot tests (Python 3 standard library only).
+
+    from vm import VM, TestFailure
+    with VM(kernel, initrd, "console=ttyS0,115200 panic=-1", name="boot") as vm:
+        vm.wait_for(r"cvminit: .* starting as PID 1", timeout=60)
+        vm.qmp("system_powerdown")
+        vm.wait_exit(30)
+
+Each VM gets build/test-work/<name>/ (wiped at start) holding console.log
+(serial console, one line per console line, prefixed with the host monotonic
+time in seconds since QEMU was started), qemu.log (QEMU's stderr), swtpm.log,
+the swtpm state, a private copy of OVMF_VARS and the sockets.
+
+QEMU: q35 with TCG (no KVM), OVMF (default) or SeaBIOS, swtpm as a TPM 2.0 CRB
+device (default), direct kernel boot (-kernel/-initrd/-append), -no-reboot so
+any guest reset or power-off ends QEMU. A QMP client is connected from the
+start and records events (so a SHUTDOWN's reason is known after QEMU exits).
+
+Any console line matching FAIL_PATTERNS (kernel panic, oops, segfault...)
+makes the current or next wait_* call raise TestFailure with that line.
+"""
+
+import atexit
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+WORK_ROOT = REPO / "build" / "test-work"
+
+QEMU = "qemu-system-x86_64"
+SWTPM = "swtpm"
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+
+BASE_CMDLINE = "console=ttyS0,115200 panic=-1"
+
+# Console lines that fail a test at once. (name, regex)
+FAIL_PATTERNS = [
+    ("kernel panic", r"Kernel panic"),
+    ("init killed", r"Attempted to kill init"),
+    ("kernel BUG", r"\bBUG:"),
+    ("kernel oops", r"\bOops\b"),
+    ("general protection fault", r"general protection fault"),
+    ("segfault", r"\bsegfault\b"),
+]
+
+CONTEXT_LINES = 40
+
+
+class TestFailure(AssertionError):
+    """A scenario failed; the message says why (with console context)."""
+
+
+class Skip(Exception):
+    """Raise from a scenario to report it as skipped."""
+
+
+_live = set()          # VMs not yet cleaned up, for atexit
+_live_lock = threading.Lock()
+
+
+def _cleanup_all():
+    with _live_lock:
+        vms = list(_live)
+    for v in vms:
+        try:
+            v.kill()
+        except Exception:
+            pass
+
+
+atexit.register(_cleanup_all)
+
+
+def _short_sock_dir(work):
+    """AF_UNIX paths are limited to 107 bytes: use the work dir if it fits."""
+    if len(str(work / "swtpm-ctrl.sock")) < 100:
+        return work, None
+    d = tempfile.mkdtemp(prefix="cvmvm.")
+    return Path(d), d
+
+
+class VM:
+    def __init__(self, kernel, initrd, cmdline, *, ovmf=True, tpm=True, disks=(),
+                 timeout=300, name, memory=1024, smp=2, cpu="max",
+                 extra_args=(), fail_patterns=None, echo=None):
+        """kernel, initrd: paths. cmdline: the full kernel command line.
+        ovmf: OVMF (UEFI) if True, SeaBIOS if False. tpm: attach swtpm (TPM 2.0, CRB).
+        disks: paths of raw images (attached as virtio-blk-pci), or dicts of
+               -drive options (file=..., and optionally format, readonly,
+               cache...) plus "serial" (the disk's serial) and "device"
+               (default virtio-blk-pci; e.g. "nvme" needs a serial).
+        timeout: overall bound in seconds for this VM (every wait is cut to it).
+        name: work dir name under build/test-work/.
+        fail_patterns: list of (name, regex) replacing FAIL_PATTERNS.
+        echo: callable(str) receiving each console line as it arrives (or None);
+              defaults to printing when $CVM_TEST_ECHO is set."""
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name or ""):
+            raise ValueError(f"bad VM name {name!r}")
+        self.kernel = str(kernel)
+        self.initrd = str(initrd)
+        self.cmdline = cmdline
+        self.ovmf = ovmf
+        self.tpm = tpm
+        self.disks = list(disks)
+        self.timeout = timeout
+        self.name = name
+        self.memory = memory
+        self.smp = smp
+        self.cpu = cpu
+        self.extra_args = list(extra_args)
+        self.fail_patterns = [(n, re.compile(r)) for n, r in
+                              (FAIL_PATTERNS if fail_patterns is None else fail_patterns)]
+        if echo is None and os.environ.get("CVM_TEST_ECHO"):
+            echo = lambda s: print(f"    | {s}", flush=True)
+        self.echo = echo
+
+        self.work = WORK_ROOT / name
+        self.lines = []            # [(seconds since QEMU start, text)]
+        self.cursor = 0            # wait_for searches lines[cursor:]
+        self.failure = None        # (name, t, line) from the failure detectors
+        self.qmp_events = []       # QMP event dicts, in arrival order
+        self.returncode = None
+        self.last_match_time = None
+
+        self._cond = threading.Condition()
+        self._qemu = None
+        self._swtpm = None
+        self._t0 = None
+        self._deadline = None
+        self._threads = []
+        self._console = None
+        self._qmp_sock = None
+        self._qmp_replies = queue.Queue()
+        self._qmp_lock = threading.Lock()
+        self._qmp_id = 0
+        self._tmp_sock_dir = None
+        self._qemu_eof = False
+        self._cleaned = False
+
+    # ------------------------------------------------------------------ start
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        return False
+
+    def start(self):
+        for p, what in ((self.kernel, "kernel"), (self.initrd, "initrd")):
+            if not os.path.isfile(p):
+                raise TestFailure(f"{what} not found: {p}")
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True)
+        sockdir, self._tmp_sock_dir = _short_sock_dir(self.work)
+        self.qmp_path = sockdir / "qmp.sock"
+        self.tpm_ctrl_path = sockdir / "swtpm-ctrl.sock"
+        with _live_lock:
+            _live.add(self)
+
+        self._deadline = time.monotonic() + self.timeout
+        if self.tpm:
+            self._start_swtpm()
+        args = self.qemu_args()
+        (self.work / "qemu.cmd").write_text(" ".join(_shq(a) for a in args) + "\n")
+        self._console = open(self.work / "console.log", "w", encoding="utf-8", buffering=1)
+        self._t0 = time.monotonic()
+        with open(self.work / "qemu.log", "wb") as err:
+            self._qemu = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                cwd=self.work, start_new_session=True)
+        t = threading.Thread(target=self._read_console, name=f"{self.name}-console", daemon=True)
+        t.start()
+        self._threads.append(t)
+        self._connect_qmp()
+
+    def qemu_args(self):
+        a = [QEMU, "-name", self.name,
+             "-machine", "q35,accel=tcg", "-cpu", self.cpu,
+             "-m", str(self.memory), "-smp", str(self.smp),
+             "-nographic", "-no-reboot", "-no-user-config",
+             # no NIC (its iPXE ROM costs seconds under TCG) and no VGA
+             "-nic", "none", "-vga", "none"]
+        if self.ovmf:
+            vars_copy = self.work / "OVMF_VARS.fd"
+            shutil.copyfile(OVMF_VARS, vars_copy)
+            a += ["-drive", f"if=pflash,format=raw,unit=0,file={OVMF_CODE},readonly=on",
+                  "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+        if self.tpm:
+            a += ["-chardev", f"socket,id=chrtpm,path={self.tpm_ctrl_path}",
+                  "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+                  "-device", "tpm-crb,tpmdev=tpm0"]
+        for i, d in enumerate(self.disks):
+            opts = {"file": str(d)} if not isinstance(d, dict) else dict(d)
+            dev = opts.pop("device", "virtio-blk-pci")
+            serial = opts.pop("serial", None)
+            opts.setdefault("format", "raw")
+            opts.setdefault("cache", "unsafe")
+            drive = {"if": "none", "id": f"disk{i}", **opts}
+            a += ["-drive", ",".join(f"{k}={v}" for k, v in drive.items()),
+                  "-device", f"{dev},drive=disk{i}" + (f",serial={serial}" if serial else "")]
+        a += ["-kernel", self.kernel, "-initrd", self.initrd, "-append", self.cmdline,
+              # serial console on QEMU's stdout, which the harness reads
+              "-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
+              "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+              "-monitor", "none"]
+        return a + self.extra_args
+
+    def _start_swtpm(self):
+        state = self.work / "tpm"
+        state.mkdir()
+        args = [SWTPM, "socket", "--tpm2",
+                "--tpmstate", f"dir={state}",
+                "--ctrl", f"type=unixio,path={self.tpm_ctrl_path}",
+                # no --flags startup-*: the firmware (or the kernel) sends TPM2_Startup;
+                # no not-need-init: QEMU sends CMD_INIT on the control channel.
+                "--terminate",
+                "--log", f"file={self.work / 'swtpm.log'},level=1",
+                "--pid", f"file={self.work / 'swtpm.pid'}"]
+        (self.work / "swtpm.cmd").write_text(" ".join(_shq(x) for x in args) + "\n")
+        with open(self.work / "swtpm.out", "wb") as out:
+            self._swtpm = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+        end = time.monotonic() + 10
+        while True:
+            if self._swtpm.poll() is not None:
+                raise TestFailure(f"swtpm exited ({self._swtpm.returncode}) at start: "
+                                  + _tail(self.work / "swtpm.out"))
+            if self.tpm_ctrl_path.exists():
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect(str(self.tpm_ctrl_path))
+                    break
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            if time.monotonic() > end:
+                raise TestFailure("swtpm control socket did not appear within 10 s")
+            time.sleep(0.02)
+
+    # ---------------------------------------------------------------- console
+
+    def _read_console(self):
+        buf = b""
+        out = self._qemu.stdout
+        fd = out.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            buf += chunk
+            while True:
+                i = buf.find(b"\n")
+                if i < 0:
+                    break
+                self._add_line(buf[:i])
+                buf = buf[i + 1:]
+        if buf:
+            self._add_line(buf)
+        with self._cond:
+            self._qemu_eof = True
+            self._cond.notify_all()
+
+    def _add_line(self, raw):
+        t = time.monotonic() - self._t0
+        text = raw.decode("utf-8", "replace").replace("\r", "")
+        # strip terminal escape sequences (OVMF draws its screen with them)
+        text = re.sub(r"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1bc", "", text)
+        try:
+            self._console.write(f"[{t:9.3f}] {text}\n")
+        except ValueError:
+            pass
+        if self.echo:
+            self.echo(f"[{t:8.3f}] {text}")
+        with self._cond:
+            self.lines.append((t, text))
+            if self.failure is None:
+                for fname, rx in self.fail_patterns:
+                    if rx.search(text):
+                        self.failure = (fname, t, text)
+                        break
+            self._cond.notify_all()
+
+    def console_tail(self, n=CONTEXT_LINES):
+        with self._cond:
+            tail = self.lines[-n:]
+        return "\n".join(f"    [{t:8.3f}] {s}" for t, s in tail)
+
+    def _fail(self, msg):
+        raise TestFailure(f"{msg}\n  last {CONTEXT_LINES} console lines "
+                          f"({self.work / 'console.log'}):\n{self.console_tail()}")
+
+    def _check_failure(self):
+        if self.failure is not None:
+            fname, t, text = self.failure
+            self._fail(f"{fname} on the console at {t:.1f} s: {text.strip()}")
+
+    def _bound(self, timeout):
+        now = time.monotonic()
+        left = self._deadline - now
+        if timeout is None or timeout > left:
+            return max(left, 0), True
+        return timeout, False
+
+    def check(self):
+        """Raise TestFailure if a failure pattern has been seen."""
+        with self._cond:
+            self._check_failure()
+
+    def wait_for(self, regex, timeout=None, *, since=None):
+        """Wait for a console line matching regex (re.search), looking at lines
+        after the previous match (or from index since). Returns the re.Match;
+        self.last_match_time holds the line's timestamp. On timeout, QEMU exit
+        or a failure pattern, raises TestFailure with the last console lines."""
+        rx = re.compile(regex)
+        timeout, overall = self._bound(timeout)
+        end = time.monotonic() + timeout
+        pos = self.cursor if since is None else since
+        with self._cond:
+            while True:
+                self._check_failure()
+                while pos < len(self.lines):
+                    t, text = self.lines[pos]
+                    pos += 1
+                    m = rx.search(text)
+                    if m:
+                        self.cursor = pos
+                        self.last_match_time = t
+                        return m
+                if self._qemu_eof:
+                    self._fail(f"QEMU exited (rc {self._qemu.poll()}) before /{regex}/ "
+                               f"appeared{self._qemu_stderr_hint()}")
+                left = end - time.monotonic()
+                if left <= 0:
+                    what = "the VM's overall timeout" if overall else "timeout"
+                    self._fail(f"/{regex}/ not seen within {timeout:.0f} s ({what})")
+                self._cond.wait(min(left, 1.0))
+
+    def find(self, regex):
+        """All (time, line) seen so far that match regex."""
+        rx = re.compile(regex)
+        with self._cond:
+            return [(t, s) for t, s in self.lines if rx.search(s)]
+
+    def assert_absent(self, regex, why=""):
+        hits = self.find(regex)
+        if hits:
+            t, s = hits[0]
+            self._fail(f"unexpected line at {t:.1f} s matching /{regex}/"
+                       f"{': ' + why if why else ''}: {s.strip()}")
+
+    def wait_exit(self, timeout=None):
+        """Wait for QEMU to exit; return its exit code. Fails on timeout or
+        if a failure pattern was seen."""
+        timeout, overall = self._bound(timeout)
+        try:
+            rc = self._qemu.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.check()
+            self._fail(f"QEMU still running {timeout:.0f} s later "
+                       f"({'the VM overall timeout' if overall else 'timeout'})")
+        self.returncode = rc
+        for t in self._threads:
+            t.join(5)
+        self.check()
+        return rc
+
+    def exit_time(self):
+        """Seconds since QEMU start at which it exited (None while running)."""
+        return getattr(self, "_exit_t", None)
+
+    def shutdown_reason(self):
+        """The reason of the last QMP SHUTDOWN event (guest-shutdown,
+        guest-reset, guest-panic, host-qmp-quit, ...) or None."""
+        for ev in reversed(self.qmp_events):
+            if ev.get("event") == "SHUTDOWN":
+                return ev.get("data", {}).get("reason")
+        return None
+
+    def _qemu_stderr_hint(self):
+        err = _tail(self.work / "qemu.log", 5)
+        return f"; qemu stderr: {err}" if err else ""
+
+    # -------------------------------------------------------------------- QMP
+
+    def _connect_qmp(self):
+        end = time.monotonic() + 20
+        while True:
+            if self._qemu.poll() is not None:
+                raise TestFailure(f"QEMU exited ({self._qemu.returncode}) at start"
+                                  f"{self._qemu_stderr_hint()}")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(str(self.qmp_path))
+                break
+            except OSError:
+                s.close()
+            if time.monotonic() > end:
+                raise TestFailure("QMP socket did not appear within 20 s")
+            time.sleep(0.02)
+        self._qmp_sock = s
+        self._qmp_file = s.makefile("rb")
+        s.settimeout(20)
+        try:
+            greeting = json.loads(self._qmp_file.readline() or b"{}")
+        except (OSError, ValueError) as e:
+            raise TestFailure(f"no QMP greeting from QEMU: {e}")
+        s.settimeout(None)
+        if "QMP" not in greeting:
+            raise TestFailure(f"unexpected QMP greeting: {greeting}")
+        t = threading.Thread(target=self._read_qmp, name=f"{self.name}-qmp", daemon=True)
+        t.start()
+        self._threads.append(t)
+        self.qmp("qmp_capabilities")
+
+    def _read_qmp(self):
+        try:
+            for raw in self._qmp_file:
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    continue
+                if "event" in msg:
+                    with self._cond:
+                        self.qmp_events.append(msg)
+                        if msg["event"] == "SHUTDOWN":
+                            self._exit_t = time.monotonic() - self._t0
+                        self._cond.notify_all()
+                else:
+                    self._qmp_replies.put(msg)
+        except (OSError, ValueError):
+            pass
+        self._qmp_replies.put(None)
+
+    def qmp(self, command, arguments=None, timeout=30, **kwargs):
+        """Execute a QMP command; return its "return" value. Keyword arguments
+        become the command's arguments (use arguments={...} for names that are
+        not Python identifiers). Events are recorded in self.qmp_events."""
+        args = dict(arguments or {}, **kwargs)
+        with self._qmp_lock:
+            self._qmp_id += 1
+            req = {"execute": command, "id": self._qmp_id}
+            if args:
+                req["arguments"] = args
+            try:
+                self._qmp_sock.sendall(json.dumps(req).encode() + b"\n")
+            except OSError as e:
+                self._fail(f"QMP {command}: send failed: {e}")
+            end = time.monotonic() + timeout
+            while True:
+                try:
+                    msg = self._qmp_replies.get(timeout=max(end - time.monotonic(), 0.01))
+                except queue.Empty:
+                    self._fail(f"QMP {command}: no reply within {timeout} s")
+                if msg is None:
+                    self._qmp_replies.put(None)
+                    self._fail(f"QMP {command}: connection closed (QEMU exited?)"
+                               f"{self._qemu_stderr_hint()}")
+                if msg.get("id") != self._qmp_id:
+                    continue
+                if "error" in msg:
+                    raise TestFailure(f"QMP {command} failed: {msg['error']}")
+                return msg.get("return")
+
+    # ---------------------------------------------------------------- cleanup
+
+    def kill(self):
+        """Stop QEMU and swtpm (if running) and release everything. Idempotent."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        for p in (self._qemu, self._swtpm):
+            if p is None or p.poll() is not None:
+                continue
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+            except ProcessLookupError:
+                pass
+        if self._qemu is not None and self.returncode is None:
+            self.returncode = self._qemu.poll()
+        for t in self._threads:
+            t.join(2)
+        for f in (self._qmp_sock, self._console):
+            try:
+                if f:
+                    f.close()
+            except OSError:
+                pass
+        if self._qemu is not None and self._qemu.stdout:
+            self._qemu.stdout.close()
+        if self._tmp_sock_dir:
+            shutil.rmtree(self._tmp_sock_dir, ignore_errors=True)
+        with _live_lock:
+            _live.discard(self)
+
+
+def _shq(s):
+    s = str(s)
+    return s if re.fullmatch(r"[A-Za-z0-9_./=,:+@%-]+", s) else "'" + s.replace("'", "'\\''") + "'"
+
+
+def _tail(path, n=10):
+    try:
+        lines = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])
+
+
+# ------------------------------------------------------------ runner defaults
+# run.py fills these in; scenarios use boot() so they need not know paths.
+
+class Config:
+    kernel = None          # vmlinuz path
+    initrd = None          # the run's initrd (init/modules.list + build/cvminit)
+    ovmf = True            # default firmware for scenarios that do not choose
+    timeout_scale = 1.0    # multiply scenario timeouts (slow machines)
+    notes = []             # extra lines the runner prints after a scenario
+    current = None         # name of the running scenario (default VM name)
+    missing = None         # why no VM can boot (no kernel, no cvminit), or None
+    strict = False         # missing prerequisites fail instead of skip
+
+
+config = Config()
+
+
+def note(msg):
+    """Record a line for the runner to print under the scenario's result."""
+    config.notes.append(msg)
+
+
+def boot(extra_cmdline="", *, name=None, initrd=None, ovmf=None, timeout=300, **kw):
+    """A VM with the run's kernel/initrd and BASE_CMDLINE + extra_cmdline.
+    name defaults to the running scenario's name; ovmf to the run's default."""
+    if config.kernel is None or config.initrd is None:
+        why = config.missing or "no kernel/initrd configured (run through tests/qemu/run.py)"
+        raise (TestFailure if config.strict else Skip)(why)
+    name = name or config.current or "vm"
+    cmdline = (BASE_CMDLINE + " " + extra_cmdline).strip()
+    return VM(config.kernel, initrd or config.initrd, cmdline,
+              ovmf=config.ovmf if ovmf is None else ovmf,
+              timeout=timeout * config.timeout_scale, name=name, **kw)
+
+
+def scaled(seconds):
+    return seconds * config.timeout_scale
