@@ -85,7 +85,7 @@ host-deps:
 	tests/install-deps.sh
 
 check: host-deps
-	$(MAKE) all unit
+	$(MAKE) all unit image
 	python3 tests/run.py
 
 qemu-test: all

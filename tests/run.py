@@ -52,7 +52,8 @@ def main():
         for t in tests:
             run_suite(f"unit/{os.path.basename(t)}", [t], counts)
     if not args.unit_only:
-        argv = [sys.executable, os.path.join(ROOT, "tests/qemu/run.py")]
+        # --strict: a missing build/cvminit or kernel fails instead of skipping.
+        argv = [sys.executable, os.path.join(ROOT, "tests/qemu/run.py"), "--strict"]
         if args.k:
             argv += ["-k", args.k]
         run_suite("qemu", argv, counts)

@@ -94,7 +94,8 @@ class VM:
     def __init__(self, kernel, initrd, cmdline, *, ovmf=True, tpm=True, disks=(),
                  timeout=300, name, memory=1024, smp=2, cpu="max",
                  extra_args=(), fail_patterns=None, echo=None):
-        """kernel, initrd: paths. cmdline: the full kernel command line.
+        """kernel, initrd: paths. cmdline: the full kernel command line. With kernel None
+               the firmware boots from the disks (OVMF: the ESP's \\EFI\\BOOT\\BOOTX64.EFI).
         ovmf: OVMF (UEFI) if True, SeaBIOS if False. tpm: attach swtpm (TPM 2.0, CRB).
         disks: paths of raw images (attached as virtio-blk-pci), or dicts of
                -drive options (file=..., and optionally format, readonly,
@@ -107,8 +108,8 @@ class VM:
               defaults to printing when $CVM_TEST_ECHO is set."""
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name or ""):
             raise ValueError(f"bad VM name {name!r}")
-        self.kernel = str(kernel)
-        self.initrd = str(initrd)
+        self.kernel = str(kernel) if kernel else None
+        self.initrd = str(initrd) if initrd else None
         self.cmdline = cmdline
         self.ovmf = ovmf
         self.tpm = tpm
@@ -164,7 +165,7 @@ class VM:
 
     def start(self):
         for p, what in ((self.kernel, "kernel"), (self.initrd, "initrd")):
-            if not os.path.isfile(p):
+            if self.kernel and not os.path.isfile(p):
                 raise TestFailure(f"{what} not found: {p}")
         if self.work.exists():
             shutil.rmtree(self.work)
@@ -216,8 +217,9 @@ class VM:
             drive = {"if": "none", "id": f"disk{i}", **opts}
             a += ["-drive", ",".join(f"{k}={v}" for k, v in drive.items()),
                   "-device", f"{dev},drive=disk{i}" + (f",serial={serial}" if serial else "")]
-        a += ["-kernel", self.kernel, "-initrd", self.initrd, "-append", self.cmdline,
-              # serial console on QEMU's stdout, which the harness reads
+        if self.kernel:
+            a += ["-kernel", self.kernel, "-initrd", self.initrd, "-append", self.cmdline]
+        a += [# serial console on QEMU's stdout, which the harness reads
               "-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
               "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
               "-monitor", "none"]

@@ -1,0 +1,96 @@
+"""Image scenarios: the mkosi disk image (build/image/cvminit.raw, made by `make image`)
+booted through OVMF → systemd-stub UKI → cvminit's own initrd, with swtpm; and a second
+build that must give the same root hash, UKI and disk."""
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+
+from vm import REPO, WORK_ROOT, VM, TestFailure, note, scaled
+import test_boot
+
+IMAGE_DIR = REPO / "build" / "image"
+IMAGE = IMAGE_DIR / "cvminit.raw"
+ZERO = "0" * 64
+
+
+def image_or_fail():
+    if not IMAGE.is_file():
+        raise TestFailure(f"{IMAGE} is missing: run 'make image' (make check does)")
+    return IMAGE
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def image_vm(name, timeout=400):
+    """A VM booting a private copy of the image (tests never write the build output)."""
+    work = WORK_ROOT / f"{name}-disk"
+    work.mkdir(parents=True, exist_ok=True)
+    disk = work / "disk.raw"
+    subprocess.run(["cp", "--sparse=always", str(image_or_fail()), str(disk)], check=True)
+    return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
+              name=name, memory=2048, timeout=scaled(timeout))
+
+
+def test_image_uki_boot():
+    """OVMF boots the UKI from the ESP; cvminit starts as PID 1 from the UKI's initrd, the
+    firmware's and stub's measurements are there (PCR 4 and 11 non-zero), and the four
+    partitions are found with the root/verity PARTUUIDs taken from the root hash."""
+    roothash = (IMAGE_DIR / "cvminit.roothash").read_text().strip()
+    if not re.fullmatch(r"[0-9a-f]{64}", roothash):
+        raise TestFailure(f"bad roothash file: {roothash!r}")
+    with image_vm("image_uki_boot") as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        # The stub and the kernel's EFI stub say what they measured.
+        pcr = {}
+        for n in (4, 7, 11):
+            m = v.wait_for(rf"cvminit: tpm: PCR {n} sha256 ([0-9a-f]{{64}})",
+                           scaled(test_boot.STEP_TIMEOUT), since=0)
+            pcr[n] = m.group(1)
+        for n in (4, 11):
+            if pcr[n] == ZERO:
+                raise TestFailure(f"PCR {n} is zero: the firmware/stub measured nothing")
+        note(f"PCR 4 {pcr[4][:16]}…, PCR 11 {pcr[11][:16]}…")
+
+        def uuid(h):
+            return f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+        want = {"root-x86-64": uuid(roothash[:32]), "root-x86-64-verity": uuid(roothash[32:])}
+        for typ, partuuid in want.items():
+            v.wait_for(rf"cvminit: partitions: /dev/vda\d type {re.escape(typ)} \(\S+\) "
+                       rf"partuuid {partuuid}$", scaled(test_boot.STEP_TIMEOUT), since=0)
+        v.wait_for(r"cvminit: partitions: /dev/vda\d type var ", scaled(30), since=0)
+        v.wait_for(r"cvminit: partitions: /dev/vda\d type esp ", scaled(30), since=0)
+        test_boot.expect_ready(v)
+        test_boot.power_off_via_button(v)
+
+
+def test_image_reproducible():
+    """A second build from the same inputs gives the same root hash, UKI and disk image."""
+    image_or_fail()
+    files = ["cvminit.roothash", "cvminit.efi", "cvminit.raw"]
+    before = {f: sha256(IMAGE_DIR / f) for f in files}
+    t0 = time.monotonic()
+    log = WORK_ROOT / "image_reproducible.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        r = subprocess.run([str(REPO / "image/build-image.sh")], cwd=REPO, stdout=out,
+                           stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        raise TestFailure(f"second image build failed ({r.returncode}); see {log}")
+    note(f"second build took {time.monotonic() - t0:.0f} s")
+    after = {f: sha256(IMAGE_DIR / f) for f in files}
+    differ = [f for f in files if before[f] != after[f]]
+    if differ:
+        raise TestFailure("not reproducible: " + ", ".join(
+            f"{f} {before[f][:12]} → {after[f][:12]}" for f in differ))
+    note(f"roothash {(IMAGE_DIR / 'cvminit.roothash').read_text().strip()[:16]}…, "
+         f"UKI sha256 {after['cvminit.efi'][:16]}…")
