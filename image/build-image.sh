@@ -71,6 +71,25 @@ else
     fi
 fi
 
+# kubelet: Debian has none. A binary given as KUBELET=/path goes to /usr/bin/kubelet after its
+# sha256 is checked against KUBELET_SHA256; without one the image has no kubelet.
+kubelet_tree=$out/.kubelet-tree
+rm -rf "$kubelet_tree"
+if [ -n "${KUBELET:-}" ]; then
+    [ -f "$KUBELET" ] || { echo "build-image: KUBELET=$KUBELET: no such file" >&2; exit 1; }
+    [ -n "${KUBELET_SHA256:-}" ] || { echo "build-image: KUBELET is set but KUBELET_SHA256 is not: give the expected sha256 of $KUBELET" >&2; exit 1; }
+    got=$(sha256sum "$KUBELET" | cut -d' ' -f1)
+    if [ "$got" != "${KUBELET_SHA256,,}" ]; then
+        echo "build-image: $KUBELET has sha256 $got, expected KUBELET_SHA256=$KUBELET_SHA256: refusing to build" >&2
+        exit 1
+    fi
+    install -D -m 0755 "$KUBELET" "$kubelet_tree/usr/bin/kubelet"
+    args+=("--extra-tree=$kubelet_tree")
+    echo "build-image: kubelet: $KUBELET (sha256 $got) -> /usr/bin/kubelet" >&2
+else
+    echo "build-image: kubelet: none given (KUBELET=/path KUBELET_SHA256=<hex>): the image has no /usr/bin/kubelet" >&2
+fi
+
 dropin=$out/.repart-state-size
 rm -rf "$dropin"
 if [ -n "${CVMINIT_STATE_SIZE:-}" ]; then

@@ -25,6 +25,9 @@ void log_console_raw(const char *line);
 #define log_errno(r, ...) log_errno_at(LOG_ERR, r, __VA_ARGS__)
 #define log_warn_errno(r, ...) log_errno_at(LOG_WARNING, r, __VA_ARGS__)
 
+/* libcryptsetup's log callback (crypt_set_log_callback): its messages become ours. */
+void log_cryptsetup(int level, const char *msg, void *data);
+
 /* Parses "err", "info", "7", … into a syslog level; -EINVAL when unknown. */
 int log_level_from_string(const char *s);
 const char *log_level_to_string(int level);

@@ -9,39 +9,51 @@
 #include "mount.h"
 #include "power.h"
 
+/* MOUNT_FATAL: the node cannot be trusted to run without it. MOUNT_LATE: mounted by
+ * mount_late(), as the filesystem (or its mount point, as for configfs) only exists once
+ * its module is loaded. */
+enum {
+	MOUNT_FATAL = 1 << 0,
+	MOUNT_LATE = 1 << 1,
+};
+
 struct mount_entry {
 	const char *what;
 	const char *where;
 	const char *type;
 	unsigned long flags;
 	const char *options;
-	bool fatal;
+	unsigned how; /* MOUNT_FATAL, MOUNT_LATE */
 };
 
 #define NOSUID_NODEV_NOEXEC (MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 static const struct mount_entry mount_table[] = {
-	{ "proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, NULL, true },
-	{ "sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, NULL, true },
-	{ "devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=4m", true },
-	{ "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=20%", true },
+	{ "proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, NULL, MOUNT_FATAL },
+	{ "sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, NULL, MOUNT_FATAL },
+	{ "devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=4m",
+	  MOUNT_FATAL },
+	{ "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=20%", MOUNT_FATAL },
 	/* The firmware's TPM event log lives here. */
-	{ "securityfs", "/sys/kernel/security", "securityfs", NOSUID_NODEV_NOEXEC, NULL, true },
+	{ "securityfs", "/sys/kernel/security", "securityfs", NOSUID_NODEV_NOEXEC, NULL,
+	  MOUNT_FATAL },
 	/* containerd and kubelet need the unified hierarchy; services get a cgroup each. */
-	{ "cgroup2", "/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC, "nsdelegate", true },
-	{ "configfs", "/sys/kernel/config", "configfs", NOSUID_NODEV_NOEXEC, NULL, false },
-	{ "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666",
-	  false },
-	{ "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", false },
+	{ "cgroup2", "/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC, "nsdelegate",
+	  MOUNT_FATAL },
+	{ "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666", 0 },
+	{ "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 0 },
+	{ "configfs", "/sys/kernel/config", "configfs", NOSUID_NODEV_NOEXEC, NULL, MOUNT_LATE },
 };
 
-int mount_early(void)
+static int mount_table_pass(bool late)
 {
 	int mounted = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(mount_table); i++) {
 		const struct mount_entry *m = &mount_table[i];
 
+		if (!!(m->how & MOUNT_LATE) != late)
+			continue;
 		if (mkdir(m->where, 0755) < 0 && errno != EEXIST)
 			log_debug("mkdir %s: %m", m->where);
 		if (mount(m->what, m->where, m->type, m->flags, m->options) == 0) {
@@ -50,7 +62,7 @@ int mount_early(void)
 		}
 		if (errno == EBUSY) /* already there (e.g. the kernel's devtmpfs automount) */
 			continue;
-		if (m->fatal)
+		if (m->how & MOUNT_FATAL)
 			fail_closed("cannot mount %s on %s: %s. The kernel lacks %s support; "
 				    "use a kernel built for this image.",
 				    m->type, m->where, strerror(errno), m->type);
@@ -58,6 +70,16 @@ int mount_early(void)
 			       m->where);
 	}
 	return mounted;
+}
+
+int mount_early(void)
+{
+	return mount_table_pass(false);
+}
+
+int mount_late(void)
+{
+	return mount_table_pass(true);
 }
 
 int mount_report(void)
