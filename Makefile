@@ -24,7 +24,7 @@ CPPFLAGS_COMMON := -I$(GEN) -DCVMINIT_VERSION=\"$(VERSION)\"
 MUSL_SPECS_SYS := /usr/lib/x86_64-linux-musl/musl-gcc.specs
 MUSL_SPECS := $(GEN)/musl-static-pie.specs
 MUSL_CC  := gcc -specs $(MUSL_SPECS)
-PKG_MODS := libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device
+PKG_MODS := libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device libzstd
 SYS_PKG  = PKG_CONFIG_LIBDIR=$(abspath $(SYSROOT))/lib/pkgconfig PKG_CONFIG_PATH= \
 	   PKG_CONFIG_SYSROOT_DIR= pkg-config --static
 REL_CFLAGS  = $(CSTD) -O2 -fPIE $(WARN) $(HARDEN) -ffunction-sections -fdata-sections \
@@ -38,7 +38,7 @@ SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 	       $(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys 2>/dev/null)
 UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device \
-	       tss2-tcti-swtpm 2>/dev/null)
+	       tss2-tcti-swtpm libzstd 2>/dev/null)
 
 .PHONY: all deps check unit qemu-test image run clean distclean host-deps format
 
@@ -70,7 +70,7 @@ $(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Make
 
 # --- unit tests ---------------------------------------------------------------
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
-UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c measured-boot/tpm.c
+UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c init/svc.c init/svclog.c measured-boot/tpm.c
 
 $(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c tests/unit/harness.h \
 		$(UNIT_LIB_SRCS) $(INIT_HDRS)
@@ -80,12 +80,24 @@ $(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c tests/unit/harnes
 
 unit: $(UNIT_TESTS)
 
+# --- the supervisor as PID 1 of a pid namespace (root; see tests/ns/run.py) -----------
+NS_SRCS := init/svc.c init/svclog.c init/supervise.c init/power.c init/powerbtn.c \
+	   init/config.c init/settings.c init/log.c
+
+$(BUILD)/ns/svc_pid1: tests/ns/svc_pid1.c $(NS_SRCS) $(INIT_HDRS)
+	@mkdir -p $(BUILD)/ns
+	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -o $@ $< $(NS_SRCS) $(UNIT_LIBS)
+
+.PHONY: ns-test
+ns-test: $(BUILD)/ns/svc_pid1
+	python3 tests/ns/run.py
+
 # --- the whole suite ----------------------------------------------------------
 host-deps:
 	tests/install-deps.sh
 
 check: host-deps
-	$(MAKE) all unit image
+	$(MAKE) all unit image $(BUILD)/ns/svc_pid1
 	python3 tests/run.py
 
 qemu-test: all

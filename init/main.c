@@ -7,6 +7,7 @@
 #include <libcryptsetup.h>
 
 #include "../measured-boot/tpm.h"
+#include "config.h"
 #include "log.h"
 #include "modules.h"
 #include "mount.h"
@@ -14,19 +15,24 @@
 #include "power.h"
 #include "settings.h"
 #include "supervise.h"
+#include "svc.h"
 #include "timeline.h"
 
 #ifndef CVMINIT_VERSION
 #define CVMINIT_VERSION "dev"
 #endif
 
+#define CONFIG_SIZE_MAX 65536
+
 static struct settings settings;
+static struct config cfg;
+static char cmdline[4096];
 
 /* Reads /proc/cmdline and applies its cvminit.* keys. A malformed or unknown key is a
  * refusal: the command line is part of what the node was measured to run with. */
 static void cmdline_load(void)
 {
-	char cmdline[4096], err[SETTINGS_ERR_MAX];
+	char err[SETTINGS_ERR_MAX];
 	ssize_t n;
 	int fd, r;
 
@@ -51,6 +57,47 @@ static void cmdline_load(void)
 	log_info("cmdline: %d cvminit.* key(s); on_failure=%s log_level=%s", r,
 		 power_action_to_string(settings.on_failure),
 		 log_level_to_string(settings.log_level));
+}
+
+/* Reads and parses /etc/cvminit/cvminit.conf (absent: no services). A malformed line is a
+ * refusal naming file:line. The command line's cvminit.* keys override its settings. */
+static void config_load(void)
+{
+	static char text[CONFIG_SIZE_MAX + 1];
+	char err[CONFIG_ERR_MAX];
+	ssize_t n;
+	int fd, r;
+
+	fd = open(CONFIG_PATH, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT) {
+		log_info("config: no %s, no services", CONFIG_PATH);
+		return;
+	}
+	if (fd < 0)
+		fail_closed("cannot open %s: %s", CONFIG_PATH, strerror(errno));
+	n = read(fd, text, sizeof(text));
+	close(fd);
+	if (n < 0)
+		fail_closed("cannot read %s: %s", CONFIG_PATH, strerror(errno));
+	if (n > CONFIG_SIZE_MAX)
+		fail_closed("%s is larger than %d bytes", CONFIG_PATH, CONFIG_SIZE_MAX);
+	text[n] = '\0';
+	if (strlen(text) != (size_t)n)
+		fail_closed("%s contains a NUL byte: not a text file", CONFIG_PATH);
+
+	r = config_parse(&cfg, &settings, text, CONFIG_PATH, err, sizeof(err));
+	if (r < 0) {
+		log_error("config: %s", err);
+		fail_closed("bad config: %s. Fix the file in the image (it is measured with it).",
+			    err);
+	}
+	/* The command line wins over the file: apply its keys again, each once. */
+	settings.seen = 0;
+	cmdline_parse(&settings, cmdline, err, sizeof(err));
+	power_init(&settings);
+	log_set_max_level(settings.log_level);
+	log_info("config: %s: %d service(s), %d extra module(s)", CONFIG_PATH, cfg.nsvc,
+		 cfg.nmodules);
 }
 
 /* Finds the TPM and reports its PCR banks and the firmware's and stub's PCRs. The
@@ -147,8 +194,12 @@ int main(int argc, char **argv)
 	if (supervise_init() < 0)
 		fail_closed("cannot set up signal handling for PID 1");
 
+	/* The config (services, extra modules, settings), validated before it is used. */
+	config_load();
+	timeline_mark("config");
+
 	/* Kernel modules (TPM, power button, storage), then the devices they bring. */
-	modules_load();
+	modules_load(cfg.modules, cfg.nmodules);
 	mount_late();
 	timeline_mark("modules");
 	tpm_probe();
@@ -157,6 +208,11 @@ int main(int argc, char **argv)
 	timeline_mark("partitions");
 
 	mount_report();
+
+	/* Services: output pipes, cgroups and environments set up now; the loop starts
+	 * them in dependency order. */
+	if (svc_init(&cfg, NULL) < 0)
+		fail_closed("cannot set up the services (output pipes or cgroups)");
 	timeline_finish();
 	supervise_loop();
 }

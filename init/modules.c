@@ -75,11 +75,32 @@ static int load_one(struct kmod_ctx *ctx, const char *name, const char *options)
 	return matched;
 }
 
-int modules_load(void)
+/* Loads one module of the boot; returns 1 if it is in the kernel now, 0 if an optional
+ * one is missing; fails closed for a required one. */
+static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool required,
+			    const char *release)
+{
+	int r = load_one(ctx, name, NULL);
+
+	if (r > 0) {
+		log_debug("modules: %s loaded", name);
+		return 1;
+	}
+	if (r == 0)
+		r = -ENOENT;
+	if (required)
+		fail_closed("cannot load kernel module %s: %s. The initrd must carry it for "
+			    "kernel %s (see init/modules.list and the config's module lines).",
+			    name, strerror(-r), release);
+	log_warn_errno(r, "modules: %s (optional, skipped)", name);
+	return 0;
+}
+
+int modules_load(char *const *extra, int nextra)
 {
 	struct utsname u;
 	struct kmod_ctx *ctx;
-	int loaded = 0, failed = 0;
+	int loaded = 0, total = 0;
 
 	uname(&u);
 	ctx = kmod_open();
@@ -87,26 +108,13 @@ int modules_load(void)
 		fail_closed("cannot set up libkmod for /lib/modules/%s: out of memory or the "
 			    "initrd has no module index", u.release);
 
-	for (size_t i = 0; i < ARRAY_SIZE(module_table); i++) {
-		const struct module_entry *m = &module_table[i];
-		int r = load_one(ctx, m->name, NULL);
-
-		if (r > 0) {
-			loaded++;
-			log_debug("modules: %s loaded", m->name);
-			continue;
-		}
-		if (r == 0)
-			r = -ENOENT;
-		if (m->required)
-			fail_closed("cannot load kernel module %s: %s. The initrd must carry it "
-				    "for kernel %s (see init/modules.list).",
-				    m->name, strerror(-r), u.release);
-		failed++;
-		log_warn_errno(r, "modules: %s (optional, skipped)", m->name);
-	}
+	for (size_t i = 0; i < ARRAY_SIZE(module_table); i++, total++)
+		loaded += load_boot_module(ctx, module_table[i].name, module_table[i].required,
+					   u.release);
+	for (int i = 0; i < nextra; i++, total++)
+		loaded += load_boot_module(ctx, extra[i], true, u.release);
 	kmod_unref(ctx);
-	log_info("modules: %d loaded, %d optional missing, kernel %s", loaded, failed,
+	log_info("modules: %d loaded, %d optional missing, kernel %s", loaded, total - loaded,
 		 u.release);
 	return loaded;
 }

@@ -2,8 +2,9 @@
  * /sbin/modprobe personality the kernel calls for request_module(). */
 #pragma once
 
-/* Loads every module of the table with its dependencies and softdeps. Returns the number
- * loaded (built-in and already loaded count), or fails closed on a required one. */
-int modules_load(void);
+/* Loads every module of the table, then the config's extra ones (all required), with
+ * their dependencies and softdeps. Returns the number loaded (built-in and already
+ * loaded count), or fails closed on a required one. */
+int modules_load(char *const *extra, int nextra);
 /* Entry point when argv[0] is "modprobe": "modprobe [-q] [-b] [--] name [params]". */
 int modprobe_main(int argc, char **argv);

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "power.h"
+#include "svc.h"
 
 static enum power_action on_failure = POWER_OFF;
 static unsigned shutdown_timeout = 10;
@@ -169,6 +170,9 @@ void power_shutdown(enum power_action action, const char *why)
 
 	log_notice("%s: %s", why, verb);
 
+	/* Services first, in reverse dependency order (kubelet must be gone before
+	 * containerd), each dependency level given up to shutdown_timeout. */
+	svc_stop_all(shutdown_timeout);
 	log_info("shutdown: sending SIGTERM to all processes");
 	kill(-1, SIGTERM);
 	if (!wait_children(shutdown_timeout)) {

@@ -14,6 +14,6 @@ void crash_handler_install(void);
  * nothing, syncs, then does the configured on_failure action. */
 _noreturn_ void fail_closed(const char *fmt, ...) _printf_(1, 2);
 
-/* Orderly stop: TERM everything, wait up to shutdown_timeout, KILL the rest, sync,
- * unmount, then the action. Services are stopped before this by the supervisor. */
+/* Orderly stop: the services (svc_stop_all), then TERM everything, wait up to
+ * shutdown_timeout, KILL the rest, sync, unmount, then the action. */
 _noreturn_ void power_shutdown(enum power_action action, const char *why);

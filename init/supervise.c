@@ -1,5 +1,5 @@
 /* PID 1's main loop. Signals arrive through one signalfd and are dispatched from a table
- * (sinit's sigmap); the loop allocates nothing. */
+ * (sinit's sigmap); service output and timers share the same poll(); nothing allocates. */
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include "power.h"
 #include "powerbtn.h"
 #include "supervise.h"
+#include "svc.h"
 
 static int signal_fd = -1;
 static unsigned long orphans_reaped;
@@ -22,8 +23,9 @@ static void on_sigchld(void)
 
 	/* Several children may have exited for one SIGCHLD: reap until none is left. */
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		/* No service table yet, so every child that ends here is an orphan that the
-		 * kernel re-parented to us. */
+		if (svc_reaped(pid, status))
+			continue;
+		/* Not a service: an orphan that the kernel re-parented to us. */
 		orphans_reaped++;
 		log_debug("reaped orphan %d (%s %d), %lu so far", (int)pid,
 			  WIFEXITED(status) ? "exit" : "signal",
@@ -86,18 +88,6 @@ int supervise_init(void)
 	return 0;
 }
 
-void supervise_child_signals(void)
-{
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
-	sigset_t set;
-
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &dfl, NULL);
-	sigemptyset(&set);
-	sigprocmask(SIG_SETMASK, &set, NULL);
-}
-
 static void dispatch_signals(void)
 {
 	struct signalfd_siginfo si;
@@ -111,9 +101,10 @@ static void dispatch_signals(void)
 
 void supervise_loop(void)
 {
-	struct pollfd pfd[1 + POWERBTN_MAX];
+	struct pollfd pfd[1 + POWERBTN_MAX + SVC_MAX];
 	int btn[POWERBTN_MAX];
-	char path[64];
+	char path[64], why[128];
+	enum power_action action;
 	int nbtn;
 
 	nbtn = powerbtn_open(btn, path, sizeof(path));
@@ -130,16 +121,25 @@ void supervise_loop(void)
 	/* Children may have exited before the signalfd was polled. */
 	on_sigchld();
 	for (;;) {
-		int r = poll(pfd, (nfds_t)(1 + nbtn), -1);
+		int fixed = 1 + nbtn, nsvcfd, r;
+
+		svc_start_ready();
+		nsvcfd = svc_pollfds(pfd + fixed, (int)ARRAY_SIZE(pfd) - fixed);
+		r = poll(pfd, (nfds_t)(fixed + nsvcfd), svc_timeout_ms());
 		if (r < 0) {
 			if (errno != EINTR)
 				log_warn_errno(-errno, "poll");
 			continue;
 		}
+		/* Output first, so a service's last lines come before the news of its exit. */
+		svc_handle_pollfds(pfd + fixed, nsvcfd);
 		if (pfd[0].revents & POLLIN)
 			dispatch_signals();
 		for (int i = 0; i < nbtn; i++)
 			if ((pfd[1 + i].revents & POLLIN) && powerbtn_pressed(btn[i]))
 				power_shutdown(POWER_OFF, "power button");
+		svc_tick();
+		if (svc_shutdown_requested(&action, why, sizeof(why)))
+			power_shutdown(action, why);
 	}
 }

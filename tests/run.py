@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The test runner of `make check`: unit tests (one process per test, ASan/UBSan), then
-the QEMU scenarios; prints every result and one closing line `N passed, N failed`."""
+"""The test runner of `make check`: unit tests (one process per test, ASan/UBSan), the
+service supervisor as PID 1 of a pid namespace, then the QEMU scenarios; prints every result and one closing line `N passed, N failed`."""
 import argparse
 import glob
 import os
@@ -51,6 +51,9 @@ def main():
             counts["FAIL"] += 1
         for t in tests:
             run_suite(f"unit/{os.path.basename(t)}", [t], counts)
+    if not args.unit_only and not args.qemu_only:
+        # The supervisor as PID 1 of a pid namespace (STYLE layer 2).
+        run_suite("ns", [sys.executable, os.path.join(ROOT, "tests/ns/run.py")], counts)
     if not args.unit_only:
         # --strict: a missing build/cvminit or kernel fails instead of skipping.
         argv = [sys.executable, os.path.join(ROOT, "tests/qemu/run.py"), "--strict"]

@@ -88,10 +88,12 @@ def prepare(args):
     work = REPO / "build" / "test-work"
     work.mkdir(parents=True, exist_ok=True)
     initrd = work / "initrd.cpio"
-    cmd = [sys.executable, str(REPO / "image/mkinitrd.py"), "--init", str(init),
-           "--output", str(initrd)]
+    cmd = [sys.executable, str(REPO / "image/mkinitrd.py"), "--init", str(init)]
     if args.modules_list != "none":
         cmd += ["--modules-list", args.modules_list, "--kmod-dir", str(kmod)]
+    # Scenarios build variants of this initrd (vm.initrd_with) with extra files.
+    vm.config.mkinitrd = list(cmd)
+    cmd += ["--output", str(initrd)]
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in r.stdout.splitlines():
         print(f"  {line}")

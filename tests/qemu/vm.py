@@ -544,6 +544,7 @@ class Config:
     timeout_scale = 1.0    # multiply scenario timeouts (slow machines)
     notes = []             # extra lines the runner prints after a scenario
     current = None         # name of the running scenario (default VM name)
+    mkinitrd = None        # the mkinitrd.py command of the run's initrd, without --output
     missing = None         # why no VM can boot (no kernel, no cvminit), or None
     strict = False         # missing prerequisites fail instead of skip
 
@@ -567,6 +568,26 @@ def boot(extra_cmdline="", *, name=None, initrd=None, ovmf=None, timeout=300, **
     return VM(config.kernel, initrd or config.initrd, cmdline,
               ovmf=config.ovmf if ovmf is None else ovmf,
               timeout=timeout * config.timeout_scale, name=name, **kw)
+
+
+def initrd_with(files, name=None):
+    """The run's initrd plus files: {dest path in the initrd: text}. Returns its path."""
+    if config.mkinitrd is None:
+        raise (TestFailure if config.strict else Skip)(config.missing or "no initrd")
+    name = name or config.current or "vm"
+    work = WORK_ROOT / f"{name}-initrd"
+    work.mkdir(parents=True, exist_ok=True)
+    cmd = list(config.mkinitrd)
+    for i, (dest, text) in enumerate(sorted(files.items())):
+        src = work / f"file{i}"
+        src.write_text(text)
+        cmd += ["--file", f"{src}:{dest}:0644"]
+    out = work / "initrd.cpio"
+    r = subprocess.run(cmd + ["--output", str(out)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise TestFailure(f"mkinitrd failed: {r.stdout[-2000:]}")
+    return str(out)
 
 
 def scaled(seconds):

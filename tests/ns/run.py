@@ -1,0 +1,436 @@
+#!/usr/bin/env python3
+"""Layer 2: the service supervisor as PID 1 of a pid namespace (build/ns/svc_pid1, the real
+supervise loop with ASan/UBSan). Each scenario writes a config of small test services
+(tests/ns/svc/), runs the driver under `unshare --pid --fork --mount --mount-proc` with
+its cgroups under a scratch cgroup2 directory, reads its console log and prints
+`PASS name` or `FAIL name: why`, then `N passed, N failed`. Needs root and a writable
+cgroup2 mount. Usage: tests/ns/run.py [-k SUBSTRING] [--keep]"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DRIVER = os.path.join(ROOT, "build/ns/svc_pid1")
+SVC = os.path.join(ROOT, "tests/ns/svc")
+LINE = re.compile(r"^\[\s*(\d+\.\d+)\] cvminit: (.*)$")
+
+
+class Fail(Exception):
+    pass
+
+
+def cgroup2_root():
+    """The first writable cgroup2 mount (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a
+    hybrid host)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[0] == "cgroup2":
+                path = left.split()[4]
+                if os.access(path, os.W_OK):
+                    return path
+    return None
+
+
+def remove_cgroup(path):
+    """Kills whatever is left in a cgroup tree and removes it, deepest first."""
+    if not os.path.isdir(path):
+        return
+    for dirpath, dirnames, _ in os.walk(path, topdown=False):
+        try:
+            with open(os.path.join(dirpath, "cgroup.kill"), "w") as f:
+                f.write("1")
+        except OSError:
+            pass
+        for _ in range(50):
+            try:
+                os.rmdir(dirpath)
+                break
+            except OSError:
+                time.sleep(0.02)
+
+
+class Node:
+    """One run of the driver: a scratch dir, a scratch cgroup, the namespace's PID 1."""
+
+    def __init__(self, name, config, keep=False):
+        self.name = name
+        self.keep = keep
+        self.dir = tempfile.mkdtemp(prefix=f"cvminit-ns-{name}-")
+        self.cgroup = os.path.join(CGROOT, f"cvminit-test-{os.getpid()}-{name}")
+        os.mkdir(self.cgroup)
+        self.logdir = os.path.join(self.dir, "log")
+        os.mkdir(self.logdir)
+        self.kmsg = self.path("kmsg")
+        self.console = self.path("console")
+        open(self.kmsg, "w").close()
+        open(self.console, "w").close()
+        self.conf = self.path("cvminit.conf")
+        with open(self.conf, "w") as f:
+            f.write(config.replace("@DIR@", self.dir).replace("@SVC@", SVC))
+        self.stderr = open(self.path("stderr"), "w")
+        self.proc = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount", "--mount-proc", DRIVER, self.conf,
+             self.cgroup, self.logdir, self.kmsg, self.console],
+            stdin=subprocess.DEVNULL, stdout=self.stderr, stderr=self.stderr)
+        self.pid1 = self._child_of(self.proc.pid)
+        self.ns = os.readlink(f"/proc/{self.pid1}/ns/pid")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    @staticmethod
+    def _child_of(pid):
+        for _ in range(200):
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    kids = f.read().split()
+                if kids:
+                    return int(kids[0])
+            except OSError:
+                pass
+            time.sleep(0.01)
+        raise Fail("the driver did not start")
+
+    def lines(self):
+        out = []
+        with open(self.console, errors="replace") as f:
+            for line in f:
+                m = LINE.match(line.rstrip("\n"))
+                if m:
+                    out.append((float(m.group(1)), m.group(2)))
+        return out
+
+    def find(self, pattern, after=None):
+        """All (time, message, match) whose message matches, at or after a time."""
+        rx = re.compile(pattern)
+        res = []
+        for t, msg in self.lines():
+            m = rx.search(msg)
+            if m and (after is None or t >= after):
+                res.append((t, msg, m))
+        return res
+
+    def wait(self, pattern, timeout=10.0, count=1, after=None):
+        """Waits until pattern has matched count times; returns the last match."""
+        end = time.monotonic() + timeout
+        while True:
+            found = self.find(pattern, after)
+            if len(found) >= count:
+                return found[count - 1]
+            if time.monotonic() > end:
+                raise Fail(f"no {count}x /{pattern}/ within {timeout} s")
+            if self.proc.poll() is not None:
+                found = self.find(pattern, after)
+                if len(found) >= count:
+                    return found[count - 1]
+                raise Fail(f"driver ended ({self.proc.returncode}) before /{pattern}/")
+            time.sleep(0.05)
+
+    def ns_procs(self):
+        """(host pid, ns pid, state) of every process in the namespace."""
+        res = []
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{p}/ns/pid") != self.ns:
+                    continue
+                with open(f"/proc/{p}/status") as f:
+                    st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+                res.append((int(p), int(st["NSpid"].split()[-1]), st["State"][0]))
+            except (OSError, KeyError, ValueError):
+                continue
+        return res
+
+    def host_pid(self, nspid):
+        for host, ns, _ in self.ns_procs():
+            if ns == nspid:
+                return host
+        raise Fail(f"no process {nspid} in the namespace")
+
+    def signal_pid1(self, sig):
+        os.kill(self.pid1, sig)
+
+    def finish(self, failed):
+        if self.proc.poll() is None:
+            self.proc.kill()  # unshare; its child, the ns init, goes below
+            try:
+                os.kill(self.pid1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self.stderr.close()
+        remove_cgroup(self.cgroup)
+        if failed:
+            print(f"  -- {self.name}: last console lines ({self.dir}):")
+            for line in open(self.console, errors="replace").read().splitlines()[-25:]:
+                print(f"  | {line}")
+            err = open(self.path("stderr"), errors="replace").read().strip()
+            if err:
+                print("  | stderr: " + err[-2000:].replace("\n", "\n  | "))
+        if not self.keep and not failed:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def check(cond, why):
+    if not cond:
+        raise Fail(why)
+
+
+def near(got, want, tol):
+    return abs(got - want) <= tol
+
+
+HEADER = "set shutdown_timeout=2\nset log_level=debug\n"
+A_AND_B = """
+service a
+	exec @SVC@/sock_ready.py
+	env DELAY=1
+	env SOCK=@DIR@/a.sock
+	ready socket @DIR@/a.sock
+	restart 1 30
+service b
+	after a
+	exec @SVC@/sleeper.sh
+"""
+
+
+def start_order(n):
+    ta, _, m = n.wait(r"^a: started \(pid (\d+)\)")
+    tb, _, _ = n.wait(r"^b: started \(pid \d+\)")
+    tr, msg, mr = n.wait(r"^a: ready \(socket \S+ accepted after (\d+) ms\)")
+    check(ta < tr <= tb, f"order a started {ta}, a ready {tr}, b started {tb}")
+    check(tr - ta >= 0.9, f"a ready {tr - ta:.2f} s after start; it listens after 1 s")
+    check(int(mr.group(1)) >= 900, msg)
+    check(tb - tr < 0.5, f"b started {tb - tr:.2f} s after a was ready")
+    # a's output went to kmsg and to its log file.
+    check("<30>a: sock_ready: listening on" in open(n.kmsg).read(), "a's output not in kmsg")
+    n.wait(r"^b: started")
+    time.sleep(0.3)
+    check("sleeper: up" in open(os.path.join(n.logdir, "b.log")).read(), "b.log lacks b's line")
+
+
+def restart_dependency(n):
+    _, _, m = n.wait(r"^a: started \(pid (\d+)\)")
+    n.wait(r"^b: started")
+    n.wait(r"^a: ready")
+    os.kill(n.host_pid(int(m.group(1))), signal.SIGKILL)
+    tk, _, _ = n.wait(r"^a: killed by signal 9")
+    n.wait(r"^a: restarting in 1 s \(restart 1 of 10\)")
+    n.wait(r"^b: stopping \(SIGTERM to pid \d+\): a is down")
+    n.wait(r"^b: killed by signal 15")
+    ta2, _, m2 = n.wait(r"^a: started \(pid (\d+)\)", count=2)
+    check(near(ta2 - tk, 1.0, 0.3), f"a restarted {ta2 - tk:.2f} s after the kill, not 1 s")
+    tr2 = n.wait(r"^a: ready", count=2)[0]
+    tb2 = n.wait(r"^b: started", count=2)[0]
+    check(tb2 >= tr2, "b started again before a was ready again")
+    # Killed again before stable_secs: the delay doubles.
+    os.kill(n.host_pid(int(m2.group(1))), signal.SIGKILL)
+    tk2 = n.wait(r"^a: killed by signal 9", count=2)[0]
+    n.wait(r"^a: restarting in 2 s \(restart 2 of 10\)")
+    ta3 = n.wait(r"^a: started", count=3)[0]
+    check(near(ta3 - tk2, 2.0, 0.3), f"second restart after {ta3 - tk2:.2f} s, not 2 s")
+    n.wait(r"^b: started", count=3)
+
+
+def exhausted_stop(n):
+    n.wait(r"^f: \*\*\* gave up after 3 restarts in a row; on_exhausted stop", timeout=15)
+    n.wait(r"^f: \*\*\* left stopped; the node stays up")
+    starts = [t for t, _, _ in n.find(r"^f: started")]
+    check(len(starts) == 4, f"{len(starts)} starts, expected 4")
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    for got, want in zip(gaps, [1, 2, 4]):
+        check(near(got, want, 0.3), f"restart gaps {['%.2f' % g for g in gaps]}, want 1 2 4")
+    for k, d in ((1, 1), (2, 2), (3, 4)):
+        check(n.find(rf"^f: restarting in {d} s \(restart {k} of 3\)"), f"no restart {k} log")
+    time.sleep(0.5)
+    check(n.proc.poll() is None, "the driver ended; on_exhausted stop keeps the node up")
+    check(n.find(r"^b2: started"), "the other service was not started")
+    check(not n.find(r"powering off"), "shutdown started")
+
+
+def exhausted_poweroff(n):
+    n.wait(r"^f: \*\*\* gave up after 1 restarts in a row; on_exhausted poweroff", timeout=8)
+    n.wait(r"^service f used up its restarts: powering off")
+    n.wait(r"^shutdown: powering off now")
+    try:
+        rc = n.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        raise Fail("the driver did not end after powering off")
+    # reboot(2) in a pid namespace: RB_POWER_OFF makes the namespace's init die "by"
+    # SIGINT (RB_AUTOBOOT: SIGHUP); unshare --fork passes that on as its own death.
+    check(rc == -signal.SIGINT, f"unshare ended with {rc}, expected -SIGINT")
+
+
+def orphan_reaped(n):
+    n.wait(r"^df: \*\*\* gave up after 1 restarts", timeout=8)
+    n.wait(r"^reaped orphan \d+ \(exit 0\), 2 so far", timeout=3)
+    time.sleep(1.0)
+    zombies = [(h, p) for h, p, s in n.ns_procs() if s == "Z"]
+    check(not zombies, f"zombies in the namespace: {zombies}")
+    check(n.find(r"^df: exited with status 0"), "df's exit was not seen")
+    check(n.proc.poll() is None, "the driver ended")
+
+
+SHUTDOWN = A_AND_B + """
+service c
+	after b
+	exec @SVC@/sleeper.sh
+service st
+	exec @SVC@/stubborn.sh
+"""
+
+
+def shutdown_order(n):
+    n.wait(r"^c: started")
+    n.wait(r"^st: started")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    n.signal_pid1(signal.SIGTERM)
+    try:
+        rc = n.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise Fail("PID 1 did not end within 30 s of SIGTERM")
+    took = time.monotonic() - t0
+    check(rc == -signal.SIGINT, f"unshare ended with {rc}, expected -SIGINT (poweroff)")
+    order = [msg for _, msg in n.lines() if msg.startswith("shutdown:")]
+
+    def idx(prefix):
+        for i, msg in enumerate(order):
+            if msg.startswith(prefix):
+                return i
+        raise Fail(f"no '{prefix}' in {order}")
+    check(idx("shutdown: stopping c") < idx("shutdown: c stopped") <
+          idx("shutdown: stopping b") < idx("shutdown: b stopped") <
+          idx("shutdown: stopping a") < idx("shutdown: a stopped") <
+          idx("shutdown: sending SIGTERM to all"), f"order: {order}")
+    check(idx("shutdown: stopping st") < idx("shutdown: st still running after 2 s: killed")
+          < idx("shutdown: powering off now"), f"order: {order}")
+    check(n.find(r"^shutdown: st still running after 2 s: killed [1-9]\d* process(es)? "
+                 r"\(cgroup.kill\)"), "stubborn was not killed through cgroup.kill")
+    # Bound: per dependency level (3) timeout + 1 s, then the kill-the-rest phase.
+    check(took < 3 * (2 + 1) + 2 + 5, f"shutdown took {took:.1f} s")
+    check(took < 6, f"shutdown took {took:.1f} s; with one stubborn service about 2 s")
+    leftovers = [d for d in os.listdir(n.cgroup) if os.path.isdir(os.path.join(n.cgroup, d))]
+    check(not leftovers, f"service cgroups left: {leftovers}")
+
+
+def output_rotation(n):
+    lines = 25000
+    log = os.path.join(n.logdir, "chatty.log")
+    end = time.monotonic() + 20
+    while "chatty: done" not in (open(log, errors="replace").read()
+                                 if os.path.exists(log) else ""):
+        check(time.monotonic() < end, "chatty.log never got its last line")
+        time.sleep(0.1)
+    old = log + ".1.zst"
+    check(os.path.exists(old), "no chatty.log.1.zst")
+    check(not os.path.exists(log + ".2.zst"), "rotated twice for 1.6 MB")
+    check(not os.path.exists(old + ".tmp"), "temp file left behind")
+    rotated = subprocess.run(["zstd", "-dc", old], capture_output=True, check=True).stdout
+    check(len(rotated) <= 1 << 20, f"{len(rotated)} bytes in .1.zst, over 1 MiB")
+    text = rotated.decode() + open(log).read()
+    want = "".join(f"chatty line {i:07d}: the quick brown fox jumps over the lazy dog\n"
+                   for i in range(1, lines + 1)) + "chatty: done\n"
+    check(text == want, "rotated + live log differ from what the service wrote")
+    # kmsg: the burst, then its share; every line either passed or is counted as dropped.
+    kmsg = open(n.kmsg).read().splitlines()
+    passed = sum(1 for k in kmsg if k.startswith("<30>chatty: chatty line "))
+    dropped = sum(int(m.group(1)) for k in kmsg
+                  for m in [re.match(r"<30>chatty: (\d+) lines dropped \(rate limit\)$", k)] if m)
+    check(dropped > 0, "nothing was dropped from a flood")
+    check(passed + dropped == lines, f"{passed} passed + {dropped} dropped != {lines}")
+    check(200 <= passed < 2000, f"{passed} lines of a flood reached kmsg")
+    check("<30>chatty: chatty: done" in kmsg, "the line after the flood did not reach kmsg")
+
+
+SCENARIOS = [
+    ("start_order", A_AND_B, start_order),
+    ("restart_dependency", A_AND_B, restart_dependency),
+    ("exhausted_stop", """
+service f
+	exec @SVC@/fail.sh
+	restart 1 30
+	limit 3
+	on_exhausted stop
+service b2
+	exec @SVC@/sleeper.sh
+""", exhausted_stop),
+    ("exhausted_poweroff", """
+service f
+	exec @SVC@/fail.sh
+	limit 1
+	on_exhausted poweroff
+""", exhausted_poweroff),
+    ("orphan_reaped", """
+service df
+	exec @SVC@/double_fork.sh
+	limit 1
+	on_exhausted stop
+""", orphan_reaped),
+    ("shutdown_order", SHUTDOWN, shutdown_order),
+    ("output_rotation", """
+service chatty
+	exec @SVC@/chatty.sh
+	env LINES=25000
+""", output_rotation),
+]
+
+
+def main():
+    global CGROOT
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("-k", help="only scenarios whose name contains this")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch dirs")
+    args = ap.parse_args()
+    todo = [s for s in SCENARIOS if not args.k or args.k in s[0]]
+
+    why = None
+    CGROOT = cgroup2_root()
+    if os.geteuid() != 0:
+        why = "needs root (pid and mount namespaces, cgroups)"
+    elif not CGROOT:
+        why = "no writable cgroup2 mount"
+    elif not os.access(DRIVER, os.X_OK):
+        why = f"{DRIVER} is missing (make build/ns/svc_pid1)"
+    elif not shutil.which("unshare") or not shutil.which("zstd"):
+        why = "unshare and zstd are needed"
+    if why:
+        for name, _, _ in todo:
+            print(f"SKIP ns/{name}: {why}")
+        print(f"0 passed, 0 failed, {len(todo)} skipped")
+        return 0
+
+    passed = failed = 0
+    for name, conf, fn in todo:
+        t0 = time.monotonic()
+        node = None
+        err = None
+        try:
+            node = Node(name, HEADER + conf, keep=args.keep)
+            fn(node)
+        except Fail as e:
+            err = str(e)
+        except Exception as e:  # a broken scenario is a failure, not a crash of the run
+            err = f"{type(e).__name__}: {e}"
+        if node:
+            node.finish(err is not None)
+        if err:
+            print(f"FAIL ns/{name}: {err}", flush=True)
+            failed += 1
+        else:
+            print(f"PASS ns/{name} ({time.monotonic() - t0:.1f} s)", flush=True)
+            passed += 1
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

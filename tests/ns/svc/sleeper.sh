@@ -1,0 +1,4 @@
+#!/bin/sh
+# Test service: one line, then runs until stopped.
+echo "sleeper: up (pid $$)"
+exec sleep 1000

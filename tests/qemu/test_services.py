@@ -1,0 +1,48 @@
+"""Config and service scenarios in the initrd: a malformed config refuses the boot with
+file:line; a service that keeps exiting is restarted with a doubling backoff until its
+restarts run out, then its on_exhausted action powers the node off."""
+import re
+
+import test_boot
+from vm import TestFailure, boot, initrd_with, note, scaled
+
+CONF = "/etc/cvminit/cvminit.conf"
+
+
+def test_config_malformed_refuses():
+    """A bad line in cvminit.conf: an error naming file:line, a refusal, power off."""
+    text = "service probe\n\texec /init --version\n\tbogus 1\n"
+    with boot(initrd=initrd_with({CONF: text}), ovmf=False) as v:
+        test_boot.expect_start(v, "SeaBIOS")
+        v.wait_for(rf"cvminit: config: {re.escape(CONF)}:3: unknown directive \"bogus\"",
+                   scaled(test_boot.STEP_TIMEOUT), since=0)
+        test_boot.expect_refusal_and_poweroff(v)
+        v.assert_absent(r"probe: started", "a service started despite the bad config")
+
+
+def test_service_backoff_then_on_exhausted():
+    """/init --version exits at once: restarts after 1, 2, 4 s (restart 4 s, max 4), then
+    'gave up after 3 restarts' and on_exhausted poweroff shuts the node down cleanly."""
+    text = ("service probe\n\texec /init --version\n\trestart 1 4\n\tlimit 3\n"
+            "\ton_exhausted poweroff\n")
+    with boot(initrd=initrd_with({CONF: text}), ovmf=False) as v:
+        test_boot.expect_start(v, "SeaBIOS")
+        v.wait_for(r"cvminit: config: .*: 1 service\(s\)", scaled(60), since=0)
+        stamps = []
+        for i in range(4):
+            m = v.wait_for(r"\[\s*(\d+\.\d+)\] cvminit: probe: started \(pid \d+\): "
+                           r"/init --version$", scaled(60))
+            stamps.append(float(m.group(1)))
+            # The service's own output reaches kmsg under its name.
+            v.wait_for(r"\] probe: cvminit \S+$", scaled(30))
+            if i < 3:
+                v.wait_for(rf"cvminit: probe: restarting in {2 ** i} s \(restart {i + 1} of 3\)",
+                           scaled(30))
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        note("gaps between starts (guest clock): " + ", ".join(f"{g:.2f} s" for g in gaps))
+        for want, got in zip((1, 2, 4), gaps):
+            if not want <= got < want + 1.5:
+                raise TestFailure(f"restart gap {got:.2f} s, expected about {want} s: {gaps}")
+        v.wait_for(r"cvminit: probe: \*\*\* gave up after 3 restarts in a row; "
+                   r"on_exhausted poweroff", scaled(30))
+        test_boot.expect_poweroff(v, scaled(test_boot.POWEROFF_BOUND))
