@@ -24,7 +24,7 @@ CPPFLAGS_COMMON := -I$(GEN) -DCVMINIT_VERSION=\"$(VERSION)\"
 MUSL_SPECS_SYS := /usr/lib/x86_64-linux-musl/musl-gcc.specs
 MUSL_SPECS := $(GEN)/musl-static-pie.specs
 MUSL_CC  := gcc -specs $(MUSL_SPECS)
-PKG_MODS := libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device libzstd
+PKG_MODS := libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device libzstd json-c mbedcrypto
 SYS_PKG  = PKG_CONFIG_LIBDIR=$(abspath $(SYSROOT))/lib/pkgconfig PKG_CONFIG_PATH= \
 	   PKG_CONFIG_SYSROOT_DIR= pkg-config --static
 REL_CFLAGS  = $(CSTD) -O2 -fPIE $(WARN) $(HARDEN) -ffunction-sections -fdata-sections \
@@ -38,7 +38,7 @@ SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 	       $(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys 2>/dev/null)
 UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device \
-	       tss2-tcti-swtpm libzstd 2>/dev/null)
+	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedcrypto
 
 .PHONY: all deps check unit qemu-test image run clean distclean host-deps format
 
@@ -70,7 +70,9 @@ $(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Make
 
 # --- unit tests ---------------------------------------------------------------
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
-UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c init/svc.c init/svclog.c measured-boot/tpm.c
+UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c init/svc.c init/svclog.c measured-boot/tpm.c \
+		 measured-boot/digest.c measured-boot/eventlog.c measured-boot/measure.c \
+		 measured-boot/replay.c
 
 $(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c tests/unit/harness.h \
 		$(UNIT_LIB_SRCS) $(INIT_HDRS)

@@ -184,3 +184,27 @@ int tpm_pcr_read(struct tpm *t, uint16_t alg, unsigned pcr, uint8_t *digest)
 	Esys_Free(values);
 	return r;
 }
+
+int tpm_pcr_extend(struct tpm *t, unsigned pcr, const struct digest *digests, size_t n)
+{
+	TPML_DIGEST_VALUES values = { .count = (UINT32)n };
+	TSS2_RC rc;
+
+	if (pcr >= 24 || n == 0 || n > ARRAY_SIZE(values.digests))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (digests[i].size > sizeof(values.digests[i].digest) ||
+		    tpm_alg_digest_size(digests[i].alg) != digests[i].size)
+			return -EINVAL;
+		values.digests[i].hashAlg = digests[i].alg;
+		memcpy(&values.digests[i].digest, digests[i].buf, digests[i].size);
+	}
+	/* A PCR's auth value is empty unless someone set one: a password session with none. */
+	rc = Esys_PCR_Extend(t->esys, ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+			     ESYS_TR_NONE, &values);
+	if (rc != TSS2_RC_SUCCESS) {
+		log_error("tpm: PCR_Extend of PCR %u failed: %s (0x%x)", pcr, Tss2_RC_Decode(rc), rc);
+		return -EIO;
+	}
+	return 0;
+}

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "digest.h"
+
 #define TPM_MAX_BANKS  8
 #define TPM_MAX_DIGEST 64
 
@@ -25,6 +27,11 @@ void tpm_close(struct tpm *t);
 int tpm_pcr_banks(struct tpm *t, struct tpm_bank *banks, size_t max);
 /* Reads one PCR of one bank into digest (TPM_MAX_DIGEST bytes); returns its size. */
 int tpm_pcr_read(struct tpm *t, uint16_t alg, unsigned pcr, uint8_t *digest);
+
+/* Extends one PCR in every bank given: the TPM sets each bank to H(old || digest). All banks
+ * go in one TPM2_PCR_Extend, so either all of them change or none. Returns 0, -EINVAL for a
+ * PCR ≥ 24 or more banks than a command carries, -EIO with the TPM's reason logged. */
+int tpm_pcr_extend(struct tpm *t, unsigned pcr, const struct digest *digests, size_t n);
 
 /* "sha256" for TPM2_ALG_SHA256 …; NULL for algorithms we do not know. */
 const char *tpm_alg_name(uint16_t alg);

@@ -1,0 +1,39 @@
+/* Hashes by TPM algorithm id (mbedtls) and the PCR extend rule new = H(old || digest),
+ * shared by the measurement backends, the event log and replay. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* TPM 2.0 algorithm ids (TCG Algorithm Registry), so callers need not include tss2
+ * headers. */
+#define DIGEST_ALG_SHA1	  0x0004
+#define DIGEST_ALG_SHA256 0x000B
+#define DIGEST_ALG_SHA384 0x000C
+#define DIGEST_ALG_SHA512 0x000D
+
+#define DIGEST_MAX 64
+
+struct digest {
+	uint16_t alg;
+	uint16_t size;
+	uint8_t buf[DIGEST_MAX];
+};
+
+/* Digest size of alg in bytes; -EOPNOTSUPP when we cannot compute it. */
+int digest_size(uint16_t alg);
+/* "sha256" …, the names of the TCG CEL and of systemd's log; NULL when unknown. */
+const char *digest_alg_name(uint16_t alg);
+/* The algorithm id for a name; -EOPNOTSUPP when unknown. */
+int digest_alg_from_name(const char *name);
+
+/* out = H(data); returns the digest size or -EOPNOTSUPP / -EIO. */
+int digest_compute(uint16_t alg, const void *data, size_t len, uint8_t *out);
+/* pcr = H(pcr || digest), both digest_size(alg) bytes; returns the size or a negative
+ * errno. */
+int digest_extend(uint16_t alg, uint8_t *pcr, const uint8_t *digest);
+
+/* Lower-case hex of n bytes into out (2n + 1 bytes). */
+void digest_to_hex(const uint8_t *d, size_t n, char *out);
+/* Parses hex (any case) of 1 to max_len bytes; returns the byte count or -EINVAL. */
+int digest_from_hex(const char *hex, uint8_t *out, size_t max_len);

@@ -1,0 +1,68 @@
+/* The measurement event log: one record per extend, in the TCG Canonical Event Log JSON
+ * form that systemd writes to /run/log/systemd/tpm2-measure.log, so its tools can replay
+ * ours. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "digest.h"
+
+#define EVENTLOG_MAX_DIGESTS 8
+#define EVENTLOG_MAX_PCR     23
+
+/*
+ * A record is JSON-SEQ (RFC 7464): 0x1E, one JSON object, "\n". Field names follow TCG
+ * CEL-JSON and systemd (src/shared/tpm2-util.c writes them, src/pcrlock/pcrlock.c reads
+ * them):
+ *
+ *   {"recnum":0,"pcr":15,["rtmr":2,]
+ *    "digests":[{"hashAlg":"sha256","digest":"<hex>"},…],
+ *    "content_type":"systemd",
+ *    "content":{"string":"cvminit:cmdline",["eventType":"phase",]"extended":true}}
+ *
+ * "digests" are the digests of the measured data (what was extended), one per bank.
+ * Ours on top of systemd's: "content.extended" says whether the extend reached the TPM or
+ * the RTMR; replay skips records where it is false, and a record without it (systemd's)
+ * counts as extended. "rtmr" names the TDX register a PCR was mapped to; the record keeps
+ * "pcr".
+ */
+struct eventlog_record {
+	uint64_t recnum;
+	unsigned pcr;
+	int rtmr; /* -1: not a TDX record */
+	size_t n_digests;
+	struct digest digests[EVENTLOG_MAX_DIGESTS];
+	char *event;	  /* content.string */
+	char *event_type; /* content.eventType, NULL when absent */
+	bool extended;
+	size_t offset; /* reader: byte offset of the record's 0x1E in the log */
+};
+
+struct eventlog {
+	struct eventlog_record *records;
+	size_t n;
+};
+
+/* Opens (creating it and its directories) the log for appending: O_APPEND|O_CLOEXEC, and
+ * readable, since the next record number is the count of records already there. Returns
+ * the fd. */
+int eventlog_open(const char *path);
+/* Takes and drops the exclusive flock() that makes extend + append one critical section.
+ */
+int eventlog_lock(int fd);
+void eventlog_unlock(int fd);
+/* Appends r with one write() while the lock is held; sets r->recnum. Returns 0 or -errno.
+ */
+int eventlog_append_locked(int fd, struct eventlog_record *r);
+/* Locks, appends, unlocks. */
+int eventlog_append(int fd, struct eventlog_record *r);
+
+/* Parses a whole log into log->records; returns the record count. On a malformed or
+ * truncated record returns -EBADMSG with *bad_offset at its 0x1E (or where one was
+ * expected); the records before it stay in log. Free log with eventlog_free() either way. */
+int eventlog_parse(const char *buf, size_t len, struct eventlog *log, size_t *bad_offset);
+/* Reads path under a shared flock() and parses it; -errno when it cannot be read. */
+int eventlog_read(const char *path, struct eventlog *log, size_t *bad_offset);
+void eventlog_free(struct eventlog *log);

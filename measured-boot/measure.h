@@ -1,0 +1,41 @@
+/* measure(): extend every active bank of the boot's measurement register and append the
+ * record to the event log, both in one critical section. Backends: TPM 2.0 and Intel TDX.
+ */
+#pragma once
+
+#include <stddef.h>
+
+struct measurer;
+
+enum measurer_backend {
+	MEASURER_TPM = 1,
+	MEASURER_TDX,
+};
+
+/* The event log cvminit writes (DESIGN: "What cvminit measures"). */
+#define MEASURE_LOG_PATH "/run/log/cvminit/measure.log"
+
+/* Picks the backend under root ("/" on a node; a fake tree in tests): the TPM at
+ * <root>/dev/tpmrm0, else TDX RTMRs at <root>/sys/class/misc/tdx_guest/measurements, else
+ * -ENODEV. Failing closed on -ENODEV is the caller's decision. log_path:
+ * MEASURE_LOG_PATH. */
+int measurer_open(const char *root, const char *log_path, struct measurer **ret);
+/* One backend explicitly: tcti/conf as for tpm_open(); root as above. */
+int measurer_open_tpm(const char *tcti, const char *conf, const char *log_path,
+		      struct measurer **ret);
+int measurer_open_tdx(const char *root, const char *log_path, struct measurer **ret);
+void measurer_close(struct measurer *m);
+enum measurer_backend measurer_backend(const struct measurer *m);
+
+/* Extends pcr with the digest of data in every active bank (TPM), or the RTMR that pcr
+ * maps to with its sha384 (TDX), and appends the record for event, which says whether the
+ * extend succeeded. PCR 11 records get eventType "phase", as systemd-pcrphase's do.
+ * Returns 0, or the extend's error (the record then says "extended":false), or the log's
+ * error. */
+int measure(struct measurer *m, unsigned pcr, const char *event, const void *data,
+	    size_t len);
+
+/* The RTMR a PCR maps to by the UEFI spec's CC measurement table: PCR 1, 7 → 0; 2–6 → 1;
+ * 8–15 → 2. -EOPNOTSUPP for PCR 0 (MRTD, not extendable at run time) and 16–23; -EINVAL
+ * above. */
+int tdx_pcr_to_rtmr(unsigned pcr);

@@ -1,0 +1,40 @@
+/* Replaying an event log into the PCR values it predicts, and finding the first record a
+ * set of PCR values read from a TPM does not reflect (the basis of `cvm-measure verify`).
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "eventlog.h"
+
+#define REPLAY_PCRS 24
+
+struct replay_pcrs {
+	uint16_t alg;
+	uint16_t size;
+	uint8_t v[REPLAY_PCRS][DIGEST_MAX];
+};
+
+/* Fills out with the values of PCRs 0–23 in bank alg after the log's records, starting
+ * from the TPM reset values (0xff… for PCRs 17–22, zeros else; PCR 0's start locality is
+ * not modelled). Records with "extended": false and TDX (RTMR) records are skipped.
+ * Returns the digest size, -EOPNOTSUPP for an unknown alg, -ENODATA when a record lacks
+ * the bank. */
+int replay_log(const struct eventlog *log, uint16_t alg, struct replay_pcrs *out);
+
+struct replay_divergence {
+	unsigned pcr;
+	/* Index in log->records of the first record the PCR does not reflect: the one
+	 * after the longest prefix of its records that reproduces the value, or its first
+	 * record when no prefix does. SIZE_MAX when the PCR has no record to blame
+	 * (someone extended it without logging). */
+	size_t record;
+};
+
+/* Compares the PCRs in mask (bit n = PCR n) of actual with the replay of log in actual's
+ * bank. Returns 0 when all match; 1 with *ret set to the divergence that comes first in
+ * the log (one with no record to blame comes last); or a negative errno as replay_log. */
+int replay_verify(const struct eventlog *log, const struct replay_pcrs *actual,
+		  uint32_t mask, struct replay_divergence *ret);

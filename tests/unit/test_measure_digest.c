@@ -1,0 +1,106 @@
+/* The digest and PCR-extend math against published and independently computed vectors. */
+#include <errno.h>
+
+#include "../../measured-boot/digest.h"
+#include "harness.h"
+
+static const char *hex_of(const uint8_t *d, int n)
+{
+	static char out[2 * DIGEST_MAX + 1];
+
+	digest_to_hex(d, (size_t)n, out);
+	return out;
+}
+
+TEST(digest_fips180_abc)
+{
+	/* FIPS 180-2 appendix examples: the message "abc". */
+	static const struct {
+		uint16_t alg;
+		const char *want;
+	} v[] = {
+		{DIGEST_ALG_SHA1, "a9993e364706816aba3e25717850c26c9cd0d89d"},
+		{DIGEST_ALG_SHA256,
+		 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+		{DIGEST_ALG_SHA384,
+		 "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed"
+		 "8086072ba1e7cc2358baeca134c825a7"},
+		{DIGEST_ALG_SHA512,
+		 "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
+		 "2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"},
+	};
+	uint8_t d[DIGEST_MAX];
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		int n = digest_compute(v[i].alg, "abc", 3, d);
+		CHECK_INT(n, digest_size(v[i].alg));
+		CHECK_INT(n * 2, strlen(v[i].want));
+		CHECK_STR(hex_of(d, n), v[i].want);
+	}
+}
+
+TEST(digest_extend_vectors)
+{
+	/* Computed with Python's hashlib: p1 = H(zeros(n) || H("abc")), p2 = H(p1 ||
+	 * H("")). */
+	static const struct {
+		uint16_t alg;
+		const char *p1, *p2;
+	} v[] = {
+		{DIGEST_ALG_SHA1, "ccd5bd41458de644ac34a2478b58ff819bef5acf",
+		 "e341c8bf722eea72feda9cdd3acc6ebf852d52fb"},
+		{DIGEST_ALG_SHA256,
+		 "589f9ffed4c477966bfb8d41f37895b08c69047df8f911d6f3b57fbe08faee8d",
+		 "ef6a5fdbba9e14e07fa74d23b7ae639d146ce41635cf3fe44315988c4cbd0caf"},
+		{DIGEST_ALG_SHA384,
+		 "93732e3733514a841c982cfa75ea76ab55fe011acb9cd980ef4523913c65be1b0998e04"
+		 "d77f8c174f81a82151619ca40",
+		 "a4d392030aec0188324dac645cac0391f996c9a913563092cd9d7c55c3d86c0f109053c"
+		 "37d2974da85660814bf359bed"},
+		{DIGEST_ALG_SHA512,
+		 "6b9e946755055542adba95a1588a7eaed86323b3bed97d602ee06839d734048e"
+		 "02c63f37892d3adde0d25b5a9d89162e8804ab9ec0ac4a263545c4faecfdf53b",
+		 "70532b8f57b0d70200956d122a702a1dacf1852b324488ed82b7957b6b551ed0"
+		 "83368c0615b455c45ab48f8003a7a9a08b16409f40d293666644bf30786d8c85"},
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		uint8_t pcr[DIGEST_MAX] = {0}, d[DIGEST_MAX];
+		int n = digest_size(v[i].alg);
+
+		CHECK_INT(digest_compute(v[i].alg, "abc", 3, d), n);
+		CHECK_INT(digest_extend(v[i].alg, pcr, d), n);
+		CHECK_STR(hex_of(pcr, n), v[i].p1);
+		CHECK_INT(digest_compute(v[i].alg, "", 0, d), n);
+		CHECK_INT(digest_extend(v[i].alg, pcr, d), n);
+		CHECK_STR(hex_of(pcr, n), v[i].p2);
+	}
+}
+
+TEST(digest_names_and_unknown_algs)
+{
+	uint8_t d[DIGEST_MAX];
+
+	CHECK_STR(digest_alg_name(DIGEST_ALG_SHA384), "sha384");
+	CHECK_INT(digest_alg_from_name("sha256"), DIGEST_ALG_SHA256);
+	CHECK_INT(digest_alg_from_name("sm3_256"), -EOPNOTSUPP);
+	CHECK(digest_alg_name(0x0012) == NULL);
+	CHECK_INT(digest_size(0x0012), -EOPNOTSUPP);
+	CHECK_INT(digest_compute(0x0012, "x", 1, d), -EOPNOTSUPP);
+	CHECK_INT(digest_extend(0x0012, d, d), -EOPNOTSUPP);
+}
+
+TEST(digest_hex_round_trip)
+{
+	uint8_t d[4], e[4] = {0x00, 0xab, 0xCD, 0xff};
+	char out[9];
+
+	CHECK_INT(digest_from_hex("00abCDff", d, sizeof(d)), 4);
+	CHECK(memcmp(d, e, 4) == 0);
+	digest_to_hex(d, 4, out);
+	CHECK_STR(out, "00abcdff");
+	CHECK_INT(digest_from_hex("00abc", d, sizeof(d)), -EINVAL);	 /* odd length */
+	CHECK_INT(digest_from_hex("0011223344", d, sizeof(d)), -EINVAL); /* too long */
+	CHECK_INT(digest_from_hex("zz", d, sizeof(d)), -EINVAL);
+	CHECK_INT(digest_from_hex("", d, sizeof(d)), -EINVAL);
+}
