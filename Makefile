@@ -94,6 +94,12 @@ $(BUILD)/ns/svc_pid1: tests/ns/svc_pid1.c $(NS_SRCS) $(INIT_HDRS)
 ns-test: $(BUILD)/ns/svc_pid1
 	python3 tests/ns/run.py
 
+# --- test fixtures -------------------------------------------------------------
+# A stand-in for kubelet (Debian has none): static, so it runs in the shell-less root.
+$(BUILD)/kubelet-standin: tests/fixtures/kubelet-standin.c
+	@mkdir -p $(BUILD)
+	musl-gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o $@ $<
+
 # --- the whole suite ----------------------------------------------------------
 host-deps:
 	tests/install-deps.sh
