@@ -40,7 +40,7 @@ UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device \
 	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedcrypto
 
-.PHONY: all deps check unit qemu-test image run clean distclean host-deps format
+.PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format
 
 all: $(BUILD)/cvminit
 
@@ -72,7 +72,7 @@ $(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Make
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c init/svc.c init/svclog.c measured-boot/tpm.c \
 		 measured-boot/digest.c measured-boot/eventlog.c measured-boot/measure.c \
-		 measured-boot/replay.c
+		 measured-boot/replay.c measured-boot/pe.c measured-boot/predict.c
 
 $(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c tests/unit/harness.h \
 		$(UNIT_LIB_SRCS) $(INIT_HDRS)
@@ -81,6 +81,18 @@ $(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c tests/unit/harnes
 		$(UNIT_LIB_SRCS) $(UNIT_LIBS)
 
 unit: $(UNIT_TESTS)
+
+# --- cvm-measure: the host tool (PCR 11 prediction for a UKI, event log verification) ----
+CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
+		    measured-boot/digest.c measured-boot/eventlog.c measured-boot/replay.c \
+		    init/log.c
+
+$(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) init/log.h init/util.h \
+		Makefile
+	@mkdir -p $(BUILD)
+	$(HOST_CC) $(CSTD) -O2 $(WARN) $(HARDEN) $(CPPFLAGS_COMMON) \
+		$(shell pkg-config --cflags json-c libcryptsetup 2>/dev/null) -o $@ $(CVM_MEASURE_SRCS) \
+		$(shell pkg-config --libs json-c libcryptsetup 2>/dev/null) -lmbedcrypto
 
 # --- the supervisor as PID 1 of a pid namespace (root; see tests/ns/run.py) -----------
 NS_SRCS := init/svc.c init/svclog.c init/supervise.c init/power.c init/powerbtn.c \
@@ -105,7 +117,7 @@ host-deps:
 	tests/install-deps.sh
 
 check: host-deps
-	$(MAKE) all unit image $(BUILD)/ns/svc_pid1
+	$(MAKE) all unit image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure
 	python3 tests/run.py
 
 qemu-test: all
@@ -119,6 +131,13 @@ $(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(IMAGE_INPUTS)
 	image/build-image.sh
 
 image: $(BUILD)/image/cvminit.raw
+
+# The same image with the kubelet stand-in as /usr/bin/kubelet, for the node tests.
+$(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/kubelet-standin $(IMAGE_INPUTS)
+	CVMINIT_IMAGE_OUT=$(abspath $(BUILD)/image-test) KUBELET=$(BUILD)/kubelet-standin \
+	KUBELET_SHA256=$$(sha256sum $(BUILD)/kubelet-standin | cut -d' ' -f1) image/build-image.sh
+
+test-image: $(BUILD)/image-test/cvminit.raw
 
 run: host-deps
 	$(MAKE) image

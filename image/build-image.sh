@@ -18,6 +18,8 @@
 #   CVMINIT_INITRD       initrd to use (see above)
 #   CVMINIT_INIT         /init for the in-build initrd, relative to the repository
 #                        (default build/cvminit; e.g. a test stand-in under build/)
+#   CVMINIT_IMAGE_OUT    output directory (default build/image)
+#   KUBELET, KUBELET_SHA256  a kubelet binary for /usr/bin/kubelet and its expected sha256
 #   CVMINIT_STATE_SIZE   size of the state partition (default 256M, image/mkosi.repart/30-state.conf)
 #   SOURCE_DATE_EPOCH    default: time of the last commit that touched mkosi.conf, image/mkosi.*
 #                        or rootfs-overlay/ (2025-01-01 if none); fixes every mtime the build
@@ -28,7 +30,9 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/cvminit
-out=$repo/build/image
+# CVMINIT_IMAGE_OUT: another output directory (the tests build a variant with the kubelet
+# stand-in into build/image-test without touching build/image).
+out=${CVMINIT_IMAGE_OUT:-$repo/build/image}
 python=${PYTHON:-python3}
 
 start=$(date +%s)

@@ -9,7 +9,7 @@ build-essential musl-tools pkg-config file
 libkmod-dev libblkid-dev libcryptsetup-dev libtss2-dev libzstd-dev libjson-c-dev libmbedtls-dev
 swtpm swtpm-tools tpm2-tools
 qemu-system-x86 qemu-utils ovmf
-cpio zstd xz-utils kmod python3 socat debootstrap debian-archive-keyring
+cpio zstd xz-utils kmod python3 socat debootstrap debian-archive-keyring mtools
 "
 
 missing=""

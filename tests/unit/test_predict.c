@@ -1,0 +1,440 @@
+/* PCR 11 prediction (systemd-stub's section records, cvminit's phases) on a hand-made
+ * UKI, with values from an independent computation, and `cvm-measure verify` end to end
+ * on a small log written with eventlog.c. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../measured-boot/digest.h"
+#include "../../measured-boot/eventlog.h"
+#include "../../measured-boot/pe.h"
+#include "../../measured-boot/predict.h"
+#include "../../measured-boot/replay.h"
+#include "harness.h"
+
+#define CVM_MEASURE "build/cvm-measure"
+
+struct sec {
+	const char *name;
+	uint32_t vs, rs;
+	const char *data; /* data_len bytes, then 0xAA up to rs */
+	size_t data_len;
+};
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)v);
+	put16(p + 2, (uint16_t)(v >> 16));
+}
+
+/* The same minimal PE32+ layout as test_pe.c. */
+static size_t build_pe(uint8_t *buf, size_t cap, const struct sec *s, size_t n)
+{
+	const size_t table = 0x58 + 240;
+	size_t raw = (table + 40 * n + 15) & ~(size_t)15;
+
+	memset(buf, 0, cap);
+	buf[0] = 'M';
+	buf[1] = 'Z';
+	put32(buf + 0x3c, 0x40);
+	memcpy(buf + 0x40, "PE\0\0", 4);
+	put16(buf + 0x44, 0x8664);
+	put16(buf + 0x46, (uint16_t)n);
+	put16(buf + 0x54, 240);
+	put16(buf + 0x58, 0x20b);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *e = buf + table + 40 * i;
+
+		memcpy(e, s[i].name, strlen(s[i].name));
+		put32(e + 8, s[i].vs);
+		put32(e + 12, (uint32_t)(0x1000 * (i + 1)));
+		put32(e + 16, s[i].rs);
+		put32(e + 20, (uint32_t)raw);
+		if (raw + s[i].rs > cap)
+			FAIL_AT("build_pe: buffer too small");
+		memset(buf + raw, 0xaa, s[i].rs);
+		memcpy(buf + raw, s[i].data, s[i].data_len);
+		raw += s[i].rs;
+	}
+	return raw;
+}
+
+/*
+ * File order is not measurement order. Measured, in the stub's order: .linux "KERNEL"
+ * (the first of two), .osrel "ID=x\n", .cmdline "console=ttyS0" (VirtualSize 13 of 16
+ * raw bytes), .initrd "07070100" + 4 zero bytes (VirtualSize 12 > SizeOfRawData 8).
+ * Not measured: .text (not a UKI section), .pcrsig (never), .uname (VirtualSize 0).
+ */
+static const struct sec uki[] = {
+	{".text", 4, 16, "\x90\x90\x90\xc3", 4},
+	{".cmdline", 13, 16, "console=ttyS0", 13},
+	{".linux", 6, 8, "KERNEL", 6},
+	{".initrd", 12, 8, "07070100", 8},
+	{".pcrsig", 3, 16, "sig", 3},
+	{".osrel", 5, 16, "ID=x\n", 5},
+	{".uname", 0, 8, "ignored!", 8},
+	{".linux", 5, 8, "OTHER", 5},
+};
+
+/* Python, hashlib: p = bytes(n); for d in (b".linux\0", b"KERNEL", b".osrel\0",
+ * b"ID=x\n", b".cmdline\0", b"console=ttyS0", b".initrd\0", b"07070100" + bytes(4)): p =
+ * H(p + H(d).digest()).digest(); then the same with b"enter-initrd". */
+#define BOOT_SHA256  "a9962693519dcfd659628f7da5b56ea94a82efb8a0073c33380a1935365e053b"
+#define ENTER_SHA256 "272c363ae468b02e5dbd728025a33554f3cbc7e4fa36f61b0901b98d8b297ce8"
+#define BOOT_SHA384                                                                      \
+	"ec0909a78fb42344bc3a329883574a1d7f867d6b70631048756419efb8db2888f9af28ed83a0c5" \
+	"7e06b"                                                                          \
+	"86910b4b1efb2"
+#define ENTER_SHA384                                                                     \
+	"5dcc7b9ad449287e19765b9964283ee70405a2120a0706b3c80e01ad65d245d3792006265577eb" \
+	"2ab28"                                                                          \
+	"a505fc3ee30ee"
+
+static const uint16_t algs[] = {DIGEST_ALG_SHA256, DIGEST_ALG_SHA384};
+
+static void parse_uki(uint8_t *buf, size_t cap, const struct sec *s, size_t n,
+		      struct pe_file *pe)
+{
+	size_t len = build_pe(buf, cap, s, n), off;
+	const char *why;
+
+	if (pe_parse(buf, len, pe, &off, &why) != 0)
+		FAIL_AT("pe_parse: %s at %zu", why, off);
+}
+
+static void pcr11_hex(const struct eventlog *log, uint16_t alg, char *hex)
+{
+	struct replay_pcrs p;
+	int size = replay_log(log, alg, &p);
+
+	CHECK(size > 0);
+	digest_to_hex(p.v[11], (size_t)size, hex);
+}
+
+TEST(predict_stub_order_and_bytes)
+{
+	uint8_t buf[2048];
+	struct pe_file pe;
+	struct eventlog log = {0};
+	static const char *const events[] = {
+		"uki-section-name:.linux",   "uki-section:.linux",
+		"uki-section-name:.osrel",   "uki-section:.osrel",
+		"uki-section-name:.cmdline", "uki-section:.cmdline",
+		"uki-section-name:.initrd",  "uki-section:.initrd",
+	};
+	uint8_t want[DIGEST_MAX];
+
+	parse_uki(buf, sizeof(buf), uki, sizeof(uki) / sizeof(uki[0]), &pe);
+	CHECK_INT(predict_stub_records(&pe, algs, 2, &log), 8);
+	CHECK_INT(log.n, 8);
+	for (size_t i = 0; i < 8; i++) {
+		CHECK_STR(log.records[i].event, events[i]);
+		CHECK_INT(log.records[i].pcr, 11);
+		CHECK_INT(log.records[i].n_digests, 2);
+		CHECK(log.records[i].extended);
+	}
+	/* The name is measured with its NUL. */
+	digest_compute(DIGEST_ALG_SHA256, ".linux", 7, want);
+	CHECK(memcmp(log.records[0].digests[0].buf, want, 32) == 0);
+	/* VirtualSize past the file data: zeros. */
+	digest_compute(DIGEST_ALG_SHA384, "07070100\0\0\0\0", 12, want);
+	CHECK(memcmp(log.records[7].digests[1].buf, want, 48) == 0);
+	eventlog_free(&log);
+	pe_free(&pe);
+}
+
+TEST(predict_known_values)
+{
+	uint8_t buf[2048];
+	struct pe_file pe;
+	struct eventlog log = {0};
+	char hex[2 * DIGEST_MAX + 1];
+
+	parse_uki(buf, sizeof(buf), uki, sizeof(uki) / sizeof(uki[0]), &pe);
+	CHECK_INT(predict_stub_records(&pe, algs, 2, &log), 8);
+	pcr11_hex(&log, DIGEST_ALG_SHA256, hex);
+	CHECK_STR(hex, BOOT_SHA256);
+	pcr11_hex(&log, DIGEST_ALG_SHA384, hex);
+	CHECK_STR(hex, BOOT_SHA384);
+
+	CHECK_INT(predict_phase_record("enter-initrd", algs, 2, &log), 0);
+	CHECK_STR(log.records[8].event, "enter-initrd");
+	CHECK_STR(log.records[8].event_type, "phase");
+	pcr11_hex(&log, DIGEST_ALG_SHA256, hex);
+	CHECK_STR(hex, ENTER_SHA256);
+	pcr11_hex(&log, DIGEST_ALG_SHA384, hex);
+	CHECK_STR(hex, ENTER_SHA384);
+	eventlog_free(&log);
+	pe_free(&pe);
+}
+
+TEST(predict_refuses)
+{
+	uint8_t buf[2048];
+	struct pe_file pe;
+	struct eventlog log = {0};
+	static const struct sec profile[] = {
+		{".linux", 6, 8, "KERNEL", 6},
+		{".profile", 4, 8, "ID=a", 4},
+	};
+	static const struct sec no_linux[] = {{".osrel", 5, 8, "ID=x\n", 5}};
+	static const struct sec empty_linux[] = {{".linux", 0, 8, "KERNEL", 6}};
+
+	parse_uki(buf, sizeof(buf), profile, 2, &pe);
+	CHECK_INT(predict_stub_records(&pe, algs, 2, &log), -EOPNOTSUPP);
+	pe_free(&pe);
+	parse_uki(buf, sizeof(buf), no_linux, 1, &pe);
+	CHECK_INT(predict_stub_records(&pe, algs, 2, &log), -ENOENT);
+	pe_free(&pe);
+	parse_uki(buf, sizeof(buf), empty_linux, 1, &pe);
+	CHECK_INT(predict_stub_records(&pe, algs, 2, &log), -ENOENT);
+	pe_free(&pe);
+	CHECK_INT(log.n, 0);
+	eventlog_free(&log);
+}
+
+/* --- cvm-measure verify, end to end ---------------------------------------------- */
+
+static char dir[] = "/tmp/cvm-predict-XXXXXX";
+
+static void need_tool(void)
+{
+	if (access(CVM_MEASURE, X_OK) != 0)
+		SKIP("%s not built (make build/cvm-measure)", CVM_MEASURE);
+	if (!mkdtemp(dir))
+		FAIL_AT("mkdtemp: %s", strerror(errno));
+}
+
+static void cleanup(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
+}
+
+static void write_file(const char *name, const void *data, size_t len)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	CHECK(f);
+	CHECK(fwrite(data, 1, len, f) == len);
+	CHECK(fclose(f) == 0);
+}
+
+/* Runs cvm-measure with args (paths relative to dir as %s/...); returns the exit status
+ * and the combined output in out. */
+static int run(char *out, size_t cap, const char *args)
+{
+	char cmd[1024], cwd[512];
+	size_t n = 0, k;
+	FILE *p;
+	int status;
+
+	CHECK(getcwd(cwd, sizeof(cwd)));
+	snprintf(cmd, sizeof(cmd), "cd %s && %s/%s %s 2>&1", dir, cwd, CVM_MEASURE, args);
+	p = popen(cmd, "r");
+	CHECK(p);
+	while (n + 1 < cap && (k = fread(out + n, 1, cap - 1 - n, p)) > 0)
+		n += k;
+	out[n] = '\0';
+	status = pclose(p);
+	CHECK(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void append(int fd, unsigned pcr, const char *event, const char *data)
+{
+	struct eventlog_record r = {
+		.pcr = pcr, .rtmr = -1, .extended = true, .n_digests = 2};
+
+	r.event = (char *)event;
+	for (size_t i = 0; i < 2; i++) {
+		r.digests[i].alg = algs[i];
+		r.digests[i].size = (uint16_t)digest_compute(algs[i], data, strlen(data),
+							     r.digests[i].buf);
+	}
+	CHECK_INT(eventlog_append(fd, &r), 0);
+}
+
+/* A log of cvminit's: PCR 11 enter-initrd, PCR 15 cmdline and root. Returns the byte
+ * offset of its third record. */
+static size_t make_log(void)
+{
+	char path[256];
+	struct stat st;
+	size_t third;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/measure.log", dir);
+	fd = eventlog_open(path);
+	CHECK(fd >= 0);
+	append(fd, 11, "enter-initrd", "enter-initrd");
+	append(fd, 15, "cvminit:cmdline", "console=ttyS0");
+	CHECK(fstat(fd, &st) == 0);
+	third = (size_t)st.st_size;
+	append(fd, 15, "cvminit:root", "verity:abc");
+	close(fd);
+	return third;
+}
+
+static void pcr15_after(int n_records, char *hex)
+{
+	uint8_t pcr[32] = {0}, d[32];
+
+	if (n_records >= 1) {
+		digest_compute(DIGEST_ALG_SHA256, "console=ttyS0", 13, d);
+		digest_extend(DIGEST_ALG_SHA256, pcr, d);
+	}
+	if (n_records >= 2) {
+		digest_compute(DIGEST_ALG_SHA256, "verity:abc", 10, d);
+		digest_extend(DIGEST_ALG_SHA256, pcr, d);
+	}
+	digest_to_hex(pcr, 32, hex);
+}
+
+TEST(verify_match_and_mismatch)
+{
+	char out[8192], hex[65], pcrs[512], want[128];
+	size_t third;
+
+	need_tool();
+	third = make_log();
+
+	pcr15_after(2, hex);
+	snprintf(pcrs, sizeof(pcrs), "# read from the TPM\n15: sha256:%s\n", hex);
+	write_file("ok.pcrs", pcrs, strlen(pcrs));
+	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --pcrs ok.pcrs"), 0);
+	CHECK_CONTAINS(out, "PCR 15 sha256: match");
+
+	/* tpm2_pcrread's layout, upper-case with 0x. */
+	pcr15_after(2, hex);
+	for (char *c = hex; *c; c++)
+		if (*c >= 'a' && *c <= 'f')
+			*c = (char)(*c - 'a' + 'A');
+	snprintf(pcrs, sizeof(pcrs), "  sha256:\n    15: 0x%s\n", hex);
+	write_file("pcrread.pcrs", pcrs, strlen(pcrs));
+	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --pcrs pcrread.pcrs"),
+		  0);
+
+	/* The TPM saw only the first PCR 15 record: the root record is the divergence. */
+	pcr15_after(1, hex);
+	snprintf(pcrs, sizeof(pcrs), "15: sha256:%s\n", hex);
+	write_file("bad.pcrs", pcrs, strlen(pcrs));
+	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --pcrs bad.pcrs"), 1);
+	CHECK_CONTAINS(out, "PCR 15 sha256: MISMATCH");
+	CHECK_CONTAINS(out, hex);
+	snprintf(want, sizeof(want),
+		 "record 2 at byte offset %zu of measure.log: "
+		 "\"cvminit:root\"",
+		 third);
+	CHECK_CONTAINS(out, want);
+	cleanup();
+}
+
+TEST(verify_with_uki)
+{
+	uint8_t buf[2048];
+	size_t len;
+	char out[8192], pcrs[512];
+
+	need_tool();
+	make_log();
+	len = build_pe(buf, sizeof(buf), uki, sizeof(uki) / sizeof(uki[0]));
+	write_file("uki.efi", buf, len);
+	/* After the stub, the log's PCR 11 record is enter-initrd. */
+	snprintf(pcrs, sizeof(pcrs), "11: sha256:%s\n11: sha384:%s\n", ENTER_SHA256,
+		 ENTER_SHA384);
+	write_file("pcr11.pcrs", pcrs, strlen(pcrs));
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --log measure.log --pcrs pcr11.pcrs --uki uki.efi"),
+		  0);
+	CHECK_CONTAINS(out, "PCR 11 sha256: match");
+	CHECK_CONTAINS(out, "PCR 11 sha384: match");
+	/* Without the stub's records PCR 11 cannot match, and the tool says why. */
+	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --pcrs pcr11.pcrs"), 1);
+	CHECK_CONTAINS(out, "pass --uki");
+
+	/* predict on the same UKI gives the same values. */
+	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --json m.json"), 0);
+	CHECK_CONTAINS(out, "PCR 11 sha256 boot " BOOT_SHA256);
+	CHECK_CONTAINS(out, "PCR 11 sha384 enter-initrd " ENTER_SHA384);
+	CHECK_INT(
+		run(out, sizeof(out), "predict --uki uki.efi --json m.json --phase boot"),
+		0);
+	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --phase nope"), 2);
+	CHECK_CONTAINS(out, "--phase nope");
+	cleanup();
+}
+
+TEST(predict_json_shape)
+{
+	uint8_t buf[2048];
+	size_t len;
+	char out[8192], path[256];
+	FILE *f;
+
+	need_tool();
+	len = build_pe(buf, sizeof(buf), uki, sizeof(uki) / sizeof(uki[0]));
+	write_file("uki.efi", buf, len);
+	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --json m.json"), 0);
+	snprintf(path, sizeof(path), "%s/m.json", dir);
+	f = fopen(path, "r");
+	CHECK(f);
+	len = fread(out, 1, sizeof(out) - 1, f);
+	out[len] = '\0';
+	fclose(f);
+	CHECK_STR(out, "{\n  \"11\": {\n    \"expected\": \"" ENTER_SHA256
+		       "\",\n    \"warnOnly\": false\n  }\n}\n");
+	cleanup();
+}
+
+TEST(verify_input_errors)
+{
+	char out[8192];
+	static const char bad_hex[] = "# ok\n15: sha256:1234\n";
+	uint8_t pe_bytes[0x30] = {'M', 'Z'};
+
+	need_tool();
+	make_log();
+	write_file("short.pcrs", bad_hex, strlen(bad_hex));
+	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --pcrs short.pcrs"), 2);
+	CHECK_CONTAINS(out, "short.pcrs: line 2 (byte offset 5)");
+
+	write_file("ok.pcrs",
+		   "15: sha256:"
+		   "0000000000000000000000000000000000000000000000000000000000000000\n",
+		   76);
+	/* A record cut in the middle. */
+	write_file("cut.log", "\x1e{\"recnum\":0,\"pcr\":15,\"dig", 27);
+	CHECK_INT(run(out, sizeof(out), "verify --log cut.log --pcrs ok.pcrs"), 2);
+	CHECK_CONTAINS(out, "cut.log: malformed record at byte offset 0");
+	CHECK_INT(run(out, sizeof(out), "verify --log missing.log --pcrs ok.pcrs"), 2);
+	CHECK_CONTAINS(out, "missing.log: No such file");
+
+	write_file("trunc.efi", pe_bytes, sizeof(pe_bytes));
+	CHECK_INT(run(out, sizeof(out), "predict --uki trunc.efi"), 2);
+	CHECK_CONTAINS(out,
+		       "trunc.efi: not a valid PE image: file shorter than a DOS header "
+		       "(byte offset 48");
+	CHECK_INT(run(out, sizeof(out), "verify --pcrs ok.pcrs"), 2);
+	CHECK_CONTAINS(out, "--log FILE and --pcrs FILE are required");
+	CHECK_INT(run(out, sizeof(out), "verify --help"), 0);
+	CHECK_CONTAINS(out, "Exit status: 0 every PCR matches; 1 some PCR differs; 2");
+	CHECK_INT(run(out, sizeof(out), "predict --help"), 0);
+	CHECK_CONTAINS(out, "--phase PHASE");
+	CHECK_INT(run(out, sizeof(out), "frobnicate"), 2);
+	cleanup();
+}
