@@ -117,7 +117,7 @@ host-deps:
 	tests/install-deps.sh
 
 check: host-deps
-	$(MAKE) all unit image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure
+	$(MAKE) all unit image test-image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure
 	python3 tests/run.py
 
 qemu-test: all

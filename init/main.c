@@ -13,7 +13,9 @@
 #include "mount.h"
 #include "partition.h"
 #include "power.h"
+#include "root.h"
 #include "settings.h"
+#include "state.h"
 #include "supervise.h"
 #include "svc.h"
 #include "timeline.h"
@@ -27,6 +29,7 @@
 static struct settings settings;
 static struct config cfg;
 static char cmdline[4096];
+static struct root root;
 
 /* Reads /proc/cmdline and applies its cvminit.* keys. A malformed or unknown key is a
  * refusal: the command line is part of what the node was measured to run with. */
@@ -194,18 +197,43 @@ int main(int argc, char **argv)
 	if (supervise_init() < 0)
 		fail_closed("cannot set up signal handling for PID 1");
 
-	/* The config (services, extra modules, settings), validated before it is used. */
-	config_load();
-	timeline_mark("config");
-
-	/* Kernel modules (TPM, power button, storage), then the devices they bring. */
-	modules_load(cfg.modules, cfg.nmodules);
+	/* Kernel modules (TPM, power button, storage, verity, erofs), then the devices
+	 * they bring. */
+	modules_load(NULL, 0);
 	mount_late();
 	timeline_mark("modules");
 	tpm_probe();
 	timeline_mark("tpm");
 	partitions_report();
 	timeline_mark("partitions");
+
+	/* The verified root: roothash= names it, dm-verity maps it, erofs mounts it, and
+	 * cvminit moves into it. Production images always carry roothash= in the UKI's
+	 * command line; without it (the direct-kernel tests boot the initrd alone) the
+	 * initrd stays the root. Issue "measured boot" makes its absence a refusal. */
+	if (root_find(cmdline, &settings, &root) > 0) {
+		timeline_mark("root-find");
+		root_open(&root, &settings);
+		timeline_mark("root-open");
+		root_switch(&root);
+		timeline_mark("switch-root");
+
+		/* /var on the state partition (made on first boot), then the writable
+		 * paths containerd and kubelet need on the read-only root. */
+		state_mount();
+		state_writable_paths();
+		timeline_mark("state");
+	} else {
+		log_info("root: no roothash= on the command line: staying in the initrd");
+	}
+
+	/* The config (services, extra modules, settings) of the root now in place,
+	 * validated before it is used; its extra modules come from the root's kernel
+	 * modules (the boot's own are in already and load again as no-ops). */
+	config_load();
+	if (cfg.nmodules > 0)
+		modules_load(cfg.modules, cfg.nmodules);
+	timeline_mark("config");
 
 	mount_report();
 

@@ -144,7 +144,8 @@ static bool wait_children(unsigned seconds)
  * API filesystems are left to the kernel. Returns the number that failed. */
 static int unmount_data(void)
 {
-	static const char *const data_mounts[] = { "/var" };
+	/* The overlays keep their upper layers in /var: they go first. */
+	static const char *const data_mounts[] = { "/etc/cni", "/etc/kubernetes", "/var" };
 	int failed = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(data_mounts); i++) {

@@ -177,3 +177,22 @@ TEST(config_cmdline_overrides_config)
 	CHECK_INT(s.on_failure, POWER_HALT);
 	CHECK_INT(s.shutdown_timeout, 20);
 }
+
+TEST(config_shipped_node_config)
+{
+	/* The config the image ships (rootfs-overlay/) parses and says what the node does. */
+	static char text[65536];
+	FILE *f = fopen("rootfs-overlay/etc/cvminit/cvminit.conf", "r");
+
+	CHECK(f != NULL);
+	text[fread(text, 1, sizeof(text) - 1, f)] = '\0';
+	fclose(f);
+	CHECK_INT(parse(text), 0);
+	const struct svc_def *ctd = config_service(&c, "containerd");
+	const struct svc_def *kubelet = config_service(&c, "kubelet");
+	CHECK(ctd && kubelet);
+	CHECK_STR(ctd->ready_socket, "/run/containerd/containerd.sock");
+	CHECK_INT(kubelet->after, (int)(ctd - c.svc));
+	CHECK_STR(kubelet->argv[0], "/usr/bin/kubelet");
+	CHECK_INT(kubelet->restart_limit, 0);
+}
