@@ -74,7 +74,7 @@ UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/p
 		 measured-boot/digest.c measured-boot/eventlog.c measured-boot/measure.c \
 		 measured-boot/replay.c measured-boot/pe.c measured-boot/predict.c
 
-$(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c tests/unit/harness.h \
+$(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c $(wildcard tests/unit/*.h) \
 		$(UNIT_LIB_SRCS) $(INIT_HDRS)
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM -o $@ $< tests/unit/harness.c \

@@ -3,33 +3,22 @@ systemd-stub must be the one the TPM holds when cvminit starts (OVMF → systemd
 cvminit, swtpm). cvminit prints `cvminit: tpm: PCR 11 sha256 <hex>` before it measures
 anything itself, so that line is exactly what the stub extended."""
 import re
-import struct
 import subprocess
-import uuid
 
-from vm import REPO, TestFailure, note, scaled
+from vm import REPO, TestFailure, gpt_partitions, note, scaled
 import test_boot
 import test_image
 
 CVM_MEASURE = REPO / "build" / "cvm-measure"
-ESP_TYPE = uuid.UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
+ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 
 
 def esp_offset(disk):
-    """Byte offset of the ESP in a GPT disk image (512-byte sectors)."""
-    with open(disk, "rb") as f:
-        f.seek(512)
-        hdr = f.read(92)
-        if hdr[:8] != b"EFI PART":
-            raise TestFailure(f"{disk}: no GPT header")
-        lba, count, size = struct.unpack_from("<QII", hdr, 72)
-        f.seek(lba * 512)
-        table = f.read(count * size)
-    for i in range(count):
-        e = table[i * size:(i + 1) * size]
-        if uuid.UUID(bytes_le=e[:16]) == ESP_TYPE:
-            return struct.unpack_from("<Q", e, 32)[0] * 512
-    raise TestFailure(f"{disk}: no ESP partition")
+    """Byte offset of the ESP in a GPT disk image."""
+    parts = gpt_partitions(disk)
+    if ESP_TYPE not in parts:
+        raise TestFailure(f"{disk}: no ESP partition")
+    return parts[ESP_TYPE][0]
 
 
 def uki_from_disk(disk, out):

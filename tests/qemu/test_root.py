@@ -9,11 +9,10 @@ with the image's disk attached and roothash= given on the command line."""
 import re
 import struct
 import subprocess
-import uuid
 
 import test_boot
 import test_image
-from vm import VM, WORK_ROOT, TestFailure, boot, note, scaled
+from vm import VM, WORK_ROOT, TestFailure, boot, gpt_partitions as partitions, note, scaled
 
 ROOT_TYPE = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 VERITY_TYPE = "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5"
@@ -41,26 +40,6 @@ def roothash():
     if not m or not re.fullmatch(r"[0-9a-f]{64}", m.group(1)):
         raise TestFailure("the UKI's command line has no roothash=<64 hex>")
     return m.group(1)
-
-
-def partitions(disk):
-    """{type uuid: (first byte, size in bytes)} from the disk's GPT (512-byte sectors)."""
-    out = {}
-    with open(disk, "rb") as f:
-        f.seek(512)
-        hdr = f.read(92)
-        if hdr[:8] != b"EFI PART":
-            raise TestFailure(f"{disk}: no GPT header")
-        lba, count, size = struct.unpack_from("<QII", hdr, 72)
-        f.seek(lba * 512)
-        table = f.read(count * size)
-    for i in range(count):
-        e = table[i * size:(i + 1) * size]
-        if e[:16] == bytes(16):
-            continue
-        first, last = struct.unpack_from("<QQ", e, 32)
-        out[str(uuid.UUID(bytes_le=e[:16]))] = (first * 512, (last - first + 1) * 512)
-    return out
 
 
 def disk_copy(name):

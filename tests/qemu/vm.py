@@ -28,10 +28,12 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -568,6 +570,26 @@ def boot(extra_cmdline="", *, name=None, initrd=None, ovmf=None, timeout=300, **
     return VM(config.kernel, initrd or config.initrd, cmdline,
               ovmf=config.ovmf if ovmf is None else ovmf,
               timeout=timeout * config.timeout_scale, name=name, **kw)
+
+
+def gpt_partitions(disk):
+    """{type uuid: (first byte, size in bytes)} from the disk's GPT (512-byte sectors)."""
+    out = {}
+    with open(disk, "rb") as f:
+        f.seek(512)
+        hdr = f.read(92)
+        if hdr[:8] != b"EFI PART":
+            raise TestFailure(f"{disk}: no GPT header")
+        lba, count, size = struct.unpack_from("<QII", hdr, 72)
+        f.seek(lba * 512)
+        table = f.read(count * size)
+    for i in range(count):
+        e = table[i * size:(i + 1) * size]
+        if e[:16] == bytes(16):
+            continue
+        first, last = struct.unpack_from("<QQ", e, 32)
+        out[str(uuid.UUID(bytes_le=e[:16]))] = (first * 512, (last - first + 1) * 512)
+    return out
 
 
 def initrd_with(files, name=None):
