@@ -112,6 +112,20 @@ $(BUILD)/kubelet-standin: tests/fixtures/kubelet-standin.c
 	@mkdir -p $(BUILD)
 	musl-gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o $@ $<
 
+# A static busybox from Debian's busybox-static (downloaded into build/, never into git) and
+# a one-layer OCI image of it, which the stand-in runs with ctr + runc in the test image.
+$(BUILD)/busybox-static/bin/busybox:
+	rm -rf $(BUILD)/busybox-static && mkdir -p $(BUILD)/busybox-static/deb
+	cd $(BUILD)/busybox-static/deb && apt-get download busybox-static
+	dpkg-deb -x $(BUILD)/busybox-static/deb/busybox-static_*.deb $(BUILD)/busybox-static
+	test -x $@
+
+TEST_TREE := $(BUILD)/image-test-tree
+$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar: tests/fixtures/mkoci.py $(BUILD)/busybox-static/bin/busybox
+	@mkdir -p $(dir $@)
+	python3 tests/fixtures/mkoci.py $(BUILD)/busybox-static/bin/busybox $@ \
+		docker.io/cvminit-test/busybox:1
+
 # --- the whole suite ----------------------------------------------------------
 host-deps:
 	tests/install-deps.sh
@@ -133,8 +147,11 @@ $(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(IMAGE_INPUTS)
 image: $(BUILD)/image/cvminit.raw
 
 # The same image with the kubelet stand-in as /usr/bin/kubelet, for the node tests.
-$(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/kubelet-standin $(IMAGE_INPUTS)
+# Its extra tree adds the OCI image the stand-in runs (/usr/share/cvminit-test/).
+$(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/kubelet-standin $(IMAGE_INPUTS) \
+		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar
 	CVMINIT_IMAGE_OUT=$(abspath $(BUILD)/image-test) KUBELET=$(BUILD)/kubelet-standin \
+	CVMINIT_EXTRA_TREE=$(abspath $(TEST_TREE)) \
 	KUBELET_SHA256=$$(sha256sum $(BUILD)/kubelet-standin | cut -d' ' -f1) image/build-image.sh
 
 test-image: $(BUILD)/image-test/cvminit.raw

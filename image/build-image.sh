@@ -20,6 +20,8 @@
 #                        (default build/cvminit; e.g. a test stand-in under build/)
 #   CVMINIT_IMAGE_OUT    output directory (default build/image)
 #   KUBELET, KUBELET_SHA256  a kubelet binary for /usr/bin/kubelet and its expected sha256
+#   CVMINIT_EXTRA_TREE   a directory of extra files for the root (mkosi --extra-tree), e.g.
+#                        the node tests' fixtures
 #   CVMINIT_STATE_SIZE   size of the state partition (default 256M, image/mkosi.repart/30-state.conf)
 #   SOURCE_DATE_EPOCH    default: time of the last commit that touched mkosi.conf, image/mkosi.*
 #                        or rootfs-overlay/ (2025-01-01 if none); fixes every mtime the build
@@ -92,6 +94,12 @@ if [ -n "${KUBELET:-}" ]; then
     echo "build-image: kubelet: $KUBELET (sha256 $got) -> /usr/bin/kubelet" >&2
 else
     echo "build-image: kubelet: none given (KUBELET=/path KUBELET_SHA256=<hex>): the image has no /usr/bin/kubelet" >&2
+fi
+
+if [ -n "${CVMINIT_EXTRA_TREE:-}" ]; then
+    [ -d "$CVMINIT_EXTRA_TREE" ] || { echo "build-image: CVMINIT_EXTRA_TREE=$CVMINIT_EXTRA_TREE: no such directory" >&2; exit 1; }
+    args+=("--extra-tree=$(readlink -f "$CVMINIT_EXTRA_TREE")")
+    echo "build-image: extra tree: $CVMINIT_EXTRA_TREE" >&2
 fi
 
 dropin=$out/.repart-state-size

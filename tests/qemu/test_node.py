@@ -1,7 +1,12 @@
 """The node: the image built with the kubelet stand-in (build/image-test, `make
 test-image`) boots through dm-verity and switch_root, makes /var on first boot, starts
 containerd, then kubelet once containerd's socket accepts; at power-off kubelet stops
-before containerd and /var is unmounted; the next boot finds /var as it was left."""
+before containerd and /var is unmounted; the next boot finds /var as it was left.
+
+On its first start the stand-in (tests/fixtures/kubelet-standin.c) also runs a container
+with ctr + runc from the test OCI image (tests/fixtures/mkoci.py, in the image under
+/usr/share/cvminit-test/), then kills containerd with SIGKILL: cvminit must stop kubelet,
+restart containerd after its backoff and start kubelet again once containerd is ready."""
 import re
 import subprocess
 
@@ -38,6 +43,55 @@ def index_of(v, regex):
     raise TestFailure(f"no console line matches {regex}")
 
 
+def container_runs_with_runc(v):
+    """The stand-in's one container: imported from the OCI tarball, run by runc. Its shell
+    is PID 1 of its own PID namespace, so the line comes from inside a container."""
+    v.wait_for(r"\] kubelet: kubelet-standin: import of /usr/share/cvminit-test/"
+               r"busybox-oci.tar: status 0$", scaled(STEP), since=0)
+    v.wait_for(r"\] kubelet: kubelet-standin: container: hello-from-runc pid=1$",
+               scaled(STEP), since=0)
+    v.wait_for(r"\] kubelet: kubelet-standin: container: cgroup=0::/cvminit-test/probe1$",
+               scaled(STEP), since=0)
+    v.wait_for(r"\] kubelet: kubelet-standin: container run: status 0$", scaled(STEP),
+               since=0)
+
+
+def containerd_killed_and_restarted(v):
+    """After the stand-in's SIGKILL to containerd, in this order: containerd's death,
+    kubelet stopped because of it, containerd's 1 s backoff, a new containerd, ready, and
+    only then a new kubelet (the stand-in's second start), which answers."""
+    m = v.wait_for(r"kubelet-standin: sent SIGKILL to containerd \(pid (\d+)\)$",
+                   scaled(STEP), since=0)
+    old_pid = m.group(1)
+    v.wait_for(r"cvminit: containerd: killed by signal 9 \(Killed\) after [\d.]+ s$",
+               scaled(STEP))
+    v.wait_for(r"cvminit: kubelet: stopping \(SIGTERM to pid \d+\): containerd is down",
+               scaled(STEP))
+    v.wait_for(r"cvminit: containerd: restarting in 1 s \(restart 1 of 10\)$", scaled(STEP))
+    new_pid = v.wait_for(r"cvminit: containerd: started \(pid (\d+)\): /usr/bin/containerd ",
+                         scaled(STEP)).group(1)
+    if new_pid == old_pid:
+        raise TestFailure(f"the restarted containerd has the killed one's pid {old_pid}")
+    t_started = v.last_match_time
+    v.wait_for(r"cvminit: containerd: ready \(socket /run/containerd/containerd.sock",
+               scaled(STEP))
+    v.wait_for(r"cvminit: kubelet: started \(pid \d+\): " + re.escape(KUBELET_ARGV),
+               scaled(STEP))
+    v.wait_for(r"kubelet-standin: start 2 recorded", scaled(STEP))
+    v.wait_for(r"kubelet-standin: containerd answered", scaled(STEP))
+    if index_of(v, r"kubelet-standin: SIGTERM, exiting$") > index_of(
+            v, r"cvminit: kubelet: exited with status 0 after"):
+        raise TestFailure("the first stand-in did not exit on cvminit's SIGTERM")
+    if index_of(v, r"cvminit: kubelet: (exited|killed)") > index_of(
+            v, r"cvminit: containerd: started \(pid " + new_pid + r"\)"):
+        raise TestFailure("the old kubelet was still running when containerd started again")
+    kill_t = [t for t, s in v.find(r"cvminit: containerd: killed by signal 9")][0]
+    if t_started - kill_t < 0.5:
+        raise TestFailure(f"containerd came back {t_started - kill_t:.2f} s after its death: "
+                          "no 1 s backoff")
+    note(f"containerd SIGKILLed and back after {t_started - kill_t:.1f} s; kubelet restarted")
+
+
 def test_node_boot_services_and_persistence():
     disk = node_disk("node")
     with node_vm("node_boot1", disk) as v:
@@ -62,6 +116,8 @@ def test_node_boot_services_and_persistence():
                    scaled(STEP), since=0)
         v.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
         v.wait_for(r"kubelet-standin: containerd answered", scaled(STEP), since=0)
+        container_runs_with_runc(v)
+        containerd_killed_and_restarted(v)
         test_boot.expect_ready(v)
         test_boot.power_off_via_button(v)
         if index_of(v, r"shutdown: stopping kubelet") > index_of(v, r"shutdown: stopping containerd"):
@@ -74,8 +130,15 @@ def test_node_boot_services_and_persistence():
                        since=0)
         if "new filesystem" in m.group(1):
             raise TestFailure("second boot made a new filesystem over the first one's")
-        v.wait_for(r"kubelet-standin: start 2 recorded", scaled(STEP), since=0)
+        # Boot 1 started the stand-in twice (again after the containerd kill): this is 3.
+        v.wait_for(r"kubelet-standin: start 3 recorded", scaled(STEP), since=0)
+        v.wait_for(r"kubelet-standin: containerd answered", scaled(STEP), since=0)
         v.assert_absent(r"EXT4-fs \(vda\d\): recovery complete",
                         "/var was not unmounted cleanly at the first power-off")
+        # Only the first start ever runs the container and kills containerd.
+        v.assert_absent(r"kubelet-standin: (sent SIGKILL|container run)",
+                        "the stand-in repeated its one-time probes on the second boot")
+        v.assert_absent(r"cvminit: containerd: (killed|exited|restarting)",
+                        "containerd went down on the second boot")
         test_boot.power_off_via_button(v)
     note("second boot: /var kept the stand-in's start count; clean ext4 mount")
