@@ -189,3 +189,21 @@ def test_cmdline_unknown_key():
 def test_cmdline_empty_value():
     """cvminit.log_level= (empty value): a line saying 'empty value'."""
     _bad_word("cvminit.log_level=", ["empty value"])
+
+
+def test_ctrl_alt_del_reboots():
+    """Ctrl-Alt-Del (QMP send-key): the kernel sends SIGINT to PID 1 (cvminit disabled the
+    immediate reboot), cvminit runs its orderly shutdown and reboots; with -no-reboot QEMU
+    then exits with a guest reset, not a power-off and not a panic."""
+    with boot(ovmf=False) as v:
+        expect_start(v, "SeaBIOS")
+        expect_ready(v)
+        keys = [{"type": "qcode", "data": k} for k in ("ctrl", "alt", "delete")]
+        v.qmp("send-key", keys=keys)
+        v.wait_for(r"cvminit: SIGINT \(ctrl-alt-del\): rebooting", scaled(STEP_TIMEOUT))
+        v.wait_for(r"cvminit: shutdown: rebooting now", scaled(POWEROFF_BOUND))
+        v.wait_exit(scaled(POWEROFF_BOUND))
+        reason = v.shutdown_reason()
+        if reason not in (None, "guest-reset"):
+            raise TestFailure(f"QEMU stopped with reason {reason}, expected a guest reset")
+        note(f"QEMU exit reason: {reason}")
