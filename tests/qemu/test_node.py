@@ -56,6 +56,14 @@ def container_runs_with_runc(v):
                since=0)
 
 
+def orphan_reaped(v):
+    """The stand-in's grandchild outlives its parent; 1.5 s later PID 1 has reaped it and
+    the node has no zombie."""
+    v.wait_for(r"\] kubelet: kubelet-standin: orphan \d+ reaped by PID 1$", scaled(STEP),
+               since=0)
+    v.wait_for(r"\] kubelet: kubelet-standin: zombies: 0$", scaled(STEP), since=0)
+
+
 def containerd_killed_and_restarted(v):
     """After the stand-in's SIGKILL to containerd, in this order: containerd's death,
     kubelet stopped because of it, containerd's 1 s backoff, a new containerd, ready, and
@@ -117,6 +125,7 @@ def test_node_boot_services_and_persistence():
         v.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
         v.wait_for(r"kubelet-standin: containerd answered", scaled(STEP), since=0)
         container_runs_with_runc(v)
+        orphan_reaped(v)
         containerd_killed_and_restarted(v)
         test_boot.expect_ready(v)
         test_boot.power_off_via_button(v)
