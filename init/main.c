@@ -199,7 +199,7 @@ int main(int argc, char **argv)
 
 	/* Kernel modules (TPM, power button, storage, verity, erofs), then the devices
 	 * they bring. */
-	modules_load(NULL, 0);
+	modules_load();
 	mount_late();
 	timeline_mark("modules");
 	tpm_probe();
@@ -229,10 +229,10 @@ int main(int argc, char **argv)
 
 	/* The config (services, extra modules, settings) of the root now in place,
 	 * validated before it is used; its extra modules come from the root's kernel
-	 * modules (the boot's own are in already and load again as no-ops). */
+	 * modules. */
 	config_load();
 	if (cfg.nmodules > 0)
-		modules_load(cfg.modules, cfg.nmodules);
+		modules_load_extra(cfg.modules, cfg.nmodules);
 	timeline_mark("config");
 
 	mount_report();

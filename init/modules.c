@@ -96,7 +96,10 @@ static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool require
 	return 0;
 }
 
-int modules_load(char *const *extra, int nextra)
+/* Loads table entries, then extra names (all required), in one libkmod context; what
+ * says which list it is in the summary line. */
+static int load_modules(const struct module_entry *table, size_t ntable, char *const *extra,
+			int nextra, const char *what)
 {
 	struct utsname u;
 	struct kmod_ctx *ctx;
@@ -108,15 +111,24 @@ int modules_load(char *const *extra, int nextra)
 		fail_closed("cannot set up libkmod for /lib/modules/%s: out of memory or the "
 			    "initrd has no module index", u.release);
 
-	for (size_t i = 0; i < ARRAY_SIZE(module_table); i++, total++)
-		loaded += load_boot_module(ctx, module_table[i].name, module_table[i].required,
-					   u.release);
+	for (size_t i = 0; i < ntable; i++, total++)
+		loaded += load_boot_module(ctx, table[i].name, table[i].required, u.release);
 	for (int i = 0; i < nextra; i++, total++)
 		loaded += load_boot_module(ctx, extra[i], true, u.release);
 	kmod_unref(ctx);
-	log_info("modules: %d loaded, %d optional missing, kernel %s", loaded, total - loaded,
-		 u.release);
+	log_info("modules: %d %s module(s) loaded, %d optional missing, kernel %s", loaded, what,
+		 total - loaded, u.release);
 	return loaded;
+}
+
+int modules_load(void)
+{
+	return load_modules(module_table, ARRAY_SIZE(module_table), NULL, 0, "boot");
+}
+
+int modules_load_extra(char *const *names, int n)
+{
+	return load_modules(NULL, 0, names, n, "config");
 }
 
 /* The kernel runs "/sbin/modprobe -q -- <name>" with an empty environment and no

@@ -2,9 +2,11 @@
  * /sbin/modprobe personality the kernel calls for request_module(). */
 #pragma once
 
-/* Loads every module of the table, then the config's extra ones (all required), with
- * their dependencies and softdeps. Returns the number loaded (built-in and already
- * loaded count), or fails closed on a required one. */
-int modules_load(char *const *extra, int nextra);
+/* Loads every module of the boot's table (init/modules.list) with its dependencies and
+ * softdeps. Returns the number loaded (built-in and already loaded count), or fails
+ * closed on a required one. */
+int modules_load(void);
+/* Loads the config's "module" lines, all required, the same way. */
+int modules_load_extra(char *const *names, int n);
 /* Entry point when argv[0] is "modprobe": "modprobe [-q] [-b] [--] name [params]". */
 int modprobe_main(int argc, char **argv);
