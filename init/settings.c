@@ -30,6 +30,10 @@ void settings_init(struct settings *s)
 		.log_level = LOG_INFO,
 		.shutdown_timeout = 10,
 		.device_timeout = 10,
+		.measure_required = true,
+		.state_pcrs = (1u << 7) | (1u << 11) | (1u << 15),
+		.state_integrity = STATE_INTEGRITY_NONE,
+		.verity_error = VERITY_RESTART,
 	};
 }
 
@@ -68,32 +72,115 @@ static int parse_seconds(const char *v, void *out)
 	return 0;
 }
 
+static int parse_measure(const char *v, void *out)
+{
+	if (!streq(v, "required") && !streq(v, "optional"))
+		return -EINVAL;
+	*(bool *)out = streq(v, "required");
+	return 0;
+}
+
+/* A comma-separated list of PCRs 0..23, each once, at least one. */
+static int parse_pcrs(const char *v, void *out)
+{
+	unsigned mask = 0;
+	const char *p = v;
+
+	for (;;) {
+		char *end;
+		unsigned long n;
+
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		n = strtoul(p, &end, 10);
+		if (n > 23 || (mask & (1u << n)) || end - p > 2)
+			return -EINVAL;
+		mask |= 1u << n;
+		if (*end == '\0')
+			break;
+		if (*end != ',')
+			return -EINVAL;
+		p = end + 1;
+	}
+	*(unsigned *)out = mask;
+	return 0;
+}
+
+static int parse_integrity(const char *v, void *out)
+{
+	if (streq(v, "none"))
+		*(enum state_integrity *)out = STATE_INTEGRITY_NONE;
+	else if (streq(v, "hmac-sha256"))
+		*(enum state_integrity *)out = STATE_INTEGRITY_HMAC_SHA256;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_verity_error(const char *v, void *out)
+{
+	if (streq(v, "restart"))
+		*(enum verity_error *)out = VERITY_RESTART;
+	else if (streq(v, "panic"))
+		*(enum verity_error *)out = VERITY_PANIC;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *pcr_mask_to_string(unsigned mask, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (unsigned i = 0; i < 24 && n < len; i++)
+		if (mask & (1u << i))
+			n += (size_t)snprintf(buf + n, len - n, "%s%u", n ? "," : "", i);
+	return buf;
+}
+
 struct setting_def {
 	const char *key;
 	size_t offset;
 	int (*parse)(const char *value, void *out);
 	const char *allowed;
+	bool config_only; /* only the config file (measured into PCR 15) may set it */
 };
 
 static const struct setting_def setting_table[] = {
 	{ "on_failure", offsetof(struct settings, on_failure), parse_power,
-	  "poweroff, reboot or halt" },
+	  "poweroff, reboot or halt", false },
 	{ "log_level", offsetof(struct settings, log_level), parse_level,
-	  "emerg, alert, crit, err, warning, notice, info, debug or 0-7" },
+	  "emerg, alert, crit, err, warning, notice, info, debug or 0-7", false },
 	{ "shutdown_timeout", offsetof(struct settings, shutdown_timeout), parse_seconds,
-	  "whole seconds from 1 to 300" },
+	  "whole seconds from 1 to 300", false },
 	{ "device_timeout", offsetof(struct settings, device_timeout), parse_seconds,
-	  "whole seconds from 1 to 300" },
+	  "whole seconds from 1 to 300", false },
+	{ "measure", offsetof(struct settings, measure_required), parse_measure,
+	  "required or optional", true },
+	{ "state_pcrs", offsetof(struct settings, state_pcrs), parse_pcrs,
+	  "a comma-separated list of PCRs 0-23, e.g. 7,11,15", false },
+	{ "state_integrity", offsetof(struct settings, state_integrity), parse_integrity,
+	  "none or hmac-sha256", false },
+	{ "verity_error", offsetof(struct settings, verity_error), parse_verity_error,
+	  "restart or panic", false },
 };
 
-int settings_set(struct settings *s, const char *key, const char *value, char *err,
-		 size_t errlen)
+static int setting_apply(struct settings *s, const char *key, const char *value,
+			 bool from_cmdline, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(setting_table); i++) {
 		const struct setting_def *d = &setting_table[i];
 
 		if (!streq(key, d->key))
 			continue;
+		if (from_cmdline && d->config_only) {
+			snprintf(err, errlen,
+				 CMDLINE_PREFIX "%s cannot be given on the kernel command line: set it "
+				 "in /etc/cvminit/cvminit.conf of the initrd (measured into PCR 15)",
+				 key);
+			return -EPERM;
+		}
 		if (s->seen & (1ULL << i)) {
 			snprintf(err, errlen, CMDLINE_PREFIX "%s is given twice", key);
 			return -EEXIST;
@@ -114,6 +201,18 @@ int settings_set(struct settings *s, const char *key, const char *value, char *e
 	}
 	snprintf(err, errlen, "unknown setting " CMDLINE_PREFIX "%.64s", key);
 	return -EINVAL;
+}
+
+int settings_set(struct settings *s, const char *key, const char *value, char *err,
+		 size_t errlen)
+{
+	return setting_apply(s, key, value, false, err, errlen);
+}
+
+int settings_set_cmdline(struct settings *s, const char *key, const char *value, char *err,
+			 size_t errlen)
+{
+	return setting_apply(s, key, value, true, err, errlen);
 }
 
 /* Splits the next word off *p the way the kernel's next_arg() does: spaces separate,
@@ -188,7 +287,7 @@ int cmdline_parse(struct settings *s, const char *cmdline, char *err, size_t err
 			snprintf(err, errlen, "%.96s: value longer than %d bytes", word, VALUE_MAX);
 			return -E2BIG;
 		}
-		r = settings_set(s, key, eq + 1, err, errlen);
+		r = settings_set_cmdline(s, key, eq + 1, err, errlen);
 		if (r < 0)
 			return r;
 		applied++;

@@ -11,11 +11,27 @@ enum power_action {
 	POWER_HALT,
 };
 
+/* What dm-verity does when a root block does not match its hash. */
+enum verity_error {
+	VERITY_RESTART, /* restart_on_corruption: the node reboots */
+	VERITY_PANIC,   /* panic_on_corruption: the kernel panics (stops with panic=0) */
+};
+
+/* The state partition's dm-integrity layer (LUKS2 authenticated encryption). */
+enum state_integrity {
+	STATE_INTEGRITY_NONE,
+	STATE_INTEGRITY_HMAC_SHA256,
+};
+
 struct settings {
 	enum power_action on_failure; /* what fail_closed() does */
 	int log_level;                /* syslog level, records above it are dropped */
 	unsigned shutdown_timeout;    /* seconds between SIGTERM and SIGKILL at shutdown */
 	unsigned device_timeout;      /* seconds to wait for a device (TPM, disks) */
+	bool measure_required;        /* no TPM and no TDX RTMR: refuse to boot (default) */
+	unsigned state_pcrs;          /* bit per PCR the state key is sealed to (7, 11, 15) */
+	enum state_integrity state_integrity; /* chosen at first boot; later boots read it */
+	enum verity_error verity_error;
 	unsigned long long seen;      /* bit per key: given once already */
 };
 
@@ -28,6 +44,13 @@ void settings_init(struct settings *s);
  * -E2BIG, -EEXIST) and writes a sentence naming the key, the value and what is allowed. */
 int settings_set(struct settings *s, const char *key, const char *value, char *err,
 		 size_t errlen);
+/* The same, for keys of the command line: keys that only the measured config file may set
+ * (measure=) are refused with -EPERM. */
+int settings_set_cmdline(struct settings *s, const char *key, const char *value, char *err,
+			 size_t errlen);
+
+/* "7,11,15" for a PCR mask; buf of at least 64 bytes. */
+const char *pcr_mask_to_string(unsigned mask, char *buf, size_t len);
 
 /* Parses a kernel command line (/proc/cmdline, with the kernel's quoting rules), applying
  * every cvminit.* word; other words are left to the kernel. Returns the number of

@@ -164,3 +164,38 @@ TEST(cmdline_get_refuses_duplicates_and_overflow)
 	CHECK_INT(cmdline_get("roothash=0123456789", "roothash", v, sizeof(v)), -E2BIG);
 	CHECK_INT(cmdline_get("roothash=\"aa", "roothash", v, sizeof(v)), -EINVAL);
 }
+
+TEST(measure_is_config_only)
+{
+	char buf[64];
+
+	CHECK_INT(parse("cvminit.measure=optional"), -EPERM);
+	CHECK(strstr(err, "cvminit.conf") != NULL);
+	settings_init(&s);
+	CHECK(s.measure_required);
+	CHECK_INT(settings_set(&s, "measure", "optional", err, sizeof(err)), 0);
+	CHECK(!s.measure_required);
+	CHECK_INT(settings_set(&s, "measure", "required", err, sizeof(err)), -EEXIST);
+	settings_init(&s);
+	CHECK_INT(settings_set(&s, "measure", "maybe", err, sizeof(err)), -EINVAL);
+	CHECK_STR(pcr_mask_to_string(s.state_pcrs, buf, sizeof(buf)), "7,11,15");
+}
+
+TEST(state_and_verity_keys)
+{
+	char buf[64];
+
+	CHECK_INT(parse("cvminit.state_pcrs=0,7,23 cvminit.state_integrity=hmac-sha256 "
+			"cvminit.verity_error=panic"),
+		  3);
+	CHECK_STR(pcr_mask_to_string(s.state_pcrs, buf, sizeof(buf)), "0,7,23");
+	CHECK_INT(s.state_integrity, STATE_INTEGRITY_HMAC_SHA256);
+	CHECK_INT(s.verity_error, VERITY_PANIC);
+	CHECK_INT(parse("cvminit.state_pcrs=7,7"), -EINVAL);
+	CHECK_INT(parse("cvminit.state_pcrs=24"), -EINVAL);
+	CHECK_INT(parse("cvminit.state_pcrs=7,"), -EINVAL);
+	CHECK_INT(parse("cvminit.state_pcrs=,7"), -EINVAL);
+	CHECK_INT(parse("cvminit.state_pcrs=007"), -EINVAL);
+	CHECK_INT(parse("cvminit.state_integrity=aead"), -EINVAL);
+	CHECK_INT(parse("cvminit.verity_error=ignore"), -EINVAL);
+}
