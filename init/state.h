@@ -6,11 +6,20 @@
 
 #define STATE_MOUNT "/var"
 
-/* Finds the one state partition, makes ext4 on it when it is blank (first boot), mounts
- * it at /var. Runs after switch_root (mkfs.ext4 comes from the root). Fails closed when
- * the partition is missing, duplicated, or holds something else: it never formats over
- * data. Returns 1 when it made the filesystem, 0 when it mounted an existing one. */
+struct measurer;
+
+/* In the initrd, after root_open() and before leave-initrd is measured: finds the one state
+ * partition and opens it as /dev/mapper/state (first boot: makes the LUKS2 volume and seals
+ * its key to the TPM; later boots: validates the header, unseals, activates), then
+ * measures its identity into PCR 15 ("cvminit:state"). Fails closed on anything else. */
+void state_open(struct measurer *m, const struct settings *s);
+/* After switch_root: makes ext4 on the opened volume when it has none yet (first boot;
+ * mkfs.ext4 comes from the root), mounts it at /var. Fails closed when the partition
+ * holds something else: it never formats over data. Returns 1 when it made the
+ * filesystem, 0 when it mounted an existing one. */
 int state_mount(void);
 /* Makes /etc/kubernetes and /etc/cni writable (overlays with their upper layer in
  * /var/lib/cvminit), creates the /var directories the services write, mounts /tmp. */
 void state_writable_paths(void);
+/* At shutdown, after /var is unmounted: closes the state volume. */
+void state_close(void);

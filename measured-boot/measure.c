@@ -77,6 +77,11 @@ enum measurer_backend measurer_backend(const struct measurer *m)
 	return m->backend;
 }
 
+struct tpm *measurer_tpm(struct measurer *m)
+{
+	return m->backend == MEASURER_TPM ? m->tpm : NULL;
+}
+
 int measurer_open_tpm(const char *tcti, const char *conf, const char *log_path,
 		      struct measurer **ret)
 {

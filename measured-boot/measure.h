@@ -26,6 +26,8 @@ int measurer_open_tpm(const char *tcti, const char *conf, const char *log_path,
 int measurer_open_tdx(const char *root, const char *log_path, struct measurer **ret);
 void measurer_close(struct measurer *m);
 enum measurer_backend measurer_backend(const struct measurer *m);
+/* The TPM under a TPM backend (for sealing), NULL under TDX. Owned by the measurer. */
+struct tpm *measurer_tpm(struct measurer *m);
 
 /* Extends pcr with the digest of data in every active bank (TPM), or the RTMR that pcr
  * maps to with its sha384 (TDX), and appends the record for event, which says whether the
