@@ -8,7 +8,11 @@ SYSROOT  := $(BUILD)/sysroot
 GEN      := $(BUILD)/gen
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-INIT_SRCS := $(wildcard init/*.c) measured-boot/tpm.c
+# PID 1 links the measurement backends and the sealing code; the host tool's PE and
+# prediction code stay out of it.
+MB_HOST_ONLY := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c
+MB_SRCS   := $(filter-out $(MB_HOST_ONLY),$(wildcard measured-boot/*.c))
+INIT_SRCS := $(wildcard init/*.c) $(MB_SRCS)
 INIT_HDRS := $(wildcard init/*.h measured-boot/*.h) $(GEN)/modules-table.h
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
@@ -70,9 +74,9 @@ $(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Make
 
 # --- unit tests ---------------------------------------------------------------
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
-UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c init/svc.c init/svclog.c measured-boot/tpm.c \
-		 measured-boot/digest.c measured-boot/eventlog.c measured-boot/measure.c \
-		 measured-boot/replay.c measured-boot/pe.c measured-boot/predict.c
+UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c init/svc.c \
+		 init/svclog.c $(wildcard init/luks.c init/reference.c) \
+		 $(filter-out measured-boot/cvm-measure.c,$(wildcard measured-boot/*.c))
 
 $(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c $(wildcard tests/unit/*.h) \
 		$(UNIT_LIB_SRCS) $(INIT_HDRS)
