@@ -10,7 +10,8 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 # PID 1 links the measurement backends and the sealing code; the host tool's PE and
 # prediction code stay out of it.
-MB_HOST_ONLY := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c
+MB_HOST_ONLY := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
+		measured-boot/cpio.c measured-boot/tcglog.c
 MB_SRCS   := $(filter-out $(MB_HOST_ONLY),$(wildcard measured-boot/*.c))
 INIT_SRCS := $(wildcard init/*.c) $(MB_SRCS)
 INIT_HDRS := $(wildcard init/*.h measured-boot/*.h) $(GEN)/modules-table.h
@@ -88,15 +89,18 @@ unit: $(UNIT_TESTS)
 
 # --- cvm-measure: the host tool (PCR 11 prediction for a UKI, event log verification) ----
 CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
-		    measured-boot/digest.c measured-boot/eventlog.c measured-boot/replay.c \
-		    init/log.c
+		    measured-boot/cpio.c measured-boot/tcglog.c measured-boot/digest.c \
+		    measured-boot/eventlog.c measured-boot/replay.c measured-boot/tpm.c \
+		    init/settings.c init/log.c
+CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-rc tss2-tcti-device tss2-tcti-swtpm
 
+# -DCVM_TPM_SWTPM: the host tool may read PCRs from a swtpm (`verify --tpm swtpm:…`).
 $(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) init/log.h init/util.h \
-		Makefile
+		init/settings.h Makefile
 	@mkdir -p $(BUILD)
-	$(HOST_CC) $(CSTD) -O2 $(WARN) $(HARDEN) $(CPPFLAGS_COMMON) \
-		$(shell pkg-config --cflags json-c libcryptsetup 2>/dev/null) -o $@ $(CVM_MEASURE_SRCS) \
-		$(shell pkg-config --libs json-c libcryptsetup 2>/dev/null) -lmbedcrypto
+	$(HOST_CC) $(CSTD) -O2 $(WARN) $(HARDEN) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
+		$(shell pkg-config --cflags $(CVM_MEASURE_PKGS) 2>/dev/null) -o $@ $(CVM_MEASURE_SRCS) \
+		$(shell pkg-config --libs $(CVM_MEASURE_PKGS) 2>/dev/null) -lmbedcrypto
 
 # --- the supervisor as PID 1 of a pid namespace (root; see tests/ns/run.py) -----------
 NS_SRCS := init/svc.c init/svclog.c init/supervise.c init/power.c init/powerbtn.c \
@@ -143,7 +147,7 @@ qemu-test: all
 
 # --- the node image (mkosi, trixie tools tree cached outside the clone) ------------
 IMAGE_INPUTS := mkosi.conf $(shell find image/mkosi.* rootfs-overlay -type f 2>/dev/null) \
-		image/mkinitrd.py image/build-image.sh image/tools-tree.sh init/modules.list
+		image/mkinitrd.py image/build-image.sh image/tools-tree.sh image/uki-refs.py init/modules.list
 
 $(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(IMAGE_INPUTS)
 	image/build-image.sh

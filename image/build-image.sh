@@ -126,10 +126,18 @@ nice -n 10 "$python" -m mkosi \
 
 end=$(date +%s)
 
-# --- report -------------------------------------------------------------------------------------
+# --- reference values ---------------------------------------------------------------------------
 disk=$out/cvminit.raw
 uki=$out/cvminit.efi
 [ -f "$disk" ] && [ -f "$uki" ] || { echo "build-image: outputs missing" >&2; exit 1; }
+# The initrd's reference slot gets the command line (with the root hash), the config's hash
+# and the root's identity, in the split UKI and in the disk's ESP. A given initrd
+# (CVMINIT_INITRD) has no slot: its boots are not compared locally.
+if [ -z "$initrd" ] && [ -x "$repo/${CVMINIT_INIT:-build/cvminit}" ]; then
+    "$python" "$repo/image/uki-refs.py" --uki "$uki" --disk "$disk" --print | sed 's/^/build-image: reference: /'
+fi
+
+# --- report -------------------------------------------------------------------------------------
 
 # The UKI's embedded command line (.cmdline PE section) and the roothash= on it; and a check
 # that the modules in the initrd were made for the UKI's kernel (.uname): an initrd made against

@@ -6,6 +6,8 @@
 
 #include <libcryptsetup.h>
 
+#include "../measured-boot/digest.h"
+#include "../measured-boot/measure.h"
 #include "../measured-boot/tpm.h"
 #include "config.h"
 #include "log.h"
@@ -13,6 +15,7 @@
 #include "mount.h"
 #include "partition.h"
 #include "power.h"
+#include "reference.h"
 #include "root.h"
 #include "settings.h"
 #include "state.h"
@@ -26,28 +29,197 @@
 
 #define CONFIG_SIZE_MAX 65536
 
+#define FIRMWARE_LOG_SRC "/sys/kernel/security/tpm0/binary_bios_measurements"
+#define FIRMWARE_LOG     "/run/log/cvminit/firmware.log"
+
 static struct settings settings;
 static struct config cfg;
 static char cmdline[4096];
+static size_t cmdline_len;
 static struct root root;
+static struct measurer *measurer; /* NULL: no TPM/RTMR and the config allows that */
+static struct reference ref;
+static bool have_ref;
 
-/* Reads /proc/cmdline and applies its cvminit.* keys. A malformed or unknown key is a
+/* Extends pcr with data and logs the record (measure()). During boot a failed extend is a
+ * refusal: the node could not prove what it runs. */
+static void boot_measure(unsigned pcr, const char *event, const void *data, size_t len)
+{
+	int r;
+
+	if (!measurer) {
+		log_warn("measure: not measured (no TPM, measure=optional): PCR %u %s", pcr,
+			 event);
+		return;
+	}
+	r = measure(measurer, pcr, event, data, len);
+	if (r < 0)
+		fail_closed("cannot measure %s into PCR %u: %s. The TPM failed; the node cannot "
+			    "prove what it runs. Check the vTPM (swtpm / the host's TPM service).",
+			    event, pcr, strerror(-r));
+}
+
+static void boot_measure_phase(const char *phase)
+{
+	boot_measure(11, phase, phase, strlen(phase));
+}
+
+/* Logs PCR 11 and 15 in the sha256 and sha384 banks: what a verifier compares with
+ * cvm-measure's prediction. */
+static void report_pcrs(const char *when)
+{
+	static const unsigned pcrs[] = { 11, 15 };
+	static const uint16_t algs[] = { 0x000B /* sha256 */, 0x000C /* sha384 */ };
+	struct tpm *t = measurer ? measurer_tpm(measurer) : NULL;
+
+	if (!t)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(pcrs); i++)
+		for (size_t j = 0; j < ARRAY_SIZE(algs); j++) {
+			uint8_t d[TPM_MAX_DIGEST];
+			char hex[2 * TPM_MAX_DIGEST + 1];
+			int len = tpm_pcr_read(t, algs[j], pcrs[i], d);
+			if (len < 0)
+				continue;
+			for (int k = 0; k < len; k++)
+				snprintf(hex + 2 * k, 3, "%02x", d[k]);
+			log_info("measure: %s: PCR %u %s %s", when, pcrs[i], tpm_alg_name(algs[j]),
+				 hex);
+		}
+}
+
+/* The services are about to run the node's workload: PCR 11 gets "ready" (before the
+ * last service starts, so nothing it runs sees the earlier value). */
+static void on_all_started(void)
+{
+	boot_measure_phase("ready");
+	report_pcrs("ready");
+}
+
+static void on_shutdown(void)
+{
+	/* At shutdown a failed extend is only logged: stopping must go on. */
+	if (measurer)
+		(void)measure(measurer, 11, "shutdown", "shutdown", 8);
+}
+
+/* Copies bytes of a file into buf (NUL-terminated). Returns the length, -ENOENT when
+ * absent, -EFBIG when it does not fit, another negative errno. */
+static ssize_t read_small_file(const char *path, char *buf, size_t size)
+{
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	if (n >= (ssize_t)size)
+		return -EFBIG;
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
+/* Reads /proc/cmdline once; every later use (measurement, reference check, parsing,
+ * roothash=) works on this copy. Without its trailing newline. */
+static void cmdline_read(void)
+{
+	ssize_t n = read_small_file("/proc/cmdline", cmdline, sizeof(cmdline));
+
+	if (n < 0)
+		fail_closed("cannot read /proc/cmdline: %s", strerror((int)-n));
+	if (n > 0 && cmdline[n - 1] == '\n')
+		cmdline[--n] = '\0';
+	if (strlen(cmdline) != (size_t)n)
+		fail_closed("/proc/cmdline contains a NUL byte");
+	cmdline_len = (size_t)n;
+}
+
+/* The reference values of the measured initrd (image/uki-refs.py writes them). Absent in
+ * initrds made without the image build (the direct-kernel test initrds): then only the TPM
+ * seal binds the state key to what was measured. */
+static void reference_load(void)
+{
+	static char text[REFERENCE_SIZE_MAX + 1];
+	char err[REFERENCE_ERR_MAX];
+	ssize_t n = read_small_file(REFERENCE_PATH, text, sizeof(text));
+
+	if (n == -ENOENT) {
+		log_warn("reference: no %s in the initrd: values are measured but not compared "
+			 "locally", REFERENCE_PATH);
+		return;
+	}
+	if (n < 0)
+		fail_closed("cannot read the reference values %s: %s", REFERENCE_PATH,
+			    strerror((int)-n));
+	if (reference_parse(&ref, text, err, sizeof(err)) < 0)
+		fail_closed("bad reference values: %s. The initrd was not made by the image build.",
+			    err);
+	have_ref = true;
+	log_info("reference: %s: cmdline %s, config %s, root %s", REFERENCE_PATH,
+		 ref.has_cmdline ? "yes" : "no", ref.has_config ? "yes" : "no",
+		 ref.has_root ? "yes" : "no");
+}
+
+static void drift(const char *what, const char *expected, const char *got, const char *fix)
+{
+	log_error("reference: %s drifted: expected '%s', got '%s'", what, expected, got);
+	fail_closed("DRIFT: the %s differs from the reference value this image was built "
+		    "with. expected: '%s' got: '%s'. %s", what, expected, got, fix);
+}
+
+static void check_cmdline(void)
+{
+	long at;
+
+	if (!have_ref || !ref.has_cmdline)
+		return;
+	at = reference_first_difference(ref.cmdline, cmdline);
+	if (at < 0) {
+		log_info("reference: kernel command line matches");
+		return;
+	}
+	log_error("reference: kernel command line differs from byte %ld on", at);
+	drift("kernel command line", ref.cmdline, cmdline,
+	      "Boot the UKI's own command line: nothing may be added or changed.");
+}
+
+static void check_config(const char *text, size_t len, bool absent)
+{
+	char want[80], got[80];
+	uint8_t sum[32];
+
+	if (!have_ref || !ref.has_config)
+		return;
+	if (absent || ref.config_absent) {
+		if (absent && ref.config_absent)
+			return;
+		drift("config file " CONFIG_PATH, ref.config_absent ? "none" : "present",
+		      absent ? "none" : "present", "Use the initrd the image was built with.");
+	}
+	if (digest_compute(DIGEST_ALG_SHA256, text, len, sum) != 32)
+		fail_closed("cannot hash %s", CONFIG_PATH);
+	if (memcmp(sum, ref.config_sha256, sizeof(sum)) == 0) {
+		log_info("reference: config matches");
+		return;
+	}
+	snprintf(want, sizeof(want), "sha256:");
+	digest_to_hex(ref.config_sha256, 32, want + 7);
+	snprintf(got, sizeof(got), "sha256:");
+	digest_to_hex(sum, 32, got + 7);
+	drift("config file " CONFIG_PATH, want, got, "Use the initrd the image was built with.");
+}
+
+/* Applies the cvminit.* keys of the command line. A malformed or unknown key is a
  * refusal: the command line is part of what the node was measured to run with. */
 static void cmdline_load(void)
 {
 	char err[SETTINGS_ERR_MAX];
-	ssize_t n;
-	int fd, r;
-
-	fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_closed("cannot read /proc/cmdline: %s", strerror(errno));
-	n = read(fd, cmdline, sizeof(cmdline) - 1);
-	close(fd);
-	if (n < 0)
-		fail_closed("cannot read /proc/cmdline: %s", strerror(errno));
-	cmdline[n] = '\0';
-	cmdline[strcspn(cmdline, "\n")] = '\0';
+	int r;
 
 	r = cmdline_parse(&settings, cmdline, err, sizeof(err));
 	power_init(&settings);
@@ -62,29 +234,27 @@ static void cmdline_load(void)
 		 log_level_to_string(settings.log_level));
 }
 
-/* Reads and parses /etc/cvminit/cvminit.conf (absent: no services). A malformed line is a
+/* Reads /etc/cvminit/cvminit.conf of the initrd once (absent: no services), measures
+ * those bytes, compares them with the reference, then parses them. A malformed line is a
  * refusal naming file:line. The command line's cvminit.* keys override its settings. */
 static void config_load(void)
 {
 	static char text[CONFIG_SIZE_MAX + 1];
 	char err[CONFIG_ERR_MAX];
 	ssize_t n;
-	int fd, r;
+	int r;
 
-	fd = open(CONFIG_PATH, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 && errno == ENOENT) {
+	n = read_small_file(CONFIG_PATH, text, sizeof(text));
+	if (n == -EFBIG)
+		fail_closed("%s is larger than %d bytes", CONFIG_PATH, CONFIG_SIZE_MAX);
+	if (n < 0 && n != -ENOENT)
+		fail_closed("cannot read %s: %s", CONFIG_PATH, strerror((int)-n));
+	boot_measure(15, "cvminit:config", text, n < 0 ? 0 : (size_t)n);
+	check_config(text, n < 0 ? 0 : (size_t)n, n == -ENOENT);
+	if (n == -ENOENT) {
 		log_info("config: no %s, no services", CONFIG_PATH);
 		return;
 	}
-	if (fd < 0)
-		fail_closed("cannot open %s: %s", CONFIG_PATH, strerror(errno));
-	n = read(fd, text, sizeof(text));
-	close(fd);
-	if (n < 0)
-		fail_closed("cannot read %s: %s", CONFIG_PATH, strerror(errno));
-	if (n > CONFIG_SIZE_MAX)
-		fail_closed("%s is larger than %d bytes", CONFIG_PATH, CONFIG_SIZE_MAX);
-	text[n] = '\0';
 	if (strlen(text) != (size_t)n)
 		fail_closed("%s contains a NUL byte: not a text file", CONFIG_PATH);
 
@@ -103,25 +273,14 @@ static void config_load(void)
 		 cfg.nmodules);
 }
 
-/* Finds the TPM and reports its PCR banks and the firmware's and stub's PCRs. The
- * measurement backend built on this comes with measured boot. */
-static void tpm_probe(void)
+/* Reports the TPM's PCR banks and the firmware's and stub's PCRs (4, 7, 11) as found. */
+static void tpm_report(struct tpm *t)
 {
 	static const unsigned report_pcrs[] = { 4, 7, 11 };
 	struct tpm_bank banks[TPM_MAX_BANKS];
 	char names[64] = "";
-	struct tpm *t;
-	int n, r;
+	int n;
 
-	r = tpm_open("device", "/dev/tpmrm0", &t);
-	if (r == -ENOENT) {
-		log_warn("tpm: no TPM (/dev/tpmrm0 does not exist)");
-		return;
-	}
-	if (r < 0) {
-		log_warn_errno(r, "tpm: open /dev/tpmrm0");
-		return;
-	}
 	n = tpm_pcr_banks(t, banks, ARRAY_SIZE(banks));
 	for (int i = 0; i < n; i++) {
 		size_t len = strlen(names);
@@ -140,7 +299,82 @@ static void tpm_probe(void)
 			snprintf(hex + 2 * j, 3, "%02x", d[j]);
 		log_info("tpm: PCR %u sha256 %s", report_pcrs[i], hex);
 	}
-	tpm_close(t);
+}
+
+/* Keeps the firmware's event log beside ours, so one directory replays the whole boot. */
+static void firmware_log_copy(void)
+{
+	char buf[65536];
+	ssize_t n, total = 0;
+	int in, out;
+
+	in = open(FIRMWARE_LOG_SRC, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		log_info("measure: no firmware event log (%s: %s)", FIRMWARE_LOG_SRC,
+			 strerror(errno));
+		return;
+	}
+	out = open(FIRMWARE_LOG, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out < 0) {
+		log_warn_errno(-errno, "measure: create %s", FIRMWARE_LOG);
+		close(in);
+		return;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0) {
+		if (write(out, buf, (size_t)n) != n) {
+			log_warn_errno(-errno, "measure: write %s", FIRMWARE_LOG);
+			break;
+		}
+		total += n;
+	}
+	close(in);
+	close(out);
+	log_info("measure: firmware event log kept in %s (%zd bytes)", FIRMWARE_LOG, total);
+}
+
+/* Finds the measurement backend: the TPM (/dev/tpmrm0, waited for briefly: its driver
+ * may still be probing), else TDX RTMRs. None: decided once the config is read. */
+static void measurer_setup(void)
+{
+	int r = -ENODEV;
+
+	for (int i = 0; i < 20; i++) {
+		r = measurer_open("/", MEASURE_LOG_PATH, &measurer);
+		if (r != -ENODEV)
+			break;
+		usleep(50 * 1000);
+	}
+	if (r == -ENODEV) {
+		measurer = NULL;
+		log_warn("measure: no TPM (/dev/tpmrm0) and no TDX RTMRs");
+		return;
+	}
+	if (r < 0)
+		fail_closed("the TPM is present but cannot be used: %s. The node cannot measure "
+			    "its boot. Check the vTPM.", strerror(-r));
+	log_info("measure: backend %s, event log %s",
+		 measurer_backend(measurer) == MEASURER_TPM ? "TPM 2.0 (/dev/tpmrm0)"
+							    : "Intel TDX RTMRs",
+		 MEASURE_LOG_PATH);
+	/* The PCRs as the firmware and the stub left them, before the first extend. */
+	if (measurer_backend(measurer) == MEASURER_TPM)
+		tpm_report(measurer_tpm(measurer));
+	boot_measure_phase("enter-initrd");
+	if (measurer_backend(measurer) == MEASURER_TPM)
+		firmware_log_copy();
+}
+
+/* No backend: refused unless the measured config says measure=optional. */
+static void measurer_require(void)
+{
+	if (measurer)
+		return;
+	if (settings.measure_required)
+		fail_closed("no TPM (/dev/tpmrm0) and no Intel TDX RTMRs (/sys/class/misc/"
+			    "tdx_guest/measurements): this boot cannot be measured. Give the VM a "
+			    "vTPM (or run it as a TDX guest on Linux >= 6.16).");
+	log_warn("measure: measure=optional in %s: booting UNMEASURED; nothing can be sealed",
+		 CONFIG_PATH);
 }
 
 static void partitions_report(void)
@@ -188,52 +422,77 @@ int main(int argc, char **argv)
 	log_info("cvminit %s starting as PID 1", CVMINIT_VERSION);
 	timeline_mark("mounts");
 
-	/* Settings from the kernel command line, validated before anything acts on them. */
+	/* The command line, read once. Signals are blocked and routed to the signalfd
+	 * before any child exists. */
 	settings_init(&settings);
-	cmdline_load();
-	timeline_mark("cmdline");
-
-	/* Signals are blocked and routed to the signalfd before any child exists. */
+	cmdline_read();
 	if (supervise_init() < 0)
 		fail_closed("cannot set up signal handling for PID 1");
 
-	/* Kernel modules (TPM, power button, storage, verity, erofs), then the devices
-	 * they bring. */
+	/* Kernel modules (TPM, power button, storage, verity, crypto, erofs) from the
+	 * initrd's own table, then the devices they bring. */
 	modules_load();
 	mount_late();
 	timeline_mark("modules");
-	tpm_probe();
-	timeline_mark("tpm");
-	partitions_report();
-	timeline_mark("partitions");
 
-	/* The verified root: roothash= names it, dm-verity maps it, erofs mounts it, and
-	 * cvminit moves into it. Production images always carry roothash= in the UKI's
-	 * command line; without it (the direct-kernel tests boot the initrd alone) the
-	 * initrd stays the root. Issue "measured boot" makes its absence a refusal. */
+	/* Measured boot: enter-initrd first; then each value is measured, compared with
+	 * the reference the initrd carries, and only then acted on. */
+	measurer_setup();
+	timeline_mark("tpm");
+	reference_load();
+	boot_measure(15, "cvminit:cmdline", cmdline, cmdline_len);
+	check_cmdline();
+	cmdline_load();
+	timeline_mark("cmdline");
+	config_load();
+	measurer_require();
+	power_init(&settings);
+	timeline_mark("config");
+	partitions_report();
+
+	/* The verified root: roothash= names it, dm-verity maps it, erofs mounts it at
+	 * /sysroot. Production images always carry roothash= in the UKI's command line;
+	 * without it (the direct-kernel tests boot the initrd alone) the initrd stays the
+	 * root. */
 	if (root_find(cmdline, &settings, &root) > 0) {
+		char ident[256];
+
 		timeline_mark("root-find");
+		snprintf(ident, sizeof(ident), "verity:%s:%s:%s:erofs", root.hash_hex,
+			 root.data_uuid, root.hash_uuid);
+		boot_measure(15, "cvminit:root", ident, strlen(ident));
+		if (have_ref && ref.has_root && !streq(ref.root, ident))
+			drift("verified root", ref.root, ident,
+			      "Boot the disk this UKI was built with.");
 		root_open(&root, &settings);
 		timeline_mark("root-open");
+
+		/* The state volume is unsealed while PCR 11 still says "in the initrd". */
+		state_open(measurer, &settings);
+		timeline_mark("state-open");
+
+		/* The workload fence: from here on the state key cannot be unsealed. */
+		boot_measure_phase("leave-initrd");
 		root_switch(&root);
 		timeline_mark("switch-root");
 
-		/* /var on the state partition (made on first boot), then the writable
+		/* /var on the state volume (ext4 made on first boot), then the writable
 		 * paths containerd and kubelet need on the read-only root. */
 		state_mount();
 		state_writable_paths();
 		timeline_mark("state");
 	} else {
 		log_info("root: no roothash= on the command line: staying in the initrd");
+		if (have_ref && ref.has_root)
+			drift("verified root", ref.root, "none (no roothash= on the command line)",
+			      "Boot the UKI's own command line.");
+		boot_measure_phase("leave-initrd");
 	}
 
-	/* The config (services, extra modules, settings) of the root now in place,
-	 * validated before it is used; its extra modules come from the root's kernel
-	 * modules. */
-	config_load();
+	/* Extra modules of the config come from the root's kernel modules. */
 	if (cfg.nmodules > 0)
 		modules_load_extra(cfg.modules, cfg.nmodules);
-	timeline_mark("config");
+	timeline_mark("modules-extra");
 
 	mount_report();
 
@@ -241,6 +500,12 @@ int main(int argc, char **argv)
 	 * them in dependency order. */
 	if (svc_init(&cfg, NULL) < 0)
 		fail_closed("cannot set up the services (output pipes or cgroups)");
+	power_set_shutdown_hook(on_shutdown);
+	power_set_close_hook(state_close);
+	if (cfg.nsvc > 0)
+		svc_set_all_started_hook(on_all_started);
+	else
+		on_all_started();
 	timeline_finish();
 	supervise_loop();
 }

@@ -13,7 +13,19 @@
 #include "svc.h"
 
 static enum power_action on_failure = POWER_OFF;
+static void (*shutdown_hook)(void);
+static void (*close_hook)(void);
 static unsigned shutdown_timeout = 10;
+
+void power_set_shutdown_hook(void (*fn)(void))
+{
+	shutdown_hook = fn;
+}
+
+void power_set_close_hook(void (*fn)(void))
+{
+	close_hook = fn;
+}
 
 void power_init(const struct settings *s)
 {
@@ -51,7 +63,7 @@ static void box_line(const char *text)
 
 void fail_closed(const char *fmt, ...)
 {
-	char reason[512], line[600];
+	char reason[1536], line[600];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -170,6 +182,8 @@ void power_shutdown(enum power_action action, const char *why)
 						    "halting";
 
 	log_notice("%s: %s", why, verb);
+	if (shutdown_hook)
+		shutdown_hook();
 
 	/* Services first, in reverse dependency order (kubelet must be gone before
 	 * containerd), each dependency level given up to shutdown_timeout. */
@@ -183,7 +197,9 @@ void power_shutdown(enum power_action action, const char *why)
 	}
 	log_info("shutdown: syncing");
 	sync();
-	unmount_data();
+	if (unmount_data() == 0 && close_hook)
+		close_hook();
+	sync();
 	log_notice("shutdown: %s now", verb);
 	final_reboot(action);
 }

@@ -14,6 +14,11 @@ void crash_handler_install(void);
  * nothing, syncs, then does the configured on_failure action. */
 _noreturn_ void fail_closed(const char *fmt, ...) _printf_(1, 2);
 
+/* fn runs first in power_shutdown() (cvminit measures "shutdown" there). */
+void power_set_shutdown_hook(void (*fn)(void));
+/* fn runs after the data mounts are gone (cvminit closes the state volume there). */
+void power_set_close_hook(void (*fn)(void));
+
 /* Orderly stop: the services (svc_stop_all), then TERM everything, wait up to
  * shutdown_timeout, KILL the rest, sync, unmount, then the action. */
 _noreturn_ void power_shutdown(enum power_action action, const char *why);

@@ -38,6 +38,7 @@ struct svc {
 	struct svclog log;
 	char *envp[SVC_ENV_MAX + 2];
 	char cgroup[192]; /* "" = no cgroup of its own */
+	bool ever_started;
 };
 
 static struct svc svcs[SVC_MAX];
@@ -49,6 +50,27 @@ static struct {
 	char why[96];
 } shutdown_req;
 static char read_buf[4096];
+static void (*all_started_hook)(void);
+
+void svc_set_all_started_hook(void (*fn)(void))
+{
+	all_started_hook = fn;
+}
+
+/* Runs the hook once, just before the last service that never ran starts for the first
+ * time: whatever that service does comes after it. */
+static void maybe_all_started(const struct svc *s)
+{
+	void (*fn)(void) = all_started_hook;
+
+	if (!fn || s->ever_started)
+		return;
+	for (int i = 0; i < nsvc; i++)
+		if (&svcs[i] != s && !svcs[i].ever_started)
+			return;
+	all_started_hook = NULL;
+	fn();
+}
 
 /* What a child that never reached exec counts as: a failed start, like exit status 127. */
 #define STATUS_NOT_STARTED (127 << 8)
@@ -173,6 +195,8 @@ static void svc_spawn(struct svc *s)
 	ssize_t n;
 	pid_t pid;
 
+	maybe_all_started(s);
+	s->ever_started = true;
 	s->started_ms = now;
 	if (pipe2(rp, O_CLOEXEC) < 0) {
 		log_warn_errno(-errno, "%s: start: pipe", s->def->name);

@@ -25,6 +25,9 @@ struct svc_paths {
  * cgroups, environments. paths NULL = the defaults. Nothing is allocated after this.
  * Returns the number of services, or a negative errno. */
 int svc_init(const struct config *c, const struct svc_paths *paths);
+/* fn runs once, right before the last service that has never run starts for the first
+ * time (cvminit measures "ready" there). */
+void svc_set_all_started_hook(void (*fn)(void));
 /* Starts every waiting service whose dependency (after=) is ready. */
 void svc_start_ready(void);
 /* Fills pfd with the fds the loop must watch (service output); returns how many. */
