@@ -129,6 +129,11 @@ void tpm_close(struct tpm *t)
 	free(t);
 }
 
+struct ESYS_CONTEXT *tpm_esys(struct tpm *t)
+{
+	return t->esys;
+}
+
 int tpm_pcr_banks(struct tpm *t, struct tpm_bank *banks, size_t max)
 {
 	TPMS_CAPABILITY_DATA *cap = NULL;

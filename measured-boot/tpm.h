@@ -22,6 +22,8 @@ struct tpm_bank {
  * Returns 0, -ENOENT when there is no such device, -EIO with a logged reason else. */
 int tpm_open(const char *tcti, const char *conf, struct tpm **ret);
 void tpm_close(struct tpm *t);
+/* The ESYS context underneath, for the sealing code (seal.c). Owned by t. */
+struct ESYS_CONTEXT *tpm_esys(struct tpm *t);
 
 /* Fills banks with the PCR banks that have any PCR allocated; returns the count. */
 int tpm_pcr_banks(struct tpm *t, struct tpm_bank *banks, size_t max);
