@@ -45,7 +45,7 @@ UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device \
 	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedcrypto
 
-.PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format
+.PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format bench
 
 all: $(BUILD)/cvminit
 
@@ -176,3 +176,14 @@ clean:
 
 distclean:
 	rm -rf $(BUILD)
+
+# --- benchmark: cvminit against a systemd-based node (not part of check; takes a while) ---
+# Builds both images (build/bench/), boots them alternately under QEMU (TCG, OVMF, swtpm)
+# and writes build/bench/report.md, docs/benchmarks.md's results and docs/benchmarks.svg.
+# BENCH_N later boots per image (default 3), BENCH_FIRST first boots (default 1).
+BENCH_N ?= 3
+BENCH_FIRST ?= 1
+bench: host-deps
+	$(MAKE) all $(BUILD)/kubelet-standin
+	BENCH_COMMAND="make bench BENCH_N=$(BENCH_N) BENCH_FIRST=$(BENCH_FIRST)" \
+		python3 tests/bench/bench.py -n $(BENCH_N) --first $(BENCH_FIRST) --docs

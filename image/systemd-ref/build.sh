@@ -1,0 +1,63 @@
+#!/bin/bash
+# Build the systemd-based reference node for the benchmark into build/bench/systemd-ref/:
+#   1. its initrd: mkosi's default initrd config plus initrd/extra (initrd/mkosi.conf)
+#   2. the disk: mkosi.conf here, that initrd in the UKI (with mkosi's kernel modules initrd)
+#   3. 256 MiB of free space appended (the cvminit image's state size), where systemd-repart
+#      makes the LUKS2 state partition on first boot.
+# Same trixie tools tree, mkosi, package cache and build lock as image/build-image.sh.
+#
+# Environment:
+#   BENCH_TREE          a directory laid over the root (the bench's /usr/bin/kubelet probe and
+#                       the kubelet stand-in); required
+#   SYSTEMD_REF_OUT     output directory (default build/bench/systemd-ref)
+#   SYSTEMD_REF_STATE   free space for the state partition (default 256M)
+#   PYTHON, XDG_CACHE_HOME, SOURCE_DATE_EPOCH as for image/build-image.sh
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/cvminit
+out=${SYSTEMD_REF_OUT:-$repo/build/bench/systemd-ref}
+python=${PYTHON:-python3}
+state=${SYSTEMD_REF_STATE:-256M}
+: "${BENCH_TREE:?BENCH_TREE must name the tree with /usr/bin/kubelet}"
+[ -x "$BENCH_TREE/usr/bin/kubelet" ] || { echo "systemd-ref: $BENCH_TREE/usr/bin/kubelet missing" >&2; exit 1; }
+
+start=$(date +%s)
+tree=$("$repo/image/tools-tree.sh" | tail -n 1)
+[ -d "$tree/usr/lib/python3/dist-packages/mkosi" ] || { echo "systemd-ref: no mkosi in $tree" >&2; exit 1; }
+mkdir -p "$out" "$cache/mkosi-packages" "$cache/mkosi-workspace"
+
+# One image build at a time on this machine (shared package cache, see build-image.sh).
+exec 9>"$cache/.image.lock"
+if ! flock -n 9; then
+    echo "systemd-ref: waiting for another image build to finish" >&2
+    flock 9
+fi
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
+
+mkosi() {
+    PYTHONPATH=$tree/usr/lib/python3/dist-packages${PYTHONPATH:+:$PYTHONPATH} \
+    nice -n 10 "$python" -m mkosi \
+        --tools-tree="$tree" \
+        --package-cache-dir="$cache/mkosi-packages" \
+        --workspace-directory="$cache/mkosi-workspace" \
+        --output-directory="$out" \
+        "$@" </dev/null
+}
+
+echo "systemd-ref: 1/3 initrd" >&2
+mkosi --directory="$here/initrd" --force build
+initrd=$out/initrd.cpio.zst
+[ -f "$initrd" ] || initrd=$(ls "$out"/initrd*.cpio* | head -n 1)
+
+echo "systemd-ref: 2/3 disk image" >&2
+mkosi --directory="$here" --initrd="$initrd" --extra-tree="$(readlink -f "$BENCH_TREE")" --force build
+
+echo "systemd-ref: 3/3 $state of free space for the state partition" >&2
+disk=$out/systemd-ref.raw
+truncate -s "+$state" "$disk"
+
+end=$(date +%s)
+echo "systemd-ref: done in $((end - start)) s: $disk $(du -h --apparent-size "$disk" | cut -f1)," \
+     "UKI $(du -h --apparent-size "$out/systemd-ref.efi" | cut -f1), initrd $initrd"

@@ -1,0 +1,767 @@
+#!/usr/bin/env python3
+"""make bench: cvminit against a systemd-based node, booted side by side in the same QEMU.
+
+    python3 tests/bench/bench.py [-n N] [--first F] [--no-build] [--docs]
+
+Builds (when their inputs changed) and boots, alternating, in the same QEMU configuration
+(q35, TCG, OVMF, swtpm, 2 vCPUs, 2 GiB, the same trixie cloud kernel, a 256 MiB state volume):
+
+  cvminit  the node image (image/build-image.sh) with the bench's /usr/bin/kubelet probe,
+           into build/bench/cvminit/
+  systemd  the reference node (image/systemd-ref/): systemd in the initrd, roothash= with
+           systemd-veritysetup, the LUKS2 state made by systemd-repart (TPM2 token) and opened
+           by systemd-cryptsetup, switch-root, containerd.service, kubelet.service;
+           into build/bench/systemd-ref/
+
+Both images run the same /usr/bin/kubelet: tests/bench/kubelet-probe.c, which records from
+inside the guest when kubelet starts and what the boot cost (PID 1's CPU and RSS, the
+machine's busy CPU), then execs the kubelet stand-in (tests/fixtures/kubelet-standin.c) with
+the same arguments.
+
+Each image gets F first boots (a fresh disk and a fresh TPM: the state volume is made) and then
+N later boots of the last one's disk and TPM, alternating cvminit and systemd. Times are the
+guest's CLOCK_MONOTONIC (0 = about the kernel's start) from each init's own records:
+cvminit's boot timeline and its console lines; systemd's manager and unit timestamps and its
+journal (printed by bench-report.service). Wall times are the host's, from QEMU's start.
+
+Writes build/bench/results.json, build/bench/report.md and build/bench/timeline.svg; with
+--docs also docs/benchmarks.svg and the results section of docs/benchmarks.md.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "qemu"))
+sys.path.insert(0, str(HERE))
+
+import vm as vmlib  # noqa: E402
+from vm import REPO, TestFailure, VM  # noqa: E402
+import svg  # noqa: E402
+
+BUILD = REPO / "build"
+OUT = BUILD / "bench"
+CVM_OUT = OUT / "cvminit"
+SD_OUT = OUT / "systemd-ref"
+TREE = OUT / "tree"
+PROBE = OUT / "kubelet-probe"
+STANDIN = BUILD / "kubelet-standin"
+STATE_SIZE = "256M"
+IMAGES = ("cvminit", "systemd")
+
+PRINTK = re.compile(r"^\[\s*(\d+)\.(\d{6})\] (.*)$")
+
+
+def log(msg):
+    print(f"bench: {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------ building
+
+def sha256_files(paths):
+    h = hashlib.sha256()
+    for p in sorted(set(paths)):
+        p = Path(p)
+        h.update(str(p.relative_to(REPO) if p.is_relative_to(REPO) else p).encode() + b"\0")
+        if p.is_symlink():
+            h.update(b"link:" + os.readlink(p).encode())
+        elif p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def files_under(*roots):
+    out = []
+    for r in roots:
+        r = REPO / r
+        if r.is_file() or r.is_symlink():
+            out.append(r)
+        elif r.is_dir():
+            out += [p for p in r.rglob("*") if (p.is_file() or p.is_symlink())
+                    and "__pycache__" not in p.parts]
+    return out
+
+
+def build_tree():
+    """The probe, and the tree both images get: /usr/bin/kubelet = probe,
+    /usr/libexec/kubelet-standin = the stand-in."""
+    if not STANDIN.is_file():
+        subprocess.run(["make", "-C", str(REPO), "build/kubelet-standin"], check=True)
+    src = HERE / "kubelet-probe.c"
+    subprocess.run(["musl-gcc", "-static", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                    "-o", str(PROBE), str(src)], check=True)
+    if TREE.exists():
+        shutil.rmtree(TREE)
+    (TREE / "usr/bin").mkdir(parents=True)
+    (TREE / "usr/libexec").mkdir(parents=True)
+    shutil.copy2(PROBE, TREE / "usr/bin/kubelet")
+    shutil.copy2(STANDIN, TREE / "usr/libexec/kubelet-standin")
+    # The cvminit build takes /usr/bin/kubelet through KUBELET= (sha256-checked); its extra
+    # tree carries only the stand-in.
+    extra = OUT / "tree-cvminit"
+    if extra.exists():
+        shutil.rmtree(extra)
+    (extra / "usr/libexec").mkdir(parents=True)
+    shutil.copy2(STANDIN, extra / "usr/libexec/kubelet-standin")
+    return extra
+
+
+def build_if_changed(name, outdir, inputs, cmd, env, product):
+    stamp = outdir / ".bench-inputs"
+    key = sha256_files(inputs)
+    if (outdir / product).is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+        log(f"{name}: image up to date ({outdir / product})")
+        return
+    log(f"{name}: building ({' '.join(str(c) for c in cmd)}); log in {outdir}.build.log")
+    outdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with open(f"{outdir}.build.log", "w") as f:
+        r = subprocess.run(cmd, env={**os.environ, **env}, stdout=f, stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        sys.exit(f"bench: {name} image build failed (rc {r.returncode}); see {outdir}.build.log")
+    stamp.write_text(key + "\n")
+    log(f"{name}: built in {time.monotonic() - t0:.0f} s")
+
+
+def build_images():
+    extra = build_tree()
+    cvminit = BUILD / "cvminit"
+    if not cvminit.is_file():
+        subprocess.run(["make", "-C", str(REPO), "all"], check=True)
+    probe_sha = hashlib.sha256(PROBE.read_bytes()).hexdigest()
+    common = [PROBE, STANDIN] + files_under("rootfs-overlay", "image/mkosi.sandbox",
+                                           "image/tools-tree.sh")
+    build_if_changed(
+        "cvminit", CVM_OUT,
+        common + [cvminit] + files_under("mkosi.conf", "image/mkosi.repart", "image/mkosi.finalize",
+                                         "image/mkinitrd.py", "image/build-image.sh",
+                                         "init/modules.list"),
+        [str(REPO / "image/build-image.sh")],
+        {"CVMINIT_IMAGE_OUT": str(CVM_OUT), "KUBELET": str(PROBE), "KUBELET_SHA256": probe_sha,
+         "CVMINIT_EXTRA_TREE": str(extra), "CVMINIT_STATE_SIZE": STATE_SIZE},
+        "cvminit.raw")
+    build_if_changed(
+        "systemd", SD_OUT,
+        common + files_under("image/systemd-ref"),
+        [str(REPO / "image/systemd-ref/build.sh")],
+        {"SYSTEMD_REF_OUT": str(SD_OUT), "BENCH_TREE": str(TREE),
+         "SYSTEMD_REF_STATE": STATE_SIZE},
+        "systemd-ref.raw")
+
+
+# ------------------------------------------------------------------------------- sizes
+
+def pe_sections(path):
+    import struct
+    data = Path(path).read_bytes()
+    pe = struct.unpack_from("<I", data, 0x3C)[0]
+    nsec = struct.unpack_from("<H", data, pe + 6)[0]
+    optsize = struct.unpack_from("<H", data, pe + 20)[0]
+    table = pe + 24 + optsize
+    out = {}
+    for i in range(nsec):
+        name, vsize, _, rawsize, rawptr = struct.unpack_from("<8sIIII", data, table + 40 * i)
+        out[name.rstrip(b"\0").decode()] = data[rawptr:rawptr + min(vsize, rawsize)]
+    return out
+
+
+def cpio_members(blob):
+    """{name: size} of a concatenation of (possibly zstd/xz/gzip-compressed) newc cpios."""
+    out, pos = {}, 0
+    while pos < len(blob):
+        head = blob[pos:pos + 6]
+        if head in (b"070701", b"070702"):
+            fields = [int(blob[pos + 6 + 8 * k:pos + 14 + 8 * k], 16) for k in range(13)]
+            filesize, namesize = fields[6], fields[11]
+            name = blob[pos + 110:pos + 110 + namesize - 1].decode(errors="replace")
+            out[name.lstrip("./")] = (filesize, fields[1])
+            pos = (pos + 110 + namesize + 3) & ~3
+            pos = (pos + filesize + 3) & ~3
+        elif blob[pos:pos + 4] == bytes(4):
+            pos += 4
+        else:
+            tool = {b"\x28\xb5\x2f\xfd": ["zstd", "-dcq"], b"\xfd7zXZ": ["xz", "-dc"],
+                    b"\x1f\x8b": ["gzip", "-dc"]}
+            for magic, cmd in tool.items():
+                if blob[pos:pos + len(magic)] == magic:
+                    r = subprocess.run(cmd, input=blob[pos:], stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL)
+                    out.update(cpio_members(r.stdout))
+                    return out
+            break
+    return out
+
+
+def sizes(image):
+    """Sizes that do not depend on a run: the UKI's initrd(s) and the init binary."""
+    if image == "cvminit":
+        uki = CVM_OUT / "cvminit.efi"
+        init_files = {}
+    else:
+        uki = SD_OUT / "systemd-ref.efi"
+        init_files = {}
+    initrd = pe_sections(uki).get(".initrd", b"")
+    members = cpio_members(initrd)
+    if image == "cvminit" and "init" in members:
+        init_files["/init (cvminit, static)"] = members["init"][0]
+    if image == "systemd":
+        for name in ("usr/lib/systemd/systemd", ):
+            if name in members:
+                init_files["systemd"] = members[name][0]
+        for name, (size, _) in members.items():
+            if re.search(r"usr/lib/x86_64-linux-gnu/systemd/libsystemd-(shared|core)-[^/]*\.so$",
+                         name):
+                init_files[Path(name).name] = size
+    files = sum(1 for _, (s, mode) in members.items() if (mode & 0o170000) == 0o100000)
+    unpacked = sum(s for _, (s, mode) in members.items() if (mode & 0o170000) == 0o100000)
+    return {"uki_bytes": uki.stat().st_size, "initrd_bytes": len(initrd),
+            "initrd_unpacked_bytes": unpacked, "initrd_files": files,
+            "init_binary_bytes": sum(init_files.values()), "init_binary": init_files}
+
+
+# ------------------------------------------------------------------------------ booting
+
+class BenchVM(VM):
+    """vm.VM with a TPM state that persists across boots (the sealed state key lives in
+    it): tpm_dir is kept, not made fresh in the wiped work directory."""
+
+    def __init__(self, *a, tpm_dir, **kw):
+        self.tpm_dir = Path(tpm_dir)
+        super().__init__(*a, **kw)
+
+    def _start_swtpm(self):
+        # As vm.VM._start_swtpm, with the state in tpm_dir.
+        self.tpm_dir.mkdir(parents=True, exist_ok=True)
+        args = [vmlib.SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={self.tpm_dir}",
+                "--ctrl", f"type=unixio,path={self.tpm_ctrl_path}", "--terminate",
+                "--log", f"file={self.work / 'swtpm.log'},level=1",
+                "--pid", f"file={self.work / 'swtpm.pid'}"]
+        with open(self.work / "swtpm.out", "wb") as out:
+            self._swtpm = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+        end = time.monotonic() + 10
+        while True:
+            if self._swtpm.poll() is not None or time.monotonic() > end:
+                raise TestFailure("swtpm did not start: " + vmlib._tail(self.work / "swtpm.out"))
+            if self.tpm_ctrl_path.exists():
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect(str(self.tpm_ctrl_path))
+                    break
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            time.sleep(0.02)
+
+
+def boot_once(image, disk, tpm_dir, name, timeout):
+    """Boots the disk, waits for the probe (and systemd's report), reboots it cleanly with
+    ctrl-alt-del (QEMU exits: -no-reboot); returns the console and timings."""
+    v = BenchVM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
+                name=name, memory=2048, timeout=timeout, tpm_dir=tpm_dir)
+    with v:
+        v.wait_for(r"bench-probe: end", timeout, since=0)
+        if image == "systemd":
+            v.wait_for(r"bench-report: end", 120, since=0)
+        else:
+            v.wait_for(r"cvminit: kubelet: started", 30, since=0)
+        t_done = time.monotonic() - v._t0
+        keys = [{"type": "qcode", "data": k} for k in ("ctrl", "alt", "delete")]
+        v.qmp("send-key", keys=keys)
+        try:
+            v.wait_exit(180)
+            clean = True
+        except TestFailure as e:
+            log(f"{name}: no clean reboot: {str(e).splitlines()[0]}")
+            clean = False
+        lines = list(v.lines)
+        exit_t = v.exit_time()
+    shutil.copyfile(v.work / "console.log", OUT / "runs" / f"{name}.log")
+    return {"lines": lines, "t_done": t_done, "exit_t": exit_t, "clean_shutdown": clean}
+
+
+# ------------------------------------------------------------------------------ parsing
+
+def printk_lines(lines):
+    """[(host t, guest t, text)] for the kernel's console lines."""
+    out = []
+    for t, s in lines:
+        m = PRINTK.match(s)
+        if m:
+            out.append((t, int(m.group(1)) + int(m.group(2)) / 1e6, m.group(3)))
+    return out
+
+
+def first(pk, regex):
+    rx = re.compile(regex)
+    for t, g, s in pk:
+        m = rx.search(s)
+        if m:
+            return t, g, m
+    return None
+
+
+def parse_probe(pk):
+    kv = {}
+    for t, g, s in pk:
+        m = re.match(r"bench-probe: (\w+)(.*)$", s)
+        if not m or m.group(1) in kv:
+            continue
+        what, rest = m.group(1), m.group(2)
+        if what == "top":
+            procs = []
+            for item in rest.split():
+                if item.startswith("nproc="):
+                    continue
+                c, pid, ticks = item.rsplit(":", 2)
+                procs.append({"comm": c, "pid": int(pid), "ticks": int(ticks)})
+            kv["top"] = procs
+        else:
+            d = dict(x.split("=", 1) for x in rest.split() if "=" in x)
+            d["_host_t"], d["_guest_t"] = t, g
+            kv[what] = d
+    return kv
+
+
+def parse_cvminit(lines, pk):
+    r = {"events": [], "stages": []}
+    for t, g, s in pk:
+        m = re.match(r"cvminit: timeline: (\S+) ([\d.]+) ms", s)
+        if m:
+            r["stages"].append((m.group(1), float(m.group(2)) / 1000))
+    st = dict(r["stages"])
+    r["init_start"] = st.get("init-start")
+    r["root"] = next((st[k] for k in ("root-open", "root") if k in st), None)
+    r["state"] = next((st[k] for k in ("state", "state-mount") if k in st), None)
+    r["switch_root"] = st.get("switch-root")
+    x = first(pk, r"^cvminit: containerd: started")
+    r["containerd_started"] = x[1] if x else None
+    x = first(pk, r"^cvminit: containerd: ready")
+    r["containerd_ready"] = x[1] if x else None
+    x = first(pk, r"^cvminit: kubelet: started")
+    r["kubelet_started_init"] = x[1] if x else None
+    r["first_boot"] = bool(first(pk, r"^cvminit: state: .*(first boot|blank|new filesystem|format)"))
+    r["events"] = [(name, at) for name, at in r["stages"]]
+    return r
+
+
+def parse_systemd(lines):
+    r = {"events": []}
+    texts = [s for _, s in lines]
+    try:
+        b = max(i for i, s in enumerate(texts) if s.strip() == "bench-report: begin")
+        e = next(i for i in range(b, len(texts)) if texts[i].strip() == "bench-report: end")
+    except (ValueError, StopIteration):
+        raise TestFailure("no bench-report block on the console")
+    manager, units, unit, journal = {}, {}, None, []
+    for s in texts[b + 1:e]:
+        s = s.strip()
+        if s.startswith("{"):
+            try:
+                journal.append(json.loads(s))
+            except ValueError:
+                pass
+            continue
+        m = re.match(r"^(\w+)=(.*)$", s)
+        if not m:
+            continue
+        k, val = m.groups()
+        if k == "Id":
+            unit = val
+            units[unit] = {}
+        elif unit is None:
+            manager[k] = val
+        else:
+            units[unit][k] = val
+
+    def mono(d, k):
+        try:
+            v = int(d.get(k, "0"))
+        except ValueError:
+            return None
+        return v / 1e6 if v else None
+
+    def jtime(entry):
+        for k in ("_SOURCE_MONOTONIC_TIMESTAMP", "__MONOTONIC_TIMESTAMP"):
+            if entry.get(k):
+                return int(entry[k]) / 1e6
+        return None
+
+    def jfind(regex):
+        rx = re.compile(regex)
+        for entry in journal:
+            msg = entry.get("MESSAGE")
+            if isinstance(msg, str) and rx.search(msg):
+                return jtime(entry)
+        return None
+
+    r["manager"] = manager
+    r["units"] = units
+    r["journal_entries"] = len(journal)
+    r["init_start"] = mono(manager, "InitRDTimestampMonotonic")
+    r["userspace_start"] = mono(manager, "UserspaceTimestampMonotonic")
+    r["root"] = jfind(r"^Mounted sysroot\.mount")
+    r["state"] = jfind(r"^Mounted sysroot-var\.mount") or mono(units.get("var.mount", {}),
+                                                               "ActiveEnterTimestampMonotonic")
+    r["switch_root"] = jfind(r"^Switching root")
+    cd = units.get("containerd.service", {})
+    r["containerd_started"] = mono(cd, "ExecMainStartTimestampMonotonic")
+    r["containerd_ready"] = mono(cd, "ActiveEnterTimestampMonotonic")
+    r["kubelet_started_init"] = mono(units.get("kubelet.service", {}),
+                                     "ExecMainStartTimestampMonotonic")
+    r["first_boot"] = jfind(r"^Finished systemd-repart\.service") is not None and any(
+        "Adding new partition" in str(x.get("MESSAGE", "")) for x in journal) or False
+    marks = [
+        ("udevd", r"^Started systemd-udevd\.service"),
+        ("tpm2.target", r"^Reached target tpm2\.target"),
+        ("pcrphase", r"^Finished systemd-pcrphase-initrd\.service"),
+        ("verity", r"^Finished systemd-veritysetup@root\.service"),
+        ("sysroot", r"^Mounted sysroot\.mount"),
+        ("repart", r"^Finished systemd-repart\.service"),
+        ("cryptsetup", r"^Finished systemd-cryptsetup@state\.service"),
+        ("sysroot-var", r"^Mounted sysroot-var\.mount"),
+        ("switch-root", r"^Switching root"),
+        ("sysinit", r"^Reached target sysinit\.target"),
+        ("basic", r"^Reached target basic\.target"),
+    ]
+    for name, rx in marks:
+        t = jfind(rx)
+        if t is not None:
+            r["events"].append((name, t))
+    r["events"].sort(key=lambda x: x[1])
+    return r
+
+
+def analyse(image, run):
+    lines = run["lines"]
+    pk = printk_lines(lines)
+    if not pk:
+        raise TestFailure("no kernel console lines")
+    # The kernel's start in host time: the smallest lag of an early console line.
+    kernel_wall = min(t - g for t, g, _ in pk[:300])
+    probe = parse_probe(pk)
+    if "start" not in probe:
+        raise TestFailure("no bench-probe line")
+    r = parse_cvminit(lines, pk) if image == "cvminit" else parse_systemd(lines)
+    r.pop("manager", None)
+    r.pop("units", None)
+    start = probe["start"]
+    kub = int(start["mono_us"]) / 1e6
+    hz = int(start.get("hz", 100))
+    p1 = probe.get("pid1", {})
+    cpu = probe.get("cpu", {})
+    r.update({
+        "kernel_start_wall": kernel_wall,
+        "kubelet_started": kub,
+        "kubelet_started_wall": start["_host_t"],
+        "done_wall": run["t_done"],
+        "clean_shutdown": run["clean_shutdown"],
+        "pid1_comm": p1.get("comm"),
+        "pid1_cpu": int(p1["sched_ns"]) / 1e9 if p1.get("sched_ns") else None,
+        "pid1_cpu_ticks": (int(p1["utime"]) + int(p1["stime"])) / hz if p1 else None,
+        "pid1_children_cpu": (int(p1["cutime"]) + int(p1["cstime"])) / hz if p1 else None,
+        "pid1_rss_kb": int(p1["rss_kb"]) if p1 else None,
+        "pid1_hwm_kb": int(p1["hwm_kb"]) if p1 else None,
+        "machine_busy_cpu": int(cpu["busy_ticks"]) / hz if cpu else None,
+        "ncpu": int(cpu.get("ncpu", 0)) if cpu else None,
+        "top": probe.get("top", []),
+        "top_hz": hz,
+        "var": probe.get("var", {}).get("dm_uuid"),
+    })
+    for k in ("init_start", "root", "state", "containerd_ready"):
+        if r.get(k) is None:
+            raise TestFailure(f"{image}: no '{k}' time found on the console")
+    return r
+
+
+# ------------------------------------------------------------------------------ report
+
+ROWS = [
+    # key, label, unit, function(run) -> value
+    ("kernel", "kernel start → init start (guest)", "s", lambda r: r["init_start"]),
+    ("root", "init start → root mounted", "s", lambda r: r["root"] - r["init_start"]),
+    ("state", "init start → state mounted", "s", lambda r: r["state"] - r["init_start"]),
+    ("containerd", "init start → containerd ready", "s",
+     lambda r: r["containerd_ready"] - r["init_start"]),
+    ("kubelet", "init start → kubelet started", "s",
+     lambda r: r["kubelet_started"] - r["init_start"]),
+    ("kubelet_abs", "kernel start → kubelet started (guest)", "s",
+     lambda r: r["kubelet_started"]),
+    ("firmware", "QEMU start → kernel start (wall: OVMF + stub)", "s",
+     lambda r: r["kernel_start_wall"]),
+    ("wall", "QEMU start → kubelet started (wall)", "s", lambda r: r["kubelet_started_wall"]),
+    ("containerd_own", "containerd exec → ready (containerd's own start)", "s",
+     lambda r: r["containerd_ready"] - r["containerd_started"]
+     if r.get("containerd_started") else None),
+    ("pid1_cpu", "PID 1 CPU time until kubelet start", "s", lambda r: r["pid1_cpu"]),
+    ("pid1_children", "CPU of PID 1's reaped children", "s", lambda r: r["pid1_children_cpu"]),
+    ("pid1_share", "PID 1 CPU / (init start → kubelet)", "%",
+     lambda r: 100 * r["pid1_cpu"] / (r["kubelet_started"] - r["init_start"])
+     if r["pid1_cpu"] is not None else None),
+    ("busy", "machine busy CPU until kubelet start (all vCPUs)", "s",
+     lambda r: r["machine_busy_cpu"]),
+    ("rss", "PID 1 RSS at kubelet start", "MiB",
+     lambda r: r["pid1_rss_kb"] / 1024 if r["pid1_rss_kb"] is not None else None),
+]
+
+
+def summarise(values):
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
+            "n": len(vals), "values": vals}
+
+
+def fmt(v, unit):
+    if v is None:
+        return "–"
+    if unit == "%":
+        return f"{v:.1f} %"
+    if unit == "MiB":
+        return f"{v:.1f} MiB"
+    return f"{v:.2f} s"
+
+
+def fmt_size(b):
+    return f"{b / 2**20:.2f} MiB" if b >= 2**20 else f"{b / 1024:.0f} KiB"
+
+
+def cell(s, unit):
+    if s is None:
+        return "–"
+    if s["n"] == 1:
+        return fmt(s["median"], unit)
+    return f"{fmt(s['median'], unit)} ({fmt(s['min'], unit).split()[0]}–{fmt(s['max'], unit)})"
+
+
+def ratio(a, b):
+    if a is None or b is None or not b["median"]:
+        return "–"
+    return f"{a['median'] / b['median']:.2f}"
+
+
+def table(results, kind):
+    out = [f"| {kind} | cvminit | systemd | cvminit/systemd |", "|---|---|---|---|"]
+    stats = {}
+    for key, label, unit, f in ROWS:
+        per = {}
+        for img in IMAGES:
+            vals = []
+            for r in results[img][kind]:
+                try:
+                    vals.append(f(r))
+                except (TypeError, KeyError):
+                    vals.append(None)
+            per[img] = summarise(vals)
+        stats[key] = per
+        out.append(f"| {label} | {cell(per['cvminit'], unit)} | {cell(per['systemd'], unit)} | "
+                   f"{ratio(per['cvminit'], per['systemd'])} |")
+    return "\n".join(out), stats
+
+
+def top_table(results, kind):
+    out = []
+    for img in IMAGES:
+        runs = results[img][kind]
+        if not runs:
+            continue
+        r = runs[len(runs) // 2]
+        hz = r.get("top_hz", 100)
+        items = ", ".join(f"{p['comm']} {p['ticks'] / hz:.2f} s" for p in r["top"])
+        out.append(f"- {img}: {items}")
+    return "\n".join(out)
+
+
+def write_report(results, meta, sz):
+    md = []
+    md.append(f"Command: `{meta['command']}`  ")
+    md.append(f"Date: {meta['date']}  ")
+    md.append(f"Machine: {meta['machine']}  ")
+    md.append(f"QEMU: {meta['qemu']}; TCG, q35, OVMF, swtpm, 2 vCPUs, 2 GiB, virtio-blk  ")
+    md.append(f"Kernel: {meta['kernel']}  ")
+    md.append(f"Runs: {meta['first']} first boot(s) and {meta['n']} later boot(s) per image, "
+              f"alternating; values are median (min–max).")
+    md.append("")
+    stats = {}
+    for kind, title in (("later", "Later boots (state volume exists: unlock and mount)"),
+                        ("first", "First boot (state volume made: LUKS2 format, TPM2 "
+                                  "enrolment, ext4)")):
+        if not any(results[i][kind] for i in IMAGES):
+            continue
+        t, stats[kind] = table(results, kind)
+        md += [f"### {title}", "", t, ""]
+        md += ["Largest CPU users at kubelet start (the median run; user+system):", "",
+               top_table(results, kind), ""]
+    md += ["### Sizes", "", "| | cvminit | systemd | cvminit/systemd |", "|---|---|---|---|"]
+    for k, label in (("initrd_bytes", "initrd(s) in the UKI (as stored)"),
+                     ("initrd_unpacked_bytes", "initrd unpacked (regular files)"),
+                     ("init_binary_bytes", "init binary (+ its private libraries)"),
+                     ("uki_bytes", "UKI")):
+        a, b = sz["cvminit"][k], sz["systemd"][k]
+        md.append(f"| {label} | {fmt_size(a)} | {fmt_size(b)} | {a / b:.3f} |")
+    md.append(f"| initrd files | {sz['cvminit']['initrd_files']} | "
+              f"{sz['systemd']['initrd_files']} | |")
+    md.append("")
+    md.append("Init binaries: " + "; ".join(
+        f"{img}: " + ", ".join(f"{n} {fmt_size(s)}" for n, s in sz[img]["init_binary"].items())
+        for img in IMAGES))
+    md.append("")
+    return "\n".join(md), stats
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=int(os.environ.get("BENCH_N", 3)),
+                    help="later boots per image (default 3, or $BENCH_N)")
+    ap.add_argument("--first", type=int, default=int(os.environ.get("BENCH_FIRST", 1)),
+                    help="first boots per image (default 1, or $BENCH_FIRST)")
+    ap.add_argument("--no-build", action="store_true", help="use the images as they are")
+    ap.add_argument("--only", choices=IMAGES, help="boot one image only (development)")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per boot")
+    ap.add_argument("--docs", action="store_true",
+                    help="also write docs/benchmarks.svg and the results in docs/benchmarks.md")
+    args = ap.parse_args()
+    if args.first < 1:
+        sys.exit("bench: --first must be at least 1 (later boots need a made state volume)")
+
+    t_start = time.monotonic()
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "runs").mkdir(exist_ok=True)
+    if not args.no_build:
+        build_images()
+    images = {"cvminit": CVM_OUT / "cvminit.raw", "systemd": SD_OUT / "systemd-ref.raw"}
+    for img, p in images.items():
+        if not p.is_file():
+            sys.exit(f"bench: {p} missing (run without --no-build)")
+    sz = {img: sizes(img) for img in IMAGES}
+
+    order = [args.only] if args.only else list(IMAGES)
+    results = {img: {"first": [], "later": []} for img in IMAGES}
+    failures = []
+    disks = {}
+
+    def run(img, kind, k):
+        d = disks[img]
+        name = f"bench-{img}-{kind}{k}"
+        log(f"{name}: booting")
+        try:
+            raw = boot_once(img, d["disk"], d["tpm"], name, args.timeout)
+            r = analyse(img, raw)
+        except TestFailure as e:
+            log(f"{name}: FAILED: {e}")
+            failures.append((name, str(e).splitlines()[0]))
+            return
+        r["name"] = name
+        results[img][kind].append(r)
+        log(f"{name}: kernel→init {r['init_start']:.2f} s, root {r['root']:.2f}, "
+            f"state {r['state']:.2f}, containerd ready {r['containerd_ready']:.2f}, "
+            f"kubelet {r['kubelet_started']:.2f} s guest / {r['kubelet_started_wall']:.1f} s wall;"
+            f" PID 1 CPU {r['pid1_cpu'] or 0:.2f} s, RSS {(r['pid1_rss_kb'] or 0) / 1024:.1f} MiB")
+
+    for k in range(args.first):
+        for img in order:
+            work = OUT / "run" / img
+            if work.exists():
+                shutil.rmtree(work)
+            work.mkdir(parents=True)
+            subprocess.run(["cp", "--sparse=always", str(images[img]), str(work / "disk.raw")],
+                           check=True)
+            disks[img] = {"disk": work / "disk.raw", "tpm": work / "tpm"}
+            run(img, "first", k + 1)
+    for k in range(args.n):
+        for img in order:
+            run(img, "later", k + 1)
+
+    meta = {
+        "command": os.environ.get("BENCH_COMMAND", "python3 " + " ".join(sys.argv)),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "qemu": subprocess.run(["qemu-system-x86_64", "--version"], stdout=subprocess.PIPE,
+                               text=True).stdout.splitlines()[0],
+        "kernel": kernel_of(),
+        "n": args.n, "first": args.first,
+        "duration_s": round(time.monotonic() - t_start),
+    }
+    (OUT / "results.json").write_text(json.dumps(
+        {"meta": meta, "sizes": sz, "results": results, "failures": failures},
+        indent=1, default=str))
+    if args.only:
+        log(f"done ({args.only} only); results in {OUT / 'results.json'}")
+        return 1 if failures else 0
+    md, _ = write_report(results, meta, sz)
+    if failures:
+        md += "\nFailed runs (left out above): " + "; ".join(f"{n}: {w}" for n, w in failures) + "\n"
+    (OUT / "report.md").write_text(md)
+    picture = svg.timeline(results, meta)
+    (OUT / "timeline.svg").write_text(picture)
+    print(md)
+    if args.docs:
+        (REPO / "docs" / "benchmarks.svg").write_text(picture)
+        update_docs(md)
+        log("wrote docs/benchmarks.svg and the results section of docs/benchmarks.md")
+    log(f"done in {meta['duration_s']} s; {OUT / 'report.md'}, {OUT / 'timeline.svg'}")
+    return 1 if failures else 0
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def update_docs(md):
+    doc = REPO / "docs" / "benchmarks.md"
+    text = doc.read_text() if doc.is_file() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    doc.write_text(f"{head}{BEGIN}\n{md}\n![boot timelines](benchmarks.svg)\n\n{END}{tail}")
+
+
+def machine():
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    osr = ""
+    try:
+        osr = re.search(r'PRETTY_NAME="([^"]*)"', Path("/etc/os-release").read_text()).group(1)
+    except (OSError, AttributeError):
+        pass
+    return f"{osr}, {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, host kernel {platform.release()}"
+
+
+def kernel_of():
+    try:
+        sec = pe_sections(CVM_OUT / "cvminit.efi")
+        a = sec[".uname"].rstrip(b"\0").decode().strip()
+        b = pe_sections(SD_OUT / "systemd-ref.efi")[".uname"].rstrip(b"\0").decode().strip()
+        return a if a == b else f"cvminit {a}, systemd {b} (DIFFERENT)"
+    except (OSError, KeyError):
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The bench's picture: one boot timeline per image (its median run), side by side on one
+time axis (wall seconds from QEMU's start), in plain SVG.
+
+Each bar: the firmware and systemd-stub (QEMU start → kernel start, host clock), then the
+guest's phases on the guest clock: kernel → init start → root mounted → state mounted →
+containerd exec → containerd ready → kubelet started. Ticks above a bar are the init's own
+finer stages (cvminit's timeline, systemd's journal)."""
+
+from xml.sax.saxutils import escape
+
+PHASES = [
+    # key, label, colour
+    ("firmware", "OVMF + systemd-stub", "#b0b0b0"),
+    ("kernel", "kernel", "#7aa6d6"),
+    ("root", "init → root mounted", "#e6a045"),
+    ("state", "root → state mounted", "#d9684a"),
+    ("svc", "state → containerd exec", "#9d6fb8"),
+    ("containerd", "containerd starting", "#6fb873"),
+    ("kubelet", "containerd ready → kubelet", "#3d8a8a"),
+]
+COLOUR = {k: c for k, _, c in PHASES}
+
+W = 1200
+LEFT = 200
+RIGHT = 150
+BAR_H = 22
+ROW_H = 120
+
+
+def median_run(runs):
+    if not runs:
+        return None
+    s = sorted(runs, key=lambda r: r["kubelet_started_wall"])
+    return s[(len(s) - 1) // 2]
+
+
+def segments(r):
+    k0 = r["kernel_start_wall"]
+    pts = [("firmware", 0.0, k0), ("kernel", k0, k0 + r["init_start"]),
+           ("root", k0 + r["init_start"], k0 + r["root"]),
+           ("state", k0 + r["root"], k0 + r["state"])]
+    cs = r.get("containerd_started") or r["containerd_ready"]
+    pts += [("svc", k0 + r["state"], k0 + cs),
+            ("containerd", k0 + cs, k0 + r["containerd_ready"]),
+            ("kubelet", k0 + r["containerd_ready"], k0 + r["kubelet_started"])]
+    return [(k, a, b) for k, a, b in pts if b > a]
+
+
+def timeline(results, meta):
+    rows = []
+    for kind, title in (("later", "later boot"), ("first", "first boot")):
+        for img in ("cvminit", "systemd"):
+            r = median_run(results[img][kind])
+            if r:
+                rows.append((f"{img}", title, r))
+    if not rows:
+        return '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
+    tmax = max(r["kernel_start_wall"] + r["kubelet_started"] for _, _, r in rows)
+    tmax = max(5, (int(tmax / 5) + 1) * 5)
+    scale = (W - LEFT - RIGHT) / tmax
+    top = 60
+    H = top + ROW_H * len(rows) + 110
+    x = lambda t: LEFT + t * scale  # noqa: E731
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+         f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{LEFT}" y="22" font-size="15" font-weight="bold">Boot to kubelet: cvminit '
+         f'and a systemd node, median runs (QEMU TCG, OVMF, swtpm)</text>',
+         f'<text x="{LEFT}" y="40" fill="#555">{escape(meta.get("date", ""))}; '
+         f'{escape(str(meta.get("n")))} later + {escape(str(meta.get("first")))} first boot(s) '
+         f'per image; wall seconds from QEMU start (guest phases on the guest clock)</text>']
+    # axis grid
+    step = 5 if tmax <= 80 else 10
+    axis_y = top + ROW_H * len(rows)
+    for t in range(0, tmax + 1, step):
+        o.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{axis_y}" '
+                 f'stroke="#e4e4e4"/>')
+        o.append(f'<text x="{x(t):.1f}" y="{axis_y + 14}" text-anchor="middle" '
+                 f'fill="#555">{t} s</text>')
+    for i, (img, title, r) in enumerate(rows):
+        y = top + i * ROW_H + 62
+        o.append(f'<text x="{LEFT - 10}" y="{y + 10}" text-anchor="end" font-size="13" '
+                 f'font-weight="bold">{escape(img)}</text>')
+        o.append(f'<text x="{LEFT - 10}" y="{y + 24}" text-anchor="end" fill="#555">'
+                 f'{escape(title)}</text>')
+        for key, a, b in segments(r):
+            o.append(f'<rect x="{x(a):.1f}" y="{y}" width="{max((b - a) * scale, 0.5):.1f}" '
+                     f'height="{BAR_H}" fill="{COLOUR[key]}"><title>{escape(key)}: '
+                     f'{b - a:.2f} s</title></rect>')
+            if (b - a) * scale > 34:
+                o.append(f'<text x="{(x(a) + x(b)) / 2:.1f}" y="{y + 15}" text-anchor="middle" '
+                         f'fill="white" font-weight="bold">{b - a:.1f}</text>')
+        # the init's own stages, as ticks with labels above the bar
+        k0 = r["kernel_start_wall"]
+        last_x = -100
+        level = 0
+        for name, at in r.get("events", []):
+            px = x(k0 + at)
+            level = level + 1 if px - last_x < 9 else 0
+            last_x = px
+            o.append(f'<line x1="{px:.1f}" y1="{y - 2}" x2="{px:.1f}" y2="{y - 8}" '
+                     f'stroke="#333"/>')
+            o.append(f'<text transform="translate({px + 2:.1f},{y - 10 - (level % 3) * 0:.0f}) '
+                     f'rotate(-55)" font-size="9" fill="#333">{escape(name)}</text>')
+        end = k0 + r["kubelet_started"]
+        cpu = r.get("pid1_cpu")
+        o.append(f'<text x="{x(end) + 6:.1f}" y="{y + 10}" font-weight="bold">'
+                 f'{r["kubelet_started_wall"]:.1f} s</text>')
+        if cpu is not None:
+            o.append(f'<text x="{x(end) + 6:.1f}" y="{y + 24}" fill="#555">PID 1 CPU '
+                     f'{cpu:.2f} s</text>')
+    # legend
+    ly = axis_y + 40
+    lx = LEFT
+    for key, label, colour in PHASES:
+        o.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{colour}"/>')
+        o.append(f'<text x="{lx + 16}" y="{ly + 10}">{escape(label)}</text>')
+        lx += 24 + 6.2 * len(label)
+        if lx > W - 200:
+            lx, ly = LEFT, ly + 20
+    o.append(f'<text x="{LEFT}" y="{H - 12}" fill="#555">Ticks: the init\'s own stages '
+             f'(cvminit: /run/cvminit/timeline; systemd: its journal). Number at the right: '
+             f'wall time from QEMU start to kubelet\'s exec.</text>')
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
