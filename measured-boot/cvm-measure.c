@@ -1,5 +1,5 @@
-/* cvm-measure: the host tool that predicts PCR 11 for a UKI (systemd-stub's section
- * measurements plus cvminit's phases) and verifies a boot's event log against PCR values.
+/* cvm-measure: the host tool that predicts PCRs 11 and 15 of a cvminit node booted from a
+ * UKI (measurements.json) and verifies a boot's event logs against PCR values.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -12,12 +12,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../init/log.h"
 #include "../init/util.h"
+#include "cpio.h"
 #include "digest.h"
 #include "eventlog.h"
 #include "pe.h"
 #include "predict.h"
 #include "replay.h"
+#include "tcglog.h"
+#include "tpm.h"
 
 enum {
 	EXIT_MATCH = 0,
@@ -25,7 +29,9 @@ enum {
 	EXIT_USAGE = 2,
 };
 
-#define MAX_BANKS 4
+#define MAX_BANKS  4
+#define HEX_MAX	   (2 * DIGEST_MAX + 1)
+#define MAX_INPUT  (1u << 30)
 
 static const char *const main_help =
 	"Usage: cvm-measure COMMAND [OPTIONS]\n"
@@ -33,87 +39,122 @@ static const char *const main_help =
 	"Reference values for cvminit nodes.\n"
 	"\n"
 	"Commands:\n"
-	"  predict --uki FILE   PCR 11 after systemd-stub and after each cvminit phase;\n"
-	"                       --json writes measurements.json\n"
-	"  verify --log FILE --pcrs FILE\n"
-	"                       replay an event log and compare it with PCR values\n"
+	"  predict --uki FILE   PCR 11 and PCR 15 of a node booted from the UKI, after\n"
+	"                       each step; --json writes measurements.json\n"
+	"  verify               replay event logs (cvminit's, the firmware's) and compare\n"
+	"                       them with PCR values from a file or a TPM\n"
 	"  help [COMMAND]       this text, or a command's\n"
 	"\n"
-	"'cvm-measure COMMAND --help' describes a command's options and exit codes.\n";
+	"'cvm-measure COMMAND --help' describes a command's options and exit codes;\n"
+	"docs/cvm-measure.md has the details.\n";
 
 static const char *const predict_help =
-	"Usage: cvm-measure predict --uki FILE [--banks LIST] [--json FILE] [--phase "
-	"PHASE]\n"
+	"Usage: cvm-measure predict --uki FILE [--json FILE [--bank BANK]] [--phase PHASE]\n"
+	"                           [--banks LIST] [--cmdline STRING] [--config FILE]\n"
+	"                           [--state STRING | --state-from FILE]\n"
 	"\n"
-	"Predicts PCR 11 for a unified kernel image booted by systemd-stub 257.\n"
+	"Predicts PCR 11 and PCR 15 of a node booted from a unified kernel image by\n"
+	"systemd-stub 257, with cvminit as the init of the UKI's initrd.\n"
 	"\n"
-	"The stub extends PCR 11, in this order, for each of .linux .osrel .cmdline "
-	".initrd\n"
-	".ucode .splash .dtb .uname .sbat .pcrpkey that the UKI has (the first section "
-	"of a\n"
-	"name; VirtualSize 0 counts as absent; .pcrsig is never measured): first the "
-	"section\n"
-	"name with its trailing NUL, then the section's VirtualSize bytes as loaded "
-	"(file\n"
-	"data from PointerToRawData, zero-filled past SizeOfRawData). cvminit then "
-	"extends\n"
-	"the phase strings enter-initrd, leave-initrd, ready (bytes without NUL, as\n"
-	"systemd-pcrphase does). UKIs with .profile sections are refused.\n"
+	"PCR 11: the stub extends, in this order, for each of .linux .osrel .cmdline\n"
+	".initrd .ucode .splash .dtb .uname .sbat .pcrpkey that the UKI has (the first\n"
+	"section of a name; VirtualSize 0 counts as absent; .pcrsig is never measured):\n"
+	"the section name with its trailing NUL, then the section's VirtualSize bytes as\n"
+	"loaded (file data from PointerToRawData, zero-filled past SizeOfRawData). cvminit\n"
+	"then extends the phases enter-initrd, leave-initrd, ready, shutdown (the string's\n"
+	"bytes without NUL, as systemd-pcrphase does). UKIs with .profile sections are\n"
+	"refused.\n"
 	"\n"
-	"Output: the measured sections, then one line per bank and phase:\n"
-	"  PCR 11 <bank> <phase> <hex>\n"
-	"where phase 'boot' is the value after the stub, before cvminit measures "
-	"anything.\n"
+	"PCR 15: cvminit extends, in this order, the digest of\n"
+	"  cvminit:cmdline  the kernel command line as /proc/cmdline shows it, without its\n"
+	"                   newline: the .cmdline section up to its first NUL as the stub\n"
+	"                   passes it on (leading and trailing whitespace and control\n"
+	"                   characters dropped, inner control characters made spaces)\n"
+	"  cvminit:config   the bytes of /etc/cvminit/cvminit.conf in the UKI's .initrd\n"
+	"                   (uncompressed newc cpio archives; the last entry of a path\n"
+	"                   wins); no bytes when there is none\n"
+	"  cvminit:root     verity:<roothash>:<data partuuid>:<hash partuuid>:erofs, only\n"
+	"                   when the command line has roothash=\n"
+	"  cvminit:state    luks2:<uuid>:<cipher>-<mode>:<key bits>:<sector size>:\n"
+	"                   <integrity>; per node, so only with --state or --state-from\n"
+	"\n"
+	"Output: the measured sections and PCR 15's inputs, then one line per PCR, bank\n"
+	"and step, the value after that step:\n"
+	"  PCR 11 <bank> <phase> <hex>    phase: boot (after the stub), enter-initrd,\n"
+	"                                 leave-initrd, ready, shutdown\n"
+	"  PCR 15 <bank> <event> <hex>    event: cvminit:cmdline … cvminit:state\n"
 	"\n"
 	"Options:\n"
-	"  --uki FILE      the UKI (PE32+)\n"
-	"  --banks LIST    comma-separated banks: sha1 sha256 sha384 sha512\n"
-	"                  (default sha256,sha384)\n"
-	"  --json FILE     write {\"11\": {\"expected\": \"<sha256 hex>\", \"warnOnly\": "
-	"false}}\n"
-	"                  (Constellation's measurements.json) for --phase\n"
-	"  --phase PHASE   boot, enter-initrd (default), leave-initrd or ready\n"
-	"  -h, --help      this text\n"
+	"  --uki FILE         the UKI (PE32+)\n"
+	"  --json FILE        write measurements.json, Constellation's shape:\n"
+	"                       {\"11\": {\"expected\": \"<hex>\", \"warnOnly\": false},\n"
+	"                        \"15\": {\"expected\": \"<hex>\", \"warnOnly\": <bool>}}\n"
+	"                     PCR 11 after --phase. PCR 15 after cvminit:state with\n"
+	"                     warnOnly false when the state is given; else after\n"
+	"                     cvminit:root with warnOnly true: the value the state key is\n"
+	"                     sealed against, not the running node's\n"
+	"  --bank BANK        the JSON's bank: sha256 (TPM PCRs; default) or sha384 (the\n"
+	"                     PCRs' sha384 values, for TDX comparisons; RTMR 2 itself folds\n"
+	"                     PCRs 8-15 together and is not predicted)\n"
+	"  --phase PHASE      PCR 11's step in the JSON: boot, enter-initrd, leave-initrd,\n"
+	"                     ready (default) or shutdown\n"
+	"  --banks LIST       the table's banks, comma-separated: sha1 sha256 sha384\n"
+	"                     sha512 (default sha256,sha384; --bank is added)\n"
+	"  --cmdline STRING   the kernel command line, instead of the UKI's .cmdline\n"
+	"  --config FILE      the config file, instead of the .initrd's (/dev/null: none)\n"
+	"  --state STRING     the node's cvminit:state data\n"
+	"  --state-from FILE  read it from the LUKS2 header of a state partition (an image\n"
+	"                     or a device; libcryptsetup, no device-mapper needed)\n"
+	"  -h, --help         this text\n"
 	"\n"
-	"Exit status: 0 done; 2 usage error or unreadable/malformed input.\n";
+	"Exit status: 0 done; 2 usage error or an unreadable or malformed input.\n";
 
 static const char *const verify_help =
-	"Usage: cvm-measure verify --log FILE --pcrs FILE [--uki FILE]\n"
+	"Usage: cvm-measure verify [--log FILE] [--firmware-log FILE] [--uki FILE]\n"
+	"                          (--pcrs FILE | --tpm DEVICE) [--pcr LIST]\n"
 	"\n"
-	"Replays a CEL-JSON event log (cvminit's /run/log/cvminit/measure.log or "
-	"systemd's\n"
-	"tpm2-measure.log) and compares every PCR listed in the PCRs file with the "
-	"replay.\n"
-	"For each PCR that differs it prints both values and the first record the PCR "
-	"does\n"
-	"not reflect (the record after the longest prefix of its records that "
-	"reproduces\n"
-	"the value).\n"
+	"Replays event logs and compares the result with PCR values. For each PCR that\n"
+	"differs it prints the value the replay expects, the value found, and the first\n"
+	"event the PCR does not reflect: the event after the longest prefix of its events\n"
+	"that reproduces the value (or its first event when no prefix does).\n"
 	"\n"
-	"The log starts after the firmware and systemd-stub: their PCR 11 extends are "
-	"not in\n"
-	"it. With --uki, the stub's PCR 11 records for that UKI (as 'predict' computes "
-	"them)\n"
-	"are replayed before the log, so PCR 11 can be verified too.\n"
+	"Logs (at least one):\n"
+	"  --log FILE           cvminit's CEL-JSON log (/run/log/cvminit/measure.log) or\n"
+	"                       systemd's tpm2-measure.log; records with \"extended\": false\n"
+	"                       and TDX (RTMR) records are not replayed\n"
+	"  --firmware-log FILE  the firmware's binary TCG event log in the crypto-agile\n"
+	"                       format (/sys/kernel/security/tpm0/binary_bios_measurements),\n"
+	"                       replayed from the PCRs' reset values (PCR 0 from its\n"
+	"                       StartupLocality event); EV_NO_ACTION events are skipped.\n"
+	"                       Its PCR 11 events are systemd-stub's; --log's PCR 11 and 15\n"
+	"                       records continue from there\n"
+	"  --uki FILE           the UKI that booted. With --firmware-log, the log's PCR 11\n"
+	"                       events must be the stub's records for it, else the first that\n"
+	"                       is not is reported as a mismatch. Without --firmware-log, the\n"
+	"                       stub's records are replayed before --log's, so PCR 11 can be\n"
+	"                       verified\n"
 	"\n"
-	"PCRs file: one value per line, '#' starts a comment, blank lines are ignored:\n"
-	"  <pcr>: <bank>:<hex>          e.g. 11: sha256:9f86d0…\n"
-	"or, as tpm2_pcrread prints them, a bank line followed by its PCRs:\n"
-	"  sha256:\n"
-	"    11: 0x9F86D0…\n"
-	"Banks: sha1 sha256 sha384 sha512. Each bank is replayed and compared on the "
-	"PCRs\n"
-	"given for it.\n"
-	"\n"
-	"Options:\n"
-	"  --log FILE    the event log\n"
-	"  --pcrs FILE   the PCR values (see above)\n"
-	"  --uki FILE    prepend systemd-stub's PCR 11 measurements of this UKI\n"
+	"PCR values (one of):\n"
+	"  --pcrs FILE   a text file, one value per line, '#' starts a comment, blank lines\n"
+	"                are ignored:\n"
+	"                  <pcr>: <bank>:<hex>          e.g. 11: sha256:9f86d0…\n"
+	"                or, as tpm2_pcrread prints them, a bank line then its PCRs:\n"
+	"                  sha256:\n"
+	"                    11: 0x9F86D0…\n"
+	"                every PCR listed is compared in the bank it is listed for\n"
+	"  --tpm DEVICE  read them from a TPM with tpm2-tss: DEVICE is a TPM character\n"
+	"                device (/dev/tpmrm0) or swtpm:host=H,port=P (a swtpm, for tests).\n"
+	"                Compared: the PCRs the logs extend, and 11 and 15 with --log, in\n"
+	"                every active bank the logs have digests for\n"
+	"  --pcr LIST    compare only these PCRs (comma-separated numbers, e.g. 11,15)\n"
 	"  -h, --help    this text\n"
 	"\n"
-	"Exit status: 0 every PCR matches; 1 some PCR differs; 2 usage error or an\n"
-	"unreadable or malformed input (the message names the file and the byte "
-	"offset).\n";
+	"Banks: sha1 sha256 sha384 sha512.\n"
+	"\n"
+	"Exit status: 0 every PCR compared matches; 1 some PCR differs (or the firmware\n"
+	"log's PCR 11 events are not the --uki's); 2 usage error, an unreadable or\n"
+	"malformed input (the message names the file and the byte offset), or a TPM that\n"
+	"cannot be read.\n";
 
 static int usage_error(const char *help_cmd, const char *fmt, ...) _printf_(2, 3);
 static int usage_error(const char *help_cmd, const char *fmt, ...)
@@ -141,39 +182,63 @@ static int input_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/* Reads a whole regular file; -errno. */
-static int read_all(const char *path, uint8_t **ret, size_t *len)
+/* Reads a whole file until EOF (a regular file, or /dev/null and the like when
+ * any_file); -errno. *ret is NUL-terminated past len. */
+static int read_file(const char *path, bool any_file, uint8_t **ret, size_t *len)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	uint8_t *buf = NULL;
+	size_t got = 0, cap = 0;
 	struct stat st;
-	uint8_t *buf;
-	size_t got = 0;
 
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode))
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (!S_ISREG(st.st_mode) && !any_file)
 		return -EINVAL;
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf)
-		return -ENOMEM;
-	while (got < (size_t)st.st_size) {
-		ssize_t k = read(fd, buf + got, (size_t)st.st_size - got);
+	for (;;) {
+		ssize_t k;
 
+		if (got + 1 >= cap) {
+			size_t want = cap ? cap * 2 : (size_t)st.st_size + 4096;
+			uint8_t *grown;
+
+			if (want > MAX_INPUT) {
+				free(buf);
+				return -EFBIG;
+			}
+			grown = realloc(buf, want);
+			if (!grown) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = grown;
+			cap = want;
+		}
+		k = read(fd, buf + got, cap - 1 - got);
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k <= 0) {
-			int e = k < 0 ? -errno : -EIO;
+		if (k < 0) {
+			int e = -errno;
 			free(buf);
 			return e;
 		}
+		if (k == 0)
+			break;
 		got += (size_t)k;
 	}
 	buf[got] = '\0';
 	*ret = buf;
 	*len = got;
 	return 0;
+}
+
+static const char *file_strerror(int r)
+{
+	return r == -EINVAL ? "not a regular file" : strerror(-r);
 }
 
 /* Loads and parses a UKI; prints the error and returns EXIT_USAGE, or 0. */
@@ -183,9 +248,9 @@ static int load_uki(const char *path, uint8_t **buf, struct pe_file *pe)
 	const char *why;
 	int r;
 
-	r = read_all(path, buf, &len);
+	r = read_file(path, false, buf, &len);
 	if (r < 0)
-		return input_error("%s: %s", path, strerror(-r));
+		return input_error("%s: %s", path, file_strerror(r));
 	r = pe_parse(*buf, len, pe, &off, &why);
 	if (r == -EBADMSG)
 		return input_error(
@@ -242,7 +307,42 @@ static int parse_banks(const char *list, uint16_t *algs, size_t *n)
 	return *n > 0 ? 0 : -EINVAL;
 }
 
-static int write_json(const char *path, const char *sha256_hex)
+/* "11,15" → bits 11 and 15; -EINVAL. */
+static int parse_pcr_list(const char *list, uint32_t *mask)
+{
+	const char *p = list;
+
+	*mask = 0;
+	while (*p) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (end == p || errno || v >= REPLAY_PCRS || (*end && *end != ','))
+			return -EINVAL;
+		*mask |= UINT32_C(1) << v;
+		p = *end ? end + 1 : end;
+		if (*end && !*p)
+			return -EINVAL;
+	}
+	return *mask ? 0 : -EINVAL;
+}
+
+/* The value of one PCR after the log, in hex; prints errors. */
+static int fold_hex(const struct eventlog *log, uint16_t alg, unsigned pcr, char *hex)
+{
+	struct replay_pcrs p;
+	int size = replay_log(log, alg, &p);
+
+	if (size < 0)
+		return input_error("replay %s: %s", digest_alg_name(alg), strerror(-size));
+	digest_to_hex(p.v[pcr], (size_t)size, hex);
+	return 0;
+}
+
+static int write_json(const char *path, const char *pcr11, const char *pcr15,
+		      bool pcr15_warn)
 {
 	_cleanup_free_ char *tmp = NULL;
 	FILE *f;
@@ -253,9 +353,9 @@ static int write_json(const char *path, const char *sha256_hex)
 	if (!f)
 		return -errno;
 	fprintf(f,
-		"{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
-		"}\n}\n",
-		sha256_hex);
+		"{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  },\n"
+		"  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": %s\n  }\n}\n",
+		pcr11, pcr15, pcr15_warn ? "true" : "false");
 	if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) < 0) {
 		int e = -errno;
 		fclose(f);
@@ -270,24 +370,165 @@ static int write_json(const char *path, const char *sha256_hex)
 	return 0;
 }
 
+/* Printable form of a string for the table: "…" quoted, control bytes as \xNN. */
+static void print_quoted(const char *s, size_t len)
+{
+	putchar('"');
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+			printf("\\x%02x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+/* PCR 15's inputs, owned. */
+struct pcr15_inputs {
+	char *cmdline;
+	uint8_t *config_buf; /* when read from --config */
+	struct predict_pcr15 in;
+	char root[PREDICT_ROOT_MAX];
+	char state[PREDICT_STATE_MAX];
+};
+
+/* Gathers what cvminit will measure into PCR 15 and prints it; prints errors. */
+static int pcr15_gather(const char *uki, const struct pe_file *pe, const char *cmdline,
+			const char *config, const char *state, const char *state_from,
+			struct pcr15_inputs *p)
+{
+	const char *why;
+	int r;
+
+	if (cmdline) {
+		p->cmdline = strdup(cmdline);
+		if (!p->cmdline)
+			return input_error("%s", strerror(ENOMEM));
+		printf("cmdline ");
+		print_quoted(p->cmdline, strlen(p->cmdline));
+		printf(" (--cmdline)\n");
+	} else {
+		r = predict_uki_cmdline(pe, &p->cmdline);
+		if (r == -ENOENT)
+			return input_error(
+				"%s: no .cmdline section: the kernel command line would come "
+				"from the boot loader; pass --cmdline STRING",
+				uki);
+		if (r < 0)
+			return input_error("%s: .cmdline: %s", uki, strerror(-r));
+		printf("cmdline ");
+		print_quoted(p->cmdline, strlen(p->cmdline));
+		printf(" (the UKI's .cmdline as the stub passes it)\n");
+	}
+	p->in.cmdline = p->cmdline;
+
+	if (config) {
+		size_t len;
+
+		r = read_file(config, true, &p->config_buf, &len);
+		if (r < 0)
+			return input_error("--config %s: %s", config, file_strerror(r));
+		p->in.config = p->config_buf;
+		p->in.config_len = len;
+		printf("config %zu bytes (--config %s)\n", len, config);
+	} else {
+		const struct pe_section *s = pe_find(pe, ".initrd");
+		struct cpio_file f;
+		const uint8_t *data;
+		size_t len, off;
+
+		if (!s || s->virtual_size == 0)
+			return input_error(
+				"%s: no .initrd section: the initrd would come from the boot "
+				"loader; pass --config FILE (/dev/null for none)",
+				uki);
+		data = pe_section_file_data(pe, s, &len);
+		r = cpio_find(data, len, PREDICT_CONFIG_PATH, &f, &off, &why);
+		if (r < 0)
+			return input_error(
+				"%s: .initrd (file offset 0x%x): byte offset %zu of the "
+				"section: %s; pass --config FILE",
+				uki, s->raw_offset, off, why ? why : strerror(-r));
+		if (r == 0) {
+			printf("config 0 bytes: no %s in the UKI's .initrd\n",
+			       PREDICT_CONFIG_PATH);
+		} else {
+			p->in.config = f.data;
+			p->in.config_len = f.size;
+			printf("config %zu bytes: %s in the UKI's .initrd (archive %u, byte "
+			       "offset %zu of the section)\n",
+			       f.size, PREDICT_CONFIG_PATH, f.archive, f.offset);
+		}
+	}
+
+	r = predict_root_data(p->cmdline, p->root, sizeof(p->root), &why);
+	if (r < 0)
+		return input_error("%s: %s", cmdline ? "--cmdline" : uki,
+				   why ? why : strerror(-r));
+	if (r > 0) {
+		p->in.root = p->root;
+		printf("root %s\n", p->root);
+	} else {
+		printf("root: no roothash= on the command line, no cvminit:root record\n");
+	}
+
+	if (state) {
+		if (predict_state_check(state, &why) < 0)
+			return usage_error("predict ", "--state %s: %s", state, why);
+		snprintf(p->state, sizeof(p->state), "%s", state);
+		p->in.state = p->state;
+		printf("state %s (--state)\n", p->state);
+	} else if (state_from) {
+		r = predict_state_from_luks(state_from, p->state, sizeof(p->state), &why);
+		if (r < 0)
+			return input_error("--state-from %s: %s (%s)", state_from,
+					   why ? why : "unreadable", strerror(-r));
+		p->in.state = p->state;
+		printf("state %s (the LUKS2 header of %s)\n", p->state, state_from);
+	} else {
+		printf("state: not predicted: it is per node (--state or --state-from)\n");
+	}
+	return 0;
+}
+
+static bool phase_known(const char *phase)
+{
+	if (streq(phase, "boot"))
+		return true;
+	for (size_t i = 0; predict_phases[i]; i++)
+		if (streq(phase, predict_phases[i]))
+			return true;
+	return false;
+}
+
 static int cmd_predict(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"uki", required_argument, NULL, 'u'},
 		{"banks", required_argument, NULL, 'b'},
+		{"bank", required_argument, NULL, 'B'},
 		{"json", required_argument, NULL, 'j'},
 		{"phase", required_argument, NULL, 'p'},
+		{"cmdline", required_argument, NULL, 'c'},
+		{"config", required_argument, NULL, 'C'},
+		{"state", required_argument, NULL, 's'},
+		{"state-from", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
-	const char *uki = NULL, *json = NULL, *phase = "enter-initrd";
+	const char *uki = NULL, *json = NULL, *phase = "ready", *cmdline = NULL,
+		   *config = NULL, *state = NULL, *state_from = NULL;
 	uint16_t algs[MAX_BANKS] = {DIGEST_ALG_SHA256, DIGEST_ALG_SHA384};
-	size_t n_algs = 2;
+	uint16_t json_alg = DIGEST_ALG_SHA256;
+	size_t n_algs = 2, n15 = 0;
 	_cleanup_free_ uint8_t *buf = NULL;
 	struct pe_file pe = {0};
-	struct eventlog log = {0};
-	char json_value[2 * DIGEST_MAX + 1] = "";
-	bool phase_known;
+	struct eventlog log = {0}, log15 = {0};
+	struct pcr15_inputs in15 = {0};
+	char json11[HEX_MAX] = "", json15[HEX_MAX] = "";
+	bool have_json_bank = false;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -302,11 +543,30 @@ static int cmd_predict(int argc, char **argv)
 						   "list of sha1 sha256 sha384 sha512",
 						   optarg);
 			break;
+		case 'B':
+			if (!streq(optarg, "sha256") && !streq(optarg, "sha384"))
+				return usage_error("predict ",
+						   "--bank %s: want sha256 or sha384",
+						   optarg);
+			json_alg = (uint16_t)digest_alg_from_name(optarg);
+			break;
 		case 'j':
 			json = optarg;
 			break;
 		case 'p':
 			phase = optarg;
+			break;
+		case 'c':
+			cmdline = optarg;
+			break;
+		case 'C':
+			config = optarg;
+			break;
+		case 's':
+			state = optarg;
+			break;
+		case 'S':
+			state_from = optarg;
 			break;
 		case 'h':
 			fputs(predict_help, stdout);
@@ -319,22 +579,19 @@ static int cmd_predict(int argc, char **argv)
 		return usage_error("predict ", "unexpected argument '%s'", argv[optind]);
 	if (!uki)
 		return usage_error("predict ", "--uki FILE is required");
-	phase_known = streq(phase, "boot");
-	for (size_t i = 0; predict_phases[i]; i++)
-		phase_known |= streq(phase, predict_phases[i]);
-	if (!phase_known)
+	if (!phase_known(phase))
 		return usage_error("predict ",
 				   "--phase %s: not one of boot enter-initrd "
-				   "leave-initrd ready",
+				   "leave-initrd ready shutdown",
 				   phase);
-	if (json) {
-		bool have = false;
-		for (size_t i = 0; i < n_algs; i++)
-			have |= algs[i] == DIGEST_ALG_SHA256;
-		if (!have)
-			return usage_error("predict ",
-					   "--json writes sha256 values: --banks "
-					   "must include sha256");
+	if (state && state_from)
+		return usage_error("predict ", "--state and --state-from exclude each other");
+	for (size_t i = 0; i < n_algs; i++)
+		have_json_bank |= algs[i] == json_alg;
+	if (!have_json_bank) {
+		if (n_algs == MAX_BANKS)
+			return usage_error("predict ", "--banks: too many banks");
+		algs[n_algs++] = json_alg;
 	}
 
 	ret = load_uki(uki, &buf, &pe);
@@ -351,8 +608,7 @@ static int cmd_predict(int argc, char **argv)
 		if (!s || s->virtual_size == 0)
 			continue;
 		printf("measured %-8s %10u bytes (VirtualSize; file offset 0x%x, "
-		       "SizeOfRawData "
-		       "%u)\n",
+		       "SizeOfRawData %u)\n",
 		       s->name, s->virtual_size, s->raw_offset, s->raw_size);
 	}
 	for (size_t i = 0; i < pe.n_sections; i++) {
@@ -365,6 +621,17 @@ static int cmd_predict(int argc, char **argv)
 			printf("not measured %s\n", pe.sections[i].name);
 	}
 
+	ret = pcr15_gather(uki, &pe, cmdline, config, state, state_from, &in15);
+	if (ret)
+		goto out;
+	ret = predict_pcr15_records(&in15.in, algs, n_algs, &log15);
+	if (ret < 0) {
+		ret = input_error("PCR 15: %s", strerror(-ret));
+		goto out;
+	}
+	n15 = (size_t)ret;
+
+	/* PCR 11: after the stub ("boot"), then after each phase. */
 	for (size_t step = 0;; step++) {
 		const char *label = step == 0 ? "boot" : predict_phases[step - 1];
 
@@ -378,37 +645,63 @@ static int cmd_predict(int argc, char **argv)
 			}
 		}
 		for (size_t b = 0; b < n_algs; b++) {
-			struct replay_pcrs p;
-			char hex[2 * DIGEST_MAX + 1];
-			int size = replay_log(&log, algs[b], &p);
+			char hex[HEX_MAX];
 
-			if (size < 0) {
-				ret = input_error("replay %s: %s",
-						  digest_alg_name(algs[b]),
-						  strerror(-size));
+			ret = fold_hex(&log, algs[b], PREDICT_PCR, hex);
+			if (ret)
 				goto out;
-			}
-			digest_to_hex(p.v[PREDICT_PCR], (size_t)size, hex);
 			printf("PCR %d %s %s %s\n", PREDICT_PCR, digest_alg_name(algs[b]),
 			       label, hex);
-			if (algs[b] == DIGEST_ALG_SHA256 && streq(label, phase))
-				memcpy(json_value, hex, sizeof(hex));
+			if (algs[b] == json_alg && streq(label, phase))
+				memcpy(json11, hex, sizeof(hex));
 		}
 	}
+	/* PCR 15: after each of cvminit's records. */
+	for (size_t k = 1; k <= n15; k++) {
+		struct eventlog prefix = {log15.records, k};
+		const char *event = log15.records[k - 1].event;
+
+		for (size_t b = 0; b < n_algs; b++) {
+			char hex[HEX_MAX];
+
+			ret = fold_hex(&prefix, algs[b], PREDICT_PCR15, hex);
+			if (ret)
+				goto out;
+			printf("PCR %d %s %s %s\n", PREDICT_PCR15, digest_alg_name(algs[b]),
+			       event, hex);
+			if (algs[b] == json_alg && k == n15)
+				memcpy(json15, hex, sizeof(hex));
+		}
+	}
+
 	if (json) {
-		int r = write_json(json, json_value);
+		int r = write_json(json, json11, json15, !in15.in.state);
 		if (r < 0) {
 			ret = input_error("%s: %s", json, strerror(-r));
 			goto out;
 		}
-		printf("wrote %s (PCR 11 sha256 after %s)\n", json, phase);
+		printf("wrote %s: PCR 11 %s after %s; PCR 15 %s after %s (warnOnly %s)\n",
+		       json, digest_alg_name(json_alg), phase, digest_alg_name(json_alg),
+		       log15.records[n15 - 1].event, in15.in.state ? "false" : "true");
+		if (!in15.in.state)
+			fprintf(stderr,
+				"cvm-measure: note: no --state or --state-from: the node's "
+				"state identity (cvminit:state) is missing, so PCR 15 in %s "
+				"is the value the state key is sealed against, not the "
+				"running node's; it is marked warnOnly\n",
+				json);
 	}
 	ret = EXIT_MATCH;
 out:
 	eventlog_free(&log);
+	eventlog_free(&log15);
+	free(in15.cmdline);
+	free(in15.config_buf);
 	pe_free(&pe);
 	return ret;
 }
+
+/* --- verify ---------------------------------------------------------------------- */
 
 struct bank_values {
 	struct replay_pcrs pcrs;
@@ -423,9 +716,9 @@ static int parse_pcrs(const char *path, struct bank_values *banks, size_t *n_ban
 	int current = -1, r;
 	char *line, *next;
 
-	r = read_all(path, &buf, &len);
+	r = read_file(path, false, &buf, &len);
 	if (r < 0)
-		return input_error("%s: %s", path, strerror(-r));
+		return input_error("%s: %s", path, file_strerror(r));
 	if (memchr(buf, '\0', len))
 		return input_error("%s: byte offset %zu: NUL byte in a text file", path,
 				   (size_t)((uint8_t *)memchr(buf, '\0', len) - buf));
@@ -517,55 +810,248 @@ static int parse_pcrs(const char *path, struct bank_values *banks, size_t *n_ban
 	return 0;
 }
 
-static void describe_record(const struct eventlog *log, size_t idx, size_t n_stub,
-			    const char *log_path, const char *uki_path)
+static bool counts(const struct eventlog_record *r)
+{
+	return r->extended && r->rtmr < 0;
+}
+
+static bool log_has_bank(const struct eventlog *log, uint16_t alg)
+{
+	for (size_t i = 0; i < log->n; i++) {
+		bool have = false;
+
+		if (!counts(&log->records[i]))
+			continue;
+		for (size_t k = 0; k < log->records[i].n_digests; k++)
+			have |= log->records[i].digests[k].alg == alg;
+		if (!have)
+			return false;
+	}
+	return true;
+}
+
+/* Reads the PCRs in mask, in every active bank the log can be replayed in; prints
+ * errors and notes. */
+static int read_tpm(const char *spec, const struct eventlog *log, uint32_t mask,
+		    struct bank_values *banks, size_t *n_banks)
+{
+	struct tpm_bank tb[TPM_MAX_BANKS];
+	const char *tcti = "device", *conf = spec;
+	struct tpm *t = NULL;
+	int r, n;
+
+	if (startswith(spec, "swtpm:")) {
+		tcti = "swtpm";
+		conf = spec + strlen("swtpm:");
+	}
+	r = tpm_open(tcti, conf, &t);
+	if (r < 0)
+		return input_error("--tpm %s: %s", spec,
+				   r == -EINVAL ? "not a TPM device path or swtpm:CONF"
+						: strerror(-r));
+	n = tpm_pcr_banks(t, tb, ARRAY_SIZE(tb));
+	if (n < 0) {
+		tpm_close(t);
+		return input_error("--tpm %s: cannot list the PCR banks", spec);
+	}
+	*n_banks = 0;
+	for (int i = 0; i < n; i++) {
+		const char *name = digest_alg_name(tb[i].alg);
+		struct bank_values *b;
+
+		if (!name || digest_size(tb[i].alg) != tb[i].size) {
+			printf("bank 0x%04x (%s): not compared: cvm-measure cannot compute it\n",
+			       tb[i].alg, tpm_alg_name(tb[i].alg) ?: "?");
+			continue;
+		}
+		if (!log_has_bank(log, tb[i].alg)) {
+			printf("bank %s: not compared: the logs have no %s digests\n", name,
+			       name);
+			continue;
+		}
+		if (*n_banks == MAX_BANKS)
+			break;
+		b = &banks[(*n_banks)++];
+		memset(b, 0, sizeof(*b));
+		b->pcrs.alg = tb[i].alg;
+		b->pcrs.size = tb[i].size;
+		b->mask = mask;
+		for (unsigned p = 0; p < REPLAY_PCRS; p++) {
+			if (!(mask & (UINT32_C(1) << p)))
+				continue;
+			r = tpm_pcr_read(t, tb[i].alg, p, b->pcrs.v[p]);
+			if (r != tb[i].size) {
+				tpm_close(t);
+				return input_error("--tpm %s: cannot read PCR %u %s", spec, p,
+						   name);
+			}
+		}
+	}
+	tpm_close(t);
+	if (*n_banks == 0)
+		return input_error("--tpm %s: no active PCR bank the logs can be replayed in",
+				   spec);
+	return 0;
+}
+
+/* Where the records of the combined log came from. */
+struct sources {
+	const char *fw_path, *uki_path, *log_path;
+	size_t n_fw, n_stub; /* [0, n_fw) firmware, then the stub's, then --log's */
+};
+
+static void describe_record(const struct eventlog *log, size_t idx, const struct sources *s)
 {
 	const struct eventlog_record *r;
 
 	if (idx == SIZE_MAX) {
-		printf("  no record explains it: the PCR was extended without a log "
+		printf("  no event explains it: the PCR was extended without a log "
 		       "record\n");
 		return;
 	}
 	r = &log->records[idx];
-	if (idx < n_stub)
-		printf("  first diverging: systemd-stub measurement %zu of %s: %s\n", idx,
-		       uki_path, r->event);
+	if (idx < s->n_fw)
+		printf("  first diverging: event %llu at byte offset %zu of %s: %s \"%s\"\n",
+		       (unsigned long long)r->recnum, r->offset, s->fw_path,
+		       r->event_type ? r->event_type : "?", r->event ? r->event : "");
+	else if (idx < s->n_fw + s->n_stub)
+		printf("  first diverging: systemd-stub measurement %zu of %s: %s\n",
+		       idx - s->n_fw, s->uki_path, r->event);
 	else
 		printf("  first diverging: record %llu at byte offset %zu of %s: "
 		       "\"%s\"\n",
-		       (unsigned long long)r->recnum, r->offset, log_path,
+		       (unsigned long long)r->recnum, r->offset, s->log_path,
 		       r->event ? r->event : "");
+}
+
+/* Compares the firmware log's PCR 11 events with the stub's predicted records, in
+ * order and in every bank both have. Returns true when they agree; prints the first
+ * difference. */
+static bool stub_events_match(const struct eventlog *fw, const struct eventlog *stub,
+			      const char *fw_path, const char *uki_path)
+{
+	size_t i = 0, k = 0, n_fw11 = 0;
+
+	for (size_t j = 0; j < fw->n; j++)
+		n_fw11 += fw->records[j].pcr == PREDICT_PCR && counts(&fw->records[j]);
+	for (;; i++, k++) {
+		const struct eventlog_record *a, *b;
+
+		while (i < fw->n && (fw->records[i].pcr != PREDICT_PCR || !counts(&fw->records[i])))
+			i++;
+		if (i == fw->n && k == stub->n)
+			break;
+		if (i == fw->n) {
+			printf("PCR 11 systemd-stub events: MISMATCH\n"
+			       "  %s has %zu PCR 11 events; %s predicts %zu, the next being "
+			       "%s\n",
+			       fw_path, n_fw11, uki_path, stub->n, stub->records[k].event);
+			return false;
+		}
+		a = &fw->records[i];
+		if (k == stub->n) {
+			printf("PCR 11 systemd-stub events: MISMATCH\n"
+			       "  %s has more PCR 11 events than %s predicts (%zu): event "
+			       "%llu at byte offset %zu: %s \"%s\"\n",
+			       fw_path, uki_path, stub->n, (unsigned long long)a->recnum,
+			       a->offset, a->event_type, a->event);
+			return false;
+		}
+		b = &stub->records[k];
+		for (size_t x = 0; x < a->n_digests; x++)
+			for (size_t y = 0; y < b->n_digests; y++) {
+				char ha[HEX_MAX], hb[HEX_MAX];
+
+				if (a->digests[x].alg != b->digests[y].alg ||
+				    memcmp(a->digests[x].buf, b->digests[y].buf,
+					   a->digests[x].size) == 0)
+					continue;
+				digest_to_hex(a->digests[x].buf, a->digests[x].size, ha);
+				digest_to_hex(b->digests[y].buf, b->digests[y].size, hb);
+				printf("PCR 11 systemd-stub events: MISMATCH\n"
+				       "  event %llu at byte offset %zu of %s: %s \"%s\"\n"
+				       "    %s %s\n"
+				       "  is not %s's %s:\n"
+				       "    %s %s\n",
+				       (unsigned long long)a->recnum, a->offset, fw_path,
+				       a->event_type, a->event,
+				       digest_alg_name(a->digests[x].alg), ha, uki_path,
+				       b->event, digest_alg_name(b->digests[y].alg), hb);
+				return false;
+			}
+	}
+	printf("PCR 11 systemd-stub events: the %zu in %s are %s's\n", n_fw11, fw_path,
+	       uki_path);
+	return true;
+}
+
+/* Moves src's records to the end of dst. */
+static int eventlog_move(struct eventlog *dst, struct eventlog *src)
+{
+	struct eventlog_record *grown;
+
+	if (src->n == 0)
+		return 0;
+	grown = realloc(dst->records, (dst->n + src->n) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	memcpy(grown + dst->n, src->records, src->n * sizeof(*grown));
+	dst->records = grown;
+	dst->n += src->n;
+	free(src->records);
+	*src = (struct eventlog){0};
+	return 0;
 }
 
 static int cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"log", required_argument, NULL, 'l'},
+		{"firmware-log", required_argument, NULL, 'f'},
 		{"pcrs", required_argument, NULL, 'p'},
+		{"tpm", required_argument, NULL, 't'},
+		{"pcr", required_argument, NULL, 'P'},
 		{"uki", required_argument, NULL, 'u'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
-	const char *log_path = NULL, *pcrs_path = NULL, *uki = NULL;
+	const char *pcrs_path = NULL, *tpm = NULL;
+	struct sources src = {0};
 	struct bank_values banks[MAX_BANKS];
-	size_t n_banks = 0, n_stub = 0, bad_offset = 0;
-	struct eventlog log = {0}, all = {0};
-	_cleanup_free_ uint8_t *buf = NULL;
+	uint16_t stub_algs[MAX_BANKS] = {DIGEST_ALG_SHA1, DIGEST_ALG_SHA256,
+					 DIGEST_ALG_SHA384, DIGEST_ALG_SHA512};
+	size_t n_banks = 0, bad_offset = 0;
+	struct eventlog cel = {0}, fw = {0}, stub = {0}, all = {0};
+	_cleanup_free_ uint8_t *uki_buf = NULL, *fw_buf = NULL;
 	struct pe_file pe = {0};
-	bool mismatch = false;
+	uint32_t only = 0, touched = 0;
+	unsigned locality = 0;
+	bool mismatch = false, fw_has_pcr11 = false;
 	int c, r, ret;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
-			log_path = optarg;
+			src.log_path = optarg;
+			break;
+		case 'f':
+			src.fw_path = optarg;
 			break;
 		case 'p':
 			pcrs_path = optarg;
 			break;
+		case 't':
+			tpm = optarg;
+			break;
+		case 'P':
+			if (parse_pcr_list(optarg, &only) < 0)
+				return usage_error("verify ",
+						   "--pcr %s: want comma-separated PCR "
+						   "numbers 0-23",
+						   optarg);
+			break;
 		case 'u':
-			uki = optarg;
+			src.uki_path = optarg;
 			break;
 		case 'h':
 			fputs(verify_help, stdout);
@@ -576,63 +1062,110 @@ static int cmd_verify(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage_error("verify ", "unexpected argument '%s'", argv[optind]);
-	if (!log_path || !pcrs_path)
-		return usage_error("verify ", "--log FILE and --pcrs FILE are required");
+	if (!src.log_path && !src.fw_path)
+		return usage_error("verify ", "--log FILE or --firmware-log FILE is required");
+	if (!pcrs_path == !tpm)
+		return usage_error("verify ", "one of --pcrs FILE and --tpm DEVICE is required");
+	if (src.uki_path && !src.log_path && !src.fw_path)
+		return usage_error("verify ", "--uki needs a log");
 
-	ret = parse_pcrs(pcrs_path, banks, &n_banks);
-	if (ret)
-		return ret;
+	if (src.fw_path) {
+		const char *why;
+		size_t len;
 
-	r = eventlog_read(log_path, &log, &bad_offset);
-	if (r == -EBADMSG) {
-		ret = input_error("%s: malformed record at byte offset %zu", log_path,
-				  bad_offset);
-		goto out;
-	}
-	if (r < 0) {
-		ret = input_error("%s: %s", log_path, strerror(-r));
-		goto out;
-	}
-
-	if (uki) {
-		uint16_t algs[MAX_BANKS];
-		struct eventlog_record *grown;
-
-		for (size_t i = 0; i < n_banks; i++)
-			algs[i] = banks[i].pcrs.alg;
-		ret = load_uki(uki, &buf, &pe);
-		if (ret)
-			goto out;
-		ret = stub_records(uki, &pe, algs, n_banks, &all);
-		if (ret)
-			goto out;
-		n_stub = all.n;
-		/* The log's records follow the stub's; all owns them from here. */
-		grown = realloc(all.records, (all.n + log.n) * sizeof(*grown));
-		if (!grown) {
-			ret = input_error("%s", strerror(ENOMEM));
+		r = read_file(src.fw_path, true, &fw_buf, &len);
+		if (r < 0)
+			return input_error("%s: %s", src.fw_path, file_strerror(r));
+		r = tcglog_parse(fw_buf, len, &fw, &locality, &bad_offset, &why);
+		if (r == -EBADMSG) {
+			ret = input_error("%s: byte offset %zu: %s", src.fw_path, bad_offset,
+					  why);
 			goto out;
 		}
-		all.records = grown;
-		if (log.n)
-			memcpy(all.records + all.n, log.records, log.n * sizeof(*grown));
-		all.n += log.n;
-		free(log.records);
-		log = (struct eventlog){0};
+		if (r < 0) {
+			ret = input_error("%s: %s", src.fw_path, strerror(-r));
+			goto out;
+		}
+		for (size_t i = 0; i < fw.n; i++)
+			fw_has_pcr11 |= fw.records[i].pcr == PREDICT_PCR;
+	}
+	if (src.log_path) {
+		r = eventlog_read(src.log_path, &cel, &bad_offset);
+		if (r == -EBADMSG) {
+			ret = input_error("%s: malformed record at byte offset %zu",
+					  src.log_path, bad_offset);
+			goto out;
+		}
+		if (r < 0) {
+			ret = input_error("%s: %s", src.log_path, strerror(-r));
+			goto out;
+		}
+	}
+	if (src.uki_path) {
+		ret = load_uki(src.uki_path, &uki_buf, &pe);
+		if (ret)
+			goto out;
+		ret = stub_records(src.uki_path, &pe, stub_algs, ARRAY_SIZE(stub_algs),
+				   &stub);
+		if (ret)
+			goto out;
+	}
+
+	/* One log: the firmware's, the stub's records unless the firmware log has them,
+	 * then cvminit's. Different PCRs fold independently; within PCR 11 this is boot
+	 * order. */
+	if (src.uki_path && fw_has_pcr11) {
+		if (!stub_events_match(&fw, &stub, src.fw_path, src.uki_path))
+			mismatch = true;
+		eventlog_free(&stub);
+	} else if (src.uki_path && src.fw_path) {
+		printf("note: %s has no PCR 11 events; replaying %s's stub records\n",
+		       src.fw_path, src.uki_path);
+	}
+	src.n_fw = fw.n;
+	src.n_stub = stub.n;
+	if (eventlog_move(&all, &fw) < 0 || eventlog_move(&all, &stub) < 0 ||
+	    eventlog_move(&all, &cel) < 0) {
+		ret = input_error("%s", strerror(ENOMEM));
+		goto out;
+	}
+	for (size_t i = 0; i < all.n; i++)
+		if (counts(&all.records[i]))
+			touched |= UINT32_C(1) << all.records[i].pcr;
+
+	if (pcrs_path) {
+		ret = parse_pcrs(pcrs_path, banks, &n_banks);
+		if (ret)
+			goto out;
+		if (only)
+			for (size_t b = 0; b < n_banks; b++)
+				banks[b].mask &= only;
 	} else {
-		all = log;
-		log = (struct eventlog){0};
+		uint32_t mask = touched;
+
+		if (src.log_path)
+			mask |= UINT32_C(1) << PREDICT_PCR | UINT32_C(1) << PREDICT_PCR15;
+		if (src.uki_path)
+			mask |= UINT32_C(1) << PREDICT_PCR;
+		if (only)
+			mask = only;
+		ret = read_tpm(tpm, &all, mask, banks, &n_banks);
+		if (ret)
+			goto out;
 	}
 
 	for (size_t b = 0; b < n_banks; b++) {
 		const char *bank = digest_alg_name(banks[b].pcrs.alg);
-		struct replay_pcrs replayed;
-		int size = replay_log(&all, banks[b].pcrs.alg, &replayed);
+		struct replay_pcrs start, replayed;
+		int size;
 
+		replay_reset(&start, banks[b].pcrs.alg, locality);
+		replayed = start;
+		size = replay_apply(&all, &replayed);
 		if (size == -ENODATA) {
-			ret = input_error(
-				"%s: a record has no %s digest: cannot replay that bank",
-				log_path, bank);
+			ret = input_error("a record of the logs has no %s digest: cannot "
+					  "replay that bank",
+					  bank);
 			goto out;
 		}
 		if (size < 0) {
@@ -641,11 +1174,12 @@ static int cmd_verify(int argc, char **argv)
 		}
 		for (unsigned p = 0; p < REPLAY_PCRS; p++) {
 			struct replay_divergence d;
-			char want[2 * DIGEST_MAX + 1], got[2 * DIGEST_MAX + 1];
+			char want[HEX_MAX], got[HEX_MAX];
 
 			if (!(banks[b].mask & (UINT32_C(1) << p)))
 				continue;
-			r = replay_verify(&all, &banks[b].pcrs, UINT32_C(1) << p, &d);
+			r = replay_verify_from(&all, &start, &banks[b].pcrs, UINT32_C(1) << p,
+					       &d);
 			if (r < 0) {
 				ret = input_error("verify PCR %u %s: %s", p, bank,
 						  strerror(-r));
@@ -656,21 +1190,23 @@ static int cmd_verify(int argc, char **argv)
 				continue;
 			}
 			mismatch = true;
-			digest_to_hex(banks[b].pcrs.v[p], (size_t)size, want);
-			digest_to_hex(replayed.v[p], (size_t)size, got);
+			digest_to_hex(replayed.v[p], (size_t)size, want);
+			digest_to_hex(banks[b].pcrs.v[p], (size_t)size, got);
 			printf("PCR %u %s: MISMATCH\n", p, bank);
-			printf("  pcrs file: %s\n", want);
-			printf("  replayed:  %s\n", got);
-			describe_record(&all, d.record, n_stub, log_path, uki);
-			if (p == PREDICT_PCR && !uki)
-				printf("  (PCR 11 holds systemd-stub's measurements, "
-				       "which are not "
-				       "in the log: pass --uki)\n");
+			printf("  expected (replay): %s\n", want);
+			printf("  got (%s):%s %s\n", tpm ? "TPM" : "pcrs file",
+			       tpm ? "       " : " ", got);
+			describe_record(&all, d.record, &src);
+			if (p == PREDICT_PCR && !src.uki_path && !fw_has_pcr11)
+				printf("  (PCR 11 holds systemd-stub's measurements, which "
+				       "are not in the log: pass --uki or --firmware-log)\n");
 		}
 	}
 	ret = mismatch ? EXIT_MISMATCH : EXIT_MATCH;
 out:
-	eventlog_free(&log);
+	eventlog_free(&cel);
+	eventlog_free(&fw);
+	eventlog_free(&stub);
 	eventlog_free(&all);
 	pe_free(&pe);
 	return ret;
@@ -680,6 +1216,8 @@ int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
 
+	/* tpm.c reports through cvminit's log; on a host that is stderr, errors only. */
+	log_set_max_level(LOG_ERR);
 	if (!cmd)
 		return usage_error("", "no command");
 	if (streq(cmd, "-h") || streq(cmd, "--help") || streq(cmd, "help")) {

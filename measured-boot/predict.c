@@ -1,11 +1,15 @@
-/* What systemd-stub 257 and cvminit extend into PCR 11, computed from the UKI file. The
- * stub's rules (src/boot/efi/stub.c measure_sections(), src/boot/efi/pe.c) are in
- * predict.h. */
+/* What systemd-stub 257 and cvminit extend into PCR 11 and 15, computed from the UKI file
+ * (and, for the state, a LUKS2 header). The stub's rules (src/boot/efi/stub.c
+ * measure_sections(), src/boot/efi/pe.c) are in predict.h. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libcryptsetup.h>
+
+#include "../init/settings.h"
 #include "../init/util.h"
 #include "digest.h"
 #include "predict.h"
@@ -18,7 +22,11 @@ const char *const predict_stub_sections[] = {
 	".dtb",	  ".uname", ".sbat",	".pcrpkey", ".profile", NULL,
 };
 
-const char *const predict_phases[] = {"enter-initrd", "leave-initrd", "ready", NULL};
+const char *const predict_phases[] = {"enter-initrd", "leave-initrd", "ready", "shutdown",
+				      NULL};
+
+const char *const predict_pcr15_events[] = {"cvminit:cmdline", "cvminit:config",
+					    "cvminit:root", "cvminit:state", NULL};
 
 int predict_append(struct eventlog *log, unsigned pcr, const char *event,
 		   const char *event_type, const void *data, size_t len,
@@ -119,4 +127,224 @@ int predict_phase_record(const char *phase, const uint16_t *algs, size_t n_algs,
 {
 	return predict_append(log, PREDICT_PCR, phase, "phase", phase, strlen(phase),
 			      algs, n_algs);
+}
+
+/* systemd src/boot/util.c shall_be_whitespace(): control characters, space, DEL. */
+static bool stub_whitespace(uint8_t c)
+{
+	return c <= 0x20 || c == 0x7f;
+}
+
+char *predict_mangle_cmdline(const uint8_t *data, size_t len)
+{
+	const uint8_t *nul = memchr(data, 0, len);
+	size_t n = nul ? (size_t)(nul - data) : len, i = 0, o = 0, end = 0;
+	char *out = malloc(n + 1);
+
+	if (!out)
+		return NULL;
+	while (i < n && stub_whitespace(data[i]))
+		i++;
+	for (; i < n; i++) {
+		if (stub_whitespace(data[i])) {
+			out[o++] = ' ';
+			continue;
+		}
+		out[o++] = (char)data[i];
+		end = o;
+	}
+	out[end] = '\0';
+	return out;
+}
+
+int predict_uki_cmdline(const struct pe_file *pe, char **ret)
+{
+	const struct pe_section *s = pe_find(pe, ".cmdline");
+	const uint8_t *data;
+	size_t len;
+
+	if (!s || s->virtual_size == 0)
+		return -ENOENT;
+	/* Past the file data the loaded section is zeros: the string ends there. */
+	data = pe_section_file_data(pe, s, &len);
+	*ret = predict_mangle_cmdline(data, len);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* As init/root.c: "roothash=" with nothing after it is present, and malformed. */
+static bool word_present(const char *cmdline, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = cmdline; (p = strstr(p, word)); p += n)
+		if (p == cmdline || isspace((unsigned char)p[-1]) || p[-1] == '"')
+			return true;
+	return false;
+}
+
+int predict_root_data(const char *cmdline, char *out, size_t len, const char **why)
+{
+	char h[1024];
+	int n;
+
+	*why = NULL;
+	n = cmdline_get(cmdline, "roothash", h, sizeof(h));
+	if (n == 0 && !word_present(cmdline, "roothash="))
+		return 0;
+	if (n == -EEXIST) {
+		*why = "roothash= is given more than once (cvminit refuses to boot)";
+		return -EEXIST;
+	}
+	if (n < 0) {
+		*why = "the command line cannot be parsed for roothash= (cvminit refuses to "
+		       "boot)";
+		return -EINVAL;
+	}
+	if (n != 64) {
+		*why = "roothash= is not 64 lower-case hex digits (cvminit refuses to boot)";
+		return -EINVAL;
+	}
+	for (int i = 0; i < n; i++)
+		if (!isdigit((unsigned char)h[i]) && !(h[i] >= 'a' && h[i] <= 'f')) {
+			*why = "roothash= is not 64 lower-case hex digits (cvminit refuses "
+			       "to boot)";
+			return -EINVAL;
+		}
+	if (len < PREDICT_ROOT_MAX)
+		return -ENOBUFS;
+	/* The same "%.8s-%.4s-%.4s-%.4s-%.12s" split of each half as root_parse(). */
+	snprintf(out, len,
+		 "verity:%s:%.8s-%.4s-%.4s-%.4s-%.12s:%.8s-%.4s-%.4s-%.4s-%.12s:erofs", h, h,
+		 h + 8, h + 12, h + 16, h + 20, h + 32, h + 40, h + 44, h + 48, h + 52);
+	return 1;
+}
+
+static void quiet(int level, const char *msg, void *data)
+{
+	(void)level;
+	(void)msg;
+	(void)data;
+}
+
+int predict_state_from_luks(const char *path, char *out, size_t len, const char **why)
+{
+	struct crypt_params_integrity ip = {0};
+	struct crypt_device *cd = NULL;
+	const char *uuid, *cipher, *mode, *integrity = "none";
+	int r, key;
+
+	*why = NULL;
+	/* Our messages name the problem; libcryptsetup's own would go to stderr. */
+	crypt_set_log_callback(NULL, quiet, NULL);
+	r = crypt_init(&cd, path);
+	if (r < 0) {
+		*why = "cannot open it";
+		return r;
+	}
+	r = crypt_load(cd, CRYPT_LUKS2, NULL);
+	if (r < 0) {
+		*why = crypt_load(cd, CRYPT_LUKS1, NULL) == 0
+			       ? "a LUKS1 header: cvminit's state is LUKS2"
+			       : "no valid LUKS2 header (libcryptsetup cannot load it)";
+		r = -EINVAL;
+		goto out;
+	}
+	uuid = crypt_get_uuid(cd);
+	cipher = crypt_get_cipher(cd);
+	mode = crypt_get_cipher_mode(cd);
+	key = crypt_get_volume_key_size(cd);
+	if (!uuid || !cipher || !mode) {
+		*why = "the LUKS2 header has no UUID or no crypt segment";
+		r = -EINVAL;
+		goto out;
+	}
+	if (key <= 0) {
+		*why = "the LUKS2 header has no keyslot, so no volume key size";
+		r = -EINVAL;
+		goto out;
+	}
+	/* With dm-integrity the volume key is the cipher key then the integrity key;
+	 * cvminit's identity names the cipher's (init/luks.h luks2_identity()). */
+	if (crypt_get_integrity_info(cd, &ip) == 0 && ip.integrity && *ip.integrity) {
+		integrity = ip.integrity;
+		if (ip.integrity_key_size >= (uint32_t)key) {
+			*why = "the integrity key is not shorter than the volume key";
+			r = -EINVAL;
+			goto out;
+		}
+		key -= (int)ip.integrity_key_size;
+	}
+	r = snprintf(out, len, "luks2:%s:%s-%s:%d:%d:%s", uuid, cipher, mode, key * 8,
+		     crypt_get_sector_size(cd), integrity);
+	if (r < 0 || (size_t)r >= len) {
+		*why = "the header's strings are too long";
+		r = -ENOBUFS;
+		goto out;
+	}
+	r = 0;
+out:
+	crypt_free(cd);
+	return r;
+}
+
+int predict_state_check(const char *state, const char **why)
+{
+	int colons = 0;
+
+	*why = NULL;
+	if (!startswith(state, "luks2:")) {
+		*why = "does not start with luks2:";
+		return -EINVAL;
+	}
+	if (strlen(state) >= PREDICT_STATE_MAX) {
+		*why = "is too long";
+		return -EINVAL;
+	}
+	for (const char *p = state; *p; p++) {
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+			*why = "contains whitespace or a control character";
+			return -EINVAL;
+		}
+		colons += *p == ':';
+	}
+	if (colons != 5) {
+		*why = "is not luks2:<uuid>:<cipher>-<mode>:<key bits>:<sector size>:"
+		       "<integrity>";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
+			  size_t n_algs, struct eventlog *log)
+{
+	const struct {
+		const char *event;
+		const void *data;
+		size_t len;
+		bool present;
+	} recs[] = {
+		{"cvminit:cmdline", in->cmdline, in->cmdline ? strlen(in->cmdline) : 0, true},
+		{"cvminit:config", in->config ? (const void *)in->config : "", in->config_len,
+		 true},
+		{"cvminit:root", in->root, in->root ? strlen(in->root) : 0, in->root != NULL},
+		{"cvminit:state", in->state, in->state ? strlen(in->state) : 0,
+		 in->state != NULL},
+	};
+	int n = 0;
+
+	if (!in->cmdline)
+		return -EINVAL;
+	for (size_t i = 0; i < ARRAY_SIZE(recs); i++) {
+		int r;
+
+		if (!recs[i].present)
+			continue;
+		r = predict_append(log, PREDICT_PCR15, recs[i].event, NULL, recs[i].data,
+				   recs[i].len, algs, n_algs);
+		if (r < 0)
+			return r;
+		n++;
+	}
+	return n;
 }

@@ -1,6 +1,6 @@
-/* PCR 11 prediction: the records systemd-stub (257) makes for a UKI's sections and the
- * ones cvminit makes for its boot phases, as event log records that replay_log() folds
- * into PCR values. */
+/* PCR prediction: the records systemd-stub (257) makes for a UKI's sections and the ones
+ * cvminit makes for its boot phases (PCR 11) and for what it acts on (PCR 15), as event
+ * log records that replay_log() folds into PCR values. */
 #pragma once
 
 #include <stddef.h>
@@ -9,7 +9,14 @@
 #include "eventlog.h"
 #include "pe.h"
 
-#define PREDICT_PCR 11
+#define PREDICT_PCR   11
+#define PREDICT_PCR15 15
+
+/* The config file cvminit reads from its initrd and measures as cvminit:config. */
+#define PREDICT_CONFIG_PATH "/etc/cvminit/cvminit.conf"
+/* Longest cvminit:root and cvminit:state data, with the NUL. */
+#define PREDICT_ROOT_MAX  192
+#define PREDICT_STATE_MAX 256
 
 /* The sections systemd-stub measures into PCR 11, in the order it measures them: the
  * order of its unified-section table (src/fundamental/uki.h), without .pcrsig, which
@@ -17,8 +24,11 @@
 extern const char *const predict_stub_sections[];
 
 /* The phases cvminit measures into PCR 11 after the stub (DESIGN "What cvminit
- * measures"), in boot order. NULL-terminated. */
+ * measures"), in boot order: enter-initrd leave-initrd ready shutdown. NULL-terminated. */
 extern const char *const predict_phases[];
+
+/* cvminit's PCR 15 events, in the order it measures them. NULL-terminated. */
+extern const char *const predict_pcr15_events[];
 
 /* Largest VirtualSize we materialise when it exceeds SizeOfRawData (the zero fill). */
 #define PREDICT_MAX_ZERO_FILL (1u << 30)
@@ -48,3 +58,46 @@ int predict_phase_record(const char *phase, const uint16_t *algs, size_t n_algs,
 int predict_append(struct eventlog *log, unsigned pcr, const char *event,
 		   const char *event_type, const void *data, size_t len,
 		   const uint16_t *algs, size_t n_algs);
+
+/* The kernel command line systemd-stub hands the kernel from a UKI's .cmdline, which is
+ * what /proc/cmdline shows without its newline: the section's bytes up to the first NUL
+ * (VirtualSize, zero-filled), with systemd's mangle_stub_cmdline() applied: leading and
+ * trailing whitespace and control characters dropped, inner control characters turned
+ * into spaces. Sets *ret (malloc'd). -ENOENT when the UKI has no .cmdline (VirtualSize 0
+ * counts as absent); -ENOMEM. */
+int predict_uki_cmdline(const struct pe_file *pe, char **ret);
+/* mangle_stub_cmdline() on len bytes (stopping at a NUL); malloc'd, NULL on ENOMEM. */
+char *predict_mangle_cmdline(const uint8_t *data, size_t len);
+
+/* The data of cvminit:root for a command line, byte-identical to cvminit's (init/root.c
+ * root_parse()): "verity:<roothash>:<data partuuid>:<hash partuuid>:erofs", the PARTUUIDs
+ * being the hash's first and last 128 bits as lower-case 8-4-4-4-12 UUIDs. Returns 1 with
+ * out filled (len ≥ PREDICT_ROOT_MAX); 0 when the command line has no roothash=; -EINVAL
+ * (empty, not 64 lower-case hex digits, unparsable command line) or -EEXIST (given twice)
+ * with *why a static sentence: cvminit refuses to boot with such a command line. */
+int predict_root_data(const char *cmdline, char *out, size_t len, const char **why);
+
+/* The data of cvminit:state from a LUKS2 header read with libcryptsetup (a partition
+ * image or a block device), as init/luks.h luks2_identity() makes it: "luks2:<uuid>:
+ * <cipher>-<mode>:<key bits>:<sector size>:<integrity>", integrity "none" or
+ * libcryptsetup's name ("hmac(sha256)"), key bits those of the cipher key (the volume key
+ * less the integrity key). Returns 0; a negative errno with *why a static sentence (not
+ * LUKS2, no keyslot to tell the key size, unreadable). */
+int predict_state_from_luks(const char *path, char *out, size_t len, const char **why);
+/* Checks a --state string has that shape; 0 or -EINVAL with *why. */
+int predict_state_check(const char *state, const char **why);
+
+/* What cvminit measures into PCR 15 (DESIGN "What cvminit measures"). */
+struct predict_pcr15 {
+	const char *cmdline;   /* /proc/cmdline without its newline */
+	const uint8_t *config; /* the config file's bytes; config_len 0 when absent */
+	size_t config_len;
+	const char *root;  /* cvminit:root data; NULL: no roothash=, no record */
+	const char *state; /* cvminit:state data; NULL: not predicted (per node) */
+};
+
+/* Appends PCR 15's records in cvminit's order: cvminit:cmdline, cvminit:config,
+ * cvminit:root (when root), cvminit:state (when state); no event type. Returns the number
+ * of records appended or a negative errno. */
+int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
+			  size_t n_algs, struct eventlog *log);

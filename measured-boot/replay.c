@@ -5,9 +5,18 @@
 
 #include "replay.h"
 
-static void reset_value(unsigned pcr, size_t size, uint8_t *v)
+int replay_reset(struct replay_pcrs *p, uint16_t alg, unsigned pcr0_locality)
 {
-	memset(v, pcr >= 17 && pcr <= 22 ? 0xff : 0x00, size);
+	int size = digest_size(alg);
+
+	if (size < 0)
+		return size;
+	p->alg = alg;
+	p->size = (uint16_t)size;
+	for (unsigned i = 0; i < REPLAY_PCRS; i++)
+		memset(p->v[i], i >= 17 && i <= 22 ? 0xff : 0x00, (size_t)size);
+	p->v[0][size - 1] = (uint8_t)pcr0_locality;
+	return size;
 }
 
 static const struct digest *record_bank(const struct eventlog_record *r, uint16_t alg)
@@ -23,16 +32,8 @@ static bool counts(const struct eventlog_record *r)
 	return r->extended && r->rtmr < 0;
 }
 
-int replay_log(const struct eventlog *log, uint16_t alg, struct replay_pcrs *out)
+int replay_apply(const struct eventlog *log, struct replay_pcrs *p)
 {
-	int size = digest_size(alg);
-
-	if (size < 0)
-		return size;
-	out->alg = alg;
-	out->size = (uint16_t)size;
-	for (unsigned p = 0; p < REPLAY_PCRS; p++)
-		reset_value(p, (size_t)size, out->v[p]);
 	for (size_t i = 0; i < log->n; i++) {
 		const struct eventlog_record *r = &log->records[i];
 		const struct digest *d;
@@ -40,18 +41,35 @@ int replay_log(const struct eventlog *log, uint16_t alg, struct replay_pcrs *out
 
 		if (!counts(r))
 			continue;
-		d = record_bank(r, alg);
+		d = record_bank(r, p->alg);
 		if (!d)
 			return -ENODATA;
-		k = digest_extend(alg, out->v[r->pcr], d->buf);
+		k = digest_extend(p->alg, p->v[r->pcr], d->buf);
 		if (k < 0)
 			return k;
 	}
-	return size;
+	return p->size;
+}
+
+int replay_log(const struct eventlog *log, uint16_t alg, struct replay_pcrs *out)
+{
+	int size = replay_reset(out, alg, 0);
+
+	return size < 0 ? size : replay_apply(log, out);
 }
 
 int replay_verify(const struct eventlog *log, const struct replay_pcrs *actual,
 		  uint32_t mask, struct replay_divergence *ret)
+{
+	struct replay_pcrs start;
+	int size = replay_reset(&start, actual->alg, 0);
+
+	return size < 0 ? size : replay_verify_from(log, &start, actual, mask, ret);
+}
+
+int replay_verify_from(const struct eventlog *log, const struct replay_pcrs *start,
+		       const struct replay_pcrs *actual, uint32_t mask,
+		       struct replay_divergence *ret)
 {
 	struct replay_divergence first = {.pcr = 0, .record = SIZE_MAX};
 	bool diverged = false;
@@ -59,7 +77,7 @@ int replay_verify(const struct eventlog *log, const struct replay_pcrs *actual,
 
 	if (size < 0)
 		return size;
-	if (size != actual->size)
+	if (size != actual->size || start->alg != actual->alg)
 		return -EINVAL;
 	for (unsigned p = 0; p < REPLAY_PCRS; p++) {
 		uint8_t v[DIGEST_MAX];
@@ -67,7 +85,7 @@ int replay_verify(const struct eventlog *log, const struct replay_pcrs *actual,
 
 		if (!(mask & (UINT32_C(1) << p)))
 			continue;
-		reset_value(p, (size_t)size, v);
+		memcpy(v, start->v[p], (size_t)size);
 		/* blame: the record after the latest prefix that reproduces the value. */
 		bool prefix_matches = memcmp(v, actual->v[p], (size_t)size) == 0;
 		bool pending = prefix_matches;

@@ -17,9 +17,15 @@ struct replay_pcrs {
 	uint8_t v[REPLAY_PCRS][DIGEST_MAX];
 };
 
-/* Fills out with the values of PCRs 0–23 in bank alg after the log's records, starting
- * from the TPM reset values (0xff… for PCRs 17–22, zeros else; PCR 0's start locality is
- * not modelled). Records with "extended": false and TDX (RTMR) records are skipped.
+/* Sets p to the TPM's reset values in bank alg: 0xff… for PCRs 17–22, zeros else, and
+ * PCR 0 ending in the locality the TPM was started from (the firmware log's
+ * StartupLocality event; 0 without one). Returns the digest size or -EOPNOTSUPP. */
+int replay_reset(struct replay_pcrs *p, uint16_t alg, unsigned pcr0_locality);
+/* Extends p, in its bank, with the records of log that reached a PCR: records with
+ * "extended": false and TDX (RTMR) records are skipped. Returns the digest size,
+ * -ENODATA when a record lacks the bank. */
+int replay_apply(const struct eventlog *log, struct replay_pcrs *p);
+/* replay_reset (locality 0) then replay_apply: PCRs 0–23 in bank alg after the log.
  * Returns the digest size, -EOPNOTSUPP for an unknown alg, -ENODATA when a record lacks
  * the bank. */
 int replay_log(const struct eventlog *log, uint16_t alg, struct replay_pcrs *out);
@@ -38,3 +44,8 @@ struct replay_divergence {
  * the log (one with no record to blame comes last); or a negative errno as replay_log. */
 int replay_verify(const struct eventlog *log, const struct replay_pcrs *actual,
 		  uint32_t mask, struct replay_divergence *ret);
+/* The same, starting from start (replay_reset with a locality) instead of the reset
+ * values; start must be in actual's bank. */
+int replay_verify_from(const struct eventlog *log, const struct replay_pcrs *start,
+		       const struct replay_pcrs *actual, uint32_t mask,
+		       struct replay_divergence *ret);

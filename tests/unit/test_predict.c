@@ -318,37 +318,76 @@ TEST(verify_with_uki)
 	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --pcrs pcr11.pcrs"), 1);
 	CHECK_CONTAINS(out, "pass --uki");
 
-	/* predict on the same UKI gives the same values. */
-	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --json m.json"), 0);
+	/* predict on the same UKI gives the same values. Its .initrd is no cpio archive,
+	 * so the config comes from --config. */
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --json m.json --config /dev/null"),
+		  0);
 	CHECK_CONTAINS(out, "PCR 11 sha256 boot " BOOT_SHA256);
 	CHECK_CONTAINS(out, "PCR 11 sha384 enter-initrd " ENTER_SHA384);
-	CHECK_INT(
-		run(out, sizeof(out), "predict --uki uki.efi --json m.json --phase boot"),
-		0);
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --json m.json --phase boot --config /dev/null"),
+		  0);
 	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --phase nope"), 2);
 	CHECK_CONTAINS(out, "--phase nope");
+	/* Without --config the .initrd is read, and what is wrong with it is named. */
+	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi"), 2);
+	CHECK_CONTAINS(out, "uki.efi: .initrd (file offset 0x");
+	CHECK_CONTAINS(out, "byte offset 0 of the section: truncated: an entry header is "
+			    "cut off; pass --config FILE");
 	cleanup();
+}
+
+/* hex = H(hex || H(data)) for each data, in bank sha256. */
+static void extend_hex(char *hex, const char *const *data, size_t n, const size_t *lens)
+{
+	uint8_t pcr[32], d[32];
+
+	CHECK_INT(digest_from_hex(hex, pcr, 32), 32);
+	for (size_t i = 0; i < n; i++) {
+		CHECK_INT(digest_compute(DIGEST_ALG_SHA256, data[i],
+					 lens ? lens[i] : strlen(data[i]), d),
+			  32);
+		CHECK_INT(digest_extend(DIGEST_ALG_SHA256, pcr, d), 32);
+	}
+	digest_to_hex(pcr, 32, hex);
 }
 
 TEST(predict_json_shape)
 {
+	static const char *const phases[] = {"leave-initrd", "ready"};
+	/* PCR 15: the .cmdline section's text, no config, no roothash=. */
+	static const char *const pcr15[] = {"console=ttyS0", ""};
 	uint8_t buf[2048];
 	size_t len;
-	char out[8192], path[256];
+	char out[8192], path[256], want[1024], ready[65] = ENTER_SHA256, p15[65];
 	FILE *f;
 
 	need_tool();
+	memset(p15, '0', 64);
+	p15[64] = '\0';
+	extend_hex(ready, phases, 2, NULL);
+	extend_hex(p15, pcr15, 2, NULL);
 	len = build_pe(buf, sizeof(buf), uki, sizeof(uki) / sizeof(uki[0]));
 	write_file("uki.efi", buf, len);
-	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --json m.json"), 0);
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --json m.json --config /dev/null"),
+		  0);
+	CHECK_CONTAINS(out, "PCR 11 sha256 ready ");
+	CHECK_CONTAINS(out, ready);
+	CHECK_CONTAINS(out, "the node's state identity (cvminit:state) is missing");
 	snprintf(path, sizeof(path), "%s/m.json", dir);
 	f = fopen(path, "r");
 	CHECK(f);
 	len = fread(out, 1, sizeof(out) - 1, f);
 	out[len] = '\0';
 	fclose(f);
-	CHECK_STR(out, "{\n  \"11\": {\n    \"expected\": \"" ENTER_SHA256
-		       "\",\n    \"warnOnly\": false\n  }\n}\n");
+	/* PCR 11 after ready (the default phase); PCR 15 without the state: warnOnly. */
+	snprintf(want, sizeof(want),
+		 "{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  },\n"
+		 "  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": true\n  }\n}\n",
+		 ready, p15);
+	CHECK_STR(out, want);
 	cleanup();
 }
 
@@ -381,9 +420,11 @@ TEST(verify_input_errors)
 		       "trunc.efi: not a valid PE image: file shorter than a DOS header "
 		       "(byte offset 48");
 	CHECK_INT(run(out, sizeof(out), "verify --pcrs ok.pcrs"), 2);
-	CHECK_CONTAINS(out, "--log FILE and --pcrs FILE are required");
+	CHECK_CONTAINS(out, "--log FILE or --firmware-log FILE is required");
+	CHECK_INT(run(out, sizeof(out), "verify --log measure.log"), 2);
+	CHECK_CONTAINS(out, "one of --pcrs FILE and --tpm DEVICE is required");
 	CHECK_INT(run(out, sizeof(out), "verify --help"), 0);
-	CHECK_CONTAINS(out, "Exit status: 0 every PCR matches; 1 some PCR differs; 2");
+	CHECK_CONTAINS(out, "Exit status: 0 every PCR compared matches; 1 some PCR differs");
 	CHECK_INT(run(out, sizeof(out), "predict --help"), 0);
 	CHECK_CONTAINS(out, "--phase PHASE");
 	CHECK_INT(run(out, sizeof(out), "frobnicate"), 2);
