@@ -76,9 +76,12 @@ void fail_closed(const char *fmt, ...)
 	for (const char *p = reason; *p;) {
 		size_t n = strlen(p);
 		if (n > 66) {
+			/* At the last space; a longer word (a digest) is cut at 66. */
 			n = 66;
 			while (n > 30 && p[n] != ' ')
 				n--;
+			if (p[n] != ' ')
+				n = 66;
 		}
 		snprintf(line, sizeof(line), "  %.*s", (int)n, p);
 		box_line(line);
