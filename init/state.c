@@ -1,17 +1,105 @@
-/* /var and the writable paths. For now the state partition is plain ext4; the sealed LUKS2
- * layer goes under it with the "state" work (issue 6), through the same entry points. */
+/* The state partition: a LUKS2 volume made on first boot, its key sealed to the TPM, opened
+ * in the initrd from a header copy validated once, /var on it after switch_root; and the
+ * writable paths containerd and kubelet need on an otherwise read-only root. */
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include <blkid/blkid.h>
+#include <libcryptsetup.h>
 
+#include "../measured-boot/measure.h"
+#include "../measured-boot/seal.h"
 #include "log.h"
+#include "luks.h"
 #include "partition.h"
 #include "power.h"
 #include "state.h"
+
+/*
+ * The state machine of the state partition. Every step of a first boot either happens in
+ * RAM or is one of the numbered disk writes, so a power cut anywhere leaves one of these
+ * states, and the next boot does what the last column says:
+ *
+ *   on the disk (what state_open() reads once)        next boot
+ *   ------------------------------------------------  -----------------------------------
+ *   A  no LUKS2 magic, no other signature (blank)      first boot: make everything
+ *   B  keyslot area written, no header copy (W1)       = A (blank to blkid and to us)
+ *   C  secondary header only (W2; primary never        first boot again: the token says
+ *      written), token initialized=false               initialized=false, so no data
+ *   D  both copies, token initialized=false (W3/W4)    unseal, activate; state_mount():
+ *                                                      ext4 there (a cut after mkfs):
+ *                                                      mount it, set the flag; none: mkfs
+ *   E  both copies, initialized=true (W5/W6)           unseal, activate, mount. Never mkfs:
+ *                                                      no ext4 then means lost data, refuse
+ *   anything else: another signature, LUKS1, a header cvminit does not make, copies that
+ *   disagree, an initialized secondary without a primary → refuse (never format it).
+ *
+ * First boot (A, B, C), in the initrd:
+ *   1. key ← getrandom (64 bytes; 96 with hmac-sha256 integrity), in locked memory;
+ *   2. seal it to the TPM (PolicyPCR over settings.state_pcrs, values as they are now);
+ *   3. format LUKS2 on a detached header file in /run (tmpfs, ours alone), data device the
+ *      partition at 16 MiB; one pbkdf2 keyslot (passphrase = the key), the token
+ *      (initialized=false); with integrity, activate and wipe the volume (dm-integrity's
+ *      tags must be written before anything reads a sector). Nothing on the disk names
+ *      this volume yet (a cut here is A).
+ *   4. commit: W1 keyslot area, sync; W2 secondary header, sync; W3 primary JSON area,
+ *      sync; W4 primary binary header (with the magic, one 4 KiB block), sync.
+ *   5. activate from the header file, measure the identity into PCR 15, wipe the key.
+ * After switch_root (state_mount): mkfs.ext4 when the volume holds nothing and the token
+ * says initialized=false; then W5/W6: the token's flag set on the header file by
+ * libcryptsetup and committed (secondary, sync, primary, sync); then mount.
+ * A header update cut between the copies leaves one valid copy of either seqid: the newer
+ * valid copy wins (state D or E), as libcryptsetup's own recovery would choose.
+ */
+
+#define STATE_DM_NAME "state"
+#define HDR_DIR	      "/run/cvminit"
+#define HDR_COPY      HDR_DIR "/state.luks2"
+#define WIPE_BLOCK    (1u << 20)
+/* The smallest partition worth formatting: the metadata and keyslots take 16 MiB. */
+#define STATE_MIN_SIZE (LUKS2_DATA_OFFSET + (16ull << 20))
+
+static struct {
+	struct part part;
+	struct luks2_hdr hdr; /* the validated (or just made) header */
+	char node[300];	      /* /dev/mapper/state or /dev/dm-N */
+	bool open;
+} st;
+
+/* The volume key: page-aligned, locked, wiped after every use. */
+static uint8_t key[4096] __attribute__((aligned(4096)));
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A refusal: one greppable "state: …" line, then the boxed fail_closed(). */
+_noreturn_ _printf_(1, 2) static void refuse(const char *fmt, ...)
+{
+	char msg[640];
+	va_list ap;
+
+	explicit_bzero(key, sizeof(key));
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_error("state: %s", msg);
+	fail_closed("%s", msg);
+}
 
 /* Which filesystem the partition holds: 1 and its type in type, 0 when blank, or a
  * negative errno (-EBUSY for an ambiguous probe: two signatures, never guess). */
@@ -62,22 +150,484 @@ static int run_wait(char *const argv[])
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static void find_state(struct part *out)
+
+/* The one partition of type "var" on any disk, waiting for it as root_find() does. */
+static void find_state(struct part *out, unsigned timeout_s)
 {
 	struct part parts[PART_MAX];
-	int n = part_scan(parts, ARRAY_SIZE(parts)), found = 0;
+	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
+	int found;
 
-	for (int i = 0; i < n; i++) {
-		if (parts[i].type != DPS_VAR)
-			continue;
-		if (found++)
-			fail_closed("two state partitions (type var %s): %s and %s; a node has "
-				    "exactly one", parts[i].type_uuid, out->dev, parts[i].dev);
-		*out = parts[i];
+	for (;;) {
+		int n = part_scan(parts, ARRAY_SIZE(parts));
+		found = 0;
+		for (int i = 0; i < n; i++) {
+			if (parts[i].type != DPS_VAR)
+				continue;
+			if (found++)
+				refuse("two state partitions (type var %s): %s and %s; a node has "
+				       "exactly one. Detach the extra disk.",
+				       parts[i].type_uuid, out->dev, parts[i].dev);
+			*out = parts[i];
+		}
+		if (found || now_ms() >= end)
+			break;
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
 	}
 	if (!found)
-		fail_closed("no state partition (type var 4d21b016-b534-45c2-a9fb-5c16e091fd2d) "
-			    "on any disk: the image or the state disk is missing");
+		refuse("no state partition (type var 4d21b016-b534-45c2-a9fb-5c16e091fd2d) on "
+		       "any disk after %u s: the image or the state disk is missing",
+		       timeout_s);
+}
+
+/* Without udev the node comes from libdevmapper (/dev/mapper/<name>) or, failing that,
+ * from devtmpfs as /dev/dm-N, found by its name in sysfs. */
+static int find_node(const char *name, char *node, size_t len)
+{
+	char path[300], buf[128];
+	struct dirent *de;
+	struct stat sb;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/dev/mapper/%s", name);
+	if (stat(path, &sb) == 0 && S_ISBLK(sb.st_mode)) {
+		snprintf(node, len, "%s", path);
+		return 0;
+	}
+	d = opendir("/sys/block");
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		ssize_t n;
+		int fd;
+
+		if (!startswith(de->d_name, "dm-"))
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/dm/name", de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		snprintf(path, sizeof(path), "/dev/%s", de->d_name);
+		if (streq(buf, name) && stat(path, &sb) == 0 && S_ISBLK(sb.st_mode)) {
+			snprintf(node, len, "%s", path);
+			closedir(d);
+			return 0;
+		}
+	}
+	closedir(d);
+	return -ENOENT;
+}
+
+static void wait_node(unsigned timeout_s)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
+
+	while (find_node(STATE_DM_NAME, st.node, sizeof(st.node)) < 0) {
+		if (now_ms() >= end)
+			refuse("the state volume is active but no device node appeared in "
+			       "/dev/mapper or as /dev/dm-N within %u s",
+			       timeout_s);
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int write_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+static int read_all(int fd, void *buf, size_t len, off_t off)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+/* Copies [off, off+len) of the header file to the partition, then flushes the disk. */
+static int commit_range(int from, int to, off_t off, size_t len)
+{
+	static uint8_t buf[1u << 20];
+
+	while (len > 0) {
+		size_t n = len < sizeof(buf) ? len : sizeof(buf);
+		int r = read_all(from, buf, n, off);
+		if (r == 0)
+			r = write_all(to, buf, n, off);
+		if (r < 0)
+			return r;
+		off += (off_t)n;
+		len -= n;
+	}
+	return fdatasync(to) < 0 ? -errno : 0;
+}
+
+/* Writes the header file's metadata to the partition in the order the state machine
+ * needs: [keyslot area,] secondary copy, primary JSON, primary binary header — each
+ * flushed before the next, so the primary's magic is the last thing to reach the disk. */
+static int commit(bool with_keyslots)
+{
+	_cleanup_close_ int from = -1, to = -1;
+	int r;
+
+	from = open(HDR_COPY, O_RDONLY | O_CLOEXEC);
+	if (from < 0)
+		return log_errno(-errno, "state: open %s", HDR_COPY);
+	to = open(st.part.dev, O_WRONLY | O_CLOEXEC);
+	if (to < 0)
+		return log_errno(-errno, "state: open %s for writing", st.part.dev);
+	if (with_keyslots &&
+	    (r = commit_range(from, to, LUKS2_AREA_SIZE, LUKS2_DATA_OFFSET - LUKS2_AREA_SIZE)) < 0)
+		return log_errno(r, "state: write the keyslot area of %s", st.part.dev);
+	if ((r = commit_range(from, to, LUKS2_HDR_SIZE, LUKS2_HDR_SIZE)) < 0 ||
+	    (r = commit_range(from, to, LUKS2_BIN_SIZE, LUKS2_HDR_SIZE - LUKS2_BIN_SIZE)) < 0 ||
+	    (r = commit_range(from, to, 0, LUKS2_BIN_SIZE)) < 0)
+		return log_errno(r, "state: write the LUKS2 header of %s", st.part.dev);
+	return 0;
+}
+
+/* Re-reads and validates what libcryptsetup wrote to the header file: what a later boot
+ * will check is what this boot uses. */
+static void check_own_header(void)
+{
+	static uint8_t area[LUKS2_AREA_SIZE];
+	_cleanup_close_ int fd = -1;
+	char err[300];
+	int r;
+
+	fd = open(HDR_COPY, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read_all(fd, area, sizeof(area), 0) < 0)
+		refuse("cannot read back the header file %s: %s", HDR_COPY, strerror(errno));
+	r = luks2_inspect(area, sizeof(area), &st.hdr, err, sizeof(err));
+	if (r != 1)
+		refuse("the LUKS2 header libcryptsetup made for %s does not pass cvminit's own "
+		       "checks: %s",
+		       st.part.dev, r == 0 ? "no header" : err);
+}
+
+static int header_file(const uint8_t *metadata)
+{
+	_cleanup_close_ int fd = -1;
+
+	mkdir(HDR_DIR, 0700);
+	fd = open(HDR_COPY, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return log_errno(-errno, "state: create %s", HDR_COPY);
+	/* Sparse up to the data offset: libcryptsetup expects the keyslots area there. */
+	if (ftruncate(fd, (off_t)LUKS2_DATA_OFFSET) < 0)
+		return log_errno(-errno, "state: size %s", HDR_COPY);
+	if (metadata && write_all(fd, metadata, LUKS2_AREA_SIZE, 0) < 0)
+		return log_errno(-errno, "state: write %s", HDR_COPY);
+	return 0;
+}
+
+static void measure_identity(struct measurer *m)
+{
+	char ident[160];
+	int r;
+
+	luks2_identity(&st.hdr, ident, sizeof(ident));
+	r = measure(m, 15, "cvminit:state", ident, strlen(ident));
+	if (r < 0)
+		refuse("cannot measure the state volume's identity (%s) into PCR 15: %s", ident,
+		       strerror(-r));
+	log_info("state: measured %s into PCR 15", ident);
+}
+
+static void first_boot(struct tpm *tpm, const struct settings *s)
+{
+	const bool integ = s->state_integrity == STATE_INTEGRITY_HMAC_SHA256;
+	const size_t n = LUKS2_KEY_BYTES + (integ ? LUKS2_HMAC_BYTES : 0);
+	struct crypt_pbkdf_type pbkdf = {
+		.type = CRYPT_KDF_PBKDF2,
+		.hash = "sha256",
+		.iterations = 1000, /* the minimum: the passphrase is a full-entropy key */
+		.flags = CRYPT_PBKDF_NO_BENCHMARK,
+	};
+	struct crypt_params_luks2 params = {
+		.pbkdf = &pbkdf,
+		.integrity = integ ? "hmac(sha256)" : NULL,
+		.sector_size = LUKS2_SECTOR,
+		.label = "cvminit-state",
+	};
+	struct crypt_device *cd = NULL;
+	_cleanup_free_ char *token = NULL;
+	static struct sealed sealed;
+	char pcrs[64];
+	uint64_t t0 = now_ms(), t_seal, t_fmt, t_wipe, t_commit;
+	int r;
+
+	if (getrandom(key, n, 0) != (ssize_t)n)
+		refuse("getrandom for the state key failed: %s", strerror(errno));
+	r = seal_key(tpm, s->state_pcrs, key, n, &sealed);
+	if (r < 0)
+		refuse("cannot seal the state key to the TPM (PCRs %s, sha256): %s. See the "
+		       "seal: lines above; nothing was written to %s.",
+		       seal_pcr_list(s->state_pcrs, pcrs, sizeof(pcrs)), strerror(-r),
+		       st.part.dev);
+	t_seal = now_ms();
+	r = seal_token_format(&sealed, &token);
+	if (r < 0)
+		refuse("cannot make the LUKS2 token: %s", strerror(-r));
+
+	if (header_file(NULL) < 0)
+		refuse("cannot make the header file %s in /run", HDR_COPY);
+	r = crypt_init_data_device(&cd, HDR_COPY, st.part.dev);
+	if (r < 0)
+		refuse("libcryptsetup: cannot open %s with data device %s: %s", HDR_COPY,
+		       st.part.dev, strerror(-r));
+	crypt_set_data_offset(cd, LUKS2_DATA_OFFSET / 512);
+	r = crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, (const char *)key, n,
+			 &params);
+	if (r < 0)
+		refuse("cannot format LUKS2 (aes-xts-plain64, %zu-byte key, %d-byte sectors%s) "
+		       "for %s: %s. Are dm_crypt%s and the crypto modules loaded?",
+		       n, LUKS2_SECTOR, integ ? ", hmac(sha256)" : "", st.part.dev,
+		       strerror(-r), integ ? ", dm_integrity" : "");
+	r = crypt_keyslot_add_by_volume_key(cd, 0, (const char *)key, n, (const char *)key, n);
+	if (r < 0)
+		refuse("cannot add the keyslot for %s: %s", st.part.dev, strerror(-r));
+	r = crypt_token_json_set(cd, 0, token);
+	if (r < 0)
+		refuse("cannot store the systemd-tpm2 token for %s: %s", st.part.dev,
+		       strerror(-r));
+	t_fmt = now_ms();
+	r = crypt_activate_by_volume_key(cd, STATE_DM_NAME, (const char *)key, n, 0);
+	if (r < 0)
+		refuse("cannot activate the new state volume on %s: %s", st.part.dev,
+		       strerror(-r));
+	st.open = true;
+	wait_node(s->device_timeout);
+	/* dm-integrity returns an error for a sector whose tag was never written: write
+	 * them all once (what cryptsetup luksFormat does), before the header is committed,
+	 * so a cut here leaves a blank partition. */
+	if (integ) {
+		log_info("state: wiping %s to initialise its integrity tags (hmac(sha256))",
+			 st.node);
+		r = crypt_wipe(cd, st.node, CRYPT_WIPE_ZERO, 0, 0, WIPE_BLOCK, 0, NULL, NULL);
+		if (r < 0)
+			refuse("cannot wipe the new integrity-protected volume %s: %s", st.node,
+			       strerror(-r));
+	}
+	t_wipe = now_ms();
+	crypt_free(cd);
+
+	check_own_header();
+	r = commit(true);
+	if (r < 0)
+		refuse("cannot write the new LUKS2 header to %s: %s. The partition is left "
+		       "without a primary header; the next boot starts over.",
+		       st.part.dev, strerror(-r));
+	t_commit = now_ms();
+	log_notice("state: first boot: %s is now LUKS2 %s (%s), key sealed to PCRs %s; seal "
+		   "%llu ms, format %llu ms, %s%llu ms, commit %llu ms",
+		   st.part.dev, st.hdr.uuid, integ ? "with hmac(sha256) integrity" : "no integrity",
+		   seal_pcr_list(s->state_pcrs, pcrs, sizeof(pcrs)),
+		   (unsigned long long)(t_seal - t0), (unsigned long long)(t_fmt - t_seal),
+		   integ ? "activate+wipe " : "activate ", (unsigned long long)(t_wipe - t_fmt),
+		   (unsigned long long)(t_commit - t_wipe));
+}
+
+/* The TPM refused: name what moved since sealing, unlock nothing, keep the data. */
+_noreturn_ static void refuse_drift(struct tpm *tpm)
+{
+	char msg[400];
+	int n;
+
+	n = seal_drift(tpm, &st.hdr.token, MEASURE_LOG_PATH, 16, msg, sizeof(msg));
+	if (n > 0)
+		refuse("the TPM refuses to unseal the state key of %s: the boot differs from "
+		       "the one it was sealed in: %s. Nothing was unlocked and the data is "
+		       "intact; boot the image the node was set up with.",
+		       st.part.dev, msg);
+	refuse("the TPM refuses to unseal the state key of %s although PCRs %s are as "
+	       "recorded at sealing: the token does not belong to this header. Nothing was "
+	       "unlocked.",
+	       st.part.dev, n < 0 ? "(unreadable)" : "all");
+}
+
+static void later_boot(struct tpm *tpm, const uint8_t *area, const struct settings *s)
+{
+	static uint8_t copy[LUKS2_AREA_SIZE];
+	struct crypt_device *cd = NULL;
+	char pcrs[64];
+	uint64_t t0 = now_ms(), t_unseal;
+	int n, r;
+
+	n = unseal_key(tpm, &st.hdr.token, key);
+	if (n == -EKEYREJECTED)
+		refuse_drift(tpm);
+	if (n == -ENOKEY)
+		refuse("the state key of %s was sealed by another TPM (or this one was "
+		       "cleared): this node cannot open it. Nothing was unlocked. Give the "
+		       "node a blank state partition to start over.",
+		       st.part.dev);
+	if (n < 0)
+		refuse("cannot unseal the state key of %s: %s. See the seal: lines above.",
+		       st.part.dev, strerror(-n));
+	if ((size_t)n != st.hdr.volume_key_size)
+		refuse("the key unsealed for %s has %d bytes; the header wants %u", st.part.dev,
+		       n, st.hdr.volume_key_size);
+	t_unseal = now_ms();
+
+	/* libcryptsetup gets the validated bytes, never the disk's: a header the host
+	 * swaps after the check is not the one activated. */
+	luks2_materialize(area, &st.hdr, copy);
+	if (header_file(copy) < 0)
+		refuse("cannot write the validated header copy %s", HDR_COPY);
+	r = crypt_init_data_device(&cd, HDR_COPY, st.part.dev);
+	if (r == 0)
+		r = crypt_load(cd, CRYPT_LUKS2, NULL);
+	if (r < 0)
+		refuse("libcryptsetup does not load the validated header of %s: %s",
+		       st.part.dev, strerror(-r));
+	if (!streq(crypt_get_cipher(cd), "aes") ||
+	    !streq(crypt_get_cipher_mode(cd), "xts-plain64") ||
+	    crypt_get_volume_key_size(cd) != (int)st.hdr.volume_key_size ||
+	    crypt_get_data_offset(cd) != LUKS2_DATA_OFFSET / 512 ||
+	    crypt_get_sector_size(cd) != LUKS2_SECTOR || !crypt_get_uuid(cd) ||
+	    !streq(crypt_get_uuid(cd), st.hdr.uuid))
+		refuse("libcryptsetup reads the header copy of %s differently from cvminit "
+		       "(cipher %s-%s, key %d bytes)",
+		       st.part.dev, crypt_get_cipher(cd), crypt_get_cipher_mode(cd),
+		       crypt_get_volume_key_size(cd));
+	r = crypt_activate_by_volume_key(cd, STATE_DM_NAME, (const char *)key, (size_t)n, 0);
+	explicit_bzero(key, sizeof(key));
+	crypt_free(cd);
+	if (r == -EPERM)
+		refuse("the key the TPM unsealed does not match the LUKS2 digest of %s: the "
+		       "header is not the one sealed with this key. Nothing was unlocked.",
+		       st.part.dev);
+	if (r < 0)
+		refuse("cannot activate the state volume on %s: %s. Are dm_crypt%s and the "
+		       "crypto modules loaded?",
+		       st.part.dev, strerror(-r), st.hdr.integrity[0] ? ", dm_integrity" : "");
+	st.open = true;
+	wait_node(s->device_timeout);
+	log_notice("state: %s: LUKS2 %s unsealed (PCRs %s) in %llu ms, activated as %s in "
+		   "%llu ms%s",
+		   st.part.dev, st.hdr.uuid,
+		   seal_pcr_list(st.hdr.token.pcr_mask, pcrs, sizeof(pcrs)),
+		   (unsigned long long)(t_unseal - t0), st.node,
+		   (unsigned long long)(now_ms() - t_unseal),
+		   st.hdr.token.initialized ? "" : " (setup not finished: state_mount does)");
+}
+
+void state_open(struct measurer *m, const struct settings *s)
+{
+	static uint8_t area[LUKS2_AREA_SIZE];
+	_cleanup_close_ int fd = -1;
+	struct tpm *tpm = m ? measurer_tpm(m) : NULL;
+	char err[300], type[64] = "";
+	uint64_t size = 0;
+	int r;
+
+	if (!tpm)
+		refuse("the state partition's key is sealed to a TPM and this node has %s. "
+		       "Give the confidential VM a vTPM (measure=optional does not cover the "
+		       "state).",
+		       m ? "no TPM (its measurements go to TDX RTMRs)" : "no TPM");
+	if (mlock(key, sizeof(key)) < 0)
+		refuse("cannot lock the key buffer in memory: %s", strerror(errno));
+	crypt_metadata_locking(NULL, 0); /* PID 1 alone; /run/cryptsetup is not needed */
+
+	find_state(&st.part, s->device_timeout);
+	/* The header is read once, here; everything after uses this copy. */
+	fd = open(st.part.dev, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read_all(fd, area, sizeof(area), 0) < 0)
+		refuse("cannot read the state partition %s: %s", st.part.dev, strerror(errno));
+	if (ioctl(fd, BLKGETSIZE64, &size) < 0 || size < STATE_MIN_SIZE)
+		refuse("the state partition %s has %llu bytes; it needs at least %llu", st.part.dev,
+		       (unsigned long long)size, (unsigned long long)STATE_MIN_SIZE);
+	r = luks2_inspect(area, sizeof(area), &st.hdr, err, sizeof(err));
+	if (r < 0)
+		refuse("the state partition %s does not hold a LUKS2 volume cvminit accepts: %s. "
+		       "Refusing to use or format it.",
+		       st.part.dev, err);
+	if (r == 0) {
+		r = probe_fs(st.part.dev, type, sizeof(type));
+		if (r != 0)
+			refuse("the state partition %s holds %s: refusing to format over it. Give "
+			       "the node an empty state partition or the disk it made.",
+			       st.part.dev, r < 0 ? "something unreadable" : type);
+		log_notice("state: %s (partuuid %s) is blank: first boot", st.part.dev,
+			   st.part.uuid);
+		first_boot(tpm, s);
+	} else if (st.hdr.primary_missing) {
+		if (st.hdr.token.initialized)
+			refuse("the primary LUKS2 header of %s is gone but its secondary copy says "
+			       "the volume holds data: repair the header from its copy "
+			       "(cryptsetup repair) on a trusted host",
+			       st.part.dev);
+		log_notice("state: %s has only a secondary header with an unfinished setup: the "
+			   "first boot was cut off; starting it over",
+			   st.part.dev);
+		first_boot(tpm, s);
+	} else {
+		log_info("state: %s: LUKS2 %s, %s %u-bit, %u-byte sectors, integrity %s, header "
+			 "copy %s (seqid %llu) validated",
+			 st.part.dev, st.hdr.uuid, st.hdr.cipher, st.hdr.key_bits,
+			 st.hdr.sector_size, st.hdr.integrity[0] ? st.hdr.integrity : "none",
+			 st.hdr.copy ? "secondary" : "primary", (unsigned long long)st.hdr.seqid);
+		later_boot(tpm, area, s);
+	}
+	measure_identity(m);
+	explicit_bzero(key, sizeof(key));
+	munlock(key, sizeof(key));
+}
+
+/* Sets the token's initialized flag on the header file and commits it to the disk. */
+static void set_initialized(void)
+{
+	struct crypt_device *cd = NULL;
+	_cleanup_free_ char *token = NULL;
+	int r;
+
+	st.hdr.token.initialized = true;
+	r = seal_token_format(&st.hdr.token, &token);
+	if (r == 0)
+		r = crypt_init_data_device(&cd, HDR_COPY, st.part.dev);
+	if (r == 0)
+		r = crypt_load(cd, CRYPT_LUKS2, NULL);
+	if (r == 0)
+		r = crypt_token_json_set(cd, 0, token);
+	crypt_free(cd);
+	if (r >= 0)
+		r = commit(false);
+	if (r < 0)
+		refuse("cannot record in the LUKS2 token of %s that its filesystem is complete: "
+		       "%s",
+		       st.part.dev, strerror(-r));
+	log_info("state: %s marked initialized in its LUKS2 token", st.part.dev);
 }
 
 int state_mount(void)
@@ -85,35 +635,47 @@ int state_mount(void)
 	char *mkfs[] = { "/usr/sbin/mkfs.ext4", "-q", "-L", "state", "-E", "nodiscard", NULL,
 			 NULL };
 	char type[64] = "";
-	struct part p;
+	uint64_t t0 = now_ms();
 	int made = 0, r;
 
-	find_state(&p);
-	r = probe_fs(p.dev, type, sizeof(type));
+	if (!st.open)
+		refuse("the state volume was not opened in the initrd");
+	r = probe_fs(st.node, type, sizeof(type));
 	if (r < 0)
-		fail_closed("cannot read the state partition %s: %s", p.dev,
-			    r == -EBUSY ? "more than one signature on it" : strerror(-r));
+		refuse("cannot read the state volume %s (on %s): %s", st.node, st.part.dev,
+		       r == -EBUSY ? "more than one signature on it" : strerror(-r));
+	if (r == 0 && st.hdr.token.initialized)
+		refuse("the state volume %s (on %s) is marked initialized but holds no "
+		       "filesystem: its data was destroyed. Refusing to format over it; give "
+		       "the node a blank state partition to start over.",
+		       st.node, st.part.dev);
+	if (r == 1 && !streq(type, "ext4"))
+		refuse("the state volume %s (on %s) holds %s, not ext4: refusing to format "
+		       "over it",
+		       st.node, st.part.dev, type);
 	if (r == 0) {
-		log_notice("state: %s is blank: first boot, making ext4", p.dev);
-		mkfs[6] = p.dev;
+		log_notice("state: %s is empty: making ext4", st.node);
+		mkfs[6] = st.node;
 		r = run_wait(mkfs);
 		if (r != 0)
-			fail_closed("mkfs.ext4 on the state partition %s failed (status %d)", p.dev,
-				    r);
+			refuse("mkfs.ext4 on the state volume %s failed (status %d)", st.node, r);
 		made = 1;
-	} else if (strcmp(type, "ext4") != 0) {
-		fail_closed("the state partition %s holds %s, not ext4: refusing to format over "
-			    "it. Give the node an empty state partition or the disk it made.",
-			    p.dev, type);
+	} else if (!st.hdr.token.initialized) {
+		log_notice("state: %s already holds ext4 (a previous boot stopped before "
+			   "recording it): keeping it",
+			   st.node);
 	}
+	if (!st.hdr.token.initialized)
+		set_initialized();
 
 	mkdir(STATE_MOUNT, 0755);
-	if (mount(p.dev, STATE_MOUNT, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME,
+	if (mount(st.node, STATE_MOUNT, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME,
 		  "errors=remount-ro") < 0)
-		fail_closed("cannot mount the state partition %s (ext4) on %s: %s", p.dev,
-			    STATE_MOUNT, strerror(errno));
-	log_info("state: %s (partuuid %s) mounted on %s%s", p.dev, p.uuid, STATE_MOUNT,
-		 made ? " (new filesystem)" : "");
+		refuse("cannot mount the state volume %s (ext4, on %s) on %s: %s", st.node,
+		       st.part.dev, STATE_MOUNT, strerror(errno));
+	log_info("state: %s (LUKS2 on %s, partuuid %s) mounted on %s%s in %llu ms", st.node,
+		 st.part.dev, st.part.uuid, STATE_MOUNT, made ? " (new filesystem)" : "",
+		 (unsigned long long)(now_ms() - t0));
 	return made;
 }
 
@@ -168,13 +730,18 @@ void state_writable_paths(void)
 		log_warn_errno(-errno, "state: tmpfs on /tmp");
 }
 
-/* Placeholder until the LUKS2 state lands (issue 6): the partition stays plain ext4. */
-void state_open(struct measurer *m, const struct settings *s)
-{
-	(void)m;
-	(void)s;
-}
 
 void state_close(void)
 {
+	int r;
+
+	if (!st.open)
+		return;
+	r = crypt_deactivate(NULL, STATE_DM_NAME);
+	if (r < 0) {
+		log_warn_errno(r, "shutdown: close the state volume %s", st.node);
+		return;
+	}
+	st.open = false;
+	log_info("shutdown: closed the state volume %s", st.node);
 }

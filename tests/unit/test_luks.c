@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <libcryptsetup.h>
+
 #include "../../init/luks.h"
 #include "../../init/util.h"
 #include "harness.h"
@@ -465,4 +467,48 @@ TEST(luks_materialized_copy_opens)
 	CHECK_INT(h.copy, 0);
 	free(a);
 	free(out);
+}
+
+/* libcryptsetup, called as state.c's first boot calls it (detached header file, data
+ * offset 16 MiB, pbkdf2 at 1000 iterations, the key as its own passphrase, our token),
+ * makes a header the validator accepts: the allow-list matches what we make. */
+TEST(luks_libcryptsetup_format_passes)
+{
+	struct crypt_pbkdf_type pbkdf = { .type = CRYPT_KDF_PBKDF2, .hash = "sha256",
+					  .iterations = 1000,
+					  .flags = CRYPT_PBKDF_NO_BENCHMARK };
+	struct crypt_params_luks2 params = { .pbkdf = &pbkdf, .sector_size = 4096,
+					     .label = "cvminit-state" };
+	struct crypt_device *cd = NULL;
+	struct luks2_hdr h;
+	uint8_t k[64], *a;
+	char err[300], *tok = token_json(false);
+
+	need_cryptsetup();
+	atexit(cleanup);
+	sh("truncate -s " PART_SIZE " %s", path("part"));
+	sh("truncate -s 16M %s", path("hdr"));
+	for (size_t i = 0; i < sizeof(k); i++)
+		k[i] = (uint8_t)(i * 7 + 1);
+	CHECK_INT(crypt_init_data_device(&cd, path("hdr"), path("part")), 0);
+	CHECK_INT(crypt_set_data_offset(cd, (16u << 20) / 512), 0);
+	CHECK_INT(crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, (char *)k, 64,
+			       &params),
+		  0);
+	CHECK_INT(crypt_keyslot_add_by_volume_key(cd, 0, (char *)k, 64, (char *)k, 64), 0);
+	CHECK_INT(crypt_token_json_set(cd, 0, tok), 0);
+	crypt_free(cd);
+	a = read_area("hdr");
+	CHECK_INT(inspect(a, &h, err), 1);
+	CHECK_INT(h.data_offset, 16u << 20);
+	free(a);
+	/* The header file's first 16 MiB laid over the partition: a normal LUKS2 device
+	 * that the key opens. */
+	sh("dd if=%s of=%s conv=notrunc status=none", path("hdr"), path("part"));
+	sh("printf '' > %s", path("k"));
+	FILE *f = fopen(path("k"), "wb");
+	fwrite(k, 1, 64, f);
+	fclose(f);
+	sh("cryptsetup luksOpen --test-passphrase --key-file %s %s", path("k"), path("part"));
+	free(tok);
 }
