@@ -902,26 +902,40 @@ struct sources {
 
 static void describe_record(const struct eventlog *log, size_t idx, const struct sources *s)
 {
-	const struct eventlog_record *r;
+	const struct eventlog_record *r = &log->records[idx];
 
-	if (idx == SIZE_MAX) {
-		printf("  no event explains it: the PCR was extended without a log "
-		       "record\n");
-		return;
-	}
-	r = &log->records[idx];
 	if (idx < s->n_fw)
-		printf("  first diverging: event %llu at byte offset %zu of %s: %s \"%s\"\n",
+		printf("event %llu at byte offset %zu of %s: %s \"%s\"\n",
 		       (unsigned long long)r->recnum, r->offset, s->fw_path,
 		       r->event_type ? r->event_type : "?", r->event ? r->event : "");
 	else if (idx < s->n_fw + s->n_stub)
-		printf("  first diverging: systemd-stub measurement %zu of %s: %s\n",
-		       idx - s->n_fw, s->uki_path, r->event);
+		printf("systemd-stub measurement %zu of %s: %s\n", idx - s->n_fw,
+		       s->uki_path, r->event);
 	else
-		printf("  first diverging: record %llu at byte offset %zu of %s: "
-		       "\"%s\"\n",
+		printf("record %llu at byte offset %zu of %s: \"%s\"\n",
 		       (unsigned long long)r->recnum, r->offset, s->log_path,
 		       r->event ? r->event : "");
+}
+
+static void describe_divergence(const struct eventlog *log, const struct replay_divergence *d,
+				const struct sources *s)
+{
+	if (d->n_records == 0) {
+		printf("  no event explains it: PCR %u has no events in the logs; it was "
+		       "extended without a record\n",
+		       d->pcr);
+		return;
+	}
+	if (d->prefix_matched) {
+		printf("  first diverging: ");
+		describe_record(log, d->record, s);
+		return;
+	}
+	printf("  no prefix of PCR %u's %zu events reproduces the value: one of them is "
+	       "not what was extended, or the PCR was also extended without a record; "
+	       "its first event: ",
+	       d->pcr, d->n_records);
+	describe_record(log, d->record, s);
 }
 
 /* Compares the firmware log's PCR 11 events with the stub's predicted records, in
@@ -1193,10 +1207,9 @@ static int cmd_verify(int argc, char **argv)
 			digest_to_hex(replayed.v[p], (size_t)size, want);
 			digest_to_hex(banks[b].pcrs.v[p], (size_t)size, got);
 			printf("PCR %u %s: MISMATCH\n", p, bank);
-			printf("  expected (replay): %s\n", want);
-			printf("  got (%s):%s %s\n", tpm ? "TPM" : "pcrs file",
-			       tpm ? "       " : " ", got);
-			describe_record(&all, d.record, &src);
+			printf("  %-18s %s\n", "expected (replay):", want);
+			printf("  %-18s %s\n", tpm ? "got (TPM):" : "got (pcrs file):", got);
+			describe_divergence(&all, &d, &src);
 			if (p == PREDICT_PCR && !src.uki_path && !fw_has_pcr11)
 				printf("  (PCR 11 holds systemd-stub's measurements, which "
 				       "are not in the log: pass --uki or --firmware-log)\n");

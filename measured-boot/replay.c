@@ -81,14 +81,14 @@ int replay_verify_from(const struct eventlog *log, const struct replay_pcrs *sta
 		return -EINVAL;
 	for (unsigned p = 0; p < REPLAY_PCRS; p++) {
 		uint8_t v[DIGEST_MAX];
-		size_t blame = SIZE_MAX, first_rec = SIZE_MAX;
+		size_t blame = SIZE_MAX, first_rec = SIZE_MAX, n_records = 0;
 
 		if (!(mask & (UINT32_C(1) << p)))
 			continue;
 		memcpy(v, start->v[p], (size_t)size);
 		/* blame: the record after the latest prefix that reproduces the value. */
 		bool prefix_matches = memcmp(v, actual->v[p], (size_t)size) == 0;
-		bool pending = prefix_matches;
+		bool pending = prefix_matches, ever = prefix_matches;
 		for (size_t i = 0; i < log->n; i++) {
 			const struct eventlog_record *r = &log->records[i];
 			const struct digest *d;
@@ -97,6 +97,7 @@ int replay_verify_from(const struct eventlog *log, const struct replay_pcrs *sta
 				continue;
 			if (first_rec == SIZE_MAX)
 				first_rec = i;
+			n_records++;
 			if (pending) {
 				blame = i;
 				pending = false;
@@ -109,6 +110,7 @@ int replay_verify_from(const struct eventlog *log, const struct replay_pcrs *sta
 			if (prefix_matches) {
 				blame = SIZE_MAX;
 				pending = true;
+				ever = true;
 			}
 		}
 		if (prefix_matches)
@@ -116,7 +118,10 @@ int replay_verify_from(const struct eventlog *log, const struct replay_pcrs *sta
 		if (blame == SIZE_MAX && !pending)
 			blame = first_rec;
 		if (!diverged || blame < first.record) {
-			first = (struct replay_divergence){.pcr = p, .record = blame};
+			first = (struct replay_divergence){.pcr = p,
+							   .record = blame,
+							   .prefix_matched = ever,
+							   .n_records = n_records};
 			diverged = true;
 		}
 	}

@@ -3,6 +3,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,12 @@ struct replay_divergence {
 	 * record when no prefix does. SIZE_MAX when the PCR has no record to blame
 	 * (someone extended it without logging). */
 	size_t record;
+	/* Whether some prefix of the PCR's records (maybe the empty one) reproduces the
+	 * value: then record is the one after it. Else record is the PCR's first record,
+	 * and either one of them is not what was extended or the PCR was also extended
+	 * without a record. */
+	bool prefix_matched;
+	size_t n_records; /* the PCR's records in the log */
 };
 
 /* Compares the PCRs in mask (bit n = PCR n) of actual with the replay of log in actual's

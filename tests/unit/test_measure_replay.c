@@ -63,7 +63,7 @@ TEST(replay_known_values)
 TEST(replay_verify_divergence)
 {
 	struct replay_pcrs full, actual;
-	struct replay_divergence d = {99, 99};
+	struct replay_divergence d = {.pcr = 99, .record = 99};
 	const uint32_t mask = (1u << 11) | (1u << 15) | (1u << 16);
 
 	make_log();
@@ -81,6 +81,8 @@ TEST(replay_verify_divergence)
 	CHECK_INT(replay_verify(&log_, &actual, mask, &d), 1);
 	CHECK_INT(d.pcr, 15);
 	CHECK_INT(d.record, 3);
+	CHECK(d.prefix_matched);
+	CHECK_INT(d.n_records, 2); /* 1 and 3; 2 never reached the PCR */
 
 	/* PCR 11 still at its reset value, PCR 15 unexplained: record 0 comes first. */
 	memset(actual.v[11], 0, 48);
@@ -93,6 +95,7 @@ TEST(replay_verify_divergence)
 	CHECK_INT(replay_verify(&log_, &actual, 1u << 15, &d), 1);
 	CHECK_INT(d.pcr, 15);
 	CHECK_INT(d.record, 1);
+	CHECK(!d.prefix_matched);
 
 	/* A PCR extended by someone who did not log: no record to blame. */
 	actual = full;
@@ -100,6 +103,7 @@ TEST(replay_verify_divergence)
 	CHECK_INT(replay_verify(&log_, &actual, mask, &d), 1);
 	CHECK_INT(d.pcr, 16);
 	CHECK(d.record == SIZE_MAX);
+	CHECK_INT(d.n_records, 0);
 	/* Not asked about: no divergence. */
 	CHECK_INT(replay_verify(&log_, &actual, mask & ~(1u << 16), &d), 0);
 }
@@ -114,4 +118,30 @@ TEST(replay_skips_tdx_records)
 	CHECK_INT(replay_log(&log_, DIGEST_ALG_SHA384, &q), 48);
 	CHECK(memcmp(p.v[15], q.v[15], 48) != 0);
 	CHECK(memcmp(p.v[11], q.v[11], 48) == 0);
+}
+
+TEST(replay_start_locality)
+{
+	struct replay_pcrs start, p, q;
+	struct replay_divergence d;
+
+	make_log();
+	/* A TPM started from locality 3 resets PCR 0 to 00…03; nothing else changes. */
+	CHECK_INT(replay_reset(&start, DIGEST_ALG_SHA256, 3), 32);
+	CHECK_INT(start.v[0][31], 3);
+	CHECK_INT(start.v[0][0], 0);
+	CHECK_INT(start.v[17][0], 0xff);
+	p = start;
+	CHECK_INT(replay_apply(&log_, &p), 32);
+	CHECK_INT(replay_log(&log_, DIGEST_ALG_SHA256, &q), 32);
+	CHECK(memcmp(p.v[11], q.v[11], 32) == 0);
+	CHECK(memcmp(p.v[0], q.v[0], 32) != 0);
+	/* Verified from that start, PCR 0 matches; from the zero start it does not. */
+	CHECK_INT(replay_verify_from(&log_, &start, &p, 1u << 0 | 1u << 11, &d), 0);
+	CHECK_INT(replay_verify(&log_, &p, 1u << 0, &d), 1);
+	CHECK_INT(d.pcr, 0);
+	CHECK_INT(d.n_records, 0);
+	/* The start must be in the bank compared. */
+	CHECK_INT(replay_reset(&start, DIGEST_ALG_SHA384, 3), 48);
+	CHECK_INT(replay_verify_from(&log_, &start, &p, 1u << 0, &d), -EINVAL);
 }
