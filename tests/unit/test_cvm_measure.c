@@ -12,6 +12,7 @@
 
 #include <libcryptsetup.h>
 
+#include "../../init/luks.h"
 #include "../../init/util.h"
 #include "../../measured-boot/cpio.h"
 #include "../../measured-boot/digest.h"
@@ -628,6 +629,108 @@ TEST(predict_state_from_a_luks2_image)
 	snprintf(path, sizeof(path), "%s/uki.efi", dir);
 	CHECK_INT(predict_state_from_luks(path, state, sizeof(state), &why), -EINVAL);
 	CHECK_CONTAINS(why, "no valid LUKS2 header");
+	cleanup();
+}
+
+/* A cvminit token of the right form (as tests/unit/test_luks.c makes one: the
+ * validator checks the shape, a TPM would check the rest). */
+static char *token_json(void)
+{
+	struct sealed s = {.pcr_mask = (1u << 7) | (1u << 11) | (1u << 15)};
+	uint8_t *p = s.blob;
+	char *json;
+
+	for (int i = 0; i < 32; i++)
+		s.policy[i] = (uint8_t)(0xa0 + i);
+	*p++ = 0, *p++ = 4;
+	memset(p, 0x55, 4), p += 4;
+	*p++ = 0, *p++ = 2 + 2 + 4 + 2 + 32 + 2 + 2 + 32;
+	*p++ = 0, *p++ = 0x08, *p++ = 0, *p++ = 0x0b;
+	*p++ = 0, *p++ = 0, *p++ = 0, *p++ = 0x12;
+	*p++ = 0, *p++ = 32;
+	memcpy(p, s.policy, 32), p += 32;
+	*p++ = 0, *p++ = 0x10;
+	*p++ = 0, *p++ = 32;
+	memset(p, 0x77, 32), p += 32;
+	s.blob_len = (size_t)(p - s.blob);
+	CHECK_INT(seal_token_format(&s, &json), 0);
+	return json;
+}
+
+/* Replaces from with to in the JSON of both header copies and fixes their checksums. */
+static void edit_header(uint8_t *a, const char *from, const char *to)
+{
+	for (int c = 0; c < 2; c++) {
+		uint8_t *copy = a + c * LUKS2_HDR_SIZE, sum[32];
+		char *json = (char *)copy + LUKS2_BIN_SIZE, *at = strstr(json, from);
+		static char buf[LUKS2_HDR_SIZE];
+
+		CHECK(at);
+		snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - json), json, to,
+			 at + strlen(from));
+		memset(json, 0, LUKS2_HDR_SIZE - LUKS2_BIN_SIZE);
+		memcpy(json, buf, strlen(buf));
+		memset(copy + 448, 0, 64);
+		luks2_checksum(copy, sum);
+		memcpy(copy + 448, sum, 32);
+	}
+}
+
+/* What cvm-measure reads with libcryptsetup is byte for byte what cvminit measures
+ * (init/luks.c luks2_identity() on its own validated copy), with and without
+ * dm-integrity. */
+TEST(predict_state_equals_cvminit_identity)
+{
+	struct luks2_hdr h;
+	char cmd[2048], path[256], tok[256], mine[PREDICT_STATE_MAX], theirs[160], err[300];
+	const char *why;
+	uint8_t *a = calloc(1, LUKS2_AREA_SIZE);
+	char *json = token_json();
+	FILE *f;
+	int fd;
+
+	if (access("/usr/sbin/cryptsetup", X_OK) != 0)
+		SKIP("cryptsetup is not installed (apt-get install cryptsetup-bin)");
+	need_tool();
+	snprintf(path, sizeof(path), "%s/state.img", dir);
+	snprintf(tok, sizeof(tok), "%s/token.json", dir);
+	f = fopen(tok, "w");
+	CHECK(f && fputs(json, f) >= 0 && fclose(f) == 0);
+	snprintf(cmd, sizeof(cmd),
+		 "truncate -s 20M %s && head -c 64 /dev/urandom > %s/key && "
+		 "cryptsetup luksFormat -q --type luks2 --cipher aes-xts-plain64 --key-size "
+		 "512 --sector-size 4096 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "
+		 "--hash sha256 --key-file %s/key %s && "
+		 "cryptsetup token import --token-id 0 --json-file %s %s",
+		 path, dir, dir, path, tok, path);
+	CHECK(system(cmd) == 0);
+
+	fd = open(path, O_RDWR);
+	CHECK(fd >= 0);
+	CHECK_INT(pread(fd, a, LUKS2_AREA_SIZE, 0), LUKS2_AREA_SIZE);
+	CHECK_INT(luks2_inspect(a, LUKS2_AREA_SIZE, &h, err, sizeof(err)), 1);
+	CHECK(luks2_identity(&h, theirs, sizeof(theirs)) > 0);
+	CHECK_INT(predict_state_from_luks(path, mine, sizeof(mine), &why), 0);
+	CHECK_STR(mine, theirs);
+	CHECK_CONTAINS(mine, ":aes-xts-plain64:512:4096:none");
+
+	/* The same header with hmac(sha256) integrity: a 96-byte volume key, of which
+	 * the cipher's 512 bits are named. */
+	edit_header(a, "\"sector_size\":4096",
+		    "\"sector_size\":4096,\"integrity\":{\"type\":\"hmac(sha256)\","
+		    "\"journal_encryption\":\"none\",\"journal_integrity\":\"none\"}");
+	edit_header(a, "\"type\":\"luks2\",\"key_size\":64",
+		    "\"type\":\"luks2\",\"key_size\":96");
+	CHECK_INT(pwrite(fd, a, LUKS2_AREA_SIZE, 0), LUKS2_AREA_SIZE);
+	close(fd);
+	CHECK_INT(luks2_inspect(a, LUKS2_AREA_SIZE, &h, err, sizeof(err)), 1);
+	CHECK(luks2_identity(&h, theirs, sizeof(theirs)) > 0);
+	if (predict_state_from_luks(path, mine, sizeof(mine), &why) < 0)
+		FAIL_AT("predict_state_from_luks: %s", why);
+	CHECK_STR(mine, theirs);
+	CHECK_CONTAINS(mine, ":aes-xts-plain64:512:4096:hmac(sha256)");
+	free(json);
+	free(a);
 	cleanup();
 }
 
