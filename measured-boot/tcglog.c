@@ -262,6 +262,10 @@ int tcglog_parse(const uint8_t *buf, size_t len, struct eventlog *log, unsigned 
 		if (pcr > EVENTLOG_MAX_PCR)
 			FAIL(start, "an event's PCR index is above 23");
 
+		/* An H-CRTM measured before the firmware started makes PCR 0 start
+		 * from 4 (TPM 2.0 Part 1, "H-CRTM"); the event carries its digest. */
+		if (type == TCGLOG_EV_EFI_HCRTM_EVENT && pcr == 0)
+			*locality = 4;
 		rec.pcr = pcr;
 		rec.recnum = index++;
 		rec.offset = start;

@@ -890,6 +890,76 @@ TEST(tcglog_parses_a_crypto_agile_log)
 	eventlog_free(&log);
 }
 
+/* tpm2-tools' tpm2_eventlog, an independent reader, folds the same log to the same
+ * PCRs. (Without StartupLocality: Debian 12's tpm2-tools 5.4 extends that EV_NO_ACTION
+ * event into PCR 0, which the PC Client spec says never happens; fixed upstream in
+ * tpm2-tools PR 3242.) */
+TEST(tcglog_agrees_with_tpm2_eventlog)
+{
+	struct bin l = {0};
+	struct eventlog log;
+	struct replay_pcrs p;
+	unsigned locality;
+	size_t off, n_checked = 0;
+	const char *why;
+	char path[300], cmd[400], line[256], bank[16] = "";
+	FILE *f;
+
+	if (access("/usr/bin/tpm2_eventlog", X_OK) != 0)
+		SKIP("tpm2_eventlog is not installed (apt-get install tpm2-tools)");
+	need_tool();
+	firmware_log(&l);
+	/* Drop the unused log area (tpm2_eventlog reads 0xff… as one more event; the
+	 * kernel's binary_bios_measurements has none) and the StartupLocality event:
+	 * after the header, 12 bytes, three digests, the size and 17 bytes of data. */
+	l.n -= 64;
+	{
+		size_t at = 32 + 41, len = 12 + (2 + 20) + (2 + 32) + (2 + 32) + 4 + 17;
+
+		memmove(l.b + at, l.b + at + len, l.n - at - len);
+		l.n -= len;
+	}
+	write_file("bios.bin", l.b, l.n);
+	CHECK_INT(tcglog_parse(l.b, l.n, &log, &locality, &off, &why), 3);
+	CHECK_INT(locality, 0);
+
+	snprintf(path, sizeof(path), "%s/bios.bin", dir);
+	snprintf(cmd, sizeof(cmd), "tpm2_eventlog %s 2>/dev/null", path);
+	f = popen(cmd, "r");
+	CHECK(f);
+	/* "pcrs:", then "  sha256:", then "    0  : 0x<hex>" lines. */
+	while (fgets(line, sizeof(line), f)) {
+		unsigned pcr;
+		char hex[HEX_LEN], want[HEX_LEN];
+		int alg;
+
+		char word[16];
+
+		/* A bank line, "  sha256:" (or "  sm3_256:", which we skip). */
+		if (line[2] >= 'a' && line[2] <= 'z' &&
+		    sscanf(line, "  %15[a-z0-9_]:", word) == 1) {
+			snprintf(bank, sizeof(bank), "%s", word);
+			continue;
+		}
+		if (sscanf(line, "    %u : 0x%128s", &pcr, hex) != 2)
+			continue;
+		alg = digest_alg_from_name(bank);
+		if (alg < 0)
+			continue;
+		CHECK(pcr < 24);
+		CHECK_INT(replay_log(&log, (uint16_t)alg, &p), digest_size((uint16_t)alg));
+		digest_to_hex(p.v[pcr], p.size, want);
+		for (char *c = hex; *c; c++)
+			*c = (char)(*c >= 'A' && *c <= 'F' ? *c - 'A' + 'a' : *c);
+		CHECK_STR(hex, want);
+		n_checked++;
+	}
+	pclose(f);
+	CHECK_INT(n_checked, 2 * 3); /* PCRs 0, 4, 7 in sha1 and sha256 */
+	eventlog_free(&log);
+	cleanup();
+}
+
 TEST(tcglog_malformed)
 {
 	struct bin l = {0};
