@@ -2,7 +2,9 @@
 systemd-stub must be the one the TPM holds when cvminit starts (OVMF → systemd-stub UKI →
 cvminit, swtpm). cvminit prints `cvminit: tpm: PCR 11 sha256 <hex>` before it measures
 anything itself, so that line is exactly what the stub extended."""
+import base64
 import hashlib
+import json
 import re
 import subprocess
 
@@ -193,3 +195,103 @@ def test_measure_cmdline_drift_refused():
         box = _refused_with(v, "DRIFT", "kernel command line", extra)
         v.assert_absent(r"cvminit: root: ", "the root was looked at despite the refusal")
     note("refusal as printed:\n" + box)
+
+
+STATE_TYPE = "4d21b016-b534-45c2-a9fb-5c16e091fd2d"
+BANKS = ("sha256", "sha384")
+
+
+def _standin_files(v):
+    """The files the kubelet stand-in printed as base64 at its first start:
+    {guest path: bytes}."""
+    chunks, done = {}, {}
+    for _, s in v.lines:
+        m = re.search(r"kubelet-standin: file (\S+) ([A-Za-z0-9+/=]+)$", s)
+        if m and m.group(1) not in done:
+            chunks.setdefault(m.group(1), []).append(m.group(2))
+        m = re.search(r"kubelet-standin: end (\S+) (\d+)$", s)
+        if m and m.group(1) not in done:
+            data = base64.b64decode("".join(chunks.get(m.group(1), [])))
+            if len(data) != int(m.group(2)):
+                raise TestFailure(f"{m.group(1)}: got {len(data)} bytes of {m.group(2)} "
+                                  "(console lines lost?)")
+            done[m.group(1)] = data
+    return done
+
+
+def _cvm_measure(*args, check=True):
+    r = subprocess.run([str(CVM_MEASURE), *map(str, args)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    if check and r.returncode != 0:
+        raise TestFailure(f"cvm-measure {' '.join(map(str, args))}: exit {r.returncode}\n"
+                          f"{r.stdout}\n{r.stderr}")
+    return r
+
+
+def test_measure_node_pcrs_match_prediction():
+    """The node image boots (OVMF + UKI + swtpm, first boot: the state volume is made and
+    sealed). PCR 11 and 15 as cvminit reads them at `ready`, in the sha256 and sha384
+    banks, equal `cvm-measure predict` for the UKI and the state partition's LUKS2 header
+    (measurements.json); `cvm-measure verify` replays the guest's event log and the
+    firmware's against those values and passes, and fails naming PCR 15 when one value is
+    changed."""
+    name = "measure_node"
+    disk = test_node.node_disk(name)
+    work = disk.parent
+    uki = uki_from_disk(disk, work / "BOOTX64.EFI")
+    got = {}
+    v = test_node.node_vm(name, disk)
+    with v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        for pcr in (11, 15):
+            for bank in BANKS:
+                m = v.wait_for(rf"cvminit: measure: ready: PCR {pcr} {bank} ([0-9a-f]+)$",
+                               scaled(300), since=0)
+                got[(pcr, bank)] = m.group(1)
+        v.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log \d+$", scaled(120),
+                   since=0)
+        files = _standin_files(v)
+        test_boot.power_off_via_button(v)
+
+    # The node's own state identity comes from its LUKS2 header, read on the host.
+    off, size = gpt_partitions(disk)[STATE_TYPE]
+    part = work / "state.img"
+    with open(disk, "rb") as src, open(part, "wb") as dst:
+        src.seek(off)
+        dst.write(src.read(16 << 20))  # the header and keyslot area are in the first 16 MiB
+    predicted = {}
+    for bank in BANKS:
+        out = work / f"measurements-{bank}.json"
+        _cvm_measure("predict", "--uki", uki, "--state-from", part, "--bank", bank,
+                     "--json", out)
+        j = json.loads(out.read_text())
+        for pcr in (11, 15):
+            predicted[(pcr, bank)] = j[str(pcr)]["expected"]
+            if j[str(pcr)]["warnOnly"]:
+                raise TestFailure(f"{out}: PCR {pcr} is warnOnly although the state was given")
+    bad = [f"PCR {p} {b}: predicted {predicted[(p, b)]}, booted {got[(p, b)]}"
+           for (p, b) in sorted(got) if predicted[(p, b)] != got[(p, b)]]
+    if bad:
+        raise TestFailure("prediction differs from the boot:\n" + "\n".join(bad))
+    note("measurements.json (sha256): " + (work / "measurements-sha256.json").read_text().strip())
+    for (p, b) in sorted(got):
+        note(f"PCR {p} {b}: predicted = booted = {got[(p, b)]}")
+
+    # Replay the guest's logs against the values cvminit read.
+    log = work / "measure.log"
+    fw = work / "firmware.log"
+    log.write_bytes(files["/run/log/cvminit/measure.log"])
+    fw.write_bytes(files["/run/log/cvminit/firmware.log"])
+    pcrs = work / "pcrs.txt"
+    pcrs.write_text("".join(f"{p}: {b}:{h}\n" for (p, b), h in sorted(got.items())))
+    r = _cvm_measure("verify", "--log", log, "--firmware-log", fw, "--uki", uki,
+                     "--pcrs", pcrs)
+    note("cvm-measure verify: " + r.stdout.strip().splitlines()[-1])
+    wrong = dict(got)
+    wrong[(15, "sha256")] = "00" * 32
+    pcrs.write_text("".join(f"{p}: {b}:{h}\n" for (p, b), h in sorted(wrong.items())))
+    r = _cvm_measure("verify", "--log", log, "--firmware-log", fw, "--uki", uki,
+                     "--pcrs", pcrs, check=False)
+    if r.returncode != 1 or not re.search(r"PCR 15", r.stdout + r.stderr):
+        raise TestFailure(f"verify against a wrong PCR 15: exit {r.returncode}, expected 1 "
+                          f"naming PCR 15:\n{r.stdout}{r.stderr}")
