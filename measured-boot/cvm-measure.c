@@ -1017,6 +1017,17 @@ static int eventlog_move(struct eventlog *dst, struct eventlog *src)
 	return 0;
 }
 
+/* The byte at offset of a file, or -1: to say why a log record is malformed. */
+static int log_byte_at(const char *path, size_t offset)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	uint8_t c;
+
+	if (fd < 0 || pread(fd, &c, 1, (off_t)offset) != 1)
+		return -1;
+	return c;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1080,8 +1091,6 @@ static int cmd_verify(int argc, char **argv)
 		return usage_error("verify ", "--log FILE or --firmware-log FILE is required");
 	if (!pcrs_path == !tpm)
 		return usage_error("verify ", "one of --pcrs FILE and --tpm DEVICE is required");
-	if (src.uki_path && !src.log_path && !src.fw_path)
-		return usage_error("verify ", "--uki needs a log");
 
 	if (src.fw_path) {
 		const char *why;
@@ -1106,8 +1115,13 @@ static int cmd_verify(int argc, char **argv)
 	if (src.log_path) {
 		r = eventlog_read(src.log_path, &cel, &bad_offset);
 		if (r == -EBADMSG) {
-			ret = input_error("%s: malformed record at byte offset %zu",
-					  src.log_path, bad_offset);
+			ret = input_error("%s: malformed record at byte offset %zu: %s",
+					  src.log_path, bad_offset,
+					  log_byte_at(src.log_path, bad_offset) == 0x1e
+						  ? "not a complete JSON object with pcr and "
+						    "digests"
+						  : "no record separator (0x1E) there: not a "
+						    "JSON-SEQ CEL log");
 			goto out;
 		}
 		if (r < 0) {

@@ -410,7 +410,12 @@ TEST(verify_input_errors)
 	/* A record cut in the middle. */
 	write_file("cut.log", "\x1e{\"recnum\":0,\"pcr\":15,\"dig", 27);
 	CHECK_INT(run(out, sizeof(out), "verify --log cut.log --pcrs ok.pcrs"), 2);
-	CHECK_CONTAINS(out, "cut.log: malformed record at byte offset 0");
+	CHECK_CONTAINS(out, "cut.log: malformed record at byte offset 0: not a complete "
+			    "JSON object");
+	write_file("text.log", "hello\n", 6);
+	CHECK_INT(run(out, sizeof(out), "verify --log text.log --pcrs ok.pcrs"), 2);
+	CHECK_CONTAINS(out, "text.log: malformed record at byte offset 0: no record "
+			    "separator (0x1E) there: not a JSON-SEQ CEL log");
 	CHECK_INT(run(out, sizeof(out), "verify --log missing.log --pcrs ok.pcrs"), 2);
 	CHECK_CONTAINS(out, "missing.log: No such file");
 
