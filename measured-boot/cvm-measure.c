@@ -753,6 +753,9 @@ static int parse_pcrs(const char *path, struct bank_values *banks, size_t *n_ban
 		if (!colon)
 			return BAD("want '<pcr>: <bank>:<hex>' or '<bank>:'");
 		*colon = '\0';
+		/* tpm2_pcrread aligns single-digit PCRs: "0 : 0x…". */
+		for (end = colon; end > line && (end[-1] == ' ' || end[-1] == '\t');)
+			*--end = '\0';
 		value = colon + 1;
 		while (*value == ' ' || *value == '\t')
 			value++;

@@ -1156,6 +1156,23 @@ TEST(verify_tpm_against_swtpm)
 		  0);
 	CHECK(!strstr(out, "PCR 15"));
 
+	/* The same values as tpm2_pcrread prints them, through --pcrs. */
+	if (access("/usr/bin/tpm2_pcrread", X_OK) == 0) {
+		char cmd[600];
+
+		snprintf(cmd, sizeof(cmd),
+			 "tpm2_pcrread -T swtpm:%s sha256:0,11,15+sha384:11,15 > %s/pcrread.txt",
+			 conf, dir);
+		CHECK(system(cmd) == 0);
+		CHECK_INT(run(out, sizeof(out), "verify --log measure.log --pcrs pcrread.txt"),
+			  1);
+		CHECK_CONTAINS(out, "PCR 0 sha256: match");
+		CHECK_CONTAINS(out, "PCR 11 sha256: match");
+		CHECK_CONTAINS(out, "PCR 15 sha256: MISMATCH");
+		CHECK_CONTAINS(out, "  got (pcrs file):   ");
+		CHECK_CONTAINS(out, "PCR 15 sha384: match");
+	}
+
 	/* No TPM there. */
 	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --tpm %s/no-tpm", dir), 2);
 	CHECK_CONTAINS(out, "no-tpm: No such file or directory");
