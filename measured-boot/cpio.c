@@ -1,5 +1,6 @@
 /* newc cpio reading for `cvm-measure predict`: the config file cvminit measures comes out
- * of the UKI's .initrd, so the reader follows the kernel's unpacker (init/initramfs.c). */
+ * of the UKI's .initrd, so the reader follows the kernel's unpacker (init/initramfs.c).
+ */
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
@@ -7,9 +8,9 @@
 
 #include "cpio.h"
 
-#define HEADER_LEN 110 /* "070701" and 13 fields of 8 hex digits */
+#define HEADER_LEN   110 /* "070701" and 13 fields of 8 hex digits */
 #define NAME_MAX_LEN 4096
-#define TRAILER "TRAILER!!!"
+#define TRAILER	     "TRAILER!!!"
 
 enum {
 	F_INO,
@@ -40,18 +41,24 @@ static const struct {
 	const char *why;
 } compressed[] = {
 	{"\x1f\x8b", 2, "a gzip-compressed archive: only uncompressed newc cpio is read"},
-	{"\x28\xb5\x2f\xfd", 4, "a zstd-compressed archive: only uncompressed newc cpio is read"},
-	{"\xfd" "7zXZ", 5, "an xz-compressed archive: only uncompressed newc cpio is read"},
-	{"\x02\x21\x4c\x18", 4, "an lz4-compressed archive: only uncompressed newc cpio is read"},
+	{"\x28\xb5\x2f\xfd", 4,
+	 "a zstd-compressed archive: only uncompressed newc cpio is read"},
+	{"\xfd"
+	 "7zXZ",
+	 5, "an xz-compressed archive: only uncompressed newc cpio is read"},
+	{"\x02\x21\x4c\x18", 4,
+	 "an lz4-compressed archive: only uncompressed newc cpio is read"},
 	{"BZh", 3, "a bzip2-compressed archive: only uncompressed newc cpio is read"},
-	{"\x5d\x00\x00", 3, "an lzma-compressed archive: only uncompressed newc cpio is read"},
+	{"\x5d\x00\x00", 3,
+	 "an lzma-compressed archive: only uncompressed newc cpio is read"},
 	{"\x89LZO", 4, "an lzo-compressed archive: only uncompressed newc cpio is read"},
 };
 
 static const char *compressed_kind(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < sizeof(compressed) / sizeof(compressed[0]); i++)
-		if (n >= compressed[i].len && memcmp(p, compressed[i].magic, compressed[i].len) == 0)
+		if (n >= compressed[i].len &&
+		    memcmp(p, compressed[i].magic, compressed[i].len) == 0)
 			return compressed[i].why;
 	return NULL;
 }
@@ -140,8 +147,8 @@ int cpio_find(const uint8_t *buf, size_t len, const char *path, struct cpio_file
 		}
 		if (!in_archive && (kind = compressed_kind(buf + pos, len - pos)))
 			FAIL(-EOPNOTSUPP, pos, kind);
-		if (len - pos < 6 ||
-		    (memcmp(buf + pos, "070701", 6) != 0 && memcmp(buf + pos, "070702", 6) != 0))
+		if (len - pos < 6 || (memcmp(buf + pos, "070701", 6) != 0 &&
+				      memcmp(buf + pos, "070702", 6) != 0))
 			FAIL(-EBADMSG, pos,
 			     len - pos < 6 ? "truncated: an entry header is cut off"
 					   : "not a newc cpio header (magic 070701)");
@@ -178,7 +185,8 @@ int cpio_find(const uint8_t *buf, size_t len, const char *path, struct cpio_file
 		} else {
 			char norm[NAME_MAX_LEN];
 
-			if (normalize(name, norm, sizeof(norm)) == 0 && strcmp(norm, want) == 0) {
+			if (normalize(name, norm, sizeof(norm)) == 0 &&
+			    strcmp(norm, want) == 0) {
 				found = (struct cpio_file){
 					.data = buf + data_off,
 					.size = f[F_FILESIZE],
@@ -194,7 +202,8 @@ int cpio_find(const uint8_t *buf, size_t len, const char *path, struct cpio_file
 		pos = next < len ? next : len;
 	}
 	if (in_archive)
-		FAIL(-EBADMSG, len, "truncated: the archive ends without its TRAILER!!! entry");
+		FAIL(-EBADMSG, len,
+		     "truncated: the archive ends without its TRAILER!!! entry");
 	if (!have)
 		return 0;
 	if (!S_ISREG(found.mode))
@@ -202,7 +211,8 @@ int cpio_find(const uint8_t *buf, size_t len, const char *path, struct cpio_file
 		     "the last entry for the path is not a regular file");
 	if (found_nlink > 1)
 		FAIL(-EOPNOTSUPP, found.offset,
-		     "the entry is hard-linked (nlink > 1): its data may sit on another link");
+		     "the entry is hard-linked (nlink > 1): its data may sit on another "
+		     "link");
 	*ret = found;
 	return 1;
 }

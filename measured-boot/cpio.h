@@ -8,8 +8,8 @@
 struct cpio_file {
 	const uint8_t *data; /* points into the archive buffer */
 	size_t size;
-	uint32_t mode;	 /* st_mode of the entry: type and permissions */
-	size_t offset;	 /* byte offset of the entry's header in the buffer */
+	uint32_t mode;	  /* st_mode of the entry: type and permissions */
+	size_t offset;	  /* byte offset of the entry's header in the buffer */
 	unsigned archive; /* 1 for the first archive of the buffer, 2 for the next … */
 };
 

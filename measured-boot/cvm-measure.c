@@ -29,9 +29,9 @@ enum {
 	EXIT_USAGE = 2,
 };
 
-#define MAX_BANKS  4
-#define HEX_MAX	   (2 * DIGEST_MAX + 1)
-#define MAX_INPUT  (1u << 30)
+#define MAX_BANKS 4
+#define HEX_MAX	  (2 * DIGEST_MAX + 1)
+#define MAX_INPUT (1u << 30)
 
 static const char *const main_help =
 	"Usage: cvm-measure COMMAND [OPTIONS]\n"
@@ -41,7 +41,8 @@ static const char *const main_help =
 	"Commands:\n"
 	"  predict --uki FILE   PCR 11 and PCR 15 of a node booted from the UKI, after\n"
 	"                       each step; --json writes measurements.json\n"
-	"  verify               replay event logs (cvminit's, the firmware's) and compare\n"
+	"  verify               replay event logs (cvminit's, the firmware's) and "
+	"compare\n"
 	"                       them with PCR values from a file or a TPM\n"
 	"  help [COMMAND]       this text, or a command's\n"
 	"\n"
@@ -49,7 +50,8 @@ static const char *const main_help =
 	"docs/cvm-measure.md has the details.\n";
 
 static const char *const predict_help =
-	"Usage: cvm-measure predict --uki FILE [--json FILE [--bank BANK]] [--phase PHASE]\n"
+	"Usage: cvm-measure predict --uki FILE [--json FILE [--bank BANK]] [--phase "
+	"PHASE]\n"
 	"                           [--banks LIST] [--cmdline STRING] [--config FILE]\n"
 	"                           [--state STRING | --state-from FILE]\n"
 	"\n"
@@ -59,21 +61,27 @@ static const char *const predict_help =
 	"PCR 11: the stub extends, in this order, for each of .linux .osrel .cmdline\n"
 	".initrd .ucode .splash .dtb .uname .sbat .pcrpkey that the UKI has (the first\n"
 	"section of a name; VirtualSize 0 counts as absent; .pcrsig is never measured):\n"
-	"the section name with its trailing NUL, then the section's VirtualSize bytes as\n"
-	"loaded (file data from PointerToRawData, zero-filled past SizeOfRawData). cvminit\n"
-	"then extends the phases enter-initrd, leave-initrd, ready, shutdown (the string's\n"
+	"the section name with its trailing NUL, then the section's VirtualSize bytes "
+	"as\n"
+	"loaded (file data from PointerToRawData, zero-filled past SizeOfRawData). "
+	"cvminit\n"
+	"then extends the phases enter-initrd, leave-initrd, ready, shutdown (the "
+	"string's\n"
 	"bytes without NUL, as systemd-pcrphase does). UKIs with .profile sections are\n"
 	"refused.\n"
 	"\n"
 	"PCR 15: cvminit extends, in this order, the digest of\n"
-	"  cvminit:cmdline  the kernel command line as /proc/cmdline shows it, without its\n"
-	"                   newline: the .cmdline section up to its first NUL as the stub\n"
+	"  cvminit:cmdline  the kernel command line as /proc/cmdline shows it, without "
+	"its\n"
+	"                   newline: the .cmdline section up to its first NUL as the "
+	"stub\n"
 	"                   passes it on (leading and trailing whitespace and control\n"
 	"                   characters dropped, inner control characters made spaces)\n"
 	"  cvminit:config   the bytes of /etc/cvminit/cvminit.conf in the UKI's .initrd\n"
 	"                   (uncompressed newc cpio archives; the last entry of a path\n"
 	"                   wins); no bytes when there is none\n"
-	"  cvminit:root     verity:<roothash>:<data partuuid>:<hash partuuid>:erofs, only\n"
+	"  cvminit:root     verity:<roothash>:<data partuuid>:<hash partuuid>:erofs, "
+	"only\n"
 	"                   when the command line has roothash=\n"
 	"  cvminit:state    luks2:<uuid>:<cipher>-<mode>:<key bits>:<sector size>:\n"
 	"                   <integrity>; per node, so only with --state or --state-from\n"
@@ -87,23 +95,31 @@ static const char *const predict_help =
 	"Options:\n"
 	"  --uki FILE         the UKI (PE32+)\n"
 	"  --json FILE        write measurements.json, Constellation's shape:\n"
-	"                       {\"11\": {\"expected\": \"<hex>\", \"warnOnly\": false},\n"
-	"                        \"15\": {\"expected\": \"<hex>\", \"warnOnly\": <bool>}}\n"
+	"                       {\"11\": {\"expected\": \"<hex>\", \"warnOnly\": "
+	"false},\n"
+	"                        \"15\": {\"expected\": \"<hex>\", \"warnOnly\": "
+	"<bool>}}\n"
 	"                     PCR 11 after --phase. PCR 15 after cvminit:state with\n"
 	"                     warnOnly false when the state is given; else after\n"
-	"                     cvminit:root with warnOnly true: the value the state key is\n"
+	"                     cvminit:root with warnOnly true: the value the state key "
+	"is\n"
 	"                     sealed against, not the running node's\n"
-	"  --bank BANK        the JSON's bank: sha256 (TPM PCRs; default) or sha384 (the\n"
-	"                     PCRs' sha384 values, for TDX comparisons; RTMR 2 itself folds\n"
+	"  --bank BANK        the JSON's bank: sha256 (TPM PCRs; default) or sha384 "
+	"(the\n"
+	"                     PCRs' sha384 values, for TDX comparisons; RTMR 2 itself "
+	"folds\n"
 	"                     PCRs 8-15 together and is not predicted)\n"
-	"  --phase PHASE      PCR 11's step in the JSON: boot, enter-initrd, leave-initrd,\n"
+	"  --phase PHASE      PCR 11's step in the JSON: boot, enter-initrd, "
+	"leave-initrd,\n"
 	"                     ready (default) or shutdown\n"
 	"  --banks LIST       the table's banks, comma-separated: sha1 sha256 sha384\n"
 	"                     sha512 (default sha256,sha384; --bank is added)\n"
 	"  --cmdline STRING   the kernel command line, instead of the UKI's .cmdline\n"
-	"  --config FILE      the config file, instead of the .initrd's (/dev/null: none)\n"
+	"  --config FILE      the config file, instead of the .initrd's (/dev/null: "
+	"none)\n"
 	"  --state STRING     the node's cvminit:state data\n"
-	"  --state-from FILE  read it from the LUKS2 header of a state partition (an image\n"
+	"  --state-from FILE  read it from the LUKS2 header of a state partition (an "
+	"image\n"
 	"                     or a device; libcryptsetup, no device-mapper needed)\n"
 	"  -h, --help         this text\n"
 	"\n"
@@ -115,27 +131,38 @@ static const char *const verify_help =
 	"\n"
 	"Replays event logs and compares the result with PCR values. For each PCR that\n"
 	"differs it prints the value the replay expects, the value found, and the first\n"
-	"event the PCR does not reflect: the event after the longest prefix of its events\n"
+	"event the PCR does not reflect: the event after the longest prefix of its "
+	"events\n"
 	"that reproduces the value (or its first event when no prefix does).\n"
 	"\n"
 	"Logs (at least one):\n"
-	"  --log FILE           cvminit's CEL-JSON log (/run/log/cvminit/measure.log) or\n"
-	"                       systemd's tpm2-measure.log; records with \"extended\": false\n"
+	"  --log FILE           cvminit's CEL-JSON log (/run/log/cvminit/measure.log) "
+	"or\n"
+	"                       systemd's tpm2-measure.log; records with \"extended\": "
+	"false\n"
 	"                       and TDX (RTMR) records are not replayed\n"
 	"  --firmware-log FILE  the firmware's binary TCG event log in the crypto-agile\n"
-	"                       format (/sys/kernel/security/tpm0/binary_bios_measurements),\n"
+	"                       format "
+	"(/sys/kernel/security/tpm0/binary_bios_measurements),\n"
 	"                       replayed from the PCRs' reset values (PCR 0 from its\n"
-	"                       StartupLocality event); EV_NO_ACTION events are skipped.\n"
-	"                       Its PCR 11 events are systemd-stub's; --log's PCR 11 and 15\n"
+	"                       StartupLocality event); EV_NO_ACTION events are "
+	"skipped.\n"
+	"                       Its PCR 11 events are systemd-stub's; --log's PCR 11 and "
+	"15\n"
 	"                       records continue from there\n"
-	"  --uki FILE           the UKI that booted. With --firmware-log, the log's PCR 11\n"
-	"                       events must be the stub's records for it, else the first that\n"
-	"                       is not is reported as a mismatch. Without --firmware-log, the\n"
-	"                       stub's records are replayed before --log's, so PCR 11 can be\n"
+	"  --uki FILE           the UKI that booted. With --firmware-log, the log's PCR "
+	"11\n"
+	"                       events must be the stub's records for it, else the first "
+	"that\n"
+	"                       is not is reported as a mismatch. Without "
+	"--firmware-log, the\n"
+	"                       stub's records are replayed before --log's, so PCR 11 "
+	"can be\n"
 	"                       verified\n"
 	"\n"
 	"PCR values (one of):\n"
-	"  --pcrs FILE   a text file, one value per line, '#' starts a comment, blank lines\n"
+	"  --pcrs FILE   a text file, one value per line, '#' starts a comment, blank "
+	"lines\n"
 	"                are ignored:\n"
 	"                  <pcr>: <bank>:<hex>          e.g. 11: sha256:9f86d0…\n"
 	"                or, as tpm2_pcrread prints them, a bank line then its PCRs:\n"
@@ -143,8 +170,10 @@ static const char *const verify_help =
 	"                    11: 0x9F86D0…\n"
 	"                every PCR listed is compared in the bank it is listed for\n"
 	"  --tpm DEVICE  read them from a TPM with tpm2-tss: DEVICE is a TPM character\n"
-	"                device (/dev/tpmrm0) or swtpm:host=H,port=P (a swtpm, for tests).\n"
-	"                Compared: the PCRs the logs extend, and 11 and 15 with --log, in\n"
+	"                device (/dev/tpmrm0) or swtpm:host=H,port=P (a swtpm, for "
+	"tests).\n"
+	"                Compared: the PCRs the logs extend, and 11 and 15 with --log, "
+	"in\n"
 	"                every active bank the logs have digests for\n"
 	"  --pcr LIST    compare only these PCRs (comma-separated numbers, e.g. 11,15)\n"
 	"  -h, --help    this text\n"
@@ -153,7 +182,8 @@ static const char *const verify_help =
 	"\n"
 	"Exit status: 0 every PCR compared matches; 1 some PCR differs (or the firmware\n"
 	"log's PCR 11 events are not the --uki's); 2 usage error, an unreadable or\n"
-	"malformed input (the message names the file and the byte offset), or a TPM that\n"
+	"malformed input (the message names the file and the byte offset), or a TPM "
+	"that\n"
 	"cannot be read.\n";
 
 static int usage_error(const char *help_cmd, const char *fmt, ...) _printf_(2, 3);
@@ -336,7 +366,8 @@ static int fold_hex(const struct eventlog *log, uint16_t alg, unsigned pcr, char
 	int size = replay_log(log, alg, &p);
 
 	if (size < 0)
-		return input_error("replay %s: %s", digest_alg_name(alg), strerror(-size));
+		return input_error("replay %s: %s", digest_alg_name(alg),
+				   strerror(-size));
 	digest_to_hex(p.v[pcr], (size_t)size, hex);
 	return 0;
 }
@@ -353,7 +384,8 @@ static int write_json(const char *path, const char *pcr11, const char *pcr15,
 	if (!f)
 		return -errno;
 	fprintf(f,
-		"{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  },\n"
+		"{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
+		"},\n"
 		"  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": %s\n  }\n}\n",
 		pcr11, pcr15, pcr15_warn ? "true" : "false");
 	if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) < 0) {
@@ -412,10 +444,10 @@ static int pcr15_gather(const char *uki, const struct pe_file *pe, const char *c
 	} else {
 		r = predict_uki_cmdline(pe, &p->cmdline);
 		if (r == -ENOENT)
-			return input_error(
-				"%s: no .cmdline section: the kernel command line would come "
-				"from the boot loader; pass --cmdline STRING",
-				uki);
+			return input_error("%s: no .cmdline section: the kernel command "
+					   "line would come "
+					   "from the boot loader; pass --cmdline STRING",
+					   uki);
 		if (r < 0)
 			return input_error("%s: .cmdline: %s", uki, strerror(-r));
 		printf("cmdline ");
@@ -441,7 +473,8 @@ static int pcr15_gather(const char *uki, const struct pe_file *pe, const char *c
 
 		if (!s || s->virtual_size == 0)
 			return input_error(
-				"%s: no .initrd section: the initrd would come from the boot "
+				"%s: no .initrd section: the initrd would come from the "
+				"boot "
 				"loader; pass --config FILE (/dev/null for none)",
 				uki);
 		data = pe_section_file_data(pe, s, &len);
@@ -457,7 +490,8 @@ static int pcr15_gather(const char *uki, const struct pe_file *pe, const char *c
 		} else {
 			p->in.config = f.data;
 			p->in.config_len = f.size;
-			printf("config %zu bytes: %s in the UKI's .initrd (archive %u, byte "
+			printf("config %zu bytes: %s in the UKI's .initrd (archive %u, "
+			       "byte "
 			       "offset %zu of the section)\n",
 			       f.size, PREDICT_CONFIG_PATH, f.archive, f.offset);
 		}
@@ -471,7 +505,8 @@ static int pcr15_gather(const char *uki, const struct pe_file *pe, const char *c
 		p->in.root = p->root;
 		printf("root %s\n", p->root);
 	} else {
-		printf("root: no roothash= on the command line, no cvminit:root record\n");
+		printf("root: no roothash= on the command line, no cvminit:root "
+		       "record\n");
 	}
 
 	if (state) {
@@ -488,7 +523,8 @@ static int pcr15_gather(const char *uki, const struct pe_file *pe, const char *c
 		p->in.state = p->state;
 		printf("state %s (the LUKS2 header of %s)\n", p->state, state_from);
 	} else {
-		printf("state: not predicted: it is per node (--state or --state-from)\n");
+		printf("state: not predicted: it is per node (--state or "
+		       "--state-from)\n");
 	}
 	return 0;
 }
@@ -585,7 +621,8 @@ static int cmd_predict(int argc, char **argv)
 				   "leave-initrd ready shutdown",
 				   phase);
 	if (state && state_from)
-		return usage_error("predict ", "--state and --state-from exclude each other");
+		return usage_error("predict ",
+				   "--state and --state-from exclude each other");
 	for (size_t i = 0; i < n_algs; i++)
 		have_json_bank |= algs[i] == json_alg;
 	if (!have_json_bank) {
@@ -667,8 +704,8 @@ static int cmd_predict(int argc, char **argv)
 			ret = fold_hex(&prefix, algs[b], PREDICT_PCR15, hex);
 			if (ret)
 				goto out;
-			printf("PCR %d %s %s %s\n", PREDICT_PCR15, digest_alg_name(algs[b]),
-			       event, hex);
+			printf("PCR %d %s %s %s\n", PREDICT_PCR15,
+			       digest_alg_name(algs[b]), event, hex);
 			if (algs[b] == json_alg && k == n15)
 				memcpy(json15, hex, sizeof(hex));
 		}
@@ -685,8 +722,10 @@ static int cmd_predict(int argc, char **argv)
 		       log15.records[n15 - 1].event, in15.in.state ? "false" : "true");
 		if (!in15.in.state)
 			fprintf(stderr,
-				"cvm-measure: note: no --state or --state-from: the node's "
-				"state identity (cvminit:state) is missing, so PCR 15 in %s "
+				"cvm-measure: note: no --state or --state-from: the "
+				"node's "
+				"state identity (cvminit:state) is missing, so PCR 15 in "
+				"%s "
 				"is the value the state key is sealed against, not the "
 				"running node's; it is marked warnOnly\n",
 				json);
@@ -863,13 +902,14 @@ static int read_tpm(const char *spec, const struct eventlog *log, uint32_t mask,
 		struct bank_values *b;
 
 		if (!name || digest_size(tb[i].alg) != tb[i].size) {
-			printf("bank 0x%04x (%s): not compared: cvm-measure cannot compute it\n",
+			printf("bank 0x%04x (%s): not compared: cvm-measure cannot "
+			       "compute it\n",
 			       tb[i].alg, tpm_alg_name(tb[i].alg) ?: "?");
 			continue;
 		}
 		if (!log_has_bank(log, tb[i].alg)) {
-			printf("bank %s: not compared: the logs have no %s digests\n", name,
-			       name);
+			printf("bank %s: not compared: the logs have no %s digests\n",
+			       name, name);
 			continue;
 		}
 		if (*n_banks == MAX_BANKS)
@@ -885,15 +925,15 @@ static int read_tpm(const char *spec, const struct eventlog *log, uint32_t mask,
 			r = tpm_pcr_read(t, tb[i].alg, p, b->pcrs.v[p]);
 			if (r != tb[i].size) {
 				tpm_close(t);
-				return input_error("--tpm %s: cannot read PCR %u %s", spec, p,
-						   name);
+				return input_error("--tpm %s: cannot read PCR %u %s",
+						   spec, p, name);
 			}
 		}
 	}
 	tpm_close(t);
 	if (*n_banks == 0)
-		return input_error("--tpm %s: no active PCR bank the logs can be replayed in",
-				   spec);
+		return input_error(
+			"--tpm %s: no active PCR bank the logs can be replayed in", spec);
 	return 0;
 }
 
@@ -903,7 +943,8 @@ struct sources {
 	size_t n_fw, n_stub; /* [0, n_fw) firmware, then the stub's, then --log's */
 };
 
-static void describe_record(const struct eventlog *log, size_t idx, const struct sources *s)
+static void describe_record(const struct eventlog *log, size_t idx,
+			    const struct sources *s)
 {
 	const struct eventlog_record *r = &log->records[idx];
 
@@ -920,7 +961,8 @@ static void describe_record(const struct eventlog *log, size_t idx, const struct
 		       r->event ? r->event : "");
 }
 
-static void describe_divergence(const struct eventlog *log, const struct replay_divergence *d,
+static void describe_divergence(const struct eventlog *log,
+				const struct replay_divergence *d,
 				const struct sources *s)
 {
 	if (d->n_records == 0) {
@@ -954,21 +996,25 @@ static bool stub_events_match(const struct eventlog *fw, const struct eventlog *
 	for (;; i++, k++) {
 		const struct eventlog_record *a, *b;
 
-		while (i < fw->n && (fw->records[i].pcr != PREDICT_PCR || !counts(&fw->records[i])))
+		while (i < fw->n &&
+		       (fw->records[i].pcr != PREDICT_PCR || !counts(&fw->records[i])))
 			i++;
 		if (i == fw->n && k == stub->n)
 			break;
 		if (i == fw->n) {
 			printf("PCR 11 systemd-stub events: MISMATCH\n"
-			       "  %s has %zu PCR 11 events; %s predicts %zu, the next being "
+			       "  %s has %zu PCR 11 events; %s predicts %zu, the next "
+			       "being "
 			       "%s\n",
-			       fw_path, n_fw11, uki_path, stub->n, stub->records[k].event);
+			       fw_path, n_fw11, uki_path, stub->n,
+			       stub->records[k].event);
 			return false;
 		}
 		a = &fw->records[i];
 		if (k == stub->n) {
 			printf("PCR 11 systemd-stub events: MISMATCH\n"
-			       "  %s has more PCR 11 events than %s predicts (%zu): event "
+			       "  %s has more PCR 11 events than %s predicts (%zu): "
+			       "event "
 			       "%llu at byte offset %zu: %s \"%s\"\n",
 			       fw_path, uki_path, stub->n, (unsigned long long)a->recnum,
 			       a->offset, a->event_type, a->event);
@@ -986,7 +1032,8 @@ static bool stub_events_match(const struct eventlog *fw, const struct eventlog *
 				digest_to_hex(a->digests[x].buf, a->digests[x].size, ha);
 				digest_to_hex(b->digests[y].buf, b->digests[y].size, hb);
 				printf("PCR 11 systemd-stub events: MISMATCH\n"
-				       "  event %llu at byte offset %zu of %s: %s \"%s\"\n"
+				       "  event %llu at byte offset %zu of %s: %s "
+				       "\"%s\"\n"
 				       "    %s %s\n"
 				       "  is not %s's %s:\n"
 				       "    %s %s\n",
@@ -1091,9 +1138,11 @@ static int cmd_verify(int argc, char **argv)
 	if (optind < argc)
 		return usage_error("verify ", "unexpected argument '%s'", argv[optind]);
 	if (!src.log_path && !src.fw_path)
-		return usage_error("verify ", "--log FILE or --firmware-log FILE is required");
+		return usage_error("verify ",
+				   "--log FILE or --firmware-log FILE is required");
 	if (!pcrs_path == !tpm)
-		return usage_error("verify ", "one of --pcrs FILE and --tpm DEVICE is required");
+		return usage_error("verify ",
+				   "one of --pcrs FILE and --tpm DEVICE is required");
 
 	if (src.fw_path) {
 		const char *why;
@@ -1104,8 +1153,8 @@ static int cmd_verify(int argc, char **argv)
 			return input_error("%s: %s", src.fw_path, file_strerror(r));
 		r = tcglog_parse(fw_buf, len, &fw, &locality, &bad_offset, &why);
 		if (r == -EBADMSG) {
-			ret = input_error("%s: byte offset %zu: %s", src.fw_path, bad_offset,
-					  why);
+			ret = input_error("%s: byte offset %zu: %s", src.fw_path,
+					  bad_offset, why);
 			goto out;
 		}
 		if (r < 0) {
@@ -1118,13 +1167,14 @@ static int cmd_verify(int argc, char **argv)
 	if (src.log_path) {
 		r = eventlog_read(src.log_path, &cel, &bad_offset);
 		if (r == -EBADMSG) {
-			ret = input_error("%s: malformed record at byte offset %zu: %s",
-					  src.log_path, bad_offset,
-					  log_byte_at(src.log_path, bad_offset) == 0x1e
-						  ? "not a complete JSON object with pcr and "
-						    "digests"
-						  : "no record separator (0x1E) there: not a "
-						    "JSON-SEQ CEL log");
+			ret = input_error(
+				"%s: malformed record at byte offset %zu: %s",
+				src.log_path, bad_offset,
+				log_byte_at(src.log_path, bad_offset) == 0x1e
+					? "not a complete JSON object with pcr and "
+					  "digests"
+					: "no record separator (0x1E) there: not a "
+					  "JSON-SEQ CEL log");
 			goto out;
 		}
 		if (r < 0) {
@@ -1209,8 +1259,8 @@ static int cmd_verify(int argc, char **argv)
 
 			if (!(banks[b].mask & (UINT32_C(1) << p)))
 				continue;
-			r = replay_verify_from(&all, &start, &banks[b].pcrs, UINT32_C(1) << p,
-					       &d);
+			r = replay_verify_from(&all, &start, &banks[b].pcrs,
+					       UINT32_C(1) << p, &d);
 			if (r < 0) {
 				ret = input_error("verify PCR %u %s: %s", p, bank,
 						  strerror(-r));
@@ -1225,11 +1275,14 @@ static int cmd_verify(int argc, char **argv)
 			digest_to_hex(banks[b].pcrs.v[p], (size_t)size, got);
 			printf("PCR %u %s: MISMATCH\n", p, bank);
 			printf("  %-18s %s\n", "expected (replay):", want);
-			printf("  %-18s %s\n", tpm ? "got (TPM):" : "got (pcrs file):", got);
+			printf("  %-18s %s\n",
+			       tpm ? "got (TPM):" : "got (pcrs file):", got);
 			describe_divergence(&all, &d, &src);
 			if (p == PREDICT_PCR && !src.uki_path && !fw_has_pcr11)
-				printf("  (PCR 11 holds systemd-stub's measurements, which "
-				       "are not in the log: pass --uki or --firmware-log)\n");
+				printf("  (PCR 11 holds systemd-stub's measurements, "
+				       "which "
+				       "are not in the log: pass --uki or "
+				       "--firmware-log)\n");
 		}
 	}
 	ret = mismatch ? EXIT_MISMATCH : EXIT_MATCH;

@@ -196,17 +196,20 @@ int predict_root_data(const char *cmdline, char *out, size_t len, const char **w
 		return -EEXIST;
 	}
 	if (n < 0) {
-		*why = "the command line cannot be parsed for roothash= (cvminit refuses to "
+		*why = "the command line cannot be parsed for roothash= (cvminit refuses "
+		       "to "
 		       "boot)";
 		return -EINVAL;
 	}
 	if (n != 64) {
-		*why = "roothash= is not 64 lower-case hex digits (cvminit refuses to boot)";
+		*why = "roothash= is not 64 lower-case hex digits (cvminit refuses to "
+		       "boot)";
 		return -EINVAL;
 	}
 	for (int i = 0; i < n; i++)
 		if (!isdigit((unsigned char)h[i]) && !(h[i] >= 'a' && h[i] <= 'f')) {
-			*why = "roothash= is not 64 lower-case hex digits (cvminit refuses "
+			*why = "roothash= is not 64 lower-case hex digits (cvminit "
+			       "refuses "
 			       "to boot)";
 			return -EINVAL;
 		}
@@ -214,8 +217,9 @@ int predict_root_data(const char *cmdline, char *out, size_t len, const char **w
 		return -ENOBUFS;
 	/* The same "%.8s-%.4s-%.4s-%.4s-%.12s" split of each half as root_parse(). */
 	snprintf(out, len,
-		 "verity:%s:%.8s-%.4s-%.4s-%.4s-%.12s:%.8s-%.4s-%.4s-%.4s-%.12s:erofs", h, h,
-		 h + 8, h + 12, h + 16, h + 20, h + 32, h + 40, h + 44, h + 48, h + 52);
+		 "verity:%s:%.8s-%.4s-%.4s-%.4s-%.12s:%.8s-%.4s-%.4s-%.4s-%.12s:erofs", h,
+		 h, h + 8, h + 12, h + 16, h + 20, h + 32, h + 40, h + 44, h + 48,
+		 h + 52);
 	return 1;
 }
 
@@ -324,10 +328,12 @@ int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
 		size_t len;
 		bool present;
 	} recs[] = {
-		{"cvminit:cmdline", in->cmdline, in->cmdline ? strlen(in->cmdline) : 0, true},
-		{"cvminit:config", in->config ? (const void *)in->config : "", in->config_len,
+		{"cvminit:cmdline", in->cmdline, in->cmdline ? strlen(in->cmdline) : 0,
 		 true},
-		{"cvminit:root", in->root, in->root ? strlen(in->root) : 0, in->root != NULL},
+		{"cvminit:config", in->config ? (const void *)in->config : "",
+		 in->config_len, true},
+		{"cvminit:root", in->root, in->root ? strlen(in->root) : 0,
+		 in->root != NULL},
 		{"cvminit:state", in->state, in->state ? strlen(in->state) : 0,
 		 in->state != NULL},
 	};

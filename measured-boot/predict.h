@@ -24,7 +24,8 @@
 extern const char *const predict_stub_sections[];
 
 /* The phases cvminit measures into PCR 11 after the stub (DESIGN "What cvminit
- * measures"), in boot order: enter-initrd leave-initrd ready shutdown. NULL-terminated. */
+ * measures"), in boot order: enter-initrd leave-initrd ready shutdown. NULL-terminated.
+ */
 extern const char *const predict_phases[];
 
 /* cvminit's PCR 15 events, in the order it measures them. NULL-terminated. */

@@ -10,11 +10,11 @@
 #include "digest.h"
 #include "tcglog.h"
 
-#define SPEC_ID_SIGNATURE      "Spec ID Event03"   /* 16 bytes with its NUL */
-#define LOCALITY_SIGNATURE     "StartupLocality"   /* 16 bytes with its NUL */
-#define MAX_ALGS	       16
-#define MAX_EVENT_SIZE	       (64u << 20)
-#define SUMMARY_MAX	       96
+#define SPEC_ID_SIGNATURE  "Spec ID Event03" /* 16 bytes with its NUL */
+#define LOCALITY_SIGNATURE "StartupLocality" /* 16 bytes with its NUL */
+#define MAX_ALGS	   16
+#define MAX_EVENT_SIZE	   (64u << 20)
+#define SUMMARY_MAX	   96
 
 static const struct {
 	uint32_t type;
@@ -115,7 +115,8 @@ static bool as_text(const uint8_t *p, size_t n, bool utf16, char *out, size_t ca
 /* A one-line description of an event's data for messages. */
 static void summarize(uint32_t type, const uint8_t *p, size_t n, char *out, size_t cap)
 {
-	/* UEFI_VARIABLE_DATA: GUID, name length (chars), data length, UTF-16 name, data. */
+	/* UEFI_VARIABLE_DATA: GUID, name length (chars), data length, UTF-16 name, data.
+	 */
 	if ((type == 0x80000001 || type == 0x80000002 || type == 0x8000000c ||
 	     type == 0x800000e0) &&
 	    n >= 32) {
@@ -176,15 +177,18 @@ int tcglog_parse(const uint8_t *buf, size_t len, struct eventlog *log, unsigned 
 	if (spec_size > len - spec)
 		FAIL(28, "truncated: the header event's data is cut off");
 	if (spec_size < 16 || memcmp(buf + spec, SPEC_ID_SIGNATURE, 16) != 0)
-		FAIL(spec, "no \"Spec ID Event03\" signature: not a crypto-agile (TPM 2.0) "
-			   "log; the SHA1-only TCG 1.2 format is not supported");
+		FAIL(spec,
+		     "no \"Spec ID Event03\" signature: not a crypto-agile (TPM 2.0) "
+		     "log; the SHA1-only TCG 1.2 format is not supported");
 	if (spec_size < 16 + 4 + 4 + 4)
 		FAIL(spec + 16, "truncated: the Spec ID event is too short");
 	n_algs = le32(buf + spec + 24);
 	if (n_algs == 0 || n_algs > MAX_ALGS)
-		FAIL(spec + 24, "the Spec ID event declares no or too many digest algorithms");
+		FAIL(spec + 24,
+		     "the Spec ID event declares no or too many digest algorithms");
 	if (spec_size < 28 + 4 * n_algs + 1)
-		FAIL(spec + 28, "truncated: the Spec ID event's algorithm table is cut off");
+		FAIL(spec + 28,
+		     "truncated: the Spec ID event's algorithm table is cut off");
 	for (uint32_t i = 0; i < n_algs; i++) {
 		const uint8_t *a = buf + spec + 28 + 4 * i;
 		int known = digest_size(le16(a));
@@ -193,8 +197,8 @@ int tcglog_parse(const uint8_t *buf, size_t len, struct eventlog *log, unsigned 
 		algs[i].size = le16(a + 2);
 		if (algs[i].size == 0 || algs[i].size > 128 ||
 		    (known > 0 && known != algs[i].size))
-			FAIL(spec + 28 + 4 * i + 2,
-			     "the Spec ID event gives a wrong digest size for an algorithm");
+			FAIL(spec + 28 + 4 * i + 2, "the Spec ID event gives a wrong "
+						    "digest size for an algorithm");
 	}
 	pos = spec + spec_size;
 
@@ -219,7 +223,8 @@ int tcglog_parse(const uint8_t *buf, size_t len, struct eventlog *log, unsigned 
 		}
 		pos += 12;
 		if (count > n_algs)
-			FAIL(start + 8, "an event has more digests than the log has algorithms");
+			FAIL(start + 8,
+			     "an event has more digests than the log has algorithms");
 		for (uint32_t i = 0; i < count; i++) {
 			uint16_t alg;
 			uint32_t k;
@@ -230,11 +235,13 @@ int tcglog_parse(const uint8_t *buf, size_t len, struct eventlog *log, unsigned 
 			for (k = 0; k < n_algs && algs[k].alg != alg; k++)
 				;
 			if (k == n_algs)
-				FAIL(pos, "an event's digest algorithm is not in the Spec ID "
-					  "event's table");
+				FAIL(pos,
+				     "an event's digest algorithm is not in the Spec ID "
+				     "event's table");
 			if (len - pos - 2 < algs[k].size)
 				FAIL(pos, "truncated: an event's digest is cut off");
-			if (digest_size(alg) > 0 && rec.n_digests < EVENTLOG_MAX_DIGESTS) {
+			if (digest_size(alg) > 0 &&
+			    rec.n_digests < EVENTLOG_MAX_DIGESTS) {
 				struct digest *d = &rec.digests[rec.n_digests++];
 
 				d->alg = alg;

@@ -9,8 +9,8 @@
 
 #include "eventlog.h"
 
-#define TCGLOG_EV_NO_ACTION 0x00000003u
-#define TCGLOG_EV_IPL	    0x0000000du
+#define TCGLOG_EV_NO_ACTION	  0x00000003u
+#define TCGLOG_EV_IPL		  0x0000000du
 #define TCGLOG_EV_EFI_HCRTM_EVENT 0x80000010u
 
 /* "EV_IPL", "EV_EFI_VARIABLE_BOOT" …; NULL for a type we do not know. */

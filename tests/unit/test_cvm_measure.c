@@ -63,8 +63,8 @@ static void entry(struct cpio_buf *c, const char *name, uint32_t mode, uint32_t 
 	static uint32_t ino = 1;
 
 	snprintf(h, sizeof(h),
-		 "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", ino++, mode,
-		 0u, 0u, nlink, 0u, (unsigned)size, 0u, 0u, 0u, 0u,
+		 "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", ino++,
+		 mode, 0u, 0u, nlink, 0u, (unsigned)size, 0u, 0u, 0u, 0u,
 		 (unsigned)strlen(name) + 1, 0u);
 	put_bytes(c, h, 110);
 	put_bytes(c, name, strlen(name) + 1);
@@ -90,7 +90,9 @@ static void initrd(struct cpio_buf *c, const char *config)
 	entry(c, "etc/cvminit", 040755, 2, "", 0);
 	if (config)
 		file(c, "etc/cvminit/cvminit.conf", config);
-	file(c, "init", "\x7f" "ELF...");
+	file(c, "init",
+	     "\x7f"
+	     "ELF...");
 	trailer(c);
 }
 
@@ -259,18 +261,20 @@ TEST(predict_root_data_format)
 	char out[PREDICT_ROOT_MAX];
 	const char *why;
 
-	CHECK_INT(predict_root_data("roothash=" ROOTHASH " console=ttyS0", out, sizeof(out),
-				    &why),
+	CHECK_INT(predict_root_data("roothash=" ROOTHASH " console=ttyS0", out,
+				    sizeof(out), &why),
 		  1);
 	CHECK_STR(out, ROOT_DATA);
 	CHECK_INT(predict_root_data("console=ttyS0", out, sizeof(out), &why), 0);
 	CHECK_INT(predict_root_data("a roothash= b", out, sizeof(out), &why), -EINVAL);
-	CHECK_INT(predict_root_data("roothash=E03FC42B6A6EFEA1382EF9F25DD9878BE1A438050D4A57"
-				    "F538D4680DC9B087B9",
-				    out, sizeof(out), &why),
+	CHECK_INT(predict_root_data(
+			  "roothash=E03FC42B6A6EFEA1382EF9F25DD9878BE1A438050D4A57"
+			  "F538D4680DC9B087B9",
+			  out, sizeof(out), &why),
 		  -EINVAL);
 	CHECK_CONTAINS(why, "64 lower-case hex digits");
-	CHECK_INT(predict_root_data("roothash=e03fc42b", out, sizeof(out), &why), -EINVAL);
+	CHECK_INT(predict_root_data("roothash=e03fc42b", out, sizeof(out), &why),
+		  -EINVAL);
 	CHECK_INT(predict_root_data("roothash=" ROOTHASH " roothash=" ROOTHASH, out,
 				    sizeof(out), &why),
 		  -EEXIST);
@@ -295,7 +299,8 @@ TEST(predict_cmdline_as_the_stub_passes_it)
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-		char *got = predict_mangle_cmdline((const uint8_t *)cases[i].in, cases[i].len);
+		char *got = predict_mangle_cmdline((const uint8_t *)cases[i].in,
+						   cases[i].len);
 
 		CHECK_STR(got, cases[i].want);
 		free(got);
@@ -533,16 +538,18 @@ TEST(predict_pcr15_from_the_uki_and_json)
 	CHECK_CONTAINS(json, want);
 
 	/* --cmdline and --config override the UKI's. */
-	CHECK_INT(run(out, sizeof(out),
-		      "predict --uki uki.efi --cmdline 'console=ttyS0' --config /dev/null"),
-		  0);
+	CHECK_INT(
+		run(out, sizeof(out),
+		    "predict --uki uki.efi --cmdline 'console=ttyS0' --config /dev/null"),
+		0);
 	CHECK_CONTAINS(out, "root: no roothash= on the command line");
 	{
 		const void *d2[] = {"console=ttyS0", ""};
 		const size_t l2[] = {13, 0};
 
 		hex_of_fold(DIGEST_ALG_SHA256, d2, l2, 2, h256[0]);
-		snprintf(want, sizeof(want), "PCR 15 sha256 cvminit:config %s\n", h256[0]);
+		snprintf(want, sizeof(want), "PCR 15 sha256 cvminit:config %s\n",
+			 h256[0]);
 		CHECK_CONTAINS(out, want);
 		CHECK(!strstr(out, "PCR 15 sha256 cvminit:root"));
 	}
@@ -572,9 +579,11 @@ TEST(predict_uki_without_config_and_bad_inputs)
 	CHECK_CONTAINS(out, "exclude each other");
 	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --bank sha1"), 2);
 	CHECK_CONTAINS(out, "--bank sha1: want sha256 or sha384");
-	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --config missing.conf"), 2);
+	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --config missing.conf"),
+		  2);
 	CHECK_CONTAINS(out, "--config missing.conf: No such file or directory");
-	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --cmdline 'roothash=12'"), 2);
+	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --cmdline 'roothash=12'"),
+		  2);
 	CHECK_CONTAINS(out, "--cmdline: roothash= is not 64 lower-case hex digits");
 	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --state-from uki.efi"), 2);
 	CHECK_CONTAINS(out, "--state-from uki.efi: no valid LUKS2 header");
@@ -606,11 +615,11 @@ TEST(predict_state_from_a_luks2_image)
 	CHECK_INT(crypt_init(&cd, path), 0);
 	CHECK_INT(crypt_set_pbkdf_type(cd, &pbkdf), 0);
 	/* No data is encrypted: format and keyslot work on a plain file, without dm. */
-	CHECK_INT(crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", uuid, (char *)key, 64,
-			       &params),
+	CHECK_INT(crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", uuid, (char *)key,
+			       64, &params),
 		  0);
-	CHECK(crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, (char *)key, 64, "k", 1) >=
-	      0);
+	CHECK(crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, (char *)key, 64, "k",
+					      1) >= 0);
 	crypt_free(cd);
 
 	CHECK_INT(predict_state_from_luks(path, state, sizeof(state), &why), 0);
@@ -620,7 +629,8 @@ TEST(predict_state_from_a_luks2_image)
 
 	CHECK_INT(run(out, sizeof(out), "predict --uki x --state-from state.img"), 2);
 	make_uki(NULL);
-	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --state-from state.img"), 0);
+	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --state-from state.img"),
+		  0);
 	CHECK_CONTAINS(out, "state luks2:3f0c1e2a-0000-4000-8000-000000000001:aes-xts-"
 			    "plain64:512:4096:none (the LUKS2 header of state.img)");
 	CHECK_CONTAINS(out, "PCR 15 sha256 cvminit:state ");
@@ -682,7 +692,8 @@ static void edit_header(uint8_t *a, const char *from, const char *to)
 TEST(predict_state_equals_cvminit_identity)
 {
 	struct luks2_hdr h;
-	char cmd[2048], path[256], tok[256], mine[PREDICT_STATE_MAX], theirs[160], err[300];
+	char cmd[2048], path[256], tok[256], mine[PREDICT_STATE_MAX], theirs[160],
+		err[300];
 	const char *why;
 	uint8_t *a = calloc(1, LUKS2_AREA_SIZE);
 	char *json = token_json();
@@ -698,7 +709,8 @@ TEST(predict_state_equals_cvminit_identity)
 	CHECK(f && fputs(json, f) >= 0 && fclose(f) == 0);
 	snprintf(cmd, sizeof(cmd),
 		 "truncate -s 20M %s && head -c 64 /dev/urandom > %s/key && "
-		 "cryptsetup luksFormat -q --type luks2 --cipher aes-xts-plain64 --key-size "
+		 "cryptsetup luksFormat -q --type luks2 --cipher aes-xts-plain64 "
+		 "--key-size "
 		 "512 --sector-size 4096 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "
 		 "--hash sha256 --key-file %s/key %s && "
 		 "cryptsetup token import --token-id 0 --json-file %s %s",
@@ -771,7 +783,7 @@ static void spec_header(struct bin *l)
 	b_put(l, zero, 20);
 	b_u32(l, 16 + 4 + 4 + 4 + 3 * 4 + 1);
 	b_put(l, "Spec ID Event03", 16);
-	b_u32(l, 0); /* platformClass */
+	b_u32(l, 0);		 /* platformClass */
 	b_put(l, "\0\2\0\2", 4); /* version 2.0 errata 0, uintnSize 2 (64 bit) */
 	b_u32(l, 3);
 	b_u16(l, DIGEST_ALG_SHA1);
@@ -785,8 +797,8 @@ static void spec_header(struct bin *l)
 
 /* A TCG_PCR_EVENT2 whose digests are those of data (sha1, sha256, and 32 bytes of 0x5a
  * for SM3), unless digest_data overrides what is hashed. */
-static void event2(struct bin *l, uint32_t pcr, uint32_t type, const void *data, size_t len,
-		   const void *digest_data, size_t digest_len)
+static void event2(struct bin *l, uint32_t pcr, uint32_t type, const void *data,
+		   size_t len, const void *digest_data, size_t digest_len)
 {
 	uint8_t d[DIGEST_MAX], sm3[32];
 
@@ -828,7 +840,8 @@ static size_t utf16(const char *s, uint8_t *out)
  * separator (PCR 4), then unused log area. Returns the byte offset of the separator. */
 static size_t firmware_log(struct bin *l)
 {
-	uint8_t locality[17] = "StartupLocality", version[64], var[64] = {0}, sep[4] = {0};
+	uint8_t locality[17] = "StartupLocality", version[64], var[64] = {0},
+		sep[4] = {0};
 	size_t n, at;
 
 	spec_header(l);
@@ -865,7 +878,7 @@ TEST(tcglog_parses_a_crypto_agile_log)
 	CHECK_INT(log.records[0].pcr, 0);
 	CHECK_STR(log.records[0].event_type, "EV_S_CRTM_VERSION");
 	CHECK_STR(log.records[0].event, "edk2 stable");
-	CHECK_INT(log.records[0].recnum, 2); /* 0: the header, 1: StartupLocality */
+	CHECK_INT(log.records[0].recnum, 2);	/* 0: the header, 1: StartupLocality */
 	CHECK_INT(log.records[0].n_digests, 2); /* SM3 skipped */
 	CHECK_STR(log.records[1].event_type, "EV_EFI_VARIABLE_DRIVER_CONFIG");
 	CHECK_STR(log.records[1].event, "SecureBoot");
@@ -947,7 +960,8 @@ TEST(tcglog_agrees_with_tpm2_eventlog)
 		if (alg < 0)
 			continue;
 		CHECK(pcr < 24);
-		CHECK_INT(replay_log(&log, (uint16_t)alg, &p), digest_size((uint16_t)alg));
+		CHECK_INT(replay_log(&log, (uint16_t)alg, &p),
+			  digest_size((uint16_t)alg));
 		digest_to_hex(p.v[pcr], p.size, want);
 		for (char *c = hex; *c; c++)
 			*c = (char)(*c >= 'A' && *c <= 'F' ? *c - 'A' + 'a' : *c);
@@ -1074,14 +1088,16 @@ TEST(verify_firmware_log_with_cvminit_log)
 		      "verify --firmware-log bios.bin --log measure.log --pcrs ok.pcrs "
 		      "--uki uki.efi"),
 		  0);
-	CHECK_CONTAINS(out, "PCR 11 systemd-stub events: the 8 in bios.bin are uki.efi's");
+	CHECK_CONTAINS(out,
+		       "PCR 11 systemd-stub events: the 8 in bios.bin are uki.efi's");
 	CHECK_CONTAINS(out, "PCR 0 sha256: match");
 	CHECK_CONTAINS(out, "PCR 11 sha256: match");
 	CHECK_CONTAINS(out, "PCR 15 sha256: match");
 
 	/* Without cvminit's log PCR 11 has only the stub's events and PCR 15 none: both
 	 * differ, and the tool says which way. */
-	CHECK_INT(run(out, sizeof(out), "verify --firmware-log bios.bin --pcrs ok.pcrs"), 1);
+	CHECK_INT(run(out, sizeof(out), "verify --firmware-log bios.bin --pcrs ok.pcrs"),
+		  1);
 	CHECK_CONTAINS(out, "PCR 0 sha256: match");
 	CHECK_CONTAINS(out, "PCR 11 sha256: MISMATCH");
 	CHECK_CONTAINS(out, "no prefix of PCR 11's 8 events reproduces the value");
@@ -1102,7 +1118,8 @@ TEST(verify_firmware_log_with_cvminit_log)
 
 	/* A truncated firmware log is an input error naming the offset. */
 	write_file("cut.bin", l.b, 100);
-	CHECK_INT(run(out, sizeof(out), "verify --firmware-log cut.bin --pcrs ok.pcrs"), 2);
+	CHECK_INT(run(out, sizeof(out), "verify --firmware-log cut.bin --pcrs ok.pcrs"),
+		  2);
 	CHECK_CONTAINS(out, "cut.bin: byte offset ");
 	eventlog_free(&stub);
 	eventlog_free(&fw);
@@ -1131,7 +1148,8 @@ TEST(verify_tpm_against_swtpm)
 	CHECK_INT(measure(m, 15, "cvminit:root", ROOT_DATA, strlen(ROOT_DATA)), 0);
 	measurer_close(m);
 
-	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --tpm swtpm:%s", conf), 0);
+	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --tpm swtpm:%s", conf),
+		  0);
 	CHECK_CONTAINS(out, "PCR 15 sha256: match");
 	CHECK_CONTAINS(out, "PCR 11 sha256: match");
 	CHECK_CONTAINS(out, "PCR 15 sha384: match");
@@ -1142,7 +1160,8 @@ TEST(verify_tpm_against_swtpm)
 	extra[1] = (struct digest){.alg = DIGEST_ALG_SHA1, .size = 20};
 	CHECK_INT(tpm_pcr_extend(t, 15, extra, 2), 0);
 	tpm_close(t);
-	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --tpm swtpm:%s", conf), 1);
+	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --tpm swtpm:%s", conf),
+		  1);
 	CHECK_CONTAINS(out, "PCR 15 sha256: MISMATCH");
 	CHECK_CONTAINS(out, "  expected (replay): ");
 	CHECK_CONTAINS(out, "  got (TPM):         ");
@@ -1151,8 +1170,8 @@ TEST(verify_tpm_against_swtpm)
 	CHECK_CONTAINS(out, "first event: record 1 at byte offset ");
 	CHECK_CONTAINS(out, "PCR 11 sha256: match");
 	/* --pcr limits the comparison. */
-	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --tpm swtpm:%s --pcr 11",
-		      conf),
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --log measure.log --tpm swtpm:%s --pcr 11", conf),
 		  0);
 	CHECK(!strstr(out, "PCR 15"));
 
@@ -1161,10 +1180,12 @@ TEST(verify_tpm_against_swtpm)
 		char cmd[600];
 
 		snprintf(cmd, sizeof(cmd),
-			 "tpm2_pcrread -T swtpm:%s sha256:0,11,15+sha384:11,15 > %s/pcrread.txt",
+			 "tpm2_pcrread -T swtpm:%s sha256:0,11,15+sha384:11,15 > "
+			 "%s/pcrread.txt",
 			 conf, dir);
 		CHECK(system(cmd) == 0);
-		CHECK_INT(run(out, sizeof(out), "verify --log measure.log --pcrs pcrread.txt"),
+		CHECK_INT(run(out, sizeof(out),
+			      "verify --log measure.log --pcrs pcrread.txt"),
 			  1);
 		CHECK_CONTAINS(out, "PCR 0 sha256: match");
 		CHECK_CONTAINS(out, "PCR 11 sha256: match");
@@ -1174,10 +1195,11 @@ TEST(verify_tpm_against_swtpm)
 	}
 
 	/* No TPM there. */
-	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --tpm %s/no-tpm", dir), 2);
+	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --tpm %s/no-tpm", dir),
+		  2);
 	CHECK_CONTAINS(out, "no-tpm: No such file or directory");
-	CHECK_INT(run(out, sizeof(out), "verify --log measure.log --tpm swtpm:%s --pcr 24",
-		      conf),
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --log measure.log --tpm swtpm:%s --pcr 24", conf),
 		  2);
 	CHECK_CONTAINS(out, "--pcr 24: want comma-separated PCR numbers 0-23");
 	cleanup();

@@ -326,7 +326,8 @@ TEST(verify_with_uki)
 	CHECK_CONTAINS(out, "PCR 11 sha256 boot " BOOT_SHA256);
 	CHECK_CONTAINS(out, "PCR 11 sha384 enter-initrd " ENTER_SHA384);
 	CHECK_INT(run(out, sizeof(out),
-		      "predict --uki uki.efi --json m.json --phase boot --config /dev/null"),
+		      "predict --uki uki.efi --json m.json --phase boot --config "
+		      "/dev/null"),
 		  0);
 	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --phase nope"), 2);
 	CHECK_CONTAINS(out, "--phase nope");
@@ -384,8 +385,10 @@ TEST(predict_json_shape)
 	fclose(f);
 	/* PCR 11 after ready (the default phase); PCR 15 without the state: warnOnly. */
 	snprintf(want, sizeof(want),
-		 "{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  },\n"
-		 "  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": true\n  }\n}\n",
+		 "{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
+		 "},\n"
+		 "  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": true\n  "
+		 "}\n}\n",
 		 ready, p15);
 	CHECK_STR(out, want);
 	cleanup();
@@ -429,7 +432,8 @@ TEST(verify_input_errors)
 	CHECK_INT(run(out, sizeof(out), "verify --log measure.log"), 2);
 	CHECK_CONTAINS(out, "one of --pcrs FILE and --tpm DEVICE is required");
 	CHECK_INT(run(out, sizeof(out), "verify --help"), 0);
-	CHECK_CONTAINS(out, "Exit status: 0 every PCR compared matches; 1 some PCR differs");
+	CHECK_CONTAINS(out,
+		       "Exit status: 0 every PCR compared matches; 1 some PCR differs");
 	CHECK_INT(run(out, sizeof(out), "predict --help"), 0);
 	CHECK_CONTAINS(out, "--phase PHASE");
 	CHECK_INT(run(out, sizeof(out), "frobnicate"), 2);
