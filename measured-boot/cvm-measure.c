@@ -1235,6 +1235,18 @@ static int cmd_verify(int argc, char **argv)
 			goto out;
 	}
 
+	{
+		uint32_t any = 0;
+
+		for (size_t b = 0; b < n_banks; b++)
+			any |= banks[b].mask;
+		if (!any) {
+			ret = input_error("no PCR to compare: %s has none of the PCRs "
+					  "--pcr selects",
+					  pcrs_path ? pcrs_path : tpm);
+			goto out;
+		}
+	}
 	for (size_t b = 0; b < n_banks; b++) {
 		const char *bank = digest_alg_name(banks[b].pcrs.alg);
 		struct replay_pcrs start, replayed;

@@ -429,6 +429,11 @@ TEST(verify_input_errors)
 		       "(byte offset 48");
 	CHECK_INT(run(out, sizeof(out), "verify --pcrs ok.pcrs"), 2);
 	CHECK_CONTAINS(out, "--log FILE or --firmware-log FILE is required");
+	CHECK_INT(
+		run(out, sizeof(out), "verify --log measure.log --pcrs ok.pcrs --pcr 11"),
+		2);
+	CHECK_CONTAINS(out,
+		       "no PCR to compare: ok.pcrs has none of the PCRs --pcr selects");
 	CHECK_INT(run(out, sizeof(out), "verify --log measure.log"), 2);
 	CHECK_CONTAINS(out, "one of --pcrs FILE and --tpm DEVICE is required");
 	CHECK_INT(run(out, sizeof(out), "verify --help"), 0);
