@@ -1204,3 +1204,71 @@ TEST(verify_tpm_against_swtpm)
 	CHECK_CONTAINS(out, "--pcr 24: want comma-separated PCR numbers 0-23");
 	cleanup();
 }
+
+/* A boot simulated on swtpm: the stub's records as the firmware extends them, then what
+ * cvminit measures through measure(), with its data written out here from the rules. The
+ * TPM then holds what measurements.json says, and verify --uki --tpm agrees. */
+TEST(predict_json_equals_a_simulated_boot)
+{
+	static const char conf_text[] = "service containerd\n";
+	const char *conf = swtpm_start();
+	static const uint16_t banks[] = {DIGEST_ALG_SHA1, DIGEST_ALG_SHA256,
+					 DIGEST_ALG_SHA384, DIGEST_ALG_SHA512};
+	struct eventlog stub = {0};
+	struct measurer *m;
+	struct pe_file pe;
+	struct tpm *t;
+	uint8_t uki[32768], v[TPM_MAX_DIGEST];
+	char out[16384], json[2048], path[300], want[300], hex[HEX_LEN];
+	const char *why;
+	size_t len, off;
+
+	need_tool();
+	len = make_uki(conf_text);
+	CHECK(read_back("uki.efi", (char *)uki, sizeof(uki)) == len);
+	CHECK_INT(pe_parse(uki, len, &pe, &off, &why), 0);
+	CHECK_INT(predict_stub_records(&pe, banks, 4, &stub), 8);
+	CHECK_INT(tpm_open("swtpm", conf, &t), 0);
+	for (size_t i = 0; i < stub.n; i++)
+		CHECK_INT(tpm_pcr_extend(t, 11, stub.records[i].digests, 4), 0);
+	tpm_close(t);
+	eventlog_free(&stub);
+	pe_free(&pe);
+
+	snprintf(path, sizeof(path), "%s/measure.log", dir);
+	CHECK_INT(measurer_open_tpm("swtpm", conf, path, &m), 0);
+	CHECK_INT(measure(m, 11, "enter-initrd", "enter-initrd", 12), 0);
+	CHECK_INT(measure(m, 15, "cvminit:cmdline",
+			  "roothash=" ROOTHASH " console=ttyS0,115200",
+			  strlen("roothash=" ROOTHASH " console=ttyS0,115200")),
+		  0);
+	CHECK_INT(measure(m, 15, "cvminit:config", conf_text, strlen(conf_text)), 0);
+	CHECK_INT(measure(m, 15, "cvminit:root", ROOT_DATA, strlen(ROOT_DATA)), 0);
+	CHECK_INT(measure(m, 15, "cvminit:state", STATE, strlen(STATE)), 0);
+	CHECK_INT(measure(m, 11, "leave-initrd", "leave-initrd", 12), 0);
+	CHECK_INT(measure(m, 11, "ready", "ready", 5), 0);
+	measurer_close(m);
+
+	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --state %s --json m.json",
+		      STATE),
+		  0);
+	read_back("m.json", json, sizeof(json));
+	CHECK_INT(tpm_open("swtpm", conf, &t), 0);
+	CHECK_INT(tpm_pcr_read(t, DIGEST_ALG_SHA256, 11, v), 32);
+	digest_to_hex(v, 32, hex);
+	snprintf(want, sizeof(want), "\"11\": {\n    \"expected\": \"%s\"", hex);
+	CHECK_CONTAINS(json, want);
+	CHECK_INT(tpm_pcr_read(t, DIGEST_ALG_SHA256, 15, v), 32);
+	digest_to_hex(v, 32, hex);
+	snprintf(want, sizeof(want), "\"15\": {\n    \"expected\": \"%s\"", hex);
+	CHECK_CONTAINS(json, want);
+	tpm_close(t);
+
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --log measure.log --uki uki.efi --tpm swtpm:%s", conf),
+		  0);
+	CHECK_CONTAINS(out, "PCR 11 sha256: match");
+	CHECK_CONTAINS(out, "PCR 11 sha512: match");
+	CHECK_CONTAINS(out, "PCR 15 sha384: match");
+	cleanup();
+}
