@@ -1272,3 +1272,58 @@ TEST(predict_json_equals_a_simulated_boot)
 	CHECK_CONTAINS(out, "PCR 15 sha384: match");
 	cleanup();
 }
+
+/* Every prefix and many one-byte corruptions of a valid archive and a valid firmware log
+ * parse or fail cleanly (ASan watches every read; each copy is exactly its length). */
+TEST(readers_survive_truncation_and_corruption)
+{
+	struct cpio_buf c = {0};
+	struct bin l = {0};
+	unsigned seed = 12345, locality;
+	size_t off;
+	const char *why;
+
+	initrd(&c, "service containerd\n");
+	file(&c, "etc/cvminit/cvminit.conf", "again");
+	trailer(&c);
+	firmware_log(&l);
+	for (int pass = 0; pass < 2; pass++) {
+		const uint8_t *src = pass ? l.b : c.b;
+		size_t n = pass ? l.n : c.n;
+
+		for (size_t cut = 0; cut <= n; cut++) {
+			uint8_t *copy = malloc(cut ? cut : 1);
+			struct cpio_file f;
+			struct eventlog log;
+			int r;
+
+			memcpy(copy, src, cut);
+			r = pass ? tcglog_parse(copy, cut, &log, &locality, &off, &why)
+				 : cpio_find(copy, cut, CONF, &f, &off, &why);
+			CHECK(r >= 0 || r == -EBADMSG || r == -EOPNOTSUPP);
+			CHECK(r >= 0 || off <= cut);
+			if (pass)
+				eventlog_free(&log);
+			free(copy);
+		}
+		for (int i = 0; i < 3000; i++) {
+			uint8_t *copy = malloc(n);
+			struct cpio_file f;
+			struct eventlog log;
+			int r;
+
+			memcpy(copy, src, n);
+			seed = seed * 1103515245 + 12345;
+			copy[(seed >> 8) % n] = (uint8_t)(seed >> 24);
+			r = pass ? tcglog_parse(copy, n, &log, &locality, &off, &why)
+				 : cpio_find(copy, n, CONF, &f, &off, &why);
+			CHECK(r >= 0 || r == -EBADMSG || r == -EOPNOTSUPP ||
+			      r == -EINVAL);
+			if (r == 1 && !pass)
+				CHECK(f.data >= copy && f.data + f.size <= copy + n);
+			if (pass)
+				eventlog_free(&log);
+			free(copy);
+		}
+	}
+}
