@@ -47,7 +47,7 @@ mkosi() {
 }
 
 echo "systemd-ref: 1/3 initrd" >&2
-mkosi --directory="$here/initrd" --force build
+mkosi --directory="$here/initrd" --distribution=debian --release=trixie --force build
 initrd=$out/initrd.cpio.zst
 [ -f "$initrd" ] || initrd=$(ls "$out"/initrd*.cpio* | head -n 1)
 
@@ -57,6 +57,40 @@ mkosi --directory="$here" --initrd="$initrd" --extra-tree="$(readlink -f "$BENCH
 echo "systemd-ref: 3/3 $state of free space for the state partition" >&2
 disk=$out/systemd-ref.raw
 truncate -s "+$state" "$disk"
+# Move the backup GPT to the new end of the disk and let the table cover the new space, so
+# that systemd-repart finds it free (the firmware and the kernel then see a consistent GPT).
+"$python" - "$disk" <<'PY'
+import struct, sys, zlib
+path = sys.argv[1]
+with open(path, "r+b") as f:
+    f.seek(0, 2)
+    nlba = f.tell() // 512
+    f.seek(512)
+    hdr = bytearray(f.read(512))
+    assert hdr[:8] == b"EFI PART", "no GPT"
+    hsize = struct.unpack_from("<I", hdr, 12)[0]
+    old_backup = struct.unpack_from("<Q", hdr, 32)[0]
+    entries_lba, count, esize = struct.unpack_from("<QII", hdr, 72)
+    f.seek(entries_lba * 512)
+    entries = f.read(count * esize)
+    ent_sectors = (count * esize + 511) // 512
+    def sealed(h):
+        struct.pack_into("<I", h, 16, 0)
+        struct.pack_into("<I", h, 16, zlib.crc32(bytes(h[:hsize])))
+        return bytes(h)
+    struct.pack_into("<Q", hdr, 32, nlba - 1)                   # backup header LBA
+    struct.pack_into("<Q", hdr, 48, nlba - 2 - ent_sectors)     # last usable LBA
+    primary = sealed(hdr)
+    backup = bytearray(hdr)
+    struct.pack_into("<QQ", backup, 24, nlba - 1, 1)            # this, other
+    struct.pack_into("<Q", backup, 72, nlba - 1 - ent_sectors)  # its entries
+    backup = sealed(backup)
+    f.seek(512); f.write(primary)
+    f.seek((nlba - 1 - ent_sectors) * 512); f.write(entries)
+    f.seek((nlba - 1) * 512); f.write(backup)
+    f.seek(old_backup * 512); f.write(bytes(512))              # the stale one
+print(f"systemd-ref: GPT now ends at LBA {nlba - 1}", file=sys.stderr)
+PY
 
 end=$(date +%s)
 echo "systemd-ref: done in $((end - start)) s: $disk $(du -h --apparent-size "$disk" | cut -f1)," \

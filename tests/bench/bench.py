@@ -36,6 +36,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -294,6 +295,50 @@ def boot_once(image, disk, tpm_dir, name, timeout):
     return {"lines": lines, "t_done": t_done, "exit_t": exit_t, "clean_shutdown": clean}
 
 
+def newc(entries):
+    """A newc cpio of [(name, mode, data)]."""
+    out = bytearray()
+    for ino, (name, mode, data) in enumerate(entries + [("TRAILER!!!", 0, b"")], 1):
+        nb = name.encode() + b"\0"
+        hdr = "070701" + "".join(f"{v:08x}" for v in (
+            ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nb), 0))
+        out += hdr.encode() + nb
+        out += bytes((-len(out)) % 4)
+        out += data
+        out += bytes((-len(out)) % 4)
+    return bytes(out)
+
+
+def baseline_boot(timeout):
+    """PID 1's CPU and the machine's before any init: the image's kernel (from the cvminit
+    UKI) boots a one-file initrd whose /init is the probe, which reports and powers off.
+    Same QEMU configuration (OVMF, swtpm, the disk attached read-only)."""
+    work = OUT / "baseline"
+    work.mkdir(parents=True, exist_ok=True)
+    sec = pe_sections(CVM_OUT / "cvminit.efi")
+    (work / "vmlinuz").write_bytes(sec[".linux"])
+    cmdline = sec[".cmdline"].rstrip(b"\0").decode().strip()
+    (work / "initrd.cpio").write_bytes(newc([("init", 0o100755, PROBE.read_bytes())]))
+    v = VM(work / "vmlinuz", work / "initrd.cpio", cmdline, ovmf=True, tpm=True,
+           disks=[{"file": str(CVM_OUT / "cvminit.raw"), "readonly": "on"}],
+           name="bench-baseline", memory=2048, timeout=timeout)
+    with v:
+        v.wait_for(r"bench-probe: end", timeout, since=0)
+        try:
+            v.wait_exit(60)
+        except TestFailure:
+            pass
+        lines = list(v.lines)
+    shutil.copyfile(v.work / "console.log", OUT / "runs" / "bench-baseline.log")
+    probe = parse_probe(printk_lines(lines))
+    p1, start = probe.get("pid1", {}), probe.get("start", {})
+    hz = int(start.get("hz", 100))
+    return {"pid1_cpu": int(p1["sched_ns"]) / 1e9,
+            "pid1_stime": int(p1["stime"]) / hz, "pid1_utime": int(p1["utime"]) / hz,
+            "at": int(start["mono_us"]) / 1e6,
+            "machine_busy_cpu": int(probe["cpu"]["busy_ticks"]) / hz}
+
+
 # ------------------------------------------------------------------------------ parsing
 
 def printk_lines(lines):
@@ -507,11 +552,15 @@ ROWS = [
     ("containerd_own", "containerd exec → ready (containerd's own start)", "s",
      lambda r: r["containerd_ready"] - r["containerd_started"]
      if r.get("containerd_started") else None),
-    ("pid1_cpu", "PID 1 CPU time until kubelet start", "s", lambda r: r["pid1_cpu"]),
-    ("pid1_children", "CPU of PID 1's reaped children", "s", lambda r: r["pid1_children_cpu"]),
-    ("pid1_share", "PID 1 CPU / (init start → kubelet)", "%",
-     lambda r: 100 * r["pid1_cpu"] / (r["kubelet_started"] - r["init_start"])
-     if r["pid1_cpu"] is not None else None),
+    ("pid1_cpu", "PID 1 CPU until kubelet start (kernel's start included)", "s",
+     lambda r: r["pid1_cpu"]),
+    ("init_cpu", "init's own CPU (PID 1 minus the kernel's share before /init)", "s",
+     lambda r: r.get("init_cpu")),
+    ("init_share", "init's own CPU / (init start → kubelet started)", "%",
+     lambda r: 100 * r["init_cpu"] / (r["kubelet_started"] - r["init_start"])
+     if r.get("init_cpu") is not None else None),
+    ("pid1_children", "CPU of PID 1's reaped children (generators, helpers)", "s",
+     lambda r: r["pid1_children_cpu"]),
     ("busy", "machine busy CPU until kubelet start (all vCPUs)", "s",
      lambda r: r["machine_busy_cpu"]),
     ("rss", "PID 1 RSS at kubelet start", "MiB",
@@ -639,18 +688,19 @@ def main():
     if args.first < 1:
         sys.exit("bench: --first must be at least 1 (later boots need a made state volume)")
 
+    # SIGTERM: leave through sys.exit so that vm.py's atexit stops QEMU and swtpm.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t_start = time.monotonic()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "runs").mkdir(exist_ok=True)
     if not args.no_build:
         build_images()
     images = {"cvminit": CVM_OUT / "cvminit.raw", "systemd": SD_OUT / "systemd-ref.raw"}
-    for img, p in images.items():
-        if not p.is_file():
-            sys.exit(f"bench: {p} missing (run without --no-build)")
-    sz = {img: sizes(img) for img in IMAGES}
-
     order = [args.only] if args.only else list(IMAGES)
+    for img in order:
+        if not images[img].is_file():
+            sys.exit(f"bench: {images[img]} missing (run without --no-build)")
+    sz = {img: sizes(img) for img in order}
     results = {img: {"first": [], "later": []} for img in IMAGES}
     failures = []
     disks = {}
@@ -673,6 +723,15 @@ def main():
             f"kubelet {r['kubelet_started']:.2f} s guest / {r['kubelet_started_wall']:.1f} s wall;"
             f" PID 1 CPU {r['pid1_cpu'] or 0:.2f} s, RSS {(r['pid1_rss_kb'] or 0) / 1024:.1f} MiB")
 
+    baseline = None
+    try:
+        log("baseline: the kernel alone (PID 1 before any init)")
+        baseline = baseline_boot(300)
+        log(f"baseline: PID 1 CPU {baseline['pid1_cpu']:.2f} s when /init starts at "
+            f"{baseline['at']:.2f} s")
+    except (TestFailure, KeyError, ValueError) as e:
+        log(f"baseline: FAILED: {str(e).splitlines()[0]}")
+        failures.append(("baseline", str(e).splitlines()[0]))
     for k in range(args.first):
         for img in order:
             work = OUT / "run" / img
@@ -696,7 +755,14 @@ def main():
         "kernel": kernel_of(),
         "n": args.n, "first": args.first,
         "duration_s": round(time.monotonic() - t_start),
+        "baseline": baseline,
     }
+    if baseline:
+        for img in IMAGES:
+            for kind in ("first", "later"):
+                for r in results[img][kind]:
+                    if r.get("pid1_cpu") is not None:
+                        r["init_cpu"] = r["pid1_cpu"] - baseline["pid1_cpu"]
     (OUT / "results.json").write_text(json.dumps(
         {"meta": meta, "sizes": sz, "results": results, "failures": failures},
         indent=1, default=str))

@@ -24,7 +24,7 @@ W = 1200
 LEFT = 200
 RIGHT = 150
 BAR_H = 22
-ROW_H = 120
+ROW_H = 135
 
 
 def median_run(runs):
@@ -58,8 +58,8 @@ def timeline(results, meta):
     tmax = max(r["kernel_start_wall"] + r["kubelet_started"] for _, _, r in rows)
     tmax = max(5, (int(tmax / 5) + 1) * 5)
     scale = (W - LEFT - RIGHT) / tmax
-    top = 60
-    H = top + ROW_H * len(rows) + 110
+    top = 80
+    H = top + ROW_H * len(rows) + 120
     x = lambda t: LEFT + t * scale  # noqa: E731
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
          f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
@@ -71,14 +71,14 @@ def timeline(results, meta):
          f'per image; wall seconds from QEMU start (guest phases on the guest clock)</text>']
     # axis grid
     step = 5 if tmax <= 80 else 10
-    axis_y = top + ROW_H * len(rows)
+    axis_y = top + ROW_H * len(rows) + 10
     for t in range(0, tmax + 1, step):
         o.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{axis_y}" '
                  f'stroke="#e4e4e4"/>')
         o.append(f'<text x="{x(t):.1f}" y="{axis_y + 14}" text-anchor="middle" '
                  f'fill="#555">{t} s</text>')
     for i, (img, title, r) in enumerate(rows):
-        y = top + i * ROW_H + 62
+        y = top + i * ROW_H + 115
         o.append(f'<text x="{LEFT - 10}" y="{y + 10}" text-anchor="end" font-size="13" '
                  f'font-weight="bold">{escape(img)}</text>')
         o.append(f'<text x="{LEFT - 10}" y="{y + 24}" text-anchor="end" fill="#555">'
@@ -90,24 +90,29 @@ def timeline(results, meta):
             if (b - a) * scale > 34:
                 o.append(f'<text x="{(x(a) + x(b)) / 2:.1f}" y="{y + 15}" text-anchor="middle" '
                          f'fill="white" font-weight="bold">{b - a:.1f}</text>')
-        # the init's own stages, as ticks with labels above the bar
+        # the init's own stages: ticks, with labels stacked in levels so none overlap
         k0 = r["kernel_start_wall"]
-        last_x = -100
-        level = 0
+        ends = []  # right end (px) of the last label on each level
         for name, at in r.get("events", []):
             px = x(k0 + at)
-            level = level + 1 if px - last_x < 9 else 0
-            last_x = px
-            o.append(f'<line x1="{px:.1f}" y1="{y - 2}" x2="{px:.1f}" y2="{y - 8}" '
-                     f'stroke="#333"/>')
-            o.append(f'<text transform="translate({px + 2:.1f},{y - 10 - (level % 3) * 0:.0f}) '
-                     f'rotate(-55)" font-size="9" fill="#333">{escape(name)}</text>')
+            width = 5.2 * len(name) + 4
+            level = next((i for i, e in enumerate(ends) if e < px), len(ends))
+            if level == len(ends):
+                ends.append(0)
+            ends[level] = px + width
+            ly = y - 6 - level * 10
+            o.append(f'<line x1="{px:.1f}" y1="{y}" x2="{px:.1f}" y2="{ly:.0f}" '
+                     f'stroke="#888" stroke-width="0.6"/>')
+            o.append(f'<text x="{px + 1.5:.1f}" y="{ly - 1:.0f}" font-size="9" fill="#333">'
+                     f'{escape(name)}</text>')
         end = k0 + r["kubelet_started"]
-        cpu = r.get("pid1_cpu")
+        cpu, what = r.get("init_cpu"), "init CPU"
+        if cpu is None:
+            cpu, what = r.get("pid1_cpu"), "PID 1 CPU"
         o.append(f'<text x="{x(end) + 6:.1f}" y="{y + 10}" font-weight="bold">'
                  f'{r["kubelet_started_wall"]:.1f} s</text>')
         if cpu is not None:
-            o.append(f'<text x="{x(end) + 6:.1f}" y="{y + 24}" fill="#555">PID 1 CPU '
+            o.append(f'<text x="{x(end) + 6:.1f}" y="{y + 24}" fill="#555">{what} '
                      f'{cpu:.2f} s</text>')
     # legend
     ly = axis_y + 40
@@ -115,7 +120,7 @@ def timeline(results, meta):
     for key, label, colour in PHASES:
         o.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{colour}"/>')
         o.append(f'<text x="{lx + 16}" y="{ly + 10}">{escape(label)}</text>')
-        lx += 24 + 6.2 * len(label)
+        lx += 30 + 6.6 * len(label)
         if lx > W - 200:
             lx, ly = LEFT, ly + 20
     o.append(f'<text x="{LEFT}" y="{H - 12}" fill="#555">Ticks: the init\'s own stages '
