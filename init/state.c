@@ -56,8 +56,8 @@
  *      sync; W4 primary binary header (with the magic, one 4 KiB block), sync.
  *   5. activate from the header file, measure the identity into PCR 15, wipe the key.
  * After switch_root (state_mount): mkfs.ext4 when the volume holds nothing and the token
- * says initialized=false; then W5/W6: the token's flag set on the header file by
- * libcryptsetup and committed (secondary, sync, primary, sync); then mount.
+ * says initialized=false; mount; then W5/W6: the token's flag set on the header file by
+ * libcryptsetup and committed (secondary, sync, primary JSON, sync, primary binary, sync).
  * A header update cut between the copies leaves one valid copy of either seqid: the newer
  * valid copy wins (state D or E), as libcryptsetup's own recovery would choose.
  */
@@ -342,7 +342,7 @@ static int header_file(const uint8_t *metadata)
 {
 	_cleanup_close_ int fd = -1;
 
-	mkdir(HDR_DIR, 0700);
+	mkdir(HDR_DIR, 0755);
 	fd = open(HDR_COPY, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return log_errno(-errno, "state: create %s", HDR_COPY);
@@ -671,14 +671,15 @@ int state_mount(void)
 			   "recording it): keeping it",
 			   st.node);
 	}
-	if (!st.hdr.token.initialized)
-		set_initialized();
-
 	mkdir(STATE_MOUNT, 0755);
 	if (mount(st.node, STATE_MOUNT, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME,
 		  "errors=remount-ro") < 0)
 		refuse("cannot mount the state volume %s (ext4, on %s) on %s: %s", st.node,
 		       st.part.dev, STATE_MOUNT, strerror(errno));
+	/* Only a filesystem that mounts is recorded as the volume's: a cut (or an error)
+	 * before this leaves initialized=false, and the next boot looks again. */
+	if (!st.hdr.token.initialized)
+		set_initialized();
 	log_info("state: %s (partuuid %s, LUKS2 as %s) mounted on %s%s in %llu ms",
 		 st.part.dev, st.part.uuid, st.node, STATE_MOUNT,
 		 made ? " (new filesystem)" : "", (unsigned long long)(now_ms() - t0));
