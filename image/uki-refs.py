@@ -21,8 +21,8 @@ uncompressed newc cpio, whose file data is stored verbatim and has no checksum.
                   to make a UKI that drifts from its own references)
   --print         print the reference file written
 
-The values: the command line is the .cmdline section without trailing NULs and
-whitespace (what /proc/cmdline shows, less its newline); the config is the sha256 of
+The values: the command line is the .cmdline section as systemd-stub passes it on (what
+/proc/cmdline shows, less its newline; see stub_cmdline()); the config is the sha256 of
 /etc/cvminit/cvminit.conf in the initrd ("none" when absent); the root is
 verity:<roothash>:<root partuuid>:<verity partuuid>:erofs, the partuuids being the
 roothash's first and last 128 bits (systemd's convention, as in init/root.c).
@@ -100,6 +100,16 @@ def cpio_files(blob):
     return files
 
 
+def stub_cmdline(raw):
+    """The command line as systemd-stub passes it to the kernel (and /proc/cmdline shows
+    it, less the newline): the section up to its first NUL, leading whitespace and control
+    characters dropped, the others made spaces, trailing ones dropped. The same rule as
+    cvm-measure's predict_mangle_cmdline()."""
+    text = raw.split(b"\0", 1)[0].decode()
+    mangled = "".join(" " if ord(c) <= 0x20 or ord(c) == 0x7f else c for c in text)
+    return mangled.strip(" ")
+
+
 def replace_cmdline(data, sec, text):
     raw = text.encode()
     if b"\0" in raw or len(raw) + 1 > sec[".cmdline"].rawsize:
@@ -165,7 +175,7 @@ def main():
         replace_cmdline(data, sec, a.cmdline)
         sec = sections(data)
 
-    cmdline = sec[".cmdline"].content(data).rstrip(b"\0").decode().rstrip()
+    cmdline = stub_cmdline(sec[".cmdline"].content(data))
     ini = sec[".initrd"]
     initrd = ini.content(data)
     files = cpio_files(initrd)
