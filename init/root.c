@@ -213,7 +213,8 @@ void root_open(struct root *r, const struct settings *s)
 	int k;
 
 	k = verity_open(ROOT_DM_NAME, r->data_dev, r->hash_dev, r->hash, ROOT_HASH_SIZE,
-			s->device_timeout, r->node, sizeof(r->node));
+			s->verity_error == VERITY_PANIC, s->device_timeout, r->node,
+			sizeof(r->node));
 	if (k == -EKEYREJECTED)
 		refuse("root hash does not match the verity partition %s (roothash=%s): "
 		       "the root was changed or the UKI is not for this disk.",

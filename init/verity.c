@@ -156,8 +156,8 @@ static int find_node(const char *name, char *node, size_t nodelen)
 }
 
 int verity_open(const char *name, const char *data_dev, const char *hash_dev,
-		const uint8_t *roothash, size_t hash_len, unsigned timeout_s, char *node,
-		size_t nodelen)
+		const uint8_t *roothash, size_t hash_len, bool panic, unsigned timeout_s,
+		char *node, size_t nodelen)
 {
 	struct crypt_params_verity params = {.flags = 0, .hash_area_offset = 0};
 	struct crypt_params_verity vp;
@@ -190,7 +190,8 @@ int verity_open(const char *name, const char *data_dev, const char *hash_dev,
 
 	r = crypt_activate_by_volume_key(cd, name, (const char *)roothash, hash_len,
 					 CRYPT_ACTIVATE_READONLY |
-						 CRYPT_ACTIVATE_RESTART_ON_CORRUPTION);
+						 (panic ? CRYPT_ACTIVATE_PANIC_ON_CORRUPTION
+							: CRYPT_ACTIVATE_RESTART_ON_CORRUPTION));
 	if (r < 0) {
 		log_errno(r, "verity: activate %s", name);
 		goto out;

@@ -11,6 +11,7 @@ import struct
 import subprocess
 
 import test_boot
+import vm
 import test_image
 from vm import VM, WORK_ROOT, TestFailure, boot, gpt_partitions as partitions, note, scaled
 
@@ -115,6 +116,26 @@ def test_root_tampered_data():
                               f"{bool(corrupt)}), expected dm-verity's restart "
                               f"(restart_on_corruption) or a refusal")
         note(f"stopped: {reason}; kernel: {corrupt[0][1].strip() if corrupt else '(no line)'}")
+
+
+def test_root_tampered_data_panic():
+    """The same flipped byte, booted with cvminit.verity_error=panic (direct kernel, the
+    image's root hash): dm-verity panics the kernel instead of restarting it; the root is
+    never switched to."""
+    h = roothash()
+    disk = disk_copy("root_tampered_data_panic")
+    off, size = partitions(disk)[ROOT_TYPE]
+    flip(disk, off + 1024 + 8)
+    no_panic_fail = [p for p in vm.FAIL_PATTERNS if p[0] != "kernel panic"]
+    with boot(f"roothash={h} cvminit.verity_error=panic", ovmf=False,
+              disks=[{"file": str(disk)}], memory=1024, fail_patterns=no_panic_fail) as v:
+        test_boot.expect_start(v, "SeaBIOS")
+        m = v.wait_for(r"Kernel panic.*", scaled(120), since=0)
+        v.wait_exit(scaled(60))
+        v.assert_absent(SWITCHED, "a tampered root was switched to")
+        if not v.find(r"device-mapper: verity: .*is corrupted"):
+            raise TestFailure("the kernel panicked, but not after a dm-verity corruption line")
+        note(f"kernel: {m.group(0).strip()}")
 
 
 def test_root_tampered_hash_tree():
