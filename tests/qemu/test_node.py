@@ -11,6 +11,7 @@ import re
 import subprocess
 
 import test_boot
+import test_state
 from vm import REPO, WORK_ROOT, VM, TestFailure, note, scaled
 
 TEST_IMAGE = REPO / "build" / "image-test" / "cvminit.raw"
@@ -31,7 +32,12 @@ def node_disk(name):
     return disk
 
 
-def node_vm(name, disk):
+def node_vm(name, disk, tpm_from=None):
+    """tpm_from: the vTPM state of an earlier boot (the state key is sealed to it)."""
+    if tpm_from:
+        return test_state.TpmVM(None, None, None, ovmf=True, tpm=True,
+                                disks=[{"file": str(disk)}], name=name, memory=2048,
+                                timeout=scaled(600), tpm_from=tpm_from)
     return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
               name=name, memory=2048, timeout=scaled(600))
 
@@ -133,7 +139,8 @@ def test_node_boot_services_and_persistence():
             raise TestFailure("containerd was stopped before kubelet")
         v.wait_for(r"cvminit: shutdown: unmounted /var", 1, since=0)
 
-    with node_vm("node_boot2", disk) as v:
+    tpm = test_state.keep_tpm(v, disk.parent / "tpm")
+    with node_vm("node_boot2", disk, tpm_from=tpm) as v:
         test_boot.expect_start(v, "OVMF+UKI")
         m = v.wait_for(r"cvminit: state: /dev/vda\d .* mounted on /var(.*)$", scaled(STEP),
                        since=0)

@@ -1,0 +1,625 @@
+"""State scenarios: the node image (build/image-test, `make test-image`) makes a LUKS2 state
+volume on its first boot, seals the key to the TPM (swtpm, kept across boots), and opens
+it on later boots; /var persists. The host then checks the header as stored (only our
+keyslot and token), recovers the key the way the node does (replaying the logged PCR
+extends into a copy of the node's swtpm and unsealing the token's blob with tpm2-tools),
+opens the keyslot with it and finds no plaintext copy of it on the partition.
+
+Refusals: a header switched to cipher_null (checksums fixed up), PCR drift from a UKI with
+another command line (the PCRs named; the right UKI opens the state again). Crash safety:
+writes of the first boot made to fail one at a time with QEMU's blkdebug driver (an EIO
+on exactly one sector stops cvminit at that point, like a power cut), and a QEMU killed
+during mkfs; each following boot must finish or redo the setup, never mkfs over data.
+hmac-sha256 integrity through the command line (references kept consistent)."""
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import time
+
+import test_boot
+import test_measure
+import test_node
+from vm import REPO, SWTPM, WORK_ROOT, VM, TestFailure, gpt_partitions, note, scaled
+
+STATE_TYPE = "4d21b016-b534-45c2-a9fb-5c16e091fd2d"
+STEP = 180
+UKI_REFS = REPO / "image" / "uki-refs.py"
+HDR = 16384
+DATA_OFFSET = 16 << 20
+SECTOR = 512
+BLANK = r"cvminit: state: (/dev/vda\d) \(partuuid \S+\) is blank: first boot"
+MADE = (r"cvminit: state: first boot: (/dev/vda\d) is now LUKS2 (\S+) \((no integrity|with "
+        r"hmac\(sha256\) integrity)\), key sealed to PCRs 7,11,15; seal (\d+) ms, format "
+        r"(\d+) ms, (?:activate\+wipe|activate) (\d+) ms, commit (\d+) ms")
+UNSEALED = (r"cvminit: state: (/dev/vda\d): LUKS2 (\S+) unsealed \(PCRs 7,11,15\) in (\d+) "
+            r"ms, activated as (\S+) in (\d+) ms")
+MEASURED = r"cvminit: state: measured (luks2:\S+) into PCR 15"
+MOUNTED = r"cvminit: state: (/dev/vda\d) \(partuuid \S+, LUKS2 as \S+\) mounted on /var(.*) in"
+CLOSED = r"cvminit: shutdown: closed the state volume"
+
+
+def cryptsetup():
+    for p in ("/usr/sbin/cryptsetup", "/sbin/cryptsetup"):
+        if os.access(p, os.X_OK):
+            return p
+    raise TestFailure("cryptsetup is not installed (apt-get install cryptsetup-bin)")
+
+
+class TpmVM(VM):
+    """A VM whose swtpm starts from a saved state directory: the same vTPM (owner seed,
+    so the same SRK) across boots, as a cloud keeps a VM's vTPM."""
+
+    def __init__(self, *args, tpm_from=None, **kw):
+        super().__init__(*args, **kw)
+        self.tpm_from = tpm_from
+
+    def _start_swtpm(self):
+        if not self.tpm_from:
+            return super()._start_swtpm()
+        state = self.work / "tpm"
+        shutil.copytree(self.tpm_from, state)
+        args = [SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                "--ctrl", f"type=unixio,path={self.tpm_ctrl_path}", "--terminate",
+                "--log", f"file={self.work / 'swtpm.log'},level=1",
+                "--pid", f"file={self.work / 'swtpm.pid'}"]
+        with open(self.work / "swtpm.out", "wb") as out:
+            self._swtpm = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            if self._swtpm.poll() is not None:
+                raise TestFailure(f"swtpm exited ({self._swtpm.returncode}) at start")
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(str(self.tpm_ctrl_path))
+                return
+            except OSError:
+                time.sleep(0.02)
+            finally:
+                s.close()
+        raise TestFailure("swtpm control socket did not appear within 10 s")
+
+
+def node(name, disk, tpm_from=None, blkdebug=None):
+    """The node test image on disk, OVMF + UKI, with the vTPM of tpm_from (None: fresh).
+    blkdebug: a config whose rules make some writes of the disk fail."""
+    f = f"blkdebug:{blkdebug}:{disk}" if blkdebug else str(disk)
+    return TpmVM(None, None, None, ovmf=True, tpm=True, disks=[{"file": f}], name=name,
+                 memory=2048, timeout=scaled(600), tpm_from=tpm_from)
+
+
+def keep_tpm(v, dest):
+    """Copies the vTPM state of a finished VM to dest (for the next boot)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(v.work / "tpm", dest)
+    return dest
+
+
+def state_part(disk):
+    parts = gpt_partitions(disk)
+    if STATE_TYPE not in parts:
+        raise TestFailure(f"{disk}: no state partition")
+    return parts[STATE_TYPE]
+
+
+def read_part(disk, off, n):
+    base, size = state_part(disk)
+    with open(disk, "rb") as f:
+        f.seek(base + off)
+        return f.read(n)
+
+
+def header_file(disk, out):
+    """The state partition's first 16 MiB (metadata and keyslots) as a file."""
+    with open(out, "wb") as f:
+        f.write(read_part(disk, 0, DATA_OFFSET))
+    return out
+
+
+def luks_json(disk, work):
+    hdr = header_file(disk, work / "state-header.img")
+    r = subprocess.run([cryptsetup(), "luksDump", "--dump-json-metadata", str(hdr)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise TestFailure(f"cryptsetup luksDump of the state header failed: {r.stdout}")
+    return json.loads(r.stdout), hdr
+
+
+def check_header(meta, integrity=False):
+    """Only what cvminit makes: one keyslot, digest, segment and token, ours."""
+    for section in ("keyslots", "tokens", "digests", "segments"):
+        if sorted(meta[section]) != ["0"]:
+            raise TestFailure(f"the stored header has {section} {sorted(meta[section])}, "
+                              "expected exactly [\"0\"]")
+    seg = meta["segments"]["0"]
+    if (seg["encryption"], seg["sector_size"], seg["offset"]) != ("aes-xts-plain64", 4096,
+                                                                    str(DATA_OFFSET)):
+        raise TestFailure(f"segment 0 is {seg}")
+    if bool(seg.get("integrity")) != integrity or (
+            integrity and seg["integrity"]["type"] != "hmac(sha256)"):
+        raise TestFailure(f"segment 0's integrity is {seg.get('integrity')}")
+    ks = meta["keyslots"]["0"]
+    if ks["kdf"]["type"] != "pbkdf2" or ks["kdf"]["iterations"] != 1000:
+        raise TestFailure(f"keyslot 0's kdf is {ks['kdf']}")
+    tok = meta["tokens"]["0"]
+    want = {"type": "systemd-tpm2", "keyslots": ["0"], "tpm2-pcrs": [7, 11, 15],
+            "tpm2-pcr-bank": "sha256", "tpm2-primary-alg": "ecc", "tpm2-pin": False,
+            "cvminit-initialized": True}
+    for k, val in want.items():
+        if tok.get(k) != val:
+            raise TestFailure(f"token field {k} is {tok.get(k)!r}, expected {val!r}")
+    if sorted(tok["cvminit-pcr-values"]) != ["11", "15", "7"]:
+        raise TestFailure(f"cvminit-pcr-values: {tok['cvminit-pcr-values']}")
+    return tok
+
+
+# --- recovering the key on the host: the node's logs replayed into its vTPM ----------
+
+DIGEST_SIZES = {0x0004: 20, 0x000B: 32, 0x000C: 48, 0x000D: 64, 0x0012: 32}
+
+
+def firmware_sha256_extends(log):
+    """(pcr, sha256 digest) of each event a TCG2 (crypto-agile) firmware log extended."""
+    out = []
+    # The first event is in the SHA1 format: pcr, type, sha1, size, data.
+    size = struct.unpack_from("<I", log, 28)[0]
+    p = 32 + size
+    while p + 12 <= len(log):
+        pcr, etype, count = struct.unpack_from("<III", log, p)
+        p += 12
+        sha256 = None
+        for _ in range(count):
+            alg = struct.unpack_from("<H", log, p)[0]
+            n = DIGEST_SIZES[alg]
+            if alg == 0x000B:
+                sha256 = log[p + 2:p + 2 + n]
+            p += 2 + n
+        esize = struct.unpack_from("<I", log, p)[0]
+        p += 4 + esize
+        if etype != 3 and sha256 is not None:  # EV_NO_ACTION extends nothing
+            out.append((pcr, sha256))
+    return out
+
+
+def cvminit_sha256_extends(log, until):
+    """(pcr, sha256 digest) of cvminit's records before the first `until` event."""
+    out = []
+    for rec in log.split(b"\x1e"):
+        if not rec.strip():
+            continue
+        r = json.loads(rec)
+        if r["content"].get("string") == until:
+            break
+        if not r["content"].get("extended", True):
+            continue
+        d = [x["digest"] for x in r["digests"] if x["hashAlg"] == "sha256"]
+        out.append((r["pcr"], bytes.fromhex(d[0])))
+    return out
+
+
+def unseal_on_host(tpm_state, files, token, work):
+    """Starts swtpm on a copy of the node's vTPM state, replays the PCR 7, 11 and 15
+    extends the node logged before it sealed, checks they give the token's recorded
+    values, and unseals the token's blob with tpm2-tools. Returns the key."""
+    d = work / "host-tpm"
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(tpm_state, d / "state")
+    port = 21000 + os.getpid() % 10000 * 2
+    sw = subprocess.Popen([SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={d / 'state'}",
+                           "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
+                           "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
+                           "--flags", "not-need-init,startup-clear"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
+
+    def tool(*args, out=None):
+        r = subprocess.run(list(args), env=env, cwd=d, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            raise TestFailure(f"{' '.join(args)}: {r.stderr.decode(errors='replace')}")
+        return r.stdout
+
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        extends = (firmware_sha256_extends(files["/run/log/cvminit/firmware.log"])
+                   + cvminit_sha256_extends(files["/run/log/cvminit/measure.log"],
+                                            "cvminit:state"))
+        for pcr, dg in extends:
+            if pcr in (7, 11, 15):
+                tool("tpm2_pcrextend", f"{pcr}:sha256={dg.hex()}")
+        got = tool("tpm2_pcrread", "sha256:7,11,15").decode()
+        for pcr, want in token["cvminit-pcr-values"].items():
+            m = re.search(rf"^\s*{pcr}\s*:\s*0x([0-9A-Fa-f]+)", got, re.M)
+            if not m or m.group(1).lower() != want:
+                raise TestFailure(f"replaying the logs gives PCR {pcr} = "
+                                  f"{m.group(1).lower() if m else '?'}, the token "
+                                  f"recorded {want} at sealing")
+        blob = base64.b64decode(token["tpm2-blob"])
+        n = 2 + struct.unpack_from(">H", blob, 0)[0]
+        (d / "priv").write_bytes(blob[:n])
+        (d / "pub").write_bytes(blob[n:])
+        tool("tpm2_createprimary", "-Q", "-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
+             "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|"
+             "decrypt", "-c", "srk.ctx")
+        tool("tpm2_flushcontext", "-t")
+        tool("tpm2_load", "-Q", "-C", "srk.ctx", "-u", "pub", "-r", "priv", "-c", "obj.ctx")
+        tool("tpm2_flushcontext", "-t")
+        return tool("tpm2_unseal", "-c", "obj.ctx", "-p", "pcr:sha256:7,11,15")
+    finally:
+        sw.terminate()
+        sw.wait(5)
+
+
+def stage_ms(v, stage):
+    """The +duration of a stage in cvminit's boot timeline."""
+    hits = v.find(rf"cvminit: timeline: {re.escape(stage)} [\d.]+ ms \(\+([\d.]+) ms\)")
+    return float(hits[-1][1].split("(+")[1].split(" ")[0]) if hits else None
+
+
+def timeline_times(v):
+    test_boot.expect_boot_complete(v)
+    return stage_ms(v, "state-open"), stage_ms(v, "state")
+
+
+# --- the first boot and a later one, shared by the scenarios below --------------------
+
+_base = {}
+
+
+def first_booted():
+    """A node disk after its first boot and one power-off, with its vTPM state and what
+    the stand-in printed. Made once per run."""
+    if _base:
+        return _base
+    disk = test_node.node_disk("state_base")
+    work = disk.parent
+    with node("state_boot1", disk) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        dev = v.wait_for(BLANK, scaled(STEP), since=0).group(1)
+        m = v.wait_for(MADE, scaled(STEP), since=0)
+        uuid = m.group(2)
+        setup = {k: int(m.group(i)) for i, k in enumerate(
+            ("seal", "format", "activate", "commit"), start=4)}
+        ident = v.wait_for(MEASURED, scaled(STEP), since=0).group(1)
+        if ident != f"luks2:{uuid}:aes-xts-plain64:512:4096:none":
+            raise TestFailure(f"measured {ident}")
+        v.wait_for(r"cvminit: state: /dev/vda\d is blank: first boot, making ext4",
+                   scaled(STEP), since=0)
+        v.wait_for(r"cvminit: state: /dev/vda\d marked initialized in its LUKS2 token",
+                   scaled(STEP), since=0)
+        v.wait_for(MOUNTED + "", scaled(STEP), since=0)
+        if not v.find(MOUNTED.replace("(.*) in", r" \(new filesystem\) in")):
+            raise TestFailure("the first boot did not make a new filesystem")
+        v.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
+        v.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log", scaled(STEP),
+                   since=0)
+        open_ms, mount_ms = timeline_times(v)
+        files = test_measure._standin_files(v)
+        test_boot.power_off_via_button(v)
+        v.wait_for(CLOSED, 5, since=0)
+    tpm = keep_tpm(v, work / "tpm-after-boot1")
+    _base.update(disk=disk, tpm=tpm, uuid=uuid, dev=dev, files=files, setup=setup,
+                 first=(open_ms, mount_ms))
+    return _base
+
+
+def copy_base(name):
+    b = first_booted()
+    work = WORK_ROOT / f"{name}-disk"
+    work.mkdir(parents=True, exist_ok=True)
+    disk = work / "disk.raw"
+    subprocess.run(["cp", "--sparse=always", str(b["disk"]), str(disk)], check=True)
+    tpm = work / "tpm"
+    shutil.rmtree(tpm, ignore_errors=True)
+    shutil.copytree(b["tpm"], tpm)
+    return disk, tpm
+
+
+def later_boot(name, disk, tpm, uuid, start_n):
+    """A later boot: header validated, key unsealed, /var as the last boot left it."""
+    with node(name, disk, tpm_from=tpm) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(rf"cvminit: state: /dev/vda\d: LUKS2 {uuid}, aes-xts-plain64 512-bit, "
+                   r"4096-byte sectors, integrity \S+, header copy primary \(seqid \d+\) "
+                   r"validated", scaled(STEP), since=0)
+        m = v.wait_for(UNSEALED, scaled(STEP), since=0)
+        unseal = (int(m.group(3)), int(m.group(5)))
+        m = v.wait_for(MOUNTED, scaled(STEP), since=0)
+        if "new filesystem" in m.group(2):
+            raise TestFailure("a later boot made a new filesystem")
+        v.wait_for(rf"kubelet-standin: start {start_n} recorded", scaled(STEP), since=0)
+        times = timeline_times(v)
+        v.assert_absent(r"making ext4", "a later boot ran mkfs")
+        test_boot.power_off_via_button(v)
+        v.wait_for(CLOSED, 5, since=0)
+    keep_tpm(v, tpm)
+    return times, unseal
+
+
+def test_state_first_boot_sealed_and_reopened():
+    """First boot: blank → LUKS2 + sealed key + ext4, measured, /var used by the stand-in;
+    the stored header holds only our keyslot and token; the key, recovered on the host
+    from the node's vTPM and logs, opens the keyslot and appears nowhere in clear on the
+    partition; the next boot unseals, opens and finds /var as left."""
+    b = first_booted()
+    work = b["disk"].parent
+    meta, hdr = luks_json(b["disk"], work)
+    tok = check_header(meta)
+    key = unseal_on_host(b["tpm"], b["files"], tok, work)
+    if len(key) != 64:
+        raise TestFailure(f"the unsealed key has {len(key)} bytes, expected 64")
+    (work / "key.bin").write_bytes(key)
+    r = subprocess.run([cryptsetup(), "luksOpen", "--test-passphrase", "--key-file",
+                        str(work / "key.bin"), str(hdr)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise TestFailure(f"the unsealed key does not open the keyslot: {r.stdout}")
+    base, size = state_part(b["disk"])
+    with open(b["disk"], "rb") as f:
+        f.seek(base)
+        raw = f.read(size)
+    for what, needle in (("the key", key), ("its first half", key[:32]),
+                         ("its second half", key[32:]), ("its hex", key.hex().encode())):
+        if raw.find(needle) >= 0:
+            raise TestFailure(f"{what} is on the state partition in clear")
+    os.unlink(work / "key.bin")
+    note(f"header: 1 keyslot, 1 systemd-tpm2 token, aes-xts-plain64 512-bit, 4096-byte "
+         f"sectors; key unsealed on the host from the replayed logs, keyslot opens, "
+         f"not on the {size >> 20} MiB partition in clear")
+
+    disk, tpm = copy_base("state_later")
+    (o2, m2), unseal = later_boot("state_boot2", disk, tpm, b["uuid"], 2)
+    o1, m1 = b["first"]
+    s = b["setup"]
+    note(f"first boot (no integrity): state-open {o1:.0f} ms (seal {s['seal']}, format "
+         f"{s['format']}, activate {s['activate']}, commit {s['commit']}), state (mkfs + "
+         f"mount + flag) {m1:.0f} ms; later boot: state-open {o2:.0f} ms (unseal "
+         f"{unseal[0]}, activate {unseal[1]}), state (mount) {m2:.0f} ms")
+
+
+def rewrite_json(disk, fn):
+    """Rewrites the LUKS2 JSON of both header copies with fn(dict) and fixes up their
+    checksums, as a host with write access to the disk can."""
+    base, _ = state_part(disk)
+    with open(disk, "r+b") as f:
+        for c in (0, 1):
+            f.seek(base + c * HDR)
+            copy = bytearray(f.read(HDR))
+            meta = json.loads(copy[4096:].split(b"\0", 1)[0])
+            fn(meta)
+            text = json.dumps(meta, separators=(",", ":")).encode()
+            copy[4096:] = text + bytes(HDR - 4096 - len(text))
+            copy[448:512] = bytes(64)
+            copy[448:480] = hashlib.sha256(bytes(copy)).digest()
+            f.seek(base + c * HDR)
+            f.write(copy)
+
+
+def test_state_cipher_null_refused():
+    """The header's segment switched to cipher_null (the digest, keyslot and token kept,
+    checksums fixed up): cvminit refuses from its one validated copy, unseals nothing."""
+    b = first_booted()
+    disk, tpm = copy_base("state_cipher_null")
+
+    def null(meta):
+        meta["segments"]["0"]["encryption"] = "cipher_null-ecb"
+    rewrite_json(disk, null)
+    with node("state_cipher_null", disk, tpm_from=tpm) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        m = v.wait_for(r"cvminit: state: the state partition /dev/vda\d does not hold a "
+                       r"LUKS2 volume cvminit accepts: segment 0 uses cipher "
+                       r"\"cipher_null-ecb\"", scaled(STEP), since=0)
+        test_boot.expect_refusal_and_poweroff(v)
+        v.assert_absent(r"unsealed|cvminit: state: measured", "a cipher_null header was used")
+    note(m.group(0).split("cvminit: ", 1)[1])
+    if not b["uuid"]:
+        raise TestFailure("no base volume")
+
+
+def esp_bytes(disk):
+    off = test_measure.esp_offset(disk)
+    size = gpt_partitions(disk)[test_measure.ESP_TYPE][1]
+    with open(disk, "rb") as f:
+        f.seek(off)
+        return off, f.read(size)
+
+
+def test_state_drift_refused_then_reopened():
+    """The UKI's command line changed (references consistent, so only the TPM notices):
+    PCRs 11 and 15 differ from sealing time, the TPM refuses, cvminit names both with
+    expected and current values and their events, unlocks nothing. The original UKI put
+    back: the state opens and the stand-in's counter in /var is still there."""
+    b = first_booted()
+    disk, tpm = copy_base("state_drift")
+    off, esp = esp_bytes(disk)
+    uki = test_measure.uki_from_disk(disk, disk.parent / "BOOTX64.EFI")
+    cmdline = re.search(r"^cmdline (.*)$", test_measure._references(uki), re.M).group(1)
+    r = subprocess.run(["python3", str(UKI_REFS), "--uki", str(uki), "--disk", str(disk),
+                        "--cmdline", f"{cmdline} cvminit.log_level=info"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise TestFailure(f"uki-refs.py failed: {r.stdout}")
+    with node("state_drift", disk, tpm_from=tpm) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(r"cvminit: seal: the TPM refused to unseal: the PCR policy does not match",
+                   scaled(STEP), since=0)
+        p11 = v.wait_for(r"cvminit: seal: PCR 11 \(sha256\) expected ([0-9a-f]{64}) got "
+                         r"([0-9a-f]{64}); events: (.*)$", scaled(STEP), since=0)
+        p15 = v.wait_for(r"cvminit: seal: PCR 15 \(sha256\) expected ([0-9a-f]{64}) got "
+                         r"([0-9a-f]{64}); events: (.*)$", scaled(STEP), since=0)
+        v.wait_for(r"cvminit: state: the TPM refuses to unseal the state key of /dev/vda\d: "
+                   r"the boot differs from the one it was sealed in: PCR 11 expected", 5,
+                   since=0)
+        test_boot.expect_refusal_and_poweroff(v)
+        v.assert_absent(r"PCR 7 \(sha256\) expected", "PCR 7 did not change")
+        v.assert_absent(r"unsealed|making ext4|mounted on /var", "drift unlocked the state")
+    if "cvminit:cmdline" not in p15.group(3) or "enter-initrd" not in p11.group(3):
+        raise TestFailure(f"events named: PCR 11: {p11.group(3)}; PCR 15: {p15.group(3)}")
+    box = [s.split("* ", 1)[1] for _, s in v.find(r"\* ")]
+    note("refusal: " + " ".join(x.strip() for x in box[1:-1]))
+    with open(disk, "r+b") as f:
+        f.seek(off)
+        f.write(esp)
+    later_boot("state_drift_fixed", disk, tpm, b["uuid"], 2)
+    note("the original UKI back: unsealed, /var kept (stand-in start 2)")
+
+
+# --- crash safety --------------------------------------------------------------------
+
+def blkdebug(work, name, disk, part_sector):
+    """A blkdebug config making every write that touches one sector of the state
+    partition fail with EIO."""
+    base, _ = state_part(disk)
+    conf = work / f"{name}.blkdebug"
+    conf.write_text('[inject-error]\nevent = "write_aio"\nerrno = "5"\n'
+                    f'sector = "{base // SECTOR + part_sector}"\nonce = "off"\n'
+                    'immediately = "off"\n')
+    return conf
+
+
+def refused(v, regex):
+    m = v.wait_for(regex, scaled(STEP), since=0)
+    test_boot.expect_refusal_and_poweroff(v)
+    v.assert_absent(r"kubelet-standin: start", "services ran after a failed setup step")
+    return m.group(0).split("cvminit: ", 1)[1]
+
+
+def magic(disk):
+    return read_part(disk, 0, 6), read_part(disk, HDR, 6)
+
+
+def test_state_crash_points():
+    """One disk, one vTPM, five boots; each of the first four stops at one write:
+    (A) the secondary header write fails: keyslot area only (blank to the next boot);
+    (B) the primary header write fails: secondary only, initialized=false → redo;
+    (C) setup redone, mkfs's first write fails: header complete, no filesystem;
+    (D) a later boot, mkfs done and mounted, the token's flag write fails;
+    (E) the normal boot keeps D's filesystem (no mkfs), sets the flag, comes up."""
+    disk = test_node.node_disk("state_crash")
+    work = disk.parent
+    tpm = work / "tpm"
+    steps = []
+
+    conf = blkdebug(work, "secondary", disk, HDR // SECTOR)
+    with node("state_crash_a", disk, blkdebug=conf) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(BLANK, scaled(STEP), since=0)
+        steps.append("A: " + refused(v, r"cvminit: state: cannot write the new LUKS2 header"))
+    keep_tpm(v, tpm)
+    if magic(disk) != (bytes(6), bytes(6)):
+        raise TestFailure(f"after A the header magics are {magic(disk)}")
+
+    conf = blkdebug(work, "primary", disk, 0)
+    with node("state_crash_b", disk, tpm_from=tpm, blkdebug=conf) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(BLANK, scaled(STEP), since=0)  # A left nothing a boot recognises
+        steps.append("B: " + refused(v, r"cvminit: state: cannot write the new LUKS2 header"))
+    keep_tpm(v, tpm)
+    if magic(disk) != (bytes(6), b"SKUL\xba\xbe"):
+        raise TestFailure(f"after B the header magics are {magic(disk)}")
+
+    conf = blkdebug(work, "data", disk, DATA_OFFSET // SECTOR)
+    with node("state_crash_c", disk, tpm_from=tpm, blkdebug=conf) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(r"cvminit: state: /dev/vda\d has only a secondary header with an "
+                   r"unfinished setup: the first boot was cut off; starting it over",
+                   scaled(STEP), since=0)
+        uuid = v.wait_for(MADE, scaled(STEP), since=0).group(2)
+        v.wait_for(r"making ext4", scaled(STEP), since=0)
+        steps.append("C: " + refused(v, r"cvminit: state: (mkfs\.ext4 on the state volume "
+                                        r"\S+ failed|cannot mount the state volume)"))
+    keep_tpm(v, tpm)
+    meta, _ = luks_json(disk, work)
+    if meta["tokens"]["0"]["cvminit-initialized"] is not False:
+        raise TestFailure("after C the token says initialized")
+
+    conf = blkdebug(work, "secondary2", disk, HDR // SECTOR)
+    with node("state_crash_d", disk, tpm_from=tpm, blkdebug=conf) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(UNSEALED + r" \(setup not finished: state_mount does\)", scaled(STEP),
+                   since=0)
+        v.wait_for(r"cvminit: state: /dev/vda\d is blank: first boot, making ext4",
+                   scaled(STEP), since=0)
+        steps.append("D: " + refused(v, r"cvminit: state: cannot record in the LUKS2 token"))
+    keep_tpm(v, tpm)
+
+    with node("state_crash_e", disk, tpm_from=tpm) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(UNSEALED, scaled(STEP), since=0)
+        v.wait_for(r"cvminit: state: /dev/mapper/state already holds ext4 \(a previous boot "
+                   r"stopped before recording it\): keeping it", scaled(STEP), since=0)
+        v.wait_for(r"marked initialized in its LUKS2 token", scaled(STEP), since=0)
+        m = v.wait_for(MOUNTED, scaled(STEP), since=0)
+        if "new filesystem" in m.group(2):
+            raise TestFailure("E made a filesystem over D's")
+        v.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
+        v.assert_absent(r"making ext4", "E ran mkfs")
+        test_boot.power_off_via_button(v)
+    meta, _ = luks_json(disk, work)
+    check_header(meta)
+    note("\n".join(steps) + f"\nE: LUKS2 {uuid}: the ext4 D made kept, flag set, node up")
+
+
+def test_state_integrity_killed_during_mkfs():
+    """hmac-sha256 integrity (cvminit.state_integrity on the UKI's command line, its
+    references made consistent): the first boot wipes the volume to initialise the tags;
+    QEMU is killed while mkfs runs; the next boot redoes mkfs (or keeps a finished one)
+    and comes up; a third boot opens it. Times of both kinds of boot noted."""
+    disk = test_node.node_disk("state_integrity")
+    work = disk.parent
+    tpm = work / "tpm"
+    uki = test_measure.uki_from_disk(disk, work / "BOOTX64.EFI")
+    cmdline = re.search(r"^cmdline (.*)$", test_measure._references(uki), re.M).group(1)
+    r = subprocess.run(["python3", str(UKI_REFS), "--uki", str(uki), "--disk", str(disk),
+                        "--cmdline", f"{cmdline} cvminit.state_integrity=hmac-sha256"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise TestFailure(f"uki-refs.py failed: {r.stdout}")
+
+    with node("state_integrity_1", disk) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        m = v.wait_for(MADE, scaled(600), since=0)
+        if m.group(3) != "with hmac(sha256) integrity":
+            raise TestFailure(f"first boot made: {m.group(0)}")
+        uuid = m.group(2)
+        first = {k: int(m.group(i)) for i, k in enumerate(
+            ("seal", "format", "wipe", "commit"), start=4)}
+        v.wait_for(rf"cvminit: state: measured luks2:{uuid}:aes-xts-plain64:512:4096:"
+                   r"hmac\(sha256\) into PCR 15", scaled(STEP), since=0)
+        v.wait_for(r"making ext4", scaled(STEP), since=0)
+        time.sleep(0.3)
+        v.qmp("quit")
+        v.wait_exit(30)
+    keep_tpm(v, tpm)
+    killed = "after the header commit, while mkfs ran"
+
+    with node("state_integrity_2", disk, tpm_from=tpm) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(UNSEALED + r" \(setup not finished: state_mount does\)", scaled(STEP),
+                   since=0)
+        m = v.wait_for(r"cvminit: state: (/dev/vda\d is blank: first boot, making ext4|"
+                       r"/dev/mapper/state already holds ext4)", scaled(STEP), since=0)
+        v.wait_for(r"marked initialized in its LUKS2 token", scaled(STEP), since=0)
+        v.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
+        test_boot.power_off_via_button(v)
+    keep_tpm(v, tpm)
+    redo = "mkfs redone" if "making ext4" in m.group(1) else "finished ext4 kept"
+    meta, _ = luks_json(disk, work)
+    check_header(meta, integrity=True)
+
+    (o3, m3), unseal = later_boot("state_integrity_3", disk, tpm, uuid, 2)
+    note(f"killed {killed}; next boot: {redo}, up. First boot with integrity: seal "
+         f"{first['seal']} ms, format {first['format']} ms, activate+wipe {first['wipe']} "
+         f"ms, commit {first['commit']} ms; later boot: state-open {o3:.0f} ms (unseal "
+         f"{unseal[0]}, activate {unseal[1]}), state (mount) {m3:.0f} ms")
