@@ -465,7 +465,7 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 /* The TPM refused: name what moved since sealing, unlock nothing, keep the data. */
 _noreturn_ static void refuse_drift(struct tpm *tpm)
 {
-	char msg[400];
+	char msg[400], pcrs[64];
 	int n;
 
 	n = seal_drift(tpm, &st.hdr.token, MEASURE_LOG_PATH, 16, msg, sizeof(msg));
@@ -474,10 +474,14 @@ _noreturn_ static void refuse_drift(struct tpm *tpm)
 		       "the one it was sealed in: %s. Nothing was unlocked and the data is "
 		       "intact; boot the image the node was set up with.",
 		       st.part.dev, msg);
+	if (n < 0)
+		refuse("the TPM refuses to unseal the state key of %s and its PCRs cannot be "
+		       "read: %s. Nothing was unlocked.",
+		       st.part.dev, strerror(-n));
 	refuse("the TPM refuses to unseal the state key of %s although PCRs %s are as "
-	       "recorded at sealing: the token does not belong to this header. Nothing was "
-	       "unlocked.",
-	       st.part.dev, n < 0 ? "(unreadable)" : "all");
+	       "recorded at sealing: the token does not belong to this header or TPM. "
+	       "Nothing was unlocked.",
+	       st.part.dev, seal_pcr_list(st.hdr.token.pcr_mask, pcrs, sizeof(pcrs)));
 }
 
 static void later_boot(struct tpm *tpm, const uint8_t *area, const struct settings *s)

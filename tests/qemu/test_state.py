@@ -482,7 +482,7 @@ def blkdebug(work, name, disk, part_sector):
     partition fail with EIO."""
     base, _ = state_part(disk)
     conf = work / f"{name}.blkdebug"
-    conf.write_text('[inject-error]\nevent = "write_aio"\nerrno = "5"\n'
+    conf.write_text('[inject-error]\nevent = "write_aio"\niotype = "write"\nerrno = "5"\n'
                     f'sector = "{base // SECTOR + part_sector}"\nonce = "off"\n'
                     'immediately = "off"\n')
     return conf

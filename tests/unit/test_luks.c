@@ -470,7 +470,8 @@ TEST(luks_materialized_copy_opens)
 }
 
 /* libcryptsetup, called as state.c's first boot calls it (detached header file, data
- * offset 16 MiB, pbkdf2 at 1000 iterations, the key as its own passphrase, our token),
+ * offset 16 MiB, 512 KiB keyslots area, pbkdf2 at 1000 iterations, the key as its own
+ * passphrase, our token),
  * makes a header the validator accepts: the allow-list matches what we make. */
 TEST(luks_libcryptsetup_format_passes)
 {
@@ -492,6 +493,7 @@ TEST(luks_libcryptsetup_format_passes)
 		k[i] = (uint8_t)(i * 7 + 1);
 	CHECK_INT(crypt_init_data_device(&cd, path("hdr"), path("part")), 0);
 	CHECK_INT(crypt_set_data_offset(cd, (16u << 20) / 512), 0);
+	CHECK_INT(crypt_set_metadata_size(cd, LUKS2_HDR_SIZE, 512u << 10), 0);
 	CHECK_INT(crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, (char *)k, 64,
 			       &params),
 		  0);
