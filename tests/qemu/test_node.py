@@ -149,7 +149,7 @@ def test_node_boot_services_and_persistence():
         # Boot 1 started the stand-in twice (again after the containerd kill): this is 3.
         v.wait_for(r"kubelet-standin: start 3 recorded", scaled(STEP), since=0)
         v.wait_for(r"kubelet-standin: containerd answered", scaled(STEP), since=0)
-        v.assert_absent(r"EXT4-fs \(vda\d\): recovery complete",
+        v.assert_absent(r"EXT4-fs \((vda\d|dm-\d+)\): recovery complete",
                         "/var was not unmounted cleanly at the first power-off")
         # Only the first start ever runs the container and kills containerd.
         v.assert_absent(r"kubelet-standin: (sent SIGKILL|container run)",
