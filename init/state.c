@@ -154,7 +154,6 @@ static int run_wait(char *const argv[])
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-
 /* The one partition of type "var" on any disk, waiting for it as root_find() does. */
 static void find_state(struct part *out, unsigned timeout_s)
 {
@@ -488,10 +487,15 @@ static void later_boot(struct tpm *tpm, const uint8_t *area, const struct settin
 {
 	static uint8_t copy[LUKS2_AREA_SIZE];
 	struct crypt_device *cd = NULL;
-	char pcrs[64];
+	char pcrs[64], pcrs2[64];
 	uint64_t t0 = now_ms(), t_unseal;
 	int n, r;
 
+	if (st.hdr.token.pcr_mask != s->state_pcrs)
+		log_warn("state: %s is sealed to PCRs %s; the config's state_pcrs (%s) apply "
+			 "only to a new volume",
+			 st.part.dev, seal_pcr_list(st.hdr.token.pcr_mask, pcrs, sizeof(pcrs)),
+			 seal_pcr_list(s->state_pcrs, pcrs2, sizeof(pcrs2)));
 	n = unseal_key(tpm, &st.hdr.token, key);
 	if (n == -EKEYREJECTED)
 		refuse_drift(tpm);
