@@ -14,24 +14,24 @@
 #include "util.h"
 
 /* The binary header (big-endian), LUKS2 on-disk format specification 2.1. */
-#define OFF_VERSION   6
-#define OFF_HDR_SIZE  8
-#define OFF_SEQID     16
-#define OFF_CSUM_ALG  72
-#define OFF_SALT      104 /* per copy: the copies differ here */
-#define OFF_UUID      168
-#define OFF_HDR_OFF   256
-#define OFF_CSUM      448
-#define CSUM_LEN      64
-#define MAGIC_LEN     6
-#define JSON_SIZE     (LUKS2_HDR_SIZE - LUKS2_BIN_SIZE)
+#define OFF_VERSION  6
+#define OFF_HDR_SIZE 8
+#define OFF_SEQID    16
+#define OFF_CSUM_ALG 72
+#define OFF_SALT     104 /* per copy: the copies differ here */
+#define OFF_UUID     168
+#define OFF_HDR_OFF  256
+#define OFF_CSUM     448
+#define CSUM_LEN     64
+#define MAGIC_LEN    6
+#define JSON_SIZE    (LUKS2_HDR_SIZE - LUKS2_BIN_SIZE)
 /* PBKDF2 iterations we accept in the digest and keyslot: ours are 1000 (the minimum);
  * a bound stops a header from making the boot spin for hours. */
 #define ITER_MIN 1000
 #define ITER_MAX 10000000
 
-static const uint8_t magic_primary[MAGIC_LEN] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
-static const uint8_t magic_secondary[MAGIC_LEN] = { 'S', 'K', 'U', 'L', 0xba, 0xbe };
+static const uint8_t magic_primary[MAGIC_LEN] = {'L', 'U', 'K', 'S', 0xba, 0xbe};
+static const uint8_t magic_secondary[MAGIC_LEN] = {'S', 'K', 'U', 'L', 0xba, 0xbe};
 
 static uint64_t be64(const uint8_t *p)
 {
@@ -77,16 +77,18 @@ static int check_binary(const uint8_t *c, int secondary, char *err, size_t errle
 	if (memcmp(c, secondary ? magic_secondary : magic_primary, MAGIC_LEN) != 0)
 		return 0;
 	if (c[OFF_VERSION] != 0 || c[OFF_VERSION + 1] != 2) {
-		snprintf(err, errlen, "the %s header is LUKS version %u; only LUKS2 is accepted",
+		snprintf(err, errlen,
+			 "the %s header is LUKS version %u; only LUKS2 is accepted",
 			 which, c[OFF_VERSION] << 8 | c[OFF_VERSION + 1]);
 		return -EPROTONOSUPPORT;
 	}
 	size = be64(c + OFF_HDR_SIZE);
 	if (size != LUKS2_HDR_SIZE) {
-		snprintf(err, errlen,
-			 "the %s LUKS2 header has metadata size %llu; cvminit makes and accepts "
-			 "only %d",
-			 which, (unsigned long long)size, LUKS2_HDR_SIZE);
+		snprintf(
+			err, errlen,
+			"the %s LUKS2 header has metadata size %llu; cvminit makes and "
+			"accepts only %d",
+			which, (unsigned long long)size, LUKS2_HDR_SIZE);
 		return -EPROTONOSUPPORT;
 	}
 	if (be64(c + OFF_HDR_OFF) != (secondary ? LUKS2_HDR_SIZE : 0)) {
@@ -94,20 +96,23 @@ static int check_binary(const uint8_t *c, int secondary, char *err, size_t errle
 			 which, (unsigned long long)be64(c + OFF_HDR_OFF));
 		return -EBADMSG;
 	}
-	if (!nul_in(c + OFF_CSUM_ALG, 32) || strcmp((const char *)c + OFF_CSUM_ALG, "sha256")) {
-		snprintf(err, errlen, "the %s LUKS2 header's checksum is not sha256", which);
+	if (!nul_in(c + OFF_CSUM_ALG, 32) ||
+	    strcmp((const char *)c + OFF_CSUM_ALG, "sha256")) {
+		snprintf(err, errlen, "the %s LUKS2 header's checksum is not sha256",
+			 which);
 		return -EBADMSG;
 	}
 	luks2_checksum(c, sum);
 	if (memcmp(sum, c + OFF_CSUM, sizeof(sum)) != 0 ||
 	    memchr(c + OFF_CSUM + sizeof(sum), 1, CSUM_LEN - sizeof(sum))) {
-		snprintf(err, errlen, "the %s LUKS2 header's checksum does not match its "
-				      "contents", which);
+		snprintf(err, errlen,
+			 "the %s LUKS2 header's checksum does not match its contents",
+			 which);
 		return -EBADMSG;
 	}
 	if (!nul_in(c + LUKS2_BIN_SIZE, JSON_SIZE) || !nul_in(c + OFF_UUID, 40)) {
-		snprintf(err, errlen, "the %s LUKS2 header's JSON or UUID is not terminated",
-			 which);
+		snprintf(err, errlen,
+			 "the %s LUKS2 header's JSON or UUID is not terminated", which);
 		return -EBADMSG;
 	}
 	return 1;
@@ -115,10 +120,10 @@ static int check_binary(const uint8_t *c, int secondary, char *err, size_t errle
 
 /* --- JSON ------------------------------------------------------------------------ */
 
-#define BAD(...)                                                                          \
-	do {                                                                              \
-		snprintf(err, errlen, __VA_ARGS__);                                       \
-		return -EBADMSG;                                                          \
+#define BAD(...)                                                                         \
+	do {                                                                             \
+		snprintf(err, errlen, __VA_ARGS__);                                      \
+		return -EBADMSG;                                                         \
 	} while (0)
 
 static json_object *get(json_object *o, const char *k, json_type t)
@@ -150,7 +155,8 @@ static bool int_in(json_object *o, const char *k, int64_t lo, int64_t hi, int64_
 }
 
 /* A decimal string (LUKS2 writes offsets and sizes so), within [lo, hi]. */
-static bool u64_str(json_object *o, const char *k, uint64_t lo, uint64_t hi, uint64_t *ret)
+static bool u64_str(json_object *o, const char *k, uint64_t lo, uint64_t hi,
+		    uint64_t *ret)
 {
 	json_object *v = get(o, k, json_type_string);
 	const char *s;
@@ -170,10 +176,11 @@ static bool u64_str(json_object *o, const char *k, uint64_t lo, uint64_t hi, uin
 }
 
 /* Exactly the keys in allowed (NULL-terminated), each at most once by construction. */
-static int only_keys(json_object *o, const char *const *allowed, const char *what, char *err,
-		     size_t errlen)
+static int only_keys(json_object *o, const char *const *allowed, const char *what,
+		     char *err, size_t errlen)
 {
-	json_object_object_foreach(o, key, val) {
+	json_object_object_foreach(o, key, val)
+	{
 		bool ok = false;
 		(void)val;
 		for (const char *const *a = allowed; *a; a++)
@@ -185,7 +192,8 @@ static int only_keys(json_object *o, const char *const *allowed, const char *wha
 }
 
 /* A section ("keyslots", …) holding exactly one object, named "0". */
-static json_object *only_zero(json_object *top, const char *section, char *err, size_t errlen)
+static json_object *only_zero(json_object *top, const char *section, char *err,
+			      size_t errlen)
 {
 	json_object *s = get(top, section, json_type_object), *v;
 
@@ -194,10 +202,11 @@ static json_object *only_zero(json_object *top, const char *section, char *err, 
 		return NULL;
 	}
 	if (json_object_object_length(s) != 1 || !(v = get(s, "0", json_type_object))) {
-		snprintf(err, errlen,
-			 "the LUKS2 header has %d %s where cvminit makes exactly one (\"0\"): "
-			 "someone added or changed one",
-			 json_object_object_length(s), section);
+		snprintf(
+			err, errlen,
+			"the LUKS2 header has %d %s where cvminit makes exactly one "
+			"(\"0\"): someone added or changed one",
+			json_object_object_length(s), section);
 		return NULL;
 	}
 	return v;
@@ -225,15 +234,17 @@ static bool refs_zero(json_object *o, const char *k)
 	if (!a || json_object_array_length(a) != 1)
 		return false;
 	e = json_object_array_get_idx(a, 0);
-	return json_object_is_type(e, json_type_string) && streq(json_object_get_string(e), "0");
+	return json_object_is_type(e, json_type_string) &&
+	       streq(json_object_get_string(e), "0");
 }
 
 static int check_segment(json_object *top, struct luks2_hdr *h, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "type",	    "offset",	   "size", "iv_tweak",
-					    "encryption", "sector_size", "integrity", NULL };
-	static const char *const ikeys[] = { "type", "journal_encryption", "journal_integrity",
-					     NULL };
+	static const char *const keys[] = {"type",	"offset",     "size",
+					   "iv_tweak",	"encryption", "sector_size",
+					   "integrity", NULL};
+	static const char *const ikeys[] = {"type", "journal_encryption",
+					    "journal_integrity", NULL};
 	json_object *s = only_zero(top, "segments", err, errlen), *integ, *v;
 	int r;
 
@@ -276,14 +287,14 @@ static int check_segment(json_object *top, struct luks2_hdr *h, char *err, size_
 	return 0;
 }
 
-static int check_keyslot(json_object *top, const struct luks2_hdr *h, uint64_t keyslots_size,
-			 char *err, size_t errlen)
+static int check_keyslot(json_object *top, const struct luks2_hdr *h,
+			 uint64_t keyslots_size, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "type", "key_size", "af", "area", "kdf", NULL };
-	static const char *const afk[] = { "type", "stripes", "hash", NULL };
-	static const char *const areak[] = { "type", "offset", "size", "encryption", "key_size",
-					     NULL };
-	static const char *const kdfk[] = { "type", "hash", "iterations", "salt", NULL };
+	static const char *const keys[] = {"type", "key_size", "af", "area", "kdf", NULL};
+	static const char *const afk[] = {"type", "stripes", "hash", NULL};
+	static const char *const areak[] = {"type",	  "offset",   "size",
+					    "encryption", "key_size", NULL};
+	static const char *const kdfk[] = {"type", "hash", "iterations", "salt", NULL};
 	json_object *k = only_zero(top, "keyslots", err, errlen), *af, *area, *kdf;
 	uint64_t off, size;
 
@@ -299,7 +310,8 @@ static int check_keyslot(json_object *top, const struct luks2_hdr *h, uint64_t k
 	if (!af || only_keys(af, afk, "keyslot 0's af", err, errlen) < 0 ||
 	    !str_is(af, "type", "luks1") || !int_in(af, "stripes", 4000, 4000, NULL) ||
 	    !str_is(af, "hash", "sha256"))
-		BAD("keyslot 0's anti-forensic splitter is not luks1, 4000 stripes, sha256");
+		BAD("keyslot 0's anti-forensic splitter is not luks1, 4000 stripes, "
+		    "sha256");
 	area = get(k, "area", json_type_object);
 	if (!area || only_keys(area, areak, "keyslot 0's area", err, errlen) < 0 ||
 	    !str_is(area, "type", "raw") || !str_is(area, "encryption", LUKS2_CIPHER) ||
@@ -312,7 +324,8 @@ static int check_keyslot(json_object *top, const struct luks2_hdr *h, uint64_t k
 	kdf = get(k, "kdf", json_type_object);
 	if (!kdf || only_keys(kdf, kdfk, "keyslot 0's kdf", err, errlen) < 0 ||
 	    !str_is(kdf, "type", "pbkdf2") || !str_is(kdf, "hash", "sha256") ||
-	    !int_in(kdf, "iterations", ITER_MIN, ITER_MAX, NULL) || !b64_len(kdf, "salt", 32))
+	    !int_in(kdf, "iterations", ITER_MIN, ITER_MAX, NULL) ||
+	    !b64_len(kdf, "salt", 32))
 		BAD("keyslot 0's kdf is not pbkdf2-sha256 with %d-%d iterations and a "
 		    "32-byte salt",
 		    ITER_MIN, ITER_MAX);
@@ -321,8 +334,8 @@ static int check_keyslot(json_object *top, const struct luks2_hdr *h, uint64_t k
 
 static int check_digest(json_object *top, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "type", "keyslots", "segments", "hash",
-					    "iterations", "salt", "digest", NULL };
+	static const char *const keys[] = {"type", "keyslots", "segments", "hash",
+					   "iterations", "salt", "digest", NULL};
 	json_object *d = only_zero(top, "digests", err, errlen);
 
 	if (!d)
@@ -330,10 +343,10 @@ static int check_digest(json_object *top, char *err, size_t errlen)
 	if (only_keys(d, keys, "digest 0", err, errlen) < 0)
 		return -EBADMSG;
 	if (!str_is(d, "type", "pbkdf2") || !str_is(d, "hash", "sha256") ||
-	    !int_in(d, "iterations", ITER_MIN, ITER_MAX, NULL) || !b64_len(d, "salt", 32) ||
-	    !b64_len(d, "digest", 32))
-		BAD("digest 0 is not a pbkdf2-sha256 digest (%d-%d iterations, 32-byte salt "
-		    "and digest)",
+	    !int_in(d, "iterations", ITER_MIN, ITER_MAX, NULL) ||
+	    !b64_len(d, "salt", 32) || !b64_len(d, "digest", 32))
+		BAD("digest 0 is not a pbkdf2-sha256 digest (%d-%d iterations, 32-byte "
+		    "salt and digest)",
 		    ITER_MIN, ITER_MAX);
 	if (!refs_zero(d, "keyslots") || !refs_zero(d, "segments"))
 		BAD("digest 0 does not bind exactly keyslot 0 to segment 0");
@@ -342,9 +355,9 @@ static int check_digest(json_object *top, char *err, size_t errlen)
 
 static int check_json(const char *json, struct luks2_hdr *h, char *err, size_t errlen)
 {
-	static const char *const top_keys[] = { "keyslots", "tokens", "segments", "digests",
-						"config", NULL };
-	static const char *const cfg_keys[] = { "json_size", "keyslots_size", NULL };
+	static const char *const top_keys[] = {"keyslots", "tokens", "segments",
+					       "digests",  "config", NULL};
+	static const char *const cfg_keys[] = {"json_size", "keyslots_size", NULL};
 	enum json_tokener_error jerr;
 	json_object *top, *cfg, *tok;
 	uint64_t keyslots_size;
@@ -367,15 +380,17 @@ static int check_json(const char *json, struct luks2_hdr *h, char *err, size_t e
 		r = -EBADMSG;
 		goto out;
 	}
-	r = only_keys(cfg, cfg_keys, "the LUKS2 config (no flags or requirements allowed)",
-		      err, errlen);
+	r = only_keys(cfg, cfg_keys,
+		      "the LUKS2 config (no flags or requirements allowed)", err, errlen);
 	if (r < 0)
 		goto out;
 	if (!u64_str(cfg, "json_size", JSON_SIZE, JSON_SIZE, NULL) ||
 	    !u64_str(cfg, "keyslots_size", 1, LUKS2_DATA_OFFSET - LUKS2_AREA_SIZE,
 		     &keyslots_size)) {
-		snprintf(err, errlen, "the LUKS2 config is not json_size %d with a keyslots "
-				      "area before the data", JSON_SIZE);
+		snprintf(err, errlen,
+			 "the LUKS2 config is not json_size %d with a keyslots area "
+			 "before the data",
+			 JSON_SIZE);
 		r = -EBADMSG;
 		goto out;
 	}
@@ -433,8 +448,8 @@ int luks2_inspect(const uint8_t *area, size_t len, struct luks2_hdr *h, char *er
 		return -EIO;
 	}
 	if (memcmp(area, "LUKS\xba\xbe\x00\x01", 8) == 0) {
-		snprintf(err, errlen, "the partition holds a LUKS1 header; only LUKS2 is "
-				      "accepted");
+		snprintf(err, errlen,
+			 "the partition holds a LUKS1 header; only LUKS2 is accepted");
 		return -EPROTONOSUPPORT;
 	}
 	rp = check_copy(area, 0, &p, perr, sizeof(perr));
@@ -444,8 +459,8 @@ int luks2_inspect(const uint8_t *area, size_t len, struct luks2_hdr *h, char *er
 		return 0;
 	if (rp == 1 && rs == 1) {
 		/* Equal sequence numbers must be the same header (label, UUID, subsystem
-		 * and JSON; each copy has its own salt); otherwise the newer one is the one
-		 * an interrupted update wrote first. */
+		 * and JSON; each copy has its own salt); otherwise the newer one is the
+		 * one an interrupted update wrote first. */
 		if (p.seqid == s.seqid &&
 		    (memcmp(area + OFF_SEQID, area + LUKS2_HDR_SIZE + OFF_SEQID,
 			    OFF_SALT - OFF_SEQID) != 0 ||
@@ -453,8 +468,9 @@ int luks2_inspect(const uint8_t *area, size_t len, struct luks2_hdr *h, char *er
 			    OFF_HDR_OFF - OFF_UUID) != 0 ||
 		     memcmp(area + LUKS2_BIN_SIZE, area + LUKS2_HDR_SIZE + LUKS2_BIN_SIZE,
 			    JSON_SIZE) != 0)) {
-			snprintf(err, errlen, "the two LUKS2 header copies have the same "
-					      "sequence number %llu but differ",
+			snprintf(err, errlen,
+				 "the two LUKS2 header copies have the same sequence "
+				 "number %llu but differ",
 				 (unsigned long long)p.seqid);
 			return -EBADMSG;
 		}
@@ -496,7 +512,8 @@ void luks2_materialize(const uint8_t *area, const struct luks2_hdr *h, uint8_t *
 
 int luks2_identity(const struct luks2_hdr *h, char *buf, size_t len)
 {
-	int n = snprintf(buf, len, "luks2:%s:%s:%u:%u:%s", h->uuid, h->cipher, h->key_bits,
-			 h->sector_size, h->integrity[0] ? h->integrity : "none");
+	int n = snprintf(buf, len, "luks2:%s:%s:%u:%u:%s", h->uuid, h->cipher,
+			 h->key_bits, h->sector_size,
+			 h->integrity[0] ? h->integrity : "none");
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
 }

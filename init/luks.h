@@ -30,7 +30,8 @@ struct luks2_hdr {
 	uint64_t data_offset;
 	uint64_t seqid;
 	int copy;	      /* the copy used: 0 primary, 1 secondary */
-	bool primary_missing; /* no primary header at all (a first boot cut before its end) */
+	bool primary_missing; /* no primary header at all (a first boot cut before its
+				 end) */
 	struct sealed token;
 };
 

@@ -1,6 +1,6 @@
-/* The state partition: a LUKS2 volume made on first boot, its key sealed to the TPM, opened
- * in the initrd from a header copy validated once, /var on it after switch_root; and the
- * writable paths containerd and kubelet need on an otherwise read-only root. */
+/* The state partition: a LUKS2 volume made on first boot, its key sealed to the TPM,
+ * opened in the initrd from a header copy validated once, /var on it after switch_root;
+ * and the writable paths containerd and kubelet need on an otherwise read-only root. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -39,16 +39,16 @@
  *   D  both copies, token initialized=false (W3/W4)    unseal, activate; state_mount():
  *                                                      ext4 there (a cut after mkfs):
  *                                                      mount it, set the flag; none: mkfs
- *   E  both copies, initialized=true (W5/W6)           unseal, activate, mount. Never mkfs:
- *                                                      no ext4 then means lost data, refuse
- *   anything else: another signature, LUKS1, a header cvminit does not make, copies that
- *   disagree, an initialized secondary without a primary → refuse (never format it).
+ *   E  both copies, initialized=true (W5/W6)           unseal, activate, mount. Never
+ * mkfs: no ext4 then means lost data, refuse anything else: another signature, LUKS1, a
+ * header cvminit does not make, copies that disagree, an initialized secondary without a
+ * primary → refuse (never format it).
  *
  * First boot (A, B, C), in the initrd:
  *   1. key ← getrandom (64 bytes; 96 with hmac-sha256 integrity), in locked memory;
  *   2. seal it to the TPM (PolicyPCR over settings.state_pcrs, values as they are now);
- *   3. format LUKS2 on a detached header file in /run (tmpfs, ours alone), data device the
- *      partition at 16 MiB; one pbkdf2 keyslot (passphrase = the key), the token
+ *   3. format LUKS2 on a detached header file in /run (tmpfs, ours alone), data device
+ * the partition at 16 MiB; one pbkdf2 keyslot (passphrase = the key), the token
  *      (initialized=false); with integrity, activate and wipe the volume (dm-integrity's
  *      tags must be written before anything reads a sector). Nothing on the disk names
  *      this volume yet (a cut here is A).
@@ -57,9 +57,9 @@
  *   5. activate from the header file, measure the identity into PCR 15, wipe the key.
  * After switch_root (state_mount): mkfs.ext4 when the volume holds nothing and the token
  * says initialized=false; mount; then W5/W6: the token's flag set on the header file by
- * libcryptsetup and committed (secondary, sync, primary JSON, sync, primary binary, sync).
- * A header update cut between the copies leaves one valid copy of either seqid: the newer
- * valid copy wins (state D or E), as libcryptsetup's own recovery would choose.
+ * libcryptsetup and committed (secondary, sync, primary JSON, sync, primary binary,
+ * sync). A header update cut between the copies leaves one valid copy of either seqid:
+ * the newer valid copy wins (state D or E), as libcryptsetup's own recovery would choose.
  */
 
 #define STATE_DM_NAME "state"
@@ -67,8 +67,8 @@
 #define HDR_COPY      HDR_DIR "/state.luks2"
 #define WIPE_BLOCK    (1u << 20)
 /* The keyslots area: room for one keyslot of a 96-byte key (4000 anti-forensic stripes,
- * 375 KiB). cryptsetup's default (16 MiB less the metadata) would cost libcryptsetup 16 MiB
- * of random fill per first boot, about 10 s under emulation, for keyslots never made. */
+ * 375 KiB). cryptsetup's default (16 MiB less the metadata) costs libcryptsetup 16 MiB of
+ * random fill per first boot (10 s under emulation) for keyslots never made. */
 #define KEYSLOTS_SIZE (512u << 10)
 /* The smallest partition worth formatting: the metadata and keyslots take 16 MiB. */
 #define STATE_MIN_SIZE (LUKS2_DATA_OFFSET + (16ull << 20))
@@ -118,7 +118,8 @@ static int probe_fs(const char *dev, char *type, size_t len)
 		return -errno ? -errno : -EIO;
 	blkid_probe_enable_superblocks(pr, 1);
 	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
-	blkid_probe_enable_partitions(pr, 1); /* a partition table inside counts as data */
+	blkid_probe_enable_partitions(pr,
+				      1); /* a partition table inside counts as data */
 	r = blkid_do_safeprobe(pr);
 	if (r == 0 && blkid_probe_lookup_value(pr, "TYPE", &v, NULL) == 0)
 		snprintf(type, len, "%s", v);
@@ -134,7 +135,7 @@ static int probe_fs(const char *dev, char *type, size_t len)
 
 static int run_wait(char *const argv[])
 {
-	char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+	char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
 	int status;
 	pid_t pid;
 
@@ -168,19 +169,20 @@ static void find_state(struct part *out, unsigned timeout_s)
 			if (parts[i].type != DPS_VAR)
 				continue;
 			if (found++)
-				refuse("two state partitions (type var %s): %s and %s; a node has "
-				       "exactly one. Detach the extra disk.",
+				refuse("two state partitions (type var %s): %s and %s; a "
+				       "node has exactly one. Detach the extra disk.",
 				       parts[i].type_uuid, out->dev, parts[i].dev);
 			*out = parts[i];
 		}
 		if (found || now_ms() >= end)
 			break;
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		struct timespec ts = {0, 100 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
 	if (!found)
-		refuse("no state partition (type var 4d21b016-b534-45c2-a9fb-5c16e091fd2d) on "
-		       "any disk after %u s: the image or the state disk is missing",
+		refuse("no state partition (type var "
+		       "4d21b016-b534-45c2-a9fb-5c16e091fd2d) on any disk after %u s: "
+		       "the image or the state disk is missing",
 		       timeout_s);
 }
 
@@ -234,10 +236,10 @@ static void wait_node(unsigned timeout_s)
 
 	while (find_node(STATE_DM_NAME, st.node, sizeof(st.node)) < 0) {
 		if (now_ms() >= end)
-			refuse("the state volume is active but no device node appeared in "
-			       "/dev/mapper or as /dev/dm-N within %u s",
+			refuse("the state volume is active but no device node appeared "
+			       "in /dev/mapper or as /dev/dm-N within %u s",
 			       timeout_s);
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		struct timespec ts = {0, 10 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
 }
@@ -312,7 +314,8 @@ static int commit(bool with_keyslots)
 	    (r = commit_range(from, to, LUKS2_AREA_SIZE, KEYSLOTS_SIZE)) < 0)
 		return log_errno(r, "state: write the keyslot area of %s", st.part.dev);
 	if ((r = commit_range(from, to, LUKS2_HDR_SIZE, LUKS2_HDR_SIZE)) < 0 ||
-	    (r = commit_range(from, to, LUKS2_BIN_SIZE, LUKS2_HDR_SIZE - LUKS2_BIN_SIZE)) < 0 ||
+	    (r = commit_range(from, to, LUKS2_BIN_SIZE,
+			      LUKS2_HDR_SIZE - LUKS2_BIN_SIZE)) < 0 ||
 	    (r = commit_range(from, to, 0, LUKS2_BIN_SIZE)) < 0)
 		return log_errno(r, "state: write the LUKS2 header of %s", st.part.dev);
 	return 0;
@@ -329,11 +332,12 @@ static void check_own_header(void)
 
 	fd = open(HDR_COPY, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || read_all(fd, area, sizeof(area), 0) < 0)
-		refuse("cannot read back the header file %s: %s", HDR_COPY, strerror(errno));
+		refuse("cannot read back the header file %s: %s", HDR_COPY,
+		       strerror(errno));
 	r = luks2_inspect(area, sizeof(area), &st.hdr, err, sizeof(err));
 	if (r != 1)
-		refuse("the LUKS2 header libcryptsetup made for %s does not pass cvminit's own "
-		       "checks: %s",
+		refuse("the LUKS2 header libcryptsetup made for %s does not pass "
+		       "cvminit's own checks: %s",
 		       st.part.dev, r == 0 ? "no header" : err);
 }
 
@@ -361,8 +365,8 @@ static void measure_identity(struct measurer *m)
 	luks2_identity(&st.hdr, ident, sizeof(ident));
 	r = measure(m, 15, "cvminit:state", ident, strlen(ident));
 	if (r < 0)
-		refuse("cannot measure the state volume's identity (%s) into PCR 15: %s", ident,
-		       strerror(-r));
+		refuse("cannot measure the state volume's identity (%s) into PCR 15: %s",
+		       ident, strerror(-r));
 	log_info("state: measured %s into PCR 15", ident);
 }
 
@@ -373,7 +377,8 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 	struct crypt_pbkdf_type pbkdf = {
 		.type = CRYPT_KDF_PBKDF2,
 		.hash = "sha256",
-		.iterations = 1000, /* the minimum: the passphrase is a full-entropy key */
+		.iterations =
+			1000, /* the minimum: the passphrase is a full-entropy key */
 		.flags = CRYPT_PBKDF_NO_BENCHMARK,
 	};
 	struct crypt_params_luks2 params = {
@@ -393,8 +398,8 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 		refuse("getrandom for the state key failed: %s", strerror(errno));
 	r = seal_key(tpm, s->state_pcrs, key, n, &sealed);
 	if (r < 0)
-		refuse("cannot seal the state key to the TPM (PCRs %s, sha256): %s. See the "
-		       "seal: lines above; nothing was written to %s.",
+		refuse("cannot seal the state key to the TPM (PCRs %s, sha256): %s. See "
+		       "the seal: lines above; nothing was written to %s.",
 		       seal_pcr_list(s->state_pcrs, pcrs, sizeof(pcrs)), strerror(-r),
 		       st.part.dev);
 	t_seal = now_ms();
@@ -410,14 +415,16 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 		       st.part.dev, strerror(-r));
 	crypt_set_data_offset(cd, LUKS2_DATA_OFFSET / 512);
 	crypt_set_metadata_size(cd, LUKS2_HDR_SIZE, KEYSLOTS_SIZE);
-	r = crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, (const char *)key, n,
-			 &params);
+	r = crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, (const char *)key,
+			 n, &params);
 	if (r < 0)
-		refuse("cannot format LUKS2 (aes-xts-plain64, %zu-byte key, %d-byte sectors%s) "
-		       "for %s: %s. Are dm_crypt%s and the crypto modules loaded?",
+		refuse("cannot format LUKS2 (aes-xts-plain64, %zu-byte key, %d-byte "
+		       "sectors%s) for %s: %s. Are dm_crypt%s and the crypto modules "
+		       "loaded?",
 		       n, LUKS2_SECTOR, integ ? ", hmac(sha256)" : "", st.part.dev,
 		       strerror(-r), integ ? ", dm_integrity" : "");
-	r = crypt_keyslot_add_by_volume_key(cd, 0, (const char *)key, n, (const char *)key, n);
+	r = crypt_keyslot_add_by_volume_key(cd, 0, (const char *)key, n,
+					    (const char *)key, n);
 	if (r < 0)
 		refuse("cannot add the keyslot for %s: %s", st.part.dev, strerror(-r));
 	r = crypt_token_json_set(cd, 0, token);
@@ -432,15 +439,17 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 	st.open = true;
 	wait_node(s->device_timeout);
 	/* dm-integrity returns an error for a sector whose tag was never written: write
-	 * them all once (what cryptsetup luksFormat does), before the header is committed,
-	 * so a cut here leaves a blank partition. */
+	 * them all once (what cryptsetup luksFormat does), before the header is
+	 * committed, so a cut here leaves a blank partition. */
 	if (integ) {
-		log_info("state: wiping %s to initialise its integrity tags (hmac(sha256))",
+		log_info("state: wiping %s to initialise its integrity tags "
+			 "(hmac(sha256))",
 			 st.node);
-		r = crypt_wipe(cd, st.node, CRYPT_WIPE_ZERO, 0, 0, WIPE_BLOCK, 0, NULL, NULL);
+		r = crypt_wipe(cd, st.node, CRYPT_WIPE_ZERO, 0, 0, WIPE_BLOCK, 0, NULL,
+			       NULL);
 		if (r < 0)
-			refuse("cannot wipe the new integrity-protected volume %s: %s", st.node,
-			       strerror(-r));
+			refuse("cannot wipe the new integrity-protected volume %s: %s",
+			       st.node, strerror(-r));
 	}
 	t_wipe = now_ms();
 	crypt_free(cd);
@@ -448,17 +457,20 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 	check_own_header();
 	r = commit(true);
 	if (r < 0)
-		refuse("cannot write the new LUKS2 header to %s: %s. The partition is left "
-		       "without a primary header; the next boot starts over.",
+		refuse("cannot write the new LUKS2 header to %s: %s. The partition is "
+		       "left without a primary header; the next boot starts over.",
 		       st.part.dev, strerror(-r));
 	t_commit = now_ms();
-	log_notice("state: first boot: %s is now LUKS2 %s (%s), key sealed to PCRs %s; seal "
-		   "%llu ms, format %llu ms, %s%llu ms, commit %llu ms",
-		   st.part.dev, st.hdr.uuid, integ ? "with hmac(sha256) integrity" : "no integrity",
-		   seal_pcr_list(s->state_pcrs, pcrs, sizeof(pcrs)),
-		   (unsigned long long)(t_seal - t0), (unsigned long long)(t_fmt - t_seal),
-		   integ ? "activate+wipe " : "activate ", (unsigned long long)(t_wipe - t_fmt),
-		   (unsigned long long)(t_commit - t_wipe));
+	log_notice(
+		"state: first boot: %s is now LUKS2 %s (%s), key sealed to PCRs %s; seal "
+		"%llu ms, format %llu ms, %s%llu ms, commit %llu ms",
+		st.part.dev, st.hdr.uuid,
+		integ ? "with hmac(sha256) integrity" : "no integrity",
+		seal_pcr_list(s->state_pcrs, pcrs, sizeof(pcrs)),
+		(unsigned long long)(t_seal - t0), (unsigned long long)(t_fmt - t_seal),
+		integ ? "activate+wipe " : "activate ",
+		(unsigned long long)(t_wipe - t_fmt),
+		(unsigned long long)(t_commit - t_wipe));
 }
 
 /* The TPM refused: name what moved since sealing, unlock nothing, keep the data. */
@@ -469,13 +481,13 @@ _noreturn_ static void refuse_drift(struct tpm *tpm)
 
 	n = seal_drift(tpm, &st.hdr.token, MEASURE_LOG_PATH, 16, msg, sizeof(msg));
 	if (n > 0)
-		refuse("the TPM refuses to unseal the state key of %s: the boot differs from "
-		       "the one it was sealed in: %s. Nothing was unlocked and the data is "
-		       "intact; boot the image the node was set up with.",
+		refuse("the TPM refuses to unseal the state key of %s: the boot differs "
+		       "from the one it was sealed in: %s. Nothing was unlocked and the "
+		       "data is intact; boot the image the node was set up with.",
 		       st.part.dev, msg);
 	if (n < 0)
-		refuse("the TPM refuses to unseal the state key of %s and its PCRs cannot be "
-		       "read: %s. Nothing was unlocked.",
+		refuse("the TPM refuses to unseal the state key of %s and its PCRs "
+		       "cannot be read: %s. Nothing was unlocked.",
 		       st.part.dev, strerror(-n));
 	refuse("the TPM refuses to unseal the state key of %s although PCRs %s are as "
 	       "recorded at sealing: the token does not belong to this header or TPM. "
@@ -492,24 +504,27 @@ static void later_boot(struct tpm *tpm, const uint8_t *area, const struct settin
 	int n, r;
 
 	if (st.hdr.token.pcr_mask != s->state_pcrs)
-		log_warn("state: %s is sealed to PCRs %s; the config's state_pcrs (%s) apply "
-			 "only to a new volume",
-			 st.part.dev, seal_pcr_list(st.hdr.token.pcr_mask, pcrs, sizeof(pcrs)),
-			 seal_pcr_list(s->state_pcrs, pcrs2, sizeof(pcrs2)));
+		log_warn(
+			"state: %s is sealed to PCRs %s; the config's state_pcrs (%s) "
+			"apply only to a new volume",
+			st.part.dev,
+			seal_pcr_list(st.hdr.token.pcr_mask, pcrs, sizeof(pcrs)),
+			seal_pcr_list(s->state_pcrs, pcrs2, sizeof(pcrs2)));
 	n = unseal_key(tpm, &st.hdr.token, key);
 	if (n == -EKEYREJECTED)
 		refuse_drift(tpm);
 	if (n == -ENOKEY)
 		refuse("the state key of %s was sealed by another TPM (or this one was "
-		       "cleared): this node cannot open it. Nothing was unlocked. Give the "
-		       "node a blank state partition to start over.",
+		       "cleared): this node cannot open it. Nothing was unlocked. Give "
+		       "the node a blank state partition to start over.",
 		       st.part.dev);
 	if (n < 0)
-		refuse("cannot unseal the state key of %s: %s. See the seal: lines above.",
+		refuse("cannot unseal the state key of %s: %s. See the seal: lines "
+		       "above.",
 		       st.part.dev, strerror(-n));
 	if ((size_t)n != st.hdr.volume_key_size)
-		refuse("the key unsealed for %s has %d bytes; the header wants %u", st.part.dev,
-		       n, st.hdr.volume_key_size);
+		refuse("the key unsealed for %s has %d bytes; the header wants %u",
+		       st.part.dev, n, st.hdr.volume_key_size);
 	t_unseal = now_ms();
 
 	/* libcryptsetup gets the validated bytes, never the disk's: a header the host
@@ -529,30 +544,35 @@ static void later_boot(struct tpm *tpm, const uint8_t *area, const struct settin
 	    crypt_get_data_offset(cd) != LUKS2_DATA_OFFSET / 512 ||
 	    crypt_get_sector_size(cd) != LUKS2_SECTOR || !crypt_get_uuid(cd) ||
 	    !streq(crypt_get_uuid(cd), st.hdr.uuid))
-		refuse("libcryptsetup reads the header copy of %s differently from cvminit "
-		       "(cipher %s-%s, key %d bytes)",
+		refuse("libcryptsetup reads the header copy of %s differently from "
+		       "cvminit (cipher %s-%s, key %d bytes)",
 		       st.part.dev, crypt_get_cipher(cd), crypt_get_cipher_mode(cd),
 		       crypt_get_volume_key_size(cd));
-	r = crypt_activate_by_volume_key(cd, STATE_DM_NAME, (const char *)key, (size_t)n, 0);
+	r = crypt_activate_by_volume_key(cd, STATE_DM_NAME, (const char *)key, (size_t)n,
+					 0);
 	explicit_bzero(key, sizeof(key));
 	crypt_free(cd);
 	if (r == -EPERM)
-		refuse("the key the TPM unsealed does not match the LUKS2 digest of %s: the "
-		       "header is not the one sealed with this key. Nothing was unlocked.",
+		refuse("the key the TPM unsealed does not match the LUKS2 digest of %s: "
+		       "the header is not the one sealed with this key. Nothing was "
+		       "unlocked.",
 		       st.part.dev);
 	if (r < 0)
-		refuse("cannot activate the state volume on %s: %s. Are dm_crypt%s and the "
-		       "crypto modules loaded?",
-		       st.part.dev, strerror(-r), st.hdr.integrity[0] ? ", dm_integrity" : "");
+		refuse("cannot activate the state volume on %s: %s. Are dm_crypt%s and "
+		       "the crypto modules loaded?",
+		       st.part.dev, strerror(-r),
+		       st.hdr.integrity[0] ? ", dm_integrity" : "");
 	st.open = true;
 	wait_node(s->device_timeout);
-	log_notice("state: %s: LUKS2 %s unsealed (PCRs %s) in %llu ms, activated as %s in "
-		   "%llu ms%s",
-		   st.part.dev, st.hdr.uuid,
-		   seal_pcr_list(st.hdr.token.pcr_mask, pcrs, sizeof(pcrs)),
-		   (unsigned long long)(t_unseal - t0), st.node,
-		   (unsigned long long)(now_ms() - t_unseal),
-		   st.hdr.token.initialized ? "" : " (setup not finished: state_mount does)");
+	log_notice(
+		"state: %s: LUKS2 %s unsealed (PCRs %s) in %llu ms, activated as %s in "
+		"%llu ms%s",
+		st.part.dev, st.hdr.uuid,
+		seal_pcr_list(st.hdr.token.pcr_mask, pcrs, sizeof(pcrs)),
+		(unsigned long long)(t_unseal - t0), st.node,
+		(unsigned long long)(now_ms() - t_unseal),
+		st.hdr.token.initialized ? ""
+					 : " (setup not finished: state_mount does)");
 }
 
 void state_open(struct measurer *m, const struct settings *s)
@@ -565,9 +585,9 @@ void state_open(struct measurer *m, const struct settings *s)
 	int r;
 
 	if (!tpm)
-		refuse("the state partition's key is sealed to a TPM and this node has %s. "
-		       "Give the confidential VM a vTPM (measure=optional does not cover the "
-		       "state).",
+		refuse("the state partition's key is sealed to a TPM and this node has "
+		       "%s. Give the confidential VM a vTPM (measure=optional does not "
+		       "cover the state).",
 		       m ? "no TPM (its measurements go to TDX RTMRs)" : "no TPM");
 	if (mlock(key, sizeof(key)) < 0)
 		refuse("cannot lock the key buffer in memory: %s", strerror(errno));
@@ -577,40 +597,47 @@ void state_open(struct measurer *m, const struct settings *s)
 	/* The header is read once, here; everything after uses this copy. */
 	fd = open(st.part.dev, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || read_all(fd, area, sizeof(area), 0) < 0)
-		refuse("cannot read the state partition %s: %s", st.part.dev, strerror(errno));
+		refuse("cannot read the state partition %s: %s", st.part.dev,
+		       strerror(errno));
 	if (ioctl(fd, BLKGETSIZE64, &size) < 0 || size < STATE_MIN_SIZE)
-		refuse("the state partition %s has %llu bytes; it needs at least %llu", st.part.dev,
-		       (unsigned long long)size, (unsigned long long)STATE_MIN_SIZE);
+		refuse("the state partition %s has %llu bytes; it needs at least %llu",
+		       st.part.dev, (unsigned long long)size,
+		       (unsigned long long)STATE_MIN_SIZE);
 	r = luks2_inspect(area, sizeof(area), &st.hdr, err, sizeof(err));
 	if (r < 0)
-		refuse("the state partition %s does not hold a LUKS2 volume cvminit accepts: %s. "
-		       "Refusing to use or format it.",
+		refuse("the state partition %s does not hold a LUKS2 volume cvminit "
+		       "accepts: %s. Refusing to use or format it.",
 		       st.part.dev, err);
 	if (r == 0) {
 		r = probe_fs(st.part.dev, type, sizeof(type));
 		if (r != 0)
-			refuse("the state partition %s holds %s: refusing to format over it. Give "
-			       "the node an empty state partition or the disk it made.",
+			refuse("the state partition %s holds %s: refusing to format over "
+			       "it. Give the node an empty state partition or the disk "
+			       "it made.",
 			       st.part.dev, r < 0 ? "something unreadable" : type);
 		log_notice("state: %s (partuuid %s) is blank: first boot", st.part.dev,
 			   st.part.uuid);
 		first_boot(tpm, s);
 	} else if (st.hdr.primary_missing) {
 		if (st.hdr.token.initialized)
-			refuse("the primary LUKS2 header of %s is gone but its secondary copy says "
-			       "the volume holds data: repair the header from its copy "
-			       "(cryptsetup repair) on a trusted host",
+			refuse("the primary LUKS2 header of %s is gone but its secondary "
+			       "copy says the volume holds data: repair the header from "
+			       "its copy (cryptsetup repair) on a trusted host",
 			       st.part.dev);
-		log_notice("state: %s has only a secondary header with an unfinished setup: the "
-			   "first boot was cut off; starting it over",
-			   st.part.dev);
+		log_notice(
+			"state: %s has only a secondary header with an unfinished setup: "
+			"the first boot was cut off; starting it over",
+			st.part.dev);
 		first_boot(tpm, s);
 	} else {
-		log_info("state: %s: LUKS2 %s, %s %u-bit, %u-byte sectors, integrity %s, header "
-			 "copy %s (seqid %llu) validated",
-			 st.part.dev, st.hdr.uuid, st.hdr.cipher, st.hdr.key_bits,
-			 st.hdr.sector_size, st.hdr.integrity[0] ? st.hdr.integrity : "none",
-			 st.hdr.copy ? "secondary" : "primary", (unsigned long long)st.hdr.seqid);
+		log_info(
+			"state: %s: LUKS2 %s, %s %u-bit, %u-byte sectors, integrity %s, "
+			"header copy %s (seqid %llu) validated",
+			st.part.dev, st.hdr.uuid, st.hdr.cipher, st.hdr.key_bits,
+			st.hdr.sector_size,
+			st.hdr.integrity[0] ? st.hdr.integrity : "none",
+			st.hdr.copy ? "secondary" : "primary",
+			(unsigned long long)st.hdr.seqid);
 		later_boot(tpm, area, s);
 	}
 	measure_identity(m);
@@ -637,16 +664,16 @@ static void set_initialized(void)
 	if (r >= 0)
 		r = commit(false);
 	if (r < 0)
-		refuse("cannot record in the LUKS2 token of %s that its filesystem is complete: "
-		       "%s",
+		refuse("cannot record in the LUKS2 token of %s that its filesystem is "
+		       "complete: %s",
 		       st.part.dev, strerror(-r));
 	log_info("state: %s marked initialized in its LUKS2 token", st.part.dev);
 }
 
 int state_mount(void)
 {
-	char *mkfs[] = { "/usr/sbin/mkfs.ext4", "-q", "-L", "state", "-E", "nodiscard", NULL,
-			 NULL };
+	char *mkfs[] = {"/usr/sbin/mkfs.ext4", "-q", "-L", "state", "-E",
+			"nodiscard",	       NULL, NULL};
 	char type[64] = "";
 	uint64_t t0 = now_ms();
 	int made = 0, r;
@@ -655,24 +682,26 @@ int state_mount(void)
 		refuse("the state volume was not opened in the initrd");
 	r = probe_fs(st.node, type, sizeof(type));
 	if (r < 0)
-		refuse("cannot read the state volume %s (on %s): %s", st.node, st.part.dev,
+		refuse("cannot read the state volume %s (on %s): %s", st.node,
+		       st.part.dev,
 		       r == -EBUSY ? "more than one signature on it" : strerror(-r));
 	if (r == 0 && st.hdr.token.initialized)
 		refuse("the state volume %s (on %s) is marked initialized but holds no "
-		       "filesystem: its data was destroyed. Refusing to format over it; give "
-		       "the node a blank state partition to start over.",
+		       "filesystem: its data was destroyed. Refusing to format over it; "
+		       "give the node a blank state partition to start over.",
 		       st.node, st.part.dev);
 	if (r == 1 && !streq(type, "ext4"))
-		refuse("the state volume %s (on %s) holds %s, not ext4: refusing to format "
-		       "over it",
+		refuse("the state volume %s (on %s) holds %s, not ext4: refusing to "
+		       "format over it",
 		       st.node, st.part.dev, type);
 	if (r == 0) {
-		log_notice("state: %s is blank: first boot, making ext4 on %s", st.part.dev,
-			   st.node);
+		log_notice("state: %s is blank: first boot, making ext4 on %s",
+			   st.part.dev, st.node);
 		mkfs[6] = st.node;
 		r = run_wait(mkfs);
 		if (r != 0)
-			refuse("mkfs.ext4 on the state volume %s failed (status %d)", st.node, r);
+			refuse("mkfs.ext4 on the state volume %s failed (status %d)",
+			       st.node, r);
 		made = 1;
 	} else if (!st.hdr.token.initialized) {
 		log_notice("state: %s already holds ext4 (a previous boot stopped before "
@@ -682,8 +711,8 @@ int state_mount(void)
 	mkdir(STATE_MOUNT, 0755);
 	if (mount(st.node, STATE_MOUNT, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME,
 		  "errors=remount-ro") < 0)
-		refuse("cannot mount the state volume %s (ext4, on %s) on %s: %s", st.node,
-		       st.part.dev, STATE_MOUNT, strerror(errno));
+		refuse("cannot mount the state volume %s (ext4, on %s) on %s: %s",
+		       st.node, st.part.dev, STATE_MOUNT, strerror(errno));
 	/* Only a filesystem that mounts is recorded as the volume's: a cut (or an error)
 	 * before this leaves initialized=false, and the next boot looks again. */
 	if (!st.hdr.token.initialized)
@@ -718,7 +747,8 @@ static int overlay_writable(const char *dir, const char *name)
 	snprintf(work, sizeof(work), "/var/lib/cvminit/overlay/%s/work", name);
 	mkdir_p(upper, 0755);
 	mkdir_p(work, 0700);
-	snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", dir, upper, work);
+	snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", dir, upper,
+		 work);
 	if (mount("overlay", dir, "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
 		return log_errno(-errno, "state: overlay on %s", dir);
 	log_info("state: %s is writable (changes kept in %s)", dir, upper);
@@ -739,12 +769,12 @@ void state_writable_paths(void)
 	 * config under /etc/cni; the root keeps its own files underneath. */
 	if (overlay_writable("/etc/kubernetes", "etc-kubernetes") < 0 ||
 	    overlay_writable("/etc/cni", "etc-cni") < 0)
-		fail_closed("cannot make /etc/kubernetes and /etc/cni writable: kubelet would "
-			    "fail; is the overlay module in the initrd?");
+		fail_closed(
+			"cannot make /etc/kubernetes and /etc/cni writable: kubelet "
+			"would fail; is the overlay module in the initrd?");
 	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
 		log_warn_errno(-errno, "state: tmpfs on /tmp");
 }
-
 
 void state_close(void)
 {

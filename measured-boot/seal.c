@@ -52,31 +52,34 @@ static bool tpm_rc_is(TSS2_RC rc, TSS2_RC want)
 static int srk_create(ESYS_CONTEXT *esys, ESYS_TR *srk)
 {
 	TPM2B_PUBLIC tmpl = {
-		.publicArea = {
-			.type = TPM2_ALG_ECC,
-			.nameAlg = TPM2_ALG_SHA256,
-			.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-					    TPMA_OBJECT_SENSITIVEDATAORIGIN |
-					    TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
-					    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
-			.parameters.eccDetail = {
-				.symmetric = { .algorithm = TPM2_ALG_AES,
-					       .keyBits.aes = 128,
-					       .mode.aes = TPM2_ALG_CFB },
-				.scheme.scheme = TPM2_ALG_NULL,
-				.curveID = TPM2_ECC_NIST_P256,
-				.kdf.scheme = TPM2_ALG_NULL,
+		.publicArea =
+			{
+				.type = TPM2_ALG_ECC,
+				.nameAlg = TPM2_ALG_SHA256,
+				.objectAttributes =
+					TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+					TPMA_OBJECT_SENSITIVEDATAORIGIN |
+					TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
+					TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+				.parameters.eccDetail =
+					{
+						.symmetric = {.algorithm = TPM2_ALG_AES,
+							      .keyBits.aes = 128,
+							      .mode.aes = TPM2_ALG_CFB},
+						.scheme.scheme = TPM2_ALG_NULL,
+						.curveID = TPM2_ECC_NIST_P256,
+						.kdf.scheme = TPM2_ALG_NULL,
+					},
 			},
-		},
 	};
-	TPM2B_SENSITIVE_CREATE sens = { 0 };
-	TPM2B_DATA outside = { 0 };
-	TPML_PCR_SELECTION none = { 0 };
+	TPM2B_SENSITIVE_CREATE sens = {0};
+	TPM2B_DATA outside = {0};
+	TPML_PCR_SELECTION none = {0};
 	TSS2_RC rc;
 
 	rc = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-				ESYS_TR_NONE, &sens, &tmpl, &outside, &none, srk, NULL, NULL,
-				NULL, NULL);
+				ESYS_TR_NONE, &sens, &tmpl, &outside, &none, srk, NULL,
+				NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_fail(rc, "CreatePrimary (SRK, ECC P-256, owner hierarchy)");
 	return 0;
@@ -90,7 +93,8 @@ static void pcr_selection(uint32_t mask, TPML_PCR_SELECTION *sel)
 	sel->pcrSelections[0].sizeofSelect = 3;
 	for (unsigned i = 0; i < SEAL_PCR_MAX; i++)
 		if (mask & (1u << i))
-			sel->pcrSelections[0].pcrSelect[i / 8] |= (uint8_t)(1u << (i % 8));
+			sel->pcrSelections[0].pcrSelect[i / 8] |=
+				(uint8_t)(1u << (i % 8));
 }
 
 /* Reads the masked PCRs of the sha256 bank into values[pcr]. */
@@ -114,12 +118,13 @@ static int pcrs_read(struct tpm *t, uint32_t mask, uint8_t values[][SEAL_DIGEST_
 /* The policy digest of one PolicyPCR over these values, computed by the TPM in a trial
  * session (so our digest is the TPM's own idea of it). */
 static int policy_digest(ESYS_CONTEXT *esys, uint32_t mask,
-			 uint8_t values[][SEAL_DIGEST_SIZE], uint8_t out[SEAL_DIGEST_SIZE])
+			 uint8_t values[][SEAL_DIGEST_SIZE],
+			 uint8_t out[SEAL_DIGEST_SIZE])
 {
-	const TPMT_SYM_DEF none = { .algorithm = TPM2_ALG_NULL };
+	const TPMT_SYM_DEF none = {.algorithm = TPM2_ALG_NULL};
 	mbedtls_sha256_context ctx;
 	TPML_PCR_SELECTION sel;
-	TPM2B_DIGEST pcr_digest = { .size = SEAL_DIGEST_SIZE };
+	TPM2B_DIGEST pcr_digest = {.size = SEAL_DIGEST_SIZE};
 	TPM2B_DIGEST *digest = NULL;
 	ESYS_TR trial = ESYS_TR_NONE;
 	TSS2_RC rc;
@@ -164,13 +169,14 @@ out:
 
 /* A session salted with the SRK: its key is derived from a secret only the TPM can
  * decrypt, so the parameters it encrypts are safe from anyone on the TPM's bus. */
-static int salted_session(ESYS_CONTEXT *esys, ESYS_TR srk, TPM2_SE type, TPMA_SESSION attrs,
-			  ESYS_TR *ret)
+static int salted_session(ESYS_CONTEXT *esys, ESYS_TR srk, TPM2_SE type,
+			  TPMA_SESSION attrs, ESYS_TR *ret)
 {
 	TSS2_RC rc;
 
 	rc = Esys_StartAuthSession(esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-				   ESYS_TR_NONE, NULL, type, &session_aes, TPM2_ALG_SHA256, ret);
+				   ESYS_TR_NONE, NULL, type, &session_aes,
+				   TPM2_ALG_SHA256, ret);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_fail(rc, "StartAuthSession (salted with the SRK)");
 	rc = Esys_TRSess_SetAttributes(esys, *ret, attrs, 0xff);
@@ -195,11 +201,13 @@ static uint16_t get16(const uint8_t *p)
 	return (uint16_t)(p[0] << 8 | p[1]);
 }
 
-static int blob_marshal(const TPM2B_PRIVATE *priv, const TPM2B_PUBLIC *pub, struct sealed *s)
+static int blob_marshal(const TPM2B_PRIVATE *priv, const TPM2B_PUBLIC *pub,
+			struct sealed *s)
 {
 	const TPMT_PUBLIC *a = &pub->publicArea;
 	uint8_t *p = s->blob;
-	size_t pub_len = 2 + 2 + 4 + 2 + a->authPolicy.size + 2 + 2 + a->unique.keyedHash.size;
+	size_t pub_len =
+		2 + 2 + 4 + 2 + a->authPolicy.size + 2 + 2 + a->unique.keyedHash.size;
 
 	if (a->type != TPM2_ALG_KEYEDHASH ||
 	    a->parameters.keyedHashDetail.scheme.scheme != TPM2_ALG_NULL ||
@@ -236,7 +244,8 @@ static int blob_unmarshal(const struct sealed *s, TPM2B_PRIVATE *priv, TPM2B_PUB
 
 	memset(priv, 0, sizeof(*priv));
 	memset(pub, 0, sizeof(*pub));
-	if (end - p < 2 || (n = get16(p)) > sizeof(priv->buffer) || (size_t)(end - p) < 2 + n)
+	if (end - p < 2 || (n = get16(p)) > sizeof(priv->buffer) ||
+	    (size_t)(end - p) < 2 + n)
 		goto bad;
 	priv->size = (uint16_t)n;
 	memcpy(priv->buffer, p + 2, n);
@@ -249,8 +258,8 @@ static int blob_unmarshal(const struct sealed *s, TPM2B_PRIVATE *priv, TPM2B_PUB
 		goto bad;
 	a->type = get16(p);
 	a->nameAlg = get16(p + 2);
-	a->objectAttributes = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 |
-			      (uint32_t)p[6] << 8 | p[7];
+	a->objectAttributes =
+		(uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
 	n = get16(p + 8);
 	p += 10;
 	if (n != SEAL_DIGEST_SIZE || (size_t)(end - p) < n + 4)
@@ -276,13 +285,15 @@ static int blob_unmarshal(const struct sealed *s, TPM2B_PRIVATE *priv, TPM2B_PUB
 		return -EBADMSG;
 	}
 	if (memcmp(a->authPolicy.buffer, s->policy, SEAL_DIGEST_SIZE) != 0) {
-		snprintf(err, errlen, "the sealed object's policy is not tpm2-policy-hash");
+		snprintf(err, errlen,
+			 "the sealed object's policy is not tpm2-policy-hash");
 		return -EBADMSG;
 	}
 	return 0;
 bad:
-	snprintf(err, errlen, "tpm2-blob is not a marshalled TPM2B_PRIVATE + TPM2B_PUBLIC "
-			      "(%zu bytes)", s->blob_len);
+	snprintf(err, errlen,
+		 "tpm2-blob is not a marshalled TPM2B_PRIVATE + TPM2B_PUBLIC (%zu bytes)",
+		 s->blob_len);
 	return -EBADMSG;
 }
 
@@ -291,10 +302,10 @@ int seal_key(struct tpm *t, uint32_t pcr_mask, const uint8_t *key, size_t len,
 {
 	ESYS_CONTEXT *esys = tpm_esys(t);
 	ESYS_TR srk = ESYS_TR_NONE, sess = ESYS_TR_NONE;
-	TPM2B_SENSITIVE_CREATE sens = { 0 };
-	TPM2B_PUBLIC tmpl = { 0 };
-	TPM2B_DATA outside = { 0 };
-	TPML_PCR_SELECTION none = { 0 };
+	TPM2B_SENSITIVE_CREATE sens = {0};
+	TPM2B_PUBLIC tmpl = {0};
+	TPM2B_DATA outside = {0};
+	TPML_PCR_SELECTION none = {0};
 	TPM2B_PRIVATE *priv = NULL;
 	TPM2B_PUBLIC *pub = NULL;
 	TSS2_RC rc;
@@ -315,8 +326,8 @@ int seal_key(struct tpm *t, uint32_t pcr_mask, const uint8_t *key, size_t len,
 	r = srk_create(esys, &srk);
 	if (r < 0)
 		return r;
-	/* The key is the Create command's first parameter: DECRYPT has the TPM decrypt it,
-	 * so it never crosses the bus in clear. */
+	/* The key is the Create command's first parameter: DECRYPT has the TPM decrypt
+	 * it, so it never crosses the bus in clear. */
 	r = salted_session(esys, srk, TPM2_SE_HMAC, TPMA_SESSION_DECRYPT, &sess);
 	if (r < 0)
 		goto out;
@@ -330,8 +341,8 @@ int seal_key(struct tpm *t, uint32_t pcr_mask, const uint8_t *key, size_t len,
 	sens.sensitive.data.size = (uint16_t)len;
 	memcpy(sens.sensitive.data.buffer, key, len);
 
-	rc = Esys_Create(esys, srk, sess, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &outside,
-			 &none, &priv, &pub, NULL, NULL, NULL);
+	rc = Esys_Create(esys, srk, sess, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
+			 &outside, &none, &priv, &pub, NULL, NULL, NULL);
 	explicit_bzero(&sens, sizeof(sens));
 	if (rc != TSS2_RC_SUCCESS) {
 		r = tss_fail(rc, "Create (sealed key object)");
@@ -341,8 +352,10 @@ int seal_key(struct tpm *t, uint32_t pcr_mask, const uint8_t *key, size_t len,
 	sess = ESYS_TR_NONE;
 	r = blob_marshal(priv, pub, out);
 	if (r < 0)
-		log_error("seal: the TPM returned a sealed object that does not marshal into "
-			  "%zu bytes", sizeof(out->blob));
+		log_error(
+			"seal: the TPM returned a sealed object that does not marshal "
+			"into %zu bytes",
+			sizeof(out->blob));
 out:
 	Esys_Free(priv);
 	Esys_Free(pub);
@@ -356,7 +369,7 @@ int unseal_key(struct tpm *t, const struct sealed *s, uint8_t *key)
 {
 	ESYS_CONTEXT *esys = tpm_esys(t);
 	ESYS_TR srk = ESYS_TR_NONE, obj = ESYS_TR_NONE, sess = ESYS_TR_NONE;
-	TPM2B_DIGEST empty = { 0 };
+	TPM2B_DIGEST empty = {0};
 	TPML_PCR_SELECTION sel;
 	TPM2B_SENSITIVE_DATA *data = NULL;
 	TPM2B_PRIVATE priv;
@@ -373,11 +386,13 @@ int unseal_key(struct tpm *t, const struct sealed *s, uint8_t *key)
 	r = srk_create(esys, &srk);
 	if (r < 0)
 		return r;
-	rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub,
-		       &obj);
+	rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv,
+		       &pub, &obj);
 	if (rc != TSS2_RC_SUCCESS) {
-		log_error("seal: the sealed key does not load under this TPM's SRK: %s (0x%x)",
-			  Tss2_RC_Decode(rc), rc);
+		log_error(
+			"seal: the sealed key does not load under this TPM's SRK: %s "
+			"(0x%x)",
+			Tss2_RC_Decode(rc), rc);
 		r = -ENOKEY;
 		goto out;
 	}
@@ -387,15 +402,18 @@ int unseal_key(struct tpm *t, const struct sealed *s, uint8_t *key)
 		goto out;
 	/* An empty pcrDigest: the TPM takes the PCRs' values as they are now. */
 	pcr_selection(s->pcr_mask, &sel);
-	rc = Esys_PolicyPCR(esys, sess, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty, &sel);
+	rc = Esys_PolicyPCR(esys, sess, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty,
+			    &sel);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = tss_fail(rc, "PolicyPCR");
 		goto out;
 	}
 	rc = Esys_Unseal(esys, obj, sess, ESYS_TR_NONE, ESYS_TR_NONE, &data);
 	if (tpm_rc_is(rc, TPM2_RC_POLICY_FAIL)) {
-		log_error("seal: the TPM refused to unseal: the PCR policy does not match "
-			  "(%s)", Tss2_RC_Decode(rc));
+		log_error(
+			"seal: the TPM refused to unseal: the PCR policy does not match "
+			"(%s)",
+			Tss2_RC_Decode(rc));
 		r = -EKEYREJECTED;
 		goto out;
 	}
@@ -436,7 +454,9 @@ static int unhex(const char *s, uint8_t *out, size_t n)
 		return -EINVAL;
 	for (size_t i = 0; i < 2 * n; i++) {
 		char c = s[i];
-		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		int v = c >= '0' && c <= '9'   ? c - '0'
+			: c >= 'a' && c <= 'f' ? c - 'a' + 10
+					       : -1;
 		if (v < 0)
 			return -EINVAL;
 		if (i % 2 == 0)
@@ -509,9 +529,16 @@ out:
 }
 
 static const char *const token_fields[] = {
-	"type",		    "keyslots",		"tpm2-blob",	      "tpm2-pcrs",
-	"tpm2-pcr-bank",    "tpm2-primary-alg", "tpm2-policy-hash",   "tpm2-pin",
-	"cvminit-pcr-values", "cvminit-initialized",
+	"type",
+	"keyslots",
+	"tpm2-blob",
+	"tpm2-pcrs",
+	"tpm2-pcr-bank",
+	"tpm2-primary-alg",
+	"tpm2-policy-hash",
+	"tpm2-pin",
+	"cvminit-pcr-values",
+	"cvminit-initialized",
 };
 
 static json_object *field(json_object *o, const char *name, json_type type)
@@ -523,11 +550,11 @@ static json_object *field(json_object *o, const char *name, json_type type)
 	return v;
 }
 
-#define BAD(...)                                                                          \
-	do {                                                                              \
-		snprintf(err, errlen, __VA_ARGS__);                                       \
-		r = -EBADMSG;                                                             \
-		goto out;                                                                 \
+#define BAD(...)                                                                         \
+	do {                                                                             \
+		snprintf(err, errlen, __VA_ARGS__);                                      \
+		r = -EBADMSG;                                                            \
+		goto out;                                                                \
 	} while (0)
 
 int seal_token_parse(const char *json, struct sealed *s, char *err, size_t errlen)
@@ -547,18 +574,21 @@ int seal_token_parse(const char *json, struct sealed *s, char *err, size_t errle
 		json_object_put(tok);
 		return -EBADMSG;
 	}
-	json_object_object_foreach(tok, key, val) {
+	json_object_object_foreach(tok, key, val)
+	{
 		bool known = false;
 		(void)val;
 		for (size_t i = 0; i < ARRAY_SIZE(token_fields); i++)
 			known |= streq(key, token_fields[i]);
 		if (!known)
-			BAD("the token has a field cvminit does not write: \"%.40s\"", key);
+			BAD("the token has a field cvminit does not write: \"%.40s\"",
+			    key);
 	}
 	if (!(v = field(tok, "type", json_type_string)) ||
 	    !streq(json_object_get_string(v), SEAL_TOKEN_TYPE))
 		BAD("the token's type is not \"%s\"", SEAL_TOKEN_TYPE);
-	if (!(v = field(tok, "keyslots", json_type_array)) || json_object_array_length(v) != 1 ||
+	if (!(v = field(tok, "keyslots", json_type_array)) ||
+	    json_object_array_length(v) != 1 ||
 	    !json_object_is_type(json_object_array_get_idx(v, 0), json_type_string) ||
 	    !streq(json_object_get_string(json_object_array_get_idx(v, 0)), "0"))
 		BAD("the token's keyslots are not [\"0\"]");
@@ -568,21 +598,25 @@ int seal_token_parse(const char *json, struct sealed *s, char *err, size_t errle
 	if (!(v = field(tok, "tpm2-primary-alg", json_type_string)) ||
 	    !streq(json_object_get_string(v), "ecc"))
 		BAD("tpm2-primary-alg is not \"ecc\"");
-	if (!(v = field(tok, "tpm2-pin", json_type_boolean)) || json_object_get_boolean(v))
+	if (!(v = field(tok, "tpm2-pin", json_type_boolean)) ||
+	    json_object_get_boolean(v))
 		BAD("tpm2-pin is not false (cvminit seals without a PIN)");
 	if (!(v = field(tok, "cvminit-initialized", json_type_boolean)))
 		BAD("cvminit-initialized is missing or not a boolean");
 	s->initialized = json_object_get_boolean(v);
 	if (!(v = field(tok, "tpm2-policy-hash", json_type_string)) ||
 	    unhex(json_object_get_string(v), s->policy, SEAL_DIGEST_SIZE) < 0)
-		BAD("tpm2-policy-hash is not %d lower-case hex digits", 2 * SEAL_DIGEST_SIZE);
+		BAD("tpm2-policy-hash is not %d lower-case hex digits",
+		    2 * SEAL_DIGEST_SIZE);
 
 	if (!(v = field(tok, "tpm2-pcrs", json_type_array)) ||
 	    (n = json_object_array_length(v)) == 0 || n > SEAL_PCR_MAX)
 		BAD("tpm2-pcrs is not a non-empty array of PCR numbers");
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_array_get_idx(v, i);
-		int64_t p = json_object_is_type(e, json_type_int) ? json_object_get_int64(e) : -1;
+		int64_t p = json_object_is_type(e, json_type_int)
+				    ? json_object_get_int64(e)
+				    : -1;
 		/* Ascending and unique, as written. */
 		if (p < 0 || p >= SEAL_PCR_MAX || (s->pcr_mask >> p) != 0)
 			BAD("tpm2-pcrs is not an ascending list of PCRs 0-23");
@@ -597,7 +631,8 @@ int seal_token_parse(const char *json, struct sealed *s, char *err, size_t errle
 			continue;
 		snprintf(idx, sizeof(idx), "%u", i);
 		if (!(v = field(values, idx, json_type_string)) ||
-		    unhex(json_object_get_string(v), s->pcr_values[i], SEAL_DIGEST_SIZE) < 0)
+		    unhex(json_object_get_string(v), s->pcr_values[i], SEAL_DIGEST_SIZE) <
+			    0)
 			BAD("cvminit-pcr-values has no sha256 value for PCR %u", i);
 	}
 
@@ -621,7 +656,7 @@ int seal_drift(struct tpm *t, const struct sealed *s, const char *log_path, int 
 {
 	uint8_t now[SEAL_PCR_MAX][SEAL_DIGEST_SIZE];
 	char want[2 * SEAL_DIGEST_SIZE + 1], got[2 * SEAL_DIGEST_SIZE + 1];
-	struct eventlog log = { 0 };
+	struct eventlog log = {0};
 	size_t o = 0, bad_off;
 	int r, drifted = 0, have_log;
 
@@ -652,15 +687,17 @@ int seal_drift(struct tpm *t, const struct sealed *s, const char *log_path, int 
 		}
 		if (!eo)
 			snprintf(events, sizeof(events), "%s",
-				 have_log < 0 ? "(no event log)"
-					      : "(none by cvminit: firmware or boot loader)");
-		log_error("seal: PCR %u (sha256) expected %s got %s; events: %s", i, want, got,
-			  events);
+				 have_log < 0
+					 ? "(no event log)"
+					 : "(none by cvminit: firmware or boot loader)");
+		log_error("seal: PCR %u (sha256) expected %s got %s; events: %s", i, want,
+			  got, events);
 		if (o < len)
-			o += (size_t)snprintf(msg + o, len - o,
-					      "%sPCR %u expected %.*s got %.*s (events: %s)",
-					      o ? "; " : "", i, hex_chars, want, hex_chars, got,
-					      events);
+			o += (size_t)snprintf(
+				msg + o, len - o,
+				"%sPCR %u expected %.*s got %.*s (events: %s)",
+				o ? "; " : "", i, hex_chars, want, hex_chars, got,
+				events);
 	}
 	eventlog_free(&log);
 	return drifted;

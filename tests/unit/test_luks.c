@@ -32,7 +32,8 @@ static void sh(const char *fmt, ...)
 
 static void need_cryptsetup(void)
 {
-	if (access("/usr/sbin/cryptsetup", X_OK) != 0 && access("/sbin/cryptsetup", X_OK) != 0)
+	if (access("/usr/sbin/cryptsetup", X_OK) != 0 &&
+	    access("/sbin/cryptsetup", X_OK) != 0)
 		SKIP("cryptsetup is not installed (apt-get install cryptsetup-bin)");
 	snprintf(dir, sizeof(dir), "/tmp/cvminit-luks.%d", (int)getpid());
 	mkdir(dir, 0700);
@@ -48,8 +49,8 @@ static void cleanup(void)
  * validator checks the form, the TPM checks the rest at unseal). */
 static char *token_json(bool initialized)
 {
-	struct sealed s = { .pcr_mask = (1u << 7) | (1u << 11) | (1u << 15),
-			    .initialized = initialized };
+	struct sealed s = {.pcr_mask = (1u << 7) | (1u << 11) | (1u << 15),
+			   .initialized = initialized};
 	uint8_t *p = s.blob;
 	char *json;
 
@@ -98,9 +99,9 @@ static void make_disk(const char *name)
 
 	sh("head -c 64 /dev/urandom > %s", path("key"));
 	sh("truncate -s " PART_SIZE " %s", path(name));
-	sh("cryptsetup luksFormat -q --type luks2 --cipher aes-xts-plain64 --key-size 512 "
-	   "--sector-size 4096 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --hash sha256 "
-	   "--key-file %s %s",
+	sh("cryptsetup luksFormat -q --type luks2 --cipher aes-xts-plain64 --key-size "
+	   "512 --sector-size 4096 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --hash "
+	   "sha256 --key-file %s %s",
 	   path("key"), path(name));
 	write_text("token.json", tok);
 	sh("cryptsetup token import --token-id 0 --json-file %s %s", path("token.json"),
@@ -234,7 +235,8 @@ TEST(luks_luks1_refused)
 	atexit(cleanup);
 	sh("head -c 32 /dev/urandom > %s", path("key"));
 	sh("truncate -s " PART_SIZE " %s", path("l1"));
-	sh("cryptsetup luksFormat -q --type luks1 --pbkdf-force-iterations 1000 --key-file %s %s",
+	sh("cryptsetup luksFormat -q --type luks1 --pbkdf-force-iterations 1000 "
+	   "--key-file %s %s",
 	   path("key"), path("l1"));
 	a = read_area("l1");
 	expect_refused(a, -EPROTONOSUPPORT, "only LUKS2 is accepted");
@@ -261,7 +263,6 @@ TEST(luks_cipher_null_refused)
 		  "\"encryption\":\"aes-cbc-essiv:sha256\",\"sector_size\"");
 	expect_refused(a, -EBADMSG, "the only one allowed is aes-xts-plain64");
 	free(a);
-
 }
 
 TEST(luks_extra_keyslot_refused)
@@ -272,8 +273,8 @@ TEST(luks_extra_keyslot_refused)
 	atexit(cleanup);
 	make_disk("disk");
 	sh("echo -n host-passphrase > %s", path("pw"));
-	sh("cryptsetup luksAddKey -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file %s "
-	   "%s %s",
+	sh("cryptsetup luksAddKey -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "
+	   "--key-file %s %s %s",
 	   path("key"), path("disk"), path("pw"));
 	a = read_area("disk");
 	expect_refused(a, -EBADMSG, "has 2 keyslots where cvminit makes exactly one");
@@ -325,7 +326,8 @@ TEST(luks_malformed_token_refused)
 
 	/* The token names a keyslot that does not exist. */
 	a = read_area("disk");
-	edit_json(a, "\"keyslots\":[\"0\"],\"tpm2-blob\"", "\"keyslots\":[\"3\"],\"tpm2-blob\"");
+	edit_json(a, "\"keyslots\":[\"0\"],\"tpm2-blob\"",
+		  "\"keyslots\":[\"3\"],\"tpm2-blob\"");
 	expect_refused(a, -EBADMSG, "keyslots");
 	free(a);
 }
@@ -335,23 +337,27 @@ TEST(luks_other_changes_refused)
 	static const struct {
 		const char *from, *to, *needle;
 	} cases[] = {
-		{ "\"sector_size\":4096", "\"sector_size\":512", "sector size is not 4096" },
-		{ "\"offset\":\"16777216\"", "\"offset\":\"4096\"", "does not start at" },
-		{ "\"size\":\"dynamic\"", "\"size\":\"4096\"", "size is not \"dynamic\"" },
-		{ "\"iterations\":1000,\"salt\"", "\"iterations\":2000000000,\"salt\"",
-		  "iterations" },
-		{ "\"type\":\"pbkdf2\",\"hash\":\"sha256\"", "\"type\":\"argon2id\",\"hash\":\"sha256\"",
-		  "kdf is not pbkdf2" },
-		{ "\"keyslots_size\":\"16744448\"",
-		  "\"keyslots_size\":\"16744448\",\"flags\":[\"allow-discards\"]",
-		  "\"flags\", which cvminit never writes" },
-		{ "\"keyslots_size\":\"16744448\"",
-		  "\"keyslots_size\":\"16744448\",\"requirements\":{\"mandatory\":[\"online-reencrypt\"]}",
-		  "\"requirements\", which cvminit never writes" },
-		{ "\"sector_size\":4096", "\"sector_size\":4096,\"integrity\":{\"type\":\"none\"}",
-		  "integrity is not hmac(sha256)" },
-		{ "\"segments\":[\"0\"]", "\"segments\":[]", "digest 0 does not bind" },
-		{ "\"config\":{", "\"extra\":{},\"config\":{", "\"extra\", which cvminit never" },
+		{"\"sector_size\":4096", "\"sector_size\":512",
+		 "sector size is not 4096"},
+		{"\"offset\":\"16777216\"", "\"offset\":\"4096\"", "does not start at"},
+		{"\"size\":\"dynamic\"", "\"size\":\"4096\"", "size is not \"dynamic\""},
+		{"\"iterations\":1000,\"salt\"", "\"iterations\":2000000000,\"salt\"",
+		 "iterations"},
+		{"\"type\":\"pbkdf2\",\"hash\":\"sha256\"",
+		 "\"type\":\"argon2id\",\"hash\":\"sha256\"", "kdf is not pbkdf2"},
+		{"\"keyslots_size\":\"16744448\"",
+		 "\"keyslots_size\":\"16744448\",\"flags\":[\"allow-discards\"]",
+		 "\"flags\", which cvminit never writes"},
+		{"\"keyslots_size\":\"16744448\"",
+		 "\"keyslots_size\":\"16744448\",\"requirements\":"
+		 "{\"mandatory\":[\"online-reencrypt\"]}",
+		 "\"requirements\", which cvminit never writes"},
+		{"\"sector_size\":4096",
+		 "\"sector_size\":4096,\"integrity\":{\"type\":\"none\"}",
+		 "integrity is not hmac(sha256)"},
+		{"\"segments\":[\"0\"]", "\"segments\":[]", "digest 0 does not bind"},
+		{"\"config\":{", "\"extra\":{},\"config\":{",
+		 "\"extra\", which cvminit never"},
 	};
 	need_cryptsetup();
 	atexit(cleanup);
@@ -379,7 +385,8 @@ TEST(luks_integrity_header)
 	edit_json(a, "\"sector_size\":4096",
 		  "\"sector_size\":4096,\"integrity\":{\"type\":\"hmac(sha256)\","
 		  "\"journal_encryption\":\"none\",\"journal_integrity\":\"none\"}");
-	edit_json(a, "\"type\":\"luks2\",\"key_size\":64", "\"type\":\"luks2\",\"key_size\":96");
+	edit_json(a, "\"type\":\"luks2\",\"key_size\":64",
+		  "\"type\":\"luks2\",\"key_size\":96");
 	CHECK_INT(inspect(a, &h, err), 1);
 	CHECK_STR(h.integrity, "hmac(sha256)");
 	CHECK_INT(h.volume_key_size, 96);
@@ -422,7 +429,8 @@ TEST(luks_copies_and_checksums)
 	/* Same sequence number, different contents: a forged pair. */
 	a = read_area("disk");
 	uint8_t *sec = a + LUKS2_HDR_SIZE;
-	char *json = (char *)sec + LUKS2_BIN_SIZE, *p = strstr(json, "\"iterations\":1000");
+	char *json = (char *)sec + LUKS2_BIN_SIZE,
+	     *p = strstr(json, "\"iterations\":1000");
 	CHECK(p != NULL);
 	memcpy(p, "\"iterations\":1001", 17);
 	uint8_t sum[32];
@@ -455,14 +463,16 @@ TEST(luks_materialized_copy_opens)
 	atexit(cleanup);
 	make_disk("disk");
 	a = read_area("disk");
-	memset(a, 0, LUKS2_BIN_SIZE); /* from the secondary: offsets and magic rewritten */
+	memset(a, 0,
+	       LUKS2_BIN_SIZE); /* from the secondary: offsets and magic rewritten */
 	CHECK_INT(inspect(a, &h, err), 1);
 	luks2_materialize(a, &h, out);
 	/* The keyslot area comes from the disk, the metadata from the copy. */
 	sh("cp %s %s", path("disk"), path("hdr"));
 	write_area("hdr", out);
 	sh("cryptsetup luksDump %s | grep -q 'systemd-tpm2'", path("hdr"));
-	sh("cryptsetup luksOpen --test-passphrase --key-file %s %s", path("key"), path("hdr"));
+	sh("cryptsetup luksOpen --test-passphrase --key-file %s %s", path("key"),
+	   path("hdr"));
 	CHECK_INT(inspect(out, &h, err), 1);
 	CHECK_INT(h.copy, 0);
 	free(a);
@@ -475,11 +485,12 @@ TEST(luks_materialized_copy_opens)
  * makes a header the validator accepts: the allow-list matches what we make. */
 TEST(luks_libcryptsetup_format_passes)
 {
-	struct crypt_pbkdf_type pbkdf = { .type = CRYPT_KDF_PBKDF2, .hash = "sha256",
-					  .iterations = 1000,
-					  .flags = CRYPT_PBKDF_NO_BENCHMARK };
-	struct crypt_params_luks2 params = { .pbkdf = &pbkdf, .sector_size = 4096,
-					     .label = "cvminit-state" };
+	struct crypt_pbkdf_type pbkdf = {.type = CRYPT_KDF_PBKDF2,
+					 .hash = "sha256",
+					 .iterations = 1000,
+					 .flags = CRYPT_PBKDF_NO_BENCHMARK};
+	struct crypt_params_luks2 params = {
+		.pbkdf = &pbkdf, .sector_size = 4096, .label = "cvminit-state"};
 	struct crypt_device *cd = NULL;
 	struct luks2_hdr h;
 	uint8_t k[64], *a;
@@ -497,7 +508,8 @@ TEST(luks_libcryptsetup_format_passes)
 	CHECK_INT(crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, (char *)k, 64,
 			       &params),
 		  0);
-	CHECK_INT(crypt_keyslot_add_by_volume_key(cd, 0, (char *)k, 64, (char *)k, 64), 0);
+	CHECK_INT(crypt_keyslot_add_by_volume_key(cd, 0, (char *)k, 64, (char *)k, 64),
+		  0);
 	CHECK_INT(crypt_token_json_set(cd, 0, tok), 0);
 	crypt_free(cd);
 	a = read_area("hdr");
@@ -511,6 +523,7 @@ TEST(luks_libcryptsetup_format_passes)
 	FILE *f = fopen(path("k"), "wb");
 	fwrite(k, 1, 64, f);
 	fclose(f);
-	sh("cryptsetup luksOpen --test-passphrase --key-file %s %s", path("k"), path("part"));
+	sh("cryptsetup luksOpen --test-passphrase --key-file %s %s", path("k"),
+	   path("part"));
 	free(tok);
 }

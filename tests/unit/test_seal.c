@@ -16,7 +16,8 @@ static void extend(const char *conf, unsigned pcr, const char *hex64)
 {
 	char cmd[512];
 
-	snprintf(cmd, sizeof(cmd), "tpm2_pcrextend -T swtpm:%s %u:sha256=%s", conf, pcr, hex64);
+	snprintf(cmd, sizeof(cmd), "tpm2_pcrextend -T swtpm:%s %u:sha256=%s", conf, pcr,
+		 hex64);
 	CHECK_INT(system(cmd), 0);
 }
 
@@ -25,9 +26,12 @@ static const char *conf_with_pcrs(void)
 	const char *conf = swtpm_start();
 
 	/* Not the reset values, so the policy binds something. */
-	extend(conf, 7, "0707070707070707070707070707070707070707070707070707070707070707");
-	extend(conf, 11, "1111111111111111111111111111111111111111111111111111111111111111");
-	extend(conf, 15, "1515151515151515151515151515151515151515151515151515151515151515");
+	extend(conf, 7,
+	       "0707070707070707070707070707070707070707070707070707070707070707");
+	extend(conf, 11,
+	       "1111111111111111111111111111111111111111111111111111111111111111");
+	extend(conf, 15,
+	       "1515151515151515151515151515151515151515151515151515151515151515");
 	return conf;
 }
 
@@ -86,8 +90,11 @@ TEST(seal_drift_refused_and_named)
 {
 	const char *conf = conf_with_pcrs();
 	char logpath[96], msg[1024];
-	struct eventlog_record rec = { .pcr = 15, .rtmr = -1, .n_digests = 1,
-				       .event = "cvminit:root", .extended = true };
+	struct eventlog_record rec = {.pcr = 15,
+				      .rtmr = -1,
+				      .n_digests = 1,
+				      .event = "cvminit:root",
+				      .extended = true};
 	uint8_t key[64], out[SEAL_KEY_MAX];
 	struct sealed s;
 	struct tpm *t;
@@ -101,7 +108,8 @@ TEST(seal_drift_refused_and_named)
 
 	/* PCR 15 moves (by tpm2-tools, as anything outside cvminit would); the event log
 	 * holds one PCR 15 record. */
-	extend(conf, 15, "abababababababababababababababababababababababababababababababab");
+	extend(conf, 15,
+	       "abababababababababababababababababababababababababababababababab");
 	snprintf(logpath, sizeof(logpath), "%s/measure.log", swtpm_dir);
 	fd = eventlog_open(logpath);
 	CHECK(fd >= 0);
@@ -129,7 +137,8 @@ TEST(seal_drift_refused_and_named)
 	CHECK(strlen(msg) < 120);
 
 	/* Two PCRs. */
-	extend(conf, 7, "abababababababababababababababababababababababababababababababab");
+	extend(conf, 7,
+	       "abababababababababababababababababababababababababababababababab");
 	CHECK_INT(seal_drift(t, &s, logpath, 0, msg, sizeof(msg)), 2);
 	CHECK_CONTAINS(msg, "PCR 7 expected ");
 	CHECK_CONTAINS(msg, "(events: (none by cvminit: firmware or boot loader))");
@@ -167,7 +176,7 @@ TEST(seal_cross_check_tpm2_tools)
 {
 	const char *conf = conf_with_pcrs();
 	char cmd[2048], line[256], d[128], hexkey[129], want_policy[65];
-	uint8_t key[64], zeros[64] = { 0 };
+	uint8_t key[64], zeros[64] = {0};
 	struct sealed s;
 	struct tpm *t;
 	size_t privlen;
@@ -186,24 +195,27 @@ TEST(seal_cross_check_tpm2_tools)
 	snprintf(cmd, sizeof(cmd), "%s/unique", d);
 	write_file(cmd, zeros, sizeof(zeros));
 
-	snprintf(cmd, sizeof(cmd),
-		 "set -e; export TPM2TOOLS_TCTI=swtpm:%s; cd %s; "
-		 "tpm2_createprimary -Q -C o -g sha256 -G ecc256:null:aes128cfb "
-		 "-a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|"
-		 "decrypt' -c srk.ctx; tpm2_flushcontext -t; "
-		 /* swtpm without a resource manager: transient objects stay loaded */
-		 "tpm2_load -Q -C srk.ctx -u pub -r priv -c obj.ctx; tpm2_flushcontext -t; "
-		 "tpm2_unseal -c obj.ctx -p pcr:sha256:7,11,15 | od -An -tx1 -v | tr -d ' \\n'",
-		 conf, d);
+	snprintf(
+		cmd, sizeof(cmd),
+		"set -e; export TPM2TOOLS_TCTI=swtpm:%s; cd %s; tpm2_createprimary -Q -C "
+		"o -g sha256 -G ecc256:null:aes128cfb -a "
+		"'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|"
+		"restricted|decrypt' "
+		"-c srk.ctx; tpm2_flushcontext -t; "
+		/* swtpm without a resource manager: transient objects stay loaded */
+		"tpm2_load -Q -C srk.ctx -u pub -r priv -c obj.ctx; tpm2_flushcontext "
+		"-t; tpm2_unseal -c obj.ctx -p pcr:sha256:7,11,15 | od -An -tx1 -v | tr "
+		"-d ' \\n'",
+		conf, d);
 	CHECK_INT(run_capture(cmd, line, sizeof(line)), 0);
 	for (int i = 0; i < 64; i++)
 		sprintf(hexkey + 2 * i, "%02x", key[i]);
 	CHECK_STR(line, hexkey);
 
 	snprintf(cmd, sizeof(cmd),
-		 "set -e; export TPM2TOOLS_TCTI=swtpm:%s; cd %s; "
-		 "tpm2_createpolicy -Q --policy-pcr -l sha256:7,11,15 -L policy.bin; "
-		 "od -An -tx1 -v policy.bin | tr -d ' \\n'",
+		 "set -e; export TPM2TOOLS_TCTI=swtpm:%s; cd %s; tpm2_createpolicy -Q "
+		 "--policy-pcr -l sha256:7,11,15 -L policy.bin; od -An -tx1 -v "
+		 "policy.bin | tr -d ' \\n'",
 		 conf, d);
 	CHECK_INT(run_capture(cmd, line, sizeof(line)), 0);
 	for (int i = 0; i < 32; i++)
