@@ -7,7 +7,7 @@ set -eu
 PACKAGES="
 build-essential musl-tools pkg-config file
 libkmod-dev libblkid-dev libcryptsetup-dev libtss2-dev libzstd-dev libjson-c-dev libmbedtls-dev
-swtpm swtpm-tools tpm2-tools
+swtpm swtpm-tools tpm2-tools cryptsetup-bin
 qemu-system-x86 qemu-utils ovmf
 cpio zstd xz-utils kmod python3 socat debootstrap debian-archive-keyring mtools
 "

@@ -35,7 +35,7 @@ def node_disk(name):
 def node_vm(name, disk, tpm_from=None):
     """tpm_from: the vTPM state of an earlier boot (the state key is sealed to it)."""
     if tpm_from:
-        return test_state.TpmVM(None, None, None, ovmf=True, tpm=True,
+        return VM(None, None, None, ovmf=True, tpm=True,
                                 disks=[{"file": str(disk)}], name=name, memory=2048,
                                 timeout=scaled(600), tpm_from=tpm_from)
     return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],

@@ -51,46 +51,11 @@ def cryptsetup():
     raise TestFailure("cryptsetup is not installed (apt-get install cryptsetup-bin)")
 
 
-class TpmVM(VM):
-    """A VM whose swtpm starts from a saved state directory: the same vTPM (owner seed,
-    so the same SRK) across boots, as a cloud keeps a VM's vTPM."""
-
-    def __init__(self, *args, tpm_from=None, **kw):
-        super().__init__(*args, **kw)
-        self.tpm_from = tpm_from
-
-    def _start_swtpm(self):
-        if not self.tpm_from:
-            return super()._start_swtpm()
-        state = self.work / "tpm"
-        shutil.copytree(self.tpm_from, state)
-        args = [SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={state}",
-                "--ctrl", f"type=unixio,path={self.tpm_ctrl_path}", "--terminate",
-                "--log", f"file={self.work / 'swtpm.log'},level=1",
-                "--pid", f"file={self.work / 'swtpm.pid'}"]
-        with open(self.work / "swtpm.out", "wb") as out:
-            self._swtpm = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            if self._swtpm.poll() is not None:
-                raise TestFailure(f"swtpm exited ({self._swtpm.returncode}) at start")
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(str(self.tpm_ctrl_path))
-                return
-            except OSError:
-                time.sleep(0.02)
-            finally:
-                s.close()
-        raise TestFailure("swtpm control socket did not appear within 10 s")
-
-
 def node(name, disk, tpm_from=None, blkdebug=None):
     """The node test image on disk, OVMF + UKI, with the vTPM of tpm_from (None: fresh).
     blkdebug: a config whose rules make some writes of the disk fail."""
     f = f"blkdebug:{blkdebug}:{disk}" if blkdebug else str(disk)
-    return TpmVM(None, None, None, ovmf=True, tpm=True, disks=[{"file": f}], name=name,
+    return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": f}], name=name,
                  memory=2048, timeout=scaled(600), tpm_from=tpm_from)
 
 

@@ -95,7 +95,7 @@ def _short_sock_dir(work):
 class VM:
     def __init__(self, kernel, initrd, cmdline, *, ovmf=True, tpm=True, disks=(),
                  timeout=300, name, memory=1024, smp=2, cpu="max",
-                 extra_args=(), fail_patterns=None, echo=None):
+                 extra_args=(), fail_patterns=None, echo=None, tpm_from=None):
         """kernel, initrd: paths. cmdline: the full kernel command line. With kernel None
                the firmware boots from the disks (OVMF: the ESP's \\EFI\\BOOT\\BOOTX64.EFI).
         ovmf: OVMF (UEFI) if True, SeaBIOS if False. tpm: attach swtpm (TPM 2.0, CRB).
@@ -106,6 +106,9 @@ class VM:
         timeout: overall bound in seconds for this VM (every wait is cut to it).
         name: work dir name under build/test-work/.
         fail_patterns: list of (name, regex) replacing FAIL_PATTERNS.
+        tpm_from: a swtpm state directory (an earlier VM's work/tpm) to start from: the
+              same vTPM (owner seed, so the same SRK) across boots, as a cloud keeps a
+              VM's vTPM. None: a fresh vTPM.
         echo: callable(str) receiving each console line as it arrives (or None);
               defaults to printing when $CVM_TEST_ECHO is set."""
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name or ""):
@@ -115,6 +118,7 @@ class VM:
         self.cmdline = cmdline
         self.ovmf = ovmf
         self.tpm = tpm
+        self.tpm_from = tpm_from
         self.disks = list(disks)
         self.timeout = timeout
         self.name = name
@@ -229,7 +233,10 @@ class VM:
 
     def _start_swtpm(self):
         state = self.work / "tpm"
-        state.mkdir()
+        if self.tpm_from:
+            shutil.copytree(self.tpm_from, state)
+        else:
+            state.mkdir()
         args = [SWTPM, "socket", "--tpm2",
                 "--tpmstate", f"dir={state}",
                 "--ctrl", f"type=unixio,path={self.tpm_ctrl_path}",
