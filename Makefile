@@ -85,7 +85,18 @@ $(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c $(wildcard tests/
 	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM -o $@ $< tests/unit/harness.c \
 		$(UNIT_LIB_SRCS) $(UNIT_LIBS)
 
-unit: $(UNIT_TESTS)
+# The sealing code against the release tpm2-tss (musl, mbedtls backend): its crypto
+# backend is not the one Debian's -dev packages use (see tests/release/).
+REL_TEST_SRCS := measured-boot/seal.c measured-boot/tpm.c measured-boot/digest.c \
+		 measured-boot/eventlog.c measured-boot/replay.c init/log.c tests/unit/harness.c
+$(BUILD)/unit/test_release_seal: tests/release/test_release_seal.c $(REL_TEST_SRCS) \
+		$(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS)
+	@mkdir -p $(BUILD)/unit
+	$(MUSL_CC) $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes -Wno-unused-function -isystem $(SYSROOT)/include \
+		$(shell $(SYS_PKG) --cflags $(PKG_MODS) 2>/dev/null) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
+		-static -o $@ $< $(REL_TEST_SRCS) $(REL_LIBS) -ltss2-tcti-swtpm
+
+unit: $(UNIT_TESTS) $(BUILD)/unit/test_release_seal
 
 # --- cvm-measure: the host tool (PCR 11 prediction for a UKI, event log verification) ----
 CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \

@@ -13,6 +13,7 @@ import subprocess
 import test_boot
 import vm
 import test_image
+import test_node
 from vm import VM, WORK_ROOT, TestFailure, boot, gpt_partitions as partitions, note, scaled
 
 ROOT_TYPE = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
@@ -68,8 +69,8 @@ def image_vm(name, disk, timeout=400):
 
 def test_root_switch():
     """The image boots: roothash= from the UKI, both partitions found by PARTUUID, verity
-    opened, erofs mounted, switch_root; then the root's config (0 services), ready, and the
-    power button powers the node off cleanly."""
+    opened, erofs mounted, switch_root; the config read from the initrd before the root,
+    ready, and the power button powers the node off cleanly."""
     h = roothash()
     step = scaled(test_boot.STEP_TIMEOUT)
     with image_vm("root_switch", disk_copy("root_switch")) as v:
@@ -83,12 +84,14 @@ def test_root_switch():
         m = v.wait_for(SWITCHED, step)
         if m.group(1) != "/dev/mapper/root" or m.group(2) != h:
             raise TestFailure(f"switched line names {m.group(1)} {m.group(2)}: {m.group(0)}")
-        switched_at = v.cursor
         note(m.group(0).split("cvminit: ", 1)[1])
-        # The config and services come from the root, after the switch.
+        # The config comes from the initrd (measured and compared before the root is
+        # opened); the services start after the switch.
         m = v.wait_for(r"cvminit: config: /etc/cvminit/cvminit\.conf: (\d+) service\(s\)",
-                       step, since=switched_at)
-        note(f"root's config: {m.group(1)} service(s)")
+                       step, since=0)
+        if test_node.index_of(v, re.escape(m.group(0))) > test_node.index_of(v, SWITCHED):
+            raise TestFailure("the config was loaded after switch_root, not from the initrd")
+        note(f"initrd's config: {m.group(1)} service(s)")
         total, after = test_boot.expect_boot_complete(v)
         test_boot.expect_ready(v)
         test_boot.timeline_note(v, total, after)
