@@ -70,7 +70,7 @@ def timeline(results, meta):
          f'{escape(str(meta.get("n")))} later + {escape(str(meta.get("first")))} first boot(s) '
          f'per image; wall seconds from QEMU start (guest phases on the guest clock)</text>']
     # axis grid
-    step = 5 if tmax <= 80 else 10
+    step = next(st for lim, st in ((40, 5), (100, 10), (250, 25), (10**9, 50)) if tmax <= lim)
     axis_y = top + ROW_H * len(rows) + 10
     for t in range(0, tmax + 1, step):
         o.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{axis_y}" '
