@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/utsname.h>
+#include <time.h>
 
 #include <libkmod.h>
 
@@ -80,10 +81,20 @@ static int load_one(struct kmod_ctx *ctx, const char *name, const char *options)
 static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool required,
 			    const char *release)
 {
-	int r = load_one(ctx, name, NULL);
+	struct timespec a, b;
+	long long ms;
+	int r;
 
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	r = load_one(ctx, name, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	ms = (b.tv_sec - a.tv_sec) * 1000LL + (b.tv_nsec - a.tv_nsec) / 1000000;
 	if (r > 0) {
-		log_debug("modules: %s loaded", name);
+		/* The slow ones by name: module loading is the longest stage of the boot. */
+		if (ms >= 100)
+			log_info("modules: %s loaded in %lld ms (with its dependencies)", name, ms);
+		else
+			log_debug("modules: %s loaded in %lld ms", name, ms);
 		return 1;
 	}
 	if (r == 0)
