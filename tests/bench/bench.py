@@ -37,7 +37,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -235,40 +234,6 @@ def sizes(image):
 
 # ------------------------------------------------------------------------------ booting
 
-class BenchVM(VM):
-    """vm.VM with a TPM state that persists across boots (the sealed state key lives in
-    it): tpm_dir is kept, not made fresh in the wiped work directory."""
-
-    def __init__(self, *a, tpm_dir, **kw):
-        self.tpm_dir = Path(tpm_dir)
-        super().__init__(*a, **kw)
-
-    def _start_swtpm(self):
-        # As vm.VM._start_swtpm, with the state in tpm_dir.
-        self.tpm_dir.mkdir(parents=True, exist_ok=True)
-        args = [vmlib.SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={self.tpm_dir}",
-                "--ctrl", f"type=unixio,path={self.tpm_ctrl_path}", "--terminate",
-                "--log", f"file={self.work / 'swtpm.log'},level=1",
-                "--pid", f"file={self.work / 'swtpm.pid'}"]
-        with open(self.work / "swtpm.out", "wb") as out:
-            self._swtpm = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
-        end = time.monotonic() + 10
-        while True:
-            if self._swtpm.poll() is not None or time.monotonic() > end:
-                raise TestFailure("swtpm did not start: " + vmlib._tail(self.work / "swtpm.out"))
-            if self.tpm_ctrl_path.exists():
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    s.connect(str(self.tpm_ctrl_path))
-                    break
-                except OSError:
-                    pass
-                finally:
-                    s.close()
-            time.sleep(0.02)
-
-
 # vm.py's failure patterns, except a soft lockup: under TCG on a loaded host a vCPU can be
 # descheduled for seconds, which the kernel reports as "BUG: soft lockup"; the boot goes on.
 FAIL_PATTERNS = [(n, r"\bBUG:(?! soft lockup)" if n == "kernel BUG" else rx)
@@ -278,7 +243,7 @@ FAIL_PATTERNS = [(n, r"\bBUG:(?! soft lockup)" if n == "kernel BUG" else rx)
 def boot_once(image, disk, tpm_dir, name, timeout):
     """Boots the disk, waits for the probe (and systemd's report), reboots it cleanly with
     ctrl-alt-del (QEMU exits: -no-reboot); returns the console and timings."""
-    v = BenchVM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
+    v = VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
                 name=name, memory=2048, timeout=timeout, tpm_dir=tpm_dir,
                 fail_patterns=FAIL_PATTERNS)
     with v:

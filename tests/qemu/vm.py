@@ -95,7 +95,8 @@ def _short_sock_dir(work):
 class VM:
     def __init__(self, kernel, initrd, cmdline, *, ovmf=True, tpm=True, disks=(),
                  timeout=300, name, memory=1024, smp=2, cpu="max",
-                 extra_args=(), fail_patterns=None, echo=None, tpm_from=None):
+                 extra_args=(), fail_patterns=None, echo=None, tpm_from=None,
+                 tpm_dir=None):
         """kernel, initrd: paths. cmdline: the full kernel command line. With kernel None
                the firmware boots from the disks (OVMF: the ESP's \\EFI\\BOOT\\BOOTX64.EFI).
         ovmf: OVMF (UEFI) if True, SeaBIOS if False. tpm: attach swtpm (TPM 2.0, CRB).
@@ -109,6 +110,8 @@ class VM:
         tpm_from: a swtpm state directory (an earlier VM's work/tpm) to start from: the
               same vTPM (owner seed, so the same SRK) across boots, as a cloud keeps a
               VM's vTPM. None: a fresh vTPM.
+        tpm_dir: a swtpm state directory used in place and kept after the VM (made when
+              missing), e.g. a benchmark's node across its boots. Default: work/tpm.
         echo: callable(str) receiving each console line as it arrives (or None);
               defaults to printing when $CVM_TEST_ECHO is set."""
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name or ""):
@@ -119,6 +122,7 @@ class VM:
         self.ovmf = ovmf
         self.tpm = tpm
         self.tpm_from = tpm_from
+        self.tpm_dir = Path(tpm_dir) if tpm_dir else None
         self.disks = list(disks)
         self.timeout = timeout
         self.name = name
@@ -232,11 +236,11 @@ class VM:
         return a + self.extra_args
 
     def _start_swtpm(self):
-        state = self.work / "tpm"
+        state = self.tpm_dir or self.work / "tpm"
         if self.tpm_from:
             shutil.copytree(self.tpm_from, state)
         else:
-            state.mkdir()
+            state.mkdir(parents=True, exist_ok=self.tpm_dir is not None)
         args = [SWTPM, "socket", "--tpm2",
                 "--tpmstate", f"dir={state}",
                 "--ctrl", f"type=unixio,path={self.tpm_ctrl_path}",
