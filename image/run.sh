@@ -9,15 +9,19 @@ run=$root/build/run
 mkdir -p "$run/tpm"
 
 [ -f "$image" ] || { echo "run: $image is missing: run 'make image'" >&2; exit 1; }
-# A new image replaces the disk (and with it the state partition); say so.
-if [ ! -f "$run/disk.raw" ] || ! cmp -s "$image.sha256" "$run/disk.raw.from" 2>/dev/null; then
-	sha256sum "$image" | cut -d' ' -f1 > "$image.sha256"
-	if [ -f "$run/disk.raw" ] && ! cmp -s "$image.sha256" "$run/disk.raw.from"; then
+# A new image replaces the disk (and with it the state partition); say so. The image is
+# known by its UKI's sha256: the UKI carries cvminit, its initrd and the root hash (which
+# covers the root), and the rest of the disk is the empty state partition.
+uki=$root/build/image/cvminit.efi
+[ -f "$uki" ] || { echo "run: $uki is missing: run 'make image'" >&2; exit 1; }
+fingerprint=$(sha256sum "$uki" | cut -d' ' -f1)
+if [ ! -f "$run/disk.raw" ] || [ "$fingerprint" != "$(cat "$run/disk.raw.from" 2>/dev/null)" ]; then
+	if [ -f "$run/disk.raw" ]; then
 		echo "run: the image changed: build/run/disk.raw (and its state partition) is replaced" >&2
 	fi
 	cp --sparse=always "$image" "$run/disk.raw.tmp"
 	mv "$run/disk.raw.tmp" "$run/disk.raw"
-	cp "$image.sha256" "$run/disk.raw.from"
+	echo "$fingerprint" > "$run/disk.raw.from"
 fi
 [ -f "$run/OVMF_VARS.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$run/OVMF_VARS.fd"
 
