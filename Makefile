@@ -92,7 +92,7 @@ REL_TEST_SRCS := measured-boot/seal.c measured-boot/tpm.c measured-boot/digest.c
 $(BUILD)/unit/test_release_seal: tests/release/test_release_seal.c $(REL_TEST_SRCS) \
 		$(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS)
 	@mkdir -p $(BUILD)/unit
-	$(MUSL_CC) $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes -Wno-unused-function -isystem $(SYSROOT)/include \
+	$(MUSL_CC) $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes -isystem $(SYSROOT)/include \
 		$(shell $(SYS_PKG) --cflags $(PKG_MODS) 2>/dev/null) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
 		-static -o $@ $< $(REL_TEST_SRCS) $(REL_LIBS) -ltss2-tcti-swtpm
 

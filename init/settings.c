@@ -128,17 +128,6 @@ static int parse_verity_error(const char *v, void *out)
 	return 0;
 }
 
-const char *pcr_mask_to_string(unsigned mask, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	buf[0] = '\0';
-	for (unsigned i = 0; i < 24 && n < len; i++)
-		if (mask & (1u << i))
-			n += (size_t)snprintf(buf + n, len - n, "%s%u", n ? "," : "", i);
-	return buf;
-}
-
 struct setting_def {
 	const char *key;
 	size_t offset;

@@ -49,8 +49,6 @@ int settings_set(struct settings *s, const char *key, const char *value, char *e
 int settings_set_cmdline(struct settings *s, const char *key, const char *value, char *err,
 			 size_t errlen);
 
-/* "7,11,15" for a PCR mask; buf of at least 64 bytes. */
-const char *pcr_mask_to_string(unsigned mask, char *buf, size_t len);
 
 /* Parses a kernel command line (/proc/cmdline, with the kernel's quoting rules), applying
  * every cvminit.* word; other words are left to the kernel. Returns the number of

@@ -61,3 +61,18 @@ int main(int argc, char **argv)
 	printf("\n");
 	return failed ? 1 : 0;
 }
+
+int run_capture(const char *cmd, char *out, size_t len)
+{
+	FILE *p = popen(cmd, "r");
+	int status;
+
+	out[0] = '\0';
+	if (!p)
+		return -1;
+	if (!fgets(out, (int)len, p))
+		out[0] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

@@ -8,6 +8,9 @@
 
 typedef void (*test_fn)(void);
 void harness_register(const char *name, test_fn fn);
+/* Runs a shell command; its first output line (newline removed) goes to out. Returns its
+ * exit status, -1 when it did not run or exit. */
+int run_capture(const char *cmd, char *out, size_t len);
 
 #define TEST(name)                                                                  \
 	static void name(void);                                                     \

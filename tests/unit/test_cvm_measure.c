@@ -27,9 +27,6 @@
 #include "pe_builder.h"
 #include "swtpm.h"
 
-/* swtpm.h's helper for tpm2-tools; this file reads PCRs through cvm-measure instead. */
-static int run_capture(const char *cmd, char *out, size_t len) _unused_;
-
 #define CVM_MEASURE "build/cvm-measure"
 #define CONF	    "/etc/cvminit/cvminit.conf"
 #define HEX_LEN	    (2 * DIGEST_MAX + 1)

@@ -169,20 +169,6 @@ static void expect_refused(const uint8_t *a, int want, const char *needle)
 	CHECK_CONTAINS(err, needle);
 }
 
-static int run_capture(const char *cmd, char *out, size_t len)
-{
-	FILE *p = popen(cmd, "r");
-	int status;
-
-	out[0] = '\0';
-	if (!p)
-		return -1;
-	if (!fgets(out, (int)len, p))
-		out[0] = '\0';
-	out[strcspn(out, "\n")] = '\0';
-	status = pclose(p);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 TEST(luks_accepts_cvminit_header)
 {

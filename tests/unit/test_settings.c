@@ -2,6 +2,7 @@
 #include <errno.h>
 
 #include "../../init/settings.h"
+#include "../../measured-boot/seal.h"
 #include "harness.h"
 
 static struct settings s;
@@ -178,7 +179,7 @@ TEST(measure_is_config_only)
 	CHECK_INT(settings_set(&s, "measure", "required", err, sizeof(err)), -EEXIST);
 	settings_init(&s);
 	CHECK_INT(settings_set(&s, "measure", "maybe", err, sizeof(err)), -EINVAL);
-	CHECK_STR(pcr_mask_to_string(s.state_pcrs, buf, sizeof(buf)), "7,11,15");
+	CHECK_STR(seal_pcr_list(s.state_pcrs, buf, sizeof(buf)), "7,11,15");
 }
 
 TEST(state_and_verity_keys)
@@ -188,7 +189,7 @@ TEST(state_and_verity_keys)
 	CHECK_INT(parse("cvminit.state_pcrs=0,7,23 cvminit.state_integrity=hmac-sha256 "
 			"cvminit.verity_error=panic"),
 		  3);
-	CHECK_STR(pcr_mask_to_string(s.state_pcrs, buf, sizeof(buf)), "0,7,23");
+	CHECK_STR(seal_pcr_list(s.state_pcrs, buf, sizeof(buf)), "0,7,23");
 	CHECK_INT(s.state_integrity, STATE_INTEGRITY_HMAC_SHA256);
 	CHECK_INT(s.verity_error, VERITY_PANIC);
 	CHECK_INT(parse("cvminit.state_pcrs=7,7"), -EINVAL);
