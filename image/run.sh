@@ -45,7 +45,8 @@ cat >&2 <<MSG
      echo '{"execute":"qmp_capabilities"}{"execute":"system_powerdown"}' | socat - UNIX-CONNECT:$run/qmp.sock
 MSG
 
-exec qemu-system-x86_64 -name cvminit -machine q35,accel=tcg -cpu max -m 2048 -smp 2 \
+# thread=single: see the note in tests/qemu/vm.py (int3 oops with multi-threaded TCG)
+exec qemu-system-x86_64 -name cvminit -machine q35 -accel tcg,thread=single -cpu max -m 2048 -smp 2 \
 	-nographic -no-user-config -nic none -vga none \
 	-drive if=pflash,format=raw,unit=0,file=/usr/share/OVMF/OVMF_CODE_4M.fd,readonly=on \
 	-drive if=pflash,format=raw,unit=1,file="$run/OVMF_VARS.fd" \
