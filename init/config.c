@@ -213,6 +213,7 @@ static int do_service(struct parser *p, char **w, int n)
 		.backoff_max = 30,
 		.stable_secs = 60,
 		.restart_limit = 10,
+		.ready_timeout = 120,
 		.on_exhausted = SVC_EXHAUSTED_POWEROFF,
 		.line = p->line,
 	};
@@ -323,6 +324,18 @@ static int do_limit(struct parser *p, char **w, int n)
 	return r < 0 ? r : parse_uint(p, "limit", w[1], 0, 10000, &p->svc->restart_limit);
 }
 
+static int do_ready_timeout(struct parser *p, char **w, int n)
+{
+	int r = nargs(p, w, n, 1, 1);
+
+	if (r < 0)
+		return r;
+	if (p->svc->ready_timeout_set)
+		return fail(p, -EEXIST, "service %s: ready_timeout is given twice", p->svc->name);
+	p->svc->ready_timeout_set = true;
+	return parse_uint(p, "ready_timeout", w[1], 0, 3600, &p->svc->ready_timeout);
+}
+
 static int do_on_exhausted(struct parser *p, char **w, int n)
 {
 	int r;
@@ -353,6 +366,7 @@ static const struct {
 	{ "restart", do_restart, true },
 	{ "stable", do_stable, true },
 	{ "limit", do_limit, true },
+	{ "ready_timeout", do_ready_timeout, true },
 	{ "on_exhausted", do_on_exhausted, true },
 };
 
@@ -387,6 +401,9 @@ static int finish(struct parser *p)
 		p->line = d->line;
 		if (!d->nargv)
 			return fail(p, -EINVAL, "service %s has no exec line", d->name);
+		if (d->ready_timeout_set && !d->ready_socket[0])
+			return fail(p, -EINVAL, "service %s: ready_timeout needs a \"ready socket\" "
+						"line (without one it is ready when it starts)", d->name);
 		if (!p->after[i][0])
 			continue;
 		dep = config_service(c, p->after[i]);

@@ -34,6 +34,8 @@ struct svc_def {
 	unsigned backoff_max;         /* the delay doubles up to this */
 	unsigned stable_secs;         /* a run this long resets the backoff */
 	unsigned restart_limit;       /* restarts in a row before on_exhausted; 0 = never */
+	unsigned ready_timeout;       /* s to wait for ready_socket, then a failed run; 0 = ever */
+	bool ready_timeout_set;       /* given in the file (it needs a ready socket) */
 	enum svc_exhausted on_exhausted;
 	int line;                     /* where the service was declared */
 };

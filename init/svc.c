@@ -22,7 +22,8 @@ enum svc_state {
 	SVC_WAITING,  /* not running: not started yet, or its dependency is not ready */
 	SVC_STARTING, /* running, its readiness socket does not accept yet */
 	SVC_READY,    /* running and ready: its dependents may start */
-	SVC_STOPPING, /* its dependency went away: SIGTERM sent, waiting for the exit */
+	SVC_STOPPING, /* its dependency went away, or it missed its ready_timeout: SIGTERM
+		       * sent, waiting for the exit */
 	SVC_BACKOFF,  /* exited: the restart timer runs */
 	SVC_DOWN,     /* used up its restarts with on_exhausted stop: stays down */
 };
@@ -39,6 +40,7 @@ struct svc {
 	char *envp[SVC_ENV_MAX + 2];
 	char cgroup[192]; /* "" = no cgroup of its own */
 	bool ever_started;
+	bool not_ready;   /* SVC_STOPPING because it missed its ready_timeout: a failed run */
 };
 
 static struct svc svcs[SVC_MAX];
@@ -339,6 +341,7 @@ static void svc_exhausted(struct svc *s)
 static void svc_exited(struct svc *s, int status, uint64_t now)
 {
 	enum svc_state was = s->state;
+	bool not_ready = s->not_ready;
 	uint64_t run = now - s->started_ms;
 	char what[96];
 	int delay;
@@ -352,12 +355,13 @@ static void svc_exited(struct svc *s, int status, uint64_t now)
 		(unsigned long long)(run % 1000) / 100);
 	s->pid = 0;
 	s->timer_ms = 0;
+	s->not_ready = false;
 	if (stopping_all) {
 		s->state = SVC_WAITING;
 		return;
 	}
 	stop_dependents(s, now);
-	if (was == SVC_STOPPING) {
+	if (was == SVC_STOPPING && !not_ready) {
 		s->state = SVC_WAITING;
 		return;
 	}
@@ -437,6 +441,20 @@ static void svc_ready(struct svc *s, uint64_t now)
 		 s->def->ready_socket, (unsigned long long)(now - s->started_ms));
 }
 
+/* It started but never became ready: stopped like a service whose dependency went, and
+ * its exit counts as a failed run (backoff, limit, on_exhausted). */
+static void svc_not_ready(struct svc *s, uint64_t now)
+{
+	log_error("%s: not ready %u s after its start: nothing accepts on %s; stopping it "
+		  "(SIGTERM to pid %d) to restart it (ready_timeout in cvminit.conf)",
+		  s->def->name, s->def->ready_timeout, s->def->ready_socket, (int)s->pid);
+	kill(-s->pid, SIGTERM);
+	kill(s->pid, SIGTERM);
+	s->state = SVC_STOPPING;
+	s->not_ready = true;
+	s->timer_ms = now + SVC_STOP_TIMEOUT * 1000;
+}
+
 void svc_tick(void)
 {
 	uint64_t now = now_ms();
@@ -452,6 +470,9 @@ void svc_tick(void)
 		case SVC_STARTING:
 			if (socket_accepts(s->def->ready_socket))
 				svc_ready(s, now);
+			else if (s->def->ready_timeout &&
+				 now - s->started_ms >= (uint64_t)s->def->ready_timeout * 1000)
+				svc_not_ready(s, now);
 			else
 				s->timer_ms = now + SVC_PROBE_MS;
 			break;

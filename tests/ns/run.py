@@ -256,6 +256,27 @@ def exhausted_stop(n):
     check(not n.find(r"powering off"), "shutdown started")
 
 
+def ready_timeout(n):
+    """A service that starts but never listens: stopped at its ready_timeout, counted as a
+    failed run (backoff, limit), and what comes after it never starts."""
+    n.wait(r"^a: \*\*\* gave up after 2 restarts in a row; on_exhausted stop", timeout=20)
+    starts = [t for t, _, _ in n.find(r"^a: started")]
+    misses = [(t, m) for t, _, m in n.find(
+        r"^a: not ready 1 s after its start: nothing accepts on (\S+); stopping it "
+        r"\(SIGTERM to pid \d+\)")]
+    check(len(starts) == 3, f"{len(starts)} starts, expected 3")
+    check(len(misses) == 3, f"{len(misses)} 'not ready' lines, expected 3")
+    check(misses[0][1].group(1) == n.path("a.sock"), f"names {misses[0][1].group(1)}")
+    for s, (t, _) in zip(starts, misses):
+        check(near(t - s, 1.0, 0.3), f"declared not ready {t - s:.2f} s after its start")
+    check(len(n.find(r"^a: killed by signal 15")) == 3, "a was not stopped by SIGTERM 3 times")
+    for k, d in ((1, 1), (2, 2)):
+        check(n.find(rf"^a: restarting in {d} s \(restart {k} of 2\)"), f"no restart {k} log")
+    check(not n.find(r"^a: ready"), "a was called ready")
+    check(not n.find(r"^b: started"), "b started although a never was ready")
+    check(n.proc.poll() is None, "the driver ended; on_exhausted stop keeps the node up")
+
+
 def exhausted_poweroff(n):
     n.wait(r"^f: \*\*\* gave up after 1 restarts in a row; on_exhausted poweroff", timeout=8)
     n.wait(r"^service f used up its restarts: powering off")
@@ -369,6 +390,20 @@ service f
 	limit 1
 	on_exhausted poweroff
 """, exhausted_poweroff),
+    ("ready_timeout", """
+service a
+	exec @SVC@/sock_ready.py
+	env DELAY=1000
+	env SOCK=@DIR@/a.sock
+	ready socket @DIR@/a.sock
+	ready_timeout 1
+	restart 1 30
+	limit 2
+	on_exhausted stop
+service b
+	after a
+	exec @SVC@/sleeper.sh
+""", ready_timeout),
     ("orphan_reaped", """
 service df
 	exec @SVC@/double_fork.sh

@@ -26,6 +26,7 @@ static const char example[] =
 	"\tenv PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
 	"\tready socket /run/containerd/containerd.sock\n"
 	"\trestart 1 30\n"
+	"\tready_timeout 60\n"
 	"\n"
 	"service kubelet   # after containerd is ready\n"
 	"\tafter containerd\n"
@@ -51,6 +52,7 @@ TEST(config_example)
 	CHECK_STR(d->envp[0], "PATH=/usr/sbin:/usr/bin:/sbin:/bin");
 	CHECK(d->envp[1] == NULL);
 	CHECK_STR(d->ready_socket, "/run/containerd/containerd.sock");
+	CHECK_INT(d->ready_timeout, 60);
 	CHECK_INT(d->after, -1);
 	CHECK_INT(d->line, 6);
 
@@ -72,6 +74,7 @@ TEST(config_defaults)
 	CHECK_INT(d->backoff_max, 30);
 	CHECK_INT(d->stable_secs, 60);
 	CHECK_INT(d->restart_limit, 10);
+	CHECK_INT(d->ready_timeout, 120);
 	CHECK_INT(d->on_exhausted, SVC_EXHAUSTED_POWEROFF);
 	CHECK_INT(d->nenv, 0);
 	CHECK(d->envp[0] == NULL);
@@ -116,6 +119,12 @@ static const struct bad bad_configs[] = {
 	{ "service a\nexec /x\nrestart 1 2s\n", -EINVAL, "\"2s\" is not a whole number" },
 	{ "service a\nexec /x\nrestart 1\n", -EINVAL, "\"restart\" takes 2 arguments, got 1" },
 	{ "service a\nexec /x\nlimit -1\n", -EINVAL, "limit: \"-1\" is not a whole number" },
+	{ "service a\nexec /x\nready_timeout 5\n", -EINVAL,
+	  "cvminit.conf:1: service a: ready_timeout needs a \"ready socket\" line" },
+	{ "service a\nexec /x\nready socket /s\nready_timeout 5\nready_timeout 6\n", -EEXIST,
+	  "cvminit.conf:5: service a: ready_timeout is given twice" },
+	{ "service a\nexec /x\nready socket /s\nready_timeout 3601\n", -EINVAL,
+	  "ready_timeout: \"3601\" is not a whole number from 0 to 3600" },
 	{ "service a\nexec /x\non_exhausted explode\n", -EINVAL,
 	  "on_exhausted: \"explode\" is not poweroff, reboot, halt or stop" },
 	{ "set on_failure=explode\n", -EINVAL, "cvminit.conf:1: cvminit.on_failure=explode: invalid value" },
