@@ -42,7 +42,7 @@ HOST_CC   := gcc
 SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 	       $(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys 2>/dev/null)
-UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device \
+UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-rc tss2-tcti-device \
 	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedcrypto
 
 .PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format bench
@@ -90,7 +90,8 @@ $(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c $(wildcard tests/
 REL_TEST_SRCS := measured-boot/seal.c measured-boot/tpm.c measured-boot/digest.c \
 		 measured-boot/eventlog.c measured-boot/replay.c init/log.c tests/unit/harness.c
 $(BUILD)/unit/test_release_seal: tests/release/test_release_seal.c $(REL_TEST_SRCS) \
-		$(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS)
+		$(INIT_HDRS) tests/unit/harness.h tests/unit/swtpm.h tests/unit/sapi_scan.h \
+		$(SYSROOT)/.stamp $(MUSL_SPECS)
 	@mkdir -p $(BUILD)/unit
 	$(MUSL_CC) $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes -isystem $(SYSROOT)/include \
 		$(shell $(SYS_PKG) --cflags $(PKG_MODS) 2>/dev/null) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \

@@ -11,6 +11,7 @@
 #include <mbedtls/sha256.h>
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_rc.h>
+#include <tss2/tss2_sys.h>
 
 #include "../init/log.h"
 #include "eventlog.h"
@@ -26,6 +27,33 @@ static const TPMT_SYM_DEF session_aes = {
 	.keyBits.aes = 128,
 	.mode.aes = TPM2_ALG_CFB,
 };
+
+/* ESYS keeps copies of a session-encrypted parameter that its API does not wipe: the
+ * decrypted response parameter is written back into the SAPI context's buffer, where it
+ * stays until a later response overwrites it, and both directions go through a plaintext
+ * array on ESYS's stack. These two wipe them once a command that carried the key is done.
+ * The response buffer is the SAPI context's own (Tss2_Sys_GetRpBuffer hands it out const
+ * only because callers are not meant to write it). */
+static void wipe_sapi_response(ESYS_CONTEXT *esys)
+{
+	TSS2_SYS_CONTEXT *sys = NULL;
+	const uint8_t *rp = NULL;
+	size_t n = 0;
+
+	if (Esys_GetSysContext(esys, &sys) != TSS2_RC_SUCCESS || !sys)
+		return;
+	if (Tss2_Sys_GetRpBuffer(sys, &n, &rp) == TSS2_RC_SUCCESS && rp && n)
+		explicit_bzero((uint8_t *)rp, n);
+}
+
+/* Called from the frame that called ESYS: this frame lies over the ones ESYS used. */
+__attribute__((noinline)) static void wipe_stack_below(void)
+{
+	uint8_t junk[32 * 1024];
+
+	explicit_bzero(junk, sizeof(junk));
+	__asm__ volatile("" : : "r"(junk) : "memory");
+}
 
 static int tss_fail(TSS2_RC rc, const char *what)
 {
@@ -344,6 +372,7 @@ int seal_key(struct tpm *t, uint32_t pcr_mask, const uint8_t *key, size_t len,
 	rc = Esys_Create(esys, srk, sess, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
 			 &outside, &none, &priv, &pub, NULL, NULL, NULL);
 	explicit_bzero(&sens, sizeof(sens));
+	wipe_stack_below();
 	if (rc != TSS2_RC_SUCCESS) {
 		r = tss_fail(rc, "Create (sealed key object)");
 		goto out;
@@ -409,6 +438,9 @@ int unseal_key(struct tpm *t, const struct sealed *s, uint8_t *key)
 		goto out;
 	}
 	rc = Esys_Unseal(esys, obj, sess, ESYS_TR_NONE, ESYS_TR_NONE, &data);
+	if (rc == TSS2_RC_SUCCESS)
+		wipe_sapi_response(esys);
+	wipe_stack_below();
 	if (tpm_rc_is(rc, TPM2_RC_POLICY_FAIL)) {
 		log_error(
 			"seal: the TPM refused to unseal: the PCR policy does not match "

@@ -1,6 +1,7 @@
 /* Sealing the state key against a real swtpm: seal, unseal, refusal after a PCR moves
  * with the drifted PCR named, the token's strict parser; cross-checked with tpm2-tools
  * (the same SRK template, blob format and PolicyPCR unseal our blob). */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <sys/random.h>
 
@@ -8,6 +9,7 @@
 #include "../../measured-boot/seal.h"
 #include "../../measured-boot/tpm.h"
 #include "harness.h"
+#include "sapi_scan.h"
 #include "swtpm.h"
 
 #define PCRS ((1u << 7) | (1u << 11) | (1u << 15))
@@ -54,6 +56,7 @@ TEST(seal_unseal_round_trip)
 	CHECK(s.blob_len > 64);
 	CHECK_INT(unseal_key(t, &s, out), 64);
 	CHECK(memcmp(key, out, 64) == 0);
+	CHECK(!sapi_buffer_holds(t, key, sizeof(key)));
 
 	/* Through the token: what a later boot reads from the header. */
 	s.initialized = true;
