@@ -17,6 +17,7 @@
 #include <blkid/blkid.h>
 #include <libcryptsetup.h>
 
+#include "../measured-boot/digest.h"
 #include "../measured-boot/measure.h"
 #include "../measured-boot/seal.h"
 #include "log.h"
@@ -755,6 +756,57 @@ static int overlay_writable(const char *dir, const char *name)
 	return 0;
 }
 
+/* The node's machine ID, in systemd's form (32 lowercase hex digits, a version-4 UUID):
+ * derived from the state volume's LUKS2 UUID, so it is stable for the life of the node's
+ * state and new when the state is made anew, with nothing to write or to lose in a crash.
+ * SHA-256 over a label and the UUID, so the ID does not reveal the header's UUID. */
+int state_machine_id(const char *luks_uuid, char out[33])
+{
+	static const char label[] = "cvminit machine-id:";
+	uint8_t d[32], in[sizeof(label) + 40];
+	size_t n = strlen(luks_uuid);
+
+	if (n == 0 || n > 40)
+		return -EINVAL;
+	memcpy(in, label, sizeof(label) - 1);
+	memcpy(in + sizeof(label) - 1, luks_uuid, n);
+	if (digest_compute(DIGEST_ALG_SHA256, in, sizeof(label) - 1 + n, d) < 0)
+		return -EIO;
+	d[6] = (d[6] & 0x0f) | 0x40; /* version 4 */
+	d[8] = (d[8] & 0x3f) | 0x80; /* RFC 4122 variant */
+	digest_to_hex(d, 16, out);
+	return 0;
+}
+
+/* /etc/machine-id in the image says "uninitialized": a file in /run with the ID is bound
+ * over it (read-only), for kubelet and containerd. A failure is logged, not fatal: the
+ * services run without it. */
+static void machine_id_bind(void)
+{
+	static const char run_path[] = "/run/cvminit/machine-id";
+	_cleanup_close_ int fd = -1;
+	char id[33], line[34];
+
+	if (state_machine_id(st.hdr.uuid, id) < 0) {
+		log_warn("state: no machine ID: the LUKS2 UUID \"%s\" is unusable", st.hdr.uuid);
+		return;
+	}
+	snprintf(line, sizeof(line), "%s\n", id);
+	mkdir_p("/run/cvminit", 0755);
+	fd = open(run_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0444);
+	if (fd < 0 || write(fd, line, 33) != 33) {
+		log_warn_errno(-errno, "state: write %s", run_path);
+		return;
+	}
+	if (mount(run_path, "/etc/machine-id", NULL, MS_BIND, NULL) < 0 ||
+	    mount(NULL, "/etc/machine-id", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) {
+		log_warn_errno(-errno, "state: bind %s over /etc/machine-id (does the root "
+				       "have that file?)", run_path);
+		return;
+	}
+	log_info("state: machine ID %s (from LUKS2 %s), on /etc/machine-id", id, st.hdr.uuid);
+}
+
 void state_writable_paths(void)
 {
 	static const char *const var_dirs[] = {
@@ -774,6 +826,7 @@ void state_writable_paths(void)
 			"would fail; is the overlay module in the initrd?");
 	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
 		log_warn_errno(-errno, "state: tmpfs on /tmp");
+	machine_id_bind();
 }
 
 void state_close(void)

@@ -19,7 +19,10 @@ void state_open(struct measurer *m, const struct settings *s);
  * filesystem, 0 when it mounted an existing one. */
 int state_mount(void);
 /* Makes /etc/kubernetes and /etc/cni writable (overlays with their upper layer in
- * /var/lib/cvminit), creates the /var directories the services write, mounts /tmp. */
+ * /var/lib/cvminit), creates the /var directories the services write, mounts /tmp, and
+ * binds the machine ID (below) over /etc/machine-id. */
 void state_writable_paths(void);
+/* The machine ID (32 hex digits and a NUL) derived from a LUKS2 UUID; 0 or -EINVAL. */
+int state_machine_id(const char *luks_uuid, char out[33]);
 /* At shutdown, after /var is unmounted: closes the state volume. */
 void state_close(void);

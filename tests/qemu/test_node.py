@@ -7,6 +7,7 @@ On its first start the stand-in (tests/fixtures/kubelet-standin.c) also runs a c
 with ctr + runc from the test OCI image (tests/fixtures/mkoci.py, in the image under
 /usr/share/cvminit-test/), then kills containerd with SIGKILL: cvminit must stop kubelet,
 restart containerd after its backoff and start kubelet again once containerd is ready."""
+import hashlib
 import re
 import subprocess
 
@@ -106,6 +107,25 @@ def containerd_killed_and_restarted(v):
     note(f"containerd SIGKILLed and back after {t_started - kill_t:.1f} s; kubelet restarted")
 
 
+def machine_id_checked(v):
+    """The machine ID kubelet reads from /etc/machine-id is the one cvminit logged, and that
+    is SHA-256("cvminit machine-id:" + the state's LUKS2 UUID) as a version-4 UUID,
+    computed here on its own."""
+    m = v.wait_for(r"cvminit: state: machine ID ([0-9a-f]{32}) \(from LUKS2 ([0-9a-f-]{36})\)",
+                   scaled(STEP), since=0)
+    logged, luks_uuid = m.group(1), m.group(2)
+    d = bytearray(hashlib.sha256(b"cvminit machine-id:" + luks_uuid.encode()).digest()[:16])
+    d[6] = (d[6] & 0x0F) | 0x40
+    d[8] = (d[8] & 0x3F) | 0x80
+    if logged != d.hex():
+        raise TestFailure(f"machine ID {logged} is not the one derived from {luks_uuid}: "
+                          f"{d.hex()}")
+    seen = v.wait_for(r"kubelet-standin: machine-id: (.*)$", scaled(STEP), since=0).group(1)
+    if seen.strip() != logged:
+        raise TestFailure(f"kubelet read /etc/machine-id {seen!r}, cvminit made {logged}")
+    return logged
+
+
 def test_node_boot_services_and_persistence():
     disk = node_disk("node")
     with node_vm("node_boot1", disk) as v:
@@ -130,6 +150,7 @@ def test_node_boot_services_and_persistence():
                    scaled(STEP), since=0)
         v.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
         v.wait_for(r"kubelet-standin: containerd answered", scaled(STEP), since=0)
+        machine_id = machine_id_checked(v)
         container_runs_with_runc(v)
         orphan_reaped(v)
         containerd_killed_and_restarted(v)
@@ -149,6 +170,8 @@ def test_node_boot_services_and_persistence():
         # Boot 1 started the stand-in twice (again after the containerd kill): this is 3.
         v.wait_for(r"kubelet-standin: start 3 recorded", scaled(STEP), since=0)
         v.wait_for(r"kubelet-standin: containerd answered", scaled(STEP), since=0)
+        if machine_id_checked(v) != machine_id:
+            raise TestFailure("the machine ID changed between two boots of the same state")
         v.assert_absent(r"EXT4-fs \((vda\d|dm-\d+)\): recovery complete",
                         "/var was not unmounted cleanly at the first power-off")
         # Only the first start ever runs the container and kills containerd.
@@ -157,4 +180,5 @@ def test_node_boot_services_and_persistence():
         v.assert_absent(r"cvminit: containerd: (killed|exited|restarting)",
                         "containerd went down on the second boot")
         test_boot.power_off_via_button(v)
-    note("second boot: /var kept the stand-in's start count; clean ext4 mount")
+    note("second boot: /var kept the stand-in's start count; clean ext4 mount; "
+         f"machine ID {machine_id} both times")
