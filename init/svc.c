@@ -270,8 +270,18 @@ static bool socket_accepts(const char *path)
 	return connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 }
 
-/* The services that come after s go down with it: SIGTERM now, SIGKILL at the deadline;
- * they start again once s is ready again. */
+/* SIGTERM now, SIGKILL at the deadline (svc_tick). The service leads its own session: its
+ * process group goes too. */
+static void svc_term(struct svc *t, uint64_t now)
+{
+	kill(-t->pid, SIGTERM);
+	kill(t->pid, SIGTERM);
+	t->state = SVC_STOPPING;
+	t->timer_ms = now + SVC_STOP_TIMEOUT * 1000;
+}
+
+/* The services that come after s go down with it; they start again once s is ready
+ * again. */
 static void stop_dependents(const struct svc *s, uint64_t now)
 {
 	for (int i = 0; i < nsvc; i++) {
@@ -284,11 +294,7 @@ static void stop_dependents(const struct svc *s, uint64_t now)
 		case SVC_READY:
 			log_info("%s: stopping (SIGTERM to pid %d): %s is down; starts again once "
 				 "it is ready", t->def->name, (int)t->pid, s->def->name);
-			/* The service leads its own session: its process group goes too. */
-			kill(-t->pid, SIGTERM);
-			kill(t->pid, SIGTERM);
-			t->state = SVC_STOPPING;
-			t->timer_ms = now + SVC_STOP_TIMEOUT * 1000;
+			svc_term(t, now);
 			break;
 		case SVC_BACKOFF:
 			log_info("%s: restart put off until %s is ready", t->def->name,
@@ -448,11 +454,8 @@ static void svc_not_ready(struct svc *s, uint64_t now)
 	log_error("%s: not ready %u s after its start: nothing accepts on %s; stopping it "
 		  "(SIGTERM to pid %d) to restart it (ready_timeout in cvminit.conf)",
 		  s->def->name, s->def->ready_timeout, s->def->ready_socket, (int)s->pid);
-	kill(-s->pid, SIGTERM);
-	kill(s->pid, SIGTERM);
-	s->state = SVC_STOPPING;
+	svc_term(s, now);
 	s->not_ready = true;
-	s->timer_ms = now + SVC_STOP_TIMEOUT * 1000;
 }
 
 void svc_tick(void)
