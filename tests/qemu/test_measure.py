@@ -157,13 +157,11 @@ def test_measure_bad_reference_refused():
         _refused_with(v, "bad reference values", "/etc/cvminit/reference:1", "unknown key")
 
 
-def _uki_variant(name, cmdline_extra, keep_references):
-    """A copy of the node test disk whose UKI has extra words on its command line; its
+def add_to_uki_cmdline(disk, cmdline_extra, keep_references=False):
+    """Adds words to the command line of the UKI in disk's ESP (image/uki-refs.py); its
     references either left as built (drift) or rewritten to match (a consistent image
-    that measures differently)."""
-    disk = test_node.node_disk(name)
-    work = disk.parent
-    uki = uki_from_disk(disk, work / "BOOTX64.EFI")
+    that measures differently). Returns the command line the UKI was built with."""
+    uki = uki_from_disk(disk, disk.parent / "BOOTX64.EFI")
     cmdline = re.search(r"^cmdline (.*)$", _references(uki), re.M).group(1)
     args = ["python3", str(UKI_REFS), "--uki", str(uki), "--disk", str(disk),
             "--cmdline", f"{cmdline} {cmdline_extra}"]
@@ -172,7 +170,13 @@ def _uki_variant(name, cmdline_extra, keep_references):
     r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         raise TestFailure(f"uki-refs.py failed: {r.stdout}")
-    return disk, cmdline
+    return cmdline
+
+
+def _uki_variant(name, cmdline_extra, keep_references):
+    """A copy of the node test disk with add_to_uki_cmdline applied."""
+    disk = test_node.node_disk(name)
+    return disk, add_to_uki_cmdline(disk, cmdline_extra, keep_references)
 
 
 def _references(uki):

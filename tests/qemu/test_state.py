@@ -25,11 +25,10 @@ import time
 import test_boot
 import test_measure
 import test_node
-from vm import REPO, SWTPM, WORK_ROOT, VM, TestFailure, gpt_partitions, note, scaled
+from vm import SWTPM, WORK_ROOT, VM, TestFailure, gpt_partitions, note, scaled
 
 STATE_TYPE = "4d21b016-b534-45c2-a9fb-5c16e091fd2d"
 STEP = 180
-UKI_REFS = REPO / "image" / "uki-refs.py"
 HDR = 16384
 DATA_OFFSET = 16 << 20
 SECTOR = 512
@@ -408,13 +407,7 @@ def test_state_drift_refused_then_reopened():
     b = first_booted()
     disk, tpm = copy_base("state_drift")
     off, esp = esp_bytes(disk)
-    uki = test_measure.uki_from_disk(disk, disk.parent / "BOOTX64.EFI")
-    cmdline = re.search(r"^cmdline (.*)$", test_measure._references(uki), re.M).group(1)
-    r = subprocess.run(["python3", str(UKI_REFS), "--uki", str(uki), "--disk", str(disk),
-                        "--cmdline", f"{cmdline} cvminit.log_level=info"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        raise TestFailure(f"uki-refs.py failed: {r.stdout}")
+    test_measure.add_to_uki_cmdline(disk, "cvminit.log_level=info")
     with node("state_drift", disk, tpm_from=tpm) as v:
         test_boot.expect_start(v, "OVMF+UKI")
         v.wait_for(r"cvminit: seal: the TPM refused to unseal: the PCR policy does not match",
@@ -544,13 +537,7 @@ def test_state_integrity_killed_during_mkfs():
     disk = test_node.node_disk("state_integrity")
     work = disk.parent
     tpm = work / "tpm"
-    uki = test_measure.uki_from_disk(disk, work / "BOOTX64.EFI")
-    cmdline = re.search(r"^cmdline (.*)$", test_measure._references(uki), re.M).group(1)
-    r = subprocess.run(["python3", str(UKI_REFS), "--uki", str(uki), "--disk", str(disk),
-                        "--cmdline", f"{cmdline} cvminit.state_integrity=hmac-sha256"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        raise TestFailure(f"uki-refs.py failed: {r.stdout}")
+    test_measure.add_to_uki_cmdline(disk, "cvminit.state_integrity=hmac-sha256")
 
     with node("state_integrity_1", disk) as v:
         test_boot.expect_start(v, "OVMF+UKI")
