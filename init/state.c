@@ -64,8 +64,9 @@
  */
 
 #define STATE_DM_NAME "state"
-#define HDR_DIR	      "/run/cvminit"
-#define HDR_COPY      HDR_DIR "/state.luks2"
+#define RUN_DIR	      "/run/cvminit" /* made by header_file(); /run moves with switch_root */
+#define HDR_COPY      RUN_DIR "/state.luks2"
+#define MACHINE_ID_RUN RUN_DIR "/machine-id"
 #define WIPE_BLOCK    (1u << 20)
 /* The keyslots area: room for one keyslot of a 96-byte key (4000 anti-forensic stripes,
  * 375 KiB). cryptsetup's default (16 MiB less the metadata) costs libcryptsetup 16 MiB of
@@ -346,7 +347,7 @@ static int header_file(const uint8_t *metadata)
 {
 	_cleanup_close_ int fd = -1;
 
-	mkdir(HDR_DIR, 0755);
+	mkdir(RUN_DIR, 0755);
 	fd = open(HDR_COPY, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return log_errno(-errno, "state: create %s", HDR_COPY);
@@ -783,7 +784,6 @@ int state_machine_id(const char *luks_uuid, char out[33])
  * services run without it. */
 static void machine_id_bind(void)
 {
-	static const char run_path[] = "/run/cvminit/machine-id";
 	_cleanup_close_ int fd = -1;
 	char id[33], line[34];
 
@@ -792,16 +792,15 @@ static void machine_id_bind(void)
 		return;
 	}
 	snprintf(line, sizeof(line), "%s\n", id);
-	mkdir_p("/run/cvminit", 0755);
-	fd = open(run_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0444);
+	fd = open(MACHINE_ID_RUN, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0444);
 	if (fd < 0 || write(fd, line, 33) != 33) {
-		log_warn_errno(-errno, "state: write %s", run_path);
+		log_warn_errno(-errno, "state: write %s", MACHINE_ID_RUN);
 		return;
 	}
-	if (mount(run_path, "/etc/machine-id", NULL, MS_BIND, NULL) < 0 ||
+	if (mount(MACHINE_ID_RUN, "/etc/machine-id", NULL, MS_BIND, NULL) < 0 ||
 	    mount(NULL, "/etc/machine-id", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) {
 		log_warn_errno(-errno, "state: bind %s over /etc/machine-id (does the root "
-				       "have that file?)", run_path);
+				       "have that file?)", MACHINE_ID_RUN);
 		return;
 	}
 	log_info("state: machine ID %s (from LUKS2 %s), on /etc/machine-id", id, st.hdr.uuid);
