@@ -151,7 +151,8 @@ host-deps:
 	tests/install-deps.sh
 
 check: host-deps
-	$(MAKE) all unit image test-image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure
+	$(MAKE) all unit image test-image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure \
+		$(BUILD)/unseal-attacker
 	python3 tests/run.py
 
 qemu-test: all
@@ -200,3 +201,14 @@ bench: host-deps
 	$(MAKE) all $(BUILD)/kubelet-standin
 	BENCH_COMMAND="make bench BENCH_N=$(BENCH_N) BENCH_FIRST=$(BENCH_FIRST)" \
 		python3 tests/bench/bench.py -n $(BENCH_N) --first $(BENCH_FIRST) --docs
+
+# The attacker of tests/qemu/test_seal.py: a static /init for the image's bare kernel that
+# replays PCRs 11 and 15 and tries to unseal (a test program; never in an image).
+ATTACKER_SRCS := measured-boot/seal.c measured-boot/tpm.c measured-boot/digest.c \
+		 measured-boot/eventlog.c measured-boot/replay.c init/log.c
+$(BUILD)/unseal-attacker: tests/fixtures/unseal-attacker.c $(ATTACKER_SRCS) $(INIT_HDRS) \
+		$(SYSROOT)/.stamp $(MUSL_SPECS)
+	@mkdir -p $(BUILD)
+	$(MUSL_CC) $(CSTD) -O2 $(WARN) -Wno-missing-prototypes -isystem $(SYSROOT)/include \
+		$(shell $(SYS_PKG) --cflags $(PKG_MODS) 2>/dev/null) $(CPPFLAGS_COMMON) \
+		-static -o $@ $< $(ATTACKER_SRCS) $(REL_LIBS)

@@ -1,7 +1,10 @@
 /* Module loading with libkmod. libkmod's own messages are routed into our log, so a
  * missing module or a bad signature shows up with the module's name. */
+#define _GNU_SOURCE /* unshare */
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/mount.h>
 #include <sys/utsname.h>
 #include <time.h>
 
@@ -34,9 +37,31 @@ static void kmod_log(void *data _unused_, int priority, const char *file _unused
 	log_msg(priority <= LOG_WARNING ? priority : LOG_DEBUG, "kmod: %s", text);
 }
 
+/*
+ * libkmod reads /proc/cmdline when it builds its context and applies what it finds there
+ * (modprobe.blacklist=, <module>.<option>=) to every module it loads. PID 1 loads the
+ * boot's modules before the TPM is up, so before the command line is measured, and the
+ * host writes the loader's command line: libkmod must never see it. Module options come
+ * only from the measured initrd's and root's modprobe.d. /dev/null is bound over
+ * /proc/cmdline while the context is made (it reads the file there and never again).
+ */
+static struct kmod_ctx *kmod_new_without_cmdline(void)
+{
+	struct kmod_ctx *ctx;
+
+	if (mount("/dev/null", "/proc/cmdline", NULL, MS_BIND, NULL) < 0) {
+		log_errno(-errno, "modules: cannot hide /proc/cmdline from libkmod");
+		return NULL;
+	}
+	ctx = kmod_new(NULL, NULL);
+	if (umount2("/proc/cmdline", MNT_DETACH) < 0)
+		log_errno(-errno, "modules: cannot unmount /dev/null from /proc/cmdline");
+	return ctx;
+}
+
 static struct kmod_ctx *kmod_open(void)
 {
-	struct kmod_ctx *ctx = kmod_new(NULL, NULL);
+	struct kmod_ctx *ctx = kmod_new_without_cmdline();
 
 	if (!ctx)
 		return NULL;
@@ -181,6 +206,12 @@ int modprobe_main(int argc, char **argv)
 
 	if (quiet)
 		log_set_max_level(LOG_WARNING);
+	/* The kernel starts this with PID 1's mounts: hide the command line in a mount
+	 * namespace of our own, so PID 1's /proc/cmdline is never covered by us. */
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+		log_errno(-errno, "modprobe: %s: no private mount namespace", name);
+		return 1;
+	}
 	ctx = kmod_open();
 	if (!ctx)
 		return 1;

@@ -46,15 +46,12 @@ static void copy_lower(char *dst, size_t len, const char *src)
 	dst[i] = '\0';
 }
 
-/* Reads the GPT of one disk; returns the number of partitions added. */
-static int scan_disk(const char *disk, struct part *parts, size_t max)
+int part_scan_disk(const char *path, const char *disk, struct part *parts, size_t max)
 {
-	char path[64];
 	blkid_probe pr;
 	blkid_partlist pl;
 	int n = 0, count;
 
-	snprintf(path, sizeof(path), "/dev/%.31s", disk);
 	pr = blkid_new_probe_from_filename(path);
 	if (!pr)
 		return log_warn_errno(-errno, "partitions: open %s", path);
@@ -63,8 +60,16 @@ static int scan_disk(const char *disk, struct part *parts, size_t max)
 	blkid_probe_set_partitions_flags(pr, BLKID_PARTS_ENTRY_DETAILS);
 	pl = blkid_probe_get_partitions(pr);
 	count = pl ? blkid_partlist_numof_partitions(pl) : 0;
+	/* A partition left unread could be the one that matters (a second root or state
+	 * partition the host added): more than fit is an error, never a silent cut. */
+	if (count > 0 && (size_t)count > max) {
+		blkid_free_probe(pr);
+		log_error("partitions: %s has %d partitions, more than the %zu cvminit has room "
+			  "for", path, count, max);
+		return -E2BIG;
+	}
 
-	for (int i = 0; i < count && (size_t)n < max; i++) {
+	for (int i = 0; i < count; i++) {
 		blkid_partition p = blkid_partlist_get_partition(pl, i);
 		struct part *out = &parts[n];
 		int no = blkid_partition_get_partno(p);
@@ -100,7 +105,13 @@ int part_scan(struct part *parts, size_t max)
 		    startswith(de->d_name, "ram") || startswith(de->d_name, "zram") ||
 		    startswith(de->d_name, "sr") || startswith(de->d_name, "dm-"))
 			continue;
-		int r = scan_disk(de->d_name, parts + n, max - (size_t)n);
+		char path[64];
+		snprintf(path, sizeof(path), "/dev/%.31s", de->d_name);
+		int r = part_scan_disk(path, de->d_name, parts + n, max - (size_t)n);
+		if (r == -E2BIG) {
+			closedir(d);
+			return r;
+		}
 		if (r > 0)
 			n += r;
 	}

@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-#define PART_MAX 32
+#define PART_MAX 32 /* PART_TOO_MANY says this number */
 
 enum dps_type {
 	DPS_UNKNOWN,
@@ -27,5 +27,15 @@ const char *dps_type_name(enum dps_type t);
 enum dps_type dps_type_from_uuid(const char *uuid);
 
 /* Probes every disk in /sys/block (not loop/ram/zram) for a GPT and returns the number
- * of partitions written to parts, or a negative errno. */
+ * of partitions written to parts, or a negative errno: -E2BIG when the disks carry more
+ * partitions than max (then PART_TOO_MANY is the refusal). */
 int part_scan(struct part *parts, size_t max);
+/* Reads the GPT of one disk (path: its node, or an image file in tests; disk: its kernel
+ * name for the partitions' /dev names). Returns the partitions written, -E2BIG when it
+ * has more than max. */
+int part_scan_disk(const char *path, const char *disk, struct part *parts, size_t max);
+
+#define PART_TOO_MANY                                                                    \
+	"the attached disks carry more than 32 GPT partitions, more than cvminit reads: "   \
+	"one it did not read could be a second root or state partition, and it does not "  \
+	"guess. Attach only the node's disk (and its state disk)."

@@ -165,6 +165,8 @@ int root_find(const char *cmdline, const struct settings *s, struct root *r)
 	 * them, so look again every POLL_MS until both are there or the time is up. */
 	for (;;) {
 		n = part_scan(parts, ARRAY_SIZE(parts));
+		if (n == -E2BIG)
+			refuse("%s", PART_TOO_MANY);
 		if (n < 0)
 			n = 0;
 		data = match(parts, n, DPS_ROOT_X86_64, r->data_uuid, r->data_dev);

@@ -31,7 +31,7 @@ void settings_init(struct settings *s)
 		.shutdown_timeout = 10,
 		.device_timeout = 10,
 		.measure_required = true,
-		.state_pcrs = (1u << 7) | (1u << 11) | (1u << 15),
+		.state_pcrs = STATE_PCRS_DEFAULT,
 		.state_integrity = STATE_INTEGRITY_NONE,
 		.verity_error = VERITY_RESTART,
 	};
@@ -106,6 +106,23 @@ static int parse_pcrs(const char *v, void *out)
 	return 0;
 }
 
+/* The PCRs the state key is sealed to must name the booted binaries and what cvminit
+ * measured: 4 (the UKI and its kernel, as the firmware started them), 11 (the UKI's
+ * sections and cvminit's phases: no unseal after leave-initrd) and 15 (the command line,
+ * config and root). Without 4, any kernel can extend 11 and 15 to the sealed values. */
+static int parse_state_pcrs(const char *v, void *out)
+{
+	unsigned mask;
+	int r = parse_pcrs(v, &mask);
+
+	if (r < 0)
+		return r;
+	if ((mask & STATE_PCRS_REQUIRED) != STATE_PCRS_REQUIRED)
+		return -EINVAL;
+	*(unsigned *)out = mask;
+	return 0;
+}
+
 static int parse_integrity(const char *v, void *out)
 {
 	if (streq(v, "none"))
@@ -147,8 +164,10 @@ static const struct setting_def setting_table[] = {
 	  "whole seconds from 1 to 300", false },
 	{ "measure", offsetof(struct settings, measure_required), parse_measure,
 	  "required or optional", true },
-	{ "state_pcrs", offsetof(struct settings, state_pcrs), parse_pcrs,
-	  "a comma-separated list of PCRs 0-23, e.g. 7,11,15", false },
+	{ "state_pcrs", offsetof(struct settings, state_pcrs), parse_state_pcrs,
+	  "a comma-separated list of PCRs 0-23 that contains 4, 11 and 15 (the booted UKI, "
+	  "cvminit's phases, its measured command line, config and root), e.g. 4,7,11,15",
+	  true },
 	{ "state_integrity", offsetof(struct settings, state_integrity), parse_integrity,
 	  "none or hmac-sha256", false },
 	{ "verity_error", offsetof(struct settings, verity_error), parse_verity_error,

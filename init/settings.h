@@ -29,11 +29,15 @@ struct settings {
 	unsigned shutdown_timeout;    /* seconds between SIGTERM and SIGKILL at shutdown */
 	unsigned device_timeout;      /* seconds to wait for a device (TPM, disks) */
 	bool measure_required;        /* no TPM and no TDX RTMR: refuse to boot (default) */
-	unsigned state_pcrs;          /* bit per PCR the state key is sealed to (7, 11, 15) */
+	unsigned state_pcrs;          /* bit per PCR the state key is sealed to (4, 7, 11, 15) */
 	enum state_integrity state_integrity; /* chosen at first boot; later boots read it */
 	enum verity_error verity_error;
 	unsigned long long seen;      /* bit per key: given once already */
 };
+
+/* The state key's PCRs: the default, and those every set must contain (config only). */
+#define STATE_PCRS_REQUIRED ((1u << 4) | (1u << 11) | (1u << 15))
+#define STATE_PCRS_DEFAULT  (STATE_PCRS_REQUIRED | (1u << 7))
 
 #define CMDLINE_PREFIX "cvminit."
 #define SETTINGS_ERR_MAX 256
@@ -45,7 +49,7 @@ void settings_init(struct settings *s);
 int settings_set(struct settings *s, const char *key, const char *value, char *err,
 		 size_t errlen);
 /* The same, for keys of the command line: keys that only the measured config file may set
- * (measure=) are refused with -EPERM. */
+ * (measure=, state_pcrs=) are refused with -EPERM. */
 int settings_set_cmdline(struct settings *s, const char *key, const char *value, char *err,
 			 size_t errlen);
 

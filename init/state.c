@@ -166,6 +166,8 @@ static void find_state(struct part *out, unsigned timeout_s)
 
 	for (;;) {
 		int n = part_scan(parts, ARRAY_SIZE(parts));
+		if (n == -E2BIG)
+			refuse("%s", PART_TOO_MANY);
 		found = 0;
 		for (int i = 0; i < n; i++) {
 			if (parts[i].type != DPS_VAR)

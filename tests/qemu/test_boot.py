@@ -153,14 +153,21 @@ def test_boot_seabios():
 
 
 def test_tpm():
-    """OVMF + swtpm (firmware sends TPM2_Startup): the TPM line lists all four PCR banks."""
-    with boot(ovmf=True) as v:
+    """OVMF + swtpm (firmware sends TPM2_Startup): the TPM line lists all four PCR banks.
+    The command line carries a module option for dm_mod (a required module of the
+    initrd): libkmod never sees the command line (the modules load before it is
+    measured), so dm_mod loads without it and the kernel never complains about it."""
+    with boot("dm_mod.cvminit_unmeasured=1", ovmf=True) as v:
         expect_start(v, "OVMF")
         m = v.wait_for(TPM, scaled(STEP_TIMEOUT), since=0)
         banks = m.group(1).split()
         if banks != TPM_BANKS:
             raise TestFailure(f"PCR banks {banks}, expected {TPM_BANKS}: {m.group(0)}")
         expect_ready(v)
+        v.assert_absent(r"dm_mod: unknown parameter 'cvminit_unmeasured'",
+                        "libkmod applied a module option from the unmeasured command line")
+        v.assert_absent(r"cannot hide /proc/cmdline|no private mount namespace",
+                        "the command line could not be hidden from libkmod")
         power_off_via_button(v)
 
 

@@ -34,9 +34,9 @@ DATA_OFFSET = 16 << 20
 SECTOR = 512
 BLANK = r"cvminit: state: (/dev/vda\d) \(partuuid \S+\) is blank: first boot"
 MADE = (r"cvminit: state: first boot: (/dev/vda\d) is now LUKS2 (\S+) \((no integrity|with "
-        r"hmac\(sha256\) integrity)\), key sealed to PCRs 7,11,15; seal (\d+) ms, format "
+        r"hmac\(sha256\) integrity)\), key sealed to PCRs 4,7,11,15; seal (\d+) ms, format "
         r"(\d+) ms, (?:activate\+wipe|activate) (\d+) ms, commit (\d+) ms")
-UNSEALED = (r"cvminit: state: (/dev/vda\d): LUKS2 (\S+) unsealed \(PCRs 7,11,15\) in (\d+) "
+UNSEALED = (r"cvminit: state: (/dev/vda\d): LUKS2 (\S+) unsealed \(PCRs 4,7,11,15\) in (\d+) "
             r"ms, activated as (\S+) in (\d+) ms")
 MEASURED = r"cvminit: state: measured (luks2:\S+) into PCR 15"
 MOUNTED = r"cvminit: state: (/dev/vda\d) \(partuuid \S+, LUKS2 as \S+\) mounted on /var(.*) in"
@@ -112,13 +112,13 @@ def check_header(meta, integrity=False):
     if ks["kdf"]["type"] != "pbkdf2" or ks["kdf"]["iterations"] != 1000:
         raise TestFailure(f"keyslot 0's kdf is {ks['kdf']}")
     tok = meta["tokens"]["0"]
-    want = {"type": "systemd-tpm2", "keyslots": ["0"], "tpm2-pcrs": [7, 11, 15],
+    want = {"type": "systemd-tpm2", "keyslots": ["0"], "tpm2-pcrs": [4, 7, 11, 15],
             "tpm2-pcr-bank": "sha256", "tpm2-primary-alg": "ecc", "tpm2-pin": False,
             "cvminit-initialized": True}
     for k, val in want.items():
         if tok.get(k) != val:
             raise TestFailure(f"token field {k} is {tok.get(k)!r}, expected {val!r}")
-    if sorted(tok["cvminit-pcr-values"]) != ["11", "15", "7"]:
+    if sorted(tok["cvminit-pcr-values"]) != ["11", "15", "4", "7"]:
         raise TestFailure(f"cvminit-pcr-values: {tok['cvminit-pcr-values']}")
     return tok
 
@@ -168,7 +168,7 @@ def cvminit_sha256_extends(log, until):
 
 
 def unseal_on_host(tpm_state, files, token, work):
-    """Starts swtpm on a copy of the node's vTPM state, replays the PCR 7, 11 and 15
+    """Starts swtpm on a copy of the node's vTPM state, replays the PCR 4, 7, 11 and 15
     extends the node logged before it sealed, checks they give the token's recorded
     values, and unseals the token's blob with tpm2-tools. Returns the key."""
     d = work / "host-tpm"
@@ -200,9 +200,9 @@ def unseal_on_host(tpm_state, files, token, work):
                    + cvminit_sha256_extends(files["/run/log/cvminit/measure.log"],
                                             "cvminit:state"))
         for pcr, dg in extends:
-            if pcr in (7, 11, 15):
+            if pcr in (4, 7, 11, 15):
                 tool("tpm2_pcrextend", f"{pcr}:sha256={dg.hex()}")
-        got = tool("tpm2_pcrread", "sha256:7,11,15").decode()
+        got = tool("tpm2_pcrread", "sha256:4,7,11,15").decode()
         for pcr, want in token["cvminit-pcr-values"].items():
             m = re.search(rf"^\s*{pcr}\s*:\s*0x([0-9A-Fa-f]+)", got, re.M)
             if not m or m.group(1).lower() != want:
@@ -219,7 +219,7 @@ def unseal_on_host(tpm_state, files, token, work):
         tool("tpm2_flushcontext", "-t")
         tool("tpm2_load", "-Q", "-C", "srk.ctx", "-u", "pub", "-r", "priv", "-c", "obj.ctx")
         tool("tpm2_flushcontext", "-t")
-        return tool("tpm2_unseal", "-c", "obj.ctx", "-p", "pcr:sha256:7,11,15")
+        return tool("tpm2_unseal", "-c", "obj.ctx", "-p", "pcr:sha256:4,7,11,15")
     finally:
         sw.terminate()
         sw.wait(5)
@@ -400,10 +400,11 @@ def esp_bytes(disk):
 
 
 def test_state_drift_refused_then_reopened():
-    """The UKI's command line changed (references consistent, so only the TPM notices):
-    PCRs 11 and 15 differ from sealing time, the TPM refuses, cvminit names both with
-    expected and current values and their events, unlocks nothing. The original UKI put
-    back: the state opens and the stand-in's counter in /var is still there."""
+    """An updated image on an old disk: the UKI's command line changed (references
+    consistent, so only the TPM notices). PCR 4 (the firmware's hash of the new UKI and its
+    kernel), 11 and 15 differ from sealing time, the TPM refuses, cvminit names all three
+    with expected and current values and their events, unlocks nothing. The original UKI
+    put back: the state opens and the stand-in's counter in /var is still there."""
     b = first_booted()
     disk, tpm = copy_base("state_drift")
     off, esp = esp_bytes(disk)
@@ -412,16 +413,22 @@ def test_state_drift_refused_then_reopened():
         test_boot.expect_start(v, "OVMF+UKI")
         v.wait_for(r"cvminit: seal: the TPM refused to unseal: the PCR policy does not match",
                    scaled(STEP), since=0)
+        p4 = v.wait_for(r"cvminit: seal: PCR 4 \(sha256\) expected ([0-9a-f]{64}) got "
+                        r"([0-9a-f]{64}); events: (.*)$", scaled(STEP), since=0)
         p11 = v.wait_for(r"cvminit: seal: PCR 11 \(sha256\) expected ([0-9a-f]{64}) got "
                          r"([0-9a-f]{64}); events: (.*)$", scaled(STEP), since=0)
         p15 = v.wait_for(r"cvminit: seal: PCR 15 \(sha256\) expected ([0-9a-f]{64}) got "
                          r"([0-9a-f]{64}); events: (.*)$", scaled(STEP), since=0)
         v.wait_for(r"cvminit: state: the TPM refuses to unseal the state key of /dev/vda\d: "
-                   r"the boot differs from the one it was sealed in: PCR 11 expected", 5,
+                   r"the boot differs from the one it was sealed in: PCR 4 expected "
+                   r"[0-9a-f]+ got [0-9a-f]+ \(events: \(none by cvminit: firmware or boot "
+                   r"loader\)\); PCR 11 expected", 5,
                    since=0)
         test_boot.expect_refusal_and_poweroff(v)
         v.assert_absent(r"PCR 7 \(sha256\) expected", "PCR 7 did not change")
         v.assert_absent(r"unsealed|making ext4|mounted on /var", "drift unlocked the state")
+    if p4.group(1) == p4.group(2):
+        raise TestFailure(f"PCR 4 named as drifted with equal values: {p4.group(0)}")
     if "cvminit:cmdline" not in p15.group(3) or "enter-initrd" not in p11.group(3):
         raise TestFailure(f"events named: PCR 11: {p11.group(3)}; PCR 15: {p15.group(3)}")
     box = [s.split("* ", 1)[1] for _, s in v.find(r"\* ")]

@@ -1,4 +1,7 @@
 /* Pure helpers: the boot timeline's format and the DPS type table. */
+#include <errno.h>
+#include <unistd.h>
+
 #include "../../init/partition.h"
 #include "../../init/timeline.h"
 #include "../../init/log.h"
@@ -67,4 +70,63 @@ TEST(log_errno_returns_its_error)
 {
 	CHECK_INT(log_errno(-2, "open %s", "/nonexistent"), -2);
 	CHECK_INT(log_warn_errno(-5, "read"), -5);
+}
+
+/* A GPT image file with n partitions (1 MiB each, the first of type root-x86-64), made
+ * with sfdisk: libblkid reads regular files as it reads disks. */
+static void gpt_file(const char *path, int n)
+{
+	char cmd[256], out[512];
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "rm -f %s && truncate -s %dM %s", path, n + 2, path);
+	if (run_capture(cmd, out, sizeof(out)) != 0)
+		FAIL_AT("%s: %s", cmd, out);
+	snprintf(cmd, sizeof(cmd), "sfdisk -q %s > %s.out 2>&1", path, path);
+	f = popen(cmd, "w");
+	if (!f)
+		FAIL_AT("popen sfdisk");
+	fprintf(f, "label: gpt\ntable-length: 128\n");
+	for (int i = 0; i < n; i++)
+		fprintf(f, "size=1MiB, type=%s\n",
+			i == 0 ? "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
+			       : "0fc63daf-8483-4772-8e79-3d69d8477de4");
+	if (pclose(f) != 0)
+		FAIL_AT("sfdisk failed for %d partitions (see %s.out)", n, path);
+}
+
+TEST(part_scan_disk_reads_every_partition_up_to_max)
+{
+	struct part parts[PART_MAX];
+	char path[64];
+
+	snprintf(path, sizeof(path), "/tmp/cvminit-gpt-%d.img", (int)getpid());
+
+	gpt_file(path, PART_MAX);
+	CHECK_INT(part_scan_disk(path, "vda", parts, PART_MAX), PART_MAX);
+	CHECK_STR(parts[0].dev, "/dev/vda1");
+	CHECK_INT(parts[0].type, DPS_ROOT_X86_64);
+	CHECK_STR(parts[PART_MAX - 1].dev, "/dev/vda32");
+	CHECK_INT(parts[PART_MAX - 1].type, DPS_UNKNOWN);
+	unlink(path);
+	snprintf(path + strlen(path), sizeof(path) - strlen(path), ".out");
+	unlink(path);
+}
+
+/* Issue 11: partitions past the 32nd were ignored silently; now the scan says so. */
+TEST(part_scan_disk_refuses_more_than_max)
+{
+	struct part parts[PART_MAX + 1];
+	char path[64];
+
+	snprintf(path, sizeof(path), "/tmp/cvminit-gpt-%d.img", (int)getpid());
+
+	gpt_file(path, PART_MAX + 1);
+	CHECK_INT(part_scan_disk(path, "nvme0n1", parts, PART_MAX), -E2BIG);
+	CHECK_INT(part_scan_disk(path, "nvme0n1", parts, PART_MAX + 1), PART_MAX + 1);
+	CHECK_STR(parts[PART_MAX].dev, "/dev/nvme0n1p33");
+	CHECK(strstr(PART_TOO_MANY, "more than 32 GPT partitions") != NULL);
+	unlink(path);
+	snprintf(path + strlen(path), sizeof(path) - strlen(path), ".out");
+	unlink(path);
 }

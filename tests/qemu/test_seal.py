@@ -1,0 +1,166 @@
+"""The state key against the host's own kernel (issue 11, finding 1).
+
+The host owns the disk and the loader: it can boot the image's kernel as a bare EFI
+binary (OVMF direct kernel boot: no systemd-stub, so nothing extends PCR 11) with an
+initrd of its own, tests/fixtures/unseal-attacker.c. That program extends PCRs 11 and 15
+with the digests the node's logs show, so both reach the values the key was sealed to,
+and asks the node's vTPM to unseal, with cvminit's own sealing code:
+  - the node's token (sealed to PCRs 4, 7, 11, 15): refused, PCR 4 names another binary;
+  - a control token the test seals on the host with tpm2-tools into the same vTPM, to
+    PCRs 7, 11 and 15 only, with the values the node's token recorded (the old seal):
+    unsealed, so the replay is right and the test can fail.
+Then the node's own UKI boots the same disk and vTPM and opens /var as before."""
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import test_boot
+import test_measure
+import test_state
+from vm import REPO, SWTPM, VM, TestFailure, note, scaled
+
+ATTACKER = REPO / "build" / "unseal-attacker"
+STEP = 180
+
+
+def control_token(tpm_state, token, work):
+    """A key sealed to PCRs 7, 11, 15 (the values the node's token recorded) into a copy
+    of the node's vTPM state (same owner seed: the same SRK). Returns (token JSON, key)."""
+    d = work / "control"
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(tpm_state, d / "state")
+    port = 23000 + os.getpid() % 5000 * 2
+    sw = subprocess.Popen([SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={d / 'state'}",
+                           "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
+                           "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
+                           "--flags", "not-need-init,startup-clear"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
+
+    def tool(*args):
+        r = subprocess.run(list(args), env=env, cwd=d, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            raise TestFailure(f"{' '.join(args)}: {r.stderr.decode(errors='replace')}")
+        return r.stdout
+
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        values = token["cvminit-pcr-values"]
+        (d / "pcrs.bin").write_bytes(b"".join(bytes.fromhex(values[p])
+                                              for p in ("7", "11", "15")))
+        key = os.urandom(64)
+        (d / "key.bin").write_bytes(key)
+        tool("tpm2_createpolicy", "-Q", "--policy-pcr", "-l", "sha256:7,11,15", "-f",
+             "pcrs.bin", "-L", "policy.bin")
+        tool("tpm2_createprimary", "-Q", "-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
+             "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|"
+             "decrypt", "-c", "srk.ctx")
+        tool("tpm2_create", "-Q", "-C", "srk.ctx", "-g", "sha256", "-a",
+             "fixedtpm|fixedparent", "-L", "policy.bin", "-i", "key.bin", "-u", "pub",
+             "-r", "priv")
+    finally:
+        sw.terminate()
+        sw.wait(5)
+    ctl = dict(token)
+    ctl["tpm2-blob"] = base64.b64encode((d / "priv").read_bytes()
+                                        + (d / "pub").read_bytes()).decode()
+    ctl["tpm2-pcrs"] = [7, 11, 15]
+    ctl["tpm2-policy-hash"] = (d / "policy.bin").read_bytes().hex()
+    ctl["cvminit-pcr-values"] = {p: values[p] for p in ("7", "11", "15")}
+    return json.dumps(ctl, separators=(",", ":")), key
+
+
+def attack_plan(files, token_json, control_json):
+    """The extends that take PCRs 11 and 15 from zero to the node's values before it
+    sealed or unsealed (the stub's and cvminit's records), then the two tokens."""
+    extends = (test_state.firmware_sha256_extends(files["/run/log/cvminit/firmware.log"])
+               + test_state.cvminit_sha256_extends(files["/run/log/cvminit/measure.log"],
+                                                   "cvminit:state"))
+    lines = [f"extend {pcr} {dg.hex()}" for pcr, dg in extends if pcr in (11, 15)]
+    if not any(x.startswith("extend 11 ") for x in lines) or \
+            not any(x.startswith("extend 15 ") for x in lines):
+        raise TestFailure(f"the node's logs gave no PCR 11 or 15 extends: {lines}")
+    lines += [f"token node {token_json}", f"token control {control_json}"]
+    return "\n".join(lines) + "\n", len(lines) - 2
+
+
+def attacker_initrd(work, plan):
+    """A newc cpio with the fixture as /init and the plan."""
+    root = work / "attacker-root"
+    shutil.rmtree(root, ignore_errors=True)
+    for d in ("dev", "proc", "sys"):
+        (root / d).mkdir(parents=True)
+    shutil.copy(ATTACKER, root / "init")
+    (root / "attack.plan").write_text(plan)
+    out = work / "attacker.cpio"
+    with open(out, "wb") as f:
+        files = subprocess.run("find . | sort", shell=True, cwd=root, check=True,
+                               stdout=subprocess.PIPE).stdout
+        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet", "-R", "0:0"], cwd=root,
+                       input=files, stdout=f, check=True)
+    return out
+
+
+def uki_kernel(disk, work):
+    """The kernel inside the disk's UKI (its .linux section): the image's own kernel,
+    booted bare."""
+    uki = test_measure.uki_from_disk(disk, work / "BOOTX64.EFI")
+    out = work / "vmlinuz"
+    subprocess.run(["objcopy", "-O", "binary", "--only-section=.linux", str(uki), str(out)],
+                   check=True)
+    if out.stat().st_size < 1 << 20:
+        raise TestFailure(f"{out}: the UKI's .linux section is {out.stat().st_size} bytes")
+    return out
+
+
+def test_seal_attacker_kernel_cannot_unseal():
+    if not ATTACKER.is_file():
+        raise TestFailure(f"{ATTACKER} is missing: run 'make build/unseal-attacker' "
+                          "(make check does)")
+    b = test_state.first_booted()
+    disk, tpm = test_state.copy_base("seal_attack")
+    work = disk.parent
+    meta, _ = test_state.luks_json(disk, work)
+    token = meta["tokens"]["0"]
+    if token["tpm2-pcrs"] != [4, 7, 11, 15]:
+        raise TestFailure(f"the node's key is sealed to PCRs {token['tpm2-pcrs']}")
+    control_json, control_key = control_token(tpm, token, work)
+    plan, n = attack_plan(b["files"], json.dumps(token, separators=(",", ":")),
+                          control_json)
+    initrd = attacker_initrd(work, plan)
+    kernel = uki_kernel(disk, work)
+
+    with VM(kernel, initrd, "console=ttyS0,115200 panic=-1", ovmf=True, tpm=True,
+            disks=[disk], name="seal_attacker", memory=1024, timeout=scaled(300),
+            tpm_from=tpm) as v:
+        v.wait_for(r"attacker: started instead of the node's UKI", scaled(STEP))
+        v.wait_for(rf"attacker: replayed {n} extends into PCRs 11 and 15", scaled(60))
+        refused = v.wait_for(r"attacker: token node \(PCRs ([\d,]+)\): (.*)$", scaled(60))
+        control = v.wait_for(r"attacker: token control \(PCRs ([\d,]+)\): (.*)$",
+                             scaled(60))
+        v.wait_for(r"attacker: done", scaled(60))
+        test_boot.expect_poweroff(v, scaled(60))
+    if refused.group(1) != "4,7,11,15" or "unseal refused" not in refused.group(2):
+        raise TestFailure(f"the attacker kernel got the node's key: {refused.group(0)}")
+    want = f"UNSEALED 64 bytes, sha256 {hashlib.sha256(control_key).hexdigest()}"
+    if control.group(1) != "7,11,15" or control.group(2) != want:
+        raise TestFailure("the replay does not reach the sealed PCR values, so the refusal "
+                          f"proves nothing: control token: {control.group(0)}")
+    note(f"bare kernel + replayed PCRs 11/15 ({n} extends): node key "
+         f"{refused.group(2)}; the same replay unseals a key sealed to 7,11,15")
+
+    # The node's own UKI on the same disk and vTPM: unsealed, /var as it was.
+    test_state.later_boot("seal_attack_after", disk, tpm, b["uuid"], 2)
+    note("the node's UKI afterwards: unsealed, /var kept (stand-in start 2)")
