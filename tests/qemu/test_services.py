@@ -36,6 +36,12 @@ def test_service_backoff_then_on_exhausted():
         v.wait_for(r"cvminit: config: .*: 2 service\(s\)", scaled(60), since=0)
         v.chan.wait_for(r"^<7>\[[^\]]*\] relay: kubelet-standin: channel: kmsg relayed to "
                         r"/dev/ttyS1$", scaled(60), since=0)
+        # A service gets none of PID 1's descriptors (here PID 1 has the TPM open).
+        n = v.chan.wait_for(r"relay: kubelet-standin: inherited fds beyond 0-2: (\d+)$",
+                            scaled(60), since=0)
+        if n.group(1) != "0":
+            raise TestFailure("the relay service inherited descriptors: " + "; ".join(
+                s for _, s in v.chan.find(r"relay: kubelet-standin: inherited fd \d+ ")))
         stamps = []
         for i in range(4):
             m = v.wait_for(r"\[\s*(\d+\.\d+)\] cvminit: probe: started \(pid \d+\): "
