@@ -130,7 +130,7 @@ ns-test: $(BUILD)/ns/svc_pid1
 # A stand-in for kubelet (Debian has none): static, so it runs in the shell-less root.
 $(BUILD)/kubelet-standin: tests/fixtures/kubelet-standin.c
 	@mkdir -p $(BUILD)
-	musl-gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o $@ $<
+	musl-gcc -static -pthread -O2 -std=gnu11 -Wall -Wextra -Werror -o $@ $<
 
 # A static busybox from Debian's busybox-static (downloaded into build/, never into git) and
 # a one-layer OCI image of it, which the stand-in runs with ctr + runc in the test image.

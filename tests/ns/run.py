@@ -211,7 +211,7 @@ def start_order(n):
     check(int(mr.group(1)) >= 900, msg)
     check(tb - tr < 0.5, f"b started {tb - tr:.2f} s after a was ready")
     # a's output went to kmsg and to its log file.
-    check("<30>a: sock_ready: listening on" in open(n.kmsg).read(), "a's output not in kmsg")
+    check("<31>a: sock_ready: listening on" in open(n.kmsg).read(), "a's output not in kmsg")
     n.wait(r"^b: started")
     time.sleep(0.3)
     check("sleeper: up" in open(os.path.join(n.logdir, "b.log")).read(), "b.log lacks b's line")
@@ -363,13 +363,13 @@ def output_rotation(n):
     check(text == want, "rotated + live log differ from what the service wrote")
     # kmsg: the burst, then its share; every line either passed or is counted as dropped.
     kmsg = open(n.kmsg).read().splitlines()
-    passed = sum(1 for k in kmsg if k.startswith("<30>chatty: chatty line "))
+    passed = sum(1 for k in kmsg if k.startswith("<31>chatty: chatty line "))
     dropped = sum(int(m.group(1)) for k in kmsg
-                  for m in [re.match(r"<30>chatty: (\d+) lines dropped \(rate limit\)$", k)] if m)
+                  for m in [re.match(r"<31>chatty: (\d+) lines dropped \(rate limit\)$", k)] if m)
     check(dropped > 0, "nothing was dropped from a flood")
     check(passed + dropped == lines, f"{passed} passed + {dropped} dropped != {lines}")
     check(200 <= passed < 2000, f"{passed} lines of a flood reached kmsg")
-    check("<30>chatty: chatty: done" in kmsg, "the line after the flood did not reach kmsg")
+    check("<31>chatty: chatty: done" in kmsg, "the line after the flood did not reach kmsg")
 
 
 SCENARIOS = [

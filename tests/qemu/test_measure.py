@@ -206,10 +206,10 @@ BANKS = ("sha256", "sha384")
 
 
 def _standin_files(v):
-    """The files the kubelet stand-in printed as base64 at its first start:
-    {guest path: bytes}."""
+    """The files the kubelet stand-in printed as base64 at its first start (read on the
+    test channel): {guest path: bytes}."""
     chunks, done = {}, {}
-    for _, s in v.lines:
+    for _, s in v.chan.lines:
         m = re.search(r"kubelet-standin: file (\S+) ([A-Za-z0-9+/=]+)$", s)
         if m and m.group(1) not in done:
             chunks.setdefault(m.group(1), []).append(m.group(2))
@@ -218,7 +218,7 @@ def _standin_files(v):
             data = base64.b64decode("".join(chunks.get(m.group(1), [])))
             if len(data) != int(m.group(2)):
                 raise TestFailure(f"{m.group(1)}: got {len(data)} bytes of {m.group(2)} "
-                                  "(console lines lost?)")
+                                  "(channel lines lost?)")
             done[m.group(1)] = data
     return done
 
@@ -252,8 +252,8 @@ def test_measure_node_pcrs_match_prediction():
                 m = v.wait_for(rf"cvminit: measure: ready: PCR {pcr} {bank} ([0-9a-f]+)$",
                                scaled(300), since=0)
                 got[(pcr, bank)] = m.group(1)
-        v.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log \d+$", scaled(120),
-                   since=0)
+        v.chan.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log \d+$",
+                        scaled(120), since=0)
         files = _standin_files(v)
         test_boot.power_off_via_button(v)
 
