@@ -170,7 +170,7 @@ def test_seal_attacker_kernel_cannot_unseal():
         m = v.wait_for(test_state.MOUNTED, scaled(STEP), since=0)
         if "new filesystem" in m.group(2):
             raise TestFailure("the node's UKI made a new filesystem after the attack")
-        v.wait_for(r"kubelet-standin: start 2 recorded", scaled(STEP), since=0)
+        v.chan.wait_for(r"kubelet-standin: start 2 recorded", scaled(STEP), since=0)
         test_boot.power_off_via_button(v)
     measurement_order(v)
     note("the node's UKI afterwards: unsealed, /var kept (stand-in start 2); unseal < "
