@@ -277,7 +277,7 @@ static void config_load(void)
 }
 
 /* Reports the TPM's PCR banks and the firmware's and stub's PCRs (4, 7, 11) as found. */
-static void tpm_report(struct tpm *t)
+static void tpm_report(struct tpm *t, int index)
 {
 	static const unsigned report_pcrs[] = { 4, 7, 11 };
 	struct tpm_bank banks[TPM_MAX_BANKS];
@@ -292,7 +292,7 @@ static void tpm_report(struct tpm *t)
 		snprintf(names + len, sizeof(names) - len, "%s%s", i ? " " : "",
 			 tpm_alg_name(banks[i].alg) ?: "?");
 	}
-	log_info("tpm: TPM 2.0 ready, PCR banks: %s", names);
+	log_info("tpm: TPM 2.0 ready on /dev/tpmrm%d, PCR banks: %s", index, names);
 
 	for (size_t i = 0; i < ARRAY_SIZE(report_pcrs); i++) {
 		uint8_t d[TPM_MAX_DIGEST];
@@ -394,7 +394,7 @@ static void measurer_setup(void)
 		 platform.may_seal ? "may" : "may NOT");
 	/* The PCRs as the firmware and the stub left them, before the first extend. */
 	if (measurer_backend(measurer) == MEASURER_TPM)
-		tpm_report(measurer_tpm(measurer));
+		tpm_report(measurer_tpm(measurer), platform.tpm_index);
 	boot_measure_phase("enter-initrd");
 	if (measurer_backend(measurer) == MEASURER_TPM)
 		firmware_log_copy();

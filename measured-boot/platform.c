@@ -256,9 +256,8 @@ static void describe(const struct platform_facts *f, char *out, size_t size)
 	};
 
 	snprintf(out, size,
-		 "TPMs %d, TDX %s (RTMR sysfs %s), SEV-SNP %s, configfs-tsm provider %s, "
-		 "SVSM %s, "
-		 "vTPM manifest %s (%zu bytes)",
+		 "TPMs %d, TDX %s (RTMR sysfs %s), SEV-SNP %s, configfs-tsm provider "
+		 "%s, SVSM %s, vTPM manifest %s (%zu bytes)",
 		 f->n_tpms, yes(f->tdx), yes(f->rtmr), yes(f->snp),
 		 f->tsm_provider[0] ? f->tsm_provider : "none", yes(f->svsm),
 		 blob[f->manifest], f->manifest_len);
@@ -291,31 +290,27 @@ static void decide_tdx(const struct platform_facts *f, bool tpm_platform,
 	if (tpm_platform && f->n_tpms == 1)
 		return set(d, MEASURER_TPM, false,
 			   "Intel TDX guest; the config declares the platform's vTPM "
-			   "trusted "
-			   "(tpm=platform): measuring into and sealing with the TPM");
+			   "trusted (tpm=platform): measuring into and sealing with "
+			   "the TPM");
 	if (f->rtmr)
 		return set(
 			d, MEASURER_TDX, false,
 			"Intel TDX guest: measuring into the RTMRs%s; nothing may seal "
-			"the state "
-			"key (RTMRs cannot; a TPM only with tpm=platform)",
+			"the state key (RTMRs cannot; a TPM only with tpm=platform)",
 			f->n_tpms ? ", not into the TPM present (the host can attach one)"
 				  : "");
 	if (f->n_tpms)
 		return set(d, MEASURER_NONE, false,
 			   "Intel TDX guest without the RTMR sysfs "
-			   "(/sys/class/misc/tdx_guest/"
-			   "measurements, Linux >= 6.16 with CONFIG_TSM_MEASUREMENTS) "
-			   "and with a TPM "
-			   "no one vouches for (the host can attach one): nothing "
-			   "trusted to measure "
-			   "into. Boot a kernel with the RTMR sysfs (trixie-backports "
-			   "7.x), " FIX_DECLARE);
+			   "(/sys/class/misc/tdx_guest/measurements, Linux >= 6.16 "
+			   "with CONFIG_TSM_MEASUREMENTS) and with a TPM no one "
+			   "vouches for (the host can attach one): nothing trusted to "
+			   "measure into. Boot a kernel with the RTMR sysfs "
+			   "(trixie-backports 7.x), " FIX_DECLARE);
 	return set(d, MEASURER_NONE, false,
 		   "Intel TDX guest without the RTMR sysfs (Linux >= 6.16 with "
-		   "CONFIG_TSM_MEASUREMENTS) and without a TPM: nothing to measure into. "
-		   "Boot a "
-		   "kernel with the RTMR sysfs (trixie-backports 7.x)");
+		   "CONFIG_TSM_MEASUREMENTS) and without a TPM: nothing to measure "
+		   "into. Boot a kernel with the RTMR sysfs (trixie-backports 7.x)");
 }
 
 static void decide_snp(const struct platform_facts *f, bool tpm_platform,
@@ -324,11 +319,9 @@ static void decide_snp(const struct platform_facts *f, bool tpm_platform,
 	if (f->manifest == PLATFORM_BLOB_MALFORMED)
 		return set(d, MEASURER_NONE, true,
 			   "AMD SEV-SNP guest: the SVSM's vTPM manifest (configfs-tsm "
-			   "manifestblob, "
-			   "%zu bytes) is not one TPMT_PUBLIC: the vTPM cannot be bound "
-			   "to the SNP "
-			   "report. Check the SVSM (COCONUT-SVSM) and the kernel's "
-			   "sev-guest driver",
+			   "manifestblob, %zu bytes) is not one TPMT_PUBLIC: the vTPM "
+			   "cannot be bound to the SNP report. Check the SVSM "
+			   "(COCONUT-SVSM) and the kernel's sev-guest driver",
 			   f->manifest_len);
 	if (f->manifest == PLATFORM_BLOB_OK && f->n_tpms == 1) {
 		if (f->ek == PLATFORM_BLOB_OK && f->ek_len == f->manifest_len &&
@@ -336,63 +329,57 @@ static void decide_snp(const struct platform_facts *f, bool tpm_platform,
 			return set(
 				d, MEASURER_TPM, false,
 				"AMD SEV-SNP guest: the TPM is the SVSM vTPM (its EK "
-				"public equals "
-				"the vTPM manifest the SVSM attests in the SNP report)");
+				"public equals the vTPM manifest the SVSM attests in "
+				"the SNP report)");
 		return set(
 			d, MEASURER_NONE, true,
-			"AMD SEV-SNP guest: the TPM's EK public (%s, %zu bytes) differs "
-			"from the "
-			"SVSM vTPM's manifest (%zu bytes): this TPM is not the SVSM's, "
-			"the host may "
-			"have attached its own. Remove the extra TPM device from the VM",
+			"AMD SEV-SNP guest: the TPM's EK public (%s, %zu bytes) "
+			"differs from the SVSM vTPM's manifest (%zu bytes): this TPM "
+			"is not the SVSM's, the host may have attached its own. Remove "
+			"the extra TPM device from the VM",
 			f->ek == PLATFORM_BLOB_OK ? "read" : "unreadable", f->ek_len,
 			f->manifest_len);
 	}
 	if (tpm_platform && f->n_tpms == 1)
 		return set(d, MEASURER_TPM, false,
 			   "AMD SEV-SNP guest; the config declares the platform's vTPM "
-			   "trusted "
-			   "(tpm=platform): measuring into and sealing with the TPM");
+			   "trusted (tpm=platform): measuring into and sealing with "
+			   "the TPM");
 	if (f->manifest == PLATFORM_BLOB_OK)
 		return set(d, MEASURER_NONE, false,
 			   "AMD SEV-SNP guest: the SVSM offers a vTPM but this kernel "
-			   "has no TPM for "
-			   "it (no CONFIG_TCG_SVSM: Debian's kernels lack it). Boot a "
-			   "kernel with the "
-			   "SVSM vTPM driver, " FIX_DECLARE);
+			   "has no TPM for it (no CONFIG_TCG_SVSM: Debian's kernels "
+			   "lack it). Boot a kernel with the SVSM vTPM driver, " FIX_DECLARE);
 	if (f->n_tpms)
 		return set(d, MEASURER_NONE, false,
 			   "AMD SEV-SNP guest with a TPM no SVSM vouches for (%s): the "
-			   "host can attach "
-			   "one. Run the SVSM vTPM (COCONUT-SVSM, a kernel with "
-			   "CONFIG_TCG_SVSM), " FIX_DECLARE,
+			   "host can attach one. Run the SVSM vTPM (COCONUT-SVSM, a "
+			   "kernel with CONFIG_TCG_SVSM), " FIX_DECLARE,
 			   f->svsm ? "the SVSM offers no vTPM manifest" : "no SVSM");
 	return set(
 		d, MEASURER_NONE, false,
-		"AMD SEV-SNP guest without a TPM: nothing to measure into. Run the SVSM "
-		"vTPM, "
-		"or give the VM the cloud's vTPM and declare it with `set tpm=platform`");
+		"AMD SEV-SNP guest without a TPM: nothing to measure into. Run the "
+		"SVSM vTPM, or give the VM the cloud's vTPM and declare it with `set "
+		"tpm=platform`");
 }
 
 void platform_decide(const struct platform_facts *f, bool tpm_platform,
 		     struct platform_decision *d)
 {
 	memset(d, 0, sizeof(*d));
+	d->tpm_index = f->tpm_index;
 	describe(f, d->found, sizeof(d->found));
 
 	if (f->n_tpms > 1)
 		return set(d, MEASURER_NONE, true,
-			   "%d TPMs (/sys/class/tpm): one may be the host's and nothing "
-			   "tells which "
-			   "the platform vouches for. Give the VM one TPM (the "
-			   "platform's vTPM), or "
-			   "none on TDX",
+			   "%d TPMs (/sys/class/tpm): one may be the host's and "
+			   "nothing tells which the platform vouches for. Give the VM "
+			   "one TPM (the platform's vTPM), or none on TDX",
 			   f->n_tpms);
 	if (f->tdx && f->snp)
 		return set(d, MEASURER_NONE, true,
-			   "both Intel TDX and AMD SEV-SNP guest interfaces are present: "
-			   "the kernel's "
-			   "view of the platform is inconsistent");
+			   "both Intel TDX and AMD SEV-SNP guest interfaces are "
+			   "present: the kernel's view of the platform is inconsistent");
 	if (f->tdx)
 		return decide_tdx(f, tpm_platform, d);
 	if (f->snp)
@@ -400,12 +387,11 @@ void platform_decide(const struct platform_facts *f, bool tpm_platform,
 	if (f->n_tpms == 1)
 		return set(d, MEASURER_TPM, false,
 			   "no confidential-computing platform (plain VM): the TPM is "
-			   "used as found; "
-			   "only a verifier that demands a TDX or SNP report tells this "
-			   "from a host "
-			   "that launched the VM without one");
+			   "used as found; only a verifier that demands a TDX or SNP "
+			   "report tells this from a host that launched the VM without "
+			   "one");
 	return set(d, MEASURER_NONE, false,
-		   "no confidential-computing platform (plain VM) and no TPM: nothing to "
-		   "measure "
-		   "into. Give the VM a vTPM");
+		   "no confidential-computing platform (plain VM), no TPM "
+		   "(/dev/tpmrm0) and no Intel TDX RTMRs: nothing to measure into. "
+		   "Give the VM a vTPM");
 }

@@ -45,6 +45,7 @@ struct platform_decision {
 	enum measurer_backend
 		backend; /* MEASURER_NONE: nothing trusted to measure into */
 	bool may_seal;	 /* the TPM may hold the state key */
+	int tpm_index; /* the TPM's N (/dev/tpmrmN) when backend is MEASURER_TPM */
 	bool refuse;	 /* what was found is a refusal whatever measure= says */
 	char found[PLATFORM_FOUND_MAX];	  /* what was read, for the log */
 	char reason[PLATFORM_REASON_MAX]; /* the rule that applied and, when refused, the
