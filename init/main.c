@@ -368,8 +368,8 @@ static void measurer_setup(void)
 
 	tpm_platform_declared = config_peek_tpm_platform();
 	for (int i = 0; i < 20; i++) {
-		r = measurer_open_platform("/", MEASURE_LOG_PATH, tpm_platform_declared, &platform,
-					   &measurer);
+		r = measurer_open_platform("/", MEASURE_LOG_PATH, tpm_platform_declared,
+					   &platform, &measurer);
 		if (r != -ENODEV)
 			break;
 		usleep(50 * 1000);
@@ -377,18 +377,20 @@ static void measurer_setup(void)
 	log_info("platform: found %s%s", platform.found,
 		 tpm_platform_declared ? "; the config declares tpm=platform" : "");
 	if (r == -EPERM)
-		fail_closed("REFUSING the platform's TPM/RTMR: %s. Found: %s.", platform.reason,
-			    platform.found);
+		fail_closed("REFUSING the platform's TPM/RTMR: %s. Found: %s.",
+			    platform.reason, platform.found);
 	if (r == -ENODEV) {
 		measurer = NULL;
 		log_warn("measure: %s", platform.reason);
 		return;
 	}
 	if (r < 0)
-		fail_closed("the TPM/RTMR the platform rule chose cannot be used: %s. The node "
-			    "cannot measure its boot. Check the vTPM.", platform.reason);
+		fail_closed("the TPM/RTMR the platform rule chose cannot be used: %s. "
+			    "The node cannot measure its boot. Check the vTPM.",
+			    platform.reason);
 	log_info("measure: backend %s, event log %s; %s",
-		 measurer_backend(measurer) == MEASURER_TPM ? "TPM 2.0" : "Intel TDX RTMRs",
+		 measurer_backend(measurer) == MEASURER_TPM ? "TPM 2.0"
+							    : "Intel TDX RTMRs",
 		 MEASURE_LOG_PATH, platform.reason);
 	log_info("measure: the state key %s be sealed on this platform",
 		 platform.may_seal ? "may" : "may NOT");
@@ -404,15 +406,15 @@ static void measurer_setup(void)
 static void measurer_require(void)
 {
 	if (settings.tpm_platform != tpm_platform_declared)
-		fail_closed("the config read before measuring declared tpm=%s and the measured one "
-			    "tpm=%s: %s changed during boot",
+		fail_closed("the config read before measuring declared tpm=%s and the "
+			    "measured one tpm=%s: %s changed during boot",
 			    tpm_platform_declared ? "platform" : "verify",
 			    settings.tpm_platform ? "platform" : "verify", CONFIG_PATH);
 	if (measurer)
 		return;
 	if (settings.measure_required)
-		fail_closed("this boot cannot be measured: %s. Found: %s.", platform.reason,
-			    platform.found);
+		fail_closed("this boot cannot be measured: %s. Found: %s.",
+			    platform.reason, platform.found);
 	log_warn("measure: measure=optional in %s: booting UNMEASURED; nothing can be sealed",
 		 CONFIG_PATH);
 }

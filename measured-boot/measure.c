@@ -95,12 +95,13 @@ int measure_banks_check(const struct tpm_bank *banks, size_t n, char *err, size_
 
 		if (size <= 0 || size != banks[i].size) {
 			snprintf(err, errlen,
-				 "the TPM's active PCR bank 0x%04x (%s) is an algorithm cvminit "
-				 "cannot extend: it would keep its reset value and a policy over "
-				 "it would unseal whatever ran. Deactivate that bank "
-				 "(tpm2_pcrallocate) or give the VM a TPM with sha1/sha256/sha384/"
-				 "sha512 banks only",
-				 banks[i].alg, tpm_alg_name(banks[i].alg) ?: "unknown algorithm");
+				 "the TPM's active PCR bank 0x%04x (%s) is an algorithm "
+				 "cvminit cannot extend: it would keep its reset value and a "
+				 "policy over it would unseal whatever ran. Deactivate that "
+				 "bank (tpm2_pcrallocate) or give the VM a TPM with sha1, "
+				 "sha256, sha384 and sha512 banks only",
+				 banks[i].alg,
+				 tpm_alg_name(banks[i].alg) ?: "unknown algorithm");
 			return -EOPNOTSUPP;
 		}
 	}
@@ -177,7 +178,8 @@ int measurer_open_tdx(const char *root, const char *log_path, struct measurer **
 	return 0;
 }
 
-/* The EK public of the one TPM, for comparison with the SVSM vTPM manifest. */
+/* The EK public of the one TPM, for comparison with the SVSM vTPM manifest, and whether
+ * the TPM proved it holds the EK. */
 static void read_ek(const char *dev, struct platform_facts *f)
 {
 	struct tpm *t;
@@ -185,7 +187,7 @@ static void read_ek(const char *dev, struct platform_facts *f)
 
 	if (tpm_open("device", dev, &t) < 0)
 		return;
-	n = tpm_ek_public(t, f->ek_buf, sizeof(f->ek_buf));
+	n = tpm_ek_public(t, f->ek_buf, sizeof(f->ek_buf), &f->ek_possessed);
 	tpm_close(t);
 	if (n > 0) {
 		f->ek_len = (size_t)n;
@@ -216,16 +218,16 @@ int measurer_open_platform(const char *root, const char *log_path, bool tpm_plat
 		/* A TPM that is present but fails is an error, not a reason to try TDX. */
 		r = open_tpm("device", dev, log_path, d->reason, sizeof(d->reason), ret);
 		if (r < 0 && r != -EOPNOTSUPP && r != -ENODEV)
-			snprintf(d->reason, sizeof(d->reason), "cannot use the TPM %.200s: %s",
-				 dev, strerror(-r));
+			snprintf(d->reason, sizeof(d->reason),
+				 "cannot use the TPM %.200s: %s", dev, strerror(-r));
 		if (r == -ENODEV)
 			r = -EIO; /* a TPM without banks is broken, not absent */
 		break;
 	case MEASURER_TDX:
 		r = measurer_open_tdx(root, log_path, ret);
 		if (r < 0)
-			snprintf(d->reason, sizeof(d->reason), "cannot open the TDX RTMRs: %s",
-				 strerror(-r));
+			snprintf(d->reason, sizeof(d->reason),
+				 "cannot open the TDX RTMRs: %s", strerror(-r));
 		break;
 	case MEASURER_NONE:
 		return -ENODEV; /* the caller decides: fail closed or measure=optional */

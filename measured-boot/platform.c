@@ -324,8 +324,16 @@ static void decide_snp(const struct platform_facts *f, bool tpm_platform,
 			   "(COCONUT-SVSM) and the kernel's sev-guest driver",
 			   f->manifest_len);
 	if (f->manifest == PLATFORM_BLOB_OK && f->n_tpms == 1) {
-		if (f->ek == PLATFORM_BLOB_OK && f->ek_len == f->manifest_len &&
-		    memcmp(f->ek_buf, f->manifest_buf, f->ek_len) == 0)
+		bool same = f->ek == PLATFORM_BLOB_OK && f->ek_len == f->manifest_len &&
+			    memcmp(f->ek_buf, f->manifest_buf, f->ek_len) == 0;
+
+		if (same && !f->ek_possessed)
+			return set(d, MEASURER_NONE, true,
+				   "AMD SEV-SNP guest: the TPM shows the SVSM vTPM's EK "
+				   "public but cannot prove it holds the EK (a session "
+				   "salted to the EK failed): another TPM may be echoing "
+				   "the SVSM's. Remove the extra TPM device from the VM");
+		if (same)
 			return set(
 				d, MEASURER_TPM, false,
 				"AMD SEV-SNP guest: the TPM is the SVSM vTPM (its EK "

@@ -39,6 +39,7 @@ struct platform_facts {
 	enum platform_blob ek; /* the TPM's EK public (TCG default RSA 2048 template) */
 	size_t ek_len;
 	uint8_t ek_buf[PLATFORM_BLOB_MAX];
+	bool ek_possessed;         /* the TPM proved it holds the EK's private part */
 };
 
 struct platform_decision {

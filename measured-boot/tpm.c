@@ -107,7 +107,7 @@ int tpm_fds_cloexec(const struct pollfd *fds, size_t n)
 
 /* The device TCTI has one descriptor, /dev/tpmrm0, and reports it as its poll handle. A
  * TCTI without poll handles (the swtpm one of the host tests: sockets) is left as is, but
- * the device must report its descriptor: a TPM fd we cannot see could leak into services. */
+ * the device must report its descriptor: an fd we cannot see could leak into services. */
 static int tcti_cloexec(TSS2_TCTI_CONTEXT *tcti, bool required)
 {
 	TSS2_TCTI_POLL_HANDLE fds[4];
@@ -120,8 +120,7 @@ static int tcti_cloexec(TSS2_TCTI_CONTEXT *tcti, bool required)
 	if (rc != TSS2_RC_SUCCESS || n > ARRAY_SIZE(fds) || (required && n == 0)) {
 		if (!required)
 			return 0;
-		log_error("tpm: cannot get the TCTI's descriptors to close them on exec (0x%x)",
-			  rc);
+		log_error("tpm: cannot get the TCTI's descriptors to close on exec (0x%x)", rc);
 		return -EIO;
 	}
 	int r = tpm_fds_cloexec(fds, n);
@@ -260,7 +259,39 @@ int tpm_pcr_extend(struct tpm *t, unsigned pcr, const struct digest *digests, si
 	return 0;
 }
 
-int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size)
+/* A session salted to the key (ESYS encrypts the salt to the public area the TPM
+ * returned), then a TPM2_GetRandom whose response is encrypted and HMACed under that
+ * session's key. A TPM that only echoes another TPM's public area cannot decrypt the
+ * salt, so ESYS rejects its response HMAC. */
+int tpm_key_prove(struct tpm *t, uint32_t key)
+{
+	const TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_AES,
+				   .keyBits.aes = 128,
+				   .mode.aes = TPM2_ALG_CFB };
+	ESYS_TR session = ESYS_TR_NONE;
+	TPM2B_DIGEST *rnd = NULL;
+	TSS2_RC rc;
+	int r = 0;
+
+	rc = Esys_StartAuthSession(t->esys, key, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				   ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256,
+				   &session);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_error(rc, "StartAuthSession salted to the EK");
+	rc = Esys_TRSess_SetAttributes(t->esys, session, TPMA_SESSION_ENCRYPT,
+				       TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION);
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Esys_GetRandom(t->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, 16, &rnd);
+	if (rc != TSS2_RC_SUCCESS) {
+		r = tss_error(rc, "GetRandom in the session salted to the EK");
+		/* Not continued: the TPM closed it on success; on failure, flush it. */
+		Esys_FlushContext(t->esys, session);
+	}
+	Esys_Free(rnd);
+	return r;
+}
+
+int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size, bool *possessed)
 {
 	/* TCG EK Credential Profile 2.0, template L-1: the policy is PolicySecret(TPM_RH_
 	 * ENDORSEMENT); unique is 256 zero bytes, so every TPM derives one EK per seed. */
@@ -273,10 +304,10 @@ int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size)
 		.publicArea = {
 			.type = TPM2_ALG_RSA,
 			.nameAlg = TPM2_ALG_SHA256,
-			.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-					    TPMA_OBJECT_SENSITIVEDATAORIGIN |
-					    TPMA_OBJECT_ADMINWITHPOLICY | TPMA_OBJECT_RESTRICTED |
-					    TPMA_OBJECT_DECRYPT,
+			.objectAttributes =
+				TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+				TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
+				TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
 			.authPolicy = { .size = sizeof(policy) },
 			.parameters.rsaDetail = {
 				.symmetric = { .algorithm = TPM2_ALG_AES,
@@ -296,18 +327,23 @@ int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size)
 	ESYS_TR ek = ESYS_TR_NONE;
 	size_t off = 0;
 	TSS2_RC rc;
+	int r;
 
+	if (possessed)
+		*possessed = false;
 	memcpy(in.publicArea.authPolicy.buffer, policy, sizeof(policy));
-	rc = Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-				ESYS_TR_NONE, &sens, &in, &outside, &pcrs, &ek, &out, NULL, NULL,
-				NULL);
+	rc = Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
+				ESYS_TR_NONE, ESYS_TR_NONE, &sens, &in, &outside, &pcrs, &ek,
+				&out, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_error(rc, "CreatePrimary(EK)");
+	if (possessed)
+		*possessed = tpm_key_prove(t, ek) == 0;
 	Esys_FlushContext(t->esys, ek);
 	rc = Tss2_MU_TPMT_PUBLIC_Marshal(&out->publicArea, buf, size, &off);
 	Esys_Free(out);
-	if (rc != TSS2_RC_SUCCESS)
-		return rc == TSS2_MU_RC_INSUFFICIENT_BUFFER ? -ENOBUFS
-							    : tss_error(rc, "marshal the EK public");
-	return (int)off;
+	if (rc == TSS2_MU_RC_INSUFFICIENT_BUFFER)
+		return -ENOBUFS;
+	r = rc == TSS2_RC_SUCCESS ? (int)off : tss_error(rc, "marshal the EK public");
+	return r;
 }

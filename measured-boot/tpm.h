@@ -3,6 +3,7 @@
 #pragma once
 
 #include <poll.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,8 +41,13 @@ int tpm_pcr_extend(struct tpm *t, unsigned pcr, const struct digest *digests, si
 /* The TPM's endorsement key public area under the TCG default EK template (EK Credential
  * Profile, template L-1: RSA 2048), marshalled as a TPMT_PUBLIC, as an SVSM's vTPM
  * manifest carries it. Creates the key (CreatePrimary in the endorsement hierarchy) and
- * flushes it. Returns the length, -ENOBUFS when size is too small, -EIO else. */
-int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size);
+ * flushes it. possessed (may be NULL) says whether the TPM proved it holds the private
+ * part (a session salted to the EK): a public area alone could be echoed by another TPM.
+ * Returns the length, -ENOBUFS when size is too small, -EIO else. */
+int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size, bool *possessed);
+/* Whether the TPM holds the private part of a loaded decrypt key (an ESYS_TR of
+ * tpm_esys(t)): 0, or -EIO with the TPM's or ESYS's reason logged. */
+int tpm_key_prove(struct tpm *t, uint32_t key);
 
 /* Sets FD_CLOEXEC on every descriptor of fds (a TCTI's poll handles): tpm2-tss opens
  * /dev/tpmrm0 without O_CLOEXEC and no service may inherit PID 1's TPM. Returns 0 or the

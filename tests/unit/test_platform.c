@@ -6,6 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+
 #include "../../init/settings.h"
 #include "../../init/util.h"
 #include "../../measured-boot/measure.h"
@@ -125,14 +128,17 @@ static size_t swtpm_ek(uint8_t *buf, size_t size)
 	const char *conf = swtpm_start();
 	char cmd[512], out[16];
 	uint8_t want[PLATFORM_BLOB_MAX + 2];
+	bool possessed = false;
 	struct tpm *t;
 	int n, fd;
 	ssize_t m;
 
 	CHECK_INT(tpm_open("swtpm", conf, &t), 0);
-	n = tpm_ek_public(t, buf, size);
+	n = tpm_ek_public(t, buf, size, &possessed);
 	tpm_close(t);
 	CHECK(n > 0);
+	/* swtpm holds its EK: the session salted to it works. */
+	CHECK(possessed);
 	CHECK_INT(platform_blob_check(buf, (size_t)n), PLATFORM_BLOB_OK);
 
 	snprintf(cmd, sizeof(cmd),
@@ -256,6 +262,7 @@ TEST(platform_snp_manifest_differs_from_ek)
 	memcpy(f.ek_buf, ek, n);
 	f.ek_len = n;
 	f.ek = PLATFORM_BLOB_OK;
+	f.ek_possessed = true;
 	platform_decide(&f, false, &d);
 	CHECK_INT(d.refuse, true);
 	CHECK_INT(d.backend, MEASURER_NONE);
@@ -298,11 +305,18 @@ TEST(platform_snp_svsm_vtpm_bound)
 	memcpy(f.ek_buf, ek, n);
 	f.ek_len = n;
 	f.ek = PLATFORM_BLOB_OK;
+	f.ek_possessed = true;
 	platform_decide(&f, false, &d);
 	CHECK_INT(d.refuse, false);
 	CHECK_INT(d.backend, MEASURER_TPM);
 	CHECK_INT(d.may_seal, true);
 	CHECK_CONTAINS(d.reason, "is the SVSM vTPM");
+
+	/* The same public area from a TPM that cannot use the EK: refused. */
+	f.ek_possessed = false;
+	platform_decide(&f, true, &d);
+	CHECK_INT(d.refuse, true);
+	CHECK_CONTAINS(d.reason, "cannot prove it holds the EK");
 }
 
 TEST(platform_snp_cloud_vtpm_declared)
@@ -516,7 +530,7 @@ TEST(tpm_open_swtpm_without_poll_handles)
 	/* The swtpm TCTI (sockets) has no poll handles: that is no reason to fail; only
 	 * the device TCTI must report its descriptor. */
 	CHECK_INT(tpm_open("swtpm", swtpm_start(), &t), 0);
-	CHECK_INT(tpm_ek_public(t, ek, 16), -ENOBUFS);
+	CHECK_INT(tpm_ek_public(t, ek, 16, NULL), -ENOBUFS);
 	tpm_close(t);
 }
 
@@ -542,4 +556,28 @@ TEST(platform_tpm_key_config_only)
 		  -EPERM);
 	CHECK_INT(s.tpm_platform, false);
 	CHECK_CONTAINS(err, "cvminit.tpm cannot be given on the kernel command line");
+}
+
+TEST(tpm_key_prove_needs_the_private_part)
+{
+	uint8_t ek[PLATFORM_BLOB_MAX];
+	TPM2B_PUBLIC pub = { 0 };
+	ESYS_TR handle = ESYS_TR_NONE;
+	bool possessed = false;
+	size_t off = 0;
+	struct tpm *t;
+	int n;
+
+	CHECK_INT(tpm_open("swtpm", swtpm_start(), &t), 0);
+	n = tpm_ek_public(t, ek, sizeof(ek), &possessed);
+	CHECK(n > 0 && possessed);
+	/* The EK's public area alone, loaded as an external key: what a TPM that echoes
+	 * another TPM's EK has. The salted session cannot be made with it. */
+	CHECK_INT(Tss2_MU_TPMT_PUBLIC_Unmarshal(ek, (size_t)n, &off, &pub.publicArea), 0);
+	CHECK_INT(Esys_LoadExternal(tpm_esys(t), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
+				    &pub, ESYS_TR_RH_NULL, &handle),
+		  0);
+	CHECK(tpm_key_prove(t, handle) < 0);
+	Esys_FlushContext(tpm_esys(t), handle);
+	tpm_close(t);
 }
