@@ -370,7 +370,9 @@ static void measurer_setup(void)
 	for (int i = 0; i < 20; i++) {
 		r = measurer_open_platform("/", MEASURE_LOG_PATH, tpm_platform_declared,
 					   &platform, &measurer);
-		if (r != -ENODEV)
+		/* Only a TPM still probing can change the answer: with one present (not
+		 * trusted), asking again would repeat the SVSM request for nothing. */
+		if (r != -ENODEV || platform.n_tpms > 0)
 			break;
 		usleep(50 * 1000);
 	}

@@ -375,6 +375,7 @@ void platform_decide(const struct platform_facts *f, bool tpm_platform,
 		     struct platform_decision *d)
 {
 	memset(d, 0, sizeof(*d));
+	d->n_tpms = f->n_tpms;
 	d->tpm_index = f->tpm_index;
 	describe(f, d->found, sizeof(d->found));
 

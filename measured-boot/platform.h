@@ -46,6 +46,7 @@ struct platform_decision {
 	enum measurer_backend
 		backend; /* MEASURER_NONE: nothing trusted to measure into */
 	bool may_seal;	 /* the TPM may hold the state key */
+	int n_tpms;    /* as found: a caller may wait for a TPM still probing */
 	int tpm_index; /* the TPM's N (/dev/tpmrmN) when backend is MEASURER_TPM */
 	bool refuse;	 /* what was found is a refusal whatever measure= says */
 	char found[PLATFORM_FOUND_MAX];	  /* what was read, for the log */

@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
+#include <tss2/tss2_tcti_device.h>
 
 #include "../../init/settings.h"
 #include "../../init/util.h"
@@ -520,6 +522,62 @@ TEST(tpm_fds_cloexec_not_inherited)
 
 	fds[0].fd = 1000;
 	CHECK_INT(tpm_fds_cloexec(fds, 1), -EBADF);
+}
+
+/* The descriptor this process has open on path, -1 when none. */
+static int fd_of(const char *path)
+{
+	char link[512], target[512];
+	struct dirent *e;
+	int found = -1;
+	DIR *d = opendir("/proc/self/fd");
+
+	CHECK(d != NULL);
+	while ((e = readdir(d))) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strcmp(target, path) == 0)
+			found = atoi(e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+TEST(tpm_open_device_fd_cloexec)
+{
+	TSS2_TCTI_CONTEXT *raw;
+	char path[128];
+	struct tpm *t;
+	size_t size = 0;
+	int fd;
+
+	/* A FIFO stands in for /dev/tpmrm0 (no TPM device here): the device TCTI opens it
+	 * as it opens the TPM, and Esys_Initialize sends nothing. */
+	fake_root();
+	snprintf(path, sizeof(path), "%s/tpmrm0", root);
+	CHECK_INT(mkfifo(path, 0600), 0);
+
+	/* tpm2-tss alone leaves the descriptor inheritable: what tpm_open() must fix. */
+	CHECK_INT(Tss2_Tcti_Device_Init(NULL, &size, path), 0);
+	raw = calloc(1, size);
+	CHECK_INT(Tss2_Tcti_Device_Init(raw, &size, path), 0);
+	fd = fd_of(path);
+	CHECK(fd >= 0 && inherited(fd));
+	Tss2_Tcti_Finalize(raw);
+	free(raw);
+	CHECK_INT(fd_of(path), -1);
+
+	CHECK_INT(tpm_open("device", path, &t), 0);
+	fd = fd_of(path);
+	CHECK(fd >= 0);
+	CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	CHECK(!inherited(fd));
+	tpm_close(t);
 }
 
 TEST(tpm_open_swtpm_without_poll_handles)
