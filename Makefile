@@ -42,7 +42,7 @@ HOST_CC   := gcc
 SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 	       $(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys 2>/dev/null)
-UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-rc tss2-tcti-device \
+UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-mu tss2-rc tss2-tcti-device \
 	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedcrypto
 
 .PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format bench
@@ -104,7 +104,7 @@ CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot
 		    measured-boot/cpio.c measured-boot/tcglog.c measured-boot/digest.c \
 		    measured-boot/eventlog.c measured-boot/replay.c measured-boot/tpm.c \
 		    init/settings.c init/log.c
-CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-rc tss2-tcti-device tss2-tcti-swtpm
+CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-mu tss2-rc tss2-tcti-device tss2-tcti-swtpm
 
 # -DCVM_TPM_SWTPM: the host tool may read PCRs from a swtpm (`verify --tpm swtpm:…`).
 $(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) init/log.h init/util.h \

@@ -266,6 +266,7 @@ TEST(measure_open_selection)
 {
 	char root[128], path[512];
 	struct measurer *m = NULL;
+	int r;
 
 	tmp_dir();
 	snprintf(root, sizeof(root), "%s/empty", dir);
@@ -275,11 +276,25 @@ TEST(measure_open_selection)
 	CHECK(m == NULL);
 	CHECK(access(logpath, F_OK) != 0);
 
-	/* A <root>/dev/tpmrm0 that is not a TPM: an error, not a fall-through to TDX. */
-	fake_tdx_tree(root, sizeof(root));
-	snprintf(path, sizeof(path), "mkdir -p %s/dev && touch %s/dev/tpmrm0", root,
+	/* A plain VM's TPM (tpm0 in /sys/class/tpm) whose /dev/tpmrm0 is not a TPM: an
+	 * error, not a fall-through to nothing. */
+	snprintf(path, sizeof(path),
+		 "mkdir -p %s/dev %s/sys/class/tpm/tpm0 && touch %s/dev/tpmrm0", root, root,
 		 root);
 	CHECK_INT(system(path), 0);
-	CHECK(measurer_open(root, logpath, &m) < 0);
+	r = measurer_open(root, logpath, &m);
+	CHECK(r < 0 && r != -ENODEV);
 	CHECK(m == NULL);
+
+	/* The same TPM in a TDX guest with RTMRs: the platform rule measures into the RTMRs
+	 * and leaves the TPM alone (the host can attach one; platform_decide()). */
+	fake_tdx_tree(root, sizeof(root));
+	snprintf(path, sizeof(path),
+		 "mkdir -p %s/dev %s/sys/class/tpm/tpm0 && touch %s/dev/tpmrm0", root, root,
+		 root);
+	CHECK_INT(system(path), 0);
+	CHECK_INT(measurer_open(root, logpath, &m), 0);
+	CHECK_INT(measurer_backend(m), MEASURER_TDX);
+	CHECK(measurer_tpm(m) == NULL);
+	measurer_close(m);
 }
