@@ -10,6 +10,7 @@ libkmod-dev libblkid-dev libcryptsetup-dev libtss2-dev libzstd-dev libjson-c-dev
 swtpm swtpm-tools tpm2-tools cryptsetup-bin
 qemu-system-x86 qemu-utils ovmf
 cpio zstd xz-utils kmod python3 socat debootstrap debian-archive-keyring mtools
+osslsigncode
 "
 
 missing=""
