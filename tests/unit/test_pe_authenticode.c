@@ -236,6 +236,47 @@ TEST(authenticode_refuses)
 	pe_free(&pe);
 }
 
+/* Every prefix of the image, and every header field set to extremes, either hashes or is
+ * refused; ASan watches each read (each copy is exactly its length). */
+TEST(authenticode_survives_truncation_and_bad_fields)
+{
+	uint8_t buf[2048], out[DIGEST_MAX];
+	size_t end, len = layout(buf, sizeof(buf), &end), off;
+	static const uint32_t values[] = {0, 1, 0x7fffffff, 0xffffffff};
+	const size_t fields[] = {OPT + OPT_SIZE_OF_HEADERS, OPT + OPT_N_RVA,
+				 OPT + OPT_CERT_DIR, OPT + OPT_CERT_DIR + 4};
+	const char *why;
+	struct pe_file pe;
+
+	for (size_t n = 0; n <= len; n++) {
+		uint8_t *copy = malloc(n ? n : 1);
+		int r;
+
+		CHECK(copy);
+		memcpy(copy, buf, n);
+		if (pe_parse(copy, n, &pe, &off, &why) == 0) {
+			r = pe_authenticode(&pe, DIGEST_ALG_SHA384, out, &why);
+			CHECK(r == 48 || r == -EBADMSG);
+		}
+		pe_free(&pe);
+		free(copy);
+	}
+	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
+		for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
+			uint8_t *copy = malloc(len);
+			int r;
+
+			CHECK(copy);
+			memcpy(copy, buf, len);
+			put32(copy + fields[f], values[v]);
+			CHECK_INT(pe_parse(copy, len, &pe, &off, &why), 0);
+			r = pe_authenticode(&pe, DIGEST_ALG_SHA256, out, &why);
+			CHECK(r == 32 || r == -EBADMSG);
+			pe_free(&pe);
+			free(copy);
+		}
+}
+
 /* --- against osslsigncode -------------------------------------------------------- */
 
 static char dir[] = "/tmp/cvm-authenticode-XXXXXX";
