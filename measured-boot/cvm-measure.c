@@ -148,7 +148,8 @@ static const char *const predict_help =
 	"                     has an empty DVD drive first in the boot order: 1)\n"
 	"  -h, --help         this text\n"
 	"\n"
-	"Exit status: 0 done; 2 usage error or an unreadable or malformed input.\n";
+	"Exit status: 0 done; 2 usage error or an unreadable or malformed input (a UKI\n"
+	"whose PCR 4 cannot be computed included: no measurements.json without it).\n";
 
 static const char *const verify_help =
 	"Usage: cvm-measure verify [--log FILE] [--firmware-log FILE] [--uki FILE]\n"
