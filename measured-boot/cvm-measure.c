@@ -184,7 +184,10 @@ static const char *const verify_help =
 	"--firmware-log, the\n"
 	"                       stub's records are replayed before --log's, so PCR 11 "
 	"can be\n"
-	"                       verified\n"
+	"                       verified. With --firmware-log, its PCR 4 application "
+	"events\n"
+	"                       must be two, the UKI's and its .linux's Authenticode "
+	"hashes\n"
 	"\n"
 	"PCR values (one of):\n"
 	"  --pcrs FILE   a text file, one value per line, '#' starts a comment, blank "
@@ -207,10 +210,9 @@ static const char *const verify_help =
 	"Banks: sha1 sha256 sha384 sha512.\n"
 	"\n"
 	"Exit status: 0 every PCR compared matches; 1 some PCR differs (or the firmware\n"
-	"log's PCR 11 events are not the --uki's); 2 usage error, an unreadable or\n"
-	"malformed input (the message names the file and the byte offset), or a TPM "
-	"that\n"
-	"cannot be read.\n";
+	"log's PCR 11 events or PCR 4 images are not the --uki's); 2 usage error, an\n"
+	"unreadable or malformed input (the message names the file and the byte\n"
+	"offset), or a TPM that cannot be read.\n";
 
 static int usage_error(const char *help_cmd, const char *fmt, ...) _printf_(2, 3);
 static int usage_error(const char *help_cmd, const char *fmt, ...)
@@ -1155,6 +1157,89 @@ static bool stub_events_match(const struct eventlog *fw, const struct eventlog *
 	return true;
 }
 
+static bool is_image_event(const struct eventlog_record *r)
+{
+	return r->pcr == PREDICT_PCR4 && counts(r) && r->event_type &&
+	       streq(r->event_type, "EV_EFI_BOOT_SERVICES_APPLICATION");
+}
+
+/* Compares the firmware log's PCR 4 application events with the UKI's and its kernel's
+ * Authenticode hashes, in every bank both have: whatever the platform measured before
+ * them, they say which binaries it started. Returns true when they agree or the log has
+ * none (said in a note); prints the first difference. */
+static bool images_match(const struct eventlog *fw, const struct pe_file *pe,
+			 const char *fw_path, const char *uki_path)
+{
+	static const uint16_t banks[] = {DIGEST_ALG_SHA1, DIGEST_ALG_SHA256,
+					 DIGEST_ALG_SHA384, DIGEST_ALG_SHA512};
+	struct eventlog p4 = {0};
+	const char *why = NULL;
+	size_t n = 0, k = 0;
+	bool ok = true;
+	int r;
+
+	for (size_t i = 0; i < fw->n; i++)
+		n += is_image_event(&fw->records[i]);
+	if (n == 0) {
+		printf("note: %s has no PCR 4 application events; the UKI's image hashes "
+		       "are not compared\n",
+		       fw_path);
+		return true;
+	}
+	r = predict_pcr4_records(pe, 0, banks, ARRAY_SIZE(banks), &p4, &why);
+	if (r < 0) {
+		printf("PCR 4 images: MISMATCH\n  %s: its PCR 4 cannot be predicted: "
+		       "%s\n",
+		       uki_path, why ? why : strerror(-r));
+		eventlog_free(&p4);
+		return false;
+	}
+	if (n != 2) {
+		printf("PCR 4 images: MISMATCH\n  %s has %zu PCR 4 application events; "
+		       "a UKI started by the firmware makes 2, the UKI and its .linux (a "
+		       "boot manager or shim in front of it makes more)\n",
+		       fw_path, n);
+		eventlog_free(&p4);
+		return false;
+	}
+	for (size_t i = 0; i < fw->n && ok; i++) {
+		const struct eventlog_record *a = &fw->records[i], *b;
+
+		if (!is_image_event(a))
+			continue;
+		while (!is_image_event(&p4.records[k]))
+			k++;
+		b = &p4.records[k++];
+		for (size_t x = 0; x < a->n_digests && ok; x++)
+			for (size_t y = 0; y < b->n_digests; y++) {
+				char ha[HEX_MAX], hb[HEX_MAX];
+
+				if (a->digests[x].alg != b->digests[y].alg ||
+				    memcmp(a->digests[x].buf, b->digests[y].buf,
+					   a->digests[x].size) == 0)
+					continue;
+				digest_to_hex(a->digests[x].buf, a->digests[x].size, ha);
+				digest_to_hex(b->digests[y].buf, b->digests[y].size, hb);
+				printf("PCR 4 images: MISMATCH\n"
+				       "  event %llu at byte offset %zu of %s: %s\n"
+				       "    %s %s\n"
+				       "  is not the Authenticode hash of %s's %s:\n"
+				       "    %s %s\n",
+				       (unsigned long long)a->recnum, a->offset, fw_path,
+				       a->event_type, digest_alg_name(a->digests[x].alg),
+				       ha, uki_path, b->event,
+				       digest_alg_name(b->digests[y].alg), hb);
+				ok = false;
+				break;
+			}
+	}
+	if (ok)
+		printf("PCR 4 images: the 2 in %s are %s and its .linux\n", fw_path,
+		       uki_path);
+	eventlog_free(&p4);
+	return ok;
+}
+
 /* Moves src's records to the end of dst. */
 static int eventlog_move(struct eventlog *dst, struct eventlog *src)
 {
@@ -1309,6 +1394,9 @@ static int cmd_verify(int argc, char **argv)
 		printf("note: %s has no PCR 11 events; replaying %s's stub records\n",
 		       src.fw_path, src.uki_path);
 	}
+	if (src.uki_path && src.fw_path &&
+	    !images_match(&fw, &pe, src.fw_path, src.uki_path))
+		mismatch = true;
 	src.n_fw = fw.n;
 	src.n_stub = stub.n;
 	if (eventlog_move(&all, &fw) < 0 || eventlog_move(&all, &stub) < 0 ||

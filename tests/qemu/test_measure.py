@@ -396,6 +396,22 @@ def test_measure_node_pcrs_match_prediction():
     r = _cvm_measure("verify", "--log", log, "--firmware-log", fw, "--uki", uki,
                      "--pcrs", pcrs)
     note("cvm-measure verify: " + r.stdout.strip().splitlines()[-1])
+    if "PCR 4 images: the 2 in" not in r.stdout:
+        raise TestFailure(f"verify did not find the UKI's and the kernel's image hashes in "
+                          f"the firmware log's PCR 4:\n{r.stdout}")
+    # A UKI that differs only in its COFF header's TimeDateStamp (hashed by Authenticode,
+    # in no section, so PCR 11 stays the same): verify names the firmware's UKI event as
+    # not this UKI's.
+    other = work / "BOOTX64-other.EFI"
+    data = bytearray(uki.read_bytes())
+    data[struct.unpack_from("<I", data, 0x3c)[0] + 8] ^= 1
+    other.write_bytes(bytes(data))
+    r = _cvm_measure("verify", "--firmware-log", fw, "--uki", other, "--pcrs", pcrs,
+                     "--pcr", "4", check=False)
+    if (r.returncode != 1 or "PCR 4 images: MISMATCH" not in r.stdout
+            or "s uki:" not in r.stdout or "PCR 11 systemd-stub events: the" not in r.stdout):
+        raise TestFailure(f"verify with a UKI whose DOS stub differs: exit {r.returncode}, "
+                          f"expected 1 naming the UKI's PCR 4 event:\n{r.stdout}{r.stderr}")
     wrong = dict(got)
     wrong[(15, "sha256")] = "00" * 32
     pcrs.write_text("".join(f"{p}: {b}:{h}\n" for (p, b), h in sorted(wrong.items())))

@@ -496,6 +496,100 @@ TEST(verify_with_uki)
 	cleanup();
 }
 
+/* A crypto-agile firmware log with the sha256 bank only: the Spec ID header, then PCR 4's
+ * events as OVMF makes them, the application events with the given digests (hex). */
+static size_t pcr4_firmware_log(uint8_t *b, const char *const *apps, size_t n_apps)
+{
+	static const char calling[] = "Calling EFI Application from Boot Option";
+	size_t n = 0;
+	uint8_t d[32];
+
+#define U32(v)	    (put32(b + n, (uint32_t)(v)), n += 4)
+#define PUT(p, len) (memcpy(b + n, (p), (len)), n += (len))
+	U32(0);
+	U32(3); /* EV_NO_ACTION */
+	memset(b + n, 0, 20);
+	n += 20;
+	U32(16 + 4 + 4 + 4 + 4 + 1);
+	PUT("Spec ID Event03", 16);
+	U32(0);		    /* platformClass */
+	PUT("\0\2\0\2", 4); /* version 2.0, uintnSize 2 */
+	U32(1);
+	put16(b + n, DIGEST_ALG_SHA256);
+	put16(b + n + 2, 32);
+	n += 4;
+	PUT("", 1); /* vendorInfoSize */
+	for (size_t i = 0; i < 2 + n_apps; i++) {
+		U32(4);
+		U32(i == 0 ? 0x80000007 : i == 1 ? 0x4 : 0x80000003);
+		U32(1);
+		put16(b + n, DIGEST_ALG_SHA256);
+		n += 2;
+		if (i == 0)
+			digest_compute(DIGEST_ALG_SHA256, calling, strlen(calling), d);
+		else if (i == 1)
+			digest_compute(DIGEST_ALG_SHA256, "\0\0\0\0", 4, d);
+		else
+			CHECK_INT(digest_from_hex(apps[i - 2], d, 32), 32);
+		PUT(d, 32);
+		U32(i == 1 ? 4 : 0);
+		if (i == 1)
+			PUT("\0\0\0\0", 4);
+	}
+#undef U32
+#undef PUT
+	return n;
+}
+
+/* verify --uki --firmware-log: the firmware's PCR 4 application events must be the UKI's
+ * and its kernel's Authenticode hashes, and PCR 4 replays to the predicted value. */
+TEST(verify_pcr4_images)
+{
+	static const char *const good[] = {UKI_AUTH_SHA256, KERNEL_AUTH_SHA256};
+	static const char *const wrong[] = {UKI_AUTH_SHA256, ENTER_SHA256};
+	static const char *const three[] = {KERNEL_AUTH_SHA256, UKI_AUTH_SHA256,
+					    KERNEL_AUTH_SHA256};
+	uint8_t buf[2048], fw[1024];
+	char out[8192];
+	static const char pcrs[] = "4: sha256:" PCR4_SHA256 "\n";
+	size_t len;
+
+	need_tool();
+	len = build_pe(buf, sizeof(buf), uki, sizeof(uki) / sizeof(uki[0]));
+	write_file("uki.efi", buf, len);
+	write_file("p4.pcrs", pcrs, strlen(pcrs));
+	write_file("fw.bin", fw, pcr4_firmware_log(fw, good, 2));
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --firmware-log fw.bin --uki uki.efi --pcrs p4.pcrs"),
+		  0);
+	CHECK_CONTAINS(out, "PCR 4 images: the 2 in fw.bin are uki.efi and its .linux");
+	CHECK_CONTAINS(out, "PCR 4 sha256: match");
+
+	write_file("fw.bin", fw, pcr4_firmware_log(fw, wrong, 2));
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --firmware-log fw.bin --uki uki.efi --pcrs p4.pcrs"),
+		  1);
+	CHECK_CONTAINS(out, "PCR 4 images: MISMATCH");
+	CHECK_CONTAINS(out, "sha256 " ENTER_SHA256);
+	CHECK_CONTAINS(out, "is not the Authenticode hash of uki.efi's .linux:\n"
+			    "    sha256 " KERNEL_AUTH_SHA256);
+
+	/* Something started before the UKI (a boot manager): not this UKI's boot. */
+	write_file("fw.bin", fw, pcr4_firmware_log(fw, three, 3));
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --firmware-log fw.bin --uki uki.efi --pcrs p4.pcrs"),
+		  1);
+	CHECK_CONTAINS(out, "fw.bin has 3 PCR 4 application events");
+
+	write_file("fw.bin", fw, pcr4_firmware_log(fw, NULL, 0));
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --firmware-log fw.bin --uki uki.efi --pcrs p4.pcrs"),
+		  1);
+	CHECK_CONTAINS(out, "fw.bin has no PCR 4 application events");
+	CHECK_CONTAINS(out, "PCR 4 sha256: MISMATCH");
+	cleanup();
+}
+
 /* hex = H(hex || H(data)) for each data, in bank sha256. */
 static void extend_hex(char *hex, const char *const *data, size_t n, const size_t *lens)
 {
