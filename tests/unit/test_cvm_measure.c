@@ -468,7 +468,8 @@ static size_t make_uki(const char *config)
 	const struct sec s[] = {
 		{".osrel", 5, 16, "ID=x\n", 5},
 		{".cmdline", sizeof(cmdline), 512, cmdline, sizeof(cmdline)},
-		{".linux", 6, 16, "KERNEL", 6},
+		{".linux", KERNEL_PE_LEN, KERNEL_PE_LEN, (const char *)kernel_pe,
+		 KERNEL_PE_LEN},
 		{".initrd", (uint32_t)uki_initrd.n, (uint32_t)(uki_initrd.n + 15) & ~15u,
 		 (const char *)uki_initrd.b, uki_initrd.n},
 	};
@@ -519,7 +520,9 @@ TEST(predict_pcr15_from_the_uki_and_json)
 	CHECK(!strstr(json, "true"));
 	CHECK_CONTAINS(json, h256[2]);
 	/* Constellation's shape: string keys, expected and warnOnly, nothing else. */
-	CHECK(startswith(json, "{\n  \"11\": {\n    \"expected\": \""));
+	CHECK(startswith(json, "{\n  \"4\": {\n    \"expected\": \""));
+	CHECK_CONTAINS(json, "\",\n    \"warnOnly\": false\n  },\n  \"11\": {\n    "
+			     "\"expected\": \"");
 	CHECK_CONTAINS(json, "\",\n    \"warnOnly\": false\n  },\n  \"15\": {\n    "
 			     "\"expected\": \"");
 
