@@ -169,8 +169,14 @@ image: $(BUILD)/image/cvminit.raw
 
 # The same image with the kubelet stand-in as /usr/bin/kubelet, for the node tests.
 # Its extra tree adds the OCI image the stand-in runs (/usr/share/cvminit-test/).
+# The attacker fixture, run by the stand-in as the workload (the fence check).
+$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker: $(BUILD)/unseal-attacker
+	@mkdir -p $(dir $@)
+	install -m 0755 $< $@
+
 $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/kubelet-standin $(IMAGE_INPUTS) \
-		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar
+		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar \
+		$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker
 	CVMINIT_IMAGE_OUT=$(abspath $(BUILD)/image-test) KUBELET=$(BUILD)/kubelet-standin \
 	CVMINIT_EXTRA_TREE=$(abspath $(TEST_TREE)) \
 	KUBELET_SHA256=$$(sha256sum $(BUILD)/kubelet-standin | cut -d' ' -f1) image/build-image.sh

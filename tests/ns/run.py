@@ -33,7 +33,9 @@ SCENARIO_LIMIT = 60
 SANITIZER = re.compile(r"ERROR: \w*Sanitizer|SUMMARY: \w*Sanitizer|runtime error:|"
                        r"AddressSanitizer|LeakSanitizer")
 # The scenarios that power the node off themselves (and check how it ended).
-ENDS_ITSELF = {"exhausted_poweroff", "shutdown_order"}
+# Scenarios that end PID 1 themselves, and the signal its reboot(2) ends the namespace by.
+ENDS_ITSELF = {"exhausted_poweroff": signal.SIGINT, "exhausted_reboot": signal.SIGHUP,
+               "exhausted_halt": signal.SIGINT, "shutdown_order": signal.SIGINT}
 
 
 class Fail(Exception):
@@ -209,8 +211,9 @@ class Node:
 
     def _check_end(self, ends_itself):
         if ends_itself:
-            check(self.proc.poll() is not None and self.proc.returncode == -signal.SIGINT,
-                  f"the scenario should have powered PID 1 off; unshare: {self.proc.poll()}")
+            check(self.proc.poll() is not None and self.proc.returncode == -ends_itself,
+                  f"the scenario should have ended PID 1 by {ends_itself.name}; unshare: "
+                  f"{self.proc.poll()}")
         else:
             check(self.pid1_alive(), "PID 1 of the namespace died during the scenario "
                   f"(unshare ended with {self.proc.poll()})")
@@ -357,17 +360,27 @@ def ready_timeout(n):
     check(n.proc.poll() is None, "the driver ended; on_exhausted stop keeps the node up")
 
 
-def exhausted_poweroff(n):
-    n.wait(r"^f: \*\*\* gave up after 1 restarts in a row; on_exhausted poweroff", timeout=8)
-    n.wait(r"^service f used up its restarts: powering off")
-    n.wait(r"^shutdown: powering off now")
-    try:
-        rc = n.proc.wait(timeout=scaled(10))
-    except subprocess.TimeoutExpired:
-        raise Fail("the driver did not end after powering off")
-    # reboot(2) in a pid namespace: RB_POWER_OFF makes the namespace's init die "by"
-    # SIGINT (RB_AUTOBOOT: SIGHUP); unshare --fork passes that on as its own death.
-    check(rc == -signal.SIGINT, f"unshare ended with {rc}, expected -SIGINT")
+def exhausted_action(verb, action, sig):
+    """on_exhausted <action>: PID 1 shuts down in order, then reboot(2). In a pid
+    namespace reboot(2) ends the namespace's init "by" a signal the action picks:
+    RB_POWER_OFF and RB_HALT_SYSTEM by SIGINT, RB_AUTOBOOT by SIGHUP; unshare --fork
+    passes that on as its own death."""
+    def scenario(n):
+        n.wait(rf"^f: \*\*\* gave up after 1 restarts in a row; on_exhausted {action}",
+               timeout=8)
+        n.wait(rf"^service f used up its restarts: {verb}")
+        n.wait(rf"^shutdown: {verb} now")
+        try:
+            rc = n.proc.wait(timeout=scaled(10))
+        except subprocess.TimeoutExpired:
+            raise Fail(f"the driver did not end after {verb}")
+        check(rc == -sig, f"unshare ended with {rc}, expected -{sig.name} ({action})")
+    return scenario
+
+
+exhausted_poweroff = exhausted_action("powering off", "poweroff", signal.SIGINT)
+exhausted_reboot = exhausted_action("rebooting", "reboot", signal.SIGHUP)
+exhausted_halt = exhausted_action("halting", "halt", signal.SIGINT)
 
 
 def orphan_reaped(n):
@@ -470,6 +483,18 @@ service f
 	limit 1
 	on_exhausted poweroff
 """, exhausted_poweroff),
+    ("exhausted_reboot", """
+service f
+	exec @SVC@/fail.sh
+	limit 1
+	on_exhausted reboot
+""", exhausted_reboot),
+    ("exhausted_halt", """
+service f
+	exec @SVC@/fail.sh
+	limit 1
+	on_exhausted halt
+""", exhausted_halt),
     ("ready_timeout", """
 service a
 	exec @SVC@/sock_ready.py
@@ -538,7 +563,7 @@ def main():
         try:
             node = Node(name, HEADER + conf, keep=args.keep)
             fn(node)
-            node.check_supervisor(name in ENDS_ITSELF)
+            node.check_supervisor(ENDS_ITSELF.get(name))
         except Fail as e:
             err = str(e)
         except Exception as e:  # a broken scenario is a failure, not a crash of the run

@@ -171,10 +171,20 @@ def test_seal_attacker_kernel_cannot_unseal():
         if "new filesystem" in m.group(2):
             raise TestFailure("the node's UKI made a new filesystem after the attack")
         v.chan.wait_for(r"kubelet-standin: start 2 recorded", scaled(STEP), since=0)
+        # The workload fence: the stand-in (root, on the booted node) asks the TPM to
+        # unseal the state key from the disk's token; after leave-initrd it must not.
+        v.chan.wait_for(r"kubelet-standin: fence: attacker: fence: token of /dev/vda\d",
+                        scaled(STEP), since=0)
+        fence = v.chan.wait_for(r"kubelet-standin: fence: attacker: token disk \(PCRs "
+                                r"([\d,]+)\): (.*)$", scaled(STEP), since=0)
         test_boot.power_off_via_button(v)
+    if fence.group(1) != "4,7,11,15" or "unseal refused: Key was rejected" not in \
+            fence.group(2):
+        raise TestFailure(f"the workload could unseal the state key: {fence.group(0)}")
     measurement_order(v)
     note("the node's UKI afterwards: unsealed, /var kept (stand-in start 2); unseal < "
-         "leave-initrd < switch_root; ready < kubelet's start; shutdown < stopping")
+         "leave-initrd < switch_root; ready < kubelet's start; shutdown < stopping; "
+         f"the workload's unseal: {fence.group(2)}")
 
 
 def measurement_order(v):

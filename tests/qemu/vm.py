@@ -64,6 +64,10 @@ FAIL_PATTERNS = [
     ("kernel oops", r"\bOops\b"),
     ("general protection fault", r"general protection fault"),
     ("segfault", r"\bsegfault\b"),
+    # The kernel's own WARN() (not a library's "WARNING:" text in a log line).
+    ("kernel WARNING", r"WARNING: CPU: \d+ PID: \d+"),
+    ("hung task", r"INFO: task \S+ blocked for more than \d+ seconds"),
+    ("OOM kill", r"Out of memory: Killed process|invoked oom-killer"),
 ]
 
 CONTEXT_LINES = 40
