@@ -27,6 +27,35 @@ READY = r"cvminit: measure: ready: PCR 15 {bank} ([0-9a-f]+)$"
 VK_EVENT = "cvminit:volume-key:"
 
 
+def free_ports():
+    """A port p with p and p + 1 free on 127.0.0.1 (swtpm's server and control)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            p = a.getsockname()[1]
+            if p >= 65535:
+                continue
+            try:
+                with socket.socket() as b:
+                    b.bind(("127.0.0.1", p + 1))
+                    return p
+            except OSError:
+                continue
+    raise TestFailure("no two consecutive free ports")
+
+
+def wait_swtpm(proc, port):
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise TestFailure(f"swtpm exited with {proc.returncode} (port {port})")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TestFailure(f"swtpm does not answer on port {port}")
+
+
 def boot(name, disk, tpm_from=None):
     """Boots the node until the stand-in printed the logs; returns PCR 15 at ready per
     bank, the measured identity, the console lines and the guest's files."""
@@ -80,7 +109,7 @@ def seal_in_node_tpm(tpm_state, token, key, work):
     d = work / "attacker-tpm"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir()
-    port = 23000 + os.getpid() % 10000 * 2
+    port = free_ports()
     sw = subprocess.Popen([SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={tpm_state}",
                            "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
                            "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
@@ -96,12 +125,7 @@ def seal_in_node_tpm(tpm_state, token, key, work):
         return r.stdout
 
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_swtpm(sw, port)
         (d / "policy.bin").write_bytes(bytes.fromhex(token["tpm2-policy-hash"]))
         (d / "key.bin").write_bytes(key)
         tool("tpm2_createprimary", "-Q", "-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
@@ -113,7 +137,8 @@ def seal_in_node_tpm(tpm_state, token, key, work):
         tool("tpm2_flushcontext", "-t")
         return (d / "priv").read_bytes() + (d / "pub").read_bytes()
     finally:
-        os.unlink(d / "key.bin")
+        if (d / "key.bin").exists():
+            os.unlink(d / "key.bin")
         sw.terminate()
         sw.wait(5)
 
@@ -221,6 +246,18 @@ def test_volume_key_swapped_header_changes_pcr15():
             if r["content"].get("eventType") != "volume-key"]
     if pre1 != pre2:
         raise TestFailure("PCR 15 records other than the volume key differ between boots")
+
+    # Measured right after cvminit:state and before /var is mounted, in both boots.
+    for v, files in ((v1, files1), (v2, files2)):
+        log = [json.loads(r) for r in files["/run/log/cvminit/measure.log"].split(b"\x1e")
+               if r.strip()]
+        names = [r["content"]["string"] for r in log]
+        i = names.index("cvminit:state")
+        if i + 1 >= len(names) or not names[i + 1].startswith(VK_EVENT):
+            raise TestFailure(f"the record after cvminit:state is not the volume key: {names}")
+        if test_node.index_of(v, r"measure: PCR 15 \+= cvminit:volume-key:") > \
+                test_node.index_of(v, test_state.MOUNTED):
+            raise TestFailure("the volume key was measured after /var was mounted")
 
     # A verifier that pinned boot 1's record: predict gives boot 1's PCR 15, not boot 2's.
     log1 = work / "measure-boot1.log"
