@@ -406,7 +406,8 @@ static int write_json(const char *path, const char *pcr11, const char *pcr15)
 	f = fopen(tmp, "we");
 	if (!f)
 		return -errno;
-	fprintf(f, "{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  }",
+	fprintf(f,
+		"{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  }",
 		pcr11);
 	if (pcr15)
 		fprintf(f,
@@ -573,8 +574,8 @@ static int pcr15_volume_key(const char *node_log, const char *state, const uint1
 	}
 	r = eventlog_read(node_log, &node, &bad);
 	if (r == -EBADMSG) {
-		input_error("--node-log %s: malformed record at byte offset %zu", node_log,
-			    bad);
+		input_error("--node-log %s: malformed record at byte offset %zu",
+			    node_log, bad);
 	} else if (r < 0) {
 		input_error("--node-log %s: %s", node_log, strerror(-r));
 	} else {
@@ -1194,7 +1195,8 @@ static void note_volume_keys(const struct eventlog *all, const struct sources *s
 			char hex[HEX_MAX];
 
 			digest_to_hex(r->digests[d].buf, r->digests[d].size, hex);
-			printf("  %s %s\n", digest_alg_name(r->digests[d].alg) ?: "?", hex);
+			printf("  %s %s\n", digest_alg_name(r->digests[d].alg) ?: "?",
+			       hex);
 		}
 	}
 }
