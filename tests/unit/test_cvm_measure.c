@@ -1445,3 +1445,54 @@ TEST(readers_survive_truncation_and_corruption)
 		}
 	}
 }
+
+/* The pinned record: only an extended PCR 15 volume-key record counts (not one whose
+ * extend failed, not a TDX one), its digests in the banks asked for, in that order. */
+TEST(predict_volume_key_record_rules)
+{
+	static const uint16_t both[] = {DIGEST_ALG_SHA384, DIGEST_ALG_SHA256};
+	struct eventlog_record recs[3] = {0};
+	struct eventlog node = {recs, 3}, out = {0};
+	const char *why;
+
+	for (size_t i = 0; i < 3; i++) {
+		recs[i] = (struct eventlog_record){.pcr = 15,
+						   .rtmr = -1,
+						   .event = (char *)VK_LABEL,
+						   .event_type = (char *)"volume-key",
+						   .extended = true,
+						   .n_digests = 1};
+		recs[i].digests[0].alg = DIGEST_ALG_SHA256;
+		recs[i].digests[0].size = 32;
+		memset(recs[i].digests[0].buf, 0x10 + (int)i, 32);
+	}
+	recs[0].extended = false; /* its extend failed: nothing reached PCR 15 */
+	recs[1].rtmr = 2;	  /* TDX: folded into RTMR 2, not PCR 15 */
+	CHECK_INT(predict_volume_key_record(&node, STATE, both + 1, 1, &out, &why), 0);
+	CHECK_INT(out.n, 1);
+	CHECK_STR(out.records[0].event, VK_LABEL);
+	CHECK_STR(out.records[0].event_type, "volume-key");
+	CHECK_INT(out.records[0].pcr, 15);
+	CHECK(out.records[0].extended);
+	CHECK_INT(out.records[0].digests[0].buf[0], 0x12);
+	/* A bank the record lacks. */
+	CHECK_INT(predict_volume_key_record(&node, STATE, both, 2, &out, &why), -ENODATA);
+	CHECK(why != NULL);
+	CHECK_INT(out.n, 1);
+	/* Another PCR or event type does not count. */
+	recs[2].pcr = 14;
+	CHECK_INT(predict_volume_key_record(&node, STATE, both + 1, 1, &out, &why),
+		  -ENOENT);
+	recs[2].pcr = 15;
+	recs[2].event_type = (char *)"phase";
+	CHECK_INT(predict_volume_key_record(&node, STATE, both + 1, 1, &out, &why),
+		  -ENOENT);
+	/* A label that only starts with the UUID is another volume. */
+	recs[2].event_type = (char *)"volume-key";
+	recs[2].event = (char *)VK_LABEL "0";
+	CHECK_INT(predict_volume_key_record(&node, STATE, both + 1, 1, &out, &why),
+		  -EXDEV);
+	CHECK_INT(predict_volume_key_record(&node, "x", both + 1, 1, &out, &why),
+		  -EINVAL);
+	eventlog_free(&out);
+}
