@@ -53,7 +53,8 @@ static const char *const predict_help =
 	"Usage: cvm-measure predict --uki FILE [--json FILE [--bank BANK]] [--phase "
 	"PHASE]\n"
 	"                           [--banks LIST] [--cmdline STRING] [--config FILE]\n"
-	"                           [--state STRING | --state-from FILE]\n"
+	"                           [--state STRING | --state-from FILE] [--node-log "
+	"FILE]\n"
 	"\n"
 	"Predicts PCR 4, 11 and 15 of a node booted from a unified kernel image by\n"
 	"systemd-stub 257, with cvminit as the init of the UKI's initrd.\n"
@@ -99,6 +100,16 @@ static const char *const predict_help =
 	"                   when the command line has roothash=\n"
 	"  cvminit:state    luks2:<uuid>:<cipher>-<mode>:<key bits>:<sector size>:\n"
 	"                   <integrity>; per node, so only with --state or --state-from\n"
+	"  cvminit:volume-key:<uuid>\n"
+	"                   event type volume-key: HMAC(bank's hash, the volume key, "
+	"that\n"
+	"                   label); it cannot be computed without the key, so it is "
+	"taken\n"
+	"                   as logged from the node's event log (--node-log): pinned on\n"
+	"                   first sight\n"
+	"The state key is sealed (first boot) before cvminit:state: the line 'PCR 15 "
+	"<bank>\n"
+	"sealing <hex>' is the value it is sealed against, the same on every node.\n"
 	"\n"
 	"Output: the measured sections and PCR 15's inputs, then one line per PCR, bank\n"
 	"and step, the value after that step:\n"
@@ -106,7 +117,9 @@ static const char *const predict_help =
 	"                                 boot-option]... uki .linux\n"
 	"  PCR 11 <bank> <phase> <hex>    phase: boot (after the stub), enter-initrd,\n"
 	"                                 leave-initrd, ready, shutdown\n"
-	"  PCR 15 <bank> <event> <hex>    event: cvminit:cmdline … cvminit:state\n"
+	"  PCR 15 <bank> <event> <hex>    event: cvminit:cmdline … cvminit:state,\n"
+	"                                 cvminit:volume-key:<uuid> (with --node-log)\n"
+	"  PCR 15 <bank> sealing <hex>    the value the state key is sealed against\n"
 	"\n"
 	"Options:\n"
 	"  --uki FILE         the UKI (PE32+)\n"
@@ -116,13 +129,11 @@ static const char *const predict_help =
 	"                        \"11\": {\"expected\": \"<hex>\", \"warnOnly\": "
 	"false},\n"
 	"                        \"15\": {\"expected\": \"<hex>\", \"warnOnly\": "
-	"<bool>}}\n"
-	"                     PCR 4 after .linux. PCR 11 after --phase. PCR 15 after\n"
-	"                     cvminit:state with\n"
-	"                     warnOnly false when the state is given; else after\n"
-	"                     cvminit:root with warnOnly true: the value the state key "
-	"is\n"
-	"                     sealed against, not the running node's\n"
+	"false}}\n"
+	"                     PCR 4 after .linux. PCR 11 after --phase. PCR 15 after the\n"
+	"                     node's volume-key record, only when the state and\n"
+	"                     --node-log are given: PCR 15 at ready is per node;\n"
+	"                     without them \"15\" is left out (a note on stderr)\n"
 	"  --bank BANK        the JSON's bank: sha256 (TPM PCRs; default) or sha384 "
 	"(the\n"
 	"                     PCRs' sha384 values, for TDX comparisons; RTMR 2 itself "
@@ -146,6 +157,10 @@ static const char *const predict_help =
 	"                     or return (default 0; QEMU's q35 machine without "
 	"-nodefaults\n"
 	"                     has an empty DVD drive first in the boot order: 1)\n"
+	"  --node-log FILE    the node's event log (/run/log/cvminit/measure.log): its\n"
+	"                     cvminit:volume-key record is taken as logged (it must "
+	"name\n"
+	"                     the state's UUID); needs --state or --state-from\n"
 	"  -h, --help         this text\n"
 	"\n"
 	"Exit status: 0 done; 2 usage error or an unreadable or malformed input (a UKI\n"
@@ -166,7 +181,13 @@ static const char *const verify_help =
 	"or\n"
 	"                       systemd's tpm2-measure.log; records with \"extended\": "
 	"false\n"
-	"                       and TDX (RTMR) records are not replayed\n"
+	"                       and TDX (RTMR) records are not replayed. Records of "
+	"event\n"
+	"                       type volume-key (an HMAC keyed with the node's volume "
+	"key)\n"
+	"                       cannot be recomputed: they are replayed as logged and\n"
+	"                       listed in a note with their digests, to pin on first "
+	"sight\n"
 	"  --firmware-log FILE  the firmware's binary TCG event log in the crypto-agile\n"
 	"                       format "
 	"(/sys/kernel/security/tpm0/binary_bios_measurements),\n"
@@ -400,8 +421,9 @@ static int fold_hex(const struct eventlog *log, uint16_t alg, unsigned pcr, char
 	return 0;
 }
 
+/* pcr15 NULL: no "15" (PCR 15 at ready is per node and was not given). */
 static int write_json(const char *path, const char *pcr4, const char *pcr11,
-		      const char *pcr15, bool pcr15_warn)
+		      const char *pcr15)
 {
 	_cleanup_free_ char *tmp = NULL;
 	FILE *f;
@@ -414,10 +436,14 @@ static int write_json(const char *path, const char *pcr4, const char *pcr11,
 	fprintf(f,
 		"{\n  \"4\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
 		"},\n"
-		"  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
-		"},\n"
-		"  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": %s\n  }\n}\n",
-		pcr4, pcr11, pcr15, pcr15_warn ? "true" : "false");
+		"  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  }",
+		pcr4, pcr11);
+	if (pcr15)
+		fprintf(f,
+			",\n  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": "
+			"false\n  }",
+			pcr15);
+	fputs("\n}\n", f);
 	if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) < 0) {
 		int e = -errno;
 		fclose(f);
@@ -598,6 +624,41 @@ static int pcr4_records(const char *uki, const struct pe_file *pe, unsigned fail
 	return 0;
 }
 
+/* Appends the node's volume-key record from node_log (when given) and prints it; returns
+ * 1 appended, 0 not asked for, -1 on an error (printed). */
+static int pcr15_volume_key(const char *node_log, const char *state, const uint16_t *algs,
+			    size_t n_algs, struct eventlog *log15)
+{
+	struct eventlog node = {0};
+	size_t bad = 0;
+	const char *why;
+	int r;
+
+	if (!node_log) {
+		printf("volume-key: not predicted: PCR 15 at ready ends with the node's "
+		       "cvminit:volume-key record, an HMAC keyed with its volume key "
+		       "(--node-log takes it from the node's event log)\n");
+		return 0;
+	}
+	r = eventlog_read(node_log, &node, &bad);
+	if (r == -EBADMSG) {
+		input_error("--node-log %s: malformed record at byte offset %zu",
+			    node_log, bad);
+	} else if (r < 0) {
+		input_error("--node-log %s: %s", node_log, strerror(-r));
+	} else {
+		r = predict_volume_key_record(&node, state, algs, n_algs, log15, &why);
+		if (r < 0)
+			input_error("--node-log %s: %s", node_log,
+				    why ? why : strerror(-r));
+		else
+			printf("volume-key %s (pinned: the digests logged in %s)\n",
+			       log15->records[log15->n - 1].event, node_log);
+	}
+	eventlog_free(&node);
+	return r < 0 ? -1 : 1;
+}
+
 static bool phase_known(const char *phase)
 {
 	if (streq(phase, "boot"))
@@ -621,15 +682,17 @@ static int cmd_predict(int argc, char **argv)
 		{"state", required_argument, NULL, 's'},
 		{"state-from", required_argument, NULL, 'S'},
 		{"failed-boot-options", required_argument, NULL, 'F'},
+		{"node-log", required_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
 	unsigned failed = 0;
 	const char *uki = NULL, *json = NULL, *phase = "ready", *cmdline = NULL,
-		   *config = NULL, *state = NULL, *state_from = NULL;
+		   *config = NULL, *state = NULL, *state_from = NULL, *node_log = NULL;
 	uint16_t algs[MAX_BANKS] = {DIGEST_ALG_SHA256, DIGEST_ALG_SHA384};
 	uint16_t json_alg = DIGEST_ALG_SHA256;
-	size_t n_algs = 2, n15 = 0;
+	size_t n_algs = 2, n15 = 0, n_seal = 0;
+	bool have_vk = false;
 	_cleanup_free_ uint8_t *buf = NULL;
 	struct pe_file pe = {0};
 	struct eventlog log = {0}, log15 = {0}, log4 = {0};
@@ -690,6 +753,9 @@ static int cmd_predict(int argc, char **argv)
 			failed = (unsigned)v;
 			break;
 		}
+		case 'N':
+			node_log = optarg;
+			break;
 		case 'h':
 			fputs(predict_help, stdout);
 			return EXIT_MATCH;
@@ -709,6 +775,10 @@ static int cmd_predict(int argc, char **argv)
 	if (state && state_from)
 		return usage_error("predict ",
 				   "--state and --state-from exclude each other");
+	if (node_log && !state && !state_from)
+		return usage_error("predict ",
+				   "--node-log needs --state or --state-from: the "
+				   "volume-key record follows cvminit:state");
 	for (size_t i = 0; i < n_algs; i++)
 		have_json_bank |= algs[i] == json_alg;
 	if (!have_json_bank) {
@@ -756,6 +826,15 @@ static int cmd_predict(int argc, char **argv)
 		goto out;
 	}
 	n15 = (size_t)ret;
+	/* The records before cvminit:state: PCR 15 when the state key is sealed. */
+	n_seal = n15 - (in15.in.state ? 1 : 0);
+	ret = pcr15_volume_key(node_log, in15.in.state, algs, n_algs, &log15);
+	if (ret < 0) {
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	have_vk = ret > 0;
+	n15 += (size_t)ret;
 
 	/* PCR 4: after each of the firmware's records. */
 	for (size_t k = 1; k <= log4.n; k++) {
@@ -811,31 +890,45 @@ static int cmd_predict(int argc, char **argv)
 				goto out;
 			printf("PCR %d %s %s %s\n", PREDICT_PCR15,
 			       digest_alg_name(algs[b]), event, hex);
-			if (algs[b] == json_alg && k == n15)
+			if (algs[b] == json_alg && k == n15 && have_vk)
 				memcpy(json15, hex, sizeof(hex));
 		}
 	}
+	for (size_t b = 0; b < n_algs; b++) {
+		struct eventlog prefix = {log15.records, n_seal};
+		char hex[HEX_MAX];
+
+		ret = fold_hex(&prefix, algs[b], PREDICT_PCR15, hex);
+		if (ret)
+			goto out;
+		printf("PCR %d %s sealing %s\n", PREDICT_PCR15, digest_alg_name(algs[b]),
+		       hex);
+	}
 
 	if (json) {
-		int r = write_json(json, json4, json11, json15, !in15.in.state);
+		int r = write_json(json, json4, json11, have_vk ? json15 : NULL);
 		if (r < 0) {
 			ret = input_error("%s: %s", json, strerror(-r));
 			goto out;
 		}
-		printf("wrote %s: PCR 4 %s after .linux; PCR 11 %s after %s; PCR 15 %s "
-		       "after %s (warnOnly %s)\n",
-		       json, digest_alg_name(json_alg), digest_alg_name(json_alg), phase,
-		       digest_alg_name(json_alg), log15.records[n15 - 1].event,
-		       in15.in.state ? "false" : "true");
-		if (!in15.in.state)
+		if (have_vk)
+			printf("wrote %s: PCR 4 %s after .linux; PCR 11 %s after %s; PCR 15 %s "
+			       "after %s (pinned from %s)\n",
+			       json, digest_alg_name(json_alg), digest_alg_name(json_alg), phase,
+			       digest_alg_name(json_alg), log15.records[n15 - 1].event, node_log);
+		else
+			printf("wrote %s: PCR 4 %s after .linux; PCR 11 %s after %s; no PCR 15\n",
+			       json, digest_alg_name(json_alg), digest_alg_name(json_alg), phase);
+		if (!have_vk)
 			fprintf(stderr,
-				"cvm-measure: note: no --state or --state-from: the "
-				"node's "
-				"state identity (cvminit:state) is missing, so PCR 15 in "
-				"%s "
-				"is the value the state key is sealed against, not the "
-				"running node's; it is marked warnOnly\n",
-				json);
+				"cvm-measure: note: PCR 15 left out of %s: at ready it "
+				"ends with the node's %scvminit:volume-key record (an "
+				"HMAC keyed with its volume key), which only the node's "
+				"event log gives: pass --state or --state-from and "
+				"--node-log to pin it. The value the state key is sealed "
+				"against is the 'PCR 15 %s sealing' line\n",
+				json, in15.in.state ? "" : "cvminit:state and ",
+				digest_alg_name(json_alg));
 	}
 	ret = EXIT_MATCH;
 out:
@@ -1269,6 +1362,32 @@ static int log_byte_at(const char *path, size_t offset)
 	return c;
 }
 
+/* Records whose digests are HMACs keyed with a secret (cvminit:volume-key, systemd's
+ * cryptsetup:): nothing here can recompute them, so they are replayed as logged and said
+ * so, with the value a verifier pins the first time it sees the node. */
+static void note_volume_keys(const struct eventlog *all, const struct sources *s)
+{
+	for (size_t i = s->n_fw + s->n_stub; i < all->n; i++) {
+		const struct eventlog_record *r = &all->records[i];
+
+		if (!r->event_type || !streq(r->event_type, PREDICT_VOLUME_KEY_TYPE))
+			continue;
+		printf("note: record %llu at byte offset %zu of %s: PCR %u \"%s\" (event "
+		       "type volume-key) is an HMAC keyed with the node's volume key: it "
+		       "cannot be recomputed and is replayed as logged; pin it on first "
+		       "sight:\n",
+		       (unsigned long long)r->recnum, r->offset, s->log_path, r->pcr,
+		       r->event ? r->event : "");
+		for (size_t d = 0; d < r->n_digests; d++) {
+			char hex[HEX_MAX];
+
+			digest_to_hex(r->digests[d].buf, r->digests[d].size, hex);
+			printf("  %s %s\n", digest_alg_name(r->digests[d].alg) ?: "?",
+			       hex);
+		}
+	}
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1407,6 +1526,7 @@ static int cmd_verify(int argc, char **argv)
 	for (size_t i = 0; i < all.n; i++)
 		if (counts(&all.records[i]))
 			touched |= UINT32_C(1) << all.records[i].pcr;
+	note_volume_keys(&all, &src);
 
 	if (pcrs_path) {
 		ret = parse_pcrs(pcrs_path, banks, &n_banks);

@@ -328,3 +328,66 @@ int measure(struct measurer *m, unsigned pcr, const char *event, const void *dat
 	log_info("measure: PCR %u += %s", pcr, event);
 	return 0;
 }
+
+/* Extends and logs rec, whose digests (one per bank of the backend, in m->banks' order,
+ * or sha384 alone under TDX) the caller computed. The same critical section as measure().
+ */
+static int measure_digests(struct measurer *m, struct eventlog_record *rec)
+{
+	int r, r_log;
+
+	r = eventlog_lock(m->log_fd);
+	if (r < 0)
+		return r;
+	if (m->backend == MEASURER_TDX)
+		r = tdx_extend(m, rec->rtmr, &rec->digests[0]);
+	else
+		r = tpm_pcr_extend(m->tpm, rec->pcr, rec->digests, rec->n_digests);
+	rec->extended = r == 0;
+	r_log = eventlog_append_locked(m->log_fd, rec);
+	eventlog_unlock(m->log_fd);
+
+	if (r < 0)
+		return log_errno(r, "measure: extend PCR %u with %s", rec->pcr,
+				 rec->event);
+	if (r_log < 0)
+		return log_errno(r_log, "measure: PCR %u extended with %s but not logged",
+				 rec->pcr, rec->event);
+	log_info("measure: PCR %u += %s (%s)", rec->pcr, rec->event, rec->event_type);
+	return 0;
+}
+
+int measure_hmac(struct measurer *m, unsigned pcr, const char *label,
+		 const char *event_type, const void *key, size_t key_len)
+{
+	struct eventlog_record rec = {.pcr = pcr,
+				      .rtmr = -1,
+				      .event = (char *)label,
+				      .event_type = (char *)event_type};
+	int r;
+
+	if (pcr > EVENTLOG_MAX_PCR || !label || !event_type || !key || key_len == 0)
+		return -EINVAL;
+	if (m->backend == MEASURER_TDX) {
+		rec.rtmr = tdx_pcr_to_rtmr(pcr);
+		if (rec.rtmr < 0)
+			return log_errno(rec.rtmr, "measure: PCR %u has no TDX RTMR",
+					 pcr);
+		rec.digests[0].alg = DIGEST_ALG_SHA384;
+		rec.n_digests = 1;
+	} else {
+		for (size_t i = 0; i < m->n_banks; i++)
+			rec.digests[i].alg = m->banks[i];
+		rec.n_digests = m->n_banks;
+	}
+	/* The label is the message and the secret the HMAC key, as systemd-cryptsetup
+	 * measures a volume key: neither the TPM nor the log sees a plain hash of it. */
+	for (size_t i = 0; i < rec.n_digests; i++) {
+		r = digest_hmac(rec.digests[i].alg, key, key_len, label, strlen(label),
+				rec.digests[i].buf);
+		if (r < 0)
+			return log_errno(r, "measure: HMAC for %s", label);
+		rec.digests[i].size = (uint16_t)r;
+	}
+	return measure_digests(m, &rec);
+}

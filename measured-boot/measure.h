@@ -60,3 +60,14 @@ int measure(struct measurer *m, unsigned pcr, const char *event, const void *dat
  * 8–15 → 2. -EOPNOTSUPP for PCR 0 (MRTD, not extendable at run time) and 16–23; -EINVAL
  * above. */
 int tdx_pcr_to_rtmr(unsigned pcr);
+
+/* The event type of a record whose digests are HMACs keyed with a volume key, as systemd
+ * logs its cryptsetup: measurements ("volume-key", Tpm2UserspaceEventType). */
+#define MEASURE_EVENT_VOLUME_KEY "volume-key"
+
+/* Extends pcr (or its RTMR) with HMAC(bank's hash, key, label) in every bank measure()
+ * uses, and logs the record with label as its string and event_type: the secret reaches
+ * neither the TPM nor the log, yet another key gives another PCR value. A verifier cannot
+ * recompute the digest; it replays the logged one and pins it. Returns as measure(). */
+int measure_hmac(struct measurer *m, unsigned pcr, const char *label,
+		 const char *event_type, const void *key, size_t key_len);

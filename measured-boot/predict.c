@@ -458,3 +458,75 @@ int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
 	}
 	return n;
 }
+
+int predict_volume_key_record(const struct eventlog *node, const char *state,
+			      const uint16_t *algs, size_t n_algs, struct eventlog *log,
+			      const char **why)
+{
+	const struct eventlog_record *found = NULL;
+	struct eventlog_record r = {.pcr = PREDICT_PCR15, .rtmr = -1, .extended = true};
+	struct eventlog_record *grown;
+	const char *uuid;
+	size_t uuid_len;
+
+	*why = NULL;
+	if (n_algs > EVENTLOG_MAX_DIGESTS || !startswith(state, "luks2:"))
+		return -EINVAL;
+	uuid = state + strlen("luks2:");
+	uuid_len = strcspn(uuid, ":");
+	for (size_t i = 0; i < node->n; i++) {
+		const struct eventlog_record *x = &node->records[i];
+
+		/* TDX records fold into an RTMR, not PCR 15; a failed extend reached
+		 * nothing. */
+		if (x->pcr != PREDICT_PCR15 || !x->extended || x->rtmr >= 0 ||
+		    !x->event_type || !streq(x->event_type, PREDICT_VOLUME_KEY_TYPE))
+			continue;
+		if (found) {
+			*why = "the log has more than one extended volume-key record for "
+			       "PCR 15 (one boot makes one)";
+			return -EEXIST;
+		}
+		found = x;
+	}
+	if (!found) {
+		*why = "the log has no extended PCR 15 record of event type volume-key "
+		       "(cvminit:volume-key:<uuid>)";
+		return -ENOENT;
+	}
+	if (!found->event || !startswith(found->event, PREDICT_VOLUME_KEY_EVENT) ||
+	    strlen(found->event) != strlen(PREDICT_VOLUME_KEY_EVENT) + uuid_len ||
+	    strncmp(found->event + strlen(PREDICT_VOLUME_KEY_EVENT), uuid, uuid_len) !=
+		    0) {
+		*why = "its volume-key record names another LUKS2 UUID than the state";
+		return -EXDEV;
+	}
+	for (size_t b = 0; b < n_algs; b++) {
+		size_t i;
+
+		for (i = 0; i < found->n_digests; i++)
+			if (found->digests[i].alg == algs[b])
+				break;
+		if (i == found->n_digests ||
+		    found->digests[i].size != digest_size(algs[b])) {
+			*why = "its volume-key record lacks a digest in a bank asked for";
+			return -ENODATA;
+		}
+		r.digests[b] = found->digests[i];
+	}
+	r.n_digests = n_algs;
+	r.recnum = log->n;
+	r.event = strdup(found->event);
+	r.event_type = strdup(PREDICT_VOLUME_KEY_TYPE);
+	grown = r.event && r.event_type
+			? realloc(log->records, (log->n + 1) * sizeof(*grown))
+			: NULL;
+	if (!grown) {
+		free(r.event);
+		free(r.event_type);
+		return -ENOMEM;
+	}
+	log->records = grown;
+	log->records[log->n++] = r;
+	return 0;
+}

@@ -139,3 +139,19 @@ int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
  */
 int predict_pcr4_records(const struct pe_file *pe, unsigned failed, const uint16_t *algs,
 			 size_t n_algs, struct eventlog *log, const char **why);
+
+/* cvminit's last PCR 15 record: HMAC(bank's hash, the volume key, label) with the label
+ * "cvminit:volume-key:<LUKS2 uuid>" and event type "volume-key" (init/state.c). It is per
+ * node and cannot be computed without the key, so a verifier takes it from the node's
+ * event log the first time it sees the node and pins it. */
+#define PREDICT_VOLUME_KEY_EVENT "cvminit:volume-key:"
+#define PREDICT_VOLUME_KEY_TYPE	 "volume-key"
+
+/* Appends to log a copy of node's one extended PCR 15 volume-key record, its digests
+ * reduced to the banks algs (in that order). state is the cvminit:state data: the
+ * record's label must name its UUID. Returns 0, or with *why a static sentence: -ENOENT
+ * (no such record), -EEXIST (more than one), -EXDEV (it names another volume), -ENODATA
+ * (a bank of algs is missing from it); -ENOMEM. */
+int predict_volume_key_record(const struct eventlog *node, const char *state,
+			      const uint16_t *algs, size_t n_algs, struct eventlog *log,
+			      const char **why);

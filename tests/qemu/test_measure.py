@@ -328,12 +328,14 @@ def check_pcr4(fw_log, predict_out, predicted, booted_sha256, failed):
 def test_measure_node_pcrs_match_prediction():
     """The node image boots (OVMF + UKI + swtpm, first boot: the state volume is made and
     sealed). PCR 11 and 15 as cvminit reads them at `ready`, in the sha256 and sha384
-    banks, equal `cvm-measure predict` for the UKI and the state partition's LUKS2 header
-    (measurements.json); `cvm-measure verify` replays the guest's event log and the
-    firmware's against those values and passes, and fails naming PCR 15 when one value is
-    changed. PCR 4 in measurements.json (both banks) is what the firmware log's PCR 4
-    events replay to, event by event the predicted ones, and the sha256 value cvminit
-    read at start."""
+    banks, equal `cvm-measure predict` for the UKI, the state partition's LUKS2 header and
+    the node's volume-key record pinned from its event log (measurements.json; without
+    that record predict leaves PCR 15 out, and its PCR 15 sealing value is the token's);
+    `cvm-measure verify` replays the guest's event log and the firmware's against those
+    values and passes, says it took the volume-key record as logged, and fails naming
+    PCR 15 when one value is changed. PCR 4 in measurements.json (both banks) is what the
+    firmware log's PCR 4 events replay to, event by event the predicted ones, and the
+    sha256 value cvminit read at start."""
     name = "measure_node"
     disk = test_node.node_disk(name)
     work = disk.parent
@@ -364,12 +366,32 @@ def test_measure_node_pcrs_match_prediction():
     with open(disk, "rb") as src, open(part, "wb") as dst:
         src.seek(off)
         dst.write(src.read(16 << 20))  # the header and keyslot area are in the first 16 MiB
+    # PCR 15 at ready ends with the node's cvminit:volume-key record (an HMAC keyed with
+    # its volume key): predict cannot compute it, it pins it from the node's event log.
+    log = work / "measure.log"
+    log.write_bytes(files["/run/log/cvminit/measure.log"])
     predicted, pcr4, pcr4_out = {}, {}, ""
     for bank in BANKS:
         out = work / f"measurements-{bank}.json"
+        r = _cvm_measure("predict", "--uki", uki, "--state-from", part, "--bank", bank,
+                         "--failed-boot-options", failed, "--json", out)
+        if "15" in json.loads(out.read_text()):
+            raise TestFailure(f"{out} has PCR 15 without the node's volume-key record")
+        if "PCR 15 left out" not in r.stderr:
+            raise TestFailure(f"predict without --node-log gave no note:\n{r.stderr}")
+        if bank == "sha256":
+            sealing = re.search(r"^PCR 15 sha256 sealing ([0-9a-f]+)$", r.stdout, re.M)
+            dump = subprocess.run(["cryptsetup", "luksDump", "--dump-json-metadata",
+                                   str(part)], stdout=subprocess.PIPE, text=True, check=True)
+            token = json.loads(dump.stdout)["tokens"]["0"]
+            if not sealing or sealing.group(1) != token["cvminit-pcr-values"]["15"]:
+                raise TestFailure(f"predict's PCR 15 sealing value "
+                                  f"{sealing.group(1) if sealing else '(none)'} is not the "
+                                  f"token's {token['cvminit-pcr-values']['15']}")
+            note(f"PCR 15 sha256 at sealing: predicted = token = {sealing.group(1)}")
         pcr4_out = _cvm_measure("predict", "--uki", uki, "--state-from", part, "--bank",
-                                bank, "--failed-boot-options", failed, "--json",
-                                out).stdout
+                                bank, "--failed-boot-options", failed, "--node-log", log,
+                                "--json", out).stdout
         j = json.loads(out.read_text())
         pcr4[bank] = predicted[(4, bank)] = j["4"]["expected"]
         if j["4"]["warnOnly"]:
@@ -387,9 +409,7 @@ def test_measure_node_pcrs_match_prediction():
         note(f"PCR {p} {b}: predicted = booted = {got[(p, b)]}")
 
     # Replay the guest's logs against the values cvminit read.
-    log = work / "measure.log"
     fw = work / "firmware.log"
-    log.write_bytes(files["/run/log/cvminit/measure.log"])
     fw.write_bytes(files["/run/log/cvminit/firmware.log"])
     note(check_pcr4(files["/run/log/cvminit/firmware.log"], pcr4_out, pcr4, pcr4_start,
                     failed))
@@ -414,6 +434,10 @@ def test_measure_node_pcrs_match_prediction():
             or "s uki:" not in r.stdout or "PCR 11 systemd-stub events: the" not in r.stdout):
         raise TestFailure(f"verify with a UKI whose DOS stub differs: exit {r.returncode}, "
                           f"expected 1 naming the UKI's PCR 4 event:\n{r.stdout}{r.stderr}")
+    if not re.search(r'"cvminit:volume-key:\S+" \(event type volume-key\) is an HMAC',
+                     r.stdout):
+        raise TestFailure(f"verify did not name the volume-key record it took as logged:\n"
+                          f"{r.stdout}")
     wrong = dict(got)
     wrong[(15, "sha256")] = "00" * 32
     pcrs.write_text("".join(f"{p}: {b}:{h}\n" for (p, b), h in sorted(wrong.items())))
