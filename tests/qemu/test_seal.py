@@ -23,8 +23,9 @@ import time
 import test_boot
 import test_measure
 import test_node
+import test_root
 import test_state
-from vm import REPO, SWTPM, VM, TestFailure, note, scaled
+from vm import REPO, SWTPM, VM, TestFailure, boot, initrd_with, note, scaled
 
 ATTACKER = REPO / "build" / "unseal-attacker"
 STEP = 180
@@ -226,3 +227,28 @@ def test_seal_other_vtpm_refused():
         v.assert_absent(r"unsealed|making ext4|mounted on /var|leave-initrd",
                         "another vTPM unlocked the state")
     note("another vTPM: refused (the blob does not load under its SRK), nothing unlocked")
+
+
+def test_seal_state_pcrs_from_config():
+    """The initrd's config (measured) says `set state_pcrs=4,7,11,12,15`: the first boot
+    seals the state key to exactly those PCRs, as the token on the disk records (direct
+    kernel boot of the image disk with a test initrd carrying that config)."""
+    h = test_root.roothash()
+    disk = test_root.disk_copy("seal_state_pcrs")
+    initrd = initrd_with({"/etc/cvminit/cvminit.conf": "set state_pcrs=4,7,11,12,15\n"})
+    with boot(f"roothash={h}", ovmf=True, tpm=True, initrd=initrd,
+              disks=[{"file": str(disk)}], memory=2048) as v:
+        test_boot.expect_start(v, "OVMF")
+        v.wait_for(r"cvminit: state: first boot: /dev/vda\d is now LUKS2 \S+ .*key sealed "
+                   r"to PCRs 4,7,11,12,15;", scaled(STEP), since=0)
+        v.wait_for(test_state.MOUNTED, scaled(STEP), since=0)
+        v.wait_for(test_boot.READY, scaled(STEP), since=0)
+        test_boot.power_off_via_button(v)
+    meta, _ = test_state.luks_json(disk, disk.parent)
+    token = meta["tokens"]["0"]
+    if token["tpm2-pcrs"] != [4, 7, 11, 12, 15] or \
+            sorted(token["cvminit-pcr-values"], key=int) != ["4", "7", "11", "12", "15"]:
+        raise TestFailure(f"the token says PCRs {token['tpm2-pcrs']}, values for "
+                          f"{sorted(token['cvminit-pcr-values'])}; the config said "
+                          "4,7,11,12,15")
+    note("config state_pcrs=4,7,11,12,15: sealed to them, the token says so")
