@@ -34,17 +34,6 @@ struct measurer {
 	int log_fd;
 };
 
-static int join(char *buf, size_t size, const char *root, const char *rel)
-{
-	int n;
-
-	if (!root || !*root)
-		root = "/";
-	n = snprintf(buf, size, "%s%s%s", root, root[strlen(root) - 1] == '/' ? "" : "/",
-		     rel);
-	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
 static int measurer_new(const char *log_path, struct measurer **ret)
 {
 	struct measurer *m = calloc(1, sizeof(*m));
@@ -161,7 +150,7 @@ int measurer_open_tdx(const char *root, const char *log_path, struct measurer **
 	struct measurer *m;
 	int fd, r;
 
-	r = join(path, sizeof(path), root, TDX_MEASUREMENTS);
+	r = path_at(path, sizeof(path), root, TDX_MEASUREMENTS);
 	if (r < 0)
 		return r;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -205,7 +194,7 @@ int measurer_open_platform(const char *root, const char *log_path, bool tpm_plat
 	*ret = NULL;
 	platform_read(root, &f);
 	snprintf(rel, sizeof(rel), "dev/tpmrm%d", f.tpm_index < 0 ? 0 : f.tpm_index);
-	if (join(dev, sizeof(dev), root, rel) < 0)
+	if (path_at(dev, sizeof(dev), root, rel) < 0)
 		return -ENAMETOOLONG;
 	if (platform_needs_ek(&f))
 		read_ek(dev, &f);
@@ -277,61 +266,26 @@ static int tdx_extend(struct measurer *m, int rtmr, const struct digest *d)
 	return 0;
 }
 
-int measure(struct measurer *m, unsigned pcr, const char *event, const void *data,
-	    size_t len)
+/* Fills rec's digest slots for the backend: every active bank of the TPM, or under TDX
+ * sha384 alone for the RTMR that pcr maps to. */
+static int record_banks(const struct measurer *m, unsigned pcr, struct eventlog_record *rec)
 {
-	struct eventlog_record rec = {.pcr = pcr, .rtmr = -1, .event = (char *)event};
-	int r, r_log;
-
-	if (pcr > EVENTLOG_MAX_PCR || !event)
-		return -EINVAL;
-	/* Not freed by the eventlog: only records its reader made own their strings. */
-	if (pcr == 11)
-		rec.event_type = (char *)"phase";
-
 	if (m->backend == MEASURER_TDX) {
-		rec.rtmr = tdx_pcr_to_rtmr(pcr);
-		if (rec.rtmr < 0)
-			return log_errno(rec.rtmr, "measure: PCR %u has no TDX RTMR",
-					 pcr);
-		rec.digests[0].alg = DIGEST_ALG_SHA384;
-		rec.n_digests = 1;
-	} else {
-		for (size_t i = 0; i < m->n_banks; i++)
-			rec.digests[i].alg = m->banks[i];
-		rec.n_digests = m->n_banks;
+		rec->rtmr = tdx_pcr_to_rtmr(pcr);
+		if (rec->rtmr < 0)
+			return log_errno(rec->rtmr, "measure: PCR %u has no TDX RTMR", pcr);
+		rec->digests[0].alg = DIGEST_ALG_SHA384;
+		rec->n_digests = 1;
+		return 0;
 	}
-	for (size_t i = 0; i < rec.n_digests; i++) {
-		r = digest_compute(rec.digests[i].alg, data, len, rec.digests[i].buf);
-		if (r < 0)
-			return log_errno(r, "measure: digest of %s", event);
-		rec.digests[i].size = (uint16_t)r;
-	}
-
-	/* No extend without its record: hold the log lock across both. */
-	r = eventlog_lock(m->log_fd);
-	if (r < 0)
-		return r;
-	if (m->backend == MEASURER_TDX)
-		r = tdx_extend(m, rec.rtmr, &rec.digests[0]);
-	else
-		r = tpm_pcr_extend(m->tpm, pcr, rec.digests, rec.n_digests);
-	rec.extended = r == 0;
-	r_log = eventlog_append_locked(m->log_fd, &rec);
-	eventlog_unlock(m->log_fd);
-
-	if (r < 0)
-		return log_errno(r, "measure: extend PCR %u with %s", pcr, event);
-	if (r_log < 0)
-		return log_errno(r_log, "measure: PCR %u extended with %s but not logged",
-				 pcr, event);
-	log_info("measure: PCR %u += %s", pcr, event);
+	for (size_t i = 0; i < m->n_banks; i++)
+		rec->digests[i].alg = m->banks[i];
+	rec->n_digests = m->n_banks;
 	return 0;
 }
 
-/* Extends and logs rec, whose digests (one per bank of the backend, in m->banks' order,
- * or sha384 alone under TDX) the caller computed. The same critical section as measure().
- */
+/* Extends and logs rec, whose digests the caller computed. No extend without its record:
+ * the log lock is held across both. */
 static int measure_digests(struct measurer *m, struct eventlog_record *rec)
 {
 	int r, r_log;
@@ -348,13 +302,35 @@ static int measure_digests(struct measurer *m, struct eventlog_record *rec)
 	eventlog_unlock(m->log_fd);
 
 	if (r < 0)
-		return log_errno(r, "measure: extend PCR %u with %s", rec->pcr,
-				 rec->event);
+		return log_errno(r, "measure: extend PCR %u with %s", rec->pcr, rec->event);
 	if (r_log < 0)
 		return log_errno(r_log, "measure: PCR %u extended with %s but not logged",
 				 rec->pcr, rec->event);
-	log_info("measure: PCR %u += %s (%s)", rec->pcr, rec->event, rec->event_type);
+	log_info("measure: PCR %u += %s", rec->pcr, rec->event);
 	return 0;
+}
+
+int measure(struct measurer *m, unsigned pcr, const char *event, const void *data,
+	    size_t len)
+{
+	struct eventlog_record rec = {.pcr = pcr, .rtmr = -1, .event = (char *)event};
+	int r;
+
+	if (pcr > EVENTLOG_MAX_PCR || !event)
+		return -EINVAL;
+	/* Not freed by the eventlog: only records its reader made own their strings. */
+	if (pcr == 11)
+		rec.event_type = (char *)"phase";
+	r = record_banks(m, pcr, &rec);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < rec.n_digests; i++) {
+		r = digest_compute(rec.digests[i].alg, data, len, rec.digests[i].buf);
+		if (r < 0)
+			return log_errno(r, "measure: digest of %s", event);
+		rec.digests[i].size = (uint16_t)r;
+	}
+	return measure_digests(m, &rec);
 }
 
 int measure_hmac(struct measurer *m, unsigned pcr, const char *label,
@@ -368,18 +344,9 @@ int measure_hmac(struct measurer *m, unsigned pcr, const char *label,
 
 	if (pcr > EVENTLOG_MAX_PCR || !label || !event_type || !key || key_len == 0)
 		return -EINVAL;
-	if (m->backend == MEASURER_TDX) {
-		rec.rtmr = tdx_pcr_to_rtmr(pcr);
-		if (rec.rtmr < 0)
-			return log_errno(rec.rtmr, "measure: PCR %u has no TDX RTMR",
-					 pcr);
-		rec.digests[0].alg = DIGEST_ALG_SHA384;
-		rec.n_digests = 1;
-	} else {
-		for (size_t i = 0; i < m->n_banks; i++)
-			rec.digests[i].alg = m->banks[i];
-		rec.n_digests = m->n_banks;
-	}
+	r = record_banks(m, pcr, &rec);
+	if (r < 0)
+		return r;
 	/* The label is the message and the secret the HMAC key, as systemd-cryptsetup
 	 * measures a volume key: neither the TPM nor the log sees a plain hash of it. */
 	for (size_t i = 0; i < rec.n_digests; i++) {

@@ -36,7 +36,7 @@
 #define TSM_REPORT   "sys/kernel/config/tsm/report"
 #define TSM_ENTRY    "cvminit-platform"
 
-static int path_at(char *buf, size_t size, const char *root, const char *rel)
+int path_at(char *buf, size_t size, const char *root, const char *rel)
 {
 	int n;
 

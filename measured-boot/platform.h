@@ -57,6 +57,9 @@ struct platform_decision {
 /* Reads under root ("/" on a node; a fake tree in tests) the TPMs, the TDX and SEV-SNP
  * guest interfaces and, through configfs-tsm, the SVSM vTPM manifest. Never fails: what
  * cannot be read counts as absent (the decision then trusts less, never more). */
+/* buf = root + "/" + rel (root NULL or "": "/"): the trees the platform and the TDX
+ * backend read are rooted at root so the tests can point them at fakes. */
+int path_at(char *buf, size_t size, const char *root, const char *rel);
 void platform_read(const char *root, struct platform_facts *f);
 /* True when the decision needs the TPM's EK public: an SVSM vTPM manifest to compare. */
 bool platform_needs_ek(const struct platform_facts *f);

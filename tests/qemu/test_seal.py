@@ -14,18 +14,16 @@ import base64
 import hashlib
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
-import time
 
+import hosttpm
 import test_boot
 import test_measure
 import test_node
 import test_root
 import test_state
-from vm import REPO, SWTPM, VM, TestFailure, boot, initrd_with, note, scaled
+from vm import REPO, VM, TestFailure, boot, initrd_with, note, scaled
 
 ATTACKER = REPO / "build" / "unseal-attacker"
 STEP = 180
@@ -37,49 +35,18 @@ def control_token(tpm_state, token, work):
     d = work / "control"
     shutil.rmtree(d, ignore_errors=True)
     shutil.copytree(tpm_state, d / "state")
-    port = 23000 + os.getpid() % 5000 * 2
-    sw = subprocess.Popen([SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={d / 'state'}",
-                           "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-                           "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-                           "--flags", "not-need-init,startup-clear"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
-
-    def tool(*args):
-        r = subprocess.run(list(args), env=env, cwd=d, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
-        if r.returncode != 0:
-            raise TestFailure(f"{' '.join(args)}: {r.stderr.decode(errors='replace')}")
-        return r.stdout
-
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        values = token["cvminit-pcr-values"]
-        (d / "pcrs.bin").write_bytes(b"".join(bytes.fromhex(values[p])
-                                              for p in ("7", "11", "15")))
-        key = os.urandom(64)
-        (d / "key.bin").write_bytes(key)
+    values = token["cvminit-pcr-values"]
+    (d / "pcrs.bin").write_bytes(b"".join(bytes.fromhex(values[p]) for p in ("7", "11", "15")))
+    key = os.urandom(64)
+    with hosttpm.host_tpm(d / "state", d) as tool:
         tool("tpm2_createpolicy", "-Q", "--policy-pcr", "-l", "sha256:7,11,15", "-f",
              "pcrs.bin", "-L", "policy.bin")
-        tool("tpm2_createprimary", "-Q", "-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
-             "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|"
-             "decrypt", "-c", "srk.ctx")
-        tool("tpm2_create", "-Q", "-C", "srk.ctx", "-g", "sha256", "-a",
-             "fixedtpm|fixedparent", "-L", "policy.bin", "-i", "key.bin", "-u", "pub",
-             "-r", "priv")
-    finally:
-        sw.terminate()
-        sw.wait(5)
+        policy = (d / "policy.bin").read_bytes()
+        blob = hosttpm.seal_blob(tool, d, policy, key)
     ctl = dict(token)
-    ctl["tpm2-blob"] = base64.b64encode((d / "priv").read_bytes()
-                                        + (d / "pub").read_bytes()).decode()
+    ctl["tpm2-blob"] = base64.b64encode(blob).decode()
     ctl["tpm2-pcrs"] = [7, 11, 15]
-    ctl["tpm2-policy-hash"] = (d / "policy.bin").read_bytes().hex()
+    ctl["tpm2-policy-hash"] = policy.hex()
     ctl["cvminit-pcr-values"] = {p: values[p] for p in ("7", "11", "15")}
     return json.dumps(ctl, separators=(",", ":")), key
 

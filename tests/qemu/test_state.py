@@ -17,15 +17,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import time
 
+import hosttpm
 import test_boot
 import test_measure
 import test_node
-from vm import SWTPM, WORK_ROOT, VM, TestFailure, gpt_partitions, note, scaled
+from vm import WORK_ROOT, VM, TestFailure, gpt_partitions, note, scaled
 
 STATE_TYPE = "4d21b016-b534-45c2-a9fb-5c16e091fd2d"
 STEP = 180
@@ -167,62 +167,45 @@ def cvminit_sha256_extends(log, until):
     return out
 
 
+def replay_sealed_pcrs(tool, files, token):
+    """Extends the token's PCRs (sha256) with what the node's logs say they got before it
+    sealed: the firmware's events, then cvminit's before cvminit:state; checks the result
+    is what the token recorded at sealing."""
+    pcrs = token["tpm2-pcrs"]
+    extends = (firmware_sha256_extends(files["/run/log/cvminit/firmware.log"])
+               + cvminit_sha256_extends(files["/run/log/cvminit/measure.log"],
+                                        "cvminit:state"))
+    for pcr, dg in extends:
+        if pcr in pcrs:
+            tool("tpm2_pcrextend", f"{pcr}:sha256={dg.hex()}")
+    got = tool("tpm2_pcrread", "sha256:" + ",".join(map(str, pcrs))).decode()
+    for pcr, want in token["cvminit-pcr-values"].items():
+        m = re.search(rf"^\s*{pcr}\s*:\s*0x([0-9A-Fa-f]+)", got, re.M)
+        if not m or m.group(1).lower() != want:
+            raise TestFailure(f"replaying the logs gives PCR {pcr} = "
+                              f"{m.group(1).lower() if m else '?'}, the token "
+                              f"recorded {want} at sealing")
+
+
 def unseal_on_host(tpm_state, files, token, work):
-    """Starts swtpm on a copy of the node's vTPM state, replays the PCR 4, 7, 11 and 15
-    extends the node logged before it sealed, checks they give the token's recorded
-    values, and unseals the token's blob with tpm2-tools. Returns the key."""
+    """Starts swtpm on a copy of the node's vTPM state, replays the sealed PCRs' extends
+    the node logged before it sealed (replay_sealed_pcrs), and unseals the token's blob
+    with tpm2-tools. Returns the key."""
     d = work / "host-tpm"
     shutil.rmtree(d, ignore_errors=True)
     shutil.copytree(tpm_state, d / "state")
-    port = 21000 + os.getpid() % 10000 * 2
-    sw = subprocess.Popen([SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={d / 'state'}",
-                           "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-                           "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-                           "--flags", "not-need-init,startup-clear"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
-
-    def tool(*args, out=None):
-        r = subprocess.run(list(args), env=env, cwd=d, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
-        if r.returncode != 0:
-            raise TestFailure(f"{' '.join(args)}: {r.stderr.decode(errors='replace')}")
-        return r.stdout
-
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        extends = (firmware_sha256_extends(files["/run/log/cvminit/firmware.log"])
-                   + cvminit_sha256_extends(files["/run/log/cvminit/measure.log"],
-                                            "cvminit:state"))
-        for pcr, dg in extends:
-            if pcr in (4, 7, 11, 15):
-                tool("tpm2_pcrextend", f"{pcr}:sha256={dg.hex()}")
-        got = tool("tpm2_pcrread", "sha256:4,7,11,15").decode()
-        for pcr, want in token["cvminit-pcr-values"].items():
-            m = re.search(rf"^\s*{pcr}\s*:\s*0x([0-9A-Fa-f]+)", got, re.M)
-            if not m or m.group(1).lower() != want:
-                raise TestFailure(f"replaying the logs gives PCR {pcr} = "
-                                  f"{m.group(1).lower() if m else '?'}, the token "
-                                  f"recorded {want} at sealing")
+    with hosttpm.host_tpm(d / "state", d) as tool:
+        replay_sealed_pcrs(tool, files, token)
         blob = base64.b64decode(token["tpm2-blob"])
         n = 2 + struct.unpack_from(">H", blob, 0)[0]
         (d / "priv").write_bytes(blob[:n])
         (d / "pub").write_bytes(blob[n:])
-        tool("tpm2_createprimary", "-Q", "-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
-             "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|"
-             "decrypt", "-c", "srk.ctx")
+        tool(*hosttpm.SRK_ARGS, "-c", "srk.ctx")
         tool("tpm2_flushcontext", "-t")
         tool("tpm2_load", "-Q", "-C", "srk.ctx", "-u", "pub", "-r", "priv", "-c", "obj.ctx")
         tool("tpm2_flushcontext", "-t")
-        return tool("tpm2_unseal", "-c", "obj.ctx", "-p", "pcr:sha256:4,7,11,15")
-    finally:
-        sw.terminate()
-        sw.wait(5)
+        pcrs = ",".join(map(str, token["tpm2-pcrs"]))
+        return tool("tpm2_unseal", "-c", "obj.ctx", "-p", f"pcr:sha256:{pcrs}")
 
 
 def stage_ms(v, stage):

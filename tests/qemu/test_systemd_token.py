@@ -22,44 +22,15 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 import tty
 
+import hosttpm
 import test_state
-from vm import REPO, SWTPM, Skip, TestFailure, note
+from vm import REPO, Skip, TestFailure, note
 
 BUILD = REPO / "build" / "systemd-token"
 LEGACY_ATTRS = "restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth"
 PLUGIN_DIR = "usr/lib/x86_64-linux-gnu/cryptsetup"
-
-
-def free_ports():
-    """A port p with p and p + 1 free on 127.0.0.1 (swtpm's server and control)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            p = a.getsockname()[1]
-            if p >= 65535:
-                continue
-            try:
-                with socket.socket() as b:
-                    b.bind(("127.0.0.1", p + 1))
-                    return p
-            except OSError:
-                continue
-    raise TestFailure("no two consecutive free ports")
-
-
-def wait_swtpm(proc, port):
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise TestFailure(f"swtpm exited with {proc.returncode} (port {port})")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TestFailure(f"swtpm does not answer on port {port}")
 
 
 def tools_tree():
@@ -193,15 +164,8 @@ class Swtpm:
         self.d = d
         shutil.rmtree(d, ignore_errors=True)
         shutil.copytree(state, d / "state")
-        self.port = free_ports()
-        self.proc = subprocess.Popen(
-            [SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={d / 'state'}", "--server",
-             f"type=tcp,port={self.port},bindaddr=127.0.0.1", "--ctrl",
-             f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1", "--flags",
-             "not-need-init,startup-clear"], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        self.proc, self.port = hosttpm.start_swtpm(d / "state")
         self.tcti = f"swtpm:host=127.0.0.1,port={self.port}"
-        wait_swtpm(self.proc, self.port)
 
     def tool(self, *args):
         r = subprocess.run(list(args), env=dict(os.environ, TPM2TOOLS_TCTI=self.tcti),
@@ -216,38 +180,15 @@ class Swtpm:
 
 
 def replay(tpm, files, token):
-    """Extends the token's PCRs as the node's logs say they were at sealing (the firmware's
-    events, then cvminit's before cvminit:state) and checks the token's values."""
-    pcrs = token["tpm2-pcrs"]
-    extends = (test_state.firmware_sha256_extends(files["/run/log/cvminit/firmware.log"])
-               + test_state.cvminit_sha256_extends(files["/run/log/cvminit/measure.log"],
-                                                   "cvminit:state"))
-    for pcr, dg in extends:
-        if pcr in pcrs:
-            tpm.tool("tpm2_pcrextend", f"{pcr}:sha256={dg.hex()}")
-    got = tpm.tool("tpm2_pcrread", "sha256:" + ",".join(map(str, pcrs))).decode()
-    for pcr, want in token["cvminit-pcr-values"].items():
-        m = re.search(rf"^\s*{pcr}\s*:\s*0x([0-9A-Fa-f]+)", got, re.M)
-        if not m or m.group(1).lower() != want:
-            raise TestFailure(f"replay gives PCR {pcr} {m.group(1) if m else '?'}, sealed "
-                              f"to {want}")
+    """The token's PCRs as the node's logs say they were at sealing."""
+    test_state.replay_sealed_pcrs(tpm.tool, files, token)
 
 
 def seal(tpm, parent_attrs, policy_hex, key, name):
     """TPM2B_PRIVATE + TPM2B_PUBLIC of key sealed under a primary with these attributes
     (ECC P-256, AES-128-CFB) with the policy digest policy_hex."""
-    (tpm.d / "policy.bin").write_bytes(bytes.fromhex(policy_hex))
-    (tpm.d / "key.bin").write_bytes(key)
-    try:
-        tpm.tool("tpm2_createprimary", "-Q", "-C", "o", "-g", "sha256", "-G",
-                 "ecc256:aes128cfb", "-a", parent_attrs, "-c", f"{name}.ctx")
-        tpm.tool("tpm2_create", "-Q", "-C", f"{name}.ctx", "-g", "sha256", "-a",
-                 "fixedtpm|fixedparent", "-L", "policy.bin", "-i", "key.bin", "-u",
-                 f"{name}.pub", "-r", f"{name}.priv")
-        tpm.tool("tpm2_flushcontext", "-t")
-    finally:
-        os.unlink(tpm.d / "key.bin")
-    return (tpm.d / f"{name}.priv").read_bytes() + (tpm.d / f"{name}.pub").read_bytes()
+    return hosttpm.seal_blob(tpm.tool, tpm.d, bytes.fromhex(policy_hex), key, parent_attrs,
+                             name)
 
 
 def variant(hdr, out, token, blob=None, passphrase_from=None, passphrase_to=None, work=None):

@@ -9,51 +9,20 @@ second opens the swapped header."""
 import base64
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
-import time
 
+import hosttpm
 import test_boot
 import test_measure
 import test_node
 import test_state
-from vm import SWTPM, TestFailure, note, scaled
+from vm import TestFailure, note, scaled
 
 BANKS = ("sha256", "sha384")
 STEP = 300
 READY = r"cvminit: measure: ready: PCR 15 {bank} ([0-9a-f]+)$"
 VK_EVENT = "cvminit:volume-key:"
-
-
-def free_ports():
-    """A port p with p and p + 1 free on 127.0.0.1 (swtpm's server and control)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            p = a.getsockname()[1]
-            if p >= 65535:
-                continue
-            try:
-                with socket.socket() as b:
-                    b.bind(("127.0.0.1", p + 1))
-                    return p
-            except OSError:
-                continue
-    raise TestFailure("no two consecutive free ports")
-
-
-def wait_swtpm(proc, port):
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise TestFailure(f"swtpm exited with {proc.returncode} (port {port})")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TestFailure(f"swtpm does not answer on port {port}")
 
 
 def boot(name, disk, tpm_from=None):
@@ -102,45 +71,14 @@ def digests(rec):
 
 def seal_in_node_tpm(tpm_state, token, key, work):
     """What root on the node can do with /dev/tpmrm0: TPM2_Create a sealed object under
-    the SRK (the TCG ECC template cvminit and systemd use) whose authPolicy is the
-    token's tpm2-policy-hash, holding key. Run on the host against the node's swtpm
-    state, after boot 1. Returns the blob as the token stores it (TPM2B_PRIVATE then
-    TPM2B_PUBLIC)."""
+    the SRK (the TCG ECC template cvminit uses) whose authPolicy is the token's
+    tpm2-policy-hash, holding key. Run on the host against the node's swtpm state, after
+    boot 1. Returns the blob as the token stores it (TPM2B_PRIVATE then TPM2B_PUBLIC)."""
     d = work / "attacker-tpm"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir()
-    port = free_ports()
-    sw = subprocess.Popen([SWTPM, "socket", "--tpm2", "--tpmstate", f"dir={tpm_state}",
-                           "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-                           "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-                           "--flags", "not-need-init,startup-clear"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
-
-    def tool(*args):
-        r = subprocess.run(list(args), env=env, cwd=d, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
-        if r.returncode != 0:
-            raise TestFailure(f"{' '.join(args)}: {r.stderr.decode(errors='replace')}")
-        return r.stdout
-
-    try:
-        wait_swtpm(sw, port)
-        (d / "policy.bin").write_bytes(bytes.fromhex(token["tpm2-policy-hash"]))
-        (d / "key.bin").write_bytes(key)
-        tool("tpm2_createprimary", "-Q", "-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
-             "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|"
-             "decrypt", "-c", "srk.ctx")
-        tool("tpm2_create", "-Q", "-C", "srk.ctx", "-g", "sha256", "-a",
-             "fixedtpm|fixedparent", "-L", "policy.bin", "-i", "key.bin", "-u", "pub",
-             "-r", "priv")
-        tool("tpm2_flushcontext", "-t")
-        return (d / "priv").read_bytes() + (d / "pub").read_bytes()
-    finally:
-        if (d / "key.bin").exists():
-            os.unlink(d / "key.bin")
-        sw.terminate()
-        sw.wait(5)
+    with hosttpm.host_tpm(tpm_state, d) as tool:
+        return hosttpm.seal_blob(tool, d, bytes.fromhex(token["tpm2-policy-hash"]), key)
 
 
 def attacker_header(meta, hdr, token, blob, key, work):
