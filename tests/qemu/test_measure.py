@@ -418,6 +418,10 @@ def test_measure_node_pcrs_match_prediction():
     r = _cvm_measure("verify", "--log", log, "--firmware-log", fw, "--uki", uki,
                      "--pcrs", pcrs)
     note("cvm-measure verify: " + r.stdout.strip().splitlines()[-1])
+    if not re.search(r'"cvminit:volume-key:\S+" \(event type volume-key\) is an HMAC',
+                     r.stdout):
+        raise TestFailure(f"verify did not name the volume-key record it took as logged:\n"
+                          f"{r.stdout}")
     if "PCR 4 images: the 2 in" not in r.stdout:
         raise TestFailure(f"verify did not find the UKI's and the kernel's image hashes in "
                           f"the firmware log's PCR 4:\n{r.stdout}")
@@ -434,10 +438,6 @@ def test_measure_node_pcrs_match_prediction():
             or "s uki:" not in r.stdout or "PCR 11 systemd-stub events: the" not in r.stdout):
         raise TestFailure(f"verify with a UKI whose DOS stub differs: exit {r.returncode}, "
                           f"expected 1 naming the UKI's PCR 4 event:\n{r.stdout}{r.stderr}")
-    if not re.search(r'"cvminit:volume-key:\S+" \(event type volume-key\) is an HMAC',
-                     r.stdout):
-        raise TestFailure(f"verify did not name the volume-key record it took as logged:\n"
-                          f"{r.stdout}")
     wrong = dict(got)
     wrong[(15, "sha256")] = "00" * 32
     pcrs.write_text("".join(f"{p}: {b}:{h}\n" for (p, b), h in sorted(wrong.items())))
