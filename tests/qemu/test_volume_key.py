@@ -36,8 +36,8 @@ def boot(name, disk, tpm_from=None):
         for bank in BANKS:
             pcr15[bank] = v.wait_for(READY.format(bank=bank), scaled(STEP),
                                      since=0).group(1)
-        v.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log \d+$",
-                   scaled(STEP), since=0)
+        v.chan.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log \d+$",
+                        scaled(STEP), since=0)
         files = test_measure._standin_files(v)
         test_boot.power_off_via_button(v)
         v.wait_for(test_state.CLOSED, 5, since=0)
