@@ -200,3 +200,14 @@ TEST(state_and_verity_keys)
 	CHECK_INT(parse("cvminit.state_integrity=aead"), -EINVAL);
 	CHECK_INT(parse("cvminit.verity_error=ignore"), -EINVAL);
 }
+
+/* Authenticated encryption is the default; plain XTS stays an option. */
+TEST(state_integrity_default_and_none)
+{
+	CHECK_INT(parse(""), 0);
+	CHECK_INT(s.state_integrity, STATE_INTEGRITY_HMAC_SHA256);
+	CHECK_INT(parse("cvminit.state_integrity=none"), 1);
+	CHECK_INT(s.state_integrity, STATE_INTEGRITY_NONE);
+	CHECK_INT(parse("cvminit.state_integrity=hmac-sha256"), 1);
+	CHECK_INT(s.state_integrity, STATE_INTEGRITY_HMAC_SHA256);
+}
