@@ -386,7 +386,8 @@ static void measure_identity(struct measurer *m)
  *    discard, inode tables left to the kernel's lazy init (which writes zeroes; ext4
  *    reads only the inode blocks in use, below bg_itable_unused), a journal of fixed
  *    size that mkfs zeroes (jbd2 scans it after a crash), bitmaps of BLOCK_UNINIT and
- *    INODE_UNINIT groups built in memory by the kernel;
+ *    INODE_UNINIT groups built in memory by the kernel; only the blocks of its backup
+ *    superblocks are read first (prime_backup_superblocks());
  *  - file data: the page cache reads a block only once it is allocated and written (a
  *    4 KiB block is a page), unwritten extents read as zeroes without I/O.
  * dm-integrity keeps its journal: a sector and its tag are written atomically, so a
