@@ -707,11 +707,6 @@ void state_open(struct measurer *m, const struct settings *s)
 #define EXT4_BLOCK	  4096u
 #define EXT4_GROUP_BLOCKS 32768u
 
-/* mkfs.ext4 writes each backup superblock as 1 KiB at the start of a 4 KiB block, and the
- * page cache reads the rest of that block before it writes: with integrity, a read of a
- * sector never written. Zero those blocks first. sparse_super puts the backups in group 1
- * and in the groups that are powers of 3, 5 and 7: their number grows with the logarithm
- * of the disk's size (4 on 1 GiB, 18 on 1 TiB). Returns the count or -errno. */
 static int zero_group_start(int fd, uint64_t group)
 {
 	static const uint8_t zero[EXT4_BLOCK] __attribute__((aligned(4096)));
@@ -720,6 +715,11 @@ static int zero_group_start(int fd, uint64_t group)
 			 (off_t)(group * EXT4_GROUP_BLOCKS * EXT4_BLOCK));
 }
 
+/* mkfs.ext4 writes each backup superblock as 1 KiB at the start of a 4 KiB block, and the
+ * page cache reads the rest of that block before it writes: with integrity, a read of a
+ * sector never written. Zero those blocks first. sparse_super puts the backups in group 1
+ * and in the groups that are powers of 3, 5 and 7: their number grows with the logarithm
+ * of the disk's size (4 on 1 GiB, 18 on 1 TiB). Returns the count or -errno. */
 static int prime_backup_superblocks(void)
 {
 	_cleanup_close_ int fd = -1;
@@ -769,9 +769,9 @@ static void set_initialized(void)
 int state_mount(void)
 {
 	/* Blocks of 4 KiB (the volume's sectors), 32768 per group (EXT4_*); no discard;
-	 * inode tables zeroed later by the kernel; a 16 MiB journal zeroed now, whatever the disk's size: with
-	 * integrity, nothing ext4 reads is left unwritten, at a first-boot cost that does
-	 * not grow with the disk (prime_probed_ends). */
+	 * inode tables zeroed later by the kernel; a 16 MiB journal zeroed now, whatever
+	 * the disk's size: with integrity, nothing ext4 reads is left unwritten, at a
+	 * first-boot cost that does not grow with the disk (prime_probed_ends). */
 	char *mkfs[] = {"/usr/sbin/mkfs.ext4",
 			"-q",
 			"-L",
