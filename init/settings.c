@@ -32,7 +32,7 @@ void settings_init(struct settings *s)
 		.device_timeout = 10,
 		.measure_required = true,
 		.state_pcrs = STATE_PCRS_DEFAULT,
-		.state_integrity = STATE_INTEGRITY_NONE,
+		.state_integrity = STATE_INTEGRITY_HMAC_SHA256,
 		.verity_error = VERITY_RESTART,
 	};
 }

@@ -50,9 +50,10 @@
  *   2. seal it to the TPM (PolicyPCR over settings.state_pcrs, values as they are now);
  *   3. format LUKS2 on a detached header file in /run (tmpfs, ours alone), data device
  * the partition at 16 MiB; one pbkdf2 keyslot (passphrase = the key), the token
- *      (initialized=false); with integrity, activate and wipe the volume (dm-integrity's
- *      tags must be written before anything reads a sector). Nothing on the disk names
- *      this volume yet (a cut here is A).
+ *      (initialized=false); with integrity, activate and zero the ends of the volume
+ *      that libblkid probes (dm-integrity fails reads of sectors never written; nothing
+ *      else reads before it writes: prime_probed_ends). Nothing on the disk names this
+ *      volume yet (a cut here is A).
  *   4. commit: W1 keyslot area, sync; W2 secondary header, sync; W3 primary JSON area,
  *      sync; W4 primary binary header (with the magic, one 4 KiB block), sync.
  *   5. activate from the header file, measure the identity and the key (an HMAC) into
@@ -392,6 +393,60 @@ static void measure_volume_key(struct measurer *m)
 		       strerror(-r));
 }
 
+/*
+ * With hmac(sha256) integrity every 4 KiB sector carries a tag that dm-integrity stores
+ * when the sector is written; a sector never written has none and its read fails (EIO).
+ * cvminit does not write the whole volume (that cost grows with the disk: 18.7 s for
+ * 256 MiB under emulation); instead nothing reads a sector before it was written:
+ *  - libblkid (cvminit's "is the volume empty?" in state_mount(), mkfs.ext4's own check)
+ *    reads signatures in the first 4 MiB (LUKS2 secondary header offsets up to 4 MiB,
+ *    VMFS at 1 and 2 MiB) and the last 1.5 MiB (RAID metadata, ZFS labels, backup GPT):
+ *    those ends are zeroed here, with margin for the kernel's readahead;
+ *  - mkfs.ext4 (state_mount()) writes every block it or the kernel reads later: no
+ *    discard, inode tables left to the kernel's lazy init (which writes zeroes; ext4
+ *    reads only the inode blocks in use, below bg_itable_unused), a journal of fixed
+ *    size that mkfs zeroes (jbd2 scans it after a crash), bitmaps of BLOCK_UNINIT and
+ *    INODE_UNINIT groups built in memory by the kernel; only the blocks of its backup
+ *    superblocks are read first (prime_backup_superblocks());
+ *  - file data: the page cache reads a block only once it is allocated and written (a
+ *    4 KiB block is a page), unwritten extents read as zeroes without I/O.
+ * dm-integrity keeps its journal: a sector and its tag are written atomically, so a
+ * power cut never leaves a torn block that fails every later read (jbd2's own journal
+ * blocks included, which recovery reads).
+ */
+#define PROBE_HEAD (8ull << 20)
+#define INTEGRITY_JOURNAL (8ull << 20)
+#define PROBE_TAIL (2ull << 20)
+
+static int prime_probed_ends(struct crypt_device *cd)
+{
+	_cleanup_close_ int fd = -1;
+	uint64_t size = 0;
+	int r;
+
+	fd = open(st.node, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0)
+		return log_errno(-errno, "state: size of %s", st.node);
+	if (size <= PROBE_HEAD + PROBE_TAIL)
+		r = crypt_wipe(cd, st.node, CRYPT_WIPE_ZERO, 0, size, WIPE_BLOCK, 0, NULL,
+			       NULL);
+	else {
+		r = crypt_wipe(cd, st.node, CRYPT_WIPE_ZERO, 0, PROBE_HEAD, WIPE_BLOCK, 0,
+			       NULL, NULL);
+		if (r == 0)
+			r = crypt_wipe(cd, st.node, CRYPT_WIPE_ZERO, size - PROBE_TAIL,
+				       PROBE_TAIL, WIPE_BLOCK, 0, NULL, NULL);
+	}
+	if (r < 0)
+		return r;
+	log_info("state: zeroed the first %llu and last %llu MiB of %s (%llu MiB): what "
+		 "probes read before anything is written",
+		 (unsigned long long)(PROBE_HEAD >> 20),
+		 (unsigned long long)(PROBE_TAIL >> 20), st.node,
+		 (unsigned long long)(size >> 20));
+	return 0;
+}
+
 static void first_boot(struct tpm *tpm, const struct settings *s)
 {
 	const bool integ = s->state_integrity == STATE_INTEGRITY_HMAC_SHA256;
@@ -403,9 +458,16 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 			1000, /* the minimum: the passphrase is a full-entropy key */
 		.flags = CRYPT_PBKDF_NO_BENCHMARK,
 	};
+	/* dm-integrity's journal, written whole when the volume is formatted and kept in
+	 * RAM: a fixed size (the kernel's default is 1/128 of the disk up to 64 MiB, a
+	 * first-boot cost that grows with the disk). */
+	static const struct crypt_params_integrity iparams = {
+		.journal_size = INTEGRITY_JOURNAL,
+	};
 	struct crypt_params_luks2 params = {
 		.pbkdf = &pbkdf,
 		.integrity = integ ? "hmac(sha256)" : NULL,
+		.integrity_params = integ ? &iparams : NULL,
 		.sector_size = LUKS2_SECTOR,
 		.label = "cvminit-state",
 	};
@@ -460,19 +522,13 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 		       strerror(-r));
 	st.open = true;
 	wait_node(s->device_timeout);
-	/* dm-integrity returns an error for a sector whose tag was never written: write
-	 * them all once (what cryptsetup luksFormat does), before the header is
-	 * committed, so a cut here leaves a blank partition. */
-	if (integ) {
-		log_info("state: wiping %s to initialise its integrity tags "
-			 "(hmac(sha256))",
-			 st.node);
-		r = crypt_wipe(cd, st.node, CRYPT_WIPE_ZERO, 0, 0, WIPE_BLOCK, 0, NULL,
-			       NULL);
-		if (r < 0)
-			refuse("cannot wipe the new integrity-protected volume %s: %s",
-			       st.node, strerror(-r));
-	}
+	/* dm-integrity fails the read of a sector whose tag was never written. Only the
+	 * probes read before anything writes: zero where they look, before the header is
+	 * committed, so a cut here leaves a blank partition (prime_probed_ends). */
+	if (integ && (r = prime_probed_ends(cd)) < 0)
+		refuse("cannot write the probed ends of the new integrity-protected "
+		       "volume %s: %s",
+		       st.node, strerror(-r));
 	t_wipe = now_ms();
 	crypt_free(cd);
 
@@ -490,7 +546,7 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 		integ ? "with hmac(sha256) integrity" : "no integrity",
 		seal_pcr_list(s->state_pcrs, pcrs, sizeof(pcrs)),
 		(unsigned long long)(t_seal - t0), (unsigned long long)(t_fmt - t_seal),
-		integ ? "activate+wipe " : "activate ",
+		integ ? "activate+ends " : "activate ",
 		(unsigned long long)(t_wipe - t_fmt),
 		(unsigned long long)(t_commit - t_wipe));
 }
@@ -668,6 +724,44 @@ void state_open(struct measurer *m, const struct settings *s)
 	munlock(key, sizeof(key));
 }
 
+/* mkfs.ext4's geometry (its arguments below): 4 KiB blocks, 32768 per group. */
+#define EXT4_BLOCK	  4096u
+#define EXT4_GROUP_BLOCKS 32768u
+
+static int zero_group_start(int fd, uint64_t group)
+{
+	static const uint8_t zero[EXT4_BLOCK] __attribute__((aligned(4096)));
+
+	return write_all(fd, zero, sizeof(zero),
+			 (off_t)(group * EXT4_GROUP_BLOCKS * EXT4_BLOCK));
+}
+
+/* mkfs.ext4 writes each backup superblock as 1 KiB at the start of a 4 KiB block, and the
+ * page cache reads the rest of that block before it writes: with integrity, a read of a
+ * sector never written. Zero those blocks first. sparse_super puts the backups in group 1
+ * and in the groups that are powers of 3, 5 and 7: their number grows with the logarithm
+ * of the disk's size (4 on 1 GiB, 18 on 1 TiB). Returns the count or -errno. */
+static int prime_backup_superblocks(void)
+{
+	_cleanup_close_ int fd = -1;
+	uint64_t size = 0, groups;
+	int n = 0, r = 0;
+
+	fd = open(st.node, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0)
+		return -errno;
+	groups = (size / EXT4_BLOCK + EXT4_GROUP_BLOCKS - 1) / EXT4_GROUP_BLOCKS;
+	if (groups > 1 && (r = zero_group_start(fd, 1)) == 0)
+		n++;
+	for (uint64_t base = 3; base <= 7 && r == 0; base += 2)
+		for (uint64_t g = base; g < groups && r == 0; g *= base)
+			if ((r = zero_group_start(fd, g)) == 0)
+				n++;
+	if (r == 0 && fdatasync(fd) < 0)
+		r = -errno;
+	return r < 0 ? r : n;
+}
+
 /* Sets the token's initialized flag on the header file and commits it to the disk. */
 static void set_initialized(void)
 {
@@ -695,8 +789,24 @@ static void set_initialized(void)
 
 int state_mount(void)
 {
-	char *mkfs[] = {"/usr/sbin/mkfs.ext4", "-q", "-L", "state", "-E",
-			"nodiscard",	       NULL, NULL};
+	/* Blocks of 4 KiB (the volume's sectors), 32768 per group (EXT4_*); no discard;
+	 * inode tables zeroed later by the kernel; a 16 MiB journal zeroed now, whatever
+	 * the disk's size: with integrity, nothing ext4 reads is left unwritten, at a
+	 * first-boot cost that does not grow with the disk (prime_probed_ends). */
+	char *mkfs[] = {"/usr/sbin/mkfs.ext4",
+			"-q",
+			"-L",
+			"state",
+			"-b",
+			"4096",
+			"-g",
+			"32768",
+			"-J",
+			"size=16",
+			"-E",
+			"nodiscard,lazy_itable_init=1,lazy_journal_init=0",
+			NULL,
+			NULL};
 	char type[64] = "";
 	uint64_t t0 = now_ms();
 	int made = 0, r;
@@ -720,7 +830,16 @@ int state_mount(void)
 	if (r == 0) {
 		log_notice("state: %s is blank: first boot, making ext4 on %s",
 			   st.part.dev, st.node);
-		mkfs[6] = st.node;
+		mkfs[ARRAY_SIZE(mkfs) - 2] = st.node;
+		if (st.hdr.integrity[0]) {
+			r = prime_backup_superblocks();
+			if (r < 0)
+				refuse("cannot zero the backup superblock blocks of %s: %s",
+				       st.node, strerror(-r));
+			log_info("state: zeroed %d block(s) where mkfs.ext4 writes backup "
+				 "superblocks (%s has integrity)",
+				 r, st.node);
+		}
 		r = run_wait(mkfs);
 		if (r != 0)
 			refuse("mkfs.ext4 on the state volume %s failed (status %d)",

@@ -5,12 +5,18 @@ keyslot and token), recovers the key the way the node does (replaying the logged
 extends into a copy of the node's swtpm and unsealing the token's blob with tpm2-tools),
 opens the keyslot with it and finds no plaintext copy of it on the partition.
 
+hmac-sha256 integrity is the default: the first boot zeroes only the ends of the volume
+that libblkid probes (no full wipe); every boot here checks that no read of the volume
+failed (dm-crypt's "INTEGRITY AEAD ERROR", I/O errors, ext4 errors) and later boots that
+16 MiB the stand-in wrote on the first boot read back intact.
+
 Refusals: a header switched to cipher_null (checksums fixed up), PCR drift from a UKI with
 another command line (the PCRs named; the right UKI opens the state again). Crash safety:
-writes of the first boot made to fail one at a time with QEMU's blkdebug driver (an EIO
-on exactly one sector stops cvminit at that point, like a power cut), and a QEMU killed
-during mkfs; each following boot must finish or redo the setup, never mkfs over data.
-hmac-sha256 integrity through the command line (references kept consistent)."""
+header writes of the first boot made to fail one at a time with QEMU's blkdebug driver (an
+EIO on exactly one sector stops cvminit at that point, like a power cut), and QEMU killed
+as mkfs starts and while it runs (on a 1 GiB volume); each following boot must finish or
+redo the setup, never mkfs over data. Plain XTS (state_integrity=none) through the
+command line (references kept consistent)."""
 import base64
 import hashlib
 import json
@@ -20,6 +26,8 @@ import shutil
 import struct
 import subprocess
 import time
+import uuid as uuid_mod
+import zlib
 
 import hosttpm
 import test_boot
@@ -35,7 +43,14 @@ SECTOR = 512
 BLANK = r"cvminit: state: (/dev/vda\d) \(partuuid \S+\) is blank: first boot"
 MADE = (r"cvminit: state: first boot: (/dev/vda\d) is now LUKS2 (\S+) \((no integrity|with "
         r"hmac\(sha256\) integrity)\), key sealed to PCRs 4,7,11,15; seal (\d+) ms, format "
-        r"(\d+) ms, (?:activate\+wipe|activate) (\d+) ms, commit (\d+) ms")
+        r"(\d+) ms, (?:activate\+ends|activate) (\d+) ms, commit (\d+) ms")
+ENDS = (r"cvminit: state: zeroed the first 8 and last 2 MiB of \S+ \((\d+) MiB\): what "
+        r"probes read before anything is written")
+# A read of the state volume that failed: dm-crypt's tag check (a sector whose tag was
+# never written, or was tampered with), the block layer, ext4 or jbd2.
+IO_ERRORS = (r"INTEGRITY AEAD ERROR|I/O error, dev dm-|Buffer I/O error on dev dm-|"
+             r"EXT4-fs error|EXT4-fs warning|JBD2: .*(error|fail)")
+DATA = r"kubelet-standin: /var data: (wrote|read back) 16 MiB of \S+ intact"
 UNSEALED = (r"cvminit: state: (/dev/vda\d): LUKS2 (\S+) unsealed \(PCRs 4,7,11,15\) in (\d+) "
             r"ms, activated as (\S+) in (\d+) ms")
 MEASURED = r"cvminit: state: measured (luks2:\S+) into PCR 15"
@@ -219,6 +234,38 @@ def timeline_times(v):
     return stage_ms(v, "state-open"), stage_ms(v, "state")
 
 
+def integrity_journal(disk):
+    """The size in bytes of dm-integrity's journal, from its superblock at the start of the
+    state partition's data area: journal_sections times the sectors of a section (for
+    32-byte tags on 4 KiB blocks: 4 entries of 104 bytes per 512-byte journal sector, 8
+    sectors of entries per section, so 32 blocks of 8 sectors plus those 8)."""
+    sb = read_part(disk, DATA_OFFSET, 32)
+    magic, _, _, tag, sections = struct.unpack_from("<8sBBHI", sb, 0)
+    if magic != b"integrt\0" or tag != 32:
+        raise TestFailure(f"no dm-integrity superblock with 32-byte tags: {sb[:16].hex()}")
+    return sections * (32 * 8 + 8) * SECTOR
+
+
+def check_journal(disk):
+    """cvminit asks for a fixed 8 MiB journal (the kernel's default grows with the disk)."""
+    j = integrity_journal(disk)
+    if not (8 << 20) - 264 * SECTOR < j <= 8 << 20:
+        raise TestFailure(f"dm-integrity's journal has {j} bytes, expected 8 MiB")
+    return j
+
+
+def var_checked(v, how):
+    """The stand-in wrote (first start) or read back (later boot) its 16 MiB on /var, the
+    ext4 error count is 0, and no read of the state volume failed."""
+    m = v.chan.wait_for(DATA, scaled(STEP), since=0)
+    if m.group(1) != how:
+        raise TestFailure(f"expected the stand-in to have {how} its data: {m.group(0)}")
+    v.chan.wait_for(r"kubelet-standin: /var ext4 errors: 0 ", scaled(STEP), since=0)
+    v.chan.assert_absent(r"kubelet-standin: /var data: (?!wrote|read back)",
+                    "the stand-in's data on /var")
+    v.assert_absent(IO_ERRORS, "a read or write of the state volume failed")
+
+
 # --- the first boot and a later one, shared by the scenarios below --------------------
 
 _base = {}
@@ -239,7 +286,10 @@ def first_booted():
         setup = {k: int(m.group(i)) for i, k in enumerate(
             ("seal", "format", "activate", "commit"), start=4)}
         ident = v.wait_for(MEASURED, scaled(STEP), since=0).group(1)
-        if ident != f"luks2:{uuid}:aes-xts-plain64:512:4096:none":
+        if m.group(3) != "with hmac(sha256) integrity":
+            raise TestFailure(f"the default first boot made: {m.group(0)}")
+        ends = int(v.wait_for(ENDS, scaled(STEP), since=0).group(1))
+        if ident != f"luks2:{uuid}:aes-xts-plain64:512:4096:hmac(sha256)":
             raise TestFailure(f"measured {ident}")
         v.wait_for(r"cvminit: state: /dev/vda\d is blank: first boot, making ext4",
                    scaled(STEP), since=0)
@@ -251,13 +301,14 @@ def first_booted():
         v.chan.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
         v.chan.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log", scaled(STEP),
                         since=0)
+        var_checked(v, "wrote")
         open_ms, mount_ms = timeline_times(v)
         files = test_measure._standin_files(v)
         test_boot.power_off_via_button(v)
         v.wait_for(CLOSED, 5, since=0)
     tpm = keep_tpm(v, work / "tpm-after-boot1")
     _base.update(disk=disk, tpm=tpm, uuid=uuid, dev=dev, files=files, setup=setup,
-                 first=(open_ms, mount_ms))
+                 first=(open_ms, mount_ms), ends=ends)
     return _base
 
 
@@ -286,6 +337,7 @@ def later_boot(name, disk, tpm, uuid, start_n):
         if "new filesystem" in m.group(2):
             raise TestFailure("a later boot made a new filesystem")
         v.chan.wait_for(rf"kubelet-standin: start {start_n} recorded", scaled(STEP), since=0)
+        var_checked(v, "read back")
         times = timeline_times(v)
         v.assert_absent(r"making ext4", "a later boot ran mkfs")
         test_boot.power_off_via_button(v)
@@ -302,10 +354,12 @@ def test_state_first_boot_sealed_and_reopened():
     b = first_booted()
     work = b["disk"].parent
     meta, hdr = luks_json(b["disk"], work)
-    tok = check_header(meta)
+    tok = check_header(meta, integrity=True)
+    check_journal(b["disk"])
     key = unseal_on_host(b["tpm"], b["files"], tok, work)
-    if len(key) != 64:
-        raise TestFailure(f"the unsealed key has {len(key)} bytes, expected 64")
+    if len(key) != 96:
+        raise TestFailure(f"the unsealed key has {len(key)} bytes, expected 96 (cipher "
+                          "and HMAC keys)")
     (work / "key.bin").write_bytes(key)
     r = subprocess.run([cryptsetup(), "luksOpen", "--test-passphrase", "--key-file",
                         str(work / "key.bin"), str(hdr)],
@@ -316,22 +370,24 @@ def test_state_first_boot_sealed_and_reopened():
     with open(b["disk"], "rb") as f:
         f.seek(base)
         raw = f.read(size)
-    for what, needle in (("the key", key), ("its first half", key[:32]),
-                         ("its second half", key[32:]), ("its hex", key.hex().encode())):
+    for what, needle in (("the key", key), ("its first cipher half", key[:32]),
+                         ("its second cipher half", key[32:64]),
+                         ("its HMAC key", key[64:]), ("its hex", key.hex().encode())):
         if raw.find(needle) >= 0:
             raise TestFailure(f"{what} is on the state partition in clear")
     os.unlink(work / "key.bin")
     note(f"header: 1 keyslot, 1 systemd-tpm2 token, aes-xts-plain64 512-bit, 4096-byte "
-         f"sectors; key unsealed on the host from the replayed logs, keyslot opens, "
+         f"sectors, hmac(sha256) integrity;"
+         f" key unsealed on the host from the replayed logs, keyslot opens, "
          f"not on the {size >> 20} MiB partition in clear")
 
     disk, tpm = copy_base("state_later")
     (o2, m2), unseal = later_boot("state_boot2", disk, tpm, b["uuid"], 2)
     o1, m1 = b["first"]
     s = b["setup"]
-    note(f"first boot (no integrity): state-open {o1:.0f} ms (seal {s['seal']}, format "
-         f"{s['format']}, activate {s['activate']}, commit {s['commit']}), state (mkfs + "
-         f"mount + flag) {m1:.0f} ms; later boot: state-open {o2:.0f} ms (unseal "
+    note(f"first boot (hmac(sha256), {b['ends']} MiB volume): state-open {o1:.0f} ms (seal "
+         f"{s['seal']}, format {s['format']}, activate+ends {s['activate']}, commit "
+         f"{s['commit']}), state (mkfs + mount + flag) {m1:.0f} ms; later boot: state-open {o2:.0f} ms (unseal "
          f"{unseal[0]}, activate {unseal[1]}), state (mount) {m2:.0f} ms")
 
 
@@ -448,12 +504,19 @@ def magic(disk):
 
 
 def test_state_crash_points():
-    """One disk, one vTPM, five boots; each of the first four stops at one write:
+    """One disk, one vTPM, five boots, hmac(sha256) integrity (the default); each of the
+    first four stops at one point:
     (A) the secondary header write fails: keyslot area only (blank to the next boot);
     (B) the primary header write fails: secondary only, initialized=false → redo;
-    (C) setup redone, mkfs's first write fails: header complete, no filesystem;
-    (D) a later boot, mkfs done and mounted, the token's flag write fails;
-    (E) the normal boot keeps D's filesystem (no mkfs), sets the flag, comes up."""
+    (C) setup redone, QEMU killed as mkfs starts: header complete, no filesystem, a
+        volume whose sectors were never written apart from the probed ends;
+    (D) a later boot finds that volume empty, makes ext4, mounts; the token's flag write
+        fails;
+    (E) the normal boot keeps D's filesystem (no mkfs), sets the flag, comes up.
+    C is a kill, not a blkdebug write failure: with integrity, ext4's writes reach the
+    disk through dm-integrity's journal, later and in an order of its own, and every
+    sector of the volume that is written before mkfs (dm-integrity's superblock and
+    journal, the probed ends) would fail the format or the zeroing instead."""
     disk = test_node.node_disk("state_crash")
     work = disk.parent
     tpm = work / "tpm"
@@ -477,16 +540,20 @@ def test_state_crash_points():
     if magic(disk) != (bytes(6), b"SKUL\xba\xbe"):
         raise TestFailure(f"after B the header magics are {magic(disk)}")
 
-    conf = blkdebug(work, "data", disk, DATA_OFFSET // SECTOR)
-    with node("state_crash_c", disk, tpm_from=tpm, blkdebug=conf) as v:
+    with node("state_crash_c", disk, tpm_from=tpm) as v:
         test_boot.expect_start(v, "OVMF+UKI")
         v.wait_for(r"cvminit: state: /dev/vda\d has only a secondary header with an "
                    r"unfinished setup: the first boot was cut off; starting it over",
                    scaled(STEP), since=0)
-        uuid = v.wait_for(MADE, scaled(STEP), since=0).group(2)
+        m = v.wait_for(MADE, scaled(STEP), since=0)
+        uuid = m.group(2)
+        if m.group(3) != "with hmac(sha256) integrity":
+            raise TestFailure(f"C made: {m.group(0)}")
+        v.wait_for(ENDS, scaled(STEP), since=0)
         v.wait_for(r"making ext4", scaled(STEP), since=0)
-        steps.append("C: " + refused(v, r"cvminit: state: (mkfs\.ext4 on the state volume "
-                                        r"\S+ failed|cannot mount the state volume)"))
+        v.qmp("quit")
+        v.wait_exit(30)
+    steps.append("C: killed as mkfs started (header committed)")
     keep_tpm(v, tpm)
     meta, _ = luks_json(disk, work)
     if meta["tokens"]["0"]["cvminit-initialized"] is not False:
@@ -500,6 +567,7 @@ def test_state_crash_points():
         v.wait_for(r"cvminit: state: /dev/vda\d is blank: first boot, making ext4",
                    scaled(STEP), since=0)
         steps.append("D: " + refused(v, r"cvminit: state: cannot record in the LUKS2 token"))
+        v.assert_absent(IO_ERRORS, "a read of the never-written volume failed")
     keep_tpm(v, tpm)
 
     with node("state_crash_e", disk, tpm_from=tpm) as v:
@@ -512,22 +580,73 @@ def test_state_crash_points():
         if "new filesystem" in m.group(2):
             raise TestFailure("E made a filesystem over D's")
         v.chan.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
+        var_checked(v, "wrote")
         v.assert_absent(r"making ext4", "E ran mkfs")
         test_boot.power_off_via_button(v)
     meta, _ = luks_json(disk, work)
-    check_header(meta)
+    check_header(meta, integrity=True)
     note("\n".join(steps) + f"\nE: LUKS2 {uuid}: the ext4 D made kept, flag set, node up")
 
 
+def grow_state(disk, size):
+    """Grows the disk image so that its state partition (the last one) has size bytes:
+    the file extended, the partition's last LBA moved, the backup GPT rewritten at the new
+    end, both headers' CRCs and the protective MBR fixed (a bigger blank state disk, as a
+    node would be given)."""
+    with open(disk, "r+b") as f:
+        f.seek(512)
+        hdr = bytearray(f.read(92))
+        lba, count, esize = struct.unpack_from("<QII", hdr, 72)
+        f.seek(lba * SECTOR)
+        table = bytearray(f.read(count * esize))
+        old_backup = struct.unpack_from("<Q", hdr, 32)[0]
+        for i in range(count):
+            e = i * esize
+            if str(uuid_mod.UUID(bytes_le=bytes(table[e:e + 16]))) == STATE_TYPE:
+                first = struct.unpack_from("<Q", table, e + 32)[0]
+                struct.pack_into("<Q", table, e + 40, first + size // SECTOR - 1)
+                break
+        else:
+            raise TestFailure(f"{disk}: no state partition")
+        ent_sectors = count * esize // SECTOR
+        total = first + size // SECTOR + ent_sectors + 1
+        f.truncate(total * SECTOR)
+        f.seek(old_backup * SECTOR)  # the old backup header is now inside the partition
+        f.write(bytes(SECTOR))
+        struct.pack_into("<Q", hdr, 32, total - 1)
+        struct.pack_into("<Q", hdr, 48, total - 2 - ent_sectors)
+        struct.pack_into("<I", hdr, 88, zlib.crc32(table))
+
+        def with_crc(h):
+            h[16:20] = bytes(4)
+            struct.pack_into("<I", h, 16, zlib.crc32(h[:struct.unpack_from("<I", h, 12)[0]]))
+            return h
+        f.seek(446 + 12)  # the protective MBR's partition covers the whole disk
+        f.write(struct.pack("<I", min(total - 1, 0xFFFFFFFF)))
+        backup = bytearray(hdr)
+        struct.pack_into("<QQ", backup, 24, total - 1, 1)
+        struct.pack_into("<Q", backup, 72, total - 1 - ent_sectors)
+        f.seek(512)
+        f.write(with_crc(hdr))
+        f.seek(lba * SECTOR)
+        f.write(table)
+        f.seek((total - 1 - ent_sectors) * SECTOR)
+        f.write(table)
+        f.write(with_crc(backup))
+    if state_part(disk)[1] != size:
+        raise TestFailure(f"{disk}: the state partition did not grow to {size}")
+
+
 def test_state_integrity_killed_during_mkfs():
-    """hmac-sha256 integrity (cvminit.state_integrity on the UKI's command line, its
-    references made consistent): the first boot wipes the volume to initialise the tags;
-    QEMU is killed while mkfs runs; the next boot redoes mkfs (or keeps a finished one)
-    and comes up; a third boot opens it. Times of both kinds of boot noted."""
+    """A 1 GiB state partition (4x the image's), hmac(sha256) integrity by default: the
+    first boot zeroes the same probed ends as on 256 MiB (its cost does not grow with the
+    disk); QEMU is killed while mkfs runs; the next boot redoes mkfs (or keeps a finished
+    one) and comes up; a third boot opens it and reads the stand-in's data back. Times of
+    both kinds of boot noted."""
     disk = test_node.node_disk("state_integrity")
     work = disk.parent
     tpm = work / "tpm"
-    test_measure.add_to_uki_cmdline(disk, "cvminit.state_integrity=hmac-sha256")
+    grow_state(disk, 1 << 30)
 
     with node("state_integrity_1", disk) as v:
         test_boot.expect_start(v, "OVMF+UKI")
@@ -536,7 +655,8 @@ def test_state_integrity_killed_during_mkfs():
             raise TestFailure(f"first boot made: {m.group(0)}")
         uuid = m.group(2)
         first = {k: int(m.group(i)) for i, k in enumerate(
-            ("seal", "format", "wipe", "commit"), start=4)}
+            ("seal", "format", "ends", "commit"), start=4)}
+        vol = int(v.wait_for(ENDS, scaled(STEP), since=0).group(1))
         v.wait_for(rf"cvminit: state: measured luks2:{uuid}:aes-xts-plain64:512:4096:"
                    r"hmac\(sha256\) into PCR 15", scaled(STEP), since=0)
         v.wait_for(r"making ext4", scaled(STEP), since=0)
@@ -544,6 +664,9 @@ def test_state_integrity_killed_during_mkfs():
         v.qmp("quit")
         v.wait_exit(30)
     keep_tpm(v, tpm)
+    if not 960 <= vol < 1024:  # 1 GiB less the LUKS2 metadata and the integrity tags
+        raise TestFailure(f"the volume has {vol} MiB, expected about 1 GiB")
+    check_journal(disk)
     killed = "after the header commit, while mkfs ran"
 
     with node("state_integrity_2", disk, tpm_from=tpm) as v:
@@ -554,6 +677,8 @@ def test_state_integrity_killed_during_mkfs():
                        r"/dev/mapper/state already holds ext4)", scaled(STEP), since=0)
         v.wait_for(r"marked initialized in its LUKS2 token", scaled(STEP), since=0)
         v.chan.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
+        var_checked(v, "wrote")
+        mount2 = timeline_times(v)[1]
         test_boot.power_off_via_button(v)
     keep_tpm(v, tpm)
     redo = "mkfs redone" if "making ext4" in m.group(1) else "finished ext4 kept"
@@ -561,7 +686,37 @@ def test_state_integrity_killed_during_mkfs():
     check_header(meta, integrity=True)
 
     (o3, m3), unseal = later_boot("state_integrity_3", disk, tpm, uuid, 2)
-    note(f"killed {killed}; next boot: {redo}, up. First boot with integrity: seal "
-         f"{first['seal']} ms, format {first['format']} ms, activate+wipe {first['wipe']} "
-         f"ms, commit {first['commit']} ms; later boot: state-open {o3:.0f} ms (unseal "
-         f"{unseal[0]}, activate {unseal[1]}), state (mount) {m3:.0f} ms")
+    note(f"{vol} MiB volume; killed {killed}; next boot: {redo}, up. First boot: "
+         f"seal {first['seal']} ms, format {first['format']} ms, activate+ends "
+         f"{first['ends']} ms, commit {first['commit']} ms (killed before the timeline is "
+         f"printed); next boot "
+         f"state (mkfs + mount + flag) {mount2:.0f} ms; later boot: state-open {o3:.0f} ms "
+         f"(unseal {unseal[0]}, activate {unseal[1]}), state (mount) {m3:.0f} ms")
+
+
+def test_state_plain_xts_option():
+    """state_integrity=none on the UKI's command line (references made consistent): the
+    first boot makes plain aes-xts-plain64 (no integrity, 64-byte key, no zeroing),
+    measures it as such, makes ext4 and comes up."""
+    disk = test_node.node_disk("state_plain")
+    test_measure.add_to_uki_cmdline(disk, "cvminit.state_integrity=none")
+    with node("state_plain", disk) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        m = v.wait_for(MADE, scaled(STEP), since=0)
+        if m.group(3) != "no integrity":
+            raise TestFailure(f"first boot made: {m.group(0)}")
+        uuid = m.group(2)
+        t = {k: int(m.group(i)) for i, k in enumerate(
+            ("seal", "format", "activate", "commit"), start=4)}
+        v.wait_for(rf"cvminit: state: measured luks2:{uuid}:aes-xts-plain64:512:4096:none "
+                   r"into PCR 15", scaled(STEP), since=0)
+        v.chan.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
+        var_checked(v, "wrote")
+        v.assert_absent(r"zeroed the first", "plain XTS zeroed the volume's ends")
+        open_ms, mount_ms = timeline_times(v)
+        test_boot.power_off_via_button(v)
+    meta, _ = luks_json(disk, disk.parent)
+    check_header(meta, integrity=False)
+    note(f"plain XTS first boot: state-open {open_ms:.0f} ms (seal {t['seal']}, format "
+         f"{t['format']}, activate {t['activate']}, commit {t['commit']}), state (mkfs + "
+         f"mount + flag) {mount_ms:.0f} ms")

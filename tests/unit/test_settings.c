@@ -217,3 +217,14 @@ TEST(state_pcrs_config_only_and_must_name_the_boot)
 		CHECK_STR(seal_pcr_list(s.state_pcrs, buf, sizeof(buf)), "4,7,11,15");
 	}
 }
+
+/* Authenticated encryption is the default; plain XTS stays an option. */
+TEST(state_integrity_default_and_none)
+{
+	CHECK_INT(parse(""), 0);
+	CHECK_INT(s.state_integrity, STATE_INTEGRITY_HMAC_SHA256);
+	CHECK_INT(parse("cvminit.state_integrity=none"), 1);
+	CHECK_INT(s.state_integrity, STATE_INTEGRITY_NONE);
+	CHECK_INT(parse("cvminit.state_integrity=hmac-sha256"), 1);
+	CHECK_INT(s.state_integrity, STATE_INTEGRITY_HMAC_SHA256);
+}
