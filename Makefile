@@ -42,7 +42,7 @@ HOST_CC   := gcc
 SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 	       $(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys 2>/dev/null)
-UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-rc tss2-tcti-device \
+UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-mu tss2-rc tss2-tcti-device \
 	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedcrypto
 
 .PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format bench
@@ -104,7 +104,7 @@ CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot
 		    measured-boot/cpio.c measured-boot/tcglog.c measured-boot/digest.c \
 		    measured-boot/eventlog.c measured-boot/replay.c measured-boot/tpm.c \
 		    init/settings.c init/log.c
-CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-rc tss2-tcti-device tss2-tcti-swtpm
+CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-mu tss2-rc tss2-tcti-device tss2-tcti-swtpm
 
 # -DCVM_TPM_SWTPM: the host tool may read PCRs from a swtpm (`verify --tpm swtpm:…`).
 $(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) init/log.h init/util.h \
@@ -130,7 +130,7 @@ ns-test: $(BUILD)/ns/svc_pid1
 # A stand-in for kubelet (Debian has none): static, so it runs in the shell-less root.
 $(BUILD)/kubelet-standin: tests/fixtures/kubelet-standin.c
 	@mkdir -p $(BUILD)
-	musl-gcc -static -O2 -std=gnu11 -Wall -Wextra -Werror -o $@ $<
+	musl-gcc -static -pthread -O2 -std=gnu11 -Wall -Wextra -Werror -o $@ $<
 
 # A static busybox from Debian's busybox-static (downloaded into build/, never into git) and
 # a one-layer OCI image of it, which the stand-in runs with ctr + runc in the test image.
@@ -169,8 +169,14 @@ image: $(BUILD)/image/cvminit.raw
 
 # The same image with the kubelet stand-in as /usr/bin/kubelet, for the node tests.
 # Its extra tree adds the OCI image the stand-in runs (/usr/share/cvminit-test/).
+# The attacker fixture, run by the stand-in as the workload (the fence check).
+$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker: $(BUILD)/unseal-attacker
+	@mkdir -p $(dir $@)
+	install -m 0755 $< $@
+
 $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/kubelet-standin $(IMAGE_INPUTS) \
-		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar
+		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar \
+		$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker
 	CVMINIT_IMAGE_OUT=$(abspath $(BUILD)/image-test) KUBELET=$(BUILD)/kubelet-standin \
 	CVMINIT_EXTRA_TREE=$(abspath $(TEST_TREE)) \
 	KUBELET_SHA256=$$(sha256sum $(BUILD)/kubelet-standin | cut -d' ' -f1) image/build-image.sh

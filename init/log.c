@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/klog.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -15,6 +16,8 @@ static int kmsg_fd = -1;
 static int console_fd = -1;
 /* Records below this level are printed on the console by the kernel itself. */
 static int kernel_console_level = 0;
+/* The kernel prints every record on the console, whatever its level (ignore_loglevel). */
+static bool kernel_ignores_level;
 
 static const char *const level_names[] = {
 	"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
@@ -55,9 +58,82 @@ static int console(void)
 	return console_fd >= 0 ? console_fd : STDERR_FILENO;
 }
 
-void log_open_kmsg(void)
+/* Writes a short value to a /proc or /sys file; returns 0 or -errno. */
+static int write_knob(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n = -1;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, value, strlen(value));
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	return n < 0 ? (int)n : 0;
+}
+
+/* Reads the first bytes of a /proc or /sys file into buf; returns 0 or -errno. */
+static int read_knob(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* The host reads the serial console, so what the kernel prints there is kept to levels
+ * below LOG_CONSOLE_LEVEL_MAX: services' output (LOG_DEBUG, svclog.h) never shows. The
+ * kernel's default is 7 already; this undoes what could have raised it before PID 1
+ * (loglevel=, debug, ignore_loglevel, sysctl.kernel.printk= on the command line: pinned by
+ * the UKI's reference, but this does not depend on it) and what could raise it later from
+ * outside (a serial BREAK + SysRq digit; an oops, which would leave it at 15). A lower
+ * level (quiet) is kept: cvminit prints its own records that the kernel would not. */
+static void console_level_pin(void)
 {
 	char buf[64];
+
+	/* SysRq over the serial line is the host's keyboard: '9' would raise the level. */
+	if (write_knob("/proc/sys/kernel/sysrq", "0\n") < 0)
+		log_msg(LOG_WARNING, "console: cannot disable SysRq (/proc/sys/kernel/sysrq)");
+	/* An oops or a panic must not leave the console at level 15 (console_verbose). */
+	write_knob("/sys/module/printk/parameters/console_no_auto_verbose", "Y\n");
+	write_knob("/sys/module/printk/parameters/ignore_loglevel", "N\n");
+	kernel_ignores_level = read_knob("/sys/module/printk/parameters/ignore_loglevel", buf,
+					 sizeof(buf)) == 0 && buf[0] == 'Y';
+
+	if (read_knob("/proc/sys/kernel/printk", buf, sizeof(buf)) == 0)
+		kernel_console_level = atoi(buf);
+	if (kernel_console_level > LOG_CONSOLE_LEVEL_MAX) {
+		int was = kernel_console_level;
+
+		/* syslog(SYSLOG_ACTION_CONSOLE_LEVEL): the kernel prints levels below it. */
+		if (klogctl(8, NULL, LOG_CONSOLE_LEVEL_MAX) == 0 &&
+		    read_knob("/proc/sys/kernel/printk", buf, sizeof(buf)) == 0)
+			kernel_console_level = atoi(buf);
+		log_msg(LOG_NOTICE, "console: kernel console level %d lowered to %d", was,
+			kernel_console_level);
+	}
+}
+
+bool log_console_prints(int level)
+{
+	/* Only PID 1 knows the kernel's console; elsewhere kmsg is not the console. */
+	if (getpid() != 1)
+		return false;
+	return kernel_ignores_level || level < kernel_console_level;
+}
+
+void log_open_kmsg(void)
+{
 	int fd;
 
 	if (kmsg_fd < 0)
@@ -76,15 +152,7 @@ void log_open_kmsg(void)
 		close(fd);
 	}
 
-	fd = open("/proc/sys/kernel/printk", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
-		if (n > 0) {
-			buf[n] = '\0';
-			kernel_console_level = atoi(buf);
-		}
-		close(fd);
-	}
+	console_level_pin();
 }
 
 static void write_console(const char *msg, size_t len)

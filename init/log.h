@@ -8,8 +8,16 @@
 
 void log_set_max_level(int level);
 int log_get_max_level(void);
-/* Opens /dev/kmsg and reads the kernel's console level; call once /dev and /proc exist. */
+/* The highest kernel console level cvminit leaves: the kernel prints records whose level
+ * is below it, so LOG_DEBUG records (services' output) never reach the serial console. */
+#define LOG_CONSOLE_LEVEL_MAX LOG_DEBUG
+
+/* Opens /dev/kmsg and pins the kernel's console level at or below LOG_CONSOLE_LEVEL_MAX
+ * (with SysRq off and ignore_loglevel off); call once /dev, /proc and /sys exist. */
 void log_open_kmsg(void);
+/* True when the kernel would print a record of this level on the console (PID 1 only:
+ * false elsewhere, where kmsg is not the console's). */
+bool log_console_prints(int level);
 /* Writes one record; returns nothing because logging must never fail the boot. */
 void log_msg(int level, const char *fmt, ...) _printf_(2, 3);
 /* Logs "<msg>: <strerror(-r)>" at LOG_ERR and returns r (a negative errno). */

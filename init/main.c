@@ -8,6 +8,7 @@
 
 #include "../measured-boot/digest.h"
 #include "../measured-boot/measure.h"
+#include "../measured-boot/platform.h"
 #include "../measured-boot/tpm.h"
 #include "config.h"
 #include "log.h"
@@ -38,6 +39,8 @@ static char cmdline[4096];
 static size_t cmdline_len;
 static struct root root;
 static struct measurer *measurer; /* NULL: no TPM/RTMR and the config allows that */
+static struct platform_decision platform; /* which TPM or RTMR is trusted, and why */
+static bool tpm_platform_declared;        /* the config's tpm=platform, read before it */
 static struct reference ref;
 static bool have_ref;
 
@@ -274,20 +277,22 @@ static void config_load(void)
 }
 
 /* Reports the TPM's PCR banks and the firmware's and stub's PCRs (4, 7, 11) as found. */
-static void tpm_report(struct tpm *t)
+static void tpm_report(struct tpm *t, int index)
 {
 	static const unsigned report_pcrs[] = { 4, 7, 11 };
 	struct tpm_bank banks[TPM_MAX_BANKS];
 	char names[64] = "";
 	int n;
 
+	if (!t)
+		return;
 	n = tpm_pcr_banks(t, banks, ARRAY_SIZE(banks));
 	for (int i = 0; i < n; i++) {
 		size_t len = strlen(names);
 		snprintf(names + len, sizeof(names) - len, "%s%s", i ? " " : "",
-			 tpm_alg_name(banks[i].alg));
+			 tpm_alg_name(banks[i].alg) ?: "?");
 	}
-	log_info("tpm: TPM 2.0 ready on /dev/tpmrm0, PCR banks: %s", names);
+	log_info("tpm: TPM 2.0 ready on /dev/tpmrm%d, PCR banks: %s", index, names);
 
 	for (size_t i = 0; i < ARRAY_SIZE(report_pcrs); i++) {
 		uint8_t d[TPM_MAX_DIGEST];
@@ -332,33 +337,68 @@ static void firmware_log_copy(void)
 	log_info("measure: firmware event log kept in %s (%zd bytes)", FIRMWARE_LOG, total);
 }
 
-/* Finds the measurement backend: the TPM (/dev/tpmrm0, waited for briefly: its driver
- * may still be probing), else TDX RTMRs. None: decided once the config is read. */
+/* The config's `set tpm=` is needed to choose the backend, and the backend must exist to
+ * measure the config: its parse is peeked here, the same parser on the same bytes, and
+ * config_load() measures those bytes into the chosen backend before anything else acts
+ * (measurer_require() checks the two reads agree). A file that does not parse declares
+ * nothing: config_load() refuses it anyway. */
+static bool config_peek_tpm_platform(void)
+{
+	static char text[CONFIG_SIZE_MAX + 1];
+	static struct config scratch;
+	char err[CONFIG_ERR_MAX];
+	struct settings s;
+	ssize_t n = read_small_file(CONFIG_PATH, text, sizeof(text));
+
+	if (n <= 0 || strlen(text) != (size_t)n)
+		return false;
+	settings_init(&s);
+	if (config_parse(&scratch, &s, text, CONFIG_PATH, err, sizeof(err)) < 0)
+		return false;
+	return s.tpm_platform;
+}
+
+/* Finds the backend the platform rule trusts (measurer_open_platform(): the TPM, TDX
+ * RTMRs or none), waiting briefly for a TPM whose driver may still be probing. Two TPMs,
+ * or a TPM that is shown not to be the SVSM's, are refused here; none is decided once the
+ * config is read. */
 static void measurer_setup(void)
 {
 	int r = -ENODEV;
 
+	tpm_platform_declared = config_peek_tpm_platform();
 	for (int i = 0; i < 20; i++) {
-		r = measurer_open("/", MEASURE_LOG_PATH, &measurer);
-		if (r != -ENODEV)
+		r = measurer_open_platform("/", MEASURE_LOG_PATH, tpm_platform_declared,
+					   &platform, &measurer);
+		/* Only a TPM still probing can change the answer: with one present (not
+		 * trusted), asking again would repeat the SVSM request for nothing. */
+		if (r != -ENODEV || platform.n_tpms > 0)
 			break;
 		usleep(50 * 1000);
 	}
+	log_info("platform: found %s%s", platform.found,
+		 tpm_platform_declared ? "; the config declares tpm=platform" : "");
+	if (r == -EPERM)
+		fail_closed("REFUSING the platform's TPM/RTMR: %s. Found: %s.",
+			    platform.reason, platform.found);
 	if (r == -ENODEV) {
 		measurer = NULL;
-		log_warn("measure: no TPM (/dev/tpmrm0) and no TDX RTMRs");
+		log_warn("measure: %s", platform.reason);
 		return;
 	}
 	if (r < 0)
-		fail_closed("the TPM is present but cannot be used: %s. The node cannot measure "
-			    "its boot. Check the vTPM.", strerror(-r));
-	log_info("measure: backend %s, event log %s",
-		 measurer_backend(measurer) == MEASURER_TPM ? "TPM 2.0 (/dev/tpmrm0)"
+		fail_closed("the TPM/RTMR the platform rule chose cannot be used: %s. "
+			    "The node cannot measure its boot. Check the vTPM.",
+			    platform.reason);
+	log_info("measure: backend %s, event log %s; %s",
+		 measurer_backend(measurer) == MEASURER_TPM ? "TPM 2.0"
 							    : "Intel TDX RTMRs",
-		 MEASURE_LOG_PATH);
+		 MEASURE_LOG_PATH, platform.reason);
+	log_info("measure: the state key %s be sealed on this platform",
+		 platform.may_seal ? "may" : "may NOT");
 	/* The PCRs as the firmware and the stub left them, before the first extend. */
 	if (measurer_backend(measurer) == MEASURER_TPM)
-		tpm_report(measurer_tpm(measurer));
+		tpm_report(measurer_tpm(measurer), platform.tpm_index);
 	boot_measure_phase("enter-initrd");
 	if (measurer_backend(measurer) == MEASURER_TPM)
 		firmware_log_copy();
@@ -367,12 +407,16 @@ static void measurer_setup(void)
 /* No backend: refused unless the measured config says measure=optional. */
 static void measurer_require(void)
 {
+	if (settings.tpm_platform != tpm_platform_declared)
+		fail_closed("the config read before measuring declared tpm=%s and the "
+			    "measured one tpm=%s: %s changed during boot",
+			    tpm_platform_declared ? "platform" : "verify",
+			    settings.tpm_platform ? "platform" : "verify", CONFIG_PATH);
 	if (measurer)
 		return;
 	if (settings.measure_required)
-		fail_closed("no TPM (/dev/tpmrm0) and no Intel TDX RTMRs (/sys/class/misc/"
-			    "tdx_guest/measurements): this boot cannot be measured. Give the VM a "
-			    "vTPM (or run it as a TDX guest on Linux >= 6.16).");
+		fail_closed("this boot cannot be measured: %s. Found: %s.",
+			    platform.reason, platform.found);
 	log_warn("measure: measure=optional in %s: booting UNMEASURED; nothing can be sealed",
 		 CONFIG_PATH);
 }

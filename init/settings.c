@@ -80,6 +80,16 @@ static int parse_measure(const char *v, void *out)
 	return 0;
 }
 
+/* verify: trust a TPM only as the platform rule vouches for it; platform: this cloud's
+ * vTPM is trusted on TDX and SEV-SNP too. */
+static int parse_tpm(const char *v, void *out)
+{
+	if (!streq(v, "verify") && !streq(v, "platform"))
+		return -EINVAL;
+	*(bool *)out = streq(v, "platform");
+	return 0;
+}
+
 /* A comma-separated list of PCRs 0..23, each once, at least one. */
 static int parse_pcrs(const char *v, void *out)
 {
@@ -164,6 +174,8 @@ static const struct setting_def setting_table[] = {
 	  "whole seconds from 1 to 300", false },
 	{ "measure", offsetof(struct settings, measure_required), parse_measure,
 	  "required or optional", true },
+	{ "tpm", offsetof(struct settings, tpm_platform), parse_tpm, "verify or platform",
+	  true },
 	{ "state_pcrs", offsetof(struct settings, state_pcrs), parse_state_pcrs,
 	  "a comma-separated list of PCRs 0-23 that contains 4, 11 and 15 (the booted UKI, "
 	  "cvminit's phases, its measured command line, config and root), e.g. 4,7,11,15",

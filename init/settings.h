@@ -29,6 +29,7 @@ struct settings {
 	unsigned shutdown_timeout;    /* seconds between SIGTERM and SIGKILL at shutdown */
 	unsigned device_timeout;      /* seconds to wait for a device (TPM, disks) */
 	bool measure_required;        /* no TPM and no TDX RTMR: refuse to boot (default) */
+	bool tpm_platform;            /* tpm=platform: the cloud's vTPM is declared trusted */
 	unsigned state_pcrs;          /* bit per PCR the state key is sealed to (4, 7, 11, 15) */
 	enum state_integrity state_integrity; /* chosen at first boot; later boots read it */
 	enum verity_error verity_error;

@@ -55,7 +55,8 @@
  *      this volume yet (a cut here is A).
  *   4. commit: W1 keyslot area, sync; W2 secondary header, sync; W3 primary JSON area,
  *      sync; W4 primary binary header (with the magic, one 4 KiB block), sync.
- *   5. activate from the header file, measure the identity into PCR 15, wipe the key.
+ *   5. activate from the header file, measure the identity and the key (an HMAC) into
+ *      PCR 15, wipe the key.
  * After switch_root (state_mount): mkfs.ext4 when the volume holds nothing and the token
  * says initialized=false; mount; then W5/W6: the token's flag set on the header file by
  * libcryptsetup and committed (secondary, sync, primary JSON, sync, primary binary,
@@ -374,6 +375,23 @@ static void measure_identity(struct measurer *m)
 	log_info("state: measured %s into PCR 15", ident);
 }
 
+/* The identity is the header's word; this binds PCR 15 to the key that opened the volume,
+ * so a header of another key (sealed with the token's policy by anyone who could reach
+ * the TPM) gives another PCR 15. HMAC keyed with the key over a label, as systemd does
+ * for cryptsetup: volumes: the key reaches neither the TPM nor the log. */
+static void measure_volume_key(struct measurer *m)
+{
+	char label[96];
+	int r;
+
+	snprintf(label, sizeof(label), "cvminit:volume-key:%s", st.hdr.uuid);
+	r = measure_hmac(m, 15, label, MEASURE_EVENT_VOLUME_KEY, key,
+			 st.hdr.volume_key_size);
+	if (r < 0)
+		refuse("cannot measure the state volume's key (%s) into PCR 15: %s", label,
+		       strerror(-r));
+}
+
 static void first_boot(struct tpm *tpm, const struct settings *s)
 {
 	const bool integ = s->state_integrity == STATE_INTEGRITY_HMAC_SHA256;
@@ -552,9 +570,9 @@ static void later_boot(struct tpm *tpm, const uint8_t *area, const struct settin
 		       "cvminit (cipher %s-%s, key %d bytes)",
 		       st.part.dev, crypt_get_cipher(cd), crypt_get_cipher_mode(cd),
 		       crypt_get_volume_key_size(cd));
+	/* The key stays for measure_volume_key(); state_open() wipes it after. */
 	r = crypt_activate_by_volume_key(cd, STATE_DM_NAME, (const char *)key, (size_t)n,
 					 0);
-	explicit_bzero(key, sizeof(key));
 	crypt_free(cd);
 	if (r == -EPERM)
 		refuse("the key the TPM unsealed does not match the LUKS2 digest of %s: "
@@ -645,6 +663,7 @@ void state_open(struct measurer *m, const struct settings *s)
 		later_boot(tpm, area, s);
 	}
 	measure_identity(m);
+	measure_volume_key(m);
 	explicit_bzero(key, sizeof(key));
 	munlock(key, sizeof(key));
 }

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -78,11 +79,20 @@ static void maybe_all_started(const struct svc *s)
 #define STATUS_NOT_STARTED (127 << 8)
 
 /* The steps of a child between fork and exec; a failure is reported by step and errno. */
-enum child_step { STEP_CGROUP, STEP_STDIN, STEP_OUTPUT, STEP_CHDIR, STEP_EXEC };
+enum child_step { STEP_CGROUP, STEP_STDIN, STEP_OUTPUT, STEP_FDS, STEP_CHDIR, STEP_EXEC };
 static const char *const step_names[] = {
 	[STEP_CGROUP] = "join cgroup", [STEP_STDIN] = "open /dev/null",
-	[STEP_OUTPUT] = "redirect output", [STEP_CHDIR] = "chdir /", [STEP_EXEC] = "exec",
+	[STEP_OUTPUT] = "redirect output", [STEP_FDS] = "close inherited descriptors",
+	[STEP_CHDIR] = "chdir /", [STEP_EXEC] = "exec",
 };
+
+/* close_range(2) (Linux 5.11); musl has no wrapper for it. */
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
 
 struct child_report {
 	int step;
@@ -159,6 +169,12 @@ static _noreturn_ void child_exec(const struct svc *s, int report_fd)
 		close(fd);
 	rep.step = STEP_OUTPUT;
 	if (dup2(s->out_w, STDOUT_FILENO) < 0 || dup2(s->out_w, STDERR_FILENO) < 0)
+		goto fail;
+	/* A service gets 0-2 and nothing else of PID 1's: libraries open descriptors
+	 * without O_CLOEXEC (tpm2-tss's TPM device). Close-on-exec rather than close, so
+	 * report_fd still tells the parent about a failed exec. */
+	rep.step = STEP_FDS;
+	if (syscall(SYS_close_range, STDERR_FILENO + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		goto fail;
 	rep.step = STEP_CHDIR;
 	if (chdir("/") < 0)

@@ -217,6 +217,14 @@ int svclog_setup(const char *dir, const char *kmsg_path)
 	log_dir = dir;
 	if (kmsg_fd >= 0)
 		close(kmsg_fd);
+	kmsg_fd = -1;
+	/* The console is the host's: if the kernel would print service lines there (its
+	 * level could not be pinned), they go to the files only. */
+	if (log_console_prints(SVCLOG_KMSG_LEVEL)) {
+		log_error("service output: the kernel console prints level %d: service lines "
+			  "go to %s only, not to kmsg", SVCLOG_KMSG_LEVEL, dir);
+		return -EPERM;
+	}
 	/* No O_CREAT: before devtmpfs that would leave a plain file named /dev/kmsg. */
 	kmsg_fd = open(kmsg_path, O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC);
 	if (kmsg_fd < 0)
@@ -233,7 +241,11 @@ void svclog_init(struct svclog *l, const char *name, uint64_t now_ms)
 static void kmsg_write(const struct svclog *l, const char *line, size_t len)
 {
 	char prefix[8 + SVC_NAME_MAX];
-	int n = snprintf(prefix, sizeof(prefix), "<%d>%s: ", LOG_DAEMON | LOG_INFO, l->name);
+	/* LOG_DEBUG: the host reads the serial console, and services' lines name pods,
+	 * images and errors. The kernel prints a record on the console only below
+	 * console_loglevel, which cvminit caps at SVCLOG_KMSG_LEVEL (log_open_kmsg). */
+	int n = snprintf(prefix, sizeof(prefix), "<%d>%s: ", LOG_DAEMON | SVCLOG_KMSG_LEVEL,
+			 l->name);
 	struct iovec iov[3] = {
 		{ .iov_base = prefix, .iov_len = (size_t)n },
 		{ .iov_base = (void *)line, .iov_len = len },

@@ -1,13 +1,17 @@
-/* Service output: lines split from a pipe, rate-limited to /dev/kmsg as "<name>: <line>",
- * and kept in <log_dir>/<name>.log, rotated by size into zstd-compressed files. */
+/* Service output: lines split from a pipe, rate-limited to /dev/kmsg as "<name>: <line>" at
+ * LOG_DEBUG (never on the console), and kept in <log_dir>/<name>.log, rotated into zstd files. */
 #pragma once
 
 #include <stdint.h>
+#include <syslog.h>
 #include <sys/types.h>
 
 #include "util.h"
 
-#define SVCLOG_LINE_MAX    896             /* a record with "<30>name: " fits kmsg's 992 */
+#define SVCLOG_LINE_MAX    896             /* a record with "<31>name: " fits kmsg's 992 */
+/* The kmsg level of service lines: the console prints only levels below the console
+ * level, which log_open_kmsg() holds at or under this (LOG_CONSOLE_LEVEL_MAX). */
+#define SVCLOG_KMSG_LEVEL  LOG_DEBUG
 #define SVCLOG_RATE        50              /* lines per second to kmsg, steady */
 #define SVCLOG_BURST       200             /* lines to kmsg at once after a quiet spell */
 #define SVCLOG_ROTATE_SIZE (1024 * 1024)   /* <name>.log is rotated before it grows past this */
@@ -68,8 +72,9 @@ struct svclog {
 	uint64_t next_report_ms;   /* "N lines dropped" at most once a second */
 };
 
-/* Where output goes: the log directory (e.g. /var/log) and the kmsg device. Opens kmsg;
- * returns 0 or -errno (output then only goes to the files). */
+/* Where output goes: the log directory (e.g. /var/log) and the kmsg device. Opens kmsg
+ * unless the kernel would print LOG_DEBUG records on the console; returns 0 or -errno
+ * (output then only goes to the files). */
 int svclog_setup(const char *log_dir, const char *kmsg_path);
 void svclog_init(struct svclog *l, const char *name, uint64_t now_ms);
 /* Feeds bytes read from the service's pipe. */

@@ -1,5 +1,5 @@
-/* cvm-measure: the host tool that predicts PCRs 11 and 15 of a cvminit node booted from a
- * UKI (measurements.json) and verifies a boot's event logs against PCR values.
+/* cvm-measure: the host tool that predicts PCRs 4, 11 and 15 of a cvminit node booted
+ * from a UKI (measurements.json) and verifies a boot's event logs against PCR values.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,7 +39,7 @@ static const char *const main_help =
 	"Reference values for cvminit nodes.\n"
 	"\n"
 	"Commands:\n"
-	"  predict --uki FILE   PCR 11 and PCR 15 of a node booted from the UKI, after\n"
+	"  predict --uki FILE   PCR 4, 11 and 15 of a node booted from the UKI, after\n"
 	"                       each step; --json writes measurements.json\n"
 	"  verify               replay event logs (cvminit's, the firmware's) and "
 	"compare\n"
@@ -53,10 +53,25 @@ static const char *const predict_help =
 	"Usage: cvm-measure predict --uki FILE [--json FILE [--bank BANK]] [--phase "
 	"PHASE]\n"
 	"                           [--banks LIST] [--cmdline STRING] [--config FILE]\n"
-	"                           [--state STRING | --state-from FILE]\n"
+	"                           [--state STRING | --state-from FILE] [--node-log "
+	"FILE]\n"
 	"\n"
-	"Predicts PCR 11 and PCR 15 of a node booted from a unified kernel image by\n"
+	"Predicts PCR 4, 11 and 15 of a node booted from a unified kernel image by\n"
 	"systemd-stub 257, with cvminit as the init of the UKI's initrd.\n"
+	"\n"
+	"PCR 4: OVMF (EDK2) extends, as it starts boot options,\n"
+	"  boot-option  EV_EFI_ACTION \"" PREDICT_PCR4_ACTION "\"\n"
+	"  separator    EV_SEPARATOR (4 zero bytes)\n"
+	"then for each boot option that failed before the UKI's (--failed-boot-options)\n"
+	"  returning    EV_EFI_ACTION \"" PREDICT_PCR4_RETURN "\"\n"
+	"  boot-option  EV_EFI_ACTION \"" PREDICT_PCR4_ACTION "\"\n"
+	"then\n"
+	"  uki          EV_EFI_BOOT_SERVICES_APPLICATION: the UKI's Authenticode hash\n"
+	"  .linux       EV_EFI_BOOT_SERVICES_APPLICATION: the Authenticode hash of the\n"
+	"               .linux section as loaded, which the stub starts with LoadImage\n"
+	"The UKI cannot tell how many boot options the firmware tries first (an empty\n"
+	"DVD drive, a network boot option), nor whether Secure Boot, shim or a boot\n"
+	"manager sits in front of it: those change PCR 4 (docs/cvm-measure.md).\n"
 	"\n"
 	"PCR 11: the stub extends, in this order, for each of .linux .osrel .cmdline\n"
 	".initrd .ucode .splash .dtb .uname .sbat .pcrpkey that the UKI has (the first\n"
@@ -85,25 +100,40 @@ static const char *const predict_help =
 	"                   when the command line has roothash=\n"
 	"  cvminit:state    luks2:<uuid>:<cipher>-<mode>:<key bits>:<sector size>:\n"
 	"                   <integrity>; per node, so only with --state or --state-from\n"
+	"  cvminit:volume-key:<uuid>\n"
+	"                   event type volume-key: HMAC(bank's hash, the volume key, "
+	"that\n"
+	"                   label); it cannot be computed without the key, so it is "
+	"taken\n"
+	"                   as logged from the node's event log (--node-log): pinned on\n"
+	"                   first sight\n"
+	"The state key is sealed (first boot) before cvminit:state: the line 'PCR 15 "
+	"<bank>\n"
+	"sealing <hex>' is the value it is sealed against, the same on every node.\n"
 	"\n"
 	"Output: the measured sections and PCR 15's inputs, then one line per PCR, bank\n"
 	"and step, the value after that step:\n"
+	"  PCR 4 <bank> <event> <hex>     event: boot-option separator [returning\n"
+	"                                 boot-option]... uki .linux\n"
 	"  PCR 11 <bank> <phase> <hex>    phase: boot (after the stub), enter-initrd,\n"
 	"                                 leave-initrd, ready, shutdown\n"
-	"  PCR 15 <bank> <event> <hex>    event: cvminit:cmdline … cvminit:state\n"
+	"  PCR 15 <bank> <event> <hex>    event: cvminit:cmdline … cvminit:state,\n"
+	"                                 cvminit:volume-key:<uuid> (with --node-log)\n"
+	"  PCR 15 <bank> sealing <hex>    the value the state key is sealed against\n"
 	"\n"
 	"Options:\n"
 	"  --uki FILE         the UKI (PE32+)\n"
 	"  --json FILE        write measurements.json, Constellation's shape:\n"
-	"                       {\"11\": {\"expected\": \"<hex>\", \"warnOnly\": "
+	"                       {\"4\": {\"expected\": \"<hex>\", \"warnOnly\": "
+	"false},\n"
+	"                        \"11\": {\"expected\": \"<hex>\", \"warnOnly\": "
 	"false},\n"
 	"                        \"15\": {\"expected\": \"<hex>\", \"warnOnly\": "
-	"<bool>}}\n"
-	"                     PCR 11 after --phase. PCR 15 after cvminit:state with\n"
-	"                     warnOnly false when the state is given; else after\n"
-	"                     cvminit:root with warnOnly true: the value the state key "
-	"is\n"
-	"                     sealed against, not the running node's\n"
+	"false}}\n"
+	"                     PCR 4 after .linux. PCR 11 after --phase. PCR 15 after the\n"
+	"                     node's volume-key record, only when the state and\n"
+	"                     --node-log are given: PCR 15 at ready is per node;\n"
+	"                     without them \"15\" is left out (a note on stderr)\n"
 	"  --bank BANK        the JSON's bank: sha256 (TPM PCRs; default) or sha384 "
 	"(the\n"
 	"                     PCRs' sha384 values, for TDX comparisons; RTMR 2 itself "
@@ -121,9 +151,20 @@ static const char *const predict_help =
 	"  --state-from FILE  read it from the LUKS2 header of a state partition (an "
 	"image\n"
 	"                     or a device; libcryptsetup, no device-mapper needed)\n"
+	"  --failed-boot-options N\n"
+	"                     boot options OVMF tries before the UKI's that fail to "
+	"load\n"
+	"                     or return (default 0; QEMU's q35 machine without "
+	"-nodefaults\n"
+	"                     has an empty DVD drive first in the boot order: 1)\n"
+	"  --node-log FILE    the node's event log (/run/log/cvminit/measure.log): its\n"
+	"                     cvminit:volume-key record is taken as logged (it must "
+	"name\n"
+	"                     the state's UUID); needs --state or --state-from\n"
 	"  -h, --help         this text\n"
 	"\n"
-	"Exit status: 0 done; 2 usage error or an unreadable or malformed input.\n";
+	"Exit status: 0 done; 2 usage error or an unreadable or malformed input (a UKI\n"
+	"whose PCR 4 cannot be computed included: no measurements.json without it).\n";
 
 static const char *const verify_help =
 	"Usage: cvm-measure verify [--log FILE] [--firmware-log FILE] [--uki FILE]\n"
@@ -140,7 +181,13 @@ static const char *const verify_help =
 	"or\n"
 	"                       systemd's tpm2-measure.log; records with \"extended\": "
 	"false\n"
-	"                       and TDX (RTMR) records are not replayed\n"
+	"                       and TDX (RTMR) records are not replayed. Records of "
+	"event\n"
+	"                       type volume-key (an HMAC keyed with the node's volume "
+	"key)\n"
+	"                       cannot be recomputed: they are replayed as logged and\n"
+	"                       listed in a note with their digests, to pin on first "
+	"sight\n"
 	"  --firmware-log FILE  the firmware's binary TCG event log in the crypto-agile\n"
 	"                       format "
 	"(/sys/kernel/security/tpm0/binary_bios_measurements),\n"
@@ -158,7 +205,10 @@ static const char *const verify_help =
 	"--firmware-log, the\n"
 	"                       stub's records are replayed before --log's, so PCR 11 "
 	"can be\n"
-	"                       verified\n"
+	"                       verified. With --firmware-log, its PCR 4 application "
+	"events\n"
+	"                       must be two, the UKI's and its .linux's Authenticode "
+	"hashes\n"
 	"\n"
 	"PCR values (one of):\n"
 	"  --pcrs FILE   a text file, one value per line, '#' starts a comment, blank "
@@ -181,10 +231,9 @@ static const char *const verify_help =
 	"Banks: sha1 sha256 sha384 sha512.\n"
 	"\n"
 	"Exit status: 0 every PCR compared matches; 1 some PCR differs (or the firmware\n"
-	"log's PCR 11 events are not the --uki's); 2 usage error, an unreadable or\n"
-	"malformed input (the message names the file and the byte offset), or a TPM "
-	"that\n"
-	"cannot be read.\n";
+	"log's PCR 11 events or PCR 4 images are not the --uki's); 2 usage error, an\n"
+	"unreadable or malformed input (the message names the file and the byte\n"
+	"offset), or a TPM that cannot be read.\n";
 
 static int usage_error(const char *help_cmd, const char *fmt, ...) _printf_(2, 3);
 static int usage_error(const char *help_cmd, const char *fmt, ...)
@@ -372,8 +421,9 @@ static int fold_hex(const struct eventlog *log, uint16_t alg, unsigned pcr, char
 	return 0;
 }
 
-static int write_json(const char *path, const char *pcr11, const char *pcr15,
-		      bool pcr15_warn)
+/* pcr15 NULL: no "15" (PCR 15 at ready is per node and was not given). */
+static int write_json(const char *path, const char *pcr4, const char *pcr11,
+		      const char *pcr15)
 {
 	_cleanup_free_ char *tmp = NULL;
 	FILE *f;
@@ -384,10 +434,16 @@ static int write_json(const char *path, const char *pcr11, const char *pcr15,
 	if (!f)
 		return -errno;
 	fprintf(f,
-		"{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
+		"{\n  \"4\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
 		"},\n"
-		"  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": %s\n  }\n}\n",
-		pcr11, pcr15, pcr15_warn ? "true" : "false");
+		"  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  }",
+		pcr4, pcr11);
+	if (pcr15)
+		fprintf(f,
+			",\n  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": "
+			"false\n  }",
+			pcr15);
+	fputs("\n}\n", f);
 	if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) < 0) {
 		int e = -errno;
 		fclose(f);
@@ -529,6 +585,80 @@ static int pcr15_gather(const char *uki, const struct pe_file *pe, const char *c
 	return 0;
 }
 
+/* Appends PCR 4's records and prints them with the Authenticode hashes; prints errors. */
+static int pcr4_records(const char *uki, const struct pe_file *pe, unsigned failed,
+			const uint16_t *algs, size_t n_algs, struct eventlog *log)
+{
+	const char *why = NULL;
+	int r = predict_pcr4_records(pe, failed, algs, n_algs, log, &why);
+
+	if (r == -EBADMSG)
+		return input_error(
+			"%s: PCR 4: the UKI's Authenticode image hash cannot be "
+			"computed: %s",
+			uki, why);
+	if (r == -ENOEXEC)
+		return input_error(
+			"%s: PCR 4: .linux is not a PE image the firmware could "
+			"hash (%s); systemd-stub 257 starts the kernel only as one",
+			uki, why);
+	if (r < 0)
+		return input_error("%s: PCR 4: %s", uki, strerror(-r));
+	for (size_t i = 0; i < log->n; i++) {
+		const struct eventlog_record *e = &log->records[i];
+
+		if (!streq(e->event_type, "EV_EFI_BOOT_SERVICES_APPLICATION"))
+			continue;
+		for (size_t b = 0; b < e->n_digests; b++) {
+			char hex[HEX_MAX];
+
+			digest_to_hex(e->digests[b].buf, e->digests[b].size, hex);
+			printf("authenticode %s %s %s\n", e->event,
+			       digest_alg_name(e->digests[b].alg), hex);
+		}
+	}
+	printf("PCR 4 assumes: OVMF starts the UKI after %u boot option(s) that failed "
+	       "(--failed-boot-options), without Secure Boot, shim or a boot manager in "
+	       "front of it\n",
+	       failed);
+	return 0;
+}
+
+/* Appends the node's volume-key record from node_log (when given) and prints it; returns
+ * 1 appended, 0 not asked for, -1 on an error (printed). */
+static int pcr15_volume_key(const char *node_log, const char *state, const uint16_t *algs,
+			    size_t n_algs, struct eventlog *log15)
+{
+	struct eventlog node = {0};
+	size_t bad = 0;
+	const char *why;
+	int r;
+
+	if (!node_log) {
+		printf("volume-key: not predicted: PCR 15 at ready ends with the node's "
+		       "cvminit:volume-key record, an HMAC keyed with its volume key "
+		       "(--node-log takes it from the node's event log)\n");
+		return 0;
+	}
+	r = eventlog_read(node_log, &node, &bad);
+	if (r == -EBADMSG) {
+		input_error("--node-log %s: malformed record at byte offset %zu",
+			    node_log, bad);
+	} else if (r < 0) {
+		input_error("--node-log %s: %s", node_log, strerror(-r));
+	} else {
+		r = predict_volume_key_record(&node, state, algs, n_algs, log15, &why);
+		if (r < 0)
+			input_error("--node-log %s: %s", node_log,
+				    why ? why : strerror(-r));
+		else
+			printf("volume-key %s (pinned: the digests logged in %s)\n",
+			       log15->records[log15->n - 1].event, node_log);
+	}
+	eventlog_free(&node);
+	return r < 0 ? -1 : 1;
+}
+
 static bool phase_known(const char *phase)
 {
 	if (streq(phase, "boot"))
@@ -551,19 +681,23 @@ static int cmd_predict(int argc, char **argv)
 		{"config", required_argument, NULL, 'C'},
 		{"state", required_argument, NULL, 's'},
 		{"state-from", required_argument, NULL, 'S'},
+		{"failed-boot-options", required_argument, NULL, 'F'},
+		{"node-log", required_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
+	unsigned failed = 0;
 	const char *uki = NULL, *json = NULL, *phase = "ready", *cmdline = NULL,
-		   *config = NULL, *state = NULL, *state_from = NULL;
+		   *config = NULL, *state = NULL, *state_from = NULL, *node_log = NULL;
 	uint16_t algs[MAX_BANKS] = {DIGEST_ALG_SHA256, DIGEST_ALG_SHA384};
 	uint16_t json_alg = DIGEST_ALG_SHA256;
-	size_t n_algs = 2, n15 = 0;
+	size_t n_algs = 2, n15 = 0, n_seal = 0;
+	bool have_vk = false;
 	_cleanup_free_ uint8_t *buf = NULL;
 	struct pe_file pe = {0};
-	struct eventlog log = {0}, log15 = {0};
+	struct eventlog log = {0}, log15 = {0}, log4 = {0};
 	struct pcr15_inputs in15 = {0};
-	char json11[HEX_MAX] = "", json15[HEX_MAX] = "";
+	char json4[HEX_MAX] = "", json11[HEX_MAX] = "", json15[HEX_MAX] = "";
 	bool have_json_bank = false;
 	int c, ret;
 
@@ -604,6 +738,24 @@ static int cmd_predict(int argc, char **argv)
 		case 'S':
 			state_from = optarg;
 			break;
+		case 'F': {
+			char *end;
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || errno || optarg[0] == '-' ||
+			    v > PREDICT_PCR4_MAX_FAILED)
+				return usage_error(
+					"predict ",
+					"--failed-boot-options %s: want 0 to %d", optarg,
+					PREDICT_PCR4_MAX_FAILED);
+			failed = (unsigned)v;
+			break;
+		}
+		case 'N':
+			node_log = optarg;
+			break;
 		case 'h':
 			fputs(predict_help, stdout);
 			return EXIT_MATCH;
@@ -623,6 +775,10 @@ static int cmd_predict(int argc, char **argv)
 	if (state && state_from)
 		return usage_error("predict ",
 				   "--state and --state-from exclude each other");
+	if (node_log && !state && !state_from)
+		return usage_error("predict ",
+				   "--node-log needs --state or --state-from: the "
+				   "volume-key record follows cvminit:state");
 	for (size_t i = 0; i < n_algs; i++)
 		have_json_bank |= algs[i] == json_alg;
 	if (!have_json_bank) {
@@ -658,6 +814,9 @@ static int cmd_predict(int argc, char **argv)
 			printf("not measured %s\n", pe.sections[i].name);
 	}
 
+	ret = pcr4_records(uki, &pe, failed, algs, n_algs, &log4);
+	if (ret)
+		goto out;
 	ret = pcr15_gather(uki, &pe, cmdline, config, state, state_from, &in15);
 	if (ret)
 		goto out;
@@ -667,7 +826,32 @@ static int cmd_predict(int argc, char **argv)
 		goto out;
 	}
 	n15 = (size_t)ret;
+	/* The records before cvminit:state: PCR 15 when the state key is sealed. */
+	n_seal = n15 - (in15.in.state ? 1 : 0);
+	ret = pcr15_volume_key(node_log, in15.in.state, algs, n_algs, &log15);
+	if (ret < 0) {
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	have_vk = ret > 0;
+	n15 += (size_t)ret;
 
+	/* PCR 4: after each of the firmware's records. */
+	for (size_t k = 1; k <= log4.n; k++) {
+		struct eventlog prefix = {log4.records, k};
+
+		for (size_t b = 0; b < n_algs; b++) {
+			char hex[HEX_MAX];
+
+			ret = fold_hex(&prefix, algs[b], PREDICT_PCR4, hex);
+			if (ret)
+				goto out;
+			printf("PCR %d %s %s %s\n", PREDICT_PCR4,
+			       digest_alg_name(algs[b]), log4.records[k - 1].event, hex);
+			if (algs[b] == json_alg && k == log4.n)
+				memcpy(json4, hex, sizeof(hex));
+		}
+	}
 	/* PCR 11: after the stub ("boot"), then after each phase. */
 	for (size_t step = 0;; step++) {
 		const char *label = step == 0 ? "boot" : predict_phases[step - 1];
@@ -706,34 +890,51 @@ static int cmd_predict(int argc, char **argv)
 				goto out;
 			printf("PCR %d %s %s %s\n", PREDICT_PCR15,
 			       digest_alg_name(algs[b]), event, hex);
-			if (algs[b] == json_alg && k == n15)
+			if (algs[b] == json_alg && k == n15 && have_vk)
 				memcpy(json15, hex, sizeof(hex));
 		}
 	}
+	for (size_t b = 0; b < n_algs; b++) {
+		struct eventlog prefix = {log15.records, n_seal};
+		char hex[HEX_MAX];
+
+		ret = fold_hex(&prefix, algs[b], PREDICT_PCR15, hex);
+		if (ret)
+			goto out;
+		printf("PCR %d %s sealing %s\n", PREDICT_PCR15, digest_alg_name(algs[b]),
+		       hex);
+	}
 
 	if (json) {
-		int r = write_json(json, json11, json15, !in15.in.state);
+		int r = write_json(json, json4, json11, have_vk ? json15 : NULL);
 		if (r < 0) {
 			ret = input_error("%s: %s", json, strerror(-r));
 			goto out;
 		}
-		printf("wrote %s: PCR 11 %s after %s; PCR 15 %s after %s (warnOnly %s)\n",
-		       json, digest_alg_name(json_alg), phase, digest_alg_name(json_alg),
-		       log15.records[n15 - 1].event, in15.in.state ? "false" : "true");
-		if (!in15.in.state)
+		if (have_vk)
+			printf("wrote %s: PCR 4 %s after .linux; PCR 11 %s after %s; PCR 15 %s "
+			       "after %s (pinned from %s)\n",
+			       json, digest_alg_name(json_alg), digest_alg_name(json_alg), phase,
+			       digest_alg_name(json_alg), log15.records[n15 - 1].event, node_log);
+		else
+			printf("wrote %s: PCR 4 %s after .linux; PCR 11 %s after %s; no PCR 15\n",
+			       json, digest_alg_name(json_alg), digest_alg_name(json_alg), phase);
+		if (!have_vk)
 			fprintf(stderr,
-				"cvm-measure: note: no --state or --state-from: the "
-				"node's "
-				"state identity (cvminit:state) is missing, so PCR 15 in "
-				"%s "
-				"is the value the state key is sealed against, not the "
-				"running node's; it is marked warnOnly\n",
-				json);
+				"cvm-measure: note: PCR 15 left out of %s: at ready it "
+				"ends with the node's %scvminit:volume-key record (an "
+				"HMAC keyed with its volume key), which only the node's "
+				"event log gives: pass --state or --state-from and "
+				"--node-log to pin it. The value the state key is sealed "
+				"against is the 'PCR 15 %s sealing' line\n",
+				json, in15.in.state ? "" : "cvminit:state and ",
+				digest_alg_name(json_alg));
 	}
 	ret = EXIT_MATCH;
 out:
 	eventlog_free(&log);
 	eventlog_free(&log15);
+	eventlog_free(&log4);
 	free(in15.cmdline);
 	free(in15.config_buf);
 	pe_free(&pe);
@@ -1049,6 +1250,89 @@ static bool stub_events_match(const struct eventlog *fw, const struct eventlog *
 	return true;
 }
 
+static bool is_image_event(const struct eventlog_record *r)
+{
+	return r->pcr == PREDICT_PCR4 && counts(r) && r->event_type &&
+	       streq(r->event_type, "EV_EFI_BOOT_SERVICES_APPLICATION");
+}
+
+/* Compares the firmware log's PCR 4 application events with the UKI's and its kernel's
+ * Authenticode hashes, in every bank both have: whatever the platform measured before
+ * them, they say which binaries it started. Returns true when they agree or the log has
+ * none (said in a note); prints the first difference. */
+static bool images_match(const struct eventlog *fw, const struct pe_file *pe,
+			 const char *fw_path, const char *uki_path)
+{
+	static const uint16_t banks[] = {DIGEST_ALG_SHA1, DIGEST_ALG_SHA256,
+					 DIGEST_ALG_SHA384, DIGEST_ALG_SHA512};
+	struct eventlog p4 = {0};
+	const char *why = NULL;
+	size_t n = 0, k = 0;
+	bool ok = true;
+	int r;
+
+	for (size_t i = 0; i < fw->n; i++)
+		n += is_image_event(&fw->records[i]);
+	if (n == 0) {
+		printf("note: %s has no PCR 4 application events; the UKI's image hashes "
+		       "are not compared\n",
+		       fw_path);
+		return true;
+	}
+	r = predict_pcr4_records(pe, 0, banks, ARRAY_SIZE(banks), &p4, &why);
+	if (r < 0) {
+		printf("PCR 4 images: MISMATCH\n  %s: its PCR 4 cannot be predicted: "
+		       "%s\n",
+		       uki_path, why ? why : strerror(-r));
+		eventlog_free(&p4);
+		return false;
+	}
+	if (n != 2) {
+		printf("PCR 4 images: MISMATCH\n  %s has %zu PCR 4 application events; "
+		       "a UKI started by the firmware makes 2, the UKI and its .linux (a "
+		       "boot manager or shim in front of it makes more)\n",
+		       fw_path, n);
+		eventlog_free(&p4);
+		return false;
+	}
+	for (size_t i = 0; i < fw->n && ok; i++) {
+		const struct eventlog_record *a = &fw->records[i], *b;
+
+		if (!is_image_event(a))
+			continue;
+		while (!is_image_event(&p4.records[k]))
+			k++;
+		b = &p4.records[k++];
+		for (size_t x = 0; x < a->n_digests && ok; x++)
+			for (size_t y = 0; y < b->n_digests; y++) {
+				char ha[HEX_MAX], hb[HEX_MAX];
+
+				if (a->digests[x].alg != b->digests[y].alg ||
+				    memcmp(a->digests[x].buf, b->digests[y].buf,
+					   a->digests[x].size) == 0)
+					continue;
+				digest_to_hex(a->digests[x].buf, a->digests[x].size, ha);
+				digest_to_hex(b->digests[y].buf, b->digests[y].size, hb);
+				printf("PCR 4 images: MISMATCH\n"
+				       "  event %llu at byte offset %zu of %s: %s\n"
+				       "    %s %s\n"
+				       "  is not the Authenticode hash of %s's %s:\n"
+				       "    %s %s\n",
+				       (unsigned long long)a->recnum, a->offset, fw_path,
+				       a->event_type, digest_alg_name(a->digests[x].alg),
+				       ha, uki_path, b->event,
+				       digest_alg_name(b->digests[y].alg), hb);
+				ok = false;
+				break;
+			}
+	}
+	if (ok)
+		printf("PCR 4 images: the 2 in %s are %s and its .linux\n", fw_path,
+		       uki_path);
+	eventlog_free(&p4);
+	return ok;
+}
+
 /* Moves src's records to the end of dst. */
 static int eventlog_move(struct eventlog *dst, struct eventlog *src)
 {
@@ -1076,6 +1360,32 @@ static int log_byte_at(const char *path, size_t offset)
 	if (fd < 0 || pread(fd, &c, 1, (off_t)offset) != 1)
 		return -1;
 	return c;
+}
+
+/* Records whose digests are HMACs keyed with a secret (cvminit:volume-key, systemd's
+ * cryptsetup:): nothing here can recompute them, so they are replayed as logged and said
+ * so, with the value a verifier pins the first time it sees the node. */
+static void note_volume_keys(const struct eventlog *all, const struct sources *s)
+{
+	for (size_t i = s->n_fw + s->n_stub; i < all->n; i++) {
+		const struct eventlog_record *r = &all->records[i];
+
+		if (!r->event_type || !streq(r->event_type, PREDICT_VOLUME_KEY_TYPE))
+			continue;
+		printf("note: record %llu at byte offset %zu of %s: PCR %u \"%s\" (event "
+		       "type volume-key) is an HMAC keyed with the node's volume key: it "
+		       "cannot be recomputed and is replayed as logged; pin it on first "
+		       "sight:\n",
+		       (unsigned long long)r->recnum, r->offset, s->log_path, r->pcr,
+		       r->event ? r->event : "");
+		for (size_t d = 0; d < r->n_digests; d++) {
+			char hex[HEX_MAX];
+
+			digest_to_hex(r->digests[d].buf, r->digests[d].size, hex);
+			printf("  %s %s\n", digest_alg_name(r->digests[d].alg) ?: "?",
+			       hex);
+		}
+	}
 }
 
 static int cmd_verify(int argc, char **argv)
@@ -1203,6 +1513,9 @@ static int cmd_verify(int argc, char **argv)
 		printf("note: %s has no PCR 11 events; replaying %s's stub records\n",
 		       src.fw_path, src.uki_path);
 	}
+	if (src.uki_path && src.fw_path &&
+	    !images_match(&fw, &pe, src.fw_path, src.uki_path))
+		mismatch = true;
 	src.n_fw = fw.n;
 	src.n_stub = stub.n;
 	if (eventlog_move(&all, &fw) < 0 || eventlog_move(&all, &stub) < 0 ||
@@ -1213,6 +1526,7 @@ static int cmd_verify(int argc, char **argv)
 	for (size_t i = 0; i < all.n; i++)
 		if (counts(&all.records[i]))
 			touched |= UINT32_C(1) << all.records[i].pcr;
+	note_volume_keys(&all, &src);
 
 	if (pcrs_path) {
 		ret = parse_pcrs(pcrs_path, banks, &n_banks);

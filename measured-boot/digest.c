@@ -61,6 +61,20 @@ int digest_compute(uint16_t alg, const void *data, size_t len, uint8_t *out)
 	return mbedtls_md_get_size(info);
 }
 
+int digest_hmac(uint16_t alg, const void *key, size_t key_len, const void *data,
+		size_t len, uint8_t *out)
+{
+	const mbedtls_md_info_t *info = md_info(alg);
+
+	if (!info)
+		return -EOPNOTSUPP;
+	/* mbedtls pads or hashes the key itself (RFC 2104); its context, which held the
+	 * padded key, is zeroed by mbedtls_md_free() inside the one-shot call. */
+	if (mbedtls_md_hmac(info, key, key_len, data, len, out) != 0)
+		return -EIO;
+	return mbedtls_md_get_size(info);
+}
+
 int digest_extend(uint16_t alg, uint8_t *pcr, const uint8_t *digest)
 {
 	const mbedtls_md_info_t *info = md_info(alg);

@@ -29,6 +29,11 @@ int digest_alg_from_name(const char *name);
 
 /* out = H(data); returns the digest size or -EOPNOTSUPP / -EIO. */
 int digest_compute(uint16_t alg, const void *data, size_t len, uint8_t *out);
+/* out = HMAC-H(key, data) (RFC 2104) with H the bank's hash: how a secret is measured
+ * without handing the TPM (or the log) a plain hash of it. Returns the digest size or
+ * -EOPNOTSUPP / -EIO. */
+int digest_hmac(uint16_t alg, const void *key, size_t key_len, const void *data,
+		size_t len, uint8_t *out);
 /* pcr = H(pcr || digest), both digest_size(alg) bytes; returns the size or a negative
  * errno. */
 int digest_extend(uint16_t alg, uint8_t *pcr, const uint8_t *digest);

@@ -12,6 +12,7 @@
 #include "digest.h"
 #include "eventlog.h"
 #include "measure.h"
+#include "platform.h"
 #include "tpm.h"
 
 #define TDX_MEASUREMENTS "sys/class/misc/tdx_guest/measurements"
@@ -20,6 +21,7 @@
 struct measurer {
 	enum measurer_backend backend;
 	struct tpm *tpm;
+	bool may_seal; /* the platform rule lets this TPM hold the state key */
 	size_t n_banks;
 	uint16_t banks[TPM_MAX_BANKS];
 	/*
@@ -79,11 +81,35 @@ enum measurer_backend measurer_backend(const struct measurer *m)
 
 struct tpm *measurer_tpm(struct measurer *m)
 {
-	return m->backend == MEASURER_TPM ? m->tpm : NULL;
+	return m->backend == MEASURER_TPM && m->may_seal ? m->tpm : NULL;
 }
 
-int measurer_open_tpm(const char *tcti, const char *conf, const char *log_path,
-		      struct measurer **ret)
+int measure_banks_check(const struct tpm_bank *banks, size_t n, char *err, size_t errlen)
+{
+	if (n == 0) {
+		snprintf(err, errlen, "the TPM has no active PCR bank");
+		return -ENODEV;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int size = digest_size(banks[i].alg);
+
+		if (size <= 0 || size != banks[i].size) {
+			snprintf(err, errlen,
+				 "the TPM's active PCR bank 0x%04x (%s) is an algorithm "
+				 "cvminit cannot extend: it would keep its reset value and a "
+				 "policy over it would unseal whatever ran. Deactivate that "
+				 "bank (tpm2_pcrallocate) or give the VM a TPM with sha1, "
+				 "sha256, sha384 and sha512 banks only",
+				 banks[i].alg,
+				 tpm_alg_name(banks[i].alg) ?: "unknown algorithm");
+			return -EOPNOTSUPP;
+		}
+	}
+	return 0;
+}
+
+static int open_tpm(const char *tcti, const char *conf, const char *log_path, char *err,
+		    size_t errlen, struct measurer **ret)
 {
 	struct tpm_bank banks[TPM_MAX_BANKS];
 	struct measurer *m = NULL;
@@ -94,24 +120,22 @@ int measurer_open_tpm(const char *tcti, const char *conf, const char *log_path,
 	if (r < 0)
 		return r;
 	n = tpm_pcr_banks(t, banks, ARRAY_SIZE(banks));
-	if (n <= 0) {
-		r = n < 0 ? n
-			  : log_errno(-ENODEV, "measure: the TPM has no active PCR bank");
+	if (n < 0) {
+		r = n;
+		snprintf(err, errlen, "cannot list the TPM's PCR banks: %s", strerror(-n));
 		goto fail;
 	}
-	/* A bank we cannot extend would keep its reset value, and a policy over it would
-	 * still unseal whatever ran: refuse rather than measure some banks only. */
-	for (int i = 0; i < n; i++)
-		if (digest_size(banks[i].alg) != banks[i].size) {
-			r = log_errno(-EOPNOTSUPP,
-				      "measure: active PCR bank %s (0x%04x) unsupported",
-				      tpm_alg_name(banks[i].alg) ?: "?", banks[i].alg);
-			goto fail;
-		}
+	/* Refuse rather than measure some banks only. */
+	r = measure_banks_check(banks, (size_t)n, err, errlen);
+	if (r < 0) {
+		log_error("measure: %s", err);
+		goto fail;
+	}
 	r = measurer_new(log_path, &m);
 	if (r < 0)
 		goto fail;
 	m->backend = MEASURER_TPM;
+	m->may_seal = true;
 	m->tpm = t;
 	m->n_banks = (size_t)n;
 	for (int i = 0; i < n; i++)
@@ -121,6 +145,14 @@ int measurer_open_tpm(const char *tcti, const char *conf, const char *log_path,
 fail:
 	tpm_close(t);
 	return r;
+}
+
+int measurer_open_tpm(const char *tcti, const char *conf, const char *log_path,
+		      struct measurer **ret)
+{
+	char err[PLATFORM_REASON_MAX];
+
+	return open_tpm(tcti, conf, log_path, err, sizeof(err), ret);
 }
 
 int measurer_open_tdx(const char *root, const char *log_path, struct measurer **ret)
@@ -146,22 +178,71 @@ int measurer_open_tdx(const char *root, const char *log_path, struct measurer **
 	return 0;
 }
 
-int measurer_open(const char *root, const char *log_path, struct measurer **ret)
+/* The EK public of the one TPM, for comparison with the SVSM vTPM manifest, and whether
+ * the TPM proved it holds the EK. */
+static void read_ek(const char *dev, struct platform_facts *f)
 {
-	char dev[PATH_MAX];
-	int r;
+	struct tpm *t;
+	int n;
 
-	r = join(dev, sizeof(dev), root, "dev/tpmrm0");
+	if (tpm_open("device", dev, &t) < 0)
+		return;
+	n = tpm_ek_public(t, f->ek_buf, sizeof(f->ek_buf), &f->ek_possessed);
+	tpm_close(t);
+	if (n > 0) {
+		f->ek_len = (size_t)n;
+		f->ek = PLATFORM_BLOB_OK;
+	}
+}
+
+int measurer_open_platform(const char *root, const char *log_path, bool tpm_platform,
+			   struct platform_decision *d, struct measurer **ret)
+{
+	static struct platform_facts f;
+	char dev[PATH_MAX], rel[32];
+	int r = 0;
+
+	*ret = NULL;
+	platform_read(root, &f);
+	snprintf(rel, sizeof(rel), "dev/tpmrm%d", f.tpm_index < 0 ? 0 : f.tpm_index);
+	if (join(dev, sizeof(dev), root, rel) < 0)
+		return -ENAMETOOLONG;
+	if (platform_needs_ek(&f))
+		read_ek(dev, &f);
+	platform_decide(&f, tpm_platform, d);
+	if (d->refuse)
+		return -EPERM;
+
+	switch (d->backend) {
+	case MEASURER_TPM:
+		/* A TPM that is present but fails is an error, not a reason to try TDX. */
+		r = open_tpm("device", dev, log_path, d->reason, sizeof(d->reason), ret);
+		if (r < 0 && r != -EOPNOTSUPP && r != -ENODEV)
+			snprintf(d->reason, sizeof(d->reason),
+				 "cannot use the TPM %.200s: %s", dev, strerror(-r));
+		if (r == -ENODEV)
+			r = -EIO; /* a TPM without banks is broken, not absent */
+		break;
+	case MEASURER_TDX:
+		r = measurer_open_tdx(root, log_path, ret);
+		if (r < 0)
+			snprintf(d->reason, sizeof(d->reason),
+				 "cannot open the TDX RTMRs: %s", strerror(-r));
+		break;
+	case MEASURER_NONE:
+		return -ENODEV; /* the caller decides: fail closed or measure=optional */
+	}
 	if (r < 0)
 		return r;
-	/* A TPM that is present but fails is an error, not a reason to try TDX. */
-	r = measurer_open_tpm("device", dev, log_path, ret);
-	if (r != -ENOENT)
-		return r;
-	r = measurer_open_tdx(root, log_path, ret);
-	if (r != -ENOENT)
-		return r;
-	return -ENODEV; /* the caller decides: fail closed or measure=optional */
+	(*ret)->may_seal = d->may_seal;
+	return 0;
+}
+
+int measurer_open(const char *root, const char *log_path, struct measurer **ret)
+{
+	struct platform_decision d;
+
+	return measurer_open_platform(root, log_path, false, &d, ret);
 }
 
 int tdx_pcr_to_rtmr(unsigned pcr)
@@ -246,4 +327,67 @@ int measure(struct measurer *m, unsigned pcr, const char *event, const void *dat
 				 pcr, event);
 	log_info("measure: PCR %u += %s", pcr, event);
 	return 0;
+}
+
+/* Extends and logs rec, whose digests (one per bank of the backend, in m->banks' order,
+ * or sha384 alone under TDX) the caller computed. The same critical section as measure().
+ */
+static int measure_digests(struct measurer *m, struct eventlog_record *rec)
+{
+	int r, r_log;
+
+	r = eventlog_lock(m->log_fd);
+	if (r < 0)
+		return r;
+	if (m->backend == MEASURER_TDX)
+		r = tdx_extend(m, rec->rtmr, &rec->digests[0]);
+	else
+		r = tpm_pcr_extend(m->tpm, rec->pcr, rec->digests, rec->n_digests);
+	rec->extended = r == 0;
+	r_log = eventlog_append_locked(m->log_fd, rec);
+	eventlog_unlock(m->log_fd);
+
+	if (r < 0)
+		return log_errno(r, "measure: extend PCR %u with %s", rec->pcr,
+				 rec->event);
+	if (r_log < 0)
+		return log_errno(r_log, "measure: PCR %u extended with %s but not logged",
+				 rec->pcr, rec->event);
+	log_info("measure: PCR %u += %s (%s)", rec->pcr, rec->event, rec->event_type);
+	return 0;
+}
+
+int measure_hmac(struct measurer *m, unsigned pcr, const char *label,
+		 const char *event_type, const void *key, size_t key_len)
+{
+	struct eventlog_record rec = {.pcr = pcr,
+				      .rtmr = -1,
+				      .event = (char *)label,
+				      .event_type = (char *)event_type};
+	int r;
+
+	if (pcr > EVENTLOG_MAX_PCR || !label || !event_type || !key || key_len == 0)
+		return -EINVAL;
+	if (m->backend == MEASURER_TDX) {
+		rec.rtmr = tdx_pcr_to_rtmr(pcr);
+		if (rec.rtmr < 0)
+			return log_errno(rec.rtmr, "measure: PCR %u has no TDX RTMR",
+					 pcr);
+		rec.digests[0].alg = DIGEST_ALG_SHA384;
+		rec.n_digests = 1;
+	} else {
+		for (size_t i = 0; i < m->n_banks; i++)
+			rec.digests[i].alg = m->banks[i];
+		rec.n_digests = m->n_banks;
+	}
+	/* The label is the message and the secret the HMAC key, as systemd-cryptsetup
+	 * measures a volume key: neither the TPM nor the log sees a plain hash of it. */
+	for (size_t i = 0; i < rec.n_digests; i++) {
+		r = digest_hmac(rec.digests[i].alg, key, key_len, label, strlen(label),
+				rec.digests[i].buf);
+		if (r < 0)
+			return log_errno(r, "measure: HMAC for %s", label);
+		rec.digests[i].size = (uint16_t)r;
+	}
+	return measure_digests(m, &rec);
 }

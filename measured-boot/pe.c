@@ -1,10 +1,14 @@
 /* PE/COFF section table reader (Microsoft PE format: DOS stub, COFF file header, optional
- * header, section table). Reads little-endian fields by byte so any buffer alignment
- * works. */
+ * header, section table) and the Authenticode image hash. Reads little-endian fields by
+ * byte so any buffer alignment works. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/md.h>
+
+#include "../init/util.h"
+#include "digest.h"
 #include "pe.h"
 
 #define DOS_HEADER_SIZE	   0x40
@@ -14,6 +18,13 @@
 #define PE32PLUS_MAGIC	   0x20b
 /* The PE32+ optional header up to and including NumberOfRvaAndSizes. */
 #define PE32PLUS_MIN_SIZE 112
+/* Fields of the PE32+ optional header the Authenticode hash needs, by offset. */
+#define OPT_SIZE_OF_HEADERS 60
+#define OPT_CHECKSUM	    64
+#define OPT_N_RVA	    108
+#define OPT_DATA_DIRS	    112
+#define DATA_DIR_SIZE	    8
+#define DIR_SECURITY	    4 /* the Certificate Table: a file offset, not an RVA */
 
 static uint16_t le16(const uint8_t *p)
 {
@@ -65,6 +76,8 @@ int pe_parse(const uint8_t *buf, size_t len, struct pe_file *pe, size_t *bad_off
 		return bad(bad_offset, why, opt,
 			   "optional header runs past the end of the file");
 	pe->magic = le16(buf + opt);
+	pe->opt_offset = (size_t)opt;
+	pe->opt_size = (uint16_t)opt_size;
 	if (pe->magic != PE32PLUS_MAGIC)
 		return bad(bad_offset, why, opt,
 			   "optional header is not PE32+ (magic 0x20b)");
@@ -133,4 +146,145 @@ const uint8_t *pe_section_file_data(const struct pe_file *pe, const struct pe_se
 	if (*len == 0)
 		return pe->data;
 	return pe->data + s->raw_offset;
+}
+
+/* Appends [offset, offset + len) unless it is empty; the caller sized *r. */
+static void add_range(struct pe_range *r, size_t *n, uint64_t offset, uint64_t len)
+{
+	if (len == 0)
+		return;
+	r[*n] = (struct pe_range){.offset = (size_t)offset, .len = (size_t)len};
+	(*n)++;
+}
+
+int pe_authenticode_ranges(const struct pe_file *pe, struct pe_range **ret, size_t *n,
+			   const char **why)
+{
+	const uint8_t *b = pe->data;
+	const uint64_t opt = pe->opt_offset, checksum = opt + OPT_CHECKSUM;
+	uint64_t headers, n_rva, cert_entry = 0, cert_size = 0, hashed;
+	_cleanup_free_ size_t *order = NULL;
+	struct pe_range *r;
+
+	*why = NULL;
+	*ret = NULL;
+	*n = 0;
+	headers = le32(b + opt + OPT_SIZE_OF_HEADERS);
+	n_rva = le32(b + opt + OPT_N_RVA);
+	if (headers > pe->size) {
+		*why = "SizeOfHeaders is past the end of the file";
+		return -EBADMSG;
+	}
+	if (n_rva > DIR_SECURITY) {
+		cert_entry = opt + OPT_DATA_DIRS + DIR_SECURITY * DATA_DIR_SIZE;
+		if (cert_entry + DATA_DIR_SIZE > opt + pe->opt_size) {
+			*why = "the Certificate Table entry lies past the optional "
+			       "header";
+			return -EBADMSG;
+		}
+		if (headers < cert_entry + DATA_DIR_SIZE) {
+			*why = "SizeOfHeaders ends inside the data directories";
+			return -EBADMSG;
+		}
+		cert_size = le32(b + cert_entry + 4);
+	} else if (headers < checksum + 4) {
+		*why = "SizeOfHeaders ends inside the optional header";
+		return -EBADMSG;
+	}
+
+	/* Headers (up to three ranges), the sections, the rest of the file. */
+	r = calloc(pe->n_sections + 4, sizeof(*r));
+	order = calloc(pe->n_sections + 1, sizeof(*order));
+	if (!r || !order) {
+		free(r);
+		return -ENOMEM;
+	}
+	add_range(r, n, 0, checksum);
+	if (cert_entry) {
+		add_range(r, n, checksum + 4, cert_entry - (checksum + 4));
+		add_range(r, n, cert_entry + DATA_DIR_SIZE,
+			  headers - (cert_entry + DATA_DIR_SIZE));
+	} else {
+		add_range(r, n, checksum + 4, headers - (checksum + 4));
+	}
+
+	/* A stable insertion sort by PointerToRawData, as the hash is defined over file
+	 * order and a table may list sections in any order. */
+	for (size_t i = 0; i < pe->n_sections; i++) {
+		size_t j = i;
+
+		while (j > 0 && pe->sections[order[j - 1]].raw_offset >
+					pe->sections[i].raw_offset) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+	hashed = headers;
+	for (size_t i = 0; i < pe->n_sections; i++) {
+		const struct pe_section *s = &pe->sections[order[i]];
+
+		/* pe_parse() checked raw data with a size lies inside the file. */
+		add_range(r, n, s->raw_offset, s->raw_size);
+		hashed += s->raw_size;
+	}
+	if (pe->size > hashed) {
+		if (pe->size - hashed < cert_size) {
+			free(r);
+			*n = 0;
+			*why = "the certificate table is larger than the data after the "
+			       "sections";
+			return -EBADMSG;
+		}
+		add_range(r, n, hashed, pe->size - hashed - cert_size);
+	}
+	*ret = r;
+	return 0;
+}
+
+static mbedtls_md_type_t md_type(uint16_t alg)
+{
+	switch (alg) {
+	case DIGEST_ALG_SHA1:
+		return MBEDTLS_MD_SHA1;
+	case DIGEST_ALG_SHA256:
+		return MBEDTLS_MD_SHA256;
+	case DIGEST_ALG_SHA384:
+		return MBEDTLS_MD_SHA384;
+	case DIGEST_ALG_SHA512:
+		return MBEDTLS_MD_SHA512;
+	default:
+		return MBEDTLS_MD_NONE;
+	}
+}
+
+int pe_authenticode(const struct pe_file *pe, uint16_t alg, uint8_t *out,
+		    const char **why)
+{
+	const mbedtls_md_info_t *info = mbedtls_md_info_from_type(md_type(alg));
+	_cleanup_free_ struct pe_range *ranges = NULL;
+	mbedtls_md_context_t ctx;
+	size_t n;
+	int r;
+
+	*why = NULL;
+	if (!info)
+		return -EOPNOTSUPP;
+	r = pe_authenticode_ranges(pe, &ranges, &n, why);
+	if (r < 0)
+		return r;
+	mbedtls_md_init(&ctx);
+	r = -EIO;
+	if (mbedtls_md_setup(&ctx, info, 0) != 0 || mbedtls_md_starts(&ctx) != 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (mbedtls_md_update(&ctx, pe->data + ranges[i].offset, ranges[i].len) !=
+		    0)
+			goto out;
+	if (mbedtls_md_finish(&ctx, out) != 0)
+		goto out;
+	r = mbedtls_md_get_size(info);
+out:
+	mbedtls_md_free(&ctx);
+	return r;
 }

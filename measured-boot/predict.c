@@ -1,6 +1,6 @@
-/* What systemd-stub 257 and cvminit extend into PCR 11 and 15, computed from the UKI file
- * (and, for the state, a LUKS2 header). The stub's rules (src/boot/efi/stub.c
- * measure_sections(), src/boot/efi/pe.c) are in predict.h. */
+/* What OVMF extends into PCR 4 and systemd-stub 257 and cvminit into PCR 11 and 15,
+ * computed from the UKI file (and, for the state, a LUKS2 header). The stub's rules
+ * (src/boot/efi/stub.c measure_sections(), src/boot/efi/pe.c) are in predict.h. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -28,24 +28,12 @@ const char *const predict_phases[] = {"enter-initrd", "leave-initrd", "ready", "
 const char *const predict_pcr15_events[] = {"cvminit:cmdline", "cvminit:config",
 					    "cvminit:root", "cvminit:state", NULL};
 
-int predict_append(struct eventlog *log, unsigned pcr, const char *event,
-		   const char *event_type, const void *data, size_t len,
-		   const uint16_t *algs, size_t n_algs)
+/* Appends r (its digests filled in) with copies of event and event_type. */
+static int append_record(struct eventlog *log, struct eventlog_record r,
+			 const char *event, const char *event_type)
 {
-	struct eventlog_record r = {.pcr = pcr, .rtmr = -1, .extended = true};
 	struct eventlog_record *grown;
 
-	if (pcr > EVENTLOG_MAX_PCR || n_algs > EVENTLOG_MAX_DIGESTS)
-		return -EINVAL;
-	for (size_t i = 0; i < n_algs; i++) {
-		int k = digest_compute(algs[i], data, len, r.digests[i].buf);
-
-		if (k < 0)
-			return k;
-		r.digests[i].alg = algs[i];
-		r.digests[i].size = (uint16_t)k;
-	}
-	r.n_digests = n_algs;
 	r.recnum = log->n;
 	r.event = strdup(event);
 	r.event_type = event_type ? strdup(event_type) : NULL;
@@ -61,6 +49,46 @@ oom:
 	free(r.event);
 	free(r.event_type);
 	return -ENOMEM;
+}
+
+int predict_append(struct eventlog *log, unsigned pcr, const char *event,
+		   const char *event_type, const void *data, size_t len,
+		   const uint16_t *algs, size_t n_algs)
+{
+	struct eventlog_record r = {.pcr = pcr, .rtmr = -1, .extended = true};
+
+	if (pcr > EVENTLOG_MAX_PCR || n_algs > EVENTLOG_MAX_DIGESTS)
+		return -EINVAL;
+	for (size_t i = 0; i < n_algs; i++) {
+		int k = digest_compute(algs[i], data, len, r.digests[i].buf);
+
+		if (k < 0)
+			return k;
+		r.digests[i].alg = algs[i];
+		r.digests[i].size = (uint16_t)k;
+	}
+	r.n_digests = n_algs;
+	return append_record(log, r, event, event_type);
+}
+
+/* The section s as the loader placed it: VirtualSize bytes from its VirtualAddress, the
+ * file data then zeros. *filled is set when the zero fill needed a copy (free it). */
+static int loaded_section(const struct pe_file *pe, const struct pe_section *s,
+			  const uint8_t **data, size_t *len, uint8_t **filled)
+{
+	*filled = NULL;
+	*data = pe_section_file_data(pe, s, len);
+	if (s->virtual_size > *len) {
+		if (s->virtual_size > PREDICT_MAX_ZERO_FILL)
+			return -EFBIG;
+		*filled = calloc(1, s->virtual_size);
+		if (!*filled)
+			return -ENOMEM;
+		memcpy(*filled, *data, *len);
+		*data = *filled;
+		*len = s->virtual_size;
+	}
+	return 0;
 }
 
 static int append_section(struct eventlog *log, const struct pe_file *pe,
@@ -81,17 +109,9 @@ static int append_section(struct eventlog *log, const struct pe_file *pe,
 
 	/* The stub hashes VirtualSize bytes at ImageBase + VirtualAddress; past the file
 	 * data the loader zero-filled them. */
-	data = pe_section_file_data(pe, s, &len);
-	if (s->virtual_size > len) {
-		if (s->virtual_size > PREDICT_MAX_ZERO_FILL)
-			return -EFBIG;
-		filled = calloc(1, s->virtual_size);
-		if (!filled)
-			return -ENOMEM;
-		memcpy(filled, data, len);
-		data = filled;
-		len = s->virtual_size;
-	}
+	r = loaded_section(pe, s, &data, &len, &filled);
+	if (r < 0)
+		return r;
 	snprintf(event, sizeof(event), "uki-section:%s", name);
 	return predict_append(log, PREDICT_PCR, event, NULL, data, len, algs, n_algs);
 }
@@ -120,6 +140,90 @@ int predict_stub_records(const struct pe_file *pe, const uint16_t *algs, size_t 
 		n += 2;
 	}
 	return n;
+}
+
+/* An EV_EFI_BOOT_SERVICES_APPLICATION record: the image's Authenticode hash per bank. */
+static int append_image(struct eventlog *log, const struct pe_file *image,
+			const char *event, const uint16_t *algs, size_t n_algs,
+			const char **why)
+{
+	struct eventlog_record r = {.pcr = PREDICT_PCR4, .rtmr = -1, .extended = true};
+
+	if (n_algs > EVENTLOG_MAX_DIGESTS)
+		return -EINVAL;
+	for (size_t i = 0; i < n_algs; i++) {
+		int k = pe_authenticode(image, algs[i], r.digests[i].buf, why);
+
+		if (k < 0)
+			return k;
+		r.digests[i].alg = algs[i];
+		r.digests[i].size = (uint16_t)k;
+	}
+	r.n_digests = n_algs;
+	return append_record(log, r, event, "EV_EFI_BOOT_SERVICES_APPLICATION");
+}
+
+int predict_pcr4_records(const struct pe_file *pe, unsigned failed, const uint16_t *algs,
+			 size_t n_algs, struct eventlog *log, const char **why)
+{
+	static const uint8_t separator[4] = {0};
+	const struct pe_section *s = pe_find(pe, ".linux");
+	_cleanup_free_ uint8_t *filled = NULL;
+	struct pe_file kernel = {0};
+	const uint8_t *data;
+	size_t len, off;
+	int r;
+
+	*why = NULL;
+	if (failed > PREDICT_PCR4_MAX_FAILED)
+		return -EINVAL;
+	if (!s || s->virtual_size == 0)
+		return -ENOENT;
+	r = loaded_section(pe, s, &data, &len, &filled);
+	if (r < 0)
+		return r;
+	/* The stub's LoadImage() gets the section from memory: the firmware hashes that
+	 * buffer as a whole file, its size VirtualSize. */
+	r = pe_parse(data, len, &kernel, &off, why);
+	if (r < 0)
+		goto out_kernel;
+
+	r = predict_append(log, PREDICT_PCR4, "boot-option", "EV_EFI_ACTION",
+			   PREDICT_PCR4_ACTION, strlen(PREDICT_PCR4_ACTION), algs,
+			   n_algs);
+	if (r < 0)
+		goto out;
+	r = predict_append(log, PREDICT_PCR4, "separator", "EV_SEPARATOR", separator,
+			   sizeof(separator), algs, n_algs);
+	if (r < 0)
+		goto out;
+	/* The separators go in once, at the first attempt; each later one says the
+	 * previous returned. */
+	for (unsigned i = 0; i < failed; i++) {
+		r = predict_append(log, PREDICT_PCR4, "returning", "EV_EFI_ACTION",
+				   PREDICT_PCR4_RETURN, strlen(PREDICT_PCR4_RETURN), algs,
+				   n_algs);
+		if (r < 0)
+			goto out;
+		r = predict_append(log, PREDICT_PCR4, "boot-option", "EV_EFI_ACTION",
+				   PREDICT_PCR4_ACTION, strlen(PREDICT_PCR4_ACTION), algs,
+				   n_algs);
+		if (r < 0)
+			goto out;
+	}
+	r = append_image(log, pe, "uki", algs, n_algs, why);
+	if (r < 0)
+		goto out;
+	r = append_image(log, &kernel, ".linux", algs, n_algs, why);
+	if (r < 0)
+		goto out_kernel;
+	r = 4 + 2 * (int)failed;
+out:
+	pe_free(&kernel);
+	return r;
+out_kernel:
+	pe_free(&kernel);
+	return r == -EBADMSG ? -ENOEXEC : r;
 }
 
 int predict_phase_record(const char *phase, const uint16_t *algs, size_t n_algs,
@@ -353,4 +457,76 @@ int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
 		n++;
 	}
 	return n;
+}
+
+int predict_volume_key_record(const struct eventlog *node, const char *state,
+			      const uint16_t *algs, size_t n_algs, struct eventlog *log,
+			      const char **why)
+{
+	const struct eventlog_record *found = NULL;
+	struct eventlog_record r = {.pcr = PREDICT_PCR15, .rtmr = -1, .extended = true};
+	struct eventlog_record *grown;
+	const char *uuid;
+	size_t uuid_len;
+
+	*why = NULL;
+	if (n_algs > EVENTLOG_MAX_DIGESTS || !startswith(state, "luks2:"))
+		return -EINVAL;
+	uuid = state + strlen("luks2:");
+	uuid_len = strcspn(uuid, ":");
+	for (size_t i = 0; i < node->n; i++) {
+		const struct eventlog_record *x = &node->records[i];
+
+		/* TDX records fold into an RTMR, not PCR 15; a failed extend reached
+		 * nothing. */
+		if (x->pcr != PREDICT_PCR15 || !x->extended || x->rtmr >= 0 ||
+		    !x->event_type || !streq(x->event_type, PREDICT_VOLUME_KEY_TYPE))
+			continue;
+		if (found) {
+			*why = "the log has more than one extended volume-key record for "
+			       "PCR 15 (one boot makes one)";
+			return -EEXIST;
+		}
+		found = x;
+	}
+	if (!found) {
+		*why = "the log has no extended PCR 15 record of event type volume-key "
+		       "(cvminit:volume-key:<uuid>)";
+		return -ENOENT;
+	}
+	if (!found->event || !startswith(found->event, PREDICT_VOLUME_KEY_EVENT) ||
+	    strlen(found->event) != strlen(PREDICT_VOLUME_KEY_EVENT) + uuid_len ||
+	    strncmp(found->event + strlen(PREDICT_VOLUME_KEY_EVENT), uuid, uuid_len) !=
+		    0) {
+		*why = "its volume-key record names another LUKS2 UUID than the state";
+		return -EXDEV;
+	}
+	for (size_t b = 0; b < n_algs; b++) {
+		size_t i;
+
+		for (i = 0; i < found->n_digests; i++)
+			if (found->digests[i].alg == algs[b])
+				break;
+		if (i == found->n_digests ||
+		    found->digests[i].size != digest_size(algs[b])) {
+			*why = "its volume-key record lacks a digest in a bank asked for";
+			return -ENODATA;
+		}
+		r.digests[b] = found->digests[i];
+	}
+	r.n_digests = n_algs;
+	r.recnum = log->n;
+	r.event = strdup(found->event);
+	r.event_type = strdup(PREDICT_VOLUME_KEY_TYPE);
+	grown = r.event && r.event_type
+			? realloc(log->records, (log->n + 1) * sizeof(*grown))
+			: NULL;
+	if (!grown) {
+		free(r.event);
+		free(r.event_type);
+		return -ENOMEM;
+	}
+	log->records = grown;
+	log->records[log->n++] = r;
+	return 0;
 }

@@ -1,6 +1,7 @@
-/* PCR prediction: the records systemd-stub (257) makes for a UKI's sections and the ones
- * cvminit makes for its boot phases (PCR 11) and for what it acts on (PCR 15), as event
- * log records that replay_log() folds into PCR values. */
+/* PCR prediction: the records OVMF makes for the UKI it starts and the kernel the stub
+ * loads (PCR 4), the ones systemd-stub (257) makes for a UKI's sections and cvminit for
+ * its boot phases (PCR 11) and for what it acts on (PCR 15), as event log records that
+ * replay_log() folds into PCR values. */
 #pragma once
 
 #include <stddef.h>
@@ -9,8 +10,18 @@
 #include "eventlog.h"
 #include "pe.h"
 
+#define PREDICT_PCR4  4
 #define PREDICT_PCR   11
 #define PREDICT_PCR15 15
+
+/* The EV_EFI_ACTION event data EDK2's TCG2 driver measures into PCR 4 when the boot
+ * manager first starts a boot option (TCG PC Client PFP, "EFI Application" actions). */
+#define PREDICT_PCR4_ACTION "Calling EFI Application from Boot Option"
+/* … and, at each further attempt, before that string again: the previous boot option
+ * failed to load or its application returned. */
+#define PREDICT_PCR4_RETURN "Returning from EFI Application from Boot Option"
+/* The most failed boot options predict_pcr4_records() takes. */
+#define PREDICT_PCR4_MAX_FAILED 16
 
 /* The config file cvminit reads from its initrd and measures as cvminit:config. */
 #define PREDICT_CONFIG_PATH "/etc/cvminit/cvminit.conf"
@@ -102,3 +113,45 @@ struct predict_pcr15 {
  * of records appended or a negative errno. */
 int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
 			  size_t n_algs, struct eventlog *log);
+
+/*
+ * Appends PCR 4's records for a boot from the UKI pe as an OVMF boot option (no Secure
+ * Boot, no shim, no boot manager in between), after failed boot options that failed to
+ * load or returned without starting another measured application, in the order EDK2's
+ * TCG2 driver and boot manager make them:
+ *   "boot-option"  EV_EFI_ACTION: the digest of PREDICT_PCR4_ACTION (no NUL)
+ *   "separator"    EV_SEPARATOR: of 4 zero bytes (the end of the pre-OS measurements)
+ * then for each failed boot option
+ *   "returning"    EV_EFI_ACTION: the digest of PREDICT_PCR4_RETURN
+ *   "boot-option"  EV_EFI_ACTION: PREDICT_PCR4_ACTION again
+ * then
+ *   "uki"          EV_EFI_BOOT_SERVICES_APPLICATION: the UKI's Authenticode image hash
+ *   ".linux"       EV_EFI_BOOT_SERVICES_APPLICATION: the Authenticode image hash of the
+ *                  kernel the stub hands LoadImage, the .linux section as loaded
+ *                  (VirtualSize bytes, zero-filled past SizeOfRawData)
+ * with the digest in each bank of algs (event the label, event_type the TCG name).
+ * Returns the number of records appended (4 + 2 * failed); -EINVAL when failed exceeds
+ * PREDICT_PCR4_MAX_FAILED; -ENOENT when there is no .linux; with *why
+ * (a static sentence) -EBADMSG when the UKI's headers do not allow its Authenticode hash
+ * and -ENOEXEC when .linux is not a PE image they allow it for (the stub of systemd 257
+ * starts the kernel only as a PE image); -EFBIG when the zero fill exceeds
+ * PREDICT_MAX_ZERO_FILL; -ENOMEM; a digest error.
+ */
+int predict_pcr4_records(const struct pe_file *pe, unsigned failed, const uint16_t *algs,
+			 size_t n_algs, struct eventlog *log, const char **why);
+
+/* cvminit's last PCR 15 record: HMAC(bank's hash, the volume key, label) with the label
+ * "cvminit:volume-key:<LUKS2 uuid>" and event type "volume-key" (init/state.c). It is per
+ * node and cannot be computed without the key, so a verifier takes it from the node's
+ * event log the first time it sees the node and pins it. */
+#define PREDICT_VOLUME_KEY_EVENT "cvminit:volume-key:"
+#define PREDICT_VOLUME_KEY_TYPE	 "volume-key"
+
+/* Appends to log a copy of node's one extended PCR 15 volume-key record, its digests
+ * reduced to the banks algs (in that order). state is the cvminit:state data: the
+ * record's label must name its UUID. Returns 0, or with *why a static sentence: -ENOENT
+ * (no such record), -EEXIST (more than one), -EXDEV (it names another volume), -ENODATA
+ * (a bank of algs is missing from it); -ENOMEM. */
+int predict_volume_key_record(const struct eventlog *node, const char *state,
+			      const uint16_t *algs, size_t n_algs, struct eventlog *log,
+			      const char **why);

@@ -1,12 +1,14 @@
 /* TPM 2.0 through tpm2-tss ESYS over the kernel's resource manager (/dev/tpmrm0). Errors
  * are decoded with Tss2_RC_Decode so the log names the TPM's own reason. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_tcti_device.h>
 #ifdef CVM_TPM_SWTPM
@@ -92,6 +94,39 @@ static int tcti_init(const char *tcti, const char *conf, TSS2_TCTI_CONTEXT **ret
 	return 0;
 }
 
+int tpm_fds_cloexec(const struct pollfd *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int flags = fcntl(fds[i].fd, F_GETFD);
+
+		if (flags < 0 || fcntl(fds[i].fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* The device TCTI has one descriptor, /dev/tpmrm0, and reports it as its poll handle. A
+ * TCTI without poll handles (the swtpm one of the host tests: sockets) is left as is, but
+ * the device must report its descriptor: an fd we cannot see could leak into services. */
+static int tcti_cloexec(TSS2_TCTI_CONTEXT *tcti, bool required)
+{
+	TSS2_TCTI_POLL_HANDLE fds[4];
+	size_t n = 0;
+	TSS2_RC rc;
+
+	rc = Tss2_Tcti_GetPollHandles(tcti, NULL, &n);
+	if (rc == TSS2_RC_SUCCESS && n <= ARRAY_SIZE(fds))
+		rc = Tss2_Tcti_GetPollHandles(tcti, fds, &n);
+	if (rc != TSS2_RC_SUCCESS || n > ARRAY_SIZE(fds) || (required && n == 0)) {
+		if (!required)
+			return 0;
+		log_error("tpm: cannot get the TCTI's descriptors to close on exec (0x%x)", rc);
+		return -EIO;
+	}
+	int r = tpm_fds_cloexec(fds, n);
+	return r < 0 ? log_errno(r, "tpm: set FD_CLOEXEC on the TPM descriptor") : 0;
+}
+
 int tpm_open(const char *tcti, const char *conf, struct tpm **ret)
 {
 	struct tpm *t;
@@ -102,6 +137,9 @@ int tpm_open(const char *tcti, const char *conf, struct tpm **ret)
 	if (!t)
 		return -ENOMEM;
 	r = tcti_init(tcti, conf, &t->tcti);
+	if (r < 0)
+		goto out;
+	r = tcti_cloexec(t->tcti, streq(tcti, "device"));
 	if (r < 0)
 		goto out;
 	rc = Esys_Initialize(&t->esys, t->tcti, NULL);
@@ -146,17 +184,24 @@ int tpm_pcr_banks(struct tpm *t, struct tpm_bank *banks, size_t max)
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_error(rc, "GetCapability(PCRS)");
 
+	/* Every active bank, known or not: the caller refuses one it cannot extend
+	 * (measure_banks_check()) rather than never knowing it was there. */
 	const TPML_PCR_SELECTION *sel = &cap->data.assignedPCR;
-	for (UINT32 i = 0; i < sel->count && (size_t)n < max; i++) {
+	for (UINT32 i = 0; i < sel->count; i++) {
 		const TPMS_PCR_SELECTION *s = &sel->pcrSelections[i];
 		bool any = false;
 
 		for (unsigned b = 0; b < s->sizeofSelect; b++)
 			any |= s->pcrSelect[b] != 0;
-		int size = tpm_alg_digest_size(s->hash);
-		if (!any || size < 0)
+		if (!any)
 			continue;
-		banks[n++] = (struct tpm_bank){ .alg = s->hash, .size = (uint16_t)size };
+		if ((size_t)n == max) {
+			n = log_errno(-E2BIG, "tpm: more than %zu active PCR banks", max);
+			break;
+		}
+		int size = tpm_alg_digest_size(s->hash);
+		banks[n++] = (struct tpm_bank){ .alg = s->hash,
+						.size = (uint16_t)(size < 0 ? 0 : size) };
 	}
 	Esys_Free(cap);
 	return n;
@@ -212,4 +257,93 @@ int tpm_pcr_extend(struct tpm *t, unsigned pcr, const struct digest *digests, si
 		return -EIO;
 	}
 	return 0;
+}
+
+/* A session salted to the key (ESYS encrypts the salt to the public area the TPM
+ * returned), then a TPM2_GetRandom whose response is encrypted and HMACed under that
+ * session's key. A TPM that only echoes another TPM's public area cannot decrypt the
+ * salt, so ESYS rejects its response HMAC. */
+int tpm_key_prove(struct tpm *t, uint32_t key)
+{
+	const TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_AES,
+				   .keyBits.aes = 128,
+				   .mode.aes = TPM2_ALG_CFB };
+	ESYS_TR session = ESYS_TR_NONE;
+	TPM2B_DIGEST *rnd = NULL;
+	TSS2_RC rc;
+	int r = 0;
+
+	rc = Esys_StartAuthSession(t->esys, key, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				   ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256,
+				   &session);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_error(rc, "StartAuthSession salted to the EK");
+	rc = Esys_TRSess_SetAttributes(t->esys, session, TPMA_SESSION_ENCRYPT,
+				       TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION);
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Esys_GetRandom(t->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, 16, &rnd);
+	if (rc != TSS2_RC_SUCCESS) {
+		r = tss_error(rc, "GetRandom in the session salted to the EK");
+		/* Not continued: the TPM closed it on success; on failure, flush it. */
+		Esys_FlushContext(t->esys, session);
+	}
+	Esys_Free(rnd);
+	return r;
+}
+
+int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size, bool *possessed)
+{
+	/* TCG EK Credential Profile 2.0, template L-1: the policy is PolicySecret(TPM_RH_
+	 * ENDORSEMENT); unique is 256 zero bytes, so every TPM derives one EK per seed. */
+	static const uint8_t policy[32] = {
+		0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc,
+		0x8d, 0x46, 0xa5, 0xd7, 0x24, 0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52,
+		0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
+	};
+	TPM2B_PUBLIC in = {
+		.publicArea = {
+			.type = TPM2_ALG_RSA,
+			.nameAlg = TPM2_ALG_SHA256,
+			.objectAttributes =
+				TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+				TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
+				TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+			.authPolicy = { .size = sizeof(policy) },
+			.parameters.rsaDetail = {
+				.symmetric = { .algorithm = TPM2_ALG_AES,
+					       .keyBits.aes = 128,
+					       .mode.aes = TPM2_ALG_CFB },
+				.scheme = { .scheme = TPM2_ALG_NULL },
+				.keyBits = 2048,
+				.exponent = 0,
+			},
+			.unique.rsa = { .size = 256 },
+		},
+	};
+	TPM2B_SENSITIVE_CREATE sens = { 0 };
+	TPML_PCR_SELECTION pcrs = { 0 };
+	TPM2B_DATA outside = { 0 };
+	TPM2B_PUBLIC *out = NULL;
+	ESYS_TR ek = ESYS_TR_NONE;
+	size_t off = 0;
+	TSS2_RC rc;
+	int r;
+
+	if (possessed)
+		*possessed = false;
+	memcpy(in.publicArea.authPolicy.buffer, policy, sizeof(policy));
+	rc = Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
+				ESYS_TR_NONE, ESYS_TR_NONE, &sens, &in, &outside, &pcrs, &ek,
+				&out, NULL, NULL, NULL);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_error(rc, "CreatePrimary(EK)");
+	if (possessed)
+		*possessed = tpm_key_prove(t, ek) == 0;
+	Esys_FlushContext(t->esys, ek);
+	rc = Tss2_MU_TPMT_PUBLIC_Marshal(&out->publicArea, buf, size, &off);
+	Esys_Free(out);
+	if (rc == TSS2_MU_RC_INSUFFICIENT_BUFFER)
+		return -ENOBUFS;
+	r = rc == TSS2_RC_SUCCESS ? (int)off : tss_error(rc, "marshal the EK public");
+	return r;
 }

@@ -11,6 +11,7 @@ swtpm swtpm-tools tpm2-tools cryptsetup-bin
 qemu-system-x86 qemu-utils ovmf
 cpio zstd xz-utils kmod python3 socat debootstrap debian-archive-keyring mtools
 fdisk
+osslsigncode
 "
 
 missing=""

@@ -2,8 +2,10 @@
  * On its first start of a boot it records, from inside the guest, the moment kubelet is
  * started (CLOCK_MONOTONIC) and what the boot cost up to then: PID 1's CPU time (schedstat,
  * and utime/stime/cutime/cstime), its RSS, the whole machine's busy CPU time (/proc/stat),
- * the processes that used the most CPU, and what /var is mounted from. The lines go to
- * /dev/kmsg (the serial console, with the kernel's timestamp) as "bench-probe: ...".
+ * the processes that used the most CPU, and what /var is mounted from. The lines go to the
+ * test channel, the second serial port /dev/ttyS1 (never to the console, which carries no
+ * service output), as "[<seconds>.<microseconds>] bench-probe: ..." with CLOCK_MONOTONIC,
+ * and to stdout (the service's log).
  * Then it execs the kubelet stand-in (tests/fixtures/kubelet-standin.c) with its own argv.
  *
  * Run as PID 1 (the /init of a one-file initrd, the bench's baseline boot) it reports the
@@ -30,23 +32,41 @@
 #define STANDIN "/usr/libexec/kubelet-standin"
 #define DONE "/run/bench-probe.done"
 
-static int kmsg = -1;
+#define CHANNEL "/dev/ttyS1"
+
+static int chan = -1;
+
+/* O_NOCTTY: a service is a session leader and must not take the port as its terminal;
+ * O_NONBLOCK only for the open (no carrier wait). */
+static void open_channel(void)
+{
+	chan = open(CHANNEL, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (chan < 0)
+		printf("bench-probe: %s: %s (no test channel)\n", CHANNEL, strerror(errno));
+	else
+		fcntl(chan, F_SETFL, fcntl(chan, F_GETFL) & ~O_NONBLOCK);
+}
 
 static void say(const char *fmt, ...)
 {
 	char buf[900];
+	struct timespec ts;
 	va_list ap;
-	int n;
+	int n, stamp;
 
-	n = snprintf(buf, sizeof(buf), "<5>bench-probe: ");
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	stamp = snprintf(buf, sizeof(buf), "[%5lld.%06ld] ", (long long)ts.tv_sec,
+			 ts.tv_nsec / 1000);
+	n = stamp + snprintf(buf + stamp, sizeof(buf) - (size_t)stamp, "bench-probe: ");
 	va_start(ap, fmt);
 	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
 	va_end(ap);
-	if (n >= (int)sizeof(buf))
-		n = sizeof(buf) - 1;
-	if (kmsg >= 0)
-		(void)!write(kmsg, buf, (size_t)n);
-	printf("%s\n", buf + 3);
+	if (n >= (int)sizeof(buf) - 1)
+		n = sizeof(buf) - 2;
+	buf[n++] = '\n';
+	if (chan >= 0)
+		(void)!write(chan, buf, (size_t)n);
+	printf("%.*s", n - stamp, buf + stamp);
 }
 
 static int read_file(const char *path, char *buf, size_t len)
@@ -203,7 +223,7 @@ int main(int argc, char **argv)
 		mkdir("/dev", 0755);
 		mount("proc", "/proc", "proc", 0, NULL);
 		mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
-		kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+		open_channel();
 		say("baseline: PID 1 before any init");
 		report();
 		sync();
@@ -214,10 +234,10 @@ int main(int argc, char **argv)
 	if (access(DONE, F_OK) != 0) {
 		int fd;
 
-		kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+		open_channel();
 		report();
-		if (kmsg >= 0)
-			close(kmsg);
+		if (chan >= 0)
+			close(chan);
 		fd = open(DONE, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 		if (fd >= 0)
 			close(fd);

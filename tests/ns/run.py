@@ -4,7 +4,12 @@ supervise loop with ASan/UBSan). Each scenario writes a config of small test ser
 (tests/ns/svc/), runs the driver under `unshare --pid --fork --mount --mount-proc` with
 its cgroups under a scratch cgroup2 directory, reads its console log and prints
 `PASS name` or `FAIL name: why`, then `N passed, N failed`. Needs root and a writable
-cgroup2 mount. Usage: tests/ns/run.py [-k SUBSTRING] [--keep]"""
+cgroup2 mount. Usage: tests/ns/run.py [-k SUBSTRING] [--keep]
+
+Every scenario also checks the supervisor itself: no sanitizer report on its stderr or
+console, PID 1 still alive at the end (unless the scenario powers it off), and PID 1 powering
+off when told to (SIGTERM). Each scenario has a time limit (SCENARIO_LIMIT), and every fixed
+delay, timeout and tolerance goes through timing.scaled() (CVM_TIMEOUT_SCALE)."""
 import argparse
 import os
 import re
@@ -16,9 +21,21 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from timing import scaled  # noqa: E402
+
 DRIVER = os.path.join(ROOT, "build/ns/svc_pid1")
 SVC = os.path.join(ROOT, "tests/ns/svc")
 LINE = re.compile(r"^\[\s*(\d+\.\d+)\] cvminit: (.*)$")
+# Seconds (unscaled) one scenario may take, its checks of the supervisor included.
+SCENARIO_LIMIT = 60
+# What ASan, LSan and UBSan print when they find something (the driver is built with them).
+SANITIZER = re.compile(r"ERROR: \w*Sanitizer|SUMMARY: \w*Sanitizer|runtime error:|"
+                       r"AddressSanitizer|LeakSanitizer")
+# The scenarios that power the node off themselves (and check how it ended).
+# Scenarios that end PID 1 themselves, and the signal its reboot(2) ends the namespace by.
+ENDS_ITSELF = {"exhausted_poweroff": signal.SIGINT, "exhausted_reboot": signal.SIGHUP,
+               "exhausted_halt": signal.SIGINT, "shutdown_order": signal.SIGINT}
 
 
 class Fail(Exception):
@@ -48,11 +65,14 @@ def remove_cgroup(path):
                 f.write("1")
         except OSError:
             pass
-        for _ in range(50):
+        end = time.monotonic() + scaled(1.0)
+        while True:
             try:
                 os.rmdir(dirpath)
                 break
             except OSError:
+                if time.monotonic() > end:
+                    break
                 time.sleep(0.02)
 
 
@@ -87,7 +107,8 @@ class Node:
 
     @staticmethod
     def _child_of(pid):
-        for _ in range(200):
+        end = time.monotonic() + scaled(2.0)
+        while time.monotonic() < end:
             try:
                 with open(f"/proc/{pid}/task/{pid}/children") as f:
                     kids = f.read().split()
@@ -118,7 +139,9 @@ class Node:
         return res
 
     def wait(self, pattern, timeout=10.0, count=1, after=None):
-        """Waits until pattern has matched count times; returns the last match."""
+        """Waits until pattern has matched count times; returns the last match. The
+        timeout is scaled (timing.scaled)."""
+        timeout = scaled(timeout)
         end = time.monotonic() + timeout
         while True:
             found = self.find(pattern, after)
@@ -158,14 +181,67 @@ class Node:
     def signal_pid1(self, sig):
         os.kill(self.pid1, sig)
 
+    def sanitizer_report(self):
+        """The first lines of a sanitizer report in the driver's stderr or console (with no
+        /dev/console, svc_pid1 sends its stderr there), or None."""
+        for name in ("stderr", "console"):
+            self.stderr.flush()
+            text = open(self.path(name), errors="replace").read()
+            m = SANITIZER.search(text)
+            if m:
+                return f"{name}: " + text[m.start():m.start() + 400].replace("\n", " | ")
+        return None
+
+    def pid1_alive(self):
+        """Whether the namespace's init is still running (not ended, not a zombie)."""
+        if self.proc.poll() is not None:
+            return False
+        return any(ns == 1 and state != "Z" for _, ns, state in self.ns_procs())
+
+    def check_supervisor(self, ends_itself):
+        """After a scenario's own checks: PID 1 was alive to the end (or powered off by the
+        scenario, with -SIGINT), powers off when told to, and reported no sanitizer error."""
+        try:
+            self._check_end(ends_itself)
+        except Fail as e:
+            report = self.sanitizer_report()
+            raise Fail(f"{e}; sanitizer report from PID 1: {report}" if report else str(e))
+        report = self.sanitizer_report()
+        check(report is None, f"sanitizer report from PID 1: {report}")
+
+    def _check_end(self, ends_itself):
+        if ends_itself:
+            check(self.proc.poll() is not None and self.proc.returncode == -ends_itself,
+                  f"the scenario should have ended PID 1 by {ends_itself.name}; unshare: "
+                  f"{self.proc.poll()}")
+        else:
+            check(self.pid1_alive(), "PID 1 of the namespace died during the scenario "
+                  f"(unshare ended with {self.proc.poll()})")
+            t0 = time.monotonic()
+            self.signal_pid1(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=scaled(20))
+            except subprocess.TimeoutExpired:
+                raise Fail(f"PID 1 did not power off within {scaled(20):.0f} s of SIGTERM")
+            check(rc == -signal.SIGINT, f"after SIGTERM unshare ended with {rc}, expected "
+                  "-SIGINT (PID 1 powering off)")
+            check(self.find(r"^shutdown: powering off now", after=None),
+                  f"PID 1 ended {time.monotonic() - t0:.1f} s after SIGTERM without "
+                  "'shutdown: powering off now'")
+
     def finish(self, failed):
         if self.proc.poll() is None:
-            self.proc.kill()  # unshare; its child, the ns init, goes below
+            # The ns init first, so unshare reaps it (killed first, unshare would leave it a
+            # zombie of the machine's init), then unshare if it lingers.
             try:
                 os.kill(self.pid1, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            self.proc.wait()
+            try:
+                self.proc.wait(timeout=scaled(5))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.stderr.close()
         remove_cgroup(self.cgroup)
         if failed:
@@ -185,7 +261,14 @@ def check(cond, why):
 
 
 def near(got, want, tol):
-    return abs(got - want) <= tol
+    """got within a tolerance of want; the tolerance is scaled (the delays themselves are
+    the supervisor's, not the machine's)."""
+    return abs(got - want) <= scaled(tol)
+
+
+def pause(seconds):
+    """A fixed wait of the test (for output to land, for a zombie to appear), scaled."""
+    time.sleep(scaled(seconds))
 
 
 HEADER = "set shutdown_timeout=2\nset log_level=debug\n"
@@ -209,11 +292,11 @@ def start_order(n):
     check(ta < tr <= tb, f"order a started {ta}, a ready {tr}, b started {tb}")
     check(tr - ta >= 0.9, f"a ready {tr - ta:.2f} s after start; it listens after 1 s")
     check(int(mr.group(1)) >= 900, msg)
-    check(tb - tr < 0.5, f"b started {tb - tr:.2f} s after a was ready")
+    check(tb - tr < scaled(0.5), f"b started {tb - tr:.2f} s after a was ready")
     # a's output went to kmsg and to its log file.
-    check("<30>a: sock_ready: listening on" in open(n.kmsg).read(), "a's output not in kmsg")
+    check("<31>a: sock_ready: listening on" in open(n.kmsg).read(), "a's output not in kmsg")
     n.wait(r"^b: started")
-    time.sleep(0.3)
+    pause(0.3)
     check("sleeper: up" in open(os.path.join(n.logdir, "b.log")).read(), "b.log lacks b's line")
 
 
@@ -250,7 +333,7 @@ def exhausted_stop(n):
         check(near(got, want, 0.3), f"restart gaps {['%.2f' % g for g in gaps]}, want 1 2 4")
     for k, d in ((1, 1), (2, 2), (3, 4)):
         check(n.find(rf"^f: restarting in {d} s \(restart {k} of 3\)"), f"no restart {k} log")
-    time.sleep(0.5)
+    pause(0.5)
     check(n.proc.poll() is None, "the driver ended; on_exhausted stop keeps the node up")
     check(n.find(r"^b2: started"), "the other service was not started")
     check(not n.find(r"powering off"), "shutdown started")
@@ -277,23 +360,33 @@ def ready_timeout(n):
     check(n.proc.poll() is None, "the driver ended; on_exhausted stop keeps the node up")
 
 
-def exhausted_poweroff(n):
-    n.wait(r"^f: \*\*\* gave up after 1 restarts in a row; on_exhausted poweroff", timeout=8)
-    n.wait(r"^service f used up its restarts: powering off")
-    n.wait(r"^shutdown: powering off now")
-    try:
-        rc = n.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        raise Fail("the driver did not end after powering off")
-    # reboot(2) in a pid namespace: RB_POWER_OFF makes the namespace's init die "by"
-    # SIGINT (RB_AUTOBOOT: SIGHUP); unshare --fork passes that on as its own death.
-    check(rc == -signal.SIGINT, f"unshare ended with {rc}, expected -SIGINT")
+def exhausted_action(verb, action, sig):
+    """on_exhausted <action>: PID 1 shuts down in order, then reboot(2). In a pid
+    namespace reboot(2) ends the namespace's init "by" a signal the action picks:
+    RB_POWER_OFF and RB_HALT_SYSTEM by SIGINT, RB_AUTOBOOT by SIGHUP; unshare --fork
+    passes that on as its own death."""
+    def scenario(n):
+        n.wait(rf"^f: \*\*\* gave up after 1 restarts in a row; on_exhausted {action}",
+               timeout=8)
+        n.wait(rf"^service f used up its restarts: {verb}")
+        n.wait(rf"^shutdown: {verb} now")
+        try:
+            rc = n.proc.wait(timeout=scaled(10))
+        except subprocess.TimeoutExpired:
+            raise Fail(f"the driver did not end after {verb}")
+        check(rc == -sig, f"unshare ended with {rc}, expected -{sig.name} ({action})")
+    return scenario
+
+
+exhausted_poweroff = exhausted_action("powering off", "poweroff", signal.SIGINT)
+exhausted_reboot = exhausted_action("rebooting", "reboot", signal.SIGHUP)
+exhausted_halt = exhausted_action("halting", "halt", signal.SIGINT)
 
 
 def orphan_reaped(n):
     n.wait(r"^df: \*\*\* gave up after 1 restarts", timeout=8)
     n.wait(r"^reaped orphan \d+ \(exit 0\), 2 so far", timeout=3)
-    time.sleep(1.0)
+    pause(1.0)
     zombies = [(h, p) for h, p, s in n.ns_procs() if s == "Z"]
     check(not zombies, f"zombies in the namespace: {zombies}")
     check(n.find(r"^df: exited with status 0"), "df's exit was not seen")
@@ -312,13 +405,13 @@ service st
 def shutdown_order(n):
     n.wait(r"^c: started")
     n.wait(r"^st: started")
-    time.sleep(0.3)
+    pause(0.3)
     t0 = time.monotonic()
     n.signal_pid1(signal.SIGTERM)
     try:
-        rc = n.proc.wait(timeout=30)
+        rc = n.proc.wait(timeout=scaled(30))
     except subprocess.TimeoutExpired:
-        raise Fail("PID 1 did not end within 30 s of SIGTERM")
+        raise Fail(f"PID 1 did not end within {scaled(30):.0f} s of SIGTERM")
     took = time.monotonic() - t0
     check(rc == -signal.SIGINT, f"unshare ended with {rc}, expected -SIGINT (poweroff)")
     order = [msg for _, msg in n.lines() if msg.startswith("shutdown:")]
@@ -337,8 +430,8 @@ def shutdown_order(n):
     check(n.find(r"^shutdown: st still running after 2 s: killed [1-9]\d* process(es)? "
                  r"\(cgroup.kill\)"), "stubborn was not killed through cgroup.kill")
     # Bound: per dependency level (3) timeout + 1 s, then the kill-the-rest phase.
-    check(took < 3 * (2 + 1) + 2 + 5, f"shutdown took {took:.1f} s")
-    check(took < 6, f"shutdown took {took:.1f} s; with one stubborn service about 2 s")
+    check(took < scaled(3 * (2 + 1) + 2 + 5), f"shutdown took {took:.1f} s")
+    check(took < scaled(6), f"shutdown took {took:.1f} s; with one stubborn service about 2 s")
     leftovers = [d for d in os.listdir(n.cgroup) if os.path.isdir(os.path.join(n.cgroup, d))]
     check(not leftovers, f"service cgroups left: {leftovers}")
 
@@ -346,7 +439,7 @@ def shutdown_order(n):
 def output_rotation(n):
     lines = 25000
     log = os.path.join(n.logdir, "chatty.log")
-    end = time.monotonic() + 20
+    end = time.monotonic() + scaled(20)
     while "chatty: done" not in (open(log, errors="replace").read()
                                  if os.path.exists(log) else ""):
         check(time.monotonic() < end, "chatty.log never got its last line")
@@ -363,13 +456,13 @@ def output_rotation(n):
     check(text == want, "rotated + live log differ from what the service wrote")
     # kmsg: the burst, then its share; every line either passed or is counted as dropped.
     kmsg = open(n.kmsg).read().splitlines()
-    passed = sum(1 for k in kmsg if k.startswith("<30>chatty: chatty line "))
+    passed = sum(1 for k in kmsg if k.startswith("<31>chatty: chatty line "))
     dropped = sum(int(m.group(1)) for k in kmsg
-                  for m in [re.match(r"<30>chatty: (\d+) lines dropped \(rate limit\)$", k)] if m)
+                  for m in [re.match(r"<31>chatty: (\d+) lines dropped \(rate limit\)$", k)] if m)
     check(dropped > 0, "nothing was dropped from a flood")
     check(passed + dropped == lines, f"{passed} passed + {dropped} dropped != {lines}")
     check(200 <= passed < 2000, f"{passed} lines of a flood reached kmsg")
-    check("<30>chatty: chatty: done" in kmsg, "the line after the flood did not reach kmsg")
+    check("<31>chatty: chatty: done" in kmsg, "the line after the flood did not reach kmsg")
 
 
 SCENARIOS = [
@@ -390,6 +483,18 @@ service f
 	limit 1
 	on_exhausted poweroff
 """, exhausted_poweroff),
+    ("exhausted_reboot", """
+service f
+	exec @SVC@/fail.sh
+	limit 1
+	on_exhausted reboot
+""", exhausted_reboot),
+    ("exhausted_halt", """
+service f
+	exec @SVC@/fail.sh
+	limit 1
+	on_exhausted halt
+""", exhausted_halt),
     ("ready_timeout", """
 service a
 	exec @SVC@/sock_ready.py
@@ -443,18 +548,28 @@ def main():
         print(f"0 passed, 0 failed, {len(todo)} skipped")
         return 0
 
+    limit = scaled(SCENARIO_LIMIT)
+
+    def over_limit(signum, frame):
+        raise Fail(f"no result within {limit:g} s (the scenario's time limit)")
+    signal.signal(signal.SIGALRM, over_limit)
+
     passed = failed = 0
     for name, conf, fn in todo:
         t0 = time.monotonic()
         node = None
         err = None
+        signal.setitimer(signal.ITIMER_REAL, limit)
         try:
             node = Node(name, HEADER + conf, keep=args.keep)
             fn(node)
+            node.check_supervisor(ENDS_ITSELF.get(name))
         except Fail as e:
             err = str(e)
         except Exception as e:  # a broken scenario is a failure, not a crash of the run
             err = f"{type(e).__name__}: {e}"
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         if node:
             node.finish(err is not None)
         if err:

@@ -25,6 +25,10 @@ console.log per scenario: build/test-work/<scenario>/.
 
 When build/cvminit (or the kernel) is missing, every scenario that boots a VM
 (through vm.boot()) is SKIPped, or FAILs with --strict; the others still run.
+
+Each scenario runs under a time limit (SCENARIO_LIMIT, times the timeout scale): one over it
+fails and its VMs are killed; the VMs have their own timeouts too (vm.py). The timeout scale
+defaults to CVM_TIMEOUT_SCALE, the rule of tests/timing.py.
 """
 
 import argparse
@@ -41,8 +45,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "tests"))
 
+import timing  # noqa: E402
 import vm  # noqa: E402
+
+# Seconds (unscaled) one scenario may take: the longest measured here (a node boot with
+# services and a reboot) takes about 140 s, an image rebuild a few minutes.
+SCENARIO_LIMIT = 1800
 
 
 def discover():
@@ -106,6 +116,10 @@ class Interrupted(BaseException):
     pass
 
 
+class OverLimit(BaseException):
+    """Raised in the scenario by SIGALRM; not an Exception, so no scenario catches it."""
+
+
 def _sigterm(signum, frame):
     raise Interrupted()
 
@@ -122,7 +136,7 @@ def main(argv=None):
                     help="module list for the initrd, or 'none'")
     ap.add_argument("--seabios", action="store_true",
                     help="SeaBIOS instead of OVMF for scenarios that do not choose")
-    ap.add_argument("--timeout-scale", type=float, default=float(os.environ.get("CVM_TIMEOUT_SCALE", "1")),
+    ap.add_argument("--timeout-scale", type=float, default=timing.scale(),
                     help="multiply scenario timeouts (slow or loaded machines)")
     ap.add_argument("--strict", action="store_true",
                     help="missing kernel or cvminit fails the scenarios instead of skipping them")
@@ -146,7 +160,16 @@ def main(argv=None):
 
     if args.verbose:
         os.environ["CVM_TEST_ECHO"] = "1"
+    if not args.timeout_scale > 0:
+        print("run.py: --timeout-scale must be positive", file=sys.stderr)
+        return 2
+    os.environ[timing.ENV] = repr(args.timeout_scale)  # what the scenarios' helpers read
+    limit = SCENARIO_LIMIT * args.timeout_scale
+
+    def _over_limit(signum, frame):
+        raise OverLimit()
     signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGALRM, _over_limit)
     t_run = time.monotonic()
     passed = failed = skipped = 0
 
@@ -161,8 +184,17 @@ def main(argv=None):
             vm.config.current = name
             vm.config.notes = []
             t0 = time.monotonic()
+            signal.setitimer(signal.ITIMER_REAL, limit)
             try:
-                fn()
+                try:
+                    fn()
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            except OverLimit:
+                failed += 1
+                vm._cleanup_all()  # its VMs, still running
+                print(f"FAIL {name}: no result within {limit:g} s (the scenario's time limit), "
+                      "its VMs killed", flush=True)
             except vm.Skip as e:
                 skipped += 1
                 print(f"SKIP {name}: {e}", flush=True)

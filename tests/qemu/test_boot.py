@@ -15,7 +15,7 @@ The contract checked here (console lines, each with "cvminit: "):
 import re
 import time
 
-from vm import TestFailure, boot, note, scaled
+from vm import TestFailure, boot, initrd_with, note, scaled
 
 START = r"cvminit: cvminit (\S+) starting as PID 1"
 # the device path may be followed by more words ("/dev/input/event1 and others")
@@ -211,6 +211,46 @@ def test_ctrl_alt_del_reboots():
         v.wait_for(r"cvminit: shutdown: rebooting now", scaled(POWEROFF_BOUND))
         v.wait_exit(scaled(POWEROFF_BOUND))
         reason = v.shutdown_reason()
-        if reason not in (None, "guest-reset"):
+        if reason != "guest-reset":
             raise TestFailure(f"QEMU stopped with reason {reason}, expected a guest reset")
         note(f"QEMU exit reason: {reason}")
+
+
+# --- what a refusal does: on_failure from the config, and the command line over it -------
+# "no TPM" is refused after the config is read (measurer_require), so the settings merged
+# from the initrd's config and the command line decide the action.
+ON_FAILURE_CONF = "set on_failure=reboot\n"
+
+
+def test_on_failure_reboot_from_config():
+    """No TPM, the config says on_failure=reboot: the refusal says so and the VM resets
+    (QEMU runs with -no-reboot, so a reset ends it with reason guest-reset)."""
+    initrd = initrd_with({"/etc/cvminit/cvminit.conf": ON_FAILURE_CONF})
+    with boot(ovmf=False, tpm=False, initrd=initrd) as v:
+        expect_start(v, "SeaBIOS")
+        v.wait_for(r"no TPM \(/dev/tpmrm0\) and no Intel TDX RTMRs", scaled(STEP_TIMEOUT),
+                   since=0)
+        v.wait_for(r"nothing was unlocked and nothing was started; action: reboot",
+                   scaled(STEP_TIMEOUT), since=0)
+        v.wait_exit(scaled(POWEROFF_BOUND))
+        if v.shutdown_reason() != "guest-reset":
+            raise TestFailure(f"QEMU stopped with reason {v.shutdown_reason()}, "
+                              "expected the guest's reset")
+        v.assert_absent(READY, "cvminit refused to boot but still reported ready")
+
+
+def test_on_failure_cmdline_over_config_halts():
+    """The same config, and cvminit.on_failure=halt on the command line: the command line
+    wins; the kernel halts and QEMU keeps running (no power-off, no reset)."""
+    initrd = initrd_with({"/etc/cvminit/cvminit.conf": ON_FAILURE_CONF})
+    with boot("cvminit.on_failure=halt", ovmf=False, tpm=False, initrd=initrd) as v:
+        expect_start(v, "SeaBIOS")
+        v.wait_for(r"nothing was unlocked and nothing was started; action: halt",
+                   scaled(STEP_TIMEOUT), since=0)
+        v.wait_for(r"reboot: System halted", scaled(POWEROFF_BOUND))
+        time.sleep(scaled(5))
+        if v._qemu.poll() is not None or v.shutdown_reason() is not None:
+            raise TestFailure(f"QEMU stopped (rc {v._qemu.poll()}, reason "
+                              f"{v.shutdown_reason()}) after a halt")
+        v.assert_absent(READY, "cvminit refused to boot but still reported ready")
+

@@ -37,7 +37,9 @@ def read_newc(data):
 
 def _kmod_dir():
     if not config.kernel:
-        raise Skip(config.missing or "no kernel (run image/kernel.sh)")
+        # --strict (tests/run.py): a missing kernel fails, as it does for vm.boot().
+        raise (TestFailure if config.strict else Skip)(
+            config.missing or "no kernel (run image/kernel.sh)")
     ver = Path(config.kernel).name[len("vmlinuz-"):]
     return Path(config.kernel).parent.parent / "lib" / "modules" / ver, ver
 

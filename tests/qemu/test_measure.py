@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import re
+import struct
 import subprocess
 
 from vm import REPO, TestFailure, boot, gpt_partitions, initrd_with, note, scaled
@@ -87,7 +88,9 @@ def _refused_with(v, *words):
     REFUSING line), says nothing was unlocked, no service started, and QEMU powers off."""
     v.wait_for(REFUSED, scaled(test_boot.STEP_TIMEOUT), since=0)
     v.wait_for(NOTHING, scaled(test_boot.STEP_TIMEOUT), since=0)
-    v.wait_exit(scaled(test_boot.POWEROFF_BOUND))
+    # A power-off, said by the kernel or by QEMU's SHUTDOWN event: not a reset, a panic
+    # or a timeout.
+    test_boot.expect_poweroff(v, scaled(test_boot.POWEROFF_BOUND))
     parts = [s.split("cvminit: *", 1)[1].strip() for _, s in v.lines if "cvminit: *" in s]
     box = "\n".join(parts)
     # The box wraps at spaces, and cuts words longer than a line: look in both joins.
@@ -206,10 +209,10 @@ BANKS = ("sha256", "sha384")
 
 
 def _standin_files(v):
-    """The files the kubelet stand-in printed as base64 at its first start:
-    {guest path: bytes}."""
+    """The files the kubelet stand-in printed as base64 at its first start (read on the
+    test channel): {guest path: bytes}."""
     chunks, done = {}, {}
-    for _, s in v.lines:
+    for _, s in v.chan.lines:
         m = re.search(r"kubelet-standin: file (\S+) ([A-Za-z0-9+/=]+)$", s)
         if m and m.group(1) not in done:
             chunks.setdefault(m.group(1), []).append(m.group(2))
@@ -218,7 +221,7 @@ def _standin_files(v):
             data = base64.b64decode("".join(chunks.get(m.group(1), [])))
             if len(data) != int(m.group(2)):
                 raise TestFailure(f"{m.group(1)}: got {len(data)} bytes of {m.group(2)} "
-                                  "(console lines lost?)")
+                                  "(channel lines lost?)")
             done[m.group(1)] = data
     return done
 
@@ -232,13 +235,107 @@ def _cvm_measure(*args, check=True):
     return r
 
 
+# --- PCR 4: the firmware's records of the UKI and of the kernel the stub loads -------------
+
+EV_NAMES = {0x3: "EV_NO_ACTION", 0x4: "EV_SEPARATOR", 0x80000007: "EV_EFI_ACTION",
+            0x80000003: "EV_EFI_BOOT_SERVICES_APPLICATION"}
+ALG_NAMES = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384", 0x000D: "sha512"}
+
+
+def firmware_events(log):
+    """[(pcr, event type name or hex, {bank: digest bytes}, event data)] of each event a
+    TCG2 (crypto-agile) firmware log records after its Spec ID header, in log order.
+    Digest sizes come from the header, as the format says."""
+    sizes = {}
+    hsize = struct.unpack_from("<I", log, 28)[0]
+    spec = log[32:32 + hsize]
+    if not spec.startswith(b"Spec ID Event03"):
+        raise TestFailure("firmware log: not crypto-agile (no Spec ID Event03 header)")
+    n = struct.unpack_from("<I", spec, 24)[0]
+    for i in range(n):
+        alg, size = struct.unpack_from("<HH", spec, 28 + 4 * i)
+        sizes[alg] = size
+    out, p = [], 32 + hsize
+    while p + 12 <= len(log):
+        pcr, etype, count = struct.unpack_from("<III", log, p)
+        if etype == 0 and count == 0:
+            break  # the unused rest of the log area
+        p += 12
+        digests = {}
+        for _ in range(count):
+            alg = struct.unpack_from("<H", log, p)[0]
+            digests[ALG_NAMES.get(alg, hex(alg))] = log[p + 2:p + 2 + sizes[alg]]
+            p += 2 + sizes[alg]
+        esize = struct.unpack_from("<I", log, p)[0]
+        out.append((pcr, EV_NAMES.get(etype, hex(etype)), digests, log[p + 4:p + 4 + esize]))
+        p += 4 + esize
+    return out
+
+
+def failed_boot_options(v):
+    """How many boot options OVMF failed to load before it started one, from what its
+    boot manager prints (q35's empty DVD drive comes first without -nodefaults)."""
+    n = 0
+    for _, s in v.lines:
+        if re.search(r"BdsDxe: starting Boot[0-9A-F]{4}", s):
+            return n
+        n += bool(re.search(r"BdsDxe: failed to load Boot[0-9A-F]{4}", s))
+    raise TestFailure("no 'BdsDxe: starting Boot####' line on the console")
+
+
+def check_pcr4(fw_log, predict_out, predicted, booted_sha256, failed):
+    """The firmware log's PCR 4 events are, one by one, the events cvm-measure predicts
+    (the action strings and the separator hashed here, the two Authenticode hashes from
+    cvm-measure's output); replaying them gives the predicted PCR 4 in each bank, and the
+    sha256 value is the one cvminit read at start. Returns a summary."""
+    events = [e for e in firmware_events(fw_log) if e[0] == 4 and e[1] != "EV_NO_ACTION"]
+    auth = {(m.group(1), m.group(2)): bytes.fromhex(m.group(3)) for m in re.finditer(
+        r"^authenticode (\S+) (\S+) ([0-9a-f]+)$", predict_out, re.M)}
+    listing = "\n".join(f"  {t} sha256 {d.get('sha256', b'').hex()}"
+                         + (f" {data.decode()!r}" if t == "EV_EFI_ACTION" else "")
+                         for _, t, d, data in events)
+    calling = ("EV_EFI_ACTION", lambda b: hashlib.new(
+        b, b"Calling EFI Application from Boot Option").digest())
+    returning = ("EV_EFI_ACTION", lambda b: hashlib.new(
+        b, b"Returning from EFI Application from Boot Option").digest())
+    want = ([calling, ("EV_SEPARATOR", lambda b: hashlib.new(b, bytes(4)).digest())]
+            + [returning, calling] * failed
+            + [("EV_EFI_BOOT_SERVICES_APPLICATION", lambda b: auth[("uki", b)]),
+               ("EV_EFI_BOOT_SERVICES_APPLICATION", lambda b: auth[(".linux", b)])])
+    if len(events) != len(want):
+        raise TestFailure(f"the firmware log has {len(events)} PCR 4 events, cvm-measure "
+                          f"predicts {len(want)}:\n{listing}")
+    for i, ((_, etype, digests, _), (wtype, wdigest)) in enumerate(zip(events, want)):
+        for bank in BANKS:
+            if etype != wtype or digests.get(bank) != wdigest(bank):
+                raise TestFailure(f"PCR 4 event {i} of the firmware log is {etype} "
+                                  f"{digests.get(bank, b'').hex()} ({bank}), predicted "
+                                  f"{wtype} {wdigest(bank).hex()}:\n{listing}")
+    for bank in BANKS:
+        pcr = bytes(hashlib.new(bank).digest_size)
+        for _, _, digests, _ in events:
+            pcr = hashlib.new(bank, pcr + digests[bank]).digest()
+        if pcr.hex() != predicted[bank]:
+            raise TestFailure(f"PCR 4 {bank}: the firmware log replays to {pcr.hex()}, "
+                              f"measurements.json has {predicted[bank]}")
+    if booted_sha256 != predicted["sha256"]:
+        raise TestFailure(f"PCR 4 sha256: cvminit read {booted_sha256} at start, "
+                          f"measurements.json has {predicted['sha256']}")
+    return (f"PCR 4: the firmware log's {len(events)} events ({failed} failed boot "
+            f"option(s) first) are the predicted ones:\n{listing}")
+
+
 def test_measure_node_pcrs_match_prediction():
     """The node image boots (OVMF + UKI + swtpm, first boot: the state volume is made and
     sealed). PCR 11 and 15 as cvminit reads them at `ready`, in the sha256 and sha384
-    banks, equal `cvm-measure predict` for the UKI and the state partition's LUKS2 header
-    (measurements.json); `cvm-measure verify` replays the guest's event log and the
-    firmware's against those values and passes, and fails naming PCR 15 when one value is
-    changed."""
+    banks, equal `cvm-measure predict` for the UKI, the state partition's LUKS2 header and
+    the node's volume-key record pinned from its event log (measurements.json; without
+    that record predict leaves PCR 15 out, and its PCR 15 sealing value is the token's);
+    `cvm-measure verify` replays the guest's event log and the firmware's against those
+    values and passes, says it took the volume-key record as logged, and fails naming
+    PCR 15 when one value is changed. PCR 4 in measurements.json (both banks) is what the
+    firmware log's PCR 4 events replay to, event by event the predicted ones, and the
+    sha256 value cvminit read at start."""
     name = "measure_node"
     disk = test_node.node_disk(name)
     work = disk.parent
@@ -247,15 +344,21 @@ def test_measure_node_pcrs_match_prediction():
     v = test_node.node_vm(name, disk)
     with v:
         test_boot.expect_start(v, "OVMF+UKI")
+        # Before cvminit extends anything; nothing after the firmware touches PCR 4.
+        pcr4_start = v.wait_for(r"cvminit: tpm: PCR 4 sha256 ([0-9a-f]{64})$",
+                                scaled(300), since=0).group(1)
         for pcr in (11, 15):
             for bank in BANKS:
                 m = v.wait_for(rf"cvminit: measure: ready: PCR {pcr} {bank} ([0-9a-f]+)$",
                                scaled(300), since=0)
                 got[(pcr, bank)] = m.group(1)
-        v.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log \d+$", scaled(120),
-                   since=0)
+        v.chan.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log \d+$",
+                        scaled(120), since=0)
         files = _standin_files(v)
+        failed = failed_boot_options(v)
         test_boot.power_off_via_button(v)
+    # PCR 4 sha256 joins the comparisons below and verify's replay of the firmware log.
+    got[(4, "sha256")] = pcr4_start
 
     # The node's own state identity comes from its LUKS2 header, read on the host.
     off, size = gpt_partitions(disk)[STATE_TYPE]
@@ -263,12 +366,36 @@ def test_measure_node_pcrs_match_prediction():
     with open(disk, "rb") as src, open(part, "wb") as dst:
         src.seek(off)
         dst.write(src.read(16 << 20))  # the header and keyslot area are in the first 16 MiB
-    predicted = {}
+    # PCR 15 at ready ends with the node's cvminit:volume-key record (an HMAC keyed with
+    # its volume key): predict cannot compute it, it pins it from the node's event log.
+    log = work / "measure.log"
+    log.write_bytes(files["/run/log/cvminit/measure.log"])
+    predicted, pcr4, pcr4_out = {}, {}, ""
     for bank in BANKS:
         out = work / f"measurements-{bank}.json"
-        _cvm_measure("predict", "--uki", uki, "--state-from", part, "--bank", bank,
-                     "--json", out)
+        r = _cvm_measure("predict", "--uki", uki, "--state-from", part, "--bank", bank,
+                         "--failed-boot-options", failed, "--json", out)
+        if "15" in json.loads(out.read_text()):
+            raise TestFailure(f"{out} has PCR 15 without the node's volume-key record")
+        if "PCR 15 left out" not in r.stderr:
+            raise TestFailure(f"predict without --node-log gave no note:\n{r.stderr}")
+        if bank == "sha256":
+            sealing = re.search(r"^PCR 15 sha256 sealing ([0-9a-f]+)$", r.stdout, re.M)
+            dump = subprocess.run(["cryptsetup", "luksDump", "--dump-json-metadata",
+                                   str(part)], stdout=subprocess.PIPE, text=True, check=True)
+            token = json.loads(dump.stdout)["tokens"]["0"]
+            if not sealing or sealing.group(1) != token["cvminit-pcr-values"]["15"]:
+                raise TestFailure(f"predict's PCR 15 sealing value "
+                                  f"{sealing.group(1) if sealing else '(none)'} is not the "
+                                  f"token's {token['cvminit-pcr-values']['15']}")
+            note(f"PCR 15 sha256 at sealing: predicted = token = {sealing.group(1)}")
+        pcr4_out = _cvm_measure("predict", "--uki", uki, "--state-from", part, "--bank",
+                                bank, "--failed-boot-options", failed, "--node-log", log,
+                                "--json", out).stdout
         j = json.loads(out.read_text())
+        pcr4[bank] = predicted[(4, bank)] = j["4"]["expected"]
+        if j["4"]["warnOnly"]:
+            raise TestFailure(f"{out}: PCR 4 is warnOnly")
         for pcr in (11, 15):
             predicted[(pcr, bank)] = j[str(pcr)]["expected"]
             if j[str(pcr)]["warnOnly"]:
@@ -282,20 +409,42 @@ def test_measure_node_pcrs_match_prediction():
         note(f"PCR {p} {b}: predicted = booted = {got[(p, b)]}")
 
     # Replay the guest's logs against the values cvminit read.
-    log = work / "measure.log"
     fw = work / "firmware.log"
-    log.write_bytes(files["/run/log/cvminit/measure.log"])
     fw.write_bytes(files["/run/log/cvminit/firmware.log"])
+    note(check_pcr4(files["/run/log/cvminit/firmware.log"], pcr4_out, pcr4, pcr4_start,
+                    failed))
     pcrs = work / "pcrs.txt"
     pcrs.write_text("".join(f"{p}: {b}:{h}\n" for (p, b), h in sorted(got.items())))
     r = _cvm_measure("verify", "--log", log, "--firmware-log", fw, "--uki", uki,
                      "--pcrs", pcrs)
     note("cvm-measure verify: " + r.stdout.strip().splitlines()[-1])
+    if "PCR 4 images: the 2 in" not in r.stdout:
+        raise TestFailure(f"verify did not find the UKI's and the kernel's image hashes in "
+                          f"the firmware log's PCR 4:\n{r.stdout}")
+    # A UKI that differs only in its COFF header's TimeDateStamp (hashed by Authenticode,
+    # in no section, so PCR 11 stays the same): verify names the firmware's UKI event as
+    # not this UKI's.
+    other = work / "BOOTX64-other.EFI"
+    data = bytearray(uki.read_bytes())
+    data[struct.unpack_from("<I", data, 0x3c)[0] + 8] ^= 1
+    other.write_bytes(bytes(data))
+    r = _cvm_measure("verify", "--firmware-log", fw, "--uki", other, "--pcrs", pcrs,
+                     "--pcr", "4", check=False)
+    if (r.returncode != 1 or "PCR 4 images: MISMATCH" not in r.stdout
+            or "s uki:" not in r.stdout or "PCR 11 systemd-stub events: the" not in r.stdout):
+        raise TestFailure(f"verify with a UKI whose DOS stub differs: exit {r.returncode}, "
+                          f"expected 1 naming the UKI's PCR 4 event:\n{r.stdout}{r.stderr}")
+    if not re.search(r'"cvminit:volume-key:\S+" \(event type volume-key\) is an HMAC',
+                     r.stdout):
+        raise TestFailure(f"verify did not name the volume-key record it took as logged:\n"
+                          f"{r.stdout}")
     wrong = dict(got)
     wrong[(15, "sha256")] = "00" * 32
     pcrs.write_text("".join(f"{p}: {b}:{h}\n" for (p, b), h in sorted(wrong.items())))
     r = _cvm_measure("verify", "--log", log, "--firmware-log", fw, "--uki", uki,
                      "--pcrs", pcrs, check=False)
-    if r.returncode != 1 or not re.search(r"PCR 15", r.stdout + r.stderr):
+    # The line that names the mismatch, not "PCR 15 sha256: match" of the other bank.
+    if r.returncode != 1 or not re.search(r"^PCR 15 sha256: MISMATCH$", r.stdout, re.M) \
+            or not re.search(r"^PCR 15 sha384: match$", r.stdout, re.M):
         raise TestFailure(f"verify against a wrong PCR 15: exit {r.returncode}, expected 1 "
                           f"naming PCR 15:\n{r.stdout}{r.stderr}")

@@ -22,6 +22,7 @@ import time
 
 import test_boot
 import test_measure
+import test_node
 import test_state
 from vm import REPO, SWTPM, VM, TestFailure, note, scaled
 
@@ -161,6 +162,67 @@ def test_seal_attacker_kernel_cannot_unseal():
     note(f"bare kernel + replayed PCRs 11/15 ({n} extends): node key "
          f"{refused.group(2)}; the same replay unseals a key sealed to 7,11,15")
 
-    # The node's own UKI on the same disk and vTPM: unsealed, /var as it was.
-    test_state.later_boot("seal_attack_after", disk, tpm, b["uuid"], 2)
-    note("the node's UKI afterwards: unsealed, /var kept (stand-in start 2)")
+    # The node's own UKI on the same disk and vTPM: unsealed, /var as it was, and the
+    # phases measured in the order the docs promise.
+    with test_state.node("seal_attack_after", disk, tpm_from=tpm) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(test_state.UNSEALED, scaled(STEP), since=0)
+        m = v.wait_for(test_state.MOUNTED, scaled(STEP), since=0)
+        if "new filesystem" in m.group(2):
+            raise TestFailure("the node's UKI made a new filesystem after the attack")
+        v.chan.wait_for(r"kubelet-standin: start 2 recorded", scaled(STEP), since=0)
+        # The workload fence: the stand-in (root, on the booted node) asks the TPM to
+        # unseal the state key from the disk's token; after leave-initrd it must not.
+        v.chan.wait_for(r"kubelet-standin: fence: attacker: fence: token of /dev/vda\d",
+                        scaled(STEP), since=0)
+        fence = v.chan.wait_for(r"kubelet-standin: fence: attacker: token disk \(PCRs "
+                                r"([\d,]+)\): (.*)$", scaled(STEP), since=0)
+        test_boot.power_off_via_button(v)
+    if fence.group(1) != "4,7,11,15" or "unseal refused: Key was rejected" not in \
+            fence.group(2):
+        raise TestFailure(f"the workload could unseal the state key: {fence.group(0)}")
+    measurement_order(v)
+    note("the node's UKI afterwards: unsealed, /var kept (stand-in start 2); unseal < "
+         "leave-initrd < switch_root; ready < kubelet's start; shutdown < stopping; "
+         f"the workload's unseal: {fence.group(2)}")
+
+
+def measurement_order(v):
+    """What docs/measured-boot.md promises about when cvminit extends PCR 11, from the
+    order of cvminit's own lines: the key is unsealed before leave-initrd (after it, the
+    workload fence, nothing can unseal), leave-initrd before the switch to the verified
+    root, ready before kubelet starts, shutdown before the first service is stopped."""
+    def at(regex):
+        return test_node.index_of(v, regex)
+
+    pairs = [
+        (test_state.UNSEALED, r"cvminit: measure: PCR 11 \+= leave-initrd$"),
+        (r"cvminit: measure: PCR 11 \+= leave-initrd$", r"cvminit: root: switched to the "
+         r"verified root"),
+        (r"cvminit: measure: PCR 11 \+= ready$", r"cvminit: kubelet: started \(pid"),
+        (r"cvminit: measure: PCR 11 \+= shutdown$", r"cvminit: shutdown: stopping kubelet"),
+    ]
+    for first, then in pairs:
+        if not at(first) < at(then):
+            raise TestFailure(f"/{first}/ (line {at(first)}) is not before /{then}/ "
+                              f"(line {at(then)})")
+    if len(v.find(r"cvminit: measure: PCR 11 \+= ready$")) != 1:
+        raise TestFailure("PCR 11 got 'ready' more or less than once")
+
+
+def test_seal_other_vtpm_refused():
+    """The node's disk with another vTPM (the host swapped it, or cleared it): the sealed
+    key does not load under this TPM's SRK; cvminit says so, unlocks nothing, powers off."""
+    test_state.first_booted()
+    disk, _ = test_state.copy_base("seal_other_vtpm")
+    with test_state.node("seal_other_vtpm", disk, tpm_from=None) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(r"cvminit: seal: the sealed key does not load under this TPM's SRK",
+                   scaled(STEP), since=0)
+        v.wait_for(r"the state key of /dev/vda\d was sealed by another TPM \(or this one "
+                   r"was cleared\): this node cannot open it\. Nothing was unlocked",
+                   scaled(STEP), since=0)
+        test_boot.expect_refusal_and_poweroff(v)
+        v.assert_absent(r"unsealed|making ext4|mounted on /var|leave-initrd",
+                        "another vTPM unlocked the state")
+    note("another vTPM: refused (the blob does not load under its SRK), nothing unlocked")

@@ -265,9 +265,9 @@ def first_booted():
         v.wait_for(MOUNTED + "", scaled(STEP), since=0)
         if not v.find(MOUNTED.replace("(.*) in", r" \(new filesystem\) in")):
             raise TestFailure("the first boot did not make a new filesystem")
-        v.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
-        v.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log", scaled(STEP),
-                   since=0)
+        v.chan.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
+        v.chan.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log", scaled(STEP),
+                        since=0)
         open_ms, mount_ms = timeline_times(v)
         files = test_measure._standin_files(v)
         test_boot.power_off_via_button(v)
@@ -302,7 +302,7 @@ def later_boot(name, disk, tpm, uuid, start_n):
         m = v.wait_for(MOUNTED, scaled(STEP), since=0)
         if "new filesystem" in m.group(2):
             raise TestFailure("a later boot made a new filesystem")
-        v.wait_for(rf"kubelet-standin: start {start_n} recorded", scaled(STEP), since=0)
+        v.chan.wait_for(rf"kubelet-standin: start {start_n} recorded", scaled(STEP), since=0)
         times = timeline_times(v)
         v.assert_absent(r"making ext4", "a later boot ran mkfs")
         test_boot.power_off_via_button(v)
@@ -456,7 +456,7 @@ def blkdebug(work, name, disk, part_sector):
 def refused(v, regex):
     m = v.wait_for(regex, scaled(STEP), since=0)
     test_boot.expect_refusal_and_poweroff(v)
-    v.assert_absent(r"kubelet-standin: start", "services ran after a failed setup step")
+    v.chan.assert_absent(r"kubelet-standin: start", "services ran after a failed setup step")
     return m.group(0).split("cvminit: ", 1)[1]
 
 
@@ -528,7 +528,7 @@ def test_state_crash_points():
         m = v.wait_for(MOUNTED, scaled(STEP), since=0)
         if "new filesystem" in m.group(2):
             raise TestFailure("E made a filesystem over D's")
-        v.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
+        v.chan.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
         v.assert_absent(r"making ext4", "E ran mkfs")
         test_boot.power_off_via_button(v)
     meta, _ = luks_json(disk, work)
@@ -570,7 +570,7 @@ def test_state_integrity_killed_during_mkfs():
         m = v.wait_for(r"cvminit: state: (/dev/vda\d is blank: first boot, making ext4|"
                        r"/dev/mapper/state already holds ext4)", scaled(STEP), since=0)
         v.wait_for(r"marked initialized in its LUKS2 token", scaled(STEP), since=0)
-        v.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
+        v.chan.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
         test_boot.power_off_via_button(v)
     keep_tpm(v, tpm)
     redo = "mkfs redone" if "making ext4" in m.group(1) else "finished ext4 kept"

@@ -8,8 +8,18 @@
 
 Each VM gets build/test-work/<name>/ (wiped at start) holding console.log
 (serial console, one line per console line, prefixed with the host monotonic
-time in seconds since QEMU was started), qemu.log (QEMU's stderr), swtpm.log,
-the swtpm state, a private copy of OVMF_VARS and the sockets.
+time in seconds since QEMU was started), channel.log (the test channel, same
+form), qemu.log (QEMU's stderr), swtpm.log, the swtpm state, a private copy of
+OVMF_VARS and the sockets.
+
+The test channel is a second serial port (guest /dev/ttyS1) that only test
+programs write to: the kubelet stand-in relays userspace kmsg records there
+(cvminit's and the services', whose output never reaches the console) as
+"K <seq> <level> [<guest seconds>] <text>", which the harness keeps as
+"<level>[<guest seconds>] <text>", once per kmsg sequence number, so the
+channel holds them in kmsg order; the bench probe writes its own lines there.
+Read it with vm.chan.wait_for() / find() / assert_absent() / index_of(), the
+console with the same methods on the VM itself.
 
 QEMU: q35 with TCG (no KVM), OVMF (default) or SeaBIOS, swtpm as a TPM 2.0 CRB
 device (default), direct kernel boot (-kernel/-initrd/-append), -no-reboot so
@@ -54,9 +64,14 @@ FAIL_PATTERNS = [
     ("kernel oops", r"\bOops\b"),
     ("general protection fault", r"general protection fault"),
     ("segfault", r"\bsegfault\b"),
+    # The kernel's own WARN() (not a library's "WARNING:" text in a log line).
+    ("kernel WARNING", r"WARNING: CPU: \d+ PID: \d+"),
+    ("hung task", r"INFO: task \S+ blocked for more than \d+ seconds"),
+    ("OOM kill", r"Out of memory: Killed process|invoked oom-killer"),
 ]
 
 CONTEXT_LINES = 40
+CHANNEL_CONTEXT_LINES = 15
 
 
 class TestFailure(AssertionError):
@@ -90,6 +105,44 @@ def _short_sock_dir(work):
         return work, None
     d = tempfile.mkdtemp(prefix="cvmvm.")
     return Path(d), d
+
+
+class Stream:
+    """One line stream of a VM, the serial console or the test channel: lines
+    [(seconds since QEMU start, text)], and the cursor wait_for() searches from."""
+
+    def __init__(self, vm, name):
+        self.vm = vm
+        self.name = name
+        self.lines = []
+        self.cursor = 0
+        self.last_match_time = None
+
+    def wait_for(self, regex, timeout=None, *, since=None):
+        """See VM.wait_for; on this stream."""
+        return self.vm._wait_for(self, regex, timeout, since)
+
+    def find(self, regex):
+        """All (time, line) seen so far that match regex."""
+        rx = re.compile(regex)
+        with self.vm._cond:
+            return [(t, s) for t, s in self.lines if rx.search(s)]
+
+    def index_of(self, regex):
+        """The index of the first line matching regex; TestFailure when none does."""
+        rx = re.compile(regex)
+        with self.vm._cond:
+            for i, (_, s) in enumerate(self.lines):
+                if rx.search(s):
+                    return i
+        self.vm._fail(f"no {self.name} line matches /{regex}/")
+
+    def assert_absent(self, regex, why=""):
+        hits = self.find(regex)
+        if hits:
+            t, s = hits[0]
+            self.vm._fail(f"unexpected {self.name} line at {t:.1f} s matching /{regex}/"
+                          f"{': ' + why if why else ''}: {s.strip()}")
 
 
 class VM:
@@ -137,12 +190,12 @@ class VM:
         self.echo = echo
 
         self.work = WORK_ROOT / name
-        self.lines = []            # [(seconds since QEMU start, text)]
-        self.cursor = 0            # wait_for searches lines[cursor:]
+        self.console = Stream(self, "console")  # the serial console (ttyS0)
+        self.chan = Stream(self, "channel")     # the test channel (ttyS1)
+        self._chan_seq = -1        # the highest kmsg sequence number seen on the channel
         self.failure = None        # (name, t, line) from the failure detectors
         self.qmp_events = []       # QMP event dicts, in arrival order
         self.returncode = None
-        self.last_match_time = None
 
         self._cond = threading.Condition()
         self._qemu = None
@@ -158,6 +211,13 @@ class VM:
         self._tmp_sock_dir = None
         self._qemu_eof = False
         self._cleaned = False
+
+    # The console's lines, cursor and last match, as before there was a channel.
+    lines = property(lambda self: self.console.lines)
+    cursor = property(lambda self: self.console.cursor,
+                      lambda self, v: setattr(self.console, "cursor", v))
+    last_match_time = property(lambda self: self.console.last_match_time,
+                               lambda self, v: setattr(self.console, "last_match_time", v))
 
     # ------------------------------------------------------------------ start
 
@@ -182,6 +242,7 @@ class VM:
         self.work.mkdir(parents=True)
         sockdir, self._tmp_sock_dir = _short_sock_dir(self.work)
         self.qmp_path = sockdir / "qmp.sock"
+        self.chan_path = sockdir / "chan.sock"
         self.tpm_ctrl_path = sockdir / "swtpm-ctrl.sock"
         with _live_lock:
             _live.add(self)
@@ -192,6 +253,7 @@ class VM:
         args = self.qemu_args()
         (self.work / "qemu.cmd").write_text(" ".join(_shq(a) for a in args) + "\n")
         self._console = open(self.work / "console.log", "w", encoding="utf-8", buffering=1)
+        self._chan_log = open(self.work / "channel.log", "w", encoding="utf-8", buffering=1)
         self._t0 = time.monotonic()
         with open(self.work / "qemu.log", "wb") as err:
             self._qemu = subprocess.Popen(
@@ -201,6 +263,7 @@ class VM:
         t.start()
         self._threads.append(t)
         self._connect_qmp()
+        self._connect_channel()
 
     def qemu_args(self):
         a = [QEMU, "-name", self.name,
@@ -239,6 +302,10 @@ class VM:
             a += ["-kernel", self.kernel, "-initrd", self.initrd, "-append", self.cmdline]
         a += [# serial console on QEMU's stdout, which the harness reads
               "-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
+              # the test channel: guest ttyS1, a socket the harness connects to
+              # before the guest runs (QEMU drops what it writes while no one is)
+              "-chardev", f"socket,id=chan0,path={self.chan_path},server=on,wait=off",
+              "-serial", "chardev:chan0",
               "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
               "-monitor", "none"]
         return a + self.extra_args
@@ -305,23 +372,78 @@ class VM:
             self._qemu_eof = True
             self._cond.notify_all()
 
+    def _connect_channel(self):
+        end = time.monotonic() + 20
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(str(self.chan_path))
+                break
+            except OSError:
+                s.close()
+            if self._qemu.poll() is not None or time.monotonic() > end:
+                raise TestFailure("the test channel's socket did not appear")
+            time.sleep(0.02)
+        self._chan_sock = s
+        t = threading.Thread(target=self._read_channel, name=f"{self.name}-channel",
+                             daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _read_channel(self):
+        buf = b""
+        while True:
+            try:
+                chunk = self._chan_sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            buf += chunk
+            *whole, buf = buf.split(b"\n")
+            for raw in whole:
+                self._add_chan_line(raw)
+        if buf:
+            self._add_chan_line(buf)
+
+    def _add_chan_line(self, raw):
+        t = time.monotonic() - self._t0
+        # OVMF writes its console to every serial port: the channel has its lines too.
+        text = _plain(raw)
+        m = re.match(r"K (\d+) (\d) (.*)$", text)
+        if m:
+            # A relayed kmsg record: each stand-in start replays the buffer.
+            seq = int(m.group(1))
+            if seq <= self._chan_seq:
+                return
+            self._chan_seq = seq
+            text = f"<{m.group(2)}>{m.group(3)}"
+        try:
+            self._chan_log.write(f"[{t:9.3f}] {text}\n")
+        except ValueError:
+            pass
+        if self.echo:
+            self.echo(f"[{t:8.3f}] chan {text}")
+        self._append(self.chan, t, text)
+
     def _add_line(self, raw):
         t = time.monotonic() - self._t0
-        text = raw.decode("utf-8", "replace").replace("\r", "")
-        # strip terminal escape sequences (OVMF draws its screen with them)
-        text = re.sub(r"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1bc", "", text)
+        text = _plain(raw)
         try:
             self._console.write(f"[{t:9.3f}] {text}\n")
         except ValueError:
             pass
         if self.echo:
             self.echo(f"[{t:8.3f}] {text}")
+        self._append(self.console, t, text)
+
+    def _append(self, stream, t, text):
         with self._cond:
-            self.lines.append((t, text))
+            stream.lines.append((t, text))
             if self.failure is None:
                 for fname, rx in self.fail_patterns:
                     if rx.search(text):
-                        self.failure = (fname, t, text)
+                        self.failure = (fname, t, text, stream.name)
                         break
             self._cond.notify_all()
 
@@ -331,13 +453,17 @@ class VM:
         return "\n".join(f"    [{t:8.3f}] {s}" for t, s in tail)
 
     def _fail(self, msg):
+        with self._cond:
+            chan = self.chan.lines[-CHANNEL_CONTEXT_LINES:]
+        tail = ("\n  last channel lines ({}):\n".format(self.work / "channel.log")
+                + "\n".join(f"    [{t:8.3f}] {s}" for t, s in chan)) if chan else ""
         raise TestFailure(f"{msg}\n  last {CONTEXT_LINES} console lines "
-                          f"({self.work / 'console.log'}):\n{self.console_tail()}")
+                          f"({self.work / 'console.log'}):\n{self.console_tail()}{tail}")
 
     def _check_failure(self):
         if self.failure is not None:
-            fname, t, text = self.failure
-            self._fail(f"{fname} on the console at {t:.1f} s: {text.strip()}")
+            fname, t, text, where = self.failure
+            self._fail(f"{fname} on the {where} at {t:.1f} s: {text.strip()}")
 
     def _bound(self, timeout):
         now = time.monotonic()
@@ -355,43 +481,45 @@ class VM:
         """Wait for a console line matching regex (re.search), looking at lines
         after the previous match (or from index since). Returns the re.Match;
         self.last_match_time holds the line's timestamp. On timeout, QEMU exit
-        or a failure pattern, raises TestFailure with the last console lines."""
+        or a failure pattern, raises TestFailure with the last console lines.
+        vm.chan.wait_for() does the same on the test channel."""
+        return self._wait_for(self.console, regex, timeout, since)
+
+    def _wait_for(self, stream, regex, timeout, since):
         rx = re.compile(regex)
         timeout, overall = self._bound(timeout)
         end = time.monotonic() + timeout
-        pos = self.cursor if since is None else since
+        pos = stream.cursor if since is None else since
+        where = "" if stream is self.console else f" on the {stream.name}"
         with self._cond:
             while True:
                 self._check_failure()
-                while pos < len(self.lines):
-                    t, text = self.lines[pos]
+                while pos < len(stream.lines):
+                    t, text = stream.lines[pos]
                     pos += 1
                     m = rx.search(text)
                     if m:
-                        self.cursor = pos
-                        self.last_match_time = t
+                        stream.cursor = pos
+                        stream.last_match_time = t
                         return m
                 if self._qemu_eof:
                     self._fail(f"QEMU exited (rc {self._qemu.poll()}) before /{regex}/ "
-                               f"appeared{self._qemu_stderr_hint()}")
+                               f"appeared{where}{self._qemu_stderr_hint()}")
                 left = end - time.monotonic()
                 if left <= 0:
                     what = "the VM's overall timeout" if overall else "timeout"
-                    self._fail(f"/{regex}/ not seen within {timeout:.0f} s ({what})")
+                    self._fail(f"/{regex}/ not seen{where} within {timeout:.0f} s ({what})")
                 self._cond.wait(min(left, 1.0))
 
     def find(self, regex):
-        """All (time, line) seen so far that match regex."""
-        rx = re.compile(regex)
-        with self._cond:
-            return [(t, s) for t, s in self.lines if rx.search(s)]
+        """All (time, line) of the console seen so far that match regex."""
+        return self.console.find(regex)
+
+    def index_of(self, regex):
+        return self.console.index_of(regex)
 
     def assert_absent(self, regex, why=""):
-        hits = self.find(regex)
-        if hits:
-            t, s = hits[0]
-            self._fail(f"unexpected line at {t:.1f} s matching /{regex}/"
-                       f"{': ' + why if why else ''}: {s.strip()}")
+        self.console.assert_absent(regex, why)
 
     def wait_exit(self, timeout=None):
         """Wait for QEMU to exit; return its exit code. Fails on timeout or
@@ -528,7 +656,8 @@ class VM:
             self.returncode = self._qemu.poll()
         for t in self._threads:
             t.join(2)
-        for f in (self._qmp_sock, self._console):
+        for f in (self._qmp_sock, self._console, getattr(self, "_chan_sock", None),
+                  getattr(self, "_chan_log", None)):
             try:
                 if f:
                     f.close()
@@ -540,6 +669,13 @@ class VM:
             shutil.rmtree(self._tmp_sock_dir, ignore_errors=True)
         with _live_lock:
             _live.discard(self)
+
+
+def _plain(raw):
+    """A serial line as text, without CRs and terminal escape sequences (OVMF draws its
+    screen with them)."""
+    text = raw.decode("utf-8", "replace").replace("\r", "")
+    return re.sub(r"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1bc", "", text)
 
 
 def _shq(s):
@@ -611,8 +747,15 @@ def gpt_partitions(disk):
     return out
 
 
-def initrd_with(files, name=None):
-    """The run's initrd plus files: {dest path in the initrd: text}. Returns its path."""
+# The kubelet stand-in (make build/kubelet-standin); `--relay-only` makes it the test
+# channel's relay and nothing else, for initrd scenarios whose services' output is checked.
+STANDIN = REPO / "build" / "kubelet-standin"
+RELAY_SERVICE = "service relay\n\texec /usr/bin/kubelet-standin --relay-only\n"
+
+
+def initrd_with(files, name=None, *, programs=None):
+    """The run's initrd plus files: {dest path in the initrd: text}, and programs:
+    {dest path: host path} (mode 0755). Returns its path."""
     if config.mkinitrd is None:
         raise (TestFailure if config.strict else Skip)(config.missing or "no initrd")
     name = name or config.current or "vm"
@@ -623,6 +766,10 @@ def initrd_with(files, name=None):
         src = work / f"file{i}"
         src.write_text(text)
         cmd += ["--file", f"{src}:{dest}:0644"]
+    for dest, src in sorted((programs or {}).items()):
+        if not os.path.isfile(src):
+            raise TestFailure(f"{src} is missing (make {Path(src).relative_to(REPO)})")
+        cmd += ["--file", f"{src}:{dest}:0755"]
     out = work / "initrd.cpio"
     r = subprocess.run(cmd + ["--output", str(out)], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)

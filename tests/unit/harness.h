@@ -1,5 +1,5 @@
 /* A small unit test harness: TEST() registers a function, main() runs each in its own
- * forked process (a crash fails one test, not the run) and prints PASS/FAIL lines. */
+ * forked process (a crash or a hang fails one test, not the run) and prints PASS/FAIL lines. */
 #pragma once
 
 #include <stdio.h>
@@ -7,16 +7,25 @@
 #include <string.h>
 
 typedef void (*test_fn)(void);
-void harness_register(const char *name, test_fn fn);
+/* limit: seconds the test may take before it is killed and fails, times CVM_TIMEOUT_SCALE
+ * (tests/timing.py); 0 for HARNESS_LIMIT. */
+void harness_register(const char *name, test_fn fn, unsigned limit);
+__attribute__((noreturn, format(printf, 1, 2))) void harness_skip(const char *fmt, ...);
 /* Runs a shell command; its first output line (newline removed) goes to out. Returns its
  * exit status, -1 when it did not run or exit. */
 int run_capture(const char *cmd, char *out, size_t len);
 
-#define TEST(name)                                                                  \
+/* Seconds a test may run (unscaled) unless it says otherwise with TEST_LIMIT. */
+#define HARNESS_LIMIT 60
+
+#define TEST(name) TEST_LIMIT(name, 0)
+
+/* A test that needs more than HARNESS_LIMIT seconds, e.g. many TPM round trips. */
+#define TEST_LIMIT(name, seconds)                                                   \
 	static void name(void);                                                     \
 	__attribute__((constructor)) static void register_##name(void)              \
 	{                                                                           \
-		harness_register(#name, name);                                      \
+		harness_register(#name, name, seconds);                             \
 	}                                                                           \
 	static void name(void)
 
@@ -57,11 +66,7 @@ int run_capture(const char *cmd, char *out, size_t len);
 				h_ ? h_ : "(null)", n_);                            \
 	} while (0)
 
-/* Marks the current test as skipped (a prerequisite such as swtpm is missing). */
-#define SKIP(...)                                                                   \
-	do {                                                                        \
-		fprintf(stderr, "  skipped: ");                                     \
-		fprintf(stderr, __VA_ARGS__);                                       \
-		fprintf(stderr, "\n");                                              \
-		exit(77);                                                           \
-	} while (0)
+/* Marks the current test as skipped (a prerequisite such as swtpm is missing). The message
+ * goes on the SKIP line; tests/run.py fails a skip unless the message starts with "[id] "
+ * for an id listed in tests/skips.py. */
+#define SKIP(...) harness_skip(__VA_ARGS__)

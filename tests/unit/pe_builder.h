@@ -1,5 +1,6 @@
-/* Builds minimal PE32+ images in memory for the PE reader and PCR 11 prediction tests:
- * DOS header, "PE\0\0", COFF header, optional header, section table, raw data. */
+/* Builds minimal PE32+ images in memory for the PE reader, Authenticode and PCR 4/11
+ * prediction tests: DOS header, "PE\0\0", COFF header, optional header, section table,
+ * raw data. */
 #pragma once
 
 #include <stdint.h>
@@ -26,8 +27,21 @@ static void put32(uint8_t *p, uint32_t v)
 
 enum { PE_OFF = 0x40, COFF = 0x44, OPT = 0x58, OPT_SIZE = 240, TABLE = OPT + OPT_SIZE };
 
-/* A minimal PE32+ image: DOS header, "PE\0\0", COFF header, a 240-byte optional header,
- * the section table, then each section's raw data in order. Returns its length. */
+/* Optional header fields (PE32+). */
+enum {
+	OPT_SECTION_ALIGN = 32,
+	OPT_FILE_ALIGN = 36,
+	OPT_SIZE_OF_IMAGE = 56,
+	OPT_SIZE_OF_HEADERS = 60,
+	OPT_CHECKSUM = 64,
+	OPT_SUBSYSTEM = 68,
+	OPT_N_RVA = 108,
+	OPT_CERT_DIR = 112 + 4 * 8,
+};
+
+/* A minimal PE32+ image: DOS header, "PE\0\0", COFF header, a 240-byte optional header
+ * with 16 data directories (all empty), SizeOfHeaders the end of the section table
+ * rounded up to 16, then each section's raw data in order. Returns its length. */
 static size_t build_pe(uint8_t *buf, size_t cap, const struct sec *s, size_t n)
 {
 	size_t raw = (TABLE + 40 * n + 15) & ~(size_t)15;
@@ -41,6 +55,12 @@ static size_t build_pe(uint8_t *buf, size_t cap, const struct sec *s, size_t n)
 	put16(buf + COFF + 2, (uint16_t)n);
 	put16(buf + COFF + 16, OPT_SIZE);
 	put16(buf + OPT, 0x20b);
+	put32(buf + OPT + OPT_SECTION_ALIGN, 0x1000);
+	put32(buf + OPT + OPT_FILE_ALIGN, 16);
+	put32(buf + OPT + OPT_SIZE_OF_IMAGE, (uint32_t)(0x1000 * (n + 1)));
+	put32(buf + OPT + OPT_SIZE_OF_HEADERS, (uint32_t)raw);
+	put16(buf + OPT + OPT_SUBSYSTEM, 10); /* EFI application */
+	put32(buf + OPT + OPT_N_RVA, 16);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *e = buf + TABLE + 40 * i;
 
@@ -56,4 +76,18 @@ static size_t build_pe(uint8_t *buf, size_t cap, const struct sec *s, size_t n)
 		raw += s[i].rs;
 	}
 	return raw;
+}
+
+/* A kernel for test UKIs' .linux: a PE32+ image with one .text section, since the stub
+ * starts the kernel as a PE image and PCR 4's prediction hashes it as one. Built before
+ * the tests run, KERNEL_PE_LEN bytes. */
+#define KERNEL_PE_LEN 384
+static uint8_t kernel_pe[KERNEL_PE_LEN];
+
+__attribute__((constructor)) static void build_kernel_pe(void)
+{
+	static const struct sec text[] = {{".text", 4, 16, "\x90\x90\x90\xc3", 4}};
+
+	if (build_pe(kernel_pe, sizeof(kernel_pe), text, 1) != KERNEL_PE_LEN)
+		FAIL_AT("build_kernel_pe: not %d bytes", KERNEL_PE_LEN);
 }

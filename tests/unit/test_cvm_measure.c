@@ -454,6 +454,55 @@ static void hex_of_fold(uint16_t alg, const void *const *data, const size_t *len
 	digest_to_hex(v, (size_t)digest_size(alg), hex);
 }
 
+/* The node's volume-key record: what init/state.c logs, written here from its rule. */
+#define VK_LABEL "cvminit:volume-key:3f0c1e2a-0000-4000-8000-000000000001"
+static const uint8_t vk_key[64] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+static void write_node_log(const char *name, const char *label, size_t copies)
+{
+	static const uint16_t algs[] = {DIGEST_ALG_SHA1, DIGEST_ALG_SHA256,
+					DIGEST_ALG_SHA384, DIGEST_ALG_SHA512};
+	struct eventlog_record r = {.pcr = 15,
+				    .rtmr = -1,
+				    .event = (char *)"cvminit:state",
+				    .extended = true,
+				    .n_digests = 4};
+	char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = eventlog_open(path);
+	CHECK(fd >= 0);
+	for (size_t i = 0; i < 4; i++) {
+		r.digests[i].alg = algs[i];
+		r.digests[i].size = (uint16_t)digest_compute(
+			algs[i], STATE, strlen(STATE), r.digests[i].buf);
+	}
+	CHECK_INT(eventlog_append(fd, &r), 0);
+	r.event = (char *)label;
+	r.event_type = (char *)"volume-key";
+	for (size_t i = 0; i < 4; i++)
+		CHECK_INT(digest_hmac(algs[i], vk_key, sizeof(vk_key), label,
+				      strlen(label), r.digests[i].buf),
+			  r.digests[i].size);
+	for (size_t c = 0; c < copies; c++)
+		CHECK_INT(eventlog_append(fd, &r), 0);
+	close(fd);
+}
+
+/* The fold of the first n data, then the volume-key HMAC. */
+static void hex_of_fold_vk(uint16_t alg, const void *const *data, const size_t *lens,
+			   size_t n, char *hex)
+{
+	uint8_t v[DIGEST_MAX], h[DIGEST_MAX];
+
+	fold(alg, data, lens, n, v);
+	CHECK_INT(digest_hmac(alg, vk_key, sizeof(vk_key), VK_LABEL, strlen(VK_LABEL), h),
+		  digest_size(alg));
+	CHECK_INT(digest_extend(alg, v, h), digest_size(alg));
+	digest_to_hex(v, (size_t)digest_size(alg), hex);
+}
+
 /* A UKI whose .initrd is a real newc archive with a config, its .cmdline with roothash=
  * (and the NUL and newline ukify-style builds leave). */
 static struct cpio_buf uki_initrd;
@@ -468,7 +517,8 @@ static size_t make_uki(const char *config)
 	const struct sec s[] = {
 		{".osrel", 5, 16, "ID=x\n", 5},
 		{".cmdline", sizeof(cmdline), 512, cmdline, sizeof(cmdline)},
-		{".linux", 6, 16, "KERNEL", 6},
+		{".linux", KERNEL_PE_LEN, KERNEL_PE_LEN, (const char *)kernel_pe,
+		 KERNEL_PE_LEN},
 		{".initrd", (uint32_t)uki_initrd.n, (uint32_t)(uki_initrd.n + 15) & ~15u,
 		 (const char *)uki_initrd.b, uki_initrd.n},
 	};
@@ -484,15 +534,17 @@ TEST(predict_pcr15_from_the_uki_and_json)
 	const void *data[] = {cmdline, conf, ROOT_DATA, STATE};
 	const size_t lens[] = {sizeof(cmdline) - 1, sizeof(conf) - 1, strlen(ROOT_DATA),
 			       strlen(STATE)};
-	char out[16384], json[2048], want[2048], h256[3][HEX_LEN], h384[HEX_LEN];
+	char out[16384], json[2048], want[2048], h256[4][HEX_LEN], h384[HEX_LEN];
 
 	need_tool();
 	make_uki(conf);
 	hex_of_fold(DIGEST_ALG_SHA256, data, lens, 1, h256[0]);
 	hex_of_fold(DIGEST_ALG_SHA256, data, lens, 3, h256[1]);
 	hex_of_fold(DIGEST_ALG_SHA256, data, lens, 4, h256[2]);
+	hex_of_fold_vk(DIGEST_ALG_SHA256, data, lens, 4, h256[3]);
 
-	/* Without the state: PCR 15 after cvminit:root, warnOnly, and a note. */
+	/* Without the state: no PCR 15 in the JSON, a note; the sealing value (after
+	 * cvminit:root) printed. */
 	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --json m.json"), 0);
 	CHECK_CONTAINS(out, "cmdline \"roothash=" ROOTHASH " console=ttyS0,115200\"");
 	CHECK_CONTAINS(out, "config 19 bytes: /etc/cvminit/cvminit.conf in the UKI's "
@@ -502,32 +554,57 @@ TEST(predict_pcr15_from_the_uki_and_json)
 	CHECK_CONTAINS(out, want);
 	snprintf(want, sizeof(want), "PCR 15 sha256 cvminit:root %s\n", h256[1]);
 	CHECK_CONTAINS(out, want);
-	CHECK_CONTAINS(out, "state identity (cvminit:state) is missing");
+	snprintf(want, sizeof(want), "PCR 15 sha256 sealing %s\n", h256[1]);
+	CHECK_CONTAINS(out, want);
+	CHECK_CONTAINS(out, "cvm-measure: note: PCR 15 left out of m.json");
+	CHECK_CONTAINS(out, "volume-key: not predicted");
 	CHECK_CONTAINS(out, "PCR 11 sha256 shutdown ");
 	read_back("m.json", json, sizeof(json));
-	CHECK_CONTAINS(json, "\"warnOnly\": true");
-	CHECK_CONTAINS(json, h256[1]);
+	CHECK(!strstr(json, "\"15\""));
+	CHECK(!strstr(json, "true"));
+	CHECK(strstr(json, "\"11\": {"));
 
-	/* With it: the full value, warnOnly false, no note. */
+	/* With the state alone: its row, still no PCR 15 in the JSON (per node). */
 	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --json m.json --state %s",
 		      STATE),
 		  0);
 	snprintf(want, sizeof(want), "PCR 15 sha256 cvminit:state %s\n", h256[2]);
 	CHECK_CONTAINS(out, want);
-	CHECK(!strstr(out, "is missing"));
+	snprintf(want, sizeof(want), "PCR 15 sha256 sealing %s\n", h256[1]);
+	CHECK_CONTAINS(out, want);
+	CHECK_CONTAINS(out, "PCR 15 left out of m.json");
+	read_back("m.json", json, sizeof(json));
+	CHECK(!strstr(json, "\"15\""));
+
+	/* With the node's record: PCR 15 after it, the digests as logged, no note. */
+	write_node_log("node.log", VK_LABEL, 1);
+	CHECK_INT(
+		run(out, sizeof(out),
+		    "predict --uki uki.efi --json m.json --state %s --node-log node.log",
+		    STATE),
+		0);
+	CHECK_CONTAINS(out, "volume-key " VK_LABEL " (pinned: the digests logged in "
+			    "node.log)");
+	snprintf(want, sizeof(want), "PCR 15 sha256 " VK_LABEL " %s\n", h256[3]);
+	CHECK_CONTAINS(out, want);
+	snprintf(want, sizeof(want), "PCR 15 sha256 sealing %s\n", h256[1]);
+	CHECK_CONTAINS(out, want);
+	CHECK(!strstr(out, "left out"));
 	read_back("m.json", json, sizeof(json));
 	CHECK(!strstr(json, "true"));
-	CHECK_CONTAINS(json, h256[2]);
+	CHECK_CONTAINS(json, h256[3]);
 	/* Constellation's shape: string keys, expected and warnOnly, nothing else. */
-	CHECK(startswith(json, "{\n  \"11\": {\n    \"expected\": \""));
+	CHECK(startswith(json, "{\n  \"4\": {\n    \"expected\": \""));
+	CHECK_CONTAINS(json, "\",\n    \"warnOnly\": false\n  },\n  \"11\": {\n    "
+			     "\"expected\": \"");
 	CHECK_CONTAINS(json, "\",\n    \"warnOnly\": false\n  },\n  \"15\": {\n    "
 			     "\"expected\": \"");
 
 	/* sha384 for TDX comparisons: 96 hex digits. */
-	hex_of_fold(DIGEST_ALG_SHA384, data, lens, 4, h384);
+	hex_of_fold_vk(DIGEST_ALG_SHA384, data, lens, 4, h384);
 	CHECK_INT(run(out, sizeof(out),
 		      "predict --uki uki.efi --json m.json --state %s --bank sha384 "
-		      "--banks sha256",
+		      "--banks sha256 --node-log node.log",
 		      STATE),
 		  0);
 	read_back("m.json", json, sizeof(json));
@@ -584,6 +661,30 @@ TEST(predict_uki_without_config_and_bad_inputs)
 	CHECK_CONTAINS(out, "--cmdline: roothash= is not 64 lower-case hex digits");
 	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --state-from uki.efi"), 2);
 	CHECK_CONTAINS(out, "--state-from uki.efi: no valid LUKS2 header");
+
+	/* The node's record: only after a state, one, naming the state's UUID. */
+	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --node-log node.log"), 2);
+	CHECK_CONTAINS(out, "--node-log needs --state or --state-from");
+	write_node_log("none.log", VK_LABEL, 0);
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --state %s --node-log none.log", STATE),
+		  2);
+	CHECK_CONTAINS(out, "--node-log none.log: the log has no extended PCR 15 record");
+	write_node_log("two.log", VK_LABEL, 2);
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --state %s --node-log two.log", STATE),
+		  2);
+	CHECK_CONTAINS(out, "more than one extended volume-key record");
+	write_node_log("other.log",
+		       "cvminit:volume-key:3f0c1e2a-0000-4000-8000-000000000002", 1);
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --state %s --node-log other.log", STATE),
+		  2);
+	CHECK_CONTAINS(out, "names another LUKS2 UUID than the state");
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --state %s --node-log missing.log", STATE),
+		  2);
+	CHECK_CONTAINS(out, "--node-log missing.log: No such file or directory");
 	cleanup();
 }
 
@@ -1242,11 +1343,20 @@ TEST(predict_json_equals_a_simulated_boot)
 	CHECK_INT(measure(m, 15, "cvminit:config", conf_text, strlen(conf_text)), 0);
 	CHECK_INT(measure(m, 15, "cvminit:root", ROOT_DATA, strlen(ROOT_DATA)), 0);
 	CHECK_INT(measure(m, 15, "cvminit:state", STATE, strlen(STATE)), 0);
+	CHECK_INT(measure_hmac(m, 15, VK_LABEL, "volume-key", vk_key, sizeof(vk_key)), 0);
 	CHECK_INT(measure(m, 11, "leave-initrd", "leave-initrd", 12), 0);
 	CHECK_INT(measure(m, 11, "ready", "ready", 5), 0);
 	measurer_close(m);
 
+	/* Without the node's log PCR 15 is left out: the TPM's is not the state's. */
 	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --state %s --json m.json",
+		      STATE),
+		  0);
+	read_back("m.json", json, sizeof(json));
+	CHECK(!strstr(json, "\"15\""));
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --state %s --json m.json --node-log "
+		      "measure.log",
 		      STATE),
 		  0);
 	read_back("m.json", json, sizeof(json));
@@ -1267,6 +1377,20 @@ TEST(predict_json_equals_a_simulated_boot)
 	CHECK_CONTAINS(out, "PCR 11 sha256: match");
 	CHECK_CONTAINS(out, "PCR 11 sha512: match");
 	CHECK_CONTAINS(out, "PCR 15 sha384: match");
+	/* verify says it took the HMAC record as logged, and what to pin. */
+	CHECK_CONTAINS(out, "\"" VK_LABEL "\" (event type volume-key) is an HMAC keyed "
+			    "with the node's volume key: it cannot be recomputed and is "
+			    "replayed as logged");
+	{
+		uint8_t h[DIGEST_MAX];
+
+		CHECK_INT(digest_hmac(DIGEST_ALG_SHA256, vk_key, sizeof(vk_key), VK_LABEL,
+				      strlen(VK_LABEL), h),
+			  32);
+		digest_to_hex(h, 32, hex);
+		snprintf(want, sizeof(want), "  sha256 %s\n", hex);
+		CHECK_CONTAINS(out, want);
+	}
 	cleanup();
 }
 
@@ -1323,4 +1447,55 @@ TEST(readers_survive_truncation_and_corruption)
 			free(copy);
 		}
 	}
+}
+
+/* The pinned record: only an extended PCR 15 volume-key record counts (not one whose
+ * extend failed, not a TDX one), its digests in the banks asked for, in that order. */
+TEST(predict_volume_key_record_rules)
+{
+	static const uint16_t both[] = {DIGEST_ALG_SHA384, DIGEST_ALG_SHA256};
+	struct eventlog_record recs[3] = {0};
+	struct eventlog node = {recs, 3}, out = {0};
+	const char *why;
+
+	for (size_t i = 0; i < 3; i++) {
+		recs[i] = (struct eventlog_record){.pcr = 15,
+						   .rtmr = -1,
+						   .event = (char *)VK_LABEL,
+						   .event_type = (char *)"volume-key",
+						   .extended = true,
+						   .n_digests = 1};
+		recs[i].digests[0].alg = DIGEST_ALG_SHA256;
+		recs[i].digests[0].size = 32;
+		memset(recs[i].digests[0].buf, 0x10 + (int)i, 32);
+	}
+	recs[0].extended = false; /* its extend failed: nothing reached PCR 15 */
+	recs[1].rtmr = 2;	  /* TDX: folded into RTMR 2, not PCR 15 */
+	CHECK_INT(predict_volume_key_record(&node, STATE, both + 1, 1, &out, &why), 0);
+	CHECK_INT(out.n, 1);
+	CHECK_STR(out.records[0].event, VK_LABEL);
+	CHECK_STR(out.records[0].event_type, "volume-key");
+	CHECK_INT(out.records[0].pcr, 15);
+	CHECK(out.records[0].extended);
+	CHECK_INT(out.records[0].digests[0].buf[0], 0x12);
+	/* A bank the record lacks. */
+	CHECK_INT(predict_volume_key_record(&node, STATE, both, 2, &out, &why), -ENODATA);
+	CHECK(why != NULL);
+	CHECK_INT(out.n, 1);
+	/* Another PCR or event type does not count. */
+	recs[2].pcr = 14;
+	CHECK_INT(predict_volume_key_record(&node, STATE, both + 1, 1, &out, &why),
+		  -ENOENT);
+	recs[2].pcr = 15;
+	recs[2].event_type = (char *)"phase";
+	CHECK_INT(predict_volume_key_record(&node, STATE, both + 1, 1, &out, &why),
+		  -ENOENT);
+	/* A label that only starts with the UUID is another volume. */
+	recs[2].event_type = (char *)"volume-key";
+	recs[2].event = (char *)VK_LABEL "0";
+	CHECK_INT(predict_volume_key_record(&node, STATE, both + 1, 1, &out, &why),
+		  -EXDEV);
+	CHECK_INT(predict_volume_key_record(&node, "x", both + 1, 1, &out, &why),
+		  -EINVAL);
+	eventlog_free(&out);
 }

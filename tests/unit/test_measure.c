@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -266,6 +267,7 @@ TEST(measure_open_selection)
 {
 	char root[128], path[512];
 	struct measurer *m = NULL;
+	int r;
 
 	tmp_dir();
 	snprintf(root, sizeof(root), "%s/empty", dir);
@@ -275,11 +277,144 @@ TEST(measure_open_selection)
 	CHECK(m == NULL);
 	CHECK(access(logpath, F_OK) != 0);
 
-	/* A <root>/dev/tpmrm0 that is not a TPM: an error, not a fall-through to TDX. */
-	fake_tdx_tree(root, sizeof(root));
-	snprintf(path, sizeof(path), "mkdir -p %s/dev && touch %s/dev/tpmrm0", root,
+	/* A plain VM's TPM (tpm0 in /sys/class/tpm) whose /dev/tpmrm0 is not a TPM: an
+	 * error, not a fall-through to nothing. */
+	snprintf(path, sizeof(path),
+		 "mkdir -p %s/dev %s/sys/class/tpm/tpm0 && touch %s/dev/tpmrm0", root, root,
 		 root);
 	CHECK_INT(system(path), 0);
-	CHECK(measurer_open(root, logpath, &m) < 0);
+	r = measurer_open(root, logpath, &m);
+	CHECK(r < 0 && r != -ENODEV);
 	CHECK(m == NULL);
+
+	/* The same TPM in a TDX guest with RTMRs: the platform rule measures into the RTMRs
+	 * and leaves the TPM alone (the host can attach one; platform_decide()). */
+	fake_tdx_tree(root, sizeof(root));
+	snprintf(path, sizeof(path),
+		 "mkdir -p %s/dev %s/sys/class/tpm/tpm0 && touch %s/dev/tpmrm0", root, root,
+		 root);
+	CHECK_INT(system(path), 0);
+	CHECK_INT(measurer_open(root, logpath, &m), 0);
+	CHECK_INT(measurer_backend(m), MEASURER_TDX);
+	CHECK(measurer_tpm(m) == NULL);
+	measurer_close(m);
+}
+
+/* Whether the log file holds needle (raw bytes or their hex). */
+static bool log_contains(const uint8_t *needle, size_t n)
+{
+	static char buf[1 << 16];
+	char hex[2 * 64 + 1];
+	ssize_t k;
+	int fd = open(logpath, O_RDONLY);
+
+	CHECK(fd >= 0 && n <= 64);
+	k = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	CHECK(k > 0);
+	buf[k] = '\0';
+	digest_to_hex(needle, n, hex);
+	for (size_t i = 0; i + n <= (size_t)k; i++)
+		if (memcmp(buf + i, needle, n) == 0)
+			return true;
+	return strstr(buf, hex) != NULL;
+}
+
+static const char vk_label[] = "cvminit:volume-key:0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+
+TEST(measure_hmac_tpm_matches_replay_and_tpm2_tools)
+{
+	const char *conf = swtpm_start();
+	static const char *names[] = {"sha1", "sha256", "sha384", "sha512"};
+	uint8_t key[64], other[64];
+	struct measurer *m;
+	struct eventlog log;
+	struct replay_pcrs want;
+	char got[2 * DIGEST_MAX + 1], hex[2 * DIGEST_MAX + 1];
+
+	for (size_t i = 0; i < sizeof(key); i++)
+		key[i] = (uint8_t)(0x5a ^ i * 7);
+	memcpy(other, key, sizeof(other));
+	other[63] ^= 1;
+	tmp_dir();
+	CHECK_INT(measurer_open_tpm("swtpm", conf, logpath, &m), 0);
+	CHECK_INT(measure(m, 15, "cvminit:state", "luks2:x", 7), 0);
+	CHECK_INT(
+		measure_hmac(m, 15, vk_label, MEASURE_EVENT_VOLUME_KEY, key, sizeof(key)),
+		0);
+	CHECK_INT(measure_hmac(m, 15, vk_label, NULL, key, sizeof(key)), -EINVAL);
+	CHECK_INT(measure_hmac(m, 15, vk_label, MEASURE_EVENT_VOLUME_KEY, key, 0),
+		  -EINVAL);
+	measurer_close(m);
+
+	read_log(&log, 2);
+	const struct eventlog_record *r = &log.records[1];
+	CHECK_STR(r->event, vk_label);
+	CHECK_STR(r->event_type, "volume-key");
+	CHECK(r->extended);
+	CHECK_INT(r->n_digests, 4);
+	for (size_t i = 0; i < r->n_digests; i++) {
+		const struct digest *d = &r->digests[i];
+		uint8_t x[DIGEST_MAX];
+
+		/* HMAC(bank, key, label): one bit of key changes it; the label's
+		 * plain digest is not it. */
+		CHECK_INT(digest_hmac(d->alg, key, sizeof(key), vk_label,
+				      sizeof(vk_label) - 1, x),
+			  d->size);
+		CHECK(memcmp(x, d->buf, d->size) == 0);
+		CHECK_INT(digest_hmac(d->alg, other, sizeof(other), vk_label,
+				      sizeof(vk_label) - 1, x),
+			  d->size);
+		CHECK(memcmp(x, d->buf, d->size) != 0);
+		CHECK_INT(digest_compute(d->alg, vk_label, sizeof(vk_label) - 1, x),
+			  d->size);
+		CHECK(memcmp(x, d->buf, d->size) != 0);
+	}
+	/* The TPM holds what the log replays to. */
+	for (size_t b = 0; b < r->n_digests; b++) {
+		uint16_t alg = (uint16_t)digest_alg_from_name(names[b]);
+		int n = replay_log(&log, alg, &want);
+
+		CHECK_INT(n, digest_size(alg));
+		pcrread(conf, names[b], 15, got, sizeof(got));
+		digest_to_hex(want.v[15], (size_t)n, hex);
+		CHECK_STR(got, hex);
+	}
+	/* The key is in neither form in the log. */
+	CHECK(!log_contains(key, sizeof(key)));
+	CHECK(log_contains((const uint8_t *)"volume-key", 10)); /* the check can hit */
+	eventlog_free(&log);
+}
+
+TEST(measure_hmac_tdx_on_fake_tree)
+{
+	char root[128];
+	uint8_t buf[128], want[DIGEST_MAX], key[96];
+	struct measurer *m;
+	struct eventlog log;
+
+	memset(key, 0xc3, sizeof(key));
+	tmp_dir();
+	fake_tdx_tree(root, sizeof(root));
+	CHECK_INT(measurer_open(root, logpath, &m), 0);
+	CHECK_INT(
+		measure_hmac(m, 15, vk_label, MEASURE_EVENT_VOLUME_KEY, key, sizeof(key)),
+		0);
+	CHECK_INT(
+		measure_hmac(m, 16, vk_label, MEASURE_EVENT_VOLUME_KEY, key, sizeof(key)),
+		-EOPNOTSUPP);
+	measurer_close(m);
+	/* RTMR 2 got the sha384 HMAC, in one 48-byte write. */
+	CHECK_INT(digest_hmac(DIGEST_ALG_SHA384, key, sizeof(key), vk_label,
+			      sizeof(vk_label) - 1, want),
+		  48);
+	CHECK_INT(rtmr_content(root, 2, buf, sizeof(buf)), 48);
+	CHECK(memcmp(buf, want, 48) == 0);
+	read_log(&log, 1);
+	CHECK_INT(log.records[0].rtmr, 2);
+	CHECK_INT(log.records[0].n_digests, 1);
+	CHECK(memcmp(log.records[0].digests[0].buf, want, 48) == 0);
+	CHECK_STR(log.records[0].event_type, "volume-key");
+	eventlog_free(&log);
 }

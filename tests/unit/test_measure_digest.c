@@ -104,3 +104,46 @@ TEST(digest_hex_round_trip)
 	CHECK_INT(digest_from_hex("zz", d, sizeof(d)), -EINVAL);
 	CHECK_INT(digest_from_hex("", d, sizeof(d)), -EINVAL);
 }
+
+TEST(digest_hmac_rfc_vectors)
+{
+	/* RFC 4231 test cases 2 and 6 (a key longer than the block: hashed first), and
+	 * RFC 2202 test case 2 for HMAC-SHA1. */
+	static const char msg6[] =
+		"Test Using Larger Than Block-Size Key - Hash Key First";
+	static const struct {
+		uint16_t alg;
+		const char *jefe, *long_key;
+	} v[] = {
+		{DIGEST_ALG_SHA1, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79",
+		 "90d0dace1c1bdc957339307803160335bde6df2b"},
+		{DIGEST_ALG_SHA256,
+		 "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+		 "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+		{DIGEST_ALG_SHA384,
+		 "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e"
+		 "8e2240ca5e69e2c78b3239ecfab21649",
+		 "4ece084485813e9088d2c63a041bc5b44f9ef1012a2b588f3cd11f05033ac4c6"
+		 "0c2ef6ab4030fe8296248df163f44952"},
+		{DIGEST_ALG_SHA512,
+		 "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554"
+		 "9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
+		 "80b24263c7c1a3ebb71493c1dd7be8b49b46d1f41b4aeec1121b013783f8f352"
+		 "6b56d037e05f2598bd0fd2215d6a1e5295e64f73f63f0aec8b915a985d786598"},
+	};
+	uint8_t key[131], d[DIGEST_MAX], e[DIGEST_MAX];
+
+	memset(key, 0xaa, sizeof(key));
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		int n = digest_hmac(v[i].alg, "Jefe", 4, "what do ya want for nothing?",
+				    28, d);
+		CHECK_INT(n, digest_size(v[i].alg));
+		CHECK_STR(hex_of(d, n), v[i].jefe);
+		n = digest_hmac(v[i].alg, key, sizeof(key), msg6, sizeof(msg6) - 1, d);
+		CHECK_STR(hex_of(d, n), v[i].long_key);
+		/* Not the plain digest of the message: the key changes the value. */
+		CHECK_INT(digest_compute(v[i].alg, msg6, sizeof(msg6) - 1, e), n);
+		CHECK(memcmp(d, e, (size_t)n) != 0);
+	}
+	CHECK_INT(digest_hmac(0x0012, "k", 1, "x", 1, d), -EOPNOTSUPP);
+}

@@ -1,6 +1,7 @@
-/* PCR 11 prediction (systemd-stub's section records, cvminit's phases) on a hand-made
- * UKI, with values from an independent computation, and `cvm-measure verify` end to end
- * on a small log written with eventlog.c. */
+/* PCR 4 and PCR 11 prediction (the firmware's boot option and image records,
+ * systemd-stub's section records, cvminit's phases) on a hand-made UKI, with values from
+ * an independent computation, and `cvm-measure verify` end to end on a small log written
+ * with eventlog.c. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
@@ -20,15 +21,16 @@
 #include "pe_builder.h"
 
 /*
- * File order is not measurement order. Measured, in the stub's order: .linux "KERNEL"
- * (the first of two), .osrel "ID=x\n", .cmdline "console=ttyS0" (VirtualSize 13 of 16
- * raw bytes), .initrd "07070100" + 4 zero bytes (VirtualSize 12 > SizeOfRawData 8).
- * Not measured: .text (not a UKI section), .pcrsig (never), .uname (VirtualSize 0).
+ * File order is not measurement order. Measured, in the stub's order: .linux kernel_pe
+ * (pe_builder.h; the first of two), .osrel "ID=x\n", .cmdline "console=ttyS0"
+ * (VirtualSize 13 of 16 raw bytes), .initrd "07070100" + 4 zero bytes (VirtualSize 12 >
+ * SizeOfRawData 8). Not measured: .text (not a UKI section), .pcrsig (never), .uname
+ * (VirtualSize 0).
  */
 static const struct sec uki[] = {
 	{".text", 4, 16, "\x90\x90\x90\xc3", 4},
 	{".cmdline", 13, 16, "console=ttyS0", 13},
-	{".linux", 6, 8, "KERNEL", 6},
+	{".linux", KERNEL_PE_LEN, KERNEL_PE_LEN, (const char *)kernel_pe, KERNEL_PE_LEN},
 	{".initrd", 12, 8, "07070100", 8},
 	{".pcrsig", 3, 16, "sig", 3},
 	{".osrel", 5, 16, "ID=x\n", 5},
@@ -36,19 +38,49 @@ static const struct sec uki[] = {
 	{".linux", 5, 8, "OTHER", 5},
 };
 
-/* Python, hashlib: p = bytes(n); for d in (b".linux\0", b"KERNEL", b".osrel\0",
- * b"ID=x\n", b".cmdline\0", b"console=ttyS0", b".initrd\0", b"07070100" + bytes(4)): p =
- * H(p + H(d).digest()).digest(); then the same with b"enter-initrd". */
-#define BOOT_SHA256  "a9962693519dcfd659628f7da5b56ea94a82efb8a0073c33380a1935365e053b"
-#define ENTER_SHA256 "272c363ae468b02e5dbd728025a33554f3cbc7e4fa36f61b0901b98d8b297ce8"
+/* Python, hashlib, k the bytes of kernel_pe: p = bytes(n); for d in (b".linux\0", k,
+ * b".osrel\0", b"ID=x\n", b".cmdline\0", b"console=ttyS0", b".initrd\0", b"07070100" +
+ * bytes(4)): p = H(p + H(d).digest()).digest(); then the same with b"enter-initrd". */
+#define BOOT_SHA256                                                                      \
+	"0b694b014b2b7b37604d300d1ebac1a1001f2d5fea6698eb"                               \
+	"81cf3b2e4a6acdf1"
+#define ENTER_SHA256                                                                     \
+	"35bca5a63483a91c632a1ed09cc1e1966db4b8971401e935"                               \
+	"0055b22aa76b43a5"
 #define BOOT_SHA384                                                                      \
-	"ec0909a78fb42344bc3a329883574a1d7f867d6b70631048756419efb8db2888f9af28ed83a0c5" \
-	"7e06b"                                                                          \
-	"86910b4b1efb2"
+	"a5419419cfa16398dfcc79a1b838bcf7d3bb56b01ab3aac4"                               \
+	"98213e72d2d06fd5eb20a60309f04f681e3b027352a80e12"
 #define ENTER_SHA384                                                                     \
-	"5dcc7b9ad449287e19765b9964283ee70405a2120a0706b3c80e01ad65d245d3792006265577eb" \
-	"2ab28"                                                                          \
-	"a505fc3ee30ee"
+	"8d6ee7bfcb7ed19478c543a4b0a28d4396b83daba800dde8"                               \
+	"e73efd5d87a4d4e5ff9bd011bd82d50fb62bdef202104020"
+
+/* The Authenticode hashes of the UKI built from uki[] and of kernel_pe, as osslsigncode
+ * computes them (sign with -h BANK, then verify: "Calculated message digest"). */
+#define UKI_AUTH_SHA256                                                                  \
+	"bd35dfc1eef15d676c5e2df546408e150f3c98df5c6a18e9"                               \
+	"0735418c47c7529f"
+#define KERNEL_AUTH_SHA256                                                               \
+	"95786cde1cbf95ee13b5449e110bace44aac33f2a9ae9fb9"                               \
+	"3980a39ac3900687"
+#define KERNEL_AUTH_SHA384                                                               \
+	"ebfa70aadf0f466690d19e73b24bfd446d0a222d86174d80"                               \
+	"0d56ba0dc6b5f23e3163e4fa5e2d7011fb791bc3d74b776d"
+
+/* Python: p = bytes(n); for d in (H(b"Calling EFI Application from Boot Option"),
+ * H(bytes(4)), [H(b"Returning from EFI Application from Boot Option"), H(b"Calling …")]
+ * per failed boot option, the UKI's hash, the kernel's): p = H(p + d). */
+#define PCR4_SHA256                                                                      \
+	"6dfc569ad0b75afb95ce3a065180810c1df9d127c3cbaadb"                               \
+	"50e479cf5f04828c"
+#define PCR4_FAILED2_SHA256                                                              \
+	"3f394f9ef46144b97bcd4c49a270308c63dc0d2da7d257c5"                               \
+	"dfddb469e5b1bf51"
+#define PCR4_SHA384                                                                      \
+	"cb096a6b857c9f2af9f4ab47e3e8e027067ff9a68863a5af"                               \
+	"108a399065fce1b8b2644fb13e096576bde5ae825bcdefab"
+#define PCR4_FAILED2_SHA384                                                              \
+	"6ee925378413c56e91ad1b5a89dad77b92434d293da21a0d"                               \
+	"9680b19c49be2a184308a051aab93a9225c24ee598746819"
 
 static const uint16_t algs[] = {DIGEST_ALG_SHA256, DIGEST_ALG_SHA384};
 
@@ -153,6 +185,115 @@ TEST(predict_refuses)
 	eventlog_free(&log);
 }
 
+static void pcr4_hex(const struct eventlog *log, uint16_t alg, char *hex)
+{
+	struct replay_pcrs p;
+	int size = replay_log(log, alg, &p);
+
+	CHECK(size > 0);
+	digest_to_hex(p.v[4], (size_t)size, hex);
+}
+
+TEST(predict_pcr4_records_and_values)
+{
+	static const char *const types[] = {"EV_EFI_ACTION",
+					    "EV_SEPARATOR",
+					    "EV_EFI_ACTION",
+					    "EV_EFI_ACTION",
+					    "EV_EFI_ACTION",
+					    "EV_EFI_ACTION",
+					    "EV_EFI_BOOT_SERVICES_APPLICATION",
+					    "EV_EFI_BOOT_SERVICES_APPLICATION"};
+	static const char *const events[] = {"boot-option", "separator", "returning",
+					     "boot-option", "returning", "boot-option",
+					     "uki",	    ".linux"};
+	uint8_t buf[2048], want[DIGEST_MAX];
+	char hex[2 * DIGEST_MAX + 1];
+	struct pe_file pe;
+	struct eventlog log = {0};
+	const char *why = "unset";
+
+	parse_uki(buf, sizeof(buf), uki, sizeof(uki) / sizeof(uki[0]), &pe);
+	CHECK_INT(predict_pcr4_records(&pe, 0, algs, 2, &log, &why), 4);
+	CHECK(why == NULL);
+	CHECK_STR(log.records[0].event_type, "EV_EFI_ACTION");
+	CHECK_STR(log.records[1].event_type, "EV_SEPARATOR");
+	CHECK_STR(log.records[2].event, "uki");
+	CHECK_STR(log.records[3].event, ".linux");
+	for (size_t i = 0; i < 4; i++) {
+		CHECK_INT(log.records[i].pcr, 4);
+		CHECK_INT(log.records[i].n_digests, 2);
+	}
+	/* The action string without a NUL; the separator is four zero bytes. */
+	digest_compute(DIGEST_ALG_SHA256, "Calling EFI Application from Boot Option", 40,
+		       want);
+	CHECK(memcmp(log.records[0].digests[0].buf, want, 32) == 0);
+	digest_compute(DIGEST_ALG_SHA384, "\0\0\0\0", 4, want);
+	CHECK(memcmp(log.records[1].digests[1].buf, want, 48) == 0);
+	/* The images' Authenticode hashes, as osslsigncode computes them. */
+	digest_to_hex(log.records[2].digests[0].buf, 32, hex);
+	CHECK_STR(hex, UKI_AUTH_SHA256);
+	digest_to_hex(log.records[3].digests[0].buf, 32, hex);
+	CHECK_STR(hex, KERNEL_AUTH_SHA256);
+	digest_to_hex(log.records[3].digests[1].buf, 48, hex);
+	CHECK_STR(hex, KERNEL_AUTH_SHA384);
+	pcr4_hex(&log, DIGEST_ALG_SHA256, hex);
+	CHECK_STR(hex, PCR4_SHA256);
+	pcr4_hex(&log, DIGEST_ALG_SHA384, hex);
+	CHECK_STR(hex, PCR4_SHA384);
+	eventlog_free(&log);
+
+	/* Two boot options failed first: each adds Returning then Calling, after the
+	 * separator, which the firmware measures once. */
+	CHECK_INT(predict_pcr4_records(&pe, 2, algs, 2, &log, &why), 8);
+	for (size_t i = 0; i < 8; i++) {
+		CHECK_STR(log.records[i].event_type, types[i]);
+		CHECK_STR(log.records[i].event, events[i]);
+	}
+	digest_compute(DIGEST_ALG_SHA256,
+		       "Returning from EFI Application from Boot Option", 47, want);
+	CHECK(memcmp(log.records[2].digests[0].buf, want, 32) == 0);
+	pcr4_hex(&log, DIGEST_ALG_SHA256, hex);
+	CHECK_STR(hex, PCR4_FAILED2_SHA256);
+	pcr4_hex(&log, DIGEST_ALG_SHA384, hex);
+	CHECK_STR(hex, PCR4_FAILED2_SHA384);
+	eventlog_free(&log);
+
+	CHECK_INT(predict_pcr4_records(&pe, PREDICT_PCR4_MAX_FAILED + 1, algs, 2, &log,
+				       &why),
+		  -EINVAL);
+	CHECK_INT(log.n, 0);
+	pe_free(&pe);
+}
+
+TEST(predict_pcr4_refuses)
+{
+	uint8_t buf[2048];
+	struct pe_file pe;
+	struct eventlog log = {0};
+	const char *why;
+	size_t len;
+	static const struct sec not_pe[] = {{".linux", 6, 8, "KERNEL", 6}};
+	static const struct sec no_linux[] = {{".osrel", 5, 8, "ID=x\n", 5}};
+
+	/* The stub starts .linux as a PE image: "KERNEL" is none. */
+	parse_uki(buf, sizeof(buf), not_pe, 1, &pe);
+	CHECK_INT(predict_pcr4_records(&pe, 0, algs, 2, &log, &why), -ENOEXEC);
+	CHECK_CONTAINS(why, "DOS header");
+	pe_free(&pe);
+	parse_uki(buf, sizeof(buf), no_linux, 1, &pe);
+	CHECK_INT(predict_pcr4_records(&pe, 0, algs, 2, &log, &why), -ENOENT);
+	pe_free(&pe);
+	/* The UKI's own headers do not allow the hash. */
+	len = build_pe(buf, sizeof(buf), uki, sizeof(uki) / sizeof(uki[0]));
+	put32(buf + OPT + OPT_SIZE_OF_HEADERS, (uint32_t)len + 1);
+	CHECK(pe_parse(buf, len, &pe, &(size_t){0}, &why) == 0);
+	CHECK_INT(predict_pcr4_records(&pe, 0, algs, 2, &log, &why), -EBADMSG);
+	CHECK_CONTAINS(why, "SizeOfHeaders");
+	pe_free(&pe);
+	eventlog_free(&log);
+}
+
 /* --- cvm-measure verify, end to end ---------------------------------------------- */
 
 static char dir[] = "/tmp/cvm-predict-XXXXXX";
@@ -183,6 +324,22 @@ static void write_file(const char *name, const void *data, size_t len)
 	CHECK(f);
 	CHECK(fwrite(data, 1, len, f) == len);
 	CHECK(fclose(f) == 0);
+}
+
+/* Reads dir/name into out (NUL-terminated); returns its length. */
+static size_t read_back(const char *name, char *out, size_t cap)
+{
+	char path[256];
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "r");
+	CHECK(f);
+	n = fread(out, 1, cap - 1, f);
+	out[n] = '\0';
+	fclose(f);
+	return n;
 }
 
 /* Runs cvm-measure with args (paths relative to dir as %s/...); returns the exit status
@@ -339,6 +496,100 @@ TEST(verify_with_uki)
 	cleanup();
 }
 
+/* A crypto-agile firmware log with the sha256 bank only: the Spec ID header, then PCR 4's
+ * events as OVMF makes them, the application events with the given digests (hex). */
+static size_t pcr4_firmware_log(uint8_t *b, const char *const *apps, size_t n_apps)
+{
+	static const char calling[] = "Calling EFI Application from Boot Option";
+	size_t n = 0;
+	uint8_t d[32];
+
+#define U32(v)	    (put32(b + n, (uint32_t)(v)), n += 4)
+#define PUT(p, len) (memcpy(b + n, (p), (len)), n += (len))
+	U32(0);
+	U32(3); /* EV_NO_ACTION */
+	memset(b + n, 0, 20);
+	n += 20;
+	U32(16 + 4 + 4 + 4 + 4 + 1);
+	PUT("Spec ID Event03", 16);
+	U32(0);		    /* platformClass */
+	PUT("\0\2\0\2", 4); /* version 2.0, uintnSize 2 */
+	U32(1);
+	put16(b + n, DIGEST_ALG_SHA256);
+	put16(b + n + 2, 32);
+	n += 4;
+	PUT("", 1); /* vendorInfoSize */
+	for (size_t i = 0; i < 2 + n_apps; i++) {
+		U32(4);
+		U32(i == 0 ? 0x80000007 : i == 1 ? 0x4 : 0x80000003);
+		U32(1);
+		put16(b + n, DIGEST_ALG_SHA256);
+		n += 2;
+		if (i == 0)
+			digest_compute(DIGEST_ALG_SHA256, calling, strlen(calling), d);
+		else if (i == 1)
+			digest_compute(DIGEST_ALG_SHA256, "\0\0\0\0", 4, d);
+		else
+			CHECK_INT(digest_from_hex(apps[i - 2], d, 32), 32);
+		PUT(d, 32);
+		U32(i == 1 ? 4 : 0);
+		if (i == 1)
+			PUT("\0\0\0\0", 4);
+	}
+#undef U32
+#undef PUT
+	return n;
+}
+
+/* verify --uki --firmware-log: the firmware's PCR 4 application events must be the UKI's
+ * and its kernel's Authenticode hashes, and PCR 4 replays to the predicted value. */
+TEST(verify_pcr4_images)
+{
+	static const char *const good[] = {UKI_AUTH_SHA256, KERNEL_AUTH_SHA256};
+	static const char *const wrong[] = {UKI_AUTH_SHA256, ENTER_SHA256};
+	static const char *const three[] = {KERNEL_AUTH_SHA256, UKI_AUTH_SHA256,
+					    KERNEL_AUTH_SHA256};
+	uint8_t buf[2048], fw[1024];
+	char out[8192];
+	static const char pcrs[] = "4: sha256:" PCR4_SHA256 "\n";
+	size_t len;
+
+	need_tool();
+	len = build_pe(buf, sizeof(buf), uki, sizeof(uki) / sizeof(uki[0]));
+	write_file("uki.efi", buf, len);
+	write_file("p4.pcrs", pcrs, strlen(pcrs));
+	write_file("fw.bin", fw, pcr4_firmware_log(fw, good, 2));
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --firmware-log fw.bin --uki uki.efi --pcrs p4.pcrs"),
+		  0);
+	CHECK_CONTAINS(out, "PCR 4 images: the 2 in fw.bin are uki.efi and its .linux");
+	CHECK_CONTAINS(out, "PCR 4 sha256: match");
+
+	write_file("fw.bin", fw, pcr4_firmware_log(fw, wrong, 2));
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --firmware-log fw.bin --uki uki.efi --pcrs p4.pcrs"),
+		  1);
+	CHECK_CONTAINS(out, "PCR 4 images: MISMATCH");
+	CHECK_CONTAINS(out, "sha256 " ENTER_SHA256);
+	CHECK_CONTAINS(out, "is not the Authenticode hash of uki.efi's .linux:\n"
+			    "    sha256 " KERNEL_AUTH_SHA256);
+
+	/* Something started before the UKI (a boot manager): not this UKI's boot. */
+	write_file("fw.bin", fw, pcr4_firmware_log(fw, three, 3));
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --firmware-log fw.bin --uki uki.efi --pcrs p4.pcrs"),
+		  1);
+	CHECK_CONTAINS(out, "fw.bin has 3 PCR 4 application events");
+
+	write_file("fw.bin", fw, pcr4_firmware_log(fw, NULL, 0));
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --firmware-log fw.bin --uki uki.efi --pcrs p4.pcrs"),
+		  1);
+	CHECK_CONTAINS(out, "fw.bin has no PCR 4 application events");
+	CHECK_CONTAINS(out, "PCR 4 sha256: MISMATCH");
+	cleanup();
+}
+
 /* hex = H(hex || H(data)) for each data, in bank sha256. */
 static void extend_hex(char *hex, const char *const *data, size_t n, const size_t *lens)
 {
@@ -376,21 +627,72 @@ TEST(predict_json_shape)
 		  0);
 	CHECK_CONTAINS(out, "PCR 11 sha256 ready ");
 	CHECK_CONTAINS(out, ready);
-	CHECK_CONTAINS(out, "the node's state identity (cvminit:state) is missing");
+	CHECK_CONTAINS(out, "PCR 15 left out of m.json");
+	/* The sealing value: after cvminit:config (no roothash=, no state). */
+	snprintf(want, sizeof(want), "PCR 15 sha256 sealing %s\n", p15);
+	CHECK_CONTAINS(out, want);
 	snprintf(path, sizeof(path), "%s/m.json", dir);
 	f = fopen(path, "r");
 	CHECK(f);
 	len = fread(out, 1, sizeof(out) - 1, f);
 	out[len] = '\0';
 	fclose(f);
-	/* PCR 11 after ready (the default phase); PCR 15 without the state: warnOnly. */
+	/* PCR 11 after ready (the default phase); no PCR 15 without the node's
+	 * volume-key record. */
 	snprintf(want, sizeof(want),
-		 "{\n  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
+		 "{\n  \"4\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
 		 "},\n"
-		 "  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": true\n  "
+		 "  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
 		 "}\n}\n",
-		 ready, p15);
+		 PCR4_SHA256, ready);
 	CHECK_STR(out, want);
+	cleanup();
+}
+
+TEST(predict_pcr4_cli)
+{
+	static const struct sec not_pe[] = {{".linux", 6, 8, "KERNEL", 6}};
+	uint8_t buf[2048];
+	size_t len;
+	char out[8192];
+
+	need_tool();
+	len = build_pe(buf, sizeof(buf), uki, sizeof(uki) / sizeof(uki[0]));
+	write_file("uki.efi", buf, len);
+	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --config /dev/null"), 0);
+	CHECK_CONTAINS(out, "authenticode uki sha256 " UKI_AUTH_SHA256 "\n");
+	CHECK_CONTAINS(out, "authenticode .linux sha384 " KERNEL_AUTH_SHA384 "\n");
+	CHECK_CONTAINS(out, "PCR 4 sha256 .linux " PCR4_SHA256 "\n");
+	CHECK_CONTAINS(out, "PCR 4 sha384 .linux " PCR4_SHA384 "\n");
+	CHECK_CONTAINS(out, "after 0 boot option(s) that failed");
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --config /dev/null --failed-boot-options 2 "
+		      "--bank sha384 --json m.json"),
+		  0);
+	CHECK_CONTAINS(out, "PCR 4 sha256 returning ");
+	CHECK_CONTAINS(out, "PCR 4 sha256 .linux " PCR4_FAILED2_SHA256 "\n");
+	read_back("m.json", out, sizeof(out));
+	CHECK_CONTAINS(out, "\"4\": {\n    \"expected\": \"" PCR4_FAILED2_SHA384 "\"");
+	for (size_t i = 0; i < 3; i++) {
+		static const char *const bad[] = {"17", "-1", "x"};
+		char args[256];
+
+		snprintf(args, sizeof(args),
+			 "predict --uki uki.efi --config /dev/null --failed-boot-options "
+			 "%s",
+			 bad[i]);
+		CHECK_INT(run(out, sizeof(out), args), 2);
+		CHECK_CONTAINS(out, "--failed-boot-options");
+	}
+	/* A .linux the stub could not start: no prediction at all, rather than one
+	 * without PCR 4. */
+	len = build_pe(buf, sizeof(buf), not_pe, 1);
+	write_file("uki.efi", buf, len);
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --config /dev/null --cmdline x "
+		      "--json m.json"),
+		  2);
+	CHECK_CONTAINS(out, "PCR 4: .linux is not a PE image");
 	cleanup();
 }
 

@@ -319,11 +319,11 @@ TEST(svclog_feed_rotates_and_round_trips)
 
 	/* kmsg saw the burst and then the refusals; the next line that passes reports them. */
 	snprintf(p, sizeof(p), "%s/kmsg", dir);
-	CHECK_CONTAINS(read_file(p, NULL), "<30>chatty: line 000199 of");
+	CHECK_CONTAINS(read_file(p, NULL), "<31>chatty: line 000199 of");
 	svclog_feed(&l, "late\n", 5, 1000);
 	char *k = read_file(p, NULL);
 	char want[64];
-	snprintf(want, sizeof(want), "<30>chatty: %d lines dropped (rate limit)\n<30>chatty: late\n",
+	snprintf(want, sizeof(want), "<31>chatty: %d lines dropped (rate limit)\n<31>chatty: late\n",
 		 i - SVCLOG_BURST);
 	CHECK_CONTAINS(k, want);
 	CHECK(!strstr(k, "line 000200 of"));
@@ -349,7 +349,7 @@ TEST(svclog_report_dropped_when_quiet)
 	svclog_report_dropped(&l, 1000);
 	CHECK_INT(l.rate.dropped, 0);
 	CHECK_INT(svclog_report_due(&l), 0);
-	CHECK_CONTAINS(read_file(p, NULL), "<30>s: 7 lines dropped (rate limit)\n");
+	CHECK_CONTAINS(read_file(p, NULL), "<31>s: 7 lines dropped (rate limit)\n");
 	svclog_close(&l);
 }
 
@@ -370,7 +370,7 @@ TEST(svclog_sustained_flood_reports_once_a_second)
 	for (uint64_t t = 0; t < 10000; t++)
 		svclog_feed(&l, "y\n", 2, t);
 	svclog_close(&l);
-	for (char *k = read_file(p, NULL); (k = strstr(k, "<30>f: ")); k++) {
+	for (char *k = read_file(p, NULL); (k = strstr(k, "<31>f: ")); k++) {
 		if (strncmp(k + 7, "y\n", 2) == 0)
 			lines++;
 		else if (strstr(k, "lines dropped") < strchr(k, '\n'))
