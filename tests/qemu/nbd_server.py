@@ -278,8 +278,8 @@ class NbdServer:
                 for b in range((lo - base) // 512, (hi - base + 511) // 512):
                     seen[b] = 1
                 what = "original bytes served"
-            self._event("read", lo - base, hi - lo,
-                        f"{what}, sha256 {hashlib.sha256(data[lo - off:hi - off]).hexdigest()[:16]}")
+            digest = hashlib.sha256(data[lo - off:hi - off]).hexdigest()[:16]
+            self._event("read", lo - base, hi - lo, f"{what}, sha256 {digest}")
             if self.swapped_at is None and all(seen):
                 self.swapped_at = time.monotonic() - self._t0
                 self._event("swap", 0, len(new), "the whole region has been read once: "
