@@ -666,7 +666,11 @@ void state_open(struct measurer *m, const struct settings *s)
 		refuse("the state partition's key is sealed to a TPM and this node has "
 		       "%s. Give the confidential VM a vTPM (measure=optional does not "
 		       "cover the state).",
-		       m ? "no TPM (its measurements go to TDX RTMRs)" : "no TPM");
+		       !m ? "no TPM"
+		       : measurer_backend(m) == MEASURER_TDX
+			       ? "no TPM (its measurements go to TDX RTMRs)"
+			       : "no TPM the platform rule trusts for sealing (see the platform: "
+				 "line above and docs/measured-boot.md)");
 	if (mlock(key, sizeof(key)) < 0)
 		refuse("cannot lock the key buffer in memory: %s", strerror(errno));
 	crypt_metadata_locking(NULL, 0); /* PID 1 alone; /run/cryptsetup is not needed */
