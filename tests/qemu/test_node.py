@@ -117,7 +117,7 @@ def container_runs_with_runc(v):
 
 
 def orphan_reaped(v):
-    """The stand-in's grandchild outlives its parent; 1.5 s later PID 1 has reaped it and
+    """The stand-in's grandchild outlives its parent; PID 1 reaps it (the stand-in polls) and
     the node has no zombie."""
     v.chan.wait_for(STANDIN + r"orphan \d+ reaped by PID 1$", scaled(STEP), since=0)
     v.chan.wait_for(STANDIN + r"zombies: 0$", scaled(STEP), since=0)

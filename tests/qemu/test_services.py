@@ -58,7 +58,8 @@ def test_service_backoff_then_on_exhausted():
         gaps = [b - a for a, b in zip(stamps, stamps[1:])]
         note("gaps between starts (guest clock): " + ", ".join(f"{g:.2f} s" for g in gaps))
         for want, got in zip((1, 2, 4), gaps):
-            if not want <= got < want + 1.5:
+            # The backoff is never shorter; a loaded host may make it longer.
+            if not want <= got < want + scaled(1.5):
                 raise TestFailure(f"restart gap {got:.2f} s, expected about {want} s: {gaps}")
         v.wait_for(r"cvminit: probe: \*\*\* gave up after 3 restarts in a row; "
                    r"on_exhausted poweroff", scaled(30))
