@@ -700,7 +700,9 @@ def test_state_integrity_killed_during_mkfs():
 def test_state_plain_xts_option():
     """state_integrity=none on the UKI's command line (references made consistent): the
     first boot makes plain aes-xts-plain64 (no integrity, 64-byte key, no zeroing),
-    measures it as such, makes ext4 and comes up."""
+    measures it as such, makes ext4 and comes up. Then the host overwrites the start of
+    the encrypted data (plain XTS has no tags to stop that): the volume is marked
+    initialized but holds no filesystem, and the next boot refuses without formatting."""
     disk = test_node.node_disk("state_plain")
     test_measure.add_to_uki_cmdline(disk, "cvminit.state_integrity=none")
     with node("state_plain", disk) as v:
@@ -718,8 +720,22 @@ def test_state_plain_xts_option():
         v.assert_absent(r"zeroed the first", "plain XTS zeroed the volume's ends")
         open_ms, mount_ms = timeline_times(v)
         test_boot.power_off_via_button(v)
+    tpm = keep_tpm(v, disk.parent / "tpm-plain")
     meta, _ = luks_json(disk, disk.parent)
     check_header(meta, integrity=False)
+
+    base, _ = state_part(disk)
+    with open(disk, "r+b") as f:
+        f.seek(base + DATA_OFFSET)
+        f.write(bytes(1 << 20))  # ext4's superblock and group descriptors, decrypted garbage
+    with node("state_plain_2", disk, tpm_from=tpm) as v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(UNSEALED, scaled(STEP), since=0)
+        v.wait_for(r"the state volume /dev/mapper/state \(on /dev/vda\d\) is marked "
+                   r"initialized but holds no filesystem", scaled(STEP), since=0)
+        test_boot.expect_refusal_and_poweroff(v)
+        v.assert_absent(r"making ext4|mounted on /var", "a destroyed volume was formatted")
+    note("initialized, filesystem destroyed by the host: refused, not formatted")
     note(f"plain XTS first boot: state-open {open_ms:.0f} ms (seal {t['seal']}, format "
          f"{t['format']}, activate {t['activate']}, commit {t['commit']}), state (mkfs + "
          f"mount + flag) {mount_ms:.0f} ms")
