@@ -67,12 +67,21 @@ static bool nul_in(const uint8_t *p, size_t n)
 	return memchr(p, 0, n) != NULL;
 }
 
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
 /* One copy's binary header: 1 valid, 0 its magic is absent, -errno with err. */
 static int check_binary(const uint8_t *c, int secondary, char *err, size_t errlen)
 {
 	const char *which = secondary ? "secondary" : "primary";
 	uint8_t sum[32];
 	uint64_t size;
+	size_t json_len;
 
 	if (memcmp(c, secondary ? magic_secondary : magic_primary, MAGIC_LEN) != 0)
 		return 0;
@@ -113,6 +122,16 @@ static int check_binary(const uint8_t *c, int secondary, char *err, size_t errle
 	if (!nul_in(c + LUKS2_BIN_SIZE, JSON_SIZE) || !nul_in(c + OFF_UUID, 40)) {
 		snprintf(err, errlen,
 			 "the %s LUKS2 header's JSON or UUID is not terminated", which);
+		return -EBADMSG;
+	}
+	/* libcryptsetup refuses a JSON area with anything but zeros after the text (found
+	 * by tests/fuzz/fuzz_luks2_diff): accepting one here would pass a header the
+	 * activation then cannot load. */
+	json_len = strlen((const char *)c + LUKS2_BIN_SIZE);
+	if (!all_zero(c + LUKS2_BIN_SIZE + json_len, JSON_SIZE - json_len)) {
+		snprintf(err, errlen,
+			 "the %s LUKS2 header's JSON area has bytes after its JSON text",
+			 which);
 		return -EBADMSG;
 	}
 	return 1;

@@ -356,6 +356,35 @@ TEST(luks_other_changes_refused)
 	}
 }
 
+/* A byte after the JSON text in the JSON area (both copies, checksums fixed up):
+ * libcryptsetup refuses such a header at crypt_load(), so the check must too (the input
+ * tests/fuzz/fuzz_luks2_diff found is tests/fuzz/corpus/luks2_diff/regress-json-tail). */
+TEST(luks_bytes_after_json_refused)
+{
+	struct crypt_device *cd = NULL;
+
+	need_cryptsetup();
+	atexit(cleanup);
+	make_disk("disk");
+	uint8_t *a = read_area("disk");
+	for (int c = 0; c < 2; c++) {
+		uint8_t *copy = a + c * LUKS2_HDR_SIZE, sum[32];
+		size_t n = strlen((char *)copy + LUKS2_BIN_SIZE);
+
+		copy[LUKS2_BIN_SIZE + n + 100] = 0x02;
+		memset(copy + 448, 0, 64);
+		luks2_checksum(copy, sum);
+		memcpy(copy + 448, sum, 32);
+	}
+	expect_refused(a, -EBADMSG, "bytes after its JSON text");
+	/* The other side of the rule: libcryptsetup refuses the same bytes. */
+	write_area("disk", a);
+	CHECK_INT(crypt_init(&cd, path("disk")), 0);
+	CHECK(crypt_load(cd, CRYPT_LUKS2, NULL) < 0);
+	crypt_free(cd);
+	free(a);
+}
+
 /* The header LUKS2 makes with hmac(sha256) integrity (cryptsetup cannot make one without
  * device-mapper, so the JSON is edited to its shape): 96-byte volume key. */
 TEST(luks_integrity_header)
