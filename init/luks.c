@@ -378,12 +378,26 @@ static int check_json(const char *json, struct luks2_hdr *h, char *err, size_t e
 					       "digests",  "config", NULL};
 	static const char *const cfg_keys[] = {"json_size", "keyslots_size", NULL};
 	enum json_tokener_error jerr;
+	struct json_tokener *jtok;
 	json_object *top, *cfg, *tok;
 	uint64_t keyslots_size;
 	char terr[200];
 	int r;
 
-	top = json_tokener_parse_verbose(json, &jerr);
+	/* One object and nothing after it: libcryptsetup refuses any byte between the end
+	 * of the object and the end of the area (check_binary() saw zeros after the text). */
+	jtok = json_tokener_new();
+	if (!jtok)
+		return -ENOMEM;
+	top = json_tokener_parse_ex(jtok, json, (int)strlen(json));
+	jerr = json_tokener_get_error(jtok);
+	if (top && json_tokener_get_parse_end(jtok) != strlen(json)) {
+		json_tokener_free(jtok);
+		json_object_put(top);
+		snprintf(err, errlen, "the LUKS2 JSON area has bytes after the JSON object");
+		return -EBADMSG;
+	}
+	json_tokener_free(jtok);
 	if (!top || !json_object_is_type(top, json_type_object)) {
 		snprintf(err, errlen, "the LUKS2 JSON area does not parse: %s",
 			 json_tokener_error_desc(jerr));
@@ -405,10 +419,13 @@ static int check_json(const char *json, struct luks2_hdr *h, char *err, size_t e
 		goto out;
 	if (!u64_str(cfg, "json_size", JSON_SIZE, JSON_SIZE, NULL) ||
 	    !u64_str(cfg, "keyslots_size", 1, LUKS2_DATA_OFFSET - LUKS2_AREA_SIZE,
-		     &keyslots_size)) {
+		     &keyslots_size) ||
+	    keyslots_size % 4096) {
+		/* The 4096 alignment is the LUKS2 format's (libcryptsetup refuses another
+		 * size; found by tests/fuzz/fuzz_luks2_diff). */
 		snprintf(err, errlen,
-			 "the LUKS2 config is not json_size %d with a keyslots area "
-			 "before the data",
+			 "the LUKS2 config is not json_size %d with a keyslots area of "
+			 "4096-byte blocks before the data",
 			 JSON_SIZE);
 		r = -EBADMSG;
 		goto out;
