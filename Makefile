@@ -146,13 +146,54 @@ $(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar: tests/fixtures/mkoci.py $(B
 	python3 tests/fixtures/mkoci.py $(BUILD)/busybox-static/bin/busybox $@ \
 		docker.io/cvminit-test/busybox:1
 
+# --- fuzzing (libFuzzer, clang; docs/fuzzing.md) ----------------------------------------
+# Each target in tests/fuzz/ calls the parser PID 1 or cvm-measure calls, linked against
+# the same sources built with clang's fuzzer instrumentation, ASan and UBSan.
+FUZZ_CC      := clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS  := $(CSTD) -O1 -g $(WARN) $(FUZZ_SAN) \
+		$(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys json-c 2>/dev/null)
+FUZZ_SRCS    := $(filter-out init/main.c init/modules.c,$(wildcard init/*.c)) \
+		$(filter-out measured-boot/cvm-measure.c,$(wildcard measured-boot/*.c))
+FUZZ_OBJS    := $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(FUZZ_SRCS))
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 120
+FUZZ_JOBS    ?= 1
+
+$(BUILD)/fuzz/obj/%.o: %.c $(INIT_HDRS) Makefile
+	@mkdir -p $(dir $@)
+	@echo "  CC (fuzz) $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(CPPFLAGS_COMMON) -c -o $@ $<
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJS)
+	@echo "  LD (fuzz) $@"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -Wno-missing-prototypes -fsanitize=fuzzer $(CPPFLAGS_COMMON) \
+		-o $@ $< $(FUZZ_OBJS) $(UNIT_LIBS)
+
+.SECONDARY: $(FUZZ_OBJS)
+.PHONY: fuzz-build fuzz fuzz-check fuzz-merge
+fuzz-build: $(FUZZ_TARGETS)
+
+# Every target for FUZZ_SECONDS (FUZZ_JOBS at a time), new inputs kept in build/fuzz/corpus/,
+# crashes in build/fuzz/crashes/; a table of executions, coverage and crashes at the end.
+fuzz: fuzz-build
+	python3 tests/fuzz/run.py fuzz --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS)
+
+# Each target over its corpus and for a few seconds more (what `make check` runs).
+fuzz-check: fuzz-build
+	python3 tests/fuzz/run.py check
+
+# Folds the inputs of build/fuzz/corpus/ that add coverage into tests/fuzz/corpus/.
+fuzz-merge: fuzz-build
+	python3 tests/fuzz/run.py merge
+
 # --- the whole suite ----------------------------------------------------------
 host-deps:
 	tests/install-deps.sh
 
 check: host-deps
 	$(MAKE) all unit image test-image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure \
-		$(BUILD)/unseal-attacker
+		$(BUILD)/unseal-attacker fuzz-build
 	python3 tests/run.py
 
 qemu-test: all

@@ -67,12 +67,21 @@ static bool nul_in(const uint8_t *p, size_t n)
 	return memchr(p, 0, n) != NULL;
 }
 
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
 /* One copy's binary header: 1 valid, 0 its magic is absent, -errno with err. */
 static int check_binary(const uint8_t *c, int secondary, char *err, size_t errlen)
 {
 	const char *which = secondary ? "secondary" : "primary";
 	uint8_t sum[32];
 	uint64_t size;
+	size_t json_len;
 
 	if (memcmp(c, secondary ? magic_secondary : magic_primary, MAGIC_LEN) != 0)
 		return 0;
@@ -113,6 +122,16 @@ static int check_binary(const uint8_t *c, int secondary, char *err, size_t errle
 	if (!nul_in(c + LUKS2_BIN_SIZE, JSON_SIZE) || !nul_in(c + OFF_UUID, 40)) {
 		snprintf(err, errlen,
 			 "the %s LUKS2 header's JSON or UUID is not terminated", which);
+		return -EBADMSG;
+	}
+	/* libcryptsetup refuses a JSON area with anything but zeros after the text (found
+	 * by tests/fuzz/fuzz_luks2_diff): accepting one here would pass a header the
+	 * activation then cannot load. */
+	json_len = strlen((const char *)c + LUKS2_BIN_SIZE);
+	if (!all_zero(c + LUKS2_BIN_SIZE + json_len, JSON_SIZE - json_len)) {
+		snprintf(err, errlen,
+			 "the %s LUKS2 header's JSON area has bytes after its JSON text",
+			 which);
 		return -EBADMSG;
 	}
 	return 1;
@@ -359,12 +378,26 @@ static int check_json(const char *json, struct luks2_hdr *h, char *err, size_t e
 					       "digests",  "config", NULL};
 	static const char *const cfg_keys[] = {"json_size", "keyslots_size", NULL};
 	enum json_tokener_error jerr;
+	struct json_tokener *jtok;
 	json_object *top, *cfg, *tok;
 	uint64_t keyslots_size;
 	char terr[200];
 	int r;
 
-	top = json_tokener_parse_verbose(json, &jerr);
+	/* One object and nothing after it: libcryptsetup refuses any byte between the end
+	 * of the object and the end of the area (check_binary() saw zeros after the text). */
+	jtok = json_tokener_new();
+	if (!jtok)
+		return -ENOMEM;
+	top = json_tokener_parse_ex(jtok, json, (int)strlen(json));
+	jerr = json_tokener_get_error(jtok);
+	if (top && json_tokener_get_parse_end(jtok) != strlen(json)) {
+		json_tokener_free(jtok);
+		json_object_put(top);
+		snprintf(err, errlen, "the LUKS2 JSON area has bytes after the JSON object");
+		return -EBADMSG;
+	}
+	json_tokener_free(jtok);
 	if (!top || !json_object_is_type(top, json_type_object)) {
 		snprintf(err, errlen, "the LUKS2 JSON area does not parse: %s",
 			 json_tokener_error_desc(jerr));
@@ -386,10 +419,13 @@ static int check_json(const char *json, struct luks2_hdr *h, char *err, size_t e
 		goto out;
 	if (!u64_str(cfg, "json_size", JSON_SIZE, JSON_SIZE, NULL) ||
 	    !u64_str(cfg, "keyslots_size", 1, LUKS2_DATA_OFFSET - LUKS2_AREA_SIZE,
-		     &keyslots_size)) {
+		     &keyslots_size) ||
+	    keyslots_size % 4096) {
+		/* The 4096 alignment is the LUKS2 format's (libcryptsetup refuses another
+		 * size; found by tests/fuzz/fuzz_luks2_diff). */
 		snprintf(err, errlen,
-			 "the LUKS2 config is not json_size %d with a keyslots area "
-			 "before the data",
+			 "the LUKS2 config is not json_size %d with a keyslots area of "
+			 "4096-byte blocks before the data",
 			 JSON_SIZE);
 		r = -EBADMSG;
 		goto out;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The test runner of `make check`: unit tests (one process per test, ASan/UBSan) and the
-build hardening checks, the service supervisor as PID 1 of a pid namespace, then the QEMU
-scenarios; prints every result and one closing line `N passed, N failed[, N skipped]`.
+build hardening checks, the fuzz targets over their corpora (tests/fuzz/run.py check), the
+service supervisor as PID 1 of a pid namespace, then the QEMU scenarios; prints every result and one closing line `N passed, N failed[, N skipped]`.
 
 A SKIP fails the run unless its message starts with "[id] " for an id in tests/skips.py
 (the one list of reasons CI's machine cannot meet); --allow-skips (refused when CI=true)
@@ -30,7 +30,8 @@ SKIP_ID = re.compile(r"^\[([a-z0-9-]+)\] ")
 # per-test limit does not catch (the harness's is 60 s a test, the ns layer's 60 s a scenario,
 # the QEMU runner's 30 min a scenario). Measured on the shared 2-core host: the slowest unit
 # binary (test_release_seal) 21-48 s, the ns layer about 1 min, the QEMU layer about 30 min.
-LIMITS = {"unit": 900, "checks": 120, "ns": 600, "qemu": 4 * 3600}
+# The fuzz layer: 11 targets, each its corpus plus 5 s of fuzzing, about 1.5 min.
+LIMITS = {"unit": 900, "checks": 120, "fuzz": 600, "ns": 600, "qemu": 4 * 3600}
 
 
 def skip_allowed(message):
@@ -100,6 +101,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--unit-only", action="store_true")
     ap.add_argument("--qemu-only", action="store_true")
+    ap.add_argument("--fuzz-only", action="store_true",
+                    help="only the fuzz layer (each target over its corpus, briefly)")
     ap.add_argument("-k", help="only QEMU scenarios whose name contains this")
     ap.add_argument("--allow-skips", action="store_true",
                     help="a developer's run: report unlisted skips without failing")
@@ -114,7 +117,8 @@ def main():
     def suite(label, argv, layer):
         run_suite(label, argv, counts, LIMITS[layer] * scale, args.allow_skips)
 
-    if not args.qemu_only:
+    only = args.unit_only or args.qemu_only or args.fuzz_only
+    if args.unit_only or not only:
         tests = sorted(glob.glob(os.path.join(ROOT, "build/unit/test_*")))
         if not tests:
             print("FAIL unit: no unit test binaries in build/unit (run make unit)")
@@ -126,10 +130,15 @@ def main():
         # The release binary's hardening, read from the ELF file (tests/hardening.py).
         suite("hardening", [sys.executable, os.path.join(ROOT, "tests/hardening.py"),
                             os.path.join(ROOT, "build/cvminit")], "checks")
-    if not args.unit_only and not args.qemu_only:
+    if args.fuzz_only or not only:
+        # Every fuzz target over its corpus (the regression inputs of the crashes found)
+        # and a few seconds of fuzzing: a PASS/FAIL fuzz/<target> line each.
+        suite("fuzz", [sys.executable, os.path.join(ROOT, "tests/fuzz/run.py"), "check"],
+              "fuzz")
+    if not only:
         # The supervisor as PID 1 of a pid namespace (STYLE layer 2).
         suite("ns", [sys.executable, os.path.join(ROOT, "tests/ns/run.py")], "ns")
-    if not args.unit_only:
+    if args.qemu_only or not only:
         # --strict: a missing build/cvminit or kernel fails instead of skipping.
         argv = [sys.executable, os.path.join(ROOT, "tests/qemu/run.py"), "--strict"]
         if args.k:

@@ -356,6 +356,57 @@ TEST(luks_other_changes_refused)
 	}
 }
 
+/* What libcryptsetup refuses at crypt_load() the check must refuse too, or the host makes
+ * PID 1 validate a header it then cannot load. tests/fuzz/fuzz_luks2_diff found each; its
+ * inputs are tests/fuzz/corpus/luks2_diff/regress-*. Both copies edited, checksums fixed. */
+static void expect_both_refuse(uint8_t *a, const char *needle)
+{
+	struct crypt_device *cd = NULL;
+
+	expect_refused(a, -EBADMSG, needle);
+	write_area("disk", a);
+	CHECK_INT(crypt_init(&cd, path("disk")), 0);
+	CHECK(crypt_load(cd, CRYPT_LUKS2, NULL) < 0);
+	crypt_free(cd);
+}
+
+TEST(luks_what_libcryptsetup_refuses_refused)
+{
+	uint8_t *a;
+
+	need_cryptsetup();
+	atexit(cleanup);
+	make_disk("disk");
+
+	/* A byte in the JSON area after the text's terminating NUL. */
+	a = read_area("disk");
+	for (int c = 0; c < 2; c++) {
+		uint8_t *copy = a + c * LUKS2_HDR_SIZE, sum[32];
+		size_t n = strlen((char *)copy + LUKS2_BIN_SIZE);
+
+		copy[LUKS2_BIN_SIZE + n + 100] = 0x02;
+		memset(copy + 448, 0, 64);
+		luks2_checksum(copy, sum);
+		memcpy(copy + 448, sum, 32);
+	}
+	expect_both_refuse(a, "bytes after its JSON text");
+	free(a);
+
+	/* Text after the JSON object, before the NUL (json-c stops at the object's end). */
+	make_disk("disk");
+	a = read_area("disk");
+	edit_json(a, "\"keyslots_size\":\"16744448\"}}", "\"keyslots_size\":\"16744448\"}}t");
+	expect_both_refuse(a, "bytes after the JSON object");
+	free(a);
+
+	/* A keyslots area that is not whole 4096-byte blocks. */
+	make_disk("disk");
+	a = read_area("disk");
+	edit_json(a, "\"keyslots_size\":\"16744448\"", "\"keyslots_size\":\"16744447\"");
+	expect_both_refuse(a, "4096-byte blocks");
+	free(a);
+}
+
 /* The header LUKS2 makes with hmac(sha256) integrity (cryptsetup cannot make one without
  * device-mapper, so the JSON is edited to its shape): 96-byte volume key. */
 TEST(luks_integrity_header)
