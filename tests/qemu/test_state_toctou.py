@@ -89,7 +89,7 @@ def test_state_header_swapped_after_validation():
                 tpm_from=tpm) as v:
             test_boot.expect_start(v, "OVMF+UKI")
             m = v.wait_for(rf"cvminit: state: (/dev/vda\d: LUKS2 {b['uuid']}, "
-                           r"aes-xts-plain64 512-bit, 4096-byte sectors, integrity none, "
+                           r"aes-xts-plain64 512-bit, 4096-byte sectors, integrity hmac\(sha256\), "
                            r"header copy primary \(seqid \d+\) validated|the state "
                            r"partition .* does not hold a LUKS2 volume cvminit accepts.*)",
                            scaled(STEP), since=0)
@@ -102,7 +102,7 @@ def test_state_header_swapped_after_validation():
                                   "all of it read: the swap did not happen")
             v.wait_for(UNSEALED, scaled(STEP), since=0)
             ident = v.wait_for(MEASURED, scaled(STEP), since=0).group(1)
-            if ident != f"luks2:{b['uuid']}:aes-xts-plain64:512:4096:none":
+            if ident != f"luks2:{b['uuid']}:aes-xts-plain64:512:4096:hmac(sha256)":
                 raise TestFailure(f"measured {ident}")
             m = v.wait_for(MOUNTED, scaled(STEP), since=0)
             if "new filesystem" in m.group(2):
