@@ -71,18 +71,31 @@ int netup_route6_default(const char *text, char *ifname, size_t len)
 	return 0;
 }
 
-int netup_addr6_global(const char *text, const char *ifname)
+int netup_addr6_routable(const char *text, const char *ifname, char *addr, size_t len)
 {
-	char line[256], iface[IF_NAMESIZE + 1];
+	char line[256], hex[33], iface[IF_NAMESIZE + 1];
 	unsigned scope, flags;
 
-	/* "address ifindex prefixlen scope flags ifname", all hex but the name. */
+	/* "address ifindex prefixlen scope flags ifname", all hex but the name. Scope
+	 * 0x00 is global, 0x40 site (fec0::/10: deprecated, but what QEMU's user network
+	 * hands out); link (0x20) and host (0x10) addresses reach no router's far side. */
 	while (next_line(&text, line, sizeof(line))) {
-		if (sscanf(line, "%*32s %*x %*x %x %x %16s", &scope, &flags, iface) != 3)
+		struct in6_addr a;
+
+		if (sscanf(line, "%32s %*x %*x %x %x %16s", hex, &scope, &flags, iface) != 4 ||
+		    strlen(hex) != 32)
 			continue;
-		if (streq(iface, ifname) && scope == 0 &&
-		    !(flags & (IFA_TENTATIVE | IFA_DADFAILED)))
-			return 1;
+		if (!streq(iface, ifname) || (scope != 0x00 && scope != 0x40) ||
+		    (flags & (IFA_TENTATIVE | IFA_DADFAILED)))
+			continue;
+		for (int i = 0; i < 16; i++) {
+			unsigned b;
+			sscanf(hex + 2 * i, "%2x", &b);
+			a.s6_addr[i] = (uint8_t)b;
+		}
+		if (!inet_ntop(AF_INET6, &a, addr, (socklen_t)len))
+			snprintf(addr, len, "?");
+		return 1;
 	}
 	return 0;
 }
@@ -125,7 +138,7 @@ static bool ipv4_address(const char *ifname, char *buf, size_t len)
 int netup_check(const char *procnet, char *what, size_t len)
 {
 	static char text[65536];
-	char ifname[IF_NAMESIZE + 1], addr[INET_ADDRSTRLEN];
+	char ifname[IF_NAMESIZE + 1], addr[INET6_ADDRSTRLEN];
 	bool route = false;
 
 	read_text(procnet, "route", text, sizeof(text));
@@ -140,9 +153,8 @@ int netup_check(const char *procnet, char *what, size_t len)
 	if (netup_route6_default(text, ifname, sizeof(ifname))) {
 		route = true;
 		read_text(procnet, "if_inet6", text, sizeof(text));
-		if (netup_addr6_global(text, ifname)) {
-			snprintf(what, len, "IPv6 default route on %s with a global address",
-				 ifname);
+		if (netup_addr6_routable(text, ifname, addr, sizeof(addr))) {
+			snprintf(what, len, "IPv6 default route on %s, address %s", ifname, addr);
 			return 1;
 		}
 	}

@@ -16,5 +16,6 @@ int netup_check(const char *procnet, char *what, size_t len);
  * /proc/net/if_inet6. Each returns 1 and the interface when found, else 0. */
 int netup_route4_default(const char *text, char *ifname, size_t len);
 int netup_route6_default(const char *text, char *ifname, size_t len);
-/* 1 when ifname has a global IPv6 address that finished duplicate address detection. */
-int netup_addr6_global(const char *text, const char *ifname);
+/* 1 and the address as text when ifname has an IPv6 address of global (or site) scope
+ * that finished duplicate address detection. */
+int netup_addr6_routable(const char *text, const char *ifname, char *addr, size_t len);

@@ -3,6 +3,12 @@ on QEMU's user network with restrict=on: nothing leaves the host, the guest reac
 QEMU's DHCP server, its router address and the one server this test runs on 127.0.0.1,
 through guestfwd at 10.0.2.100:80. No program of the image resolves a name.
 
+With restrict=on QEMU's DHCP server sends no router and no DNS server (libslirp leaves
+both out of a restricted network's replies), so the default route here is IPv6's, from
+QEMU's router advertisement (fec0::/64, router fe80::2), the IPv4 lease gives the address,
+the subnet and the domain, and resolv.conf has the search domain but no name server (the
+hook's handling of name servers is unit-tested: tests/unit/test_dhcp_hook.c).
+
 Boot 1: the NIC's driver is loaded by modalias, dhcpcd (the "network" service) gets the
 lease, cvminit sees an address and a default route and only then starts kubelet; the
 kubelet stand-in (tests/fixtures/kubelet-standin.c) reports its address, default route,
@@ -70,14 +76,17 @@ def ready_pcrs(v):
             for _, s in v.find(READY_PCR) for m in [re.search(READY_PCR, s)]}
 
 
-def network_up_before_kubelet(v, address):
-    """The driver loaded, the network service ready with this address, kubelet after it."""
+def network_up_before_kubelet(v, address4):
+    """The driver loaded, the network service ready (a default route and an address),
+    the IPv4 lease (dhcpcd's own line), kubelet after the network."""
     v.wait_for(r"cvminit: net: 1 network device\(s\) without a driver, 1 driver match\(es\) "
                r"loaded", scaled(STEP), since=0)
     v.wait_for(r"cvminit: network: started \(pid \d+\): /usr/sbin/dhcpcd ", scaled(STEP),
                since=0)
-    m = v.wait_for(r"cvminit: network: ready \(IPv4 default route on (eth\d), address "
-                   + re.escape(address) + r" after (\d+) ms\)", scaled(STEP), since=0)
+    m = v.wait_for(r"cvminit: network: ready \(IPv[46] default route on (eth\d), address "
+                   r"\S+ after (\d+) ms\)", scaled(STEP), since=0)
+    v.chan.wait_for(test_node.SVC + r"network: eth\d: leased " + re.escape(address4)
+                    + r" for \d+ seconds", scaled(STEP), since=0)
     v.wait_for(r"cvminit: kubelet: started \(pid \d+\)", scaled(STEP), since=0)
     if v.console.index_of(r"cvminit: network: ready") > v.console.index_of(
             r"cvminit: kubelet: started"):
@@ -98,10 +107,10 @@ def hostname_checked(v):
     return want
 
 
-def lease_seen(v, ifname, address, gateway, dns, domain):
-    standin_sees(v, rf"address {ifname} {re.escape(address)}$")
-    standin_sees(v, rf"default route via {re.escape(gateway)} dev {ifname}$")
-    standin_sees(v, rf"resolv.conf: nameserver {re.escape(dns)}$")
+def lease_seen(v, ifname, address4, address6, domain):
+    standin_sees(v, rf"address {ifname} {re.escape(address4)}$")
+    standin_sees(v, rf"address {ifname} {re.escape(address6)}$")
+    standin_sees(v, rf"default route \(IPv6\) via fe80::2 dev {ifname}$")
     standin_sees(v, rf"resolv.conf: search {re.escape(domain)}$")
     bad = [s for _, s in v.chan.find(STANDIN + r"resolv.conf: ")
            if not re.search(r"resolv.conf: (#.*|nameserver \S+|search [\w. -]+)$", s)]
@@ -129,7 +138,7 @@ def test_network_lease_dns_hostname_and_pcrs():
             test_boot.expect_start(v, "OVMF+UKI")
             ifname, ms = network_up_before_kubelet(v, "10.0.2.15")
             host = hostname_checked(v)
-            lease_seen(v, ifname, "10.0.2.15", "10.0.2.2", "10.0.2.3", "one.test")
+            lease_seen(v, ifname, "10.0.2.15", "fec0::5054:ff:fe12:3456", "one.test")
             kubernetes_kernel_settings(v)
             m = standin_sees(v, r"tcp 10.0.2.100:80: answer \"(.*)\"$")
             if m.group(1) != f"cvminit-test-server {server.token}":
@@ -145,20 +154,20 @@ def test_network_lease_dns_hostname_and_pcrs():
 
     tpm = test_state.keep_tpm(v, disk.parent / "tpm")
     nic = {"net": "10.0.5.0/24", "dhcpstart": "10.0.5.77", "dns": "10.0.5.53",
-           "domainname": "two.test"}
+           "domainname": "two.test", "ipv6-prefix": "fec0:5::", "ipv6-prefixlen": 64}
     with test_node.node_vm("net_boot2", disk, tpm_from=tpm, nic=nic) as v:
         test_boot.expect_start(v, "OVMF+UKI")
         ifname, ms = network_up_before_kubelet(v, "10.0.5.77")
         if hostname_checked(v) != host:
             raise TestFailure("the hostname changed between two boots of the same node")
-        lease_seen(v, ifname, "10.0.5.77", "10.0.5.2", "10.0.5.53", "two.test")
-        v.chan.assert_absent(STANDIN + r"resolv.conf: .*(10\.0\.2\.3|one\.test)",
-                             "the first boot's lease is still in resolv.conf")
+        lease_seen(v, ifname, "10.0.5.77", "fec0:5::5054:ff:fe12:3456", "two.test")
+        v.chan.assert_absent(STANDIN + r"(resolv.conf: .*one\.test|address eth\d 10\.0\.2\.)",
+                             "the first boot's lease is still there")
         pcrs2 = ready_pcrs(v)
         test_boot.power_off_via_button(v)
     if len(pcrs1) < 4 or pcrs1 != pcrs2:
         raise TestFailure(f"PCRs at ready differ between two DHCP answers: {pcrs1} vs {pcrs2}")
-    note(f"boot 2: another lease (10.0.5.77, DNS 10.0.5.53, two.test), the same hostname "
+    note(f"boot 2: another lease (10.0.5.77, fec0:5::/64, two.test), the same hostname "
          f"and the same {len(pcrs1)} PCR values at ready")
 
     tpm = test_state.keep_tpm(v, disk.parent / "tpm")

@@ -34,7 +34,10 @@ static const char if_inet6[] =
 	"fec0000000000000505400fffe123456 02 40 00 40     eth0\n"
 	"00000000000000000000000000000001 01 80 10 80       lo\n";
 static const char if_inet6_done[] =
-	"fec0000000000000505400fffe123456 02 40 00 00     eth0\n";
+	"fec0000000000000505400fffe123456 02 40 40 00     eth0\n";
+static const char if_inet6_global[] =
+	"fe80000000000000505400fffe123456 02 40 20 80     eth0\n"
+	"20010db8000000000000000000000001 02 40 00 00     eth0\n";
 
 TEST(netup_route4)
 {
@@ -56,10 +59,15 @@ TEST(netup_route6_and_address)
 	CHECK_INT(netup_route6_default(route6, ifname, sizeof(ifname)), 1);
 	CHECK_STR(ifname, "eth0");
 	CHECK_INT(netup_route6_default(route6_lo_reject, ifname, sizeof(ifname)), 0);
+	char a[64] = "";
+
 	/* Link-local (scope 20) and tentative (flag 40) addresses do not count. */
-	CHECK_INT(netup_addr6_global(if_inet6, "eth0"), 0);
-	CHECK_INT(netup_addr6_global(if_inet6_done, "eth0"), 1);
-	CHECK_INT(netup_addr6_global(if_inet6_done, "eth1"), 0);
+	CHECK_INT(netup_addr6_routable(if_inet6, "eth0", a, sizeof(a)), 0);
+	CHECK_INT(netup_addr6_routable(if_inet6_done, "eth0", a, sizeof(a)), 1);
+	CHECK_STR(a, "fec0::5054:ff:fe12:3456");
+	CHECK_INT(netup_addr6_routable(if_inet6_done, "eth1", a, sizeof(a)), 0);
+	CHECK_INT(netup_addr6_routable(if_inet6_global, "eth0", a, sizeof(a)), 1);
+	CHECK_STR(a, "2001:db8::1");
 }
 
 static void write_file(const char *dir, const char *name, const char *text)
@@ -93,7 +101,7 @@ TEST(netup_check_fake_proc)
 
 	write_file(dir, "if_inet6", if_inet6_done);
 	CHECK_INT(netup_check(dir, what, sizeof(what)), 1);
-	CHECK_STR(what, "IPv6 default route on eth0 with a global address");
+	CHECK_STR(what, "IPv6 default route on eth0, address fec0::5054:ff:fe12:3456");
 }
 
 TEST(sysctl_lines)
