@@ -311,7 +311,11 @@ class VM:
             drive = {"if": "none", "id": f"disk{i}", **opts}
             a += ["-drive", ",".join(f"{k}={v}" for k, v in drive.items()),
                   "-device", f"{dev},drive=disk{i}" + (f",serial={serial}" if serial else "")
-                  + (",bootindex=0" if i == 0 and self.nic is not None else "")]
+                  # The boot disk first: with a NIC OVMF would otherwise try
+                  # the network, without one the DVD drive first, and each failed
+                  # boot option adds records to PCR 4, which the state key is
+                  # sealed to (a boot with a NIC and one without must match).
+                  + (",bootindex=0" if i == 0 and self.kernel is None else "")]
         if self.nic is not None:
             opts = dict(self.nic)
             fwds = opts.pop("guestfwd", [])
