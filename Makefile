@@ -47,7 +47,7 @@ UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss
 
 .PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format bench
 
-all: $(BUILD)/cvminit
+all: $(BUILD)/cvminit $(BUILD)/dhcp-hook
 
 $(GEN)/modules-table.h: init/modules.list
 	@mkdir -p $(GEN)
@@ -73,13 +73,18 @@ $(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Make
 	@file $@ | grep -q 'static-pie linked' || { echo "error: $@ is not static-pie"; exit 1; }
 	@printf 'cvminit: %s bytes (%s)\n' "$$(stat -c %s $@)" "$$(file -b $@ | cut -d, -f1-2)"
 
+# dhcpcd's script on the node (the root has no shell): static, no libraries, hardened.
+$(BUILD)/dhcp-hook: image/dhcp-hook.c $(MUSL_SPECS) Makefile
+	$(MUSL_CC) $(CSTD) -O2 -fPIE $(WARN) $(HARDEN) -o $@ $< $(REL_LDFLAGS)
+	@file $@ | grep -q 'static-pie linked' || { echo "error: $@ is not static-pie"; exit 1; }
+
 # --- unit tests ---------------------------------------------------------------
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c init/svc.c \
-		 init/svclog.c $(wildcard init/luks.c init/reference.c) \
+		 init/svclog.c init/netup.c init/sysctl.c $(wildcard init/luks.c init/reference.c) \
 		 $(filter-out measured-boot/cvm-measure.c,$(wildcard measured-boot/*.c))
 
-$(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c $(wildcard tests/unit/*.h) \
+$(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c $(wildcard tests/unit/*.h) image/dhcp-hook.c \
 		$(UNIT_LIB_SRCS) $(INIT_HDRS)
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM -o $@ $< tests/unit/harness.c \
@@ -116,7 +121,7 @@ $(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) init/log
 
 # --- the supervisor as PID 1 of a pid namespace (root; see tests/ns/run.py) -----------
 NS_SRCS := init/svc.c init/svclog.c init/supervise.c init/power.c init/powerbtn.c \
-	   init/config.c init/settings.c init/log.c
+	   init/config.c init/settings.c init/log.c init/netup.c
 
 $(BUILD)/ns/svc_pid1: tests/ns/svc_pid1.c $(NS_SRCS) $(INIT_HDRS)
 	@mkdir -p $(BUILD)/ns
@@ -128,9 +133,10 @@ ns-test: $(BUILD)/ns/svc_pid1
 
 # --- test fixtures -------------------------------------------------------------
 # A stand-in for kubelet (Debian has none): static, so it runs in the shell-less root.
-$(BUILD)/kubelet-standin: tests/fixtures/kubelet-standin.c
+$(BUILD)/kubelet-standin: tests/fixtures/kubelet-standin.c $(SYSROOT)/.stamp
 	@mkdir -p $(BUILD)
-	musl-gcc -static -pthread -O2 -std=gnu11 -Wall -Wextra -Werror -o $@ $<
+	musl-gcc -static -pthread -O2 -std=gnu11 -Wall -Wextra -Werror -idirafter $(SYSROOT)/include \
+		-o $@ $<
 
 # A static busybox from Debian's busybox-static (downloaded into build/, never into git) and
 # a one-layer OCI image of it, which the stand-in runs with ctr + runc in the test image.
@@ -203,7 +209,7 @@ qemu-test: all
 IMAGE_INPUTS := mkosi.conf $(shell find image/mkosi.* rootfs-overlay -type f 2>/dev/null) \
 		image/mkinitrd.py image/build-image.sh image/tools-tree.sh image/uki-refs.py init/modules.list
 
-$(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(IMAGE_INPUTS)
+$(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(IMAGE_INPUTS)
 	image/build-image.sh
 
 image: $(BUILD)/image/cvminit.raw
@@ -215,7 +221,8 @@ $(TEST_TREE)/usr/share/cvminit-test/unseal-attacker: $(BUILD)/unseal-attacker
 	@mkdir -p $(dir $@)
 	install -m 0755 $< $@
 
-$(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/kubelet-standin $(IMAGE_INPUTS) \
+$(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/kubelet-standin \
+		$(IMAGE_INPUTS) \
 		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar \
 		$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker
 	CVMINIT_IMAGE_OUT=$(abspath $(BUILD)/image-test) KUBELET=$(BUILD)/kubelet-standin \

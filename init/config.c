@@ -20,7 +20,7 @@ struct parser {
 	char *err;
 	size_t errlen;
 	struct svc_def *svc;                 /* the service block we are in */
-	char after[SVC_MAX][SVC_NAME_MAX];   /* unresolved "after" names */
+	char after[SVC_MAX][SVC_MAX][SVC_NAME_MAX]; /* unresolved "after" names */
 };
 
 static const char *const exhausted_names[] = {
@@ -208,7 +208,6 @@ static int do_service(struct parser *p, char **w, int n)
 
 	d = &p->c->svc[p->c->nsvc++];
 	*d = (struct svc_def){
-		.after = -1,
 		.backoff_min = 1,
 		.backoff_max = 30,
 		.stable_secs = 60,
@@ -265,18 +264,28 @@ static int do_env(struct parser *p, char **w, int n)
 	return 0;
 }
 
+/* "after a [b ...]", on one line or several: the service starts once all are ready. */
 static int do_after(struct parser *p, char **w, int n)
 {
-	int r;
+	char(*names)[SVC_NAME_MAX] = p->after[p->svc - p->c->svc];
+	int r, k = 0;
 
-	if ((r = nargs(p, w, n, 1, 1)) < 0)
+	if ((r = nargs(p, w, n, 1, SVC_MAX)) < 0)
 		return r;
-	char *slot = p->after[p->svc - p->c->svc];
-	if (slot[0])
-		return fail(p, -EEXIST, "service %s: after is given twice", p->svc->name);
-	if (!valid_name(w[1]))
-		return fail(p, -EINVAL, "after: \"%s\" is not a service name", w[1]);
-	snprintf(slot, SVC_NAME_MAX, "%s", w[1]);
+	while (k < SVC_MAX && names[k][0])
+		k++;
+	for (int i = 1; i < n; i++) {
+		if (!valid_name(w[i]))
+			return fail(p, -EINVAL, "after: \"%s\" is not a service name", w[i]);
+		for (int j = 0; j < k; j++)
+			if (streq(names[j], w[i]))
+				return fail(p, -EEXIST, "service %s: after names %s twice",
+					    p->svc->name, w[i]);
+		if (k == SVC_MAX)
+			return fail(p, -E2BIG, "service %s: after names more than %d services",
+				    p->svc->name, SVC_MAX);
+		snprintf(names[k++], SVC_NAME_MAX, "%s", w[i]);
+	}
 	return 0;
 }
 
@@ -284,11 +293,17 @@ static int do_ready(struct parser *p, char **w, int n)
 {
 	int r;
 
+	if (p->svc->ready_socket[0] || p->svc->ready_network)
+		return fail(p, -EEXIST, "service %s: ready is given twice", p->svc->name);
+	if (n == 2 && streq(w[1], "network")) {
+		p->svc->ready_network = true;
+		return 0;
+	}
 	if ((r = nargs(p, w, n, 2, 2)) < 0)
 		return r;
 	if (!streq(w[1], "socket"))
 		return fail(p, -EINVAL, "ready: \"%s\" is not a readiness kind (use: ready "
-					"socket <path>)", w[1]);
+					"socket <path>, or ready network)", w[1]);
 	if (w[2][0] != '/' || strlen(w[2]) >= sizeof(p->svc->ready_socket))
 		return fail(p, -EINVAL, "ready socket: \"%s\" must be an absolute path shorter "
 					"than %zu bytes", w[2], sizeof(p->svc->ready_socket));
@@ -388,40 +403,62 @@ static int parse_line(struct parser *p, char *line)
 	return fail(p, -EINVAL, "unknown directive \"%.64s\"", w[0]);
 }
 
+int config_depths(const struct config *c, int *depth, int *cycle)
+{
+	int deepest = 0;
+
+	for (int i = 0; i < c->nsvc; i++)
+		depth[i] = 0;
+	/* Relaxation: without a cycle no depth exceeds nsvc - 1 after nsvc rounds. */
+	for (int round = 0; round <= c->nsvc; round++)
+		for (int i = 0; i < c->nsvc; i++)
+			for (int j = 0; j < c->nsvc; j++)
+				if (c->svc[i].after_mask & (1u << j) && depth[j] + 1 > depth[i])
+					depth[i] = depth[j] + 1;
+	for (int i = 0; i < c->nsvc; i++) {
+		if (depth[i] >= c->nsvc) {
+			*cycle = i;
+			return -ELOOP;
+		}
+		if (depth[i] > deepest)
+			deepest = depth[i];
+	}
+	return deepest;
+}
+
 /* After the last line: every service has a command, every "after" names another
  * service, and the dependencies have no cycle. */
 static int finish(struct parser *p)
 {
 	struct config *c = p->c;
+	int depth[SVC_MAX], cycle;
 
 	for (int i = 0; i < c->nsvc; i++) {
 		struct svc_def *d = &c->svc[i];
-		const struct svc_def *dep;
 
 		p->line = d->line;
 		if (!d->nargv)
 			return fail(p, -EINVAL, "service %s has no exec line", d->name);
-		if (d->ready_timeout_set && !d->ready_socket[0])
+		if (d->ready_timeout_set && !d->ready_socket[0] && !d->ready_network)
 			return fail(p, -EINVAL, "service %s: ready_timeout needs a \"ready socket\" "
-						"line (without one it is ready when it starts)", d->name);
-		if (!p->after[i][0])
-			continue;
-		dep = config_service(c, p->after[i]);
-		if (!dep)
-			return fail(p, -ENOENT, "service %s: after names %s, which is not declared",
-				    d->name, p->after[i]);
-		if (dep == d)
-			return fail(p, -ELOOP, "service %s: cannot come after itself", d->name);
-		d->after = (int)(dep - c->svc);
+						"or \"ready network\" line (without one it is ready "
+						"when it starts)", d->name);
+		for (int k = 0; k < SVC_MAX && p->after[i][k][0]; k++) {
+			const struct svc_def *dep = config_service(c, p->after[i][k]);
+
+			if (!dep)
+				return fail(p, -ENOENT, "service %s: after names %s, which is not "
+							"declared", d->name, p->after[i][k]);
+			if (dep == d)
+				return fail(p, -ELOOP, "service %s: cannot come after itself",
+					    d->name);
+			d->after_mask |= 1u << (dep - c->svc);
+		}
 	}
-	for (int i = 0; i < c->nsvc; i++) {
-		int steps = 0;
-		for (int j = c->svc[i].after; j >= 0; j = c->svc[j].after)
-			if (++steps > c->nsvc) {
-				p->line = c->svc[i].line;
-				return fail(p, -ELOOP, "service %s: the after chain is a cycle",
-					    c->svc[i].name);
-			}
+	if (config_depths(c, depth, &cycle) < 0) {
+		p->line = c->svc[cycle].line;
+		return fail(p, -ELOOP, "service %s: the after chain is a cycle",
+			    c->svc[cycle].name);
 	}
 	return 0;
 }

@@ -29,7 +29,9 @@ struct svc_def {
 	char *envp[SVC_ENV_MAX + 1];
 	int nargv, nenv;
 	char ready_socket[108];       /* ready when this unix socket accepts; "" = at start */
-	int after;                    /* index of the service this one waits for, or -1 */
+	bool ready_network;           /* ready when the node has an address and a default
+				       * route (netup.c); never together with ready_socket */
+	unsigned after_mask;          /* bit i: starts only once service i is ready */
 	unsigned backoff_min;         /* seconds before the first restart */
 	unsigned backoff_max;         /* the delay doubles up to this */
 	unsigned stable_secs;         /* a run this long resets the backoff */
@@ -54,6 +56,11 @@ struct config {
  * "<name>:<line>: <what is wrong>". The result is complete or not used at all. */
 int config_parse(struct config *c, struct settings *s, const char *text, const char *name,
 		 char *err, size_t errlen);
+
+/* Each service's dependency depth (0: after nothing; else 1 + the deepest of its
+ * afters) into depth[c->nsvc]. Returns the deepest, or -ELOOP with *cycle set to a
+ * service on a cycle. */
+int config_depths(const struct config *c, int *depth, int *cycle);
 
 /* The service by name, or NULL. */
 const struct svc_def *config_service(const struct config *c, const char *name);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "modules.h"
 #include "mount.h"
+#include "net.h"
 #include "partition.h"
 #include "power.h"
 #include "reference.h"
@@ -22,6 +23,7 @@
 #include "state.h"
 #include "supervise.h"
 #include "svc.h"
+#include "sysctl.h"
 #include "timeline.h"
 
 #ifndef CVMINIT_VERSION
@@ -438,6 +440,7 @@ static void partitions_report(void)
 int main(int argc, char **argv)
 {
 	const char *self = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	bool on_root = false;
 
 	if (streq(self, "modprobe"))
 		return modprobe_main(argc, argv);
@@ -525,6 +528,7 @@ int main(int argc, char **argv)
 		state_mount();
 		state_writable_paths();
 		timeline_mark("state");
+		on_root = true;
 	} else {
 		log_info("root: no roothash= on the command line: staying in the initrd");
 		if (have_ref && ref.has_root)
@@ -537,6 +541,18 @@ int main(int argc, char **argv)
 	if (cfg.nmodules > 0)
 		modules_load_extra(cfg.modules, cfg.nmodules);
 	timeline_mark("modules-extra");
+
+	/* The node on the network (on the verified root only): drivers for the NICs
+	 * present, loopback, the hostname from the machine ID (never from the host), then
+	 * the root's sysctl.d, after the config's modules (the bridge keys need
+	 * br_netfilter). Addresses, routes and DNS come from the network service. */
+	if (on_root) {
+		net_drivers_load();
+		net_setup();
+		net_hostname_set();
+		sysctl_apply(NULL);
+		timeline_mark("network");
+	}
 
 	mount_report();
 

@@ -167,6 +167,30 @@ int modules_load_extra(char *const *names, int n)
 	return load_modules(NULL, 0, names, n, "config");
 }
 
+int modules_load_aliases(char *const *aliases, int n, const char *what)
+{
+	struct kmod_ctx *ctx;
+	int loaded = 0;
+
+	if (n <= 0)
+		return 0;
+	ctx = kmod_open();
+	if (!ctx)
+		return log_errno(-ENOMEM, "modules: cannot set up libkmod for the %s", what);
+	for (int i = 0; i < n; i++) {
+		int r = load_one(ctx, aliases[i], NULL);
+
+		if (r > 0)
+			loaded++;
+		else if (r == 0)
+			log_debug("modules: no module for %s %s", what, aliases[i]);
+		else
+			log_warn_errno(r, "modules: %s %s", what, aliases[i]);
+	}
+	kmod_unref(ctx);
+	return loaded;
+}
+
 /* The kernel runs "/sbin/modprobe -q -- <name>" with an empty environment and no
  * console; our log goes to /dev/kmsg. Module options after the name are joined. */
 int modprobe_main(int argc, char **argv)

@@ -8,5 +8,8 @@
 int modules_load(void);
 /* Loads the config's "module" lines, all required, the same way. */
 int modules_load_extra(char *const *names, int n);
+/* Loads what matches each alias (e.g. a device's modalias), none required: returns how
+ * many matched something, and logs each failure naming the alias as a what. */
+int modules_load_aliases(char *const *aliases, int n, const char *what);
 /* Entry point when argv[0] is "modprobe": "modprobe [-q] [-b] [--] name [params]". */
 int modprobe_main(int argc, char **argv);

@@ -15,6 +15,7 @@
 #include <linux/magic.h>
 
 #include "log.h"
+#include "netup.h"
 #include "supervise.h"
 #include "svc.h"
 #include "svclog.h"
@@ -46,6 +47,7 @@ struct svc {
 
 static struct svc svcs[SVC_MAX];
 static int nsvc;
+static const struct config *config;
 static bool stopping_all;
 static struct {
 	bool pending;
@@ -252,12 +254,21 @@ static void svc_spawn(struct svc *s)
 	}
 	join_argv(s->def, args, sizeof(args));
 	log_info("%s: started (pid %d): %s", s->def->name, (int)pid, args);
-	if (s->def->ready_socket[0]) {
+	if (s->def->ready_socket[0] || s->def->ready_network) {
 		s->state = SVC_STARTING;
 		s->timer_ms = now + SVC_PROBE_MS;
 	} else {
 		s->state = SVC_READY;
 	}
+}
+
+/* Every service s comes after (after=) is ready. */
+static bool deps_ready(const struct svc *s)
+{
+	for (int j = 0; j < nsvc; j++)
+		if (s->def->after_mask & (1u << j) && svcs[j].state != SVC_READY)
+			return false;
+	return true;
 }
 
 void svc_start_ready(void)
@@ -266,9 +277,8 @@ void svc_start_ready(void)
 		return;
 	for (int i = 0; i < nsvc; i++) {
 		struct svc *s = &svcs[i];
-		int after = s->def->after;
 
-		if (s->state == SVC_WAITING && (after < 0 || svcs[after].state == SVC_READY))
+		if (s->state == SVC_WAITING && deps_ready(s))
 			svc_spawn(s);
 	}
 }
@@ -303,7 +313,7 @@ static void stop_dependents(const struct svc *s, uint64_t now)
 	for (int i = 0; i < nsvc; i++) {
 		struct svc *t = &svcs[i];
 
-		if (t->def->after != svc_index(s))
+		if (!(t->def->after_mask & (1u << svc_index(s))))
 			continue;
 		switch (t->state) {
 		case SVC_STARTING:
@@ -456,20 +466,34 @@ int svc_timeout_ms(void)
 	return next <= now ? 0 : (int)(next - now > 3600000 ? 3600000 : next - now);
 }
 
-static void svc_ready(struct svc *s, uint64_t now)
+static bool svc_probe(const struct svc *s, char *what, size_t len)
+{
+	if (s->def->ready_network)
+		return netup_check(NETUP_PROC_NET, what, len) > 0;
+	snprintf(what, len, "socket %s accepted", s->def->ready_socket);
+	return socket_accepts(s->def->ready_socket);
+}
+
+static void svc_ready(struct svc *s, const char *what, uint64_t now)
 {
 	s->state = SVC_READY;
-	log_info("%s: ready (socket %s accepted after %llu ms)", s->def->name,
-		 s->def->ready_socket, (unsigned long long)(now - s->started_ms));
+	log_info("%s: ready (%s after %llu ms)", s->def->name, what,
+		 (unsigned long long)(now - s->started_ms));
 }
 
 /* It started but never became ready: stopped like a service whose dependency went, and
  * its exit counts as a failed run (backoff, limit, on_exhausted). */
-static void svc_not_ready(struct svc *s, uint64_t now)
+static void svc_not_ready(struct svc *s, const char *what, uint64_t now)
 {
-	log_error("%s: not ready %u s after its start: nothing accepts on %s; stopping it "
-		  "(SIGTERM to pid %d) to restart it (ready_timeout in cvminit.conf)",
-		  s->def->name, s->def->ready_timeout, s->def->ready_socket, (int)s->pid);
+	if (s->def->ready_network)
+		log_error("%s: not ready %u s after its start: the node has no network (%s; "
+			  "no DHCP answer or no NIC?); dependent services wait; stopping it "
+			  "(SIGTERM to pid %d) to restart it (ready_timeout in cvminit.conf)",
+			  s->def->name, s->def->ready_timeout, what, (int)s->pid);
+	else
+		log_error("%s: not ready %u s after its start: nothing accepts on %s; stopping "
+			  "it (SIGTERM to pid %d) to restart it (ready_timeout in cvminit.conf)",
+			  s->def->name, s->def->ready_timeout, s->def->ready_socket, (int)s->pid);
 	svc_term(s, now);
 	s->not_ready = true;
 }
@@ -480,6 +504,7 @@ void svc_tick(void)
 
 	for (int i = 0; i < nsvc; i++) {
 		struct svc *s = &svcs[i];
+		char what[160];
 
 		svclog_report_dropped(&s->log, now);
 		if (!s->timer_ms || s->timer_ms > now)
@@ -487,11 +512,11 @@ void svc_tick(void)
 		s->timer_ms = 0;
 		switch (s->state) {
 		case SVC_STARTING:
-			if (socket_accepts(s->def->ready_socket))
-				svc_ready(s, now);
+			if (svc_probe(s, what, sizeof(what)))
+				svc_ready(s, what, now);
 			else if (s->def->ready_timeout &&
 				 now - s->started_ms >= (uint64_t)s->def->ready_timeout * 1000)
-				svc_not_ready(s, now);
+				svc_not_ready(s, what, now);
 			else
 				s->timer_ms = now + SVC_PROBE_MS;
 			break;
@@ -667,20 +692,17 @@ static void stop_level(const int *depth, int level, unsigned timeout_s)
 
 void svc_stop_all(unsigned timeout_s)
 {
-	int depth[SVC_MAX] = { 0 }, max_depth = 0;
+	int depth[SVC_MAX] = { 0 }, max_depth, cycle;
 	uint64_t now = now_ms();
 
 	if (!nsvc)
 		return;
 	stopping_all = true;
-	/* Dependents first: kubelet (after containerd) goes before containerd. */
-	for (int i = 0; i < nsvc; i++) {
-		depth[i] = 0;
-		for (int j = svcs[i].def->after; j >= 0; j = svcs[j].def->after)
-			depth[i]++;
-		if (depth[i] > max_depth)
-			max_depth = depth[i];
-	}
+	/* Dependents first: kubelet (after containerd) goes before containerd. The parser
+	 * refused cycles. */
+	max_depth = config_depths(config, depth, &cycle);
+	if (max_depth < 0)
+		max_depth = 0;
 	for (int level = max_depth; level >= 0; level--)
 		stop_level(depth, level, timeout_s);
 
@@ -758,6 +780,7 @@ int svc_init(const struct config *c, const struct svc_paths *paths)
 
 	if (!paths)
 		paths = &defaults;
+	config = c;
 	if (statfs(paths->cgroup_root, &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC)
 		cgroup_root = paths->cgroup_root;
 	else if (c->nsvc)

@@ -37,14 +37,15 @@ def node_disk(name):
     return disk
 
 
-def node_vm(name, disk, tpm_from=None):
-    """tpm_from: the vTPM state of an earlier boot (the state key is sealed to it)."""
+def node_vm(name, disk, tpm_from=None, nic="auto"):
+    """tpm_from: the vTPM state of an earlier boot (the state key is sealed to it).
+    nic: as VM's (default: a restricted user network, which kubelet waits for)."""
     if tpm_from:
         return VM(None, None, None, ovmf=True, tpm=True,
                                 disks=[{"file": str(disk)}], name=name, memory=2048,
-                                timeout=scaled(600), tpm_from=tpm_from)
+                                timeout=scaled(600), tpm_from=tpm_from, nic=nic)
     return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
-              name=name, memory=2048, timeout=scaled(600))
+              name=name, memory=2048, timeout=scaled(600), nic=nic)
 
 
 # A service's line on the test channel: a kmsg record at LOG_DEBUG (7), "<name>: <line>".

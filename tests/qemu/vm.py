@@ -149,7 +149,7 @@ class VM:
     def __init__(self, kernel, initrd, cmdline, *, ovmf=True, tpm=True, disks=(),
                  timeout=300, name, memory=1024, smp=2, cpu="max",
                  extra_args=(), fail_patterns=None, echo=None, tpm_from=None,
-                 tpm_dir=None):
+                 tpm_dir=None, nic="auto"):
         """kernel, initrd: paths. cmdline: the full kernel command line. With kernel None
                the firmware boots from the disks (OVMF: the ESP's \\EFI\\BOOT\\BOOTX64.EFI).
         ovmf: OVMF (UEFI) if True, SeaBIOS if False. tpm: attach swtpm (TPM 2.0, CRB).
@@ -166,7 +166,16 @@ class VM:
         tpm_dir: a swtpm state directory used in place and kept after the VM (made when
               missing), e.g. a benchmark's node across its boots. Default: work/tpm.
         echo: callable(str) receiving each console line as it arrives (or None);
-              defaults to printing when $CVM_TEST_ECHO is set."""
+              defaults to printing when $CVM_TEST_ECHO is set.
+        nic: None for no NIC; a dict for one virtio-net NIC on QEMU's user network,
+              always with restrict=on (nothing leaves the host; the guest reaches only
+              QEMU's DHCP/DNS/router and the guestfwd ports): "guestfwd" a list of
+              (guest_ip, guest_port, host_port) to servers the test runs on 127.0.0.1,
+              any other key a -netdev user option (net=, dns=, domainname=, ...);
+              "auto" (default): {} when the firmware boots the disks (the node image
+              needs a network before kubelet starts), None for a direct kernel boot.
+              The NIC has no option ROM and the first disk comes first in the boot
+              order, so OVMF never tries a network boot."""
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name or ""):
             raise ValueError(f"bad VM name {name!r}")
         self.kernel = str(kernel) if kernel else None
@@ -183,6 +192,9 @@ class VM:
         self.smp = smp
         self.cpu = cpu
         self.extra_args = list(extra_args)
+        if nic == "auto":
+            nic = {} if kernel is None and self.disks else None
+        self.nic = nic
         self.fail_patterns = [(n, re.compile(r)) for n, r in
                               (FAIL_PATTERNS if fail_patterns is None else fail_patterns)]
         if echo is None and os.environ.get("CVM_TEST_ECHO"):
@@ -278,7 +290,8 @@ class VM:
              "-cpu", self.cpu,
              "-m", str(self.memory), "-smp", str(self.smp),
              "-nographic", "-no-reboot", "-no-user-config",
-             # no NIC (its iPXE ROM costs seconds under TCG) and no VGA
+             # no default NIC (self.nic adds one without its iPXE ROM, which
+             # costs seconds under TCG) and no VGA
              "-nic", "none", "-vga", "none"]
         if self.ovmf:
             vars_copy = self.work / "OVMF_VARS.fd"
@@ -297,7 +310,21 @@ class VM:
             opts.setdefault("cache", "unsafe")
             drive = {"if": "none", "id": f"disk{i}", **opts}
             a += ["-drive", ",".join(f"{k}={v}" for k, v in drive.items()),
-                  "-device", f"{dev},drive=disk{i}" + (f",serial={serial}" if serial else "")]
+                  "-device", f"{dev},drive=disk{i}" + (f",serial={serial}" if serial else "")
+                  # The boot disk first: with a NIC OVMF would otherwise try
+                  # the network, without one the DVD drive first, and each failed
+                  # boot option adds records to PCR 4, which the state key is
+                  # sealed to (a boot with a NIC and one without must match).
+                  + (",bootindex=0" if i == 0 and self.kernel is None else "")]
+        if self.nic is not None:
+            opts = dict(self.nic)
+            fwds = opts.pop("guestfwd", [])
+            netdev = ["user", "id=n0", "restrict=on"]
+            netdev += [f"{k}={v}" for k, v in opts.items()]
+            netdev += [f"guestfwd=tcp:{ip}:{port}-tcp:127.0.0.1:{host}"
+                       for ip, port, host in fwds]
+            a += ["-netdev", ",".join(netdev),
+                  "-device", "virtio-net-pci,netdev=n0,romfile="]
         if self.kernel:
             a += ["-kernel", self.kernel, "-initrd", self.initrd, "-append", self.cmdline]
         a += [# serial console on QEMU's stdout, which the harness reads

@@ -53,17 +53,41 @@ TEST(config_example)
 	CHECK(d->envp[1] == NULL);
 	CHECK_STR(d->ready_socket, "/run/containerd/containerd.sock");
 	CHECK_INT(d->ready_timeout, 60);
-	CHECK_INT(d->after, -1);
+	CHECK_INT(d->after_mask, 0);
+	CHECK(!d->ready_network);
 	CHECK_INT(d->line, 6);
 
 	d = config_service(&c, "kubelet");
-	CHECK_INT(d->after, 0);
+	CHECK_INT(d->after_mask, 1u << 0);
 	CHECK_STR(d->argv[1], "--node-labels=a=b c");
 	CHECK_INT(d->restart_limit, 0);
 	CHECK_INT(d->stable_secs, 120);
 	CHECK_INT(d->on_exhausted, SVC_EXHAUSTED_STOP);
 	CHECK_STR(d->ready_socket, "");
 	CHECK(config_service(&c, "nope") == NULL);
+}
+
+/* The node's own shape: kubelet after two services, one of them ready on the network. */
+TEST(config_after_several_and_ready_network)
+{
+	CHECK_INT(parse("service network\n\texec /usr/sbin/dhcpcd -B\n\tready network\n"
+			"\tready_timeout 45\n\tlimit 0\n"
+			"service containerd\n\texec /c\n\tready socket /run/c.sock\n"
+			"service kubelet\n\tafter containerd\n\tafter network\n\texec /k\n"
+			"service probe\n\tafter kubelet network\n\texec /p\n"), 0);
+	const struct svc_def *n = config_service(&c, "network");
+	CHECK(n->ready_network);
+	CHECK_STR(n->ready_socket, "");
+	CHECK_INT(n->ready_timeout, 45);
+	CHECK_INT(config_service(&c, "containerd")->ready_network, 0);
+	CHECK_INT(config_service(&c, "kubelet")->after_mask, (1u << 0) | (1u << 1));
+	CHECK_INT(config_service(&c, "probe")->after_mask, (1u << 2) | (1u << 0));
+	int depth[SVC_MAX], cycle = -1;
+	CHECK_INT(config_depths(&c, depth, &cycle), 2);
+	CHECK_INT(depth[0], 0);
+	CHECK_INT(depth[1], 0);
+	CHECK_INT(depth[2], 1);
+	CHECK_INT(depth[3], 2);
 }
 
 TEST(config_defaults)
@@ -108,7 +132,14 @@ static const struct bad bad_configs[] = {
 	{ "service a\nexec /x\nafter a\n", -ELOOP, "service a: cannot come after itself" },
 	{ "service a\nexec /x\nafter b\nservice b\nexec /y\nafter a\n", -ELOOP,
 	  "the after chain is a cycle" },
-	{ "service a\nexec /x\nafter b\nafter c\n", -EEXIST, "after is given twice" },
+	{ "service a\nexec /x\nafter b\nafter b\nservice b\nexec /y\n", -EEXIST,
+	  "cvminit.conf:4: service a: after names b twice" },
+	{ "service a\nexec /x\nafter b c b\n", -EEXIST, "service a: after names b twice" },
+	{ "service a\nexec /x\nafter b\nservice b\nexec /y\nafter c\nservice c\nexec /z\n"
+	  "after d a\nservice d\nexec /w\n", -ELOOP, "the after chain is a cycle" },
+	{ "service a\nexec /x\nready network\nready socket /s\n", -EEXIST,
+	  "cvminit.conf:4: service a: ready is given twice" },
+	{ "service a\nexec /x\nready network now\n", -EINVAL, "is not a readiness kind" },
 	{ "service a\nexec /x\nenv 1A=b\n", -EINVAL, "env takes NAME=value" },
 	{ "service a\nexec /x\nenv novalue\n", -EINVAL, "env takes NAME=value" },
 	{ "service a\nexec /x\nenv A=1\nenv A=2\n", -EEXIST, "A is set twice" },
@@ -120,7 +151,8 @@ static const struct bad bad_configs[] = {
 	{ "service a\nexec /x\nrestart 1\n", -EINVAL, "\"restart\" takes 2 arguments, got 1" },
 	{ "service a\nexec /x\nlimit -1\n", -EINVAL, "limit: \"-1\" is not a whole number" },
 	{ "service a\nexec /x\nready_timeout 5\n", -EINVAL,
-	  "cvminit.conf:1: service a: ready_timeout needs a \"ready socket\" line" },
+	  "cvminit.conf:1: service a: ready_timeout needs a \"ready socket\" or \"ready "
+	  "network\" line" },
 	{ "service a\nexec /x\nready socket /s\nready_timeout 5\nready_timeout 6\n", -EEXIST,
 	  "cvminit.conf:5: service a: ready_timeout is given twice" },
 	{ "service a\nexec /x\nready socket /s\nready_timeout 3601\n", -EINVAL,
@@ -201,7 +233,9 @@ TEST(config_shipped_node_config)
 	const struct svc_def *kubelet = config_service(&c, "kubelet");
 	CHECK(ctd && kubelet);
 	CHECK_STR(ctd->ready_socket, "/run/containerd/containerd.sock");
-	CHECK_INT(kubelet->after, (int)(ctd - c.svc));
+	const struct svc_def *net = config_service(&c, "network");
+	CHECK(net && net->ready_network && net->restart_limit == 0);
+	CHECK_INT(kubelet->after_mask, (1u << (ctd - c.svc)) | (1u << (net - c.svc)));
 	CHECK_STR(kubelet->argv[0], "/usr/bin/kubelet");
 	CHECK_INT(kubelet->restart_limit, 0);
 }

@@ -6,7 +6,7 @@
 static struct svc_def def(unsigned min, unsigned max, unsigned stable, unsigned limit)
 {
 	return (struct svc_def){ .backoff_min = min, .backoff_max = max, .stable_secs = stable,
-				 .restart_limit = limit, .after = -1 };
+				 .restart_limit = limit, .after_mask = 0 };
 }
 
 TEST(svc_backoff_doubles_to_max)
