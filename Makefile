@@ -208,11 +208,34 @@ qemu-test: all
 # --- the node image (mkosi, trixie tools tree cached outside the clone) ------------
 IMAGE_INPUTS := mkosi.conf $(shell find image/mkosi.* rootfs-overlay -type f 2>/dev/null) \
 		image/mkinitrd.py image/build-image.sh image/tools-tree.sh image/uki-refs.py init/modules.list
+IMAGE_DIR     := $(BUILD)/image
+IMAGE_BUILDER := image/build-image.sh
 
-$(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(IMAGE_INPUTS)
-	image/build-image.sh
+# The variables image/build-image.sh reads are inputs of the image as much as its files:
+# each image records the values it was built with (.inputs beside it), and a make whose
+# values differ remakes it (`make image KUBELET=...` after a plain `make image` must not
+# answer "Nothing to be done"). The files they name are prerequisites too.
+IMAGE_VARS      := KUBELET KUBELET_SHA256 CVMINIT_INIT CVMINIT_INITRD CVMINIT_EXTRA_TREE \
+		   CVMINIT_STATE_SIZE SOURCE_DATE_EPOCH
+# The test image sets KUBELET, KUBELET_SHA256 and CVMINIT_EXTRA_TREE itself.
+TEST_IMAGE_VARS := $(filter-out KUBELET KUBELET_SHA256 CVMINIT_EXTRA_TREE,$(IMAGE_VARS))
+image_vars  = $(foreach v,$(1),$(v)=[$($(v))])
+same        = $(if $(subst x$(1)x,,x$(2)x)$(subst x$(2)x,,x$(1)x),,y)
+image_stale = $(if $(call same,$(file <$(1)/.inputs),$(call image_vars,$(2))),,FORCE)
+image_files = $(wildcard $(KUBELET) $(CVMINIT_INIT) $(CVMINIT_INITRD) $(IMAGE_DIR)/initrd.cpio) \
+	      $(if $(CVMINIT_EXTRA_TREE),$(shell find $(CVMINIT_EXTRA_TREE) -type f 2>/dev/null))
+sq          = '$(subst ','\'',$(1))'
 
-image: $(BUILD)/image/cvminit.raw
+.PHONY: FORCE
+FORCE:
+
+$(IMAGE_DIR)/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(IMAGE_INPUTS) $(image_files) \
+		$(call image_stale,$(IMAGE_DIR),$(IMAGE_VARS))
+	@mkdir -p $(IMAGE_DIR) && rm -f $(IMAGE_DIR)/.inputs
+	CVMINIT_IMAGE_OUT=$(abspath $(IMAGE_DIR)) $(IMAGE_BUILDER)
+	@printf '%s\n' $(call sq,$(call image_vars,$(IMAGE_VARS))) >$(IMAGE_DIR)/.inputs
+
+image: $(IMAGE_DIR)/cvminit.raw
 
 # The same image with the kubelet stand-in as /usr/bin/kubelet, for the node tests.
 # Its extra tree adds the OCI image the stand-in runs (/usr/share/cvminit-test/).
@@ -224,10 +247,14 @@ $(TEST_TREE)/usr/share/cvminit-test/unseal-attacker: $(BUILD)/unseal-attacker
 $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/kubelet-standin \
 		$(IMAGE_INPUTS) \
 		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar \
-		$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker
+		$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker \
+		$(wildcard $(CVMINIT_INIT) $(CVMINIT_INITRD)) \
+		$(call image_stale,$(BUILD)/image-test,$(TEST_IMAGE_VARS))
+	@mkdir -p $(BUILD)/image-test && rm -f $(BUILD)/image-test/.inputs
 	CVMINIT_IMAGE_OUT=$(abspath $(BUILD)/image-test) KUBELET=$(BUILD)/kubelet-standin \
 	CVMINIT_EXTRA_TREE=$(abspath $(TEST_TREE)) \
-	KUBELET_SHA256=$$(sha256sum $(BUILD)/kubelet-standin | cut -d' ' -f1) image/build-image.sh
+	KUBELET_SHA256=$$(sha256sum $(BUILD)/kubelet-standin | cut -d' ' -f1) $(IMAGE_BUILDER)
+	@printf '%s\n' $(call sq,$(call image_vars,$(TEST_IMAGE_VARS))) >$(BUILD)/image-test/.inputs
 
 test-image: $(BUILD)/image-test/cvminit.raw
 

@@ -130,6 +130,8 @@ def main():
         # The release binary's hardening, read from the ELF file (tests/hardening.py).
         suite("hardening", [sys.executable, os.path.join(ROOT, "tests/hardening.py"),
                             os.path.join(ROOT, "build/cvminit")], "checks")
+        # The image's build and launch tooling on the host: make's inputs, run.sh's checks.
+        suite("image", [sys.executable, os.path.join(ROOT, "tests/image/run.py")], "checks")
     if args.fuzz_only or not only:
         # Every fuzz target over its corpus (the regression inputs of the crashes found)
         # and a few seconds of fuzzing: a PASS/FAIL fuzz/<target> line each.

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Host-side checks of the image's build and launch tooling (no QEMU, no mkosi; run by
+tests/run.py in the unit layer): make remakes the image when one of its build variables
+changes (KUBELET, ...), with a stand-in builder in a scratch build directory. Prints
+PASS/FAIL lines and `N passed, N failed`."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORK = os.path.join(ROOT, "build", "test-work", "image-host")
+FAKE_BUILDER = os.path.join(ROOT, "tests", "image", "fake-builder.sh")
+# The variables the Makefile records for the image (IMAGE_VARS there).
+IMAGE_VARS = ("KUBELET", "KUBELET_SHA256", "CVMINIT_INIT", "CVMINIT_INITRD",
+              "CVMINIT_EXTRA_TREE", "CVMINIT_STATE_SIZE", "SOURCE_DATE_EPOCH")
+
+
+def clean_env(**extra):
+    """The environment without any image variable or an outer make's flags (a `make check
+    KUBELET=...` around this test must not leak into the makes it runs)."""
+    drop = set(IMAGE_VARS) | {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(extra)
+    return env
+
+
+class Scratch:
+    """A build directory whose binaries are placeholders (make -o keeps them as they are),
+    and the fake builder in place of image/build-image.sh."""
+
+    def __init__(self, name):
+        self.dir = os.path.join(WORK, name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.build = os.path.join(self.dir, "build")
+        tree = os.path.join(self.build, "image-test-tree", "usr", "share", "cvminit-test")
+        self.kept = [os.path.join(self.build, p) for p in ("cvminit", "dhcp-hook",
+                                                          "kubelet-standin", "unseal-attacker")]
+        self.kept += [os.path.join(tree, "busybox-oci.tar"), os.path.join(tree, "unseal-attacker")]
+        for p in self.kept:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "w") as f:
+                f.write("placeholder\n")
+        self.image = os.path.join(self.build, "image", "cvminit.raw")
+        self.test_image = os.path.join(self.build, "image-test", "cvminit.raw")
+
+    def make(self, *args, mode=None, target="image", env=None, builder=FAKE_BUILDER):
+        """make's exit status and output; mode "-q" (0 up to date, 1 not) or "-n"."""
+        cmd = ["make", "--no-print-directory", "-C", ROOT, f"BUILD={self.build}",
+               f"IMAGE_BUILDER={builder}"]
+        for p in self.kept:
+            cmd += ["-o", p]
+        cmd += ([mode] if mode else []) + [target] + list(args)
+        r = subprocess.run(cmd, env=env or clean_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=120)
+        return r.returncode, r.stdout
+
+    def up_to_date(self, *args, **kw):
+        rc, out = self.make(*args, mode="-q", **kw)
+        if rc not in (0, 1):
+            raise AssertionError(f"make -q {' '.join(args)}: status {rc}: {out}")
+        return rc == 0
+
+    def built(self, *args, **kw):
+        rc, out = self.make(*args, **kw)
+        assert rc == 0, f"make {' '.join(args)} failed ({rc}): {out}"
+        return out
+
+    def recorded(self, path=None):
+        """{var: value} the fake builder was run with (its "disk")."""
+        with open(path or self.image) as f:
+            return dict(line.rstrip("\n").split("=", 1) for line in f)
+
+
+def newer_than_image(image, path):
+    """Makes path changed after the image was made (both in the past, so a build now is
+    newer than both)."""
+    now = time.time()
+    os.utime(image, (now - 20, now - 20))
+    os.utime(path, (now - 10, now - 10))
+
+
+def image_follows_kubelet():
+    """The issue's case: after a plain `make image`, `make image KUBELET=... KUBELET_SHA256=...`
+    remakes the image, the builder gets both, and the same command later is up to date; a
+    plain make after it remakes the image without kubelet; a newer kubelet file remakes it."""
+    s = Scratch("kubelet")
+    kubelet = os.path.join(s.dir, "kubelet-standin-copy")
+    with open(kubelet, "w") as f:
+        f.write("a stand-in for kubelet: only its name and sha256 matter here\n")
+    with_kubelet = (f"KUBELET={kubelet}", "KUBELET_SHA256=" + "ab" * 32)
+
+    s.built()
+    assert s.recorded()["KUBELET"] == "", s.recorded()
+    assert s.up_to_date(), "a second plain make image is not up to date"
+    assert not s.up_to_date(*with_kubelet), "make image KUBELET=... answers up to date"
+    rc, out = s.make(*with_kubelet, mode="-n")
+    assert rc == 0 and FAKE_BUILDER in out, f"make -n shows no build: {out}"
+
+    s.built(*with_kubelet)
+    got = s.recorded()
+    assert got["KUBELET"] == kubelet and got["KUBELET_SHA256"] == "ab" * 32, got
+    assert s.up_to_date(*with_kubelet), "the same make image KUBELET=... again is not up to date"
+    # From the environment as from the command line (README: KUBELET=... make image works).
+    assert s.up_to_date(env=clean_env(KUBELET=kubelet, KUBELET_SHA256="ab" * 32)), \
+        "KUBELET in the environment is not the same input as on the command line"
+    assert not s.up_to_date(f"KUBELET={kubelet}", "KUBELET_SHA256=" + "cd" * 32), \
+        "a new KUBELET_SHA256 alone does not remake the image"
+    newer_than_image(s.image, kubelet)
+    assert not s.up_to_date(*with_kubelet), "a newer kubelet file does not remake the image"
+    s.built(*with_kubelet)
+    assert s.up_to_date(*with_kubelet)
+
+    assert not s.up_to_date(), "make image without KUBELET keeps the image with kubelet"
+    s.built()
+    assert s.recorded()["KUBELET"] == "", s.recorded()
+    assert s.up_to_date()
+
+
+def image_follows_every_variable():
+    """Each other variable build-image.sh reads remakes the image when it changes."""
+    s = Scratch("vars")
+    extra = os.path.join(s.dir, "extra-tree")
+    os.makedirs(extra)
+    with open(os.path.join(extra, "file"), "w") as f:
+        f.write("x\n")
+    s.built()
+    assert s.up_to_date()
+    for arg in ("CVMINIT_STATE_SIZE=512M", "SOURCE_DATE_EPOCH=1700000000",
+                f"CVMINIT_EXTRA_TREE={extra}", f"CVMINIT_INITRD={s.kept[0]}",
+                "CVMINIT_INIT=build/other-init"):
+        assert not s.up_to_date(arg), f"make image {arg} answers up to date"
+    s.built(f"CVMINIT_EXTRA_TREE={extra}")
+    assert s.recorded()["CVMINIT_EXTRA_TREE"] == extra
+    assert s.up_to_date(f"CVMINIT_EXTRA_TREE={extra}")
+    newer_than_image(s.image, os.path.join(extra, "file"))
+    assert not s.up_to_date(f"CVMINIT_EXTRA_TREE={extra}"), \
+        "a newer file in the extra tree does not remake the image"
+
+
+def failed_build_is_remade():
+    """A build that fails leaves no record: the next make tries again."""
+    s = Scratch("failed")
+    s.built()
+    rc, out = s.make("CVMINIT_STATE_SIZE=1G", env=clean_env(FAKE_BUILDER_FAIL="1"))
+    assert rc != 0, f"the failing builder's make succeeded: {out}"
+    assert not s.up_to_date("CVMINIT_STATE_SIZE=1G"), "a failed build counts as made"
+    assert not s.up_to_date(), "a failed build counts as made"
+
+
+def test_image_has_its_own_inputs():
+    """The test image (KUBELET set by its own rule) ignores a KUBELET given to make, and
+    follows the variables it does not set."""
+    s = Scratch("test-image")
+    s.built(target="test-image")
+    assert s.recorded(s.test_image)["KUBELET"].endswith("/kubelet-standin")
+    assert s.up_to_date(target="test-image")
+    assert s.up_to_date("KUBELET=/elsewhere", "KUBELET_SHA256=" + "00" * 32,
+                        target="test-image"), "KUBELET given to make remakes the test image"
+    assert not s.up_to_date("CVMINIT_STATE_SIZE=512M", target="test-image")
+
+
+CHECKS = [image_follows_kubelet, image_follows_every_variable, failed_build_is_remade,
+          test_image_has_its_own_inputs]
+
+
+def main():
+    passed = failed = 0
+    for check in CHECKS:
+        t0 = time.monotonic()
+        try:
+            check()
+        except Exception as e:  # noqa: BLE001 - every failure is reported, then counted
+            failed += 1
+            print(f"FAIL image/{check.__name__}: {e}")
+            traceback.print_exc(file=sys.stdout)
+        else:
+            passed += 1
+            print(f"PASS image/{check.__name__} ({time.monotonic() - t0:.1f} s)")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
