@@ -56,6 +56,11 @@ OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 
 BASE_CMDLINE = "console=ttyS0,115200 panic=-1"
 
+# VM(disk_interface=...): the QEMU device of each disk. The SCSI disks hang off one
+# virtio-scsi-pci controller (bus scsi0.0, added by qemu_args).
+DISK_INTERFACES = {"virtio-blk": "virtio-blk-pci", "virtio-scsi": "scsi-hd,bus=scsi0.0",
+                   "nvme": "nvme"}
+
 # Console lines that fail a test at once. (name, regex)
 FAIL_PATTERNS = [
     ("kernel panic", r"Kernel panic"),
@@ -149,14 +154,18 @@ class VM:
     def __init__(self, kernel, initrd, cmdline, *, ovmf=True, tpm=True, disks=(),
                  timeout=300, name, memory=1024, smp=2, cpu="max",
                  extra_args=(), fail_patterns=None, echo=None, tpm_from=None,
-                 tpm_dir=None, nic="auto"):
+                 tpm_dir=None, nic="auto", disk_interface="virtio-blk"):
         """kernel, initrd: paths. cmdline: the full kernel command line. With kernel None
                the firmware boots from the disks (OVMF: the ESP's \\EFI\\BOOT\\BOOTX64.EFI).
         ovmf: OVMF (UEFI) if True, SeaBIOS if False. tpm: attach swtpm (TPM 2.0, CRB).
-        disks: paths of raw images (attached as virtio-blk-pci), or dicts of
+        disks: paths of raw images (attached on disk_interface), or dicts of
                -drive options (file=..., and optionally format, readonly,
                cache...) plus "serial" (the disk's serial) and "device"
-               (default virtio-blk-pci; e.g. "nvme" needs a serial).
+               (a QEMU device in place of disk_interface's; "nvme" needs a serial).
+        disk_interface: how the disks are attached, as a cloud attaches a VM's OS disk:
+               "virtio-blk" (virtio-blk-pci, /dev/vdX), "virtio-scsi" (scsi-hd on one
+               virtio-scsi-pci controller, /dev/sdX) or "nvme" (one NVMe controller
+               per disk, with a serial, /dev/nvmeXn1).
         timeout: overall bound in seconds for this VM (every wait is cut to it).
         name: work dir name under build/test-work/.
         fail_patterns: list of (name, regex) replacing FAIL_PATTERNS.
@@ -186,6 +195,9 @@ class VM:
         self.tpm_from = tpm_from
         self.tpm_dir = Path(tpm_dir) if tpm_dir else None
         self.disks = list(disks)
+        if disk_interface not in DISK_INTERFACES:
+            raise ValueError(f"bad disk interface {disk_interface!r}")
+        self.disk_interface = disk_interface
         self.timeout = timeout
         self.name = name
         self.memory = memory
@@ -302,10 +314,16 @@ class VM:
             a += ["-chardev", f"socket,id=chrtpm,path={self.tpm_ctrl_path}",
                   "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
                   "-device", "tpm-crb,tpmdev=tpm0"]
+        if self.disk_interface == "virtio-scsi" and self.disks:
+            a += ["-device", "virtio-scsi-pci,id=scsi0"]
         for i, d in enumerate(self.disks):
             opts = {"file": str(d)} if not isinstance(d, dict) else dict(d)
-            dev = opts.pop("device", "virtio-blk-pci")
+            dev = opts.pop("device", None)
             serial = opts.pop("serial", None)
+            if dev is None:
+                dev = DISK_INTERFACES[self.disk_interface]
+                if self.disk_interface == "nvme" and not serial:
+                    serial = f"cvmdisk{i}"
             opts.setdefault("format", "raw")
             opts.setdefault("cache", "unsafe")
             drive = {"if": "none", "id": f"disk{i}", **opts}
