@@ -45,7 +45,7 @@ UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-mu tss2-rc tss2-tcti-device \
 	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedcrypto
 
-.PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format bench
+.PHONY: all deps check unit qemu-test image cloud-images test-image run clean distclean host-deps format bench
 
 all: $(BUILD)/cvminit $(BUILD)/dhcp-hook
 
@@ -198,7 +198,7 @@ host-deps:
 	tests/install-deps.sh
 
 check: host-deps
-	$(MAKE) all unit image test-image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure \
+	$(MAKE) all unit image cloud-images test-image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure \
 		$(BUILD)/unseal-attacker fuzz-build
 	python3 tests/run.py
 
@@ -237,6 +237,15 @@ $(IMAGE_DIR)/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(IMAGE_INPUTS) $(
 
 image: $(IMAGE_DIR)/cvminit.raw
 
+# The image in each cloud's upload format, checked, with sizes, sha256 sums and
+# measurements.json (image/cloud-images.sh; docs/clouds.md).
+CLOUD_DIR := $(BUILD)/cloud
+$(CLOUD_DIR)/SHA256SUMS: $(IMAGE_DIR)/cvminit.raw $(BUILD)/cvm-measure image/cloud-images.sh \
+		image/vhd-footer.py
+	CVM_MEASURE=$(BUILD)/cvm-measure image/cloud-images.sh $(IMAGE_DIR) $(CLOUD_DIR)
+
+cloud-images: $(CLOUD_DIR)/SHA256SUMS
+
 # The same image with the kubelet stand-in as /usr/bin/kubelet, for the node tests.
 # Its extra tree adds the OCI image the stand-in runs (/usr/share/cvminit-test/).
 # The attacker fixture, run by the stand-in as the workload (the fence check).
@@ -258,8 +267,11 @@ $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/ku
 
 test-image: $(BUILD)/image-test/cvminit.raw
 
-run: host-deps
-	$(MAKE) image
+# CVM=snp|tdx: as a confidential guest under KVM (image/run.sh says what the host needs and
+# refuses before anything is built when it lacks it).
+run:
+	$(if $(CVM),CVM=$(CVM) image/run.sh --check)
+	$(MAKE) host-deps image
 	image/run.sh
 
 format:

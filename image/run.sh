@@ -2,10 +2,73 @@
 # make run: boots the node image (build/image/cvminit.raw: OVMF → UKI → cvminit) under
 # QEMU (TCG) with swtpm, the serial console on this terminal. The disk, the OVMF variables
 # and the TPM state persist in build/run/ across runs, so a reboot keeps the TPM and /var.
+#
+# CVM=snp or CVM=tdx (make run CVM=snp): the same image as an AMD SEV-SNP or Intel TDX guest
+# under KVM, for an operator with such a host (docs/clouds.md). Refused, saying why, unless
+# the host has: a usable /dev/kvm; SNP (kvm_amd's sev_snp) or TDX (kvm_intel's tdx) enabled
+# in KVM; a QEMU with the guest object (sev-snp-guest: QEMU >= 9.1, Debian trixie's 10.0;
+# tdx-guest: QEMU >= 10.1); a unified OVMF that carries the SNP or TDX metadata (Debian
+# trixie's ovmf: /usr/share/ovmf/OVMF.fd; an SNP guest cannot use the split pflash images).
+# Overrides: QEMU (the binary), CVM_FIRMWARE, CVM_CBITPOS (SNP's C-bit, default 51), and for
+# tests/image/run.py only, CVM_SYS and CVM_KVM (a fake /sys and /dev/kvm: the real ones
+# cannot show SNP or TDX here).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 image=$root/build/image/cvminit.raw
 run=$root/build/run
+qemu=${QEMU:-qemu-system-x86_64}
+cvm=${CVM:-}
+
+refuse() {
+	echo "run: CVM=$cvm refused: $*" >&2
+	exit 3
+}
+
+# The guest type's host checks, in order; the first that fails refuses the launch.
+cvm_check() {
+	local sys=${CVM_SYS:-/sys} kvm=${CVM_KVM:-/dev/kvm} param want obj mod major minor
+	case "$cvm" in
+	snp) mod=kvm_amd param=sev_snp want=9.1 obj=sev-snp-guest ;;
+	tdx) mod=kvm_intel param=tdx want=10.1 obj=tdx-guest ;;
+	*) echo "run: CVM=$cvm: expected snp or tdx" >&2; exit 2 ;;
+	esac
+	[ -c "$kvm" ] || refuse "no KVM ($kvm is missing): a confidential guest needs KVM, TCG cannot run one"
+	[ -r "$kvm" ] && [ -w "$kvm" ] || refuse "no usable KVM: $kvm is not readable and writable for $(id -un)"
+	[ -d "$sys/module/$mod" ] ||
+		refuse "no ${cvm^^} in KVM: $sys/module/$mod is missing ($mod is not loaded: the host has no ${cvm^^})"
+	local value
+	value=$(cat "$sys/module/$mod/parameters/$param" 2>/dev/null || echo missing)
+	case "$value" in
+	Y | y | 1) ;;
+	*) refuse "no ${cvm^^} in KVM: $sys/module/$mod/parameters/$param is '$value' (off in the host's kernel or firmware)" ;;
+	esac
+	command -v "$qemu" >/dev/null || refuse "$qemu not found"
+	version=$("$qemu" --version | sed -n 's/^QEMU emulator version \([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' | head -n 1)
+	[ -n "$version" ] || refuse "cannot read $qemu's version"
+	major=${version%%.*} minor=${version#*.}
+	if [ "$major" -lt "${want%%.*}" ] || { [ "$major" = "${want%%.*}" ] && [ "$minor" -lt "${want#*.}" ]; }; then
+		refuse "QEMU $version is too old: $obj needs QEMU >= $want (Debian bookworm has 7.2, trixie 10.0)"
+	fi
+	"$qemu" -object help 2>/dev/null | grep -qw -- "$obj" || refuse "$qemu $version has no $obj object"
+	cvm_fw=${CVM_FIRMWARE:-/usr/share/ovmf/OVMF.fd}
+	[ -f "$cvm_fw" ] || refuse "no firmware $cvm_fw (Debian trixie's package ovmf has it; or set CVM_FIRMWARE)"
+	# The reset vector's GUIDed table names the sections a firmware built for SNP (SEV
+	# metadata) or TDX (TDX metadata) has.
+	python3 -c '
+import sys, uuid
+guid = {"snp": "dc886566-984a-4798-a75e-5585a7bf67cc", "tdx": "e47a6535-984a-4798-865e-4685a7bf8ec2"}
+sys.exit(0 if uuid.UUID(guid[sys.argv[2]]).bytes_le in open(sys.argv[1], "rb").read() else 1)
+' "$cvm_fw" "$cvm" || refuse "$cvm_fw has no ${cvm^^} metadata: not a firmware built for ${cvm^^} guests"
+}
+
+if [ -n "$cvm" ]; then
+	cvm_check
+fi
+if [ "${1:-}" = --check ]; then
+	# make run checks the host before it builds anything.
+	[ -z "$cvm" ] || echo "run: CVM=$cvm: the host has KVM with ${cvm^^}, $qemu $version and $cvm_fw" >&2
+	exit 0
+fi
 mkdir -p "$run/tpm"
 
 [ -f "$image" ] || { echo "run: $image is missing: run 'make image'" >&2; exit 1; }
@@ -44,6 +107,27 @@ cat >&2 <<MSG
    Stop: Ctrl-a x (hard), or power off cleanly from another terminal:
      echo '{"execute":"qmp_capabilities"}{"execute":"system_powerdown"}' | socat - UNIX-CONNECT:$run/qmp.sock
 MSG
+
+if [ -n "$cvm" ]; then
+	# Private guest memory (a memfd backend), the firmware as one -bios image (measured into
+	# the launch digest). swtpm stays attached: a host TPM, which cvminit's platform rule
+	# trusts on SNP/TDX only with tpm=platform in the config (docs/measured-boot.md).
+	case "$cvm" in
+	snp) guest=(-object "sev-snp-guest,id=cvm0,cbitpos=${CVM_CBITPOS:-51},reduced-phys-bits=1")
+	     machine=q35,confidential-guest-support=cvm0,memory-backend=ram0 ;;
+	tdx) guest=(-object tdx-guest,id=cvm0)
+	     machine=q35,confidential-guest-support=cvm0,memory-backend=ram0,kernel-irqchip=split ;;
+	esac
+	echo "== $cvm guest under KVM, firmware $cvm_fw" >&2
+	exec "$qemu" -name "cvminit-$cvm" -machine "$machine" -accel kvm -cpu host -m 2048 -smp 2 \
+		-object memory-backend-memfd,id=ram0,size=2048M,share=true,prealloc=false "${guest[@]}" \
+		-bios "$cvm_fw" -nographic -no-user-config -nic none -vga none \
+		-chardev socket,id=chrtpm,path="$run/swtpm.sock" \
+		-tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0 \
+		-drive file="$run/disk.raw",format=raw,if=none,id=disk0 \
+		-device virtio-blk-pci,drive=disk0,bootindex=0 \
+		-serial mon:stdio -qmp unix:"$run/qmp.sock",server=on,wait=off
+fi
 
 # thread=single: see the note in tests/qemu/vm.py (int3 oops with multi-threaded TCG)
 exec qemu-system-x86_64 -name cvminit -machine q35 -accel tcg,thread=single -cpu max -m 2048 -smp 2 \

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Host-side checks of the image's build and launch tooling (no QEMU, no mkosi; run by
 tests/run.py in the unit layer): make remakes the image when one of its build variables
-changes (KUBELET, ...), with a stand-in builder in a scratch build directory. Prints
-PASS/FAIL lines and `N passed, N failed`."""
+changes (KUBELET, ...), with a stand-in builder in a scratch build directory; `make run
+CVM=snp|tdx` (image/run.sh) refuses on this host, and on fake hosts for each reason, saying
+why. Prints PASS/FAIL lines and `N passed, N failed`."""
 import os
 import shutil
 import subprocess
 import sys
 import time
 import traceback
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.path.join(ROOT, "build", "test-work", "image-host")
@@ -162,8 +164,164 @@ def test_image_has_its_own_inputs():
     assert not s.up_to_date("CVMINIT_STATE_SIZE=512M", target="test-image")
 
 
-CHECKS = [image_follows_kubelet, image_follows_every_variable, failed_build_is_remade,
-          test_image_has_its_own_inputs]
+RUN_SH = os.path.join(ROOT, "image", "run.sh")
+SNP_GUID = uuid.UUID("dc886566-984a-4798-a75e-5585a7bf67cc").bytes_le
+TDX_GUID = uuid.UUID("e47a6535-984a-4798-865e-4685a7bf8ec2").bytes_le
+
+
+def run_sh(cvm, *args, **env):
+    """image/run.sh's exit status and stderr, with CVM=cvm and env."""
+    e = dict(os.environ, CVM=cvm, **env)
+    r = subprocess.run([RUN_SH] + list(args), env=e, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    return r.returncode, r.stderr.strip()
+
+
+def refused(why, cvm, **env):
+    rc, err = run_sh(cvm, "--check", **env)
+    assert rc == 3 and err.startswith(f"run: CVM={cvm} refused: ") and why in err, \
+        f"CVM={cvm} {env}: expected a refusal naming {why!r}, got {rc}: {err!r}"
+    return err
+
+
+class FakeHost:
+    """What image/run.sh reads of a host, made up (this host has no SNP or TDX to show):
+    /sys/module/<kvm module>/parameters/<param>, a QEMU that prints a version and its
+    -object list, a firmware file. The KVM device stands in as /dev/null (a character
+    device anyone may read and write)."""
+
+    def __init__(self, name):
+        self.dir = os.path.join(WORK, name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.sys = os.path.join(self.dir, "sys")
+        os.makedirs(self.sys)
+
+    def param(self, mod, name, value):
+        d = os.path.join(self.sys, "module", mod, "parameters")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, name), "w") as f:
+            f.write(value + "\n")
+
+    def qemu(self, version, objects):
+        path = os.path.join(self.dir, f"qemu-{version}")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n"
+                    f'[ "$1" = --version ] && echo "QEMU emulator version {version} (fake)" '
+                    "&& exit 0\n"
+                    f'[ "$1" = -object ] && printf "%s\\n" {" ".join(objects) or "none"} '
+                    "&& exit 0\nexit 1\n")
+        os.chmod(path, 0o755)
+        return path
+
+    def firmware(self, name, content):
+        path = os.path.join(self.dir, name)
+        with open(path, "wb") as f:
+            f.write(bytes(4096) + content + bytes(4096))
+        return path
+
+    def env(self, **kw):
+        return dict({"CVM_SYS": self.sys, "CVM_KVM": "/dev/null"}, **kw)
+
+
+def run_cvm_refused_here():
+    """On this machine `make run CVM=snp` and CVM=tdx refuse, before anything is built, with
+    the first reason the host has (no KVM, no SNP/TDX in KVM, QEMU too old)."""
+    for cvm in ("snp", "tdx"):
+        rc, err = run_sh(cvm, "--check")
+        assert rc == 3 and err.startswith(f"run: CVM={cvm} refused: "), (cvm, rc, err)
+        assert any(w in err for w in ("KVM", "too old", "has no")), err
+        r = subprocess.run(["make", "--no-print-directory", "-C", ROOT, "run", f"CVM={cvm}"],
+                           env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=60)
+        assert r.returncode != 0 and err in r.stdout, f"make run CVM={cvm}: {r.stdout}"
+        assert "build-image" not in r.stdout and "install-deps" not in r.stdout, \
+            f"make run CVM={cvm} built or installed before refusing: {r.stdout}"
+    rc, err = run_sh("sev", "--check")
+    assert rc == 2 and "expected snp or tdx" in err, (rc, err)
+
+
+def run_cvm_refusal_reasons():
+    """Each of the host's missing pieces is named, in order, on made-up hosts; a host with
+    all of them passes the checks."""
+    h = FakeHost("cvm-host")
+    refused("no KVM (/nonexistent/kvm is missing)", "snp", **h.env(CVM_KVM="/nonexistent/kvm"))
+    refused("/sys/module/kvm_amd is missing", "snp", **h.env())
+    h.param("kvm_amd", "sev_snp", "N")
+    refused("sev_snp is 'N'", "snp", **h.env())
+    h.param("kvm_amd", "sev_snp", "Y")
+    old = h.qemu("7.2.22", ["sev-guest"])
+    refused("QEMU 7.2 is too old: sev-snp-guest needs QEMU >= 9.1", "snp", **h.env(QEMU=old))
+    bare = h.qemu("9.0.1", ["sev-guest"])
+    refused("QEMU 9.0 is too old", "snp", **h.env(QEMU=bare))
+    bare = h.qemu("10.0.2", ["sev-guest"])
+    refused("has no sev-snp-guest object", "snp", **h.env(QEMU=bare))
+    good = h.qemu("10.0.2", ["sev-guest", "sev-snp-guest", "tdx-guest"])
+    refused("no firmware /nonexistent.fd", "snp",
+            **h.env(QEMU=good, CVM_FIRMWARE="/nonexistent.fd"))
+    plain = h.firmware("plain.fd", TDX_GUID)
+    refused("has no SNP metadata", "snp", **h.env(QEMU=good, CVM_FIRMWARE=plain))
+    fw = h.firmware("snp.fd", SNP_GUID)
+    rc, err = run_sh("snp", "--check", **h.env(QEMU=good, CVM_FIRMWARE=fw))
+    assert rc == 0 and "the host has KVM with SNP" in err, (rc, err)
+
+    refused("/sys/module/kvm_intel is missing", "tdx", **h.env(QEMU=good))
+    h.param("kvm_intel", "tdx", "N")
+    refused("tdx is 'N'", "tdx", **h.env(QEMU=good))
+    h.param("kvm_intel", "tdx", "Y")
+    refused("QEMU 10.0 is too old: tdx-guest needs QEMU >= 10.1", "tdx", **h.env(QEMU=good))
+    newer = h.qemu("10.1.0", ["tdx-guest"])
+    refused("has no TDX metadata", "tdx", **h.env(QEMU=newer, CVM_FIRMWARE=fw))
+    fw = h.firmware("tdx.fd", TDX_GUID)
+    rc, err = run_sh("tdx", "--check", **h.env(QEMU=newer, CVM_FIRMWARE=fw))
+    assert rc == 0 and "the host has KVM with TDX" in err, (rc, err)
+
+
+def vhd_footer_checks():
+    """image/vhd-footer.py (the build's check of the Azure VHD) passes a fixed VHD of a
+    whole MiB made by qemu-img, and fails one of another size, a dynamic VHD, a damaged
+    checksum and a file that is no VHD."""
+    d = os.path.join(WORK, "vhd")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    tool = os.path.join(ROOT, "image", "vhd-footer.py")
+
+    def vhd(name, size, subformat="fixed"):
+        raw = os.path.join(d, name + ".raw")
+        with open(raw, "wb") as f:
+            f.truncate(size)
+        out = os.path.join(d, name + ".vhd")
+        subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "vpc", "-o",
+                        f"subformat={subformat},force_size=on", raw, out], check=True)
+        return out
+
+    def check(path, *args):
+        r = subprocess.run([sys.executable, tool, *args, path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=30)
+        return r.returncode, r.stdout
+
+    good = vhd("good", 2 << 20)
+    rc, out = check(good, "--expect-size", str(2 << 20))
+    assert rc == 0 and "fixed VHD, 2097152 bytes (2 MiB)" in out, (rc, out)
+    rc, out = check(good, "--expect-size", str(3 << 20))
+    assert rc == 1 and "expected 3145728" in out, (rc, out)
+    rc, out = check(vhd("odd", (2 << 20) + 512))
+    assert rc == 1 and "not a whole number of MiB" in out, (rc, out)
+    rc, out = check(vhd("dynamic", 2 << 20, "dynamic"))
+    assert rc == 1 and "disk type 3, not 2 (fixed)" in out, (rc, out)
+    with open(good, "r+b") as f:
+        f.seek(-512 + 70, os.SEEK_END)      # inside the unique id: only the checksum notices
+        b = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b[0] ^ 1]))
+    rc, out = check(good)
+    assert rc == 1 and "checksum" in out, (rc, out)
+    rc, out = check(os.path.join(d, "good.raw"))
+    assert rc == 1 and "cookie" in out, (rc, out)
+
+
+CHECKS = [vhd_footer_checks, image_follows_kubelet, image_follows_every_variable, failed_build_is_remade,
+          test_image_has_its_own_inputs, run_cvm_refused_here, run_cvm_refusal_reasons]
 
 
 def main():

@@ -4,6 +4,7 @@ give a confidential VM (virtio-blk, virtio-scsi, NVMe; Hyper-V's VMBus SCSI cann
 emulated here, so that path is untested) with the same measurements; the upload
 artefacts of `make cloud-images` hold the image's bits (the Azure VHD boots)."""
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -166,3 +167,43 @@ def test_cloud_disk_interfaces():
         raise TestFailure("PCR values depend on the disk interface:\n" + "\n".join(differ))
     for k in sorted(ref):
         note(f"PCR {k}: {ref[k][:24]}… on virtio-blk, virtio-scsi and NVMe")
+
+
+CLOUD_DIR = REPO / "build" / "cloud"
+
+
+def test_cloud_vhd_boots():
+    """The Azure VHD of `make cloud-images` (a fixed VHD, padded to a whole MiB) boots under
+    QEMU through its vpc driver to `ready`, the partitions found by type although the GPT's
+    backup is no longer at the disk's end, and PCR 4 and 11 are the ones measurements.json
+    beside it predicts for the image's UKI: the VHD holds the image."""
+    vhd = CLOUD_DIR / "azure" / "cvminit.vhd"
+    if not vhd.is_file():
+        raise TestFailure(f"{vhd} is missing: run 'make cloud-images' (make check does)")
+    predicted = json.loads((CLOUD_DIR / "measurements.json").read_text())
+    work = WORK_ROOT / "cloud_vhd-disk"
+    work.mkdir(parents=True, exist_ok=True)
+    disk = work / "cvminit.vhd"
+    subprocess.run(["cp", "--sparse=always", str(vhd), str(disk)], check=True)
+    v = VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk), "format": "vpc"}],
+           name="cloud_vhd", memory=2048, timeout=scaled(600))
+    with v:
+        test_boot.expect_start(v, "OVMF+UKI from the VHD")
+        pcr4 = v.wait_for(r"cvminit: tpm: PCR 4 sha256 ([0-9a-f]{64})$", scaled(test_node.STEP),
+                          since=0).group(1)
+        for typ in ("esp", "root-x86-64", "root-x86-64-verity", "var"):
+            v.wait_for(rf"cvminit: partitions: /dev/vda\d+ type {re.escape(typ)} ",
+                       scaled(test_node.STEP), since=0)
+        v.wait_for(r"cvminit: root: switched to the verified root", scaled(test_node.STEP),
+                   since=0)
+        pcr11 = v.wait_for(r"cvminit: measure: ready: PCR 11 sha256 ([0-9a-f]{64})$",
+                           scaled(test_node.STEP), since=0).group(1)
+        test_boot.expect_ready(v)
+        test_boot.power_off_via_button(v)
+    if pcr11 != predicted["11"]["expected"] or pcr4 != predicted["4"]["expected"]:
+        raise TestFailure(f"the VHD's boot: PCR 4 {pcr4}, PCR 11 {pcr11}; measurements.json "
+                          f"beside it: PCR 4 {predicted['4']['expected']}, PCR 11 "
+                          f"{predicted['11']['expected']}")
+    gpt = v.find(r"GPT:.*not at the end of the disk")
+    note(f"PCR 4 and 11 (sha256) as measurements.json predicts; kernel: "
+         f"{gpt[0][1].split('] ', 1)[-1] if gpt else 'no GPT warning'}")
