@@ -230,7 +230,8 @@ static const char *const verify_help =
 	"\n"
 	"Banks: sha1 sha256 sha384 sha512.\n"
 	"\n"
-	"Exit status: 0 every PCR compared matches; 1 some PCR differs (or the firmware\n"
+	"Exit status: 0 every PCR compared matches; 1 some PCR differs, a record of --log\n"
+	"whose content is not what its digests are the hash of (or the firmware\n"
 	"log's PCR 11 events or PCR 4 images are not the --uki's); 2 usage error, an\n"
 	"unreadable or malformed input (the message names the file and the byte\n"
 	"offset), or a TPM that cannot be read.\n";
@@ -1388,6 +1389,29 @@ static void note_volume_keys(const struct eventlog *all, const struct sources *s
 	}
 }
 
+/* Every record of cvminit's log must carry the content its digests are the hash of:
+ * a record whose content and digest disagree was changed (or lies about what was
+ * measured). Returns whether all agree. */
+static bool check_contents(const struct eventlog *all, size_t first, const char *path)
+{
+	bool ok = true;
+
+	for (size_t i = first; i < all->n; i++) {
+		const struct eventlog_record *r = &all->records[i];
+		char why[160];
+		int k = eventlog_check_content(r, why, sizeof(why));
+
+		if (k == 0 || k == -ENOKEY)
+			continue;
+		ok = false;
+		printf("content: record %llu at byte offset %zu of %s: PCR %u \"%s\": "
+		       "MISMATCH: %s\n",
+		       (unsigned long long)r->recnum, r->offset, path, r->pcr,
+		       r->event ? r->event : "", why);
+	}
+	return ok;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1527,6 +1551,8 @@ static int cmd_verify(int argc, char **argv)
 		if (counts(&all.records[i]))
 			touched |= UINT32_C(1) << all.records[i].pcr;
 	note_volume_keys(&all, &src);
+	if (src.log_path && !check_contents(&all, src.n_fw + src.n_stub, src.log_path))
+		mismatch = true;
 
 	if (pcrs_path) {
 		ret = parse_pcrs(pcrs_path, banks, &n_banks);

@@ -1219,6 +1219,27 @@ TEST(verify_firmware_log_with_cvminit_log)
 	CHECK_INT(run(out, sizeof(out), "verify --firmware-log cut.bin --pcrs ok.pcrs"),
 		  2);
 	CHECK_CONTAINS(out, "cut.bin: byte offset ");
+
+	/* The log's content is what its digests are the hash of: the command line text
+	 * changed (digests kept, so every PCR still matches) is a mismatch naming it. */
+	{
+		char logbuf[8192], *at;
+		size_t n = read_back("measure.log", logbuf, sizeof(logbuf) - 1);
+
+		logbuf[n] = '\0';
+		at = strstr(logbuf, "\"data\":\"console=ttyS0\"");
+		CHECK(at != NULL);
+		at[strlen("\"data\":\"console=ttyS")] = '1';
+		write_file("tampered.log", logbuf, n);
+	}
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --firmware-log bios.bin --log tampered.log --pcrs ok.pcrs "
+		      "--uki uki.efi"),
+		  1);
+	CHECK_CONTAINS(out, "PCR 15 sha256: match");
+	CHECK_CONTAINS(out, "content: record 1 at byte offset ");
+	CHECK_CONTAINS(out, "of tampered.log: PCR 15 \"cvminit:cmdline\": MISMATCH: its sha1 "
+			    "digest is not the digest of its content (13 bytes)");
 	eventlog_free(&stub);
 	eventlog_free(&fw);
 	eventlog_free(&all);

@@ -369,6 +369,10 @@ static void append(int fd, unsigned pcr, const char *event, const char *data)
 		.pcr = pcr, .rtmr = -1, .extended = true, .n_digests = 2};
 
 	r.event = (char *)event;
+	/* As cvminit logs it: the measured content beside the digests. */
+	r.data = (uint8_t *)data;
+	r.data_len = strlen(data);
+	r.has_data = true;
 	for (size_t i = 0; i < 2; i++) {
 		r.digests[i].alg = algs[i];
 		r.digests[i].size = (uint16_t)digest_compute(algs[i], data, strlen(data),
