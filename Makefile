@@ -11,7 +11,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # PID 1 links the measurement backends and the sealing code; the host tool's PE and
 # prediction code stay out of it.
 MB_HOST_ONLY := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
-		measured-boot/cpio.c measured-boot/tcglog.c
+		measured-boot/cpio.c measured-boot/tcglog.c measured-boot/measurements.c
 MB_SRCS   := $(filter-out $(MB_HOST_ONLY),$(wildcard measured-boot/*.c))
 INIT_SRCS := $(wildcard init/*.c) $(MB_SRCS)
 INIT_HDRS := $(wildcard init/*.h measured-boot/*.h) $(GEN)/modules-table.h
@@ -108,7 +108,7 @@ unit: $(UNIT_TESTS) $(BUILD)/unit/test_release_seal
 CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
 		    measured-boot/cpio.c measured-boot/tcglog.c measured-boot/digest.c \
 		    measured-boot/eventlog.c measured-boot/replay.c measured-boot/tpm.c \
-		    init/settings.c init/log.c
+		    measured-boot/measurements.c init/settings.c init/log.c
 CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-mu tss2-rc tss2-tcti-device tss2-tcti-swtpm
 
 # -DCVM_TPM_SWTPM: the host tool may read PCRs from a swtpm (`verify --tpm swtpm:…`).

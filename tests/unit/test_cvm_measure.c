@@ -556,11 +556,12 @@ TEST(predict_pcr15_from_the_uki_and_json)
 	CHECK_CONTAINS(out, want);
 	snprintf(want, sizeof(want), "PCR 15 sha256 sealing %s\n", h256[1]);
 	CHECK_CONTAINS(out, want);
-	CHECK_CONTAINS(out, "cvm-measure: note: PCR 15 left out of m.json");
+	CHECK_CONTAINS(out, "cvm-measure: note: PCR 15's value left out of m.json");
 	CHECK_CONTAINS(out, "volume-key: not predicted");
 	CHECK_CONTAINS(out, "PCR 11 sha256 shutdown ");
 	read_back("m.json", json, sizeof(json));
-	CHECK(!strstr(json, "\"15\""));
+	/* PCR 15 without a value: only the image-wide records. */
+	CHECK(strstr(json, "\"15\": {\n    \"warnOnly\": false,\n    \"replay\""));
 	CHECK(!strstr(json, "true"));
 	CHECK(strstr(json, "\"11\": {"));
 
@@ -572,9 +573,13 @@ TEST(predict_pcr15_from_the_uki_and_json)
 	CHECK_CONTAINS(out, want);
 	snprintf(want, sizeof(want), "PCR 15 sha256 sealing %s\n", h256[1]);
 	CHECK_CONTAINS(out, want);
-	CHECK_CONTAINS(out, "PCR 15 left out of m.json");
+	CHECK_CONTAINS(out, "PCR 15's value left out of m.json");
 	read_back("m.json", json, sizeof(json));
-	CHECK(!strstr(json, "\"15\""));
+	/* The state is per node: not among the image-wide records, named in perNode. */
+	CHECK(strstr(json, "\"15\": {\n    \"warnOnly\": false,\n    \"replay\""));
+	CHECK(strstr(json, "\"event\": \"cvminit:root\""));
+	CHECK(!strstr(json, "\"event\": \"cvminit:state\""));
+	CHECK(strstr(json, "\"perNode\": [\n      \"cvminit:state\""));
 
 	/* With the node's record: PCR 15 after it, the digests as logged, no note. */
 	write_node_log("node.log", VK_LABEL, 1);
@@ -1369,12 +1374,13 @@ TEST(predict_json_equals_a_simulated_boot)
 	CHECK_INT(measure(m, 11, "ready", "ready", 5), 0);
 	measurer_close(m);
 
-	/* Without the node's log PCR 15 is left out: the TPM's is not the state's. */
+	/* Without the node's log PCR 15's value is left out: the TPM's is not the
+	 * state's. */
 	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --state %s --json m.json",
 		      STATE),
 		  0);
 	read_back("m.json", json, sizeof(json));
-	CHECK(!strstr(json, "\"15\""));
+	CHECK(strstr(json, "\"15\": {\n    \"warnOnly\": false,\n    \"replay\""));
 	CHECK_INT(run(out, sizeof(out),
 		      "predict --uki uki.efi --state %s --json m.json --node-log "
 		      "measure.log",
