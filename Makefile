@@ -11,7 +11,8 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # PID 1 links the measurement backends and the sealing code; the host tool's PE and
 # prediction code stay out of it.
 MB_HOST_ONLY := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
-		measured-boot/cpio.c measured-boot/tcglog.c measured-boot/measurements.c
+		measured-boot/cpio.c measured-boot/tcglog.c measured-boot/measurements.c \
+		measured-boot/attest-proto.c measured-boot/attest-node.c measured-boot/attest-verify.c
 MB_SRCS   := $(filter-out $(MB_HOST_ONLY),$(wildcard measured-boot/*.c))
 INIT_SRCS := $(wildcard init/*.c) $(MB_SRCS)
 INIT_HDRS := $(wildcard init/*.h measured-boot/*.h) $(GEN)/modules-table.h
@@ -43,11 +44,11 @@ SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 	       $(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys 2>/dev/null)
 UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-mu tss2-rc tss2-tcti-device \
-	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedcrypto
+	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedx509 -lmbedcrypto
 
 .PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format bench
 
-all: $(BUILD)/cvminit $(BUILD)/dhcp-hook
+all: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-agent
 
 $(GEN)/modules-table.h: init/modules.list
 	@mkdir -p $(GEN)
@@ -77,6 +78,23 @@ $(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Make
 $(BUILD)/dhcp-hook: image/dhcp-hook.c $(MUSL_SPECS) Makefile
 	$(MUSL_CC) $(CSTD) -O2 -fPIE $(WARN) $(HARDEN) -o $@ $< $(REL_LDFLAGS)
 	@file $@ | grep -q 'static-pie linked' || { echo "error: $@ is not static-pie"; exit 1; }
+
+# The attestation agent (docs/attestation.md): a service on the node, static like PID 1,
+# never part of it. Linked with the TPM code; no JSON, no crypto of its own.
+AGENT_SRCS := agent/agent.c measured-boot/attest-node.c measured-boot/attest-proto.c \
+	      measured-boot/tpm.c measured-boot/digest.c init/log.c
+AGENT_PKGS := tss2-esys tss2-mu tss2-rc tss2-tcti-device mbedcrypto
+$(BUILD)/cvminit-agent: $(AGENT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Makefile
+	$(MUSL_CC) $(CSTD) -O2 -fPIE $(WARN) $(HARDEN) -ffunction-sections -fdata-sections \
+		-isystem $(SYSROOT)/include $(shell $(SYS_PKG) --cflags $(AGENT_PKGS) 2>/dev/null) \
+		$(CPPFLAGS_COMMON) -o $@ $(AGENT_SRCS) $(REL_LDFLAGS) \
+		$(shell $(SYS_PKG) --libs $(AGENT_PKGS) 2>/dev/null)
+	@file $@ | grep -q 'static-pie linked' || { echo "error: $@ is not static-pie"; exit 1; }
+
+# The same agent for the host tests, against a swtpm (tests/unit/test_attest.c).
+$(BUILD)/unit/cvminit-agent: $(AGENT_SRCS) $(INIT_HDRS) Makefile
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM -o $@ $(AGENT_SRCS) $(UNIT_LIBS)
 
 # --- unit tests ---------------------------------------------------------------
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
@@ -209,8 +227,18 @@ qemu-test: all
 IMAGE_INPUTS := mkosi.conf $(shell find image/mkosi.* rootfs-overlay -type f 2>/dev/null) \
 		image/mkinitrd.py image/build-image.sh image/tools-tree.sh image/uki-refs.py init/modules.list
 
-$(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(IMAGE_INPUTS)
+# measurements.json beside the disk (docs/attestation.md): what `cvm-measure attest` checks a
+# node of this image against. PCR 4 for OVMF on QEMU's q35 (one failed boot option: the
+# empty DVD drive); the firmware's PCRs warnOnly from image/ovmf-q35.tcglog, a firmware log
+# of one such boot (the agent's evidence from tests/qemu/test_attest.py).
+MEASURE_JSON = $(BUILD)/cvm-measure predict --uki $(1)/cvminit.efi --failed-boot-options 1 \
+	$(if $(wildcard image/ovmf-q35.tcglog),--firmware-log image/ovmf-q35.tcglog) \
+	--json $(1)/measurements.json > $(1)/measurements.txt
+
+$(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-agent \
+		$(BUILD)/cvm-measure $(IMAGE_INPUTS)
 	image/build-image.sh
+	$(call MEASURE_JSON,$(BUILD)/image)
 
 image: $(BUILD)/image/cvminit.raw
 
@@ -222,12 +250,14 @@ $(TEST_TREE)/usr/share/cvminit-test/unseal-attacker: $(BUILD)/unseal-attacker
 	install -m 0755 $< $@
 
 $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/kubelet-standin \
+		$(BUILD)/cvminit-agent $(BUILD)/cvm-measure \
 		$(IMAGE_INPUTS) \
 		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar \
 		$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker
 	CVMINIT_IMAGE_OUT=$(abspath $(BUILD)/image-test) KUBELET=$(BUILD)/kubelet-standin \
 	CVMINIT_EXTRA_TREE=$(abspath $(TEST_TREE)) \
 	KUBELET_SHA256=$$(sha256sum $(BUILD)/kubelet-standin | cut -d' ' -f1) image/build-image.sh
+	$(call MEASURE_JSON,$(BUILD)/image-test)
 
 test-image: $(BUILD)/image-test/cvminit.raw
 
