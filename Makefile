@@ -12,7 +12,8 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # prediction code stay out of it.
 MB_HOST_ONLY := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
 		measured-boot/cpio.c measured-boot/tcglog.c measured-boot/measurements.c \
-		measured-boot/attest-proto.c measured-boot/attest-node.c measured-boot/attest-verify.c
+		measured-boot/attest-proto.c measured-boot/attest-node.c measured-boot/attest-verify.c \
+		measured-boot/attest-cmd.c
 MB_SRCS   := $(filter-out $(MB_HOST_ONLY),$(wildcard measured-boot/*.c))
 INIT_SRCS := $(wildcard init/*.c) $(MB_SRCS)
 INIT_HDRS := $(wildcard init/*.h measured-boot/*.h) $(GEN)/modules-table.h
@@ -126,7 +127,8 @@ unit: $(UNIT_TESTS) $(BUILD)/unit/test_release_seal
 CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
 		    measured-boot/cpio.c measured-boot/tcglog.c measured-boot/digest.c \
 		    measured-boot/eventlog.c measured-boot/replay.c measured-boot/tpm.c \
-		    measured-boot/measurements.c init/settings.c init/log.c
+		    measured-boot/measurements.c measured-boot/attest-cmd.c \
+		    measured-boot/attest-verify.c measured-boot/attest-proto.c init/settings.c init/log.c
 CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-mu tss2-rc tss2-tcti-device tss2-tcti-swtpm
 
 # -DCVM_TPM_SWTPM: the host tool may read PCRs from a swtpm (`verify --tpm swtpm:…`).
@@ -135,7 +137,7 @@ $(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) init/log
 	@mkdir -p $(BUILD)
 	$(HOST_CC) $(CSTD) -O2 $(WARN) $(HARDEN) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
 		$(shell pkg-config --cflags $(CVM_MEASURE_PKGS) 2>/dev/null) -o $@ $(CVM_MEASURE_SRCS) \
-		$(shell pkg-config --libs $(CVM_MEASURE_PKGS) 2>/dev/null) -lmbedcrypto
+		$(shell pkg-config --libs $(CVM_MEASURE_PKGS) 2>/dev/null) -lmbedx509 -lmbedcrypto
 
 # --- the supervisor as PID 1 of a pid namespace (root; see tests/ns/run.py) -----------
 NS_SRCS := init/svc.c init/svclog.c init/supervise.c init/power.c init/powerbtn.c \

@@ -16,6 +16,7 @@
 #include "../init/util.h"
 #include "cpio.h"
 #include "digest.h"
+#include "attest-cmd.h"
 #include "eventlog.h"
 #include "measurements.h"
 #include "pe.h"
@@ -1750,5 +1751,7 @@ int main(int argc, char **argv)
 		return cmd_predict(argc - 1, argv + 1);
 	if (streq(cmd, "verify"))
 		return cmd_verify(argc - 1, argv + 1);
+	if (streq(cmd, "attest"))
+		return cmd_attest(argc - 1, argv + 1);
 	return usage_error("", "unknown command '%s'", cmd);
 }
