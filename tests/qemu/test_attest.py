@@ -1,0 +1,285 @@
+"""Remote attestation against a real node: the node image under QEMU + OVMF + a swtpm
+manufactured with an EK certificate, its agent reached through a host port forwarded by
+QEMU's user network; `cvm-measure attest` against the image's measurements.json. One
+boot; the refusals are checked on evidence saved from it (cvm-measure attest --evidence)
+or through a proxy that tampers with the live exchange."""
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+from vm import REPO, VM, TestFailure, note, scaled
+import test_boot
+import test_node
+
+CVM_MEASURE = REPO / "build" / "cvm-measure"
+MEASUREMENTS = REPO / "build" / "image-test" / "measurements.json"
+AGENT_PORT = 7741
+ITEM_EK_CERT, ITEM_QUOTE, ITEM_SIGNATURE, ITEM_AK_PUBLIC = 4, 1, 2, 3
+ITEM_FIRMWARE_LOG, ITEM_CVMINIT_LOG = 6, 7
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def attest(*args, expect=None):
+    r = subprocess.run([str(CVM_MEASURE), "attest", *map(str, args)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=scaled(120))
+    if expect is not None and r.returncode != expect:
+        raise TestFailure(f"cvm-measure attest {' '.join(map(str, args))}: exit "
+                          f"{r.returncode}, expected {expect}:\n{r.stdout}")
+    return r
+
+
+def items(body):
+    """The items of a response body (after the 10-byte header): [(type, bytes)]."""
+    out, pos = [], 10
+    while pos < len(body):
+        t, n = struct.unpack(">HI", body[pos:pos + 6])
+        out.append((t, body[pos + 6:pos + 6 + n]))
+        pos += 6 + n
+    return out
+
+
+def frame(status, its):
+    payload = b"".join(struct.pack(">HI", t, len(v)) + v for t, v in its)
+    return b"CVMR\x01" + bytes([status]) + struct.pack(">I", len(payload)) + payload
+
+
+def recv_response(s):
+    buf = b""
+    while len(buf) < 10 or len(buf) < 10 + struct.unpack(">I", buf[6:10])[0]:
+        d = s.recv(65536)
+        if not d:
+            raise TestFailure(f"the agent closed after {len(buf)} bytes")
+        buf += d
+    return buf
+
+
+def recv_request(s):
+    buf = b""
+    while len(buf) < 8 or len(buf) < 8 + struct.unpack(">H", buf[6:8])[0]:
+        d = s.recv(65536)
+        if not d:
+            return buf
+        buf += d
+    return buf
+
+
+class SwapProxy:
+    """A man in the middle between the verifier and the agent that passes everything on
+    but replaces the EK certificate in the evidence with another TPM's (from the same CA):
+    the AK is then not in the TPM the certificate names, which only the AK binding can
+    tell."""
+
+    def __init__(self, agent_port, cert):
+        self.agent_port, self.cert = agent_port, cert
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            c, _ = self.sock.accept()
+            a = socket.create_connection(("127.0.0.1", self.agent_port), timeout=60)
+            c.settimeout(60)
+            a.sendall(recv_request(c))
+            resp = recv_response(a)
+            its = [(t, self.cert if t == ITEM_EK_CERT else v) for t, v in items(resp)]
+            c.sendall(frame(resp[5], its))
+            req = recv_request(c)
+            if req:
+                a.sendall(req)
+                c.sendall(recv_response(a))
+            c.close()
+            a.close()
+        except Exception as e:  # the test reports it
+            self.error = e
+
+
+def other_ek_cert(ca, work):
+    """The EK certificate of another vTPM manufactured with the same CA."""
+    state = work / "other-tpm"
+    state.mkdir(parents=True, exist_ok=True)
+    conf = work / "other-localca.conf"
+    conf.write_text(f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\n"
+                    f"issuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n")
+    setup = work / "other-setup.conf"
+    setup.write_text(f"create_certs_tool = /usr/bin/swtpm_localca\n"
+                     f"create_certs_tool_config = {conf}\n"
+                     f"create_certs_tool_options = /etc/swtpm-localca.options\n")
+    subprocess.run(["swtpm_setup", "--tpm2", "--tpmstate", str(state), "--create-ek-cert",
+                    "--config", str(setup), "--overwrite"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    p = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                          "--server", f"type=tcp,port={port}", "--ctrl",
+                          f"type=tcp,port={port + 1}", "--flags",
+                          "startup-clear,not-need-init"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out = work / "other-ek.der"
+        env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
+        for _ in range(50):
+            r = subprocess.run(["tpm2_nvread", "0x1c00002", "-o", str(out)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if r.returncode == 0:
+                return out.read_bytes()
+            time.sleep(0.1)
+        raise TestFailure(f"tpm2_nvread of the other vTPM's EK certificate failed: {r.stdout}")
+    finally:
+        p.kill()
+        p.wait()
+
+
+def foreign_ca(work):
+    """A CA that has nothing to do with the node's vTPM."""
+    key, cert = work / "foreign-ca.key", work / "foreign-ca.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=not-the-tpm-ca"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert
+
+
+def checkquote(ev, work):
+    """tpm2-tools' own checker on the quote, signature and AK of the saved evidence."""
+    nonce, its = ev[:32], dict(items(ev[32:]))
+    ak = its[ITEM_AK_PUBLIC]
+    (work / "ak.pub").write_bytes(struct.pack(">H", len(ak)) + ak)  # TPM2B_PUBLIC
+    (work / "quote.msg").write_bytes(its[ITEM_QUOTE])
+    (work / "quote.sig").write_bytes(its[ITEM_SIGNATURE])
+    r = subprocess.run(["tpm2_checkquote", "-u", str(work / "ak.pub"), "-m",
+                        str(work / "quote.msg"), "-s", str(work / "quote.sig"), "-q",
+                        nonce.hex()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    if r.returncode != 0:
+        raise TestFailure(f"tpm2_checkquote refused the agent's quote:\n{r.stdout}")
+    bad = bytearray(nonce)
+    bad[0] ^= 1
+    r2 = subprocess.run(["tpm2_checkquote", "-u", str(work / "ak.pub"), "-m",
+                         str(work / "quote.msg"), "-s", str(work / "quote.sig"), "-q",
+                         bytes(bad).hex()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True)
+    if r2.returncode == 0:
+        raise TestFailure("tpm2_checkquote accepted the quote with another nonce")
+    fw = work / "firmware.log"
+    fw.write_bytes(its[ITEM_FIRMWARE_LOG])
+    r3 = subprocess.run(["tpm2_eventlog", str(fw)], stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, text=True)
+    if r3.returncode != 0 or "pcrs:" not in r3.stdout:
+        raise TestFailure(f"tpm2_eventlog could not replay the firmware log:\n{r3.stdout[-2000:]}")
+    return r3.stdout
+
+
+def quoted_pcr(ev, pcr, alg=0x000b):
+    for t, v in items(ev[32:]):
+        if t == 5 and struct.unpack(">H", v[:2])[0] == alg:
+            size = (len(v) - 2) // 16
+            return v[2 + pcr * size:2 + (pcr + 1) * size].hex()
+    raise TestFailure("no sha256 PCR values in the evidence")
+
+
+def test_attest_node():
+    if not MEASUREMENTS.is_file():
+        raise TestFailure(f"{MEASUREMENTS} is missing: 'make test-image' writes it")
+    disk = test_node.node_disk("attest")
+    work = disk.parent
+    ca = work / "ek-ca"
+    port = free_port()
+    cas = ["--ek-ca", ca / "issuercert.pem", "--ek-ca", ca / "swtpm-localca-rootca-cert.pem"]
+    ev = work / "evidence.bin"
+    v = VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
+           name="attest_boot", memory=2048, timeout=scaled(900),
+           nic={"hostfwd": f"tcp:127.0.0.1:{port}-:{AGENT_PORT}"}, ek_ca=ca)
+    with v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(r"cvminit: attest: started", scaled(test_node.STEP), since=0)
+        # PCR 11 in measurements.json is the value after "ready".
+        v.wait_for(r"cvminit: measure: ready: PCR 11 sha256", scaled(test_node.STEP), since=0)
+        t0 = time.monotonic()
+        r = attest(f"127.0.0.1:{port}", "--measurements", MEASUREMENTS, *cas,
+                   "--save-evidence", ev, expect=0)
+        took = time.monotonic() - t0
+        if "ATTESTED" not in r.stdout or "AK binding: ok" not in r.stdout:
+            raise TestFailure(f"attest passed without saying so:\n{r.stdout}")
+        note(f"attest: ATTESTED in {took:.1f} s ({ev.stat().st_size} bytes of evidence)")
+        note("  " + "\n  ".join(r.stdout.strip().splitlines()))
+        j = json.loads(attest(f"127.0.0.1:{port}", "--measurements", MEASUREMENTS, *cas,
+                              "--json", expect=0).stdout)
+        if j["verdict"] != "attested" or not any(f["kind"] == "pin" for f in j["findings"]):
+            raise TestFailure(f"--json: {j}")
+
+        # An AK that is not in the certified TPM: another vTPM's EK certificate (same CA).
+        proxy = SwapProxy(port, other_ek_cert(ca, work))
+        r = attest(f"127.0.0.1:{proxy.port}", "--measurements", MEASUREMENTS, *cas, expect=3)
+        proxy.thread.join(30)
+        if proxy.error or "AK binding: REFUSED" not in r.stdout \
+                or "EK certificate: ok" not in r.stdout:
+            raise TestFailure(f"AK/EK swap not refused by the binding ({proxy.error}):\n"
+                              f"{r.stdout}")
+        note("another TPM's EK certificate in the evidence: refused by the AK binding")
+        test_boot.power_off_via_button(v)
+
+    data = ev.read_bytes()
+    # The same evidence for another nonce.
+    r = attest("--evidence", ev, "--nonce", "00" * 32, "--measurements", MEASUREMENTS, *cas,
+               expect=3)
+    if "not this verifier's nonce" not in r.stdout:
+        raise TestFailure(f"replayed evidence not refused for its nonce:\n{r.stdout}")
+    # Saved evidence with its own nonce passes, saying the binding is not checked.
+    r = attest("--evidence", ev, "--measurements", MEASUREMENTS, *cas, expect=0)
+    if "AK binding: not checked" not in r.stdout:
+        raise TestFailure(f"saved evidence: {r.stdout}")
+    # An EK CA not given.
+    r = attest("--evidence", ev, "--measurements", MEASUREMENTS, "--ek-ca", foreign_ca(work),
+               expect=3)
+    if "EK certificate: REFUSED" not in r.stdout:
+        raise TestFailure(f"a foreign EK CA: {r.stdout}")
+    # One cvminit log record whose text changed (its digests kept).
+    m = re.search(rb'"data":"roothash=[0-9a-f]{64} console=ttyS0', data)
+    if not m:
+        raise TestFailure("the saved evidence has no cvminit:cmdline content")
+    bad = bytearray(data)
+    bad[m.end() - 1] = ord("1")
+    (work / "bad-content.bin").write_bytes(bad)
+    r = attest("--evidence", work / "bad-content.bin", "--measurements", MEASUREMENTS, *cas,
+               expect=3)
+    if not re.search(r'cvminit log record 1 \(byte offset \d+\): "cvminit:cmdline": its '
+                     r'content is not what was measured', r.stdout):
+        raise TestFailure(f"a changed record content not named:\n{r.stdout}")
+    # One cvminit log record whose digest changed.
+    m = re.search(rb'"cvminit:root"', data)
+    start = data.rfind(b'"digest":"', 0, m.start()) + len(b'"digest":"')
+    bad = bytearray(data)
+    bad[start] = ord("0") if bad[start] != ord("0") else ord("1")
+    (work / "bad-digest.bin").write_bytes(bad)
+    r = attest("--evidence", work / "bad-digest.bin", "--measurements", MEASUREMENTS, *cas,
+               expect=3)
+    if not re.search(r'PCR 15 sha\d+: the logs do not replay to the quoted value; first '
+                     r'record not reflected: cvminit log record \d+ \(byte offset \d+\): '
+                     r'"cvminit:root"', r.stdout):
+        raise TestFailure(f"a changed record digest not named:\n{r.stdout}")
+    note("refused: another nonce, a foreign EK CA, a changed record content, a changed "
+         "record digest (each named)")
+    # Interop: tpm2-tools checks the same quote and replays the firmware log.
+    out = checkquote(data, work)
+    m = re.search(r"sha256:\n(?:.*\n)*?\s+4\s*:\s*0x([0-9A-Fa-f]{64})", out)
+    if not m or m.group(1).lower() != quoted_pcr(data, 4):
+        raise TestFailure(f"tpm2_eventlog's PCR 4 is not the quoted one ({quoted_pcr(data, 4)})"
+                          f":\n{out[-1500:]}")
+    note("tpm2_checkquote verifies the agent's quote (and refuses another nonce); "
+         "tpm2_eventlog replays its firmware log to the quoted PCR 4")
