@@ -179,7 +179,7 @@ FUZZ_CC      := clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS  := $(CSTD) -O1 -g $(WARN) $(FUZZ_SAN) \
 		$(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys json-c 2>/dev/null)
-FUZZ_SRCS    := $(filter-out init/main.c init/modules.c,$(wildcard init/*.c)) \
+FUZZ_SRCS    := $(filter-out init/main.c init/modules.c init/net.c,$(wildcard init/*.c)) \
 		$(filter-out measured-boot/cvm-measure.c,$(wildcard measured-boot/*.c))
 FUZZ_OBJS    := $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(FUZZ_SRCS))
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
