@@ -283,3 +283,122 @@ def test_attest_node():
                           f":\n{out[-1500:]}")
     note("tpm2_checkquote verifies the agent's quote (and refuses another nonce); "
          "tpm2_eventlog replays its firmware log to the quoted PCR 4")
+
+
+AGENT_HOST = REPO / "build" / "agent-host" / "cvminit-agent"
+
+
+def rss_kib(pid):
+    status = open(f"/proc/{pid}/status").read()
+    return (int(re.search(r"VmRSS:\s+(\d+)", status).group(1)),
+            int(re.search(r"VmHWM:\s+(\d+)", status).group(1)))
+
+
+def flood(port, n_conn=1000, n_bad=1000, seconds=60):
+    """n_conn connections that send nothing (held 100 at a time) and n_bad malformed
+    requests, from loopback, spread over at most `seconds`. Returns the counts done."""
+    done = {"conn": 0, "bad": 0}
+    end = time.monotonic() + seconds
+    held = []
+    junk = [b"GET / HTTP/1.0\r\n\r\n", b"CVMQ\x02", b"CVMQ\x01\x01\x00\x21" + b"x" * 33,
+            b"CVMQ\x01\x02\xff\xff", b"\x00" * 64]
+    while (done["conn"] < n_conn or done["bad"] < n_bad) and time.monotonic() < end:
+        if done["conn"] < n_conn:
+            try:
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                done["conn"] += 1
+            except OSError:
+                pass
+            if len(held) >= 100:
+                for s in held:
+                    s.close()
+                held = []
+        if done["bad"] < n_bad:
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(junk[done["bad"] % len(junk)])
+                s.recv(16)
+                s.close()
+                done["bad"] += 1
+            except OSError:
+                pass
+        time.sleep(0.01)  # paced: the whole flood takes 10-20 s, within the minute
+    for s in held:
+        s.close()
+    return done
+
+
+def test_attest_agent_flood_host():
+    """The agent (the host build, without sanitizers) on a swtpm with an EK certificate,
+    under 1,000 idle connections and 1,000 malformed requests from loopback: a valid
+    exchange made during the flood completes within seconds, and its memory stays
+    bounded."""
+    if not AGENT_HOST.is_file():
+        raise TestFailure(f"{AGENT_HOST} is missing: make {AGENT_HOST.relative_to(REPO)}")
+    work = REPO / "build" / "test-work" / "attest_flood"
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    work.mkdir(parents=True)
+    ca, state = work / "ca", work / "tpm"
+    v = VM.__new__(VM)  # only for its swtpm manufacturing helper
+    v.work, v.ek_ca = work, ca
+    state.mkdir()
+    v._manufacture_tpm(state)
+    tport, aport = free_port(), free_port()
+    swtpm = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                              "--server", f"type=tcp,port={tport}", "--ctrl",
+                              f"type=tcp,port={tport + 1}", "--flags",
+                              "startup-clear,not-need-init"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    agent = None
+    try:
+        time.sleep(0.5)
+        agent = subprocess.Popen([str(AGENT_HOST), "--port", str(aport), "--tcti", "swtpm",
+                                  "--tcti-conf", f"host=127.0.0.1,port={tport}",
+                                  "--tsm", "none", "--log", str(work / "none"),
+                                  "--firmware-log", str(work / "none")],
+                                 stdout=subprocess.DEVNULL,
+                                 stderr=open(work / "agent.log", "w"))
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", aport), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        cas = ["--ek-ca", ca / "issuercert.pem", "--ek-ca", ca / "swtpm-localca-rootca-cert.pem"]
+        m = work / "m.json"
+        m.write_text('{"4": {"expected": "' + "00" * 32 + '", "warnOnly": false}}\n')
+        before = rss_kib(agent.pid)
+        result = {}
+        th = threading.Thread(target=lambda: result.update(flood(aport)))
+        t0 = time.monotonic()
+        th.start()
+        time.sleep(0.3)
+        # During the flood: a valid exchange (PCR 4 of a fresh swtpm is zeros: attested).
+        t1 = time.monotonic()
+        r = attest(f"127.0.0.1:{aport}", "--measurements", m, *cas, "--timeout", "20")
+        valid_s = time.monotonic() - t1
+        overlapped = th.is_alive()
+        th.join(120)
+        flood_s = time.monotonic() - t0
+        after = rss_kib(agent.pid)
+        if r.returncode != 0 or "AK binding: ok" not in r.stdout:
+            raise TestFailure(f"a valid request during the flood: exit {r.returncode}\n{r.stdout}")
+        if result.get("conn") != 1000 or result.get("bad") != 1000:
+            raise TestFailure(f"the flood did not run: {result}")
+        if not overlapped:
+            raise TestFailure("the flood ended before the valid request did: no overlap")
+        if valid_s > scaled(10):
+            raise TestFailure(f"the valid request took {valid_s:.1f} s during the flood")
+        if after[1] > before[1] + 8 * 1024:
+            raise TestFailure(f"agent memory grew from {before} to {after} KiB (RSS, HWM)")
+        if agent.poll() is not None:
+            raise TestFailure("the agent died under the flood")
+        note(f"flood: 1000 idle connections + 1000 malformed requests in {flood_s:.1f} s; a "
+             f"valid attest during it took {valid_s:.2f} s; agent RSS {before[0]} -> "
+             f"{after[0]} KiB, peak {after[1]} KiB")
+    finally:
+        if agent:
+            agent.terminate()
+            agent.wait()
+        swtpm.kill()
+        swtpm.wait()
