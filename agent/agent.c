@@ -1,5 +1,6 @@
-/* cvminit-agent: the node's attestation endpoint, a service cvminit supervises (never PID 1
- * itself: this is the program that reads network input). One poll loop, a fixed pool. */
+/* cvminit-agent: the node's attestation endpoint, a service cvminit supervises (never PID
+ * 1 itself: this is the program that reads network input). One poll loop, a fixed pool.
+ */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -147,7 +148,8 @@ static void on_readable(struct conn *c)
 
 static void on_writable(struct conn *c)
 {
-	ssize_t n = send(c->fd, c->out.p + c->out_pos, c->out.len - c->out_pos, MSG_NOSIGNAL);
+	ssize_t n =
+		send(c->fd, c->out.p + c->out_pos, c->out.len - c->out_pos, MSG_NOSIGNAL);
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -192,9 +194,11 @@ static void on_accept(int lfd)
 
 static int listen_on(unsigned port)
 {
-	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(port),
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+				  .sin6_port = htons(port),
 				  .sin6_addr = IN6ADDR_ANY_INIT};
-	struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in a4 = {.sin_family = AF_INET,
+				 .sin_port = htons(port),
 				 .sin_addr.s_addr = htonl(INADDR_ANY)};
 	int one = 1, zero = 0, fd;
 
@@ -203,7 +207,8 @@ static int listen_on(unsigned port)
 	if (fd >= 0) {
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-		if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) == 0 && listen(fd, 64) == 0)
+		if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) == 0 &&
+		    listen(fd, 64) == 0)
 			return fd;
 		close(fd);
 	}
@@ -279,7 +284,8 @@ int main(int argc, char **argv)
 		case 'T':
 			timeout_ms = (unsigned)strtoul(optarg, NULL, 10);
 			if (timeout_ms == 0 || timeout_ms > 600000) {
-				fprintf(stderr, "cvminit-agent: bad --timeout %s\n", optarg);
+				fprintf(stderr, "cvminit-agent: bad --timeout %s\n",
+					optarg);
 				return 2;
 			}
 			break;
@@ -358,8 +364,8 @@ int main(int argc, char **argv)
 	}
 	log_info("agent: stopping: %lu connections, %lu evicted, %lu timed out, %lu bad "
 		 "requests, %lu evidence, %lu activations",
-		 stats.accepted, stats.evicted, stats.timed_out, stats.bad, stats.evidence,
-		 stats.activate);
+		 stats.accepted, stats.evicted, stats.timed_out, stats.bad,
+		 stats.evidence, stats.activate);
 	for (size_t i = 0; i < MAX_CONN; i++)
 		conn_close(&conns[i]);
 	attest_keys_free(tpm, &keys);

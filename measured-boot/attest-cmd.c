@@ -191,8 +191,8 @@ static int dial(const char *target, unsigned timeout_s, char *why, size_t why_le
 }
 
 /* Sends a request and reads its whole response into *buf. */
-static int round_trip(int fd, const struct attest_request *req, uint8_t **buf, size_t *len,
-		      char *why, size_t why_len)
+static int round_trip(int fd, const struct attest_request *req, uint8_t **buf,
+		      size_t *len, char *why, size_t why_len)
 {
 	uint8_t out[ATTEST_MAX_REQUEST];
 	struct attest_response resp;
@@ -267,7 +267,8 @@ static void describe(const struct logs *l, size_t idx, char *buf, size_t n)
 			 r->event_type ? r->event_type : "?", r->event ? r->event : "");
 	else
 		snprintf(buf, n, "cvminit log record %llu (byte offset %zu): \"%s\"",
-			 (unsigned long long)r->recnum, r->offset, r->event ? r->event : "");
+			 (unsigned long long)r->recnum, r->offset,
+			 r->event ? r->event : "");
 }
 
 /* The content of a cvminit record as one printable line: control bytes as \xNN. */
@@ -299,21 +300,23 @@ static int load_logs(struct out *o, const struct attest_response *resp, struct l
 	if (fw->present) {
 		r = tcglog_parse(fw->p, fw->len, &l->all, &l->locality, &bad, &why);
 		if (r < 0) {
-			say(o, "refused", -1, "firmware log: malformed at byte offset %zu: %s",
-			    bad, why ? why : strerror(-r));
+			say(o, "refused", -1,
+			    "firmware log: malformed at byte offset %zu: %s", bad,
+			    why ? why : strerror(-r));
 			return -EBADMSG;
 		}
 		l->n_fw = l->all.n;
 	} else {
-		say(o, "note", -1, "the evidence has no firmware log: PCRs 0-7 cannot be "
-				   "explained");
+		say(o, "note", -1,
+		    "the evidence has no firmware log: PCRs 0-7 cannot be "
+		    "explained");
 	}
 	if (cel->present) {
 		r = eventlog_parse((const char *)cel->p, cel->len, &c, &bad);
 		if (r < 0) {
 			eventlog_free(&c);
-			say(o, "refused", -1, "cvminit log: malformed record at byte offset %zu",
-			    bad);
+			say(o, "refused", -1,
+			    "cvminit log: malformed record at byte offset %zu", bad);
 			return -EBADMSG;
 		}
 		if (c.n) {
@@ -336,7 +339,8 @@ static int load_logs(struct out *o, const struct attest_response *resp, struct l
 
 /* The logs replay to the quoted PCRs in every bank they have digests for, and every
  * cvminit record's content reproduces its digests. Returns whether they do. */
-static bool check_logs(struct out *o, const struct logs *l, const struct attest_verified *v)
+static bool check_logs(struct out *o, const struct logs *l,
+		       const struct attest_verified *v)
 {
 	bool ok = true;
 	uint32_t touched = UINT32_C(1) << 11 | UINT32_C(1) << 15;
@@ -352,8 +356,9 @@ static bool check_logs(struct out *o, const struct logs *l, const struct attest_
 		int r;
 
 		if (replay_reset(&start, v->banks[b].alg, l->locality) < 0) {
-			say(o, "note", -1, "bank 0x%04x: not replayed (an algorithm we cannot "
-					   "hash)",
+			say(o, "note", -1,
+			    "bank 0x%04x: not replayed (an algorithm we cannot "
+			    "hash)",
 			    v->banks[b].alg);
 			continue;
 		}
@@ -365,7 +370,8 @@ static bool check_logs(struct out *o, const struct logs *l, const struct attest_
 
 			if (!(touched & (UINT32_C(1) << p)))
 				continue;
-			r = replay_verify_from(&l->all, &start, &quoted, UINT32_C(1) << p, &d);
+			r = replay_verify_from(&l->all, &start, &quoted, UINT32_C(1) << p,
+					       &d);
 			if (r == -ENODATA) {
 				say(o, "note", -1,
 				    "%s: a log record has no %s digest; that bank is not "
@@ -389,11 +395,12 @@ static bool check_logs(struct out *o, const struct logs *l, const struct attest_
 			}
 			describe(l, d.record, what, sizeof(what));
 			say(o, "refused", (int)p,
-			    "PCR %u %s: the logs do not replay to the quoted value; %s: %s", p,
-			    bank,
-			    d.prefix_matched ? "first record not reflected"
-					     : "no prefix of its records reproduces it, its "
-					       "first record",
+			    "PCR %u %s: the logs do not replay to the quoted value; %s: %s",
+			    p, bank,
+			    d.prefix_matched
+				    ? "first record not reflected"
+				    : "no prefix of its records reproduces it, its "
+				      "first record",
 			    what);
 		}
 	}
@@ -440,8 +447,9 @@ static void explain(struct out *o, const struct logs *l, unsigned p, uint16_t al
 			digest_to_hex(d->buf, d->size, hex);
 		if (i >= l->n_fw && r->has_data)
 			text = printable(r->data, r->data_len > 512 ? 512 : r->data_len);
-		say(o, "info", (int)p, "    %s %s%s%s%s", what, hex, text ? " content \"" : "",
-		    text ? text : "", text ? (r->data_len > 512 ? "…\"" : "\"") : "");
+		say(o, "info", (int)p, "    %s %s%s%s%s", what, hex,
+		    text ? " content \"" : "", text ? text : "",
+		    text ? (r->data_len > 512 ? "…\"" : "\"") : "");
 		shown++;
 	}
 	if (!shown)
@@ -465,14 +473,16 @@ static bool check_pcr15(struct out *o, const struct logs *l, const struct measur
 			continue;
 		if (k < m->n_replay) {
 			const struct meas_record *want = &m->replay[k++];
-			const struct digest *w = bank_of(want->digests, want->n_digests, alg);
+			const struct digest *w =
+				bank_of(want->digests, want->n_digests, alg);
 			_cleanup_free_ char *t_want = NULL, *t_got = NULL;
 
 			if (r->event && streq(r->event, want->event) && w && got &&
 			    memcmp(w->buf, got->buf, got->size) == 0)
 				continue;
 			ok = false;
-			t_want = want->has_data ? printable(want->data, want->data_len) : NULL;
+			t_want = want->has_data ? printable(want->data, want->data_len)
+						: NULL;
 			t_got = r->has_data ? printable(r->data, r->data_len) : NULL;
 			say(o, "mismatch", 15,
 			    "PCR 15 record %zu: expected \"%s\" with content \"%s\"; the node "
@@ -484,8 +494,9 @@ static bool check_pcr15(struct out *o, const struct logs *l, const struct measur
 		if (r->event && measurements_per_node(m, r->event)) {
 			if (got) {
 				digest_to_hex(got->buf, got->size, hex);
-				say(o, "pin", 15, "PCR 15 per-node record \"%s\": %s %s (pin it "
-						  "for this node)",
+				say(o, "pin", 15,
+				    "PCR 15 per-node record \"%s\": %s %s (pin it "
+				    "for this node)",
 				    r->event, digest_alg_name(alg), hex);
 			}
 			continue;
@@ -498,7 +509,8 @@ static bool check_pcr15(struct out *o, const struct logs *l, const struct measur
 	}
 	if (k < m->n_replay) {
 		ok = false;
-		say(o, "mismatch", 15, "PCR 15: the node's log lacks the image's record \"%s\"",
+		say(o, "mismatch", 15,
+		    "PCR 15: the node's log lacks the image's record \"%s\"",
 		    m->replay[k].event);
 	}
 	return ok;
@@ -518,8 +530,9 @@ static int compare(struct out *o, const struct logs *l, const struct measurement
 		if (v->banks[b].alg == alg)
 			break;
 	if (b == v->n_banks) {
-		say(o, "refused", -1, "the quote does not cover the %s bank measurements.json "
-				      "is in",
+		say(o, "refused", -1,
+		    "the quote does not cover the %s bank measurements.json "
+		    "is in",
 		    digest_alg_name(alg));
 		return -ENODATA;
 	}
@@ -538,14 +551,16 @@ static int compare(struct out *o, const struct logs *l, const struct measurement
 			*enforced_ok = false;
 		if (!m->pcr[p].has_expected) {
 			if (p == 15)
-				say(o, "ok", 15, "PCR 15 %s: %s (its image-wide records checked; "
-						 "no value to compare: per node)",
+				say(o, "ok", 15,
+				    "PCR 15 %s: %s (its image-wide records checked; "
+				    "no value to compare: per node)",
 				    digest_alg_name(alg), got);
 			continue;
 		}
 		digest_to_hex(m->pcr[p].expected, len, want);
 		if (memcmp(m->pcr[p].expected, v->banks[b].v[p], len) == 0) {
-			say(o, "ok", (int)p, "PCR %u %s: match%s", p, digest_alg_name(alg),
+			say(o, "ok", (int)p, "PCR %u %s: match%s", p,
+			    digest_alg_name(alg),
 			    m->pcr[p].warn_only ? " (warnOnly)" : "");
 			continue;
 		}
@@ -554,8 +569,8 @@ static int compare(struct out *o, const struct logs *l, const struct measurement
 		say(o, m->pcr[p].warn_only ? "warning" : "mismatch", (int)p,
 		    "PCR %u %s: %s\n  expected: %s\n  got:      %s\n  the log records that "
 		    "explain it:",
-		    p, digest_alg_name(alg), m->pcr[p].warn_only ? "WARNING (warnOnly)" : "MISMATCH",
-		    want, got);
+		    p, digest_alg_name(alg),
+		    m->pcr[p].warn_only ? "WARNING (warnOnly)" : "MISMATCH", want, got);
 		explain(o, l, p, alg);
 	}
 	return 0;
@@ -569,9 +584,9 @@ static int refuse(struct out *o, const char *check, const char *why)
 	return ATTEST_EXIT_REFUSED;
 }
 
-static int run(struct out *o, const char *target, const char *evidence, const char *nonce_hex,
-	       const char *save, unsigned timeout_s, const struct measurements *m,
-	       const uint8_t *cas, size_t cas_len)
+static int run(struct out *o, const char *target, const char *evidence,
+	       const char *nonce_hex, const char *save, unsigned timeout_s,
+	       const struct measurements *m, const uint8_t *cas, size_t cas_len)
 {
 	_cleanup_free_ uint8_t *ev = NULL, *act = NULL;
 	_cleanup_close_ int fd = -1;
@@ -594,7 +609,8 @@ static int run(struct out *o, const char *target, const char *evidence, const ch
 			return ATTEST_EXIT_USAGE;
 		}
 		memcpy(nonce, ev, ATTEST_NONCE);
-		if (nonce_hex && digest_from_hex(nonce_hex, nonce, ATTEST_NONCE) != ATTEST_NONCE) {
+		if (nonce_hex &&
+		    digest_from_hex(nonce_hex, nonce, ATTEST_NONCE) != ATTEST_NONCE) {
 			fprintf(stderr, "cvm-measure: --nonce: want 64 hex digits\n");
 			return ATTEST_EXIT_USAGE;
 		}
@@ -612,7 +628,8 @@ static int run(struct out *o, const char *target, const char *evidence, const ch
 		memcpy(req.nonce, nonce, sizeof(nonce));
 		r = round_trip(fd, &req, &act, &act_len, why, sizeof(why));
 		if (r < 0)
-			return say(o, "refused", -1, "agent: %s", why), ATTEST_EXIT_UNREACHABLE;
+			return say(o, "refused", -1, "agent: %s", why),
+			       ATTEST_EXIT_UNREACHABLE;
 		ev_len = ATTEST_NONCE + act_len;
 		ev = malloc(ev_len);
 		if (!ev)
@@ -624,10 +641,11 @@ static int run(struct out *o, const char *target, const char *evidence, const ch
 		body = ev + ATTEST_NONCE;
 		body_len = act_len;
 		if (save) {
-			_cleanup_close_ int sfd =
-				open(save, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+			_cleanup_close_ int sfd = open(
+				save, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 			if (sfd < 0 || write(sfd, ev, ev_len) != (ssize_t)ev_len) {
-				fprintf(stderr, "cvm-measure: %s: %s\n", save, strerror(errno));
+				fprintf(stderr, "cvm-measure: %s: %s\n", save,
+					strerror(errno));
 				return ATTEST_EXIT_USAGE;
 			}
 		}
@@ -644,38 +662,44 @@ static int run(struct out *o, const char *target, const char *evidence, const ch
 			   bad ? bad : "truncated"),
 		       evidence ? ATTEST_EXIT_REFUSED : ATTEST_EXIT_UNREACHABLE;
 	if (resp.status != ATTEST_OK)
-		return say(o, "refused", -1, "agent: it answered status %d (%s)", resp.status,
-			   resp.status == ATTEST_TPM_FAILED ? "its TPM failed" : "refused"),
+		return say(o, "refused", -1, "agent: it answered status %d (%s)",
+			   resp.status,
+			   resp.status == ATTEST_TPM_FAILED ? "its TPM failed"
+							    : "refused"),
 		       ATTEST_EXIT_UNREACHABLE;
 
 	/* 1. The EK certificate. */
 	if (!resp.item[ATTEST_ITEM_EK_CERT].present)
 		return refuse(o, "EK certificate", "the evidence has none");
 	r = attest_check_ek_cert(resp.item[ATTEST_ITEM_EK_CERT].p,
-				 resp.item[ATTEST_ITEM_EK_CERT].len, cas, cas_len, &v, why,
-				 sizeof(why));
+				 resp.item[ATTEST_ITEM_EK_CERT].len, cas, cas_len, &v,
+				 why, sizeof(why));
 	if (r < 0)
 		return refuse(o, "EK certificate", why);
-	say(o, "ok", -1, "EK certificate: ok (subject \"%s\", issuer \"%s\", chains to --ek-ca)",
+	say(o, "ok", -1,
+	    "EK certificate: ok (subject \"%s\", issuer \"%s\", chains to --ek-ca)",
 	    v.ek_subject, v.ek_issuer);
 	/* 2. The AK. */
 	r = attest_check_ak(resp.item[ATTEST_ITEM_AK_PUBLIC].p,
 			    resp.item[ATTEST_ITEM_AK_PUBLIC].len, &v, why, sizeof(why));
 	if (!resp.item[ATTEST_ITEM_AK_PUBLIC].present || r < 0)
-		return refuse(o, "AK", resp.item[ATTEST_ITEM_AK_PUBLIC].present
-					       ? why
-					       : "the evidence has no AK public");
+		return refuse(o, "AK",
+			      resp.item[ATTEST_ITEM_AK_PUBLIC].present
+				      ? why
+				      : "the evidence has no AK public");
 	say(o, "ok", -1, "AK: ok (restricted RSA 2048 signing key, fixedTPM)");
 	/* 3. The quote. */
 	r = attest_check_quote(&resp, nonce, &v, why, sizeof(why));
 	if (r < 0)
 		return refuse(o, "quote", why);
-	say(o, "ok", -1, "quote: ok (signed by the AK, this nonce, PCRs 0-15 in %zu banks)",
+	say(o, "ok", -1,
+	    "quote: ok (signed by the AK, this nonce, PCRs 0-15 in %zu banks)",
 	    v.n_banks);
 	/* 4. The AK lives in the TPM of that EK. */
 	if (evidence) {
-		say(o, "note", -1, "AK binding: not checked: saved evidence (it needs the "
-				   "node's TPM)");
+		say(o, "note", -1,
+		    "AK binding: not checked: saved evidence (it needs the "
+		    "node's TPM)");
 	} else {
 		struct attest_request req = {.type = ATTEST_REQ_ACTIVATE};
 		uint8_t secret[32], seed[32], blob[128], enc[256];
@@ -683,7 +707,8 @@ static int run(struct out *o, const char *target, const char *evidence, const ch
 
 		if (getrandom(secret, 32, 0) != 32 || getrandom(seed, 32, 0) != 32)
 			return ATTEST_EXIT_USAGE;
-		r = attest_make_credential(&v, secret, 32, seed, blob, &blob_len, enc, &enc_len);
+		r = attest_make_credential(&v, secret, 32, seed, blob, &blob_len, enc,
+					   &enc_len);
 		if (r < 0)
 			return refuse(o, "AK binding", "MakeCredential failed");
 		req.blob = blob;
@@ -692,17 +717,20 @@ static int run(struct out *o, const char *target, const char *evidence, const ch
 		req.secret_len = enc_len;
 		r = round_trip(fd, &req, &act, &act_len, why, sizeof(why));
 		if (r < 0)
-			return say(o, "refused", -1, "agent: %s", why), ATTEST_EXIT_UNREACHABLE;
+			return say(o, "refused", -1, "agent: %s", why),
+			       ATTEST_EXIT_UNREACHABLE;
 		r = attest_response_parse(act, act_len, &aresp, &need, &bad);
 		if (r < 0 || need || aresp.status != ATTEST_OK ||
 		    !aresp.item[ATTEST_ITEM_SECRET].present ||
 		    aresp.item[ATTEST_ITEM_SECRET].len != 32 ||
 		    memcmp(aresp.item[ATTEST_ITEM_SECRET].p, secret, 32) != 0)
-			return refuse(o, "AK binding",
-				      "the node could not recover the credential made for this "
-				      "AK and the certified EK: the AK is not in the TPM the EK "
-				      "certificate names");
-		say(o, "ok", -1, "AK binding: ok (ActivateCredential recovered the secret)");
+			return refuse(
+				o, "AK binding",
+				"the node could not recover the credential made for this "
+				"AK and the certified EK: the AK is not in the TPM the EK "
+				"certificate names");
+		say(o, "ok", -1,
+		    "AK binding: ok (ActivateCredential recovered the secret)");
 	}
 	/* 5. The logs. */
 	r = load_logs(o, &resp, &l);
@@ -715,13 +743,15 @@ static int run(struct out *o, const char *target, const char *evidence, const ch
 		eventlog_free(&l.all);
 		return refuse(o, "logs", "they do not explain the quoted PCRs (above)");
 	}
-	say(o, "ok", -1, "logs: ok (%zu firmware events and %zu cvminit records replay to the "
-			 "quote; every cvminit record's content is what was hashed)",
+	say(o, "ok", -1,
+	    "logs: ok (%zu firmware events and %zu cvminit records replay to the "
+	    "quote; every cvminit record's content is what was hashed)",
 	    l.n_fw, l.all.n - l.n_fw);
 	if (resp.item[ATTEST_ITEM_TSM_REPORT].present)
-		say(o, "note", -1, "hardware report: %zu bytes from configfs-tsm (%.*s), report "
-				   "data = the nonce; not verified here: pass it to the "
-				   "platform's verifier",
+		say(o, "note", -1,
+		    "hardware report: %zu bytes from configfs-tsm (%.*s), report "
+		    "data = the nonce; not verified here: pass it to the "
+		    "platform's verifier",
 		    resp.item[ATTEST_ITEM_TSM_REPORT].len,
 		    (int)resp.item[ATTEST_ITEM_TSM_PROVIDER].len,
 		    resp.item[ATTEST_ITEM_TSM_PROVIDER].present
@@ -734,8 +764,9 @@ static int run(struct out *o, const char *target, const char *evidence, const ch
 		return ATTEST_EXIT_REFUSED;
 	ret = enforced_ok ? ATTEST_EXIT_OK : ATTEST_EXIT_MISMATCH;
 	say(o, enforced_ok ? "ok" : "mismatch", -1, "%s",
-	    enforced_ok ? "ATTESTED: the node booted what measurements.json describes"
-			: "MISMATCH: the node did not boot what measurements.json describes");
+	    enforced_ok
+		    ? "ATTESTED: the node booted what measurements.json describes"
+		    : "MISMATCH: the node did not boot what measurements.json describes");
 	return ret;
 }
 
@@ -778,7 +809,8 @@ int cmd_attest(int argc, char **argv)
 					strerror(-r));
 				return ATTEST_EXIT_USAGE;
 			}
-			/* PEM files back to back, one NUL at the end (mbedtls wants it). */
+			/* PEM files back to back, one NUL at the end (mbedtls wants it).
+			 */
 			g = realloc(cas, cas_len + n + 2);
 			if (!g)
 				return ATTEST_EXIT_USAGE;
@@ -804,7 +836,8 @@ int cmd_attest(int argc, char **argv)
 		case 't':
 			timeout_s = (unsigned)strtoul(optarg, NULL, 10);
 			if (!timeout_s || timeout_s > 3600) {
-				fprintf(stderr, "cvm-measure: --timeout: want 1-3600 seconds\n");
+				fprintf(stderr,
+					"cvm-measure: --timeout: want 1-3600 seconds\n");
 				return ATTEST_EXIT_USAGE;
 			}
 			break;
@@ -818,8 +851,8 @@ int cmd_attest(int argc, char **argv)
 	}
 	if (optind < argc)
 		target = argv[optind++];
-	if (optind < argc || !target == !evidence || !mpath || !cas || (nonce && !evidence) ||
-	    (save && evidence)) {
+	if (optind < argc || !target == !evidence || !mpath || !cas ||
+	    (nonce && !evidence) || (save && evidence)) {
 		fprintf(stderr, "cvm-measure attest: want HOST:PORT or --evidence FILE, "
 				"--measurements FILE and --ek-ca PEM (see --help)\n");
 		return ATTEST_EXIT_USAGE;
@@ -848,8 +881,8 @@ int cmd_attest(int argc, char **argv)
 				       json_object_new_string(verdicts[ret]));
 		json_object_object_add(top, "exit", json_object_new_int(ret));
 		json_object_object_add(top, "findings", o.findings);
-		puts(json_object_to_json_string_ext(top, JSON_C_TO_STRING_PRETTY |
-								 JSON_C_TO_STRING_NOSLASHESCAPE));
+		puts(json_object_to_json_string_ext(
+			top, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(top);
 	}
 	return ret;

@@ -19,7 +19,7 @@
 #include "attest-node.h"
 #include "tpm.h"
 
-#define TSM_ENTRY "cvminit-agent"
+#define TSM_ENTRY      "cvminit-agent"
 #define TSM_MAX_REPORT (64u << 10)
 
 static int tss_error(TSS2_RC rc, const char *what)
@@ -31,25 +31,37 @@ static int tss_error(TSS2_RC rc, const char *what)
 int attest_keys_create(struct tpm *t, struct attest_keys *k)
 {
 	ESYS_CONTEXT *esys = tpm_esys(t);
-	TPM2B_PUBLIC ek_tmpl, ak_tmpl = {
-		.publicArea = {
-			.type = TPM2_ALG_RSA,
-			.nameAlg = TPM2_ALG_SHA256,
-			/* Restricted signing: the TPM signs with it only digests it computed
-			 * itself (quotes), never an outside message that looks like one. */
-			.objectAttributes =
-				TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-				TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-				TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT,
-			.parameters.rsaDetail = {
-				.symmetric = { .algorithm = TPM2_ALG_NULL },
-				.scheme = { .scheme = TPM2_ALG_RSASSA,
-					    .details.rsassa.hashAlg = TPM2_ALG_SHA256 },
-				.keyBits = 2048,
-				.exponent = 0,
-			},
-		},
-	};
+	TPM2B_PUBLIC ek_tmpl,
+		ak_tmpl = {
+			.publicArea =
+				{
+					.type = TPM2_ALG_RSA,
+					.nameAlg = TPM2_ALG_SHA256,
+					/* Restricted signing: the TPM signs with it only
+					 * digests it computed itself (quotes), never an
+					 * outside message that looks like one. */
+					.objectAttributes =
+						TPMA_OBJECT_FIXEDTPM |
+						TPMA_OBJECT_FIXEDPARENT |
+						TPMA_OBJECT_SENSITIVEDATAORIGIN |
+						TPMA_OBJECT_USERWITHAUTH |
+						TPMA_OBJECT_RESTRICTED |
+						TPMA_OBJECT_SIGN_ENCRYPT,
+					.parameters.rsaDetail =
+						{
+							.symmetric =
+								{.algorithm =
+									 TPM2_ALG_NULL},
+							.scheme =
+								{.scheme =
+									 TPM2_ALG_RSASSA,
+								 .details.rsassa.hashAlg =
+									 TPM2_ALG_SHA256},
+							.keyBits = 2048,
+							.exponent = 0,
+						},
+				},
+		};
 	TPM2B_SENSITIVE_CREATE sens = {0};
 	TPML_PCR_SELECTION none = {0};
 	TPM2B_DATA outside = {0};
@@ -59,14 +71,14 @@ int attest_keys_create(struct tpm *t, struct attest_keys *k)
 	TSS2_RC rc;
 
 	tpm_ek_template(&ek_tmpl);
-	rc = Esys_CreatePrimary(esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-				ESYS_TR_NONE, &sens, &ek_tmpl, &outside, &none, &ek, NULL, NULL,
-				NULL, NULL);
+	rc = Esys_CreatePrimary(esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
+				ESYS_TR_NONE, ESYS_TR_NONE, &sens, &ek_tmpl, &outside,
+				&none, &ek, NULL, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_error(rc, "CreatePrimary(EK)");
-	rc = Esys_CreatePrimary(esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-				ESYS_TR_NONE, &sens, &ak_tmpl, &outside, &none, &ak, &pub, NULL,
-				NULL, NULL);
+	rc = Esys_CreatePrimary(esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
+				ESYS_TR_NONE, ESYS_TR_NONE, &sens, &ak_tmpl, &outside,
+				&none, &ak, &pub, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
 		Esys_FlushContext(esys, ek);
 		return tss_error(rc, "CreatePrimary(AK)");
@@ -108,7 +120,8 @@ static int ek_cert(ESYS_CONTEXT *esys, struct attest_buf *b)
 				   ESYS_TR_NONE, &nv);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_error(rc, "the EK certificate's NV index 0x01c00002");
-	rc = Esys_NV_ReadPublic(esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL);
+	rc = Esys_NV_ReadPublic(esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
+				NULL);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = tss_error(rc, "NV_ReadPublic(EK certificate)");
 		goto out;
@@ -123,8 +136,8 @@ static int ek_cert(ESYS_CONTEXT *esys, struct attest_buf *b)
 		TPM2B_MAX_NV_BUFFER *data = NULL;
 		uint16_t chunk = (uint16_t)(size - done > 512 ? 512 : size - done);
 
-		rc = Esys_NV_Read(esys, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-				  chunk, (uint16_t)done, &data);
+		rc = Esys_NV_Read(esys, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+				  ESYS_TR_NONE, chunk, (uint16_t)done, &data);
 		if (rc != TSS2_RC_SUCCESS) {
 			r = tss_error(rc, "NV_Read(EK certificate)");
 			goto out;
@@ -165,22 +178,26 @@ static int read_pcrs(struct tpm *t, const struct tpm_bank *banks, size_t n, uint
 			sel.pcrSelections[0].sizeofSelect = 3;
 			sel.pcrSelections[0].pcrSelect[0] = (uint8_t)want;
 			sel.pcrSelections[0].pcrSelect[1] = (uint8_t)(want >> 8);
-			rc = Esys_PCR_Read(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel,
-					   NULL, &got, &d);
+			rc = Esys_PCR_Read(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+					   &sel, NULL, &got, &d);
 			if (rc != TSS2_RC_SUCCESS)
 				return tss_error(rc, "PCR_Read");
 			for (unsigned p = 0; p < ATTEST_QUOTED_PCRS; p++) {
 				bool in = got->count == 1 &&
-					  (got->pcrSelections[0].pcrSelect[p / 8] >> (p % 8)) & 1;
+					  (got->pcrSelections[0].pcrSelect[p / 8] >>
+					   (p % 8)) &
+						  1;
 
 				if (!in || !(want & (UINT32_C(1) << p)))
 					continue;
-				if (k >= d->count || d->digests[k].size != banks[i].size) {
+				if (k >= d->count ||
+				    d->digests[k].size != banks[i].size) {
 					Esys_Free(got);
 					Esys_Free(d);
 					return -EIO;
 				}
-				memcpy(vals + (i * ATTEST_QUOTED_PCRS + p) * TPM_MAX_DIGEST,
+				memcpy(vals + (i * ATTEST_QUOTED_PCRS + p) *
+						       TPM_MAX_DIGEST,
 				       d->digests[k].buffer, banks[i].size);
 				want &= ~(UINT32_C(1) << p);
 				k++;
@@ -223,7 +240,8 @@ static int quote(struct tpm *t, const struct attest_keys *k, const uint8_t *nonc
 		return tss_error(rc, "Quote");
 	rc = Tss2_MU_TPMT_SIGNATURE_Marshal(sig, sigbuf, sizeof(sigbuf), &off);
 	if (rc == TSS2_RC_SUCCESS) {
-		attest_buf_item(b, ATTEST_ITEM_QUOTE, quoted->attestationData, quoted->size);
+		attest_buf_item(b, ATTEST_ITEM_QUOTE, quoted->attestationData,
+				quoted->size);
 		attest_buf_item(b, ATTEST_ITEM_SIGNATURE, sigbuf, off);
 	}
 	Esys_Free(quoted);
@@ -233,7 +251,8 @@ static int quote(struct tpm *t, const struct attest_keys *k, const uint8_t *nonc
 
 /* A whole file of at most ATTEST_MAX_LOG bytes as an item (from fd when fd >= 0). An
  * absent file is no item: the verifier says what it misses. */
-static int file_item(struct attest_buf *b, enum attest_item type, const char *path, int fd)
+static int file_item(struct attest_buf *b, enum attest_item type, const char *path,
+		     int fd)
 {
 	_cleanup_close_ int own = -1;
 	uint8_t *buf;
@@ -326,7 +345,8 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
 		item[1] = (uint8_t)banks[i].alg;
 		for (unsigned p = 0; p < ATTEST_QUOTED_PCRS; p++)
 			memcpy(item + 2 + p * size,
-			       before + (i * ATTEST_QUOTED_PCRS + p) * TPM_MAX_DIGEST, size);
+			       before + (i * ATTEST_QUOTED_PCRS + p) * TPM_MAX_DIGEST,
+			       size);
 		attest_buf_item(b, ATTEST_ITEM_PCRS, item, 2 + ATTEST_QUOTED_PCRS * size);
 	}
 	if (log_fd >= 0) {
@@ -354,8 +374,8 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
 }
 
 int attest_activate(struct tpm *t, const struct attest_keys *k, const uint8_t *blob,
-		    size_t blob_len, const uint8_t *secret, size_t secret_len, uint8_t *out,
-		    size_t out_cap)
+		    size_t blob_len, const uint8_t *secret, size_t secret_len,
+		    uint8_t *out, size_t out_cap)
 {
 	ESYS_CONTEXT *esys = tpm_esys(t);
 	TPMT_SYM_DEF sym = {.algorithm = TPM2_ALG_NULL};
@@ -379,7 +399,8 @@ int attest_activate(struct tpm *t, const struct attest_keys *k, const uint8_t *b
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_error(rc, "StartAuthSession(policy)");
 	rc = Esys_PolicySecret(esys, ESYS_TR_RH_ENDORSEMENT, session, ESYS_TR_PASSWORD,
-			       ESYS_TR_NONE, ESYS_TR_NONE, NULL, NULL, NULL, 0, NULL, NULL);
+			       ESYS_TR_NONE, ESYS_TR_NONE, NULL, NULL, NULL, 0, NULL,
+			       NULL);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = tss_error(rc, "PolicySecret(endorsement)");
 		goto out;
@@ -389,8 +410,8 @@ int attest_activate(struct tpm *t, const struct attest_keys *k, const uint8_t *b
 	if (rc != TSS2_RC_SUCCESS) {
 		/* The TPM says the credential is not for this AK and EK: the verifier's
 		 * business, not an agent error. */
-		log_info("agent: ActivateCredential refused: %s (0x%x)", Tss2_RC_Decode(rc),
-			 rc);
+		log_info("agent: ActivateCredential refused: %s (0x%x)",
+			 Tss2_RC_Decode(rc), rc);
 		r = -EACCES;
 		goto out;
 	}

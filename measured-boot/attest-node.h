@@ -12,7 +12,7 @@ struct tpm;
 /* The EK (TCG template L-1) and the AK (a restricted RSA 2048 signing key, RSASSA-SHA256,
  * a primary key of the endorsement hierarchy), both loaded for the agent's lifetime. */
 struct attest_keys {
-	uint32_t ek, ak;	   /* ESYS_TR handles of tpm_esys() */
+	uint32_t ek, ak;	 /* ESYS_TR handles of tpm_esys() */
 	uint8_t ak_public[1024]; /* TPMT_PUBLIC, marshalled */
 	size_t ak_public_len;
 };
@@ -32,9 +32,9 @@ struct attest_sources {
 };
 
 /* Builds the evidence response for nonce into b: the quote over PCRs 0-15 of every active
- * bank with the nonce as qualifying data, its signature, the PCR values, the AK public, the
- * EK certificate, both logs and, where configfs-tsm offers one, the hardware report whose
- * report data is the nonce followed by 32 zero bytes. cvminit's log is read under a
+ * bank with the nonce as qualifying data, its signature, the PCR values, the AK public,
+ * the EK certificate, both logs and, where configfs-tsm offers one, the hardware report
+ * whose report data is the nonce followed by 32 zero bytes. cvminit's log is read under a
  * shared lock held across the quote, so no record can be extended between them (cvminit
  * extends and logs under the exclusive lock). Returns 0 or -errno (b then holds nothing
  * useful). */
@@ -45,8 +45,8 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
  * returned only if the credential was made for this AK's name and this EK. Returns the
  * secret's length or -errno (-EACCES: the TPM refused the credential). */
 int attest_activate(struct tpm *t, const struct attest_keys *k, const uint8_t *blob,
-		    size_t blob_len, const uint8_t *secret, size_t secret_len, uint8_t *out,
-		    size_t out_cap);
+		    size_t blob_len, const uint8_t *secret, size_t secret_len,
+		    uint8_t *out, size_t out_cap);
 /* configfs-tsm: writes inblob, reads outblob and provider of the entry "cvminit-agent"
  * under tsm_root (made if absent, removed after). Hardware reports cannot exist on the
  * build host: this is tested only against a fake tree of regular files. Returns 0,

@@ -21,17 +21,17 @@
  * that many bytes of items: type (2) | length (4) | value. Each item type appears once,
  * except ATTEST_ITEM_PCRS (one per bank).
  */
-#define ATTEST_MAGIC_REQ	"CVMQ"
-#define ATTEST_MAGIC_RESP	"CVMR"
-#define ATTEST_VERSION		1
-#define ATTEST_HDR		8
-#define ATTEST_RESP_HDR		10
-#define ATTEST_NONCE		32
-#define ATTEST_MAX_BODY		1024
-#define ATTEST_MAX_REQUEST	(ATTEST_HDR + ATTEST_MAX_BODY)
-#define ATTEST_MAX_REQUESTS	2
-#define ATTEST_MAX_RESPONSE	(4u << 20)
-#define ATTEST_MAX_LOG		(1u << 20)
+#define ATTEST_MAGIC_REQ    "CVMQ"
+#define ATTEST_MAGIC_RESP   "CVMR"
+#define ATTEST_VERSION	    1
+#define ATTEST_HDR	    8
+#define ATTEST_RESP_HDR	    10
+#define ATTEST_NONCE	    32
+#define ATTEST_MAX_BODY	    1024
+#define ATTEST_MAX_REQUEST  (ATTEST_HDR + ATTEST_MAX_BODY)
+#define ATTEST_MAX_REQUESTS 2
+#define ATTEST_MAX_RESPONSE (4u << 20)
+#define ATTEST_MAX_LOG	    (1u << 20)
 
 enum attest_type {
 	ATTEST_REQ_EVIDENCE = 1,
@@ -46,16 +46,17 @@ enum attest_status {
 };
 
 enum attest_item {
-	ATTEST_ITEM_QUOTE = 1,	     /* TPMS_ATTEST as the TPM marshalled it (signed) */
-	ATTEST_ITEM_SIGNATURE = 2,   /* TPMT_SIGNATURE, marshalled */
-	ATTEST_ITEM_AK_PUBLIC = 3,   /* TPMT_PUBLIC of the AK, marshalled */
-	ATTEST_ITEM_EK_CERT = 4,     /* DER, from NV index 0x01c00002 (RSA 2048 EK) */
-	ATTEST_ITEM_PCRS = 5,	     /* alg (2) | 16 PCR values of that bank, PCR 0 first */
+	ATTEST_ITEM_QUOTE = 1,	   /* TPMS_ATTEST as the TPM marshalled it (signed) */
+	ATTEST_ITEM_SIGNATURE = 2, /* TPMT_SIGNATURE, marshalled */
+	ATTEST_ITEM_AK_PUBLIC = 3, /* TPMT_PUBLIC of the AK, marshalled */
+	ATTEST_ITEM_EK_CERT = 4,   /* DER, from NV index 0x01c00002 (RSA 2048 EK) */
+	ATTEST_ITEM_PCRS = 5,	   /* alg (2) | 16 PCR values of that bank, PCR 0 first */
 	ATTEST_ITEM_FIRMWARE_LOG = 6, /* the firmware's binary TCG log */
-	ATTEST_ITEM_CVMINIT_LOG = 7, /* cvminit's CEL-JSON log */
-	ATTEST_ITEM_TSM_REPORT = 8,  /* configfs-tsm outblob (SNP report / TDX quote) */
-	ATTEST_ITEM_TSM_PROVIDER = 9, /* configfs-tsm provider ("sev_guest", "tdx_guest") */
-	ATTEST_ITEM_SECRET = 10,     /* ActivateCredential's result */
+	ATTEST_ITEM_CVMINIT_LOG = 7,  /* cvminit's CEL-JSON log */
+	ATTEST_ITEM_TSM_REPORT = 8,   /* configfs-tsm outblob (SNP report / TDX quote) */
+	ATTEST_ITEM_TSM_PROVIDER =
+		9,		 /* configfs-tsm provider ("sev_guest", "tdx_guest") */
+	ATTEST_ITEM_SECRET = 10, /* ActivateCredential's result */
 	ATTEST_ITEM_MAX = 10,
 };
 
@@ -73,7 +74,8 @@ struct attest_request {
 
 /* Parses one request from buf. Returns its total length (header and body) when complete,
  * 0 when more bytes are needed (len < what the header announces), -EBADMSG when it can
- * never be a valid request (so the agent can drop the connection at the first bad byte). */
+ * never be a valid request (so the agent can drop the connection at the first bad byte).
+ */
 int attest_request_parse(const uint8_t *buf, size_t len, struct attest_request *req);
 /* Writes a request into buf (ATTEST_MAX_REQUEST bytes); returns its length or -EINVAL. */
 int attest_request_write(uint8_t *buf, const struct attest_request *req);
@@ -97,8 +99,8 @@ struct attest_response {
 
 /* Parses a response (the whole of it: header and items). Spans point into buf. Returns 0,
  * 0 with *need set when more bytes are needed (need: the total length), or -EBADMSG with
- * why set. Unknown item types, a repeated item, a bank twice, a PCRS item of the wrong size
- * are refused. */
+ * why set. Unknown item types, a repeated item, a bank twice, a PCRS item of the wrong
+ * size are refused. */
 int attest_response_parse(const uint8_t *buf, size_t len, struct attest_response *resp,
 			  size_t *need, const char **why);
 
@@ -110,7 +112,8 @@ struct attest_buf {
 };
 
 void attest_buf_begin(struct attest_buf *b, enum attest_status status);
-void attest_buf_item(struct attest_buf *b, enum attest_item type, const void *v, size_t n);
+void attest_buf_item(struct attest_buf *b, enum attest_item type, const void *v,
+		     size_t n);
 /* Patches the length; returns 0, or -ENOMEM / -E2BIG when an append failed. */
 int attest_buf_end(struct attest_buf *b);
 void attest_buf_free(struct attest_buf *b);

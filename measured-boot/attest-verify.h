@@ -31,12 +31,13 @@ struct attest_verified {
  * them may be an intermediate). Fills ek_n/ek_e and the names. Returns 0, -EBADMSG when
  * the certificate does not parse, -EPERM when its chain does not verify, -EINVAL for a
  * key that is not RSA 2048; why says which. */
-int attest_check_ek_cert(const uint8_t *der, size_t len, const uint8_t *cas, size_t cas_len,
-			 struct attest_verified *v, char *why, size_t why_len);
+int attest_check_ek_cert(const uint8_t *der, size_t len, const uint8_t *cas,
+			 size_t cas_len, struct attest_verified *v, char *why,
+			 size_t why_len);
 
 /* Parses the AK public (a marshalled TPMT_PUBLIC, nothing after it): a restricted RSA
- * 2048 signing key, fixedTPM and fixedParent, made in the TPM, RSASSA-SHA256 or no scheme,
- * nameAlg sha256. Sets v->ak_name. Returns 0 or -EBADMSG with why. */
+ * 2048 signing key, fixedTPM and fixedParent, made in the TPM, RSASSA-SHA256 or no
+ * scheme, nameAlg sha256. Sets v->ak_name. Returns 0 or -EBADMSG with why. */
 int attest_check_ak(const uint8_t *pub, size_t len, struct attest_verified *v, char *why,
 		    size_t why_len);
 

@@ -47,8 +47,9 @@ static int record_json(const struct meas_record *r, json_object **ret)
 	if (r->name)
 		e |= put(o, "name", json_object_new_string(r->name));
 	if (r->has_data)
-		e |= put(o, "data", json_object_new_string_len((const char *)r->data,
-							       (int)r->data_len));
+		e |= put(o, "data",
+			 json_object_new_string_len((const char *)r->data,
+						    (int)r->data_len));
 	for (size_t i = 0; i < r->n_digests; i++)
 		e |= put(o, digest_alg_name(r->digests[i].alg),
 			 hex_string(r->digests[i].buf, r->digests[i].size));
@@ -98,8 +99,8 @@ static json_object *to_json(const struct measurements *m)
 		arr = json_object_new_array();
 		e |= put(o, "perNode", arr);
 		for (size_t i = 0; !e && i < m->n_per_node; i++)
-			e |= json_object_array_add(arr,
-						   json_object_new_string(m->per_node[i]));
+			e |= json_object_array_add(
+				arr, json_object_new_string(m->per_node[i]));
 	}
 	if (e) {
 		json_object_put(root);
@@ -173,7 +174,8 @@ bool measurements_per_node(const struct measurements *m, const char *event)
 
 static const char *parse_expected(json_object *v, uint8_t *out, size_t *len)
 {
-	int n = json_object_is_type(v, json_type_string) ? json_object_get_string_len(v) : 0;
+	int n = json_object_is_type(v, json_type_string) ? json_object_get_string_len(v)
+							 : 0;
 
 	if ((n != 64 && n != 96) ||
 	    digest_from_hex(json_object_get_string(v), out, DIGEST_MAX) != n / 2)
@@ -217,7 +219,8 @@ static const char *parse_record(json_object *o, struct meas_record *r)
 		if (r->n_digests >= EVENTLOG_MAX_DIGESTS)
 			return "a replay record has too many digests";
 		if (!json_object_is_type(v, json_type_string) ||
-		    digest_from_hex(json_object_get_string(v), r->digests[r->n_digests].buf,
+		    digest_from_hex(json_object_get_string(v),
+				    r->digests[r->n_digests].buf,
 				    DIGEST_MAX) != digest_size((uint16_t)alg) ||
 		    (size_t)json_object_get_string_len(v) !=
 			    2 * (size_t)digest_size((uint16_t)alg))
@@ -312,7 +315,8 @@ static const char *parse_root(json_object *root, struct measurements *m, char *w
 				if (!json_object_is_type(v, json_type_boolean))
 					return "warnOnly is not a boolean";
 				m->pcr[p].warn_only = json_object_get_boolean(v);
-			} else if (p == 15 && (streq(k, "replay") || streq(k, "perNode"))) {
+			} else if (p == 15 &&
+				   (streq(k, "replay") || streq(k, "perNode"))) {
 				continue;
 			} else {
 				return "unknown key";

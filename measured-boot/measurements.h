@@ -9,7 +9,7 @@
 #include "digest.h"
 #include "eventlog.h"
 
-#define MEAS_PCRS 24
+#define MEAS_PCRS	 24
 #define MEAS_MAX_RECORDS 16
 
 /*
@@ -22,10 +22,10 @@
  *         "perNode": ["cvminit:state", "cvminit:volume-key"]
  *         [, "expected": "<sha256 hex>"]}}
  *
- * Keys are PCR numbers; "expected" values are in the sha256 bank (64 hex digits), or all in
- * sha384 (96) when written with --bank sha384. "15" has no "expected"
- * unless a node's per-node records were pinned: its image-wide prefix is "replay", the
- * records the node's log must start with, then only per-node events named in "perNode".
+ * Keys are PCR numbers; "expected" values are in the sha256 bank (64 hex digits), or all
+ * in sha384 (96) when written with --bank sha384. "15" has no "expected" unless a node's
+ * per-node records were pinned: its image-wide prefix is "replay", the records the node's
+ * log must start with, then only per-node events named in "perNode".
  */
 struct meas_record {
 	char *event;
@@ -54,7 +54,8 @@ struct measurements {
 /* Writes m to path atomically (a temporary file, then rename). Returns 0 or -errno. */
 int measurements_write(const char *path, const struct measurements *m);
 /* Parses a measurements.json. Returns 0, or -EBADMSG with err saying what is wrong
- * (untrusted input: every field is checked). Free m with measurements_free() either way. */
+ * (untrusted input: every field is checked). Free m with measurements_free() either way.
+ */
 int measurements_parse(const char *buf, size_t len, struct measurements *m, char *err,
 		       size_t err_len);
 void measurements_free(struct measurements *m);

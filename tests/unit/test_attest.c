@@ -38,8 +38,11 @@ TEST(request_round_trip_and_prefixes)
 	CHECK_INT(got.type, ATTEST_REQ_EVIDENCE);
 	CHECK(memcmp(got.nonce, req.nonce, 32) == 0);
 
-	req = (struct attest_request){.type = ATTEST_REQ_ACTIVATE, .blob = blob,
-				      .blob_len = 3, .secret = sec, .secret_len = 2};
+	req = (struct attest_request){.type = ATTEST_REQ_ACTIVATE,
+				      .blob = blob,
+				      .blob_len = 3,
+				      .secret = sec,
+				      .secret_len = 2};
 	n = attest_request_write(buf, &req);
 	CHECK_INT(n, 8 + 2 + 3 + 2 + 2);
 	CHECK_INT(attest_request_parse(buf, (size_t)n, &got), n);
@@ -65,11 +68,15 @@ TEST(request_malformed)
 		{"body over the limit", {'C', 'V', 'M', 'Q', 1, 2, 0x04, 0x01}, 8},
 		{"body 65535", {'C', 'V', 'M', 'Q', 1, 2, 0xff, 0xff}, 8},
 		{"activate too short", {'C', 'V', 'M', 'Q', 1, 2, 0, 3}, 8},
-		{"activate blob past the body", {'C', 'V', 'M', 'Q', 1, 2, 0, 6, 0, 9, 1, 2, 0, 0},
+		{"activate blob past the body",
+		 {'C', 'V', 'M', 'Q', 1, 2, 0, 6, 0, 9, 1, 2, 0, 0},
 		 14},
-		{"activate empty blob", {'C', 'V', 'M', 'Q', 1, 2, 0, 5, 0, 0, 0, 1, 7}, 13},
+		{"activate empty blob",
+		 {'C', 'V', 'M', 'Q', 1, 2, 0, 5, 0, 0, 0, 1, 7},
+		 13},
 		{"activate secret short of the body",
-		 {'C', 'V', 'M', 'Q', 1, 2, 0, 7, 0, 1, 9, 0, 1, 7, 7}, 15},
+		 {'C', 'V', 'M', 'Q', 1, 2, 0, 7, 0, 1, 9, 0, 1, 7, 7},
+		 15},
 	};
 	struct attest_request r;
 
@@ -111,7 +118,8 @@ TEST(response_parse_and_malformed)
 	CHECK_INT(attest_response_parse(buf, n, &r, &need, &why), 0);
 	CHECK_INT(need, 0);
 	CHECK(r.item[ATTEST_ITEM_QUOTE].present && r.item[ATTEST_ITEM_QUOTE].len == 5);
-	CHECK(r.item[ATTEST_ITEM_CVMINIT_LOG].present && r.item[ATTEST_ITEM_CVMINIT_LOG].len == 0);
+	CHECK(r.item[ATTEST_ITEM_CVMINIT_LOG].present &&
+	      r.item[ATTEST_ITEM_CVMINIT_LOG].len == 0);
 	CHECK(!r.item[ATTEST_ITEM_EK_CERT].present);
 	CHECK_INT(r.n_banks, 1);
 	CHECK_INT(r.banks[0].size, 32);
@@ -120,13 +128,13 @@ TEST(response_parse_and_malformed)
 		CHECK_INT(attest_response_parse(buf, i, &r, &need, &why), 0);
 		CHECK(need > i);
 	}
-#define BAD(mutate, reason)                                                         \
-	do {                                                                        \
-		size_t m = n;                                                       \
-		memcpy(bad, buf, n);                                                \
-		mutate;                                                             \
-		CHECK_INT(attest_response_parse(bad, m, &r, &need, &why), -EBADMSG); \
-		CHECK_CONTAINS(why, reason);                                        \
+#define BAD(mutate, reason)                                                              \
+	do {                                                                             \
+		size_t m = n;                                                            \
+		memcpy(bad, buf, n);                                                     \
+		mutate;                                                                  \
+		CHECK_INT(attest_response_parse(bad, m, &r, &need, &why), -EBADMSG);     \
+		CHECK_CONTAINS(why, reason);                                             \
 	} while (0)
 	BAD(bad[0] = 'X', "magic");
 	BAD(bad[4] = 2, "version");
@@ -141,7 +149,8 @@ TEST(response_parse_and_malformed)
 	BAD((bad[n - 6 + 1] = ATTEST_ITEM_QUOTE), "an item twice");
 	/* The PCRS item's bank: unknown, then sha1 (wrong size for 32-byte values). */
 	BAD((bad[10 + 6 + 5 + 6 + 1] = 0x77), "PCRS item of an unknown bank");
-	BAD((bad[10 + 6 + 5 + 6 + 1] = 0x04), "PCRS item of an unknown bank or the wrong size");
+	BAD((bad[10 + 6 + 5 + 6 + 1] = 0x04),
+	    "PCRS item of an unknown bank or the wrong size");
 #undef BAD
 }
 
@@ -154,32 +163,47 @@ TEST(measurements_malformed)
 	} bad[] = {
 		{"[]", "not a JSON object"},
 		{"{\"x\": {}}", "not a PCR number"},
-		{"{\"04\": {\"expected\": \"" "00" "\"}}", "not a PCR number"},
+		{"{\"04\": {\"expected\": \""
+		 "00"
+		 "\"}}",
+		 "not a PCR number"},
 		{"{\"24\": {}}", "not a PCR number"},
 		{"{\"-1\": {}}", "not a PCR number"},
 		{"{\"4\": 1}", "not an object"},
 		{"{\"4\": {}}", "no expected value"},
 		{"{\"4\": {\"expected\": \"abc\"}}", "not 64 or 96 hex digits"},
 		{"{\"4\": {\"expected\": 5}}", "not 64 or 96 hex digits"},
-		{"{\"4\": {\"expected\": \"" "zz00000000000000000000000000000000000000000000000000"
-		 "000000000000" "\"}}",
+		{"{\"4\": {\"expected\": \""
+		 "zz00000000000000000000000000000000000000000000000000"
+		 "000000000000"
+		 "\"}}",
 		 "not 64 or 96 hex digits"},
-		{"{\"4\": {\"expected\": \"" "0000000000000000000000000000000000000000000000000000"
-		 "000000000000" "\", \"warnOnly\": 1}}",
+		{"{\"4\": {\"expected\": \""
+		 "0000000000000000000000000000000000000000000000000000"
+		 "000000000000"
+		 "\", \"warnOnly\": 1}}",
 		 "warnOnly is not a boolean"},
-		{"{\"4\": {\"expected\": \"" "0000000000000000000000000000000000000000000000000000"
-		 "000000000000" "\", \"extra\": 1}}",
+		{"{\"4\": {\"expected\": \""
+		 "0000000000000000000000000000000000000000000000000000"
+		 "000000000000"
+		 "\", \"extra\": 1}}",
 		 "unknown key"},
 		{"{\"15\": {\"warnOnly\": false}}", "neither expected nor replay"},
 		{"{\"15\": {\"replay\": {}}}", "replay is not an array"},
 		{"{\"15\": {\"replay\": [1]}}", "not an object"},
-		{"{\"15\": {\"replay\": [{\"sha256\": \"00\"}]}}", "not hex of its bank's size"},
+		{"{\"15\": {\"replay\": [{\"sha256\": \"00\"}]}}",
+		 "not hex of its bank's size"},
 		{"{\"15\": {\"replay\": [{\"event\": \"e\"}]}}", "has no digest"},
-		{"{\"15\": {\"replay\": [{\"event\": \"e\", \"md5\": \"00\"}]}}", "unknown key"},
+		{"{\"15\": {\"replay\": [{\"event\": \"e\", \"md5\": \"00\"}]}}",
+		 "unknown key"},
 		{"{\"15\": {\"replay\": [{\"event\": 3}]}}", "not a string"},
-		{"{\"11\": {\"expected\": \"" "0000000000000000000000000000000000000000000000000000"
-		 "000000000000" "\"}, \"4\": {\"expected\": \"" "00000000000000000000000000000000"
-		 "0000000000000000000000000000000000000000000000000000000000000000" "\"}}",
+		{"{\"11\": {\"expected\": \""
+		 "0000000000000000000000000000000000000000000000000000"
+		 "000000000000"
+		 "\"}, \"4\": {\"expected\": \""
+		 "00000000000000000000000000000000"
+		 "0000000000000000000000000000000000000000000000000000000000000000"
+		 "\"}}",
 		 "mixed"},
 		{"{} x", "trailing bytes"},
 		{"{", "not JSON"},
@@ -259,9 +283,10 @@ TEST_LIMIT(node_and_verifier_against_swtpm, 120)
 	CHECK_INT(attest_keys_create(t, &keys), 0);
 
 	/* A fake configfs-tsm tree: regular files stand in for the attributes. */
-	snprintf(path, sizeof(path), "mkdir -p %s/tsm/cvminit-agent && printf 'fake report' > "
-				     "%s/tsm/cvminit-agent/outblob && echo sev_guest > "
-				     "%s/tsm/cvminit-agent/provider",
+	snprintf(path, sizeof(path),
+		 "mkdir -p %s/tsm/cvminit-agent && printf 'fake report' > "
+		 "%s/tsm/cvminit-agent/outblob && echo sev_guest > "
+		 "%s/tsm/cvminit-agent/provider",
 		 dir, dir, dir);
 	CHECK_INT(system(path), 0);
 	write_file("firmware.log", "fw", 2);
@@ -270,7 +295,8 @@ TEST_LIMIT(node_and_verifier_against_swtpm, 120)
 	snprintf(fw, sizeof(fw), "%s/firmware.log", dir);
 	snprintf(cel, sizeof(cel), "%s/measure.log", dir);
 	snprintf(tsm, sizeof(tsm), "%s/tsm", dir);
-	src = (struct attest_sources){.firmware_log = fw, .cvminit_log = cel, .tsm_root = tsm};
+	src = (struct attest_sources){
+		.firmware_log = fw, .cvminit_log = cel, .tsm_root = tsm};
 	for (size_t i = 0; i < 32; i++)
 		nonce[i] = (uint8_t)i, other[i] = (uint8_t)(i + 1);
 	CHECK_INT(attest_evidence(t, &keys, &src, nonce, &b), 0);
@@ -299,8 +325,9 @@ TEST_LIMIT(node_and_verifier_against_swtpm, 120)
 		size_t l1;
 		static uint8_t both[16384];
 
-		snprintf(cmd, sizeof(cmd), "cat %s/issuercert.pem %s/swtpm-localca-rootca-cert.pem "
-					   "> %s/cas.pem",
+		snprintf(cmd, sizeof(cmd),
+			 "cat %s/issuercert.pem %s/swtpm-localca-rootca-cert.pem "
+			 "> %s/cas.pem",
 			 ca, ca, dir);
 		CHECK_INT(system(cmd), 0);
 		cas = read_all("cas.pem", &l1);
@@ -309,13 +336,14 @@ TEST_LIMIT(node_and_verifier_against_swtpm, 120)
 		cas_len = l1 + 1;
 	}
 	CHECK_INT(attest_check_ek_cert(resp.item[ATTEST_ITEM_EK_CERT].p,
-				       resp.item[ATTEST_ITEM_EK_CERT].len, cas, cas_len, &v, why,
-				       sizeof(why)),
+				       resp.item[ATTEST_ITEM_EK_CERT].len, cas, cas_len,
+				       &v, why, sizeof(why)),
 		  0);
 	CHECK_STR(v.ek_issuer, "CN=swtpm-localca");
 	CHECK_INT(v.ek_n_len, 256);
 	CHECK_INT(attest_check_ak(resp.item[ATTEST_ITEM_AK_PUBLIC].p,
-				  resp.item[ATTEST_ITEM_AK_PUBLIC].len, &v, why, sizeof(why)),
+				  resp.item[ATTEST_ITEM_AK_PUBLIC].len, &v, why,
+				  sizeof(why)),
 		  0);
 	CHECK_INT(attest_check_quote(&resp, nonce, &v, why, sizeof(why)), 0);
 	CHECK_INT(v.n_banks, 4);
@@ -340,9 +368,11 @@ TEST_LIMIT(node_and_verifier_against_swtpm, 120)
 	CHECK_INT(attest_check_quote(&resp, nonce, &v, why, sizeof(why)), -EPERM);
 	CHECK_CONTAINS(why, "does not verify with the AK public");
 	((uint8_t *)resp.item[ATTEST_ITEM_SIGNATURE].p)[20] ^= 1;
-	((uint8_t *)resp.item[ATTEST_ITEM_QUOTE].p)[resp.item[ATTEST_ITEM_QUOTE].len - 1] ^= 1;
+	((uint8_t *)resp.item[ATTEST_ITEM_QUOTE]
+		 .p)[resp.item[ATTEST_ITEM_QUOTE].len - 1] ^= 1;
 	CHECK_INT(attest_check_quote(&resp, nonce, &v, why, sizeof(why)), -EPERM);
-	((uint8_t *)resp.item[ATTEST_ITEM_QUOTE].p)[resp.item[ATTEST_ITEM_QUOTE].len - 1] ^= 1;
+	((uint8_t *)resp.item[ATTEST_ITEM_QUOTE]
+		 .p)[resp.item[ATTEST_ITEM_QUOTE].len - 1] ^= 1;
 	CHECK_INT(attest_check_quote(&resp, nonce, &v, why, sizeof(why)), 0);
 	/* Malformed items. */
 	{
@@ -357,14 +387,15 @@ TEST_LIMIT(node_and_verifier_against_swtpm, 120)
 		r2.n_banks = 3;
 		CHECK_INT(attest_check_quote(&r2, nonce, &v, why, sizeof(why)), -EPERM);
 		CHECK_INT(attest_check_ak(resp.item[ATTEST_ITEM_AK_PUBLIC].p,
-					  resp.item[ATTEST_ITEM_AK_PUBLIC].len - 1, &v2, why,
-					  sizeof(why)),
+					  resp.item[ATTEST_ITEM_AK_PUBLIC].len - 1, &v2,
+					  why, sizeof(why)),
 			  -EBADMSG);
 		CHECK_INT(attest_check_ek_cert(resp.item[ATTEST_ITEM_EK_CERT].p, 100, cas,
 					       cas_len, &v2, why, sizeof(why)),
 			  -EBADMSG);
 	}
-	/* The EK certificate under the root alone (the intermediate not given) or no CA. */
+	/* The EK certificate under the root alone (the intermediate not given) or no CA.
+	 */
 	{
 		size_t l;
 		static uint8_t root[8192];
@@ -372,8 +403,8 @@ TEST_LIMIT(node_and_verifier_against_swtpm, 120)
 		cas2 = read_all("ca/swtpm-localca-rootca-cert.pem", &l);
 		memcpy(root, cas2, l + 1);
 		CHECK_INT(attest_check_ek_cert(resp.item[ATTEST_ITEM_EK_CERT].p,
-					       resp.item[ATTEST_ITEM_EK_CERT].len, root, l + 1,
-					       &v2, why, sizeof(why)),
+					       resp.item[ATTEST_ITEM_EK_CERT].len, root,
+					       l + 1, &v2, why, sizeof(why)),
 			  -EPERM);
 		CHECK_CONTAINS(why, "does not chain to a CA given with --ek-ca");
 	}
@@ -381,25 +412,32 @@ TEST_LIMIT(node_and_verifier_against_swtpm, 120)
 	/* The AK binding: the TPM recovers a credential made for its AK and EK ... */
 	memset(secret, 0x5a, sizeof(secret));
 	memset(seed, 0x33, sizeof(seed));
-	CHECK_INT(attest_make_credential(&v, secret, 32, seed, blob, &blob_len, enc, &enc_len), 0);
+	CHECK_INT(attest_make_credential(&v, secret, 32, seed, blob, &blob_len, enc,
+					 &enc_len),
+		  0);
 	n = attest_activate(t, &keys, blob, blob_len, enc, enc_len, out, sizeof(out));
 	CHECK_INT(n, 32);
 	CHECK(memcmp(out, secret, 32) == 0);
 	/* ... not one made for another key's name ... */
 	v2 = v;
 	v2.ak_name[5] ^= 1;
-	CHECK_INT(attest_make_credential(&v2, secret, 32, seed, blob, &blob_len, enc, &enc_len),
+	CHECK_INT(attest_make_credential(&v2, secret, 32, seed, blob, &blob_len, enc,
+					 &enc_len),
 		  0);
-	CHECK_INT(attest_activate(t, &keys, blob, blob_len, enc, enc_len, out, sizeof(out)),
-		  -EACCES);
-	/* ... nor one sealed to another EK (last: libtpms 0.9 then enters its failure mode,
-	 * TPM_RC_FAILURE for every later command, after the integrity check fails). */
+	CHECK_INT(
+		attest_activate(t, &keys, blob, blob_len, enc, enc_len, out, sizeof(out)),
+		-EACCES);
+	/* ... nor one sealed to another EK (last: libtpms 0.9 then enters its failure
+	 * mode, TPM_RC_FAILURE for every later command, after the integrity check fails).
+	 */
 	v2 = v;
 	v2.ek_n[100] ^= 1;
-	CHECK_INT(attest_make_credential(&v2, secret, 32, seed, blob, &blob_len, enc, &enc_len),
+	CHECK_INT(attest_make_credential(&v2, secret, 32, seed, blob, &blob_len, enc,
+					 &enc_len),
 		  0);
-	CHECK_INT(attest_activate(t, &keys, blob, blob_len, enc, enc_len, out, sizeof(out)),
-		  -EACCES);
+	CHECK_INT(
+		attest_activate(t, &keys, blob, blob_len, enc, enc_len, out, sizeof(out)),
+		-EACCES);
 
 	attest_buf_free(&b);
 	attest_keys_free(t, &keys);
