@@ -91,10 +91,20 @@ static void serve(struct conn *c, const struct attest_request *req)
 	c->served++;
 	if (req->type == ATTEST_REQ_EVIDENCE) {
 		stats.evidence++;
-		r = attest_evidence(tpm, &keys, &sources, req->nonce, &c->out);
+		const char *step = "";
+
+		r = attest_evidence(tpm, &keys, &sources, req->nonce, &c->out, &step);
 		if (r < 0) {
-			log_error("agent: evidence: %s", strerror(-r));
-			reply_status(c, ATTEST_TPM_FAILED);
+			char msg[160];
+
+			snprintf(msg, sizeof(msg), "evidence: %s: %s", step, strerror(-r));
+			log_error("agent: %s", msg);
+			attest_buf_begin(&c->out, ATTEST_TPM_FAILED);
+			attest_buf_item(&c->out, ATTEST_ITEM_ERROR, msg, strlen(msg));
+			if (attest_buf_end(&c->out) < 0) {
+				conn_close(c);
+				return;
+			}
 		}
 	} else {
 		stats.activate++;

@@ -661,12 +661,15 @@ static int run(struct out *o, const char *target, const char *evidence,
 		return say(o, "refused", -1, "evidence: malformed: %s",
 			   bad ? bad : "truncated"),
 		       evidence ? ATTEST_EXIT_REFUSED : ATTEST_EXIT_UNREACHABLE;
-	if (resp.status != ATTEST_OK)
-		return say(o, "refused", -1, "agent: it answered status %d (%s)",
-			   resp.status,
-			   resp.status == ATTEST_TPM_FAILED ? "its TPM failed"
-							    : "refused"),
-		       ATTEST_EXIT_UNREACHABLE;
+	if (resp.status != ATTEST_OK) {
+		const struct attest_span *e = &resp.item[ATTEST_ITEM_ERROR];
+
+		say(o, "refused", -1, "agent: it answered status %d (%s)%s%.*s", resp.status,
+		    resp.status == ATTEST_TPM_FAILED ? "its TPM failed" : "refused",
+		    e->present ? ": " : "", e->present ? (int)(e->len > 200 ? 200 : e->len) : 0,
+		    e->present ? (const char *)e->p : "");
+		return ATTEST_EXIT_UNREACHABLE;
+	}
 
 	/* 1. The EK certificate. */
 	if (!resp.item[ATTEST_ITEM_EK_CERT].present)

@@ -292,7 +292,7 @@ static int file_item(struct attest_buf *b, enum attest_item type, const char *pa
 
 int attest_evidence(struct tpm *t, const struct attest_keys *k,
 		    const struct attest_sources *src, const uint8_t *nonce,
-		    struct attest_buf *b)
+		    struct attest_buf *b, const char **step)
 {
 	struct tpm_bank all[TPM_MAX_BANKS], banks[ATTEST_MAX_BANKS];
 	static uint8_t before[ATTEST_MAX_BANKS * ATTEST_QUOTED_PCRS * TPM_MAX_DIGEST],
@@ -301,6 +301,7 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
 	size_t n_banks = 0;
 	int n, r;
 
+	*step = "list the PCR banks";
 	n = tpm_pcr_banks(t, all, ARRAY_SIZE(all));
 	if (n < 0)
 		return n;
@@ -314,6 +315,7 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
 	attest_buf_begin(b, ATTEST_OK);
 	/* cvminit extends and logs under LOCK_EX: under LOCK_SH the log and PCRs 11 and
 	 * 15 cannot move between the reads and the quote. */
+	*step = "lock cvminit's log";
 	log_fd = open(src->cvminit_log, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (log_fd >= 0)
 		while (flock(log_fd, LOCK_SH) < 0)
@@ -324,15 +326,21 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
 	for (int attempt = 0;; attempt++) {
 		size_t mark = b->len;
 
+		*step = "read the PCRs";
 		r = read_pcrs(t, banks, n_banks, before);
-		if (r == 0)
+		if (r == 0) {
+			*step = "quote";
 			r = quote(t, k, nonce, banks, n_banks, b);
-		if (r == 0)
+		}
+		if (r == 0) {
+			*step = "read the PCRs after the quote";
 			r = read_pcrs(t, banks, n_banks, after);
+		}
 		if (r < 0)
 			return r;
 		if (memcmp(before, after, sizeof(before)) == 0)
 			break;
+		*step = "PCRs moved during the quote";
 		if (attempt == 2)
 			return -EAGAIN;
 		b->len = mark;
@@ -349,6 +357,7 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
 			       size);
 		attest_buf_item(b, ATTEST_ITEM_PCRS, item, 2 + ATTEST_QUOTED_PCRS * size);
 	}
+	*step = "read cvminit's log";
 	if (log_fd >= 0) {
 		r = file_item(b, ATTEST_ITEM_CVMINIT_LOG, src->cvminit_log, log_fd);
 		(void)flock(log_fd, LOCK_UN);
@@ -356,9 +365,11 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
 			return log_errno(r, "agent: read %s", src->cvminit_log);
 	}
 	attest_buf_item(b, ATTEST_ITEM_AK_PUBLIC, k->ak_public, k->ak_public_len);
+	*step = "read the EK certificate";
 	r = ek_cert(tpm_esys(t), b);
 	if (r < 0)
 		return r;
+	*step = "read the firmware log";
 	r = file_item(b, ATTEST_ITEM_FIRMWARE_LOG, src->firmware_log, -1);
 	if (r < 0)
 		return log_errno(r, "agent: read %s", src->firmware_log);
@@ -366,10 +377,13 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
 		uint8_t data[64] = {0};
 
 		memcpy(data, nonce, ATTEST_NONCE);
+		/* A platform without a report provider (a plain VM, or the module not
+		 * loaded) has none: left out, and the verifier says so. */
 		r = attest_tsm_report(src->tsm_root, data, sizeof(data), b);
 		if (r < 0 && r != -ENOENT)
-			return log_errno(r, "agent: configfs-tsm report");
+			log_warn_errno(r, "agent: configfs-tsm report: none in the evidence");
 	}
+	*step = "assemble the response";
 	return attest_buf_end(b);
 }
 
@@ -476,8 +490,15 @@ int attest_tsm_report(const char *tsm_root, const uint8_t *report_data, size_t n
 	if (mkdirat(root, TSM_ENTRY, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	entry = openat(root, TSM_ENTRY, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (entry < 0)
-		return -errno;
+	if (entry < 0) {
+		r = -errno;
+		goto out;
+	}
+	/* No provider (configfs-tsm loaded on a platform without one): no report. */
+	if (read_attr(entry, "provider", 64, &provider, &provider_len) < 0) {
+		r = -ENOENT;
+		goto out;
+	}
 	/* configfs-tsm takes the report data in one write; reading outblob then asks the
 	 * platform (SNP firmware or TDX module) for the report over it. */
 	in = openat(entry, "inblob", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -491,9 +512,6 @@ int attest_tsm_report(const char *tsm_root, const uint8_t *report_data, size_t n
 		goto out;
 	}
 	r = read_attr(entry, "outblob", TSM_MAX_REPORT, &report, &report_len);
-	if (r < 0)
-		goto out;
-	r = read_attr(entry, "provider", 64, &provider, &provider_len);
 	if (r < 0)
 		goto out;
 	while (provider_len && provider[provider_len - 1] == '\n')

@@ -37,10 +37,11 @@ struct attest_sources {
  * whose report data is the nonce followed by 32 zero bytes. cvminit's log is read under a
  * shared lock held across the quote, so no record can be extended between them (cvminit
  * extends and logs under the exclusive lock). Returns 0 or -errno (b then holds nothing
- * useful). */
+ * useful, and step names what failed). A report that configfs-tsm cannot give is left
+ * out with a warning. */
 int attest_evidence(struct tpm *t, const struct attest_keys *k,
 		    const struct attest_sources *src, const uint8_t *nonce,
-		    struct attest_buf *b);
+		    struct attest_buf *b, const char **step);
 /* TPM2_ActivateCredential with the AK as the object and the EK as the key: the secret is
  * returned only if the credential was made for this AK's name and this EK. Returns the
  * secret's length or -errno (-EACCES: the TPM refused the credential). */

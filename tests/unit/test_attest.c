@@ -299,7 +299,8 @@ TEST_LIMIT(node_and_verifier_against_swtpm, 120)
 		.firmware_log = fw, .cvminit_log = cel, .tsm_root = tsm};
 	for (size_t i = 0; i < 32; i++)
 		nonce[i] = (uint8_t)i, other[i] = (uint8_t)(i + 1);
-	CHECK_INT(attest_evidence(t, &keys, &src, nonce, &b), 0);
+	const char *step = NULL;
+	CHECK_INT(attest_evidence(t, &keys, &src, nonce, &b, &step), 0);
 	CHECK_INT(attest_response_parse(b.p, b.len, &resp, &need, &bad), 0);
 	CHECK_INT(need, 0);
 	CHECK_INT(resp.status, ATTEST_OK);
