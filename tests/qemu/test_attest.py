@@ -402,3 +402,40 @@ def test_attest_agent_flood_host():
             agent.wait()
         swtpm.kill()
         swtpm.wait()
+
+
+def test_attest_cmdline_word_refused():
+    """The node image's UKI with one more command-line word and its references rewritten
+    to match (a consistent image the node boots), attested against the original image's
+    measurements.json: refused naming PCRs 4, 11 and 15, and the PCR 15 record shows the
+    command line with the word."""
+    import test_measure
+    if not MEASUREMENTS.is_file():
+        raise TestFailure(f"{MEASUREMENTS} is missing: 'make test-image' writes it")
+    word = "mitigations=auto"
+    disk = test_node.node_disk("attest_word")
+    test_measure.add_to_uki_cmdline(disk, word, keep_references=False)
+    work = disk.parent
+    ca = work / "ek-ca"
+    port = free_port()
+    cas = ["--ek-ca", ca / "issuercert.pem", "--ek-ca", ca / "swtpm-localca-rootca-cert.pem"]
+    v = VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
+           name="attest_word", memory=2048, timeout=scaled(900),
+           nic={"hostfwd": f"tcp:127.0.0.1:{port}-:{AGENT_PORT}"}, ek_ca=ca)
+    with v:
+        test_boot.expect_start(v, "OVMF+UKI")
+        v.wait_for(r"cvminit: attest: started", scaled(test_node.STEP), since=0)
+        v.wait_for(r"cvminit: measure: ready: PCR 11 sha256", scaled(test_node.STEP), since=0)
+        r = attest(f"127.0.0.1:{port}", "--measurements", MEASUREMENTS, *cas, expect=1)
+        test_boot.power_off_via_button(v)
+    for want in ("EK certificate: ok", "AK binding: ok", "logs: ok", "PCR 4 sha256: MISMATCH",
+                 "PCR 11 sha256: MISMATCH"):
+        if want not in r.stdout:
+            raise TestFailure(f"no {want!r} in:\n{r.stdout}")
+    m = re.search(r'PCR 15 record 0: expected "cvminit:cmdline" with content "([^"]*)"; the '
+                  r'node measured "cvminit:cmdline" with content "([^"]*)"', r.stdout)
+    if not m or word in m.group(1) or not m.group(2).endswith(" " + word):
+        raise TestFailure(f"PCR 15's command line difference not shown with {word!r}:\n"
+                          f"{r.stdout}")
+    note("one more command-line word: refused naming PCR 4, 11 and 15; the node measured "
+         f"\"{m.group(2)}\"")
