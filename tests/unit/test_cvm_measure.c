@@ -1225,6 +1225,25 @@ TEST(verify_firmware_log_with_cvminit_log)
 		  2);
 	CHECK_CONTAINS(out, "cut.bin: byte offset ");
 
+	/* The firmware's PCRs in measurements.json: warnOnly, the values of this log. */
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --firmware-log bios.bin --json fw.json"),
+		  0);
+	{
+		char json[8192], want[256];
+
+		read_back("fw.json", json, sizeof(json));
+		snprintf(want, sizeof(want),
+			 "\"0\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": true\n  }",
+			 hex0);
+		CHECK_CONTAINS(json, want);
+		CHECK(strstr(json, "\"4\": {\n    \"expected\": ") != NULL);
+		CHECK(!strstr(json, "\"11\": {\n    \"expected\": \"0000"));
+	}
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --firmware-log cut.bin --json fw.json"),
+		  2);
+
 	/* The log's content is what its digests are the hash of: the command line text
 	 * changed (digests kept, so every PCR still matches) is a mismatch naming it. */
 	{
