@@ -246,11 +246,14 @@ MEASURE_JSON = $(BUILD)/cvm-measure predict --uki $(1)/cvminit.efi --failed-boot
 	--json $(1)/measurements.json > $(1)/measurements.txt
 
 $(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-agent \
-		$(BUILD)/cvm-measure $(IMAGE_INPUTS)
+		$(IMAGE_INPUTS)
 	image/build-image.sh
-	$(call MEASURE_JSON,$(BUILD)/image)
 
-image: $(BUILD)/image/cvminit.raw
+$(BUILD)/%/measurements.json: $(BUILD)/%/cvminit.raw $(BUILD)/cvm-measure \
+		$(wildcard image/ovmf-q35.tcglog)
+	$(call MEASURE_JSON,$(BUILD)/$*)
+
+image: $(BUILD)/image/cvminit.raw $(BUILD)/image/measurements.json
 
 # The same image with the kubelet stand-in as /usr/bin/kubelet, for the node tests.
 # Its extra tree adds the OCI image the stand-in runs (/usr/share/cvminit-test/).
@@ -260,16 +263,15 @@ $(TEST_TREE)/usr/share/cvminit-test/unseal-attacker: $(BUILD)/unseal-attacker
 	install -m 0755 $< $@
 
 $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/kubelet-standin \
-		$(BUILD)/cvminit-agent $(BUILD)/cvm-measure \
+		$(BUILD)/cvminit-agent \
 		$(IMAGE_INPUTS) \
 		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar \
 		$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker
 	CVMINIT_IMAGE_OUT=$(abspath $(BUILD)/image-test) KUBELET=$(BUILD)/kubelet-standin \
 	CVMINIT_EXTRA_TREE=$(abspath $(TEST_TREE)) \
 	KUBELET_SHA256=$$(sha256sum $(BUILD)/kubelet-standin | cut -d' ' -f1) image/build-image.sh
-	$(call MEASURE_JSON,$(BUILD)/image-test)
 
-test-image: $(BUILD)/image-test/cvminit.raw
+test-image: $(BUILD)/image-test/cvminit.raw $(BUILD)/image-test/measurements.json
 
 run: host-deps
 	$(MAKE) image
