@@ -31,6 +31,24 @@ def free_port():
     return port
 
 
+def wait_agent(port, timeout):
+    """Until the agent answers through the forwarded port (QEMU accepts the connection on
+    the host side even while nothing listens in the guest; the agent listens once it has
+    made its EK and AK). Returns the seconds waited."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"CVMQ\x01\x01\x00\x20" + os.urandom(32))
+                if s.recv(4) == b"CVMR":
+                    return time.monotonic() - t0
+        except OSError:
+            pass
+        if time.monotonic() - t0 > timeout:
+            raise TestFailure(f"the agent did not answer on port {port} within {timeout} s")
+        time.sleep(1)
+
+
 def attest(*args, expect=None):
     r = subprocess.run([str(CVM_MEASURE), "attest", *map(str, args)],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -210,6 +228,8 @@ def test_attest_node():
         v.wait_for(r"cvminit: attest: started", scaled(test_node.STEP), since=0)
         # PCR 11 in measurements.json is the value after "ready".
         v.wait_for(r"cvminit: measure: ready: PCR 11 sha256", scaled(test_node.STEP), since=0)
+        waited = wait_agent(port, scaled(120))
+        note(f"the agent answered {waited:.1f} s after ready")
         t0 = time.monotonic()
         r = attest(f"127.0.0.1:{port}", "--measurements", MEASUREMENTS, *cas,
                    "--save-evidence", ev, expect=0)
@@ -426,6 +446,7 @@ def test_attest_cmdline_word_refused():
         test_boot.expect_start(v, "OVMF+UKI")
         v.wait_for(r"cvminit: attest: started", scaled(test_node.STEP), since=0)
         v.wait_for(r"cvminit: measure: ready: PCR 11 sha256", scaled(test_node.STEP), since=0)
+        wait_agent(port, scaled(120))
         r = attest(f"127.0.0.1:{port}", "--measurements", MEASUREMENTS, *cas, expect=1)
         test_boot.power_off_via_button(v)
     for want in ("EK certificate: ok", "AK binding: ok", "logs: ok", "PCR 4 sha256: MISMATCH",
