@@ -238,10 +238,14 @@ IMAGE_INPUTS := mkosi.conf $(shell find image/mkosi.* rootfs-overlay -type f 2>/
 		image/mkinitrd.py image/build-image.sh image/tools-tree.sh image/uki-refs.py init/modules.list
 
 # measurements.json beside the disk (docs/attestation.md): what `cvm-measure attest` checks a
-# node of this image against. PCR 4 for OVMF on QEMU's q35 (one failed boot option: the
-# empty DVD drive); the firmware's PCRs warnOnly from image/ovmf-q35.tcglog, a firmware log
-# of one such boot (the agent's evidence from tests/qemu/test_attest.py).
-MEASURE_JSON = $(BUILD)/cvm-measure predict --uki $(1)/cvminit.efi --failed-boot-options 1 \
+# node of this image against. PCR 4 for OVMF on QEMU's q35: `make run` (image/run.sh) has
+# the empty DVD drive first in the boot order (one failed boot option), the test VMs put
+# the disk first (none). The firmware's PCRs warnOnly from image/ovmf-q35.tcglog, a firmware
+# log of one such boot, when present.
+FAILED_BOOT_OPTIONS_image := 1
+FAILED_BOOT_OPTIONS_image-test := 0
+MEASURE_JSON = $(BUILD)/cvm-measure predict --uki $(1)/cvminit.efi \
+	--failed-boot-options $(FAILED_BOOT_OPTIONS_$(notdir $(1))) \
 	$(if $(wildcard image/ovmf-q35.tcglog),--firmware-log image/ovmf-q35.tcglog) \
 	--json $(1)/measurements.json > $(1)/measurements.txt
 
