@@ -314,6 +314,8 @@ def test_attest_node():
         if valid_s > scaled(10):
             raise TestFailure(f"a valid attest took {valid_s:.1f} s during the flood")
         v.assert_absent(r"cvminit: attest: (exited|killed|restart)", "the agent went down")
+        if len(v.console.find(r"cvminit: attest: started")) != 1:
+            raise TestFailure("the agent was started more than once")
         v.assert_absent(r"REFUSING|fail_closed|panic", "cvminit was disturbed by the flood")
         note(f"flood through QEMU's port forward: 1000 idle connections and 1000 malformed "
              f"requests; a valid attest during it: ATTESTED in {valid_s:.1f} s; the agent "
