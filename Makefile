@@ -11,7 +11,9 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # PID 1 links the measurement backends and the sealing code; the host tool's PE and
 # prediction code stay out of it.
 MB_HOST_ONLY := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
-		measured-boot/cpio.c measured-boot/tcglog.c
+		measured-boot/cpio.c measured-boot/tcglog.c measured-boot/measurements.c \
+		measured-boot/attest-proto.c measured-boot/attest-node.c measured-boot/attest-verify.c \
+		measured-boot/attest-cmd.c
 MB_SRCS   := $(filter-out $(MB_HOST_ONLY),$(wildcard measured-boot/*.c))
 INIT_SRCS := $(wildcard init/*.c) $(MB_SRCS)
 INIT_HDRS := $(wildcard init/*.h measured-boot/*.h) $(GEN)/modules-table.h
@@ -43,11 +45,11 @@ SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 	       $(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys 2>/dev/null)
 UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-mu tss2-rc tss2-tcti-device \
-	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedcrypto
+	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedx509 -lmbedcrypto
 
 .PHONY: all deps check unit qemu-test image cloud-images test-image run clean distclean host-deps format bench
 
-all: $(BUILD)/cvminit $(BUILD)/dhcp-hook
+all: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-agent
 
 $(GEN)/modules-table.h: init/modules.list
 	@mkdir -p $(GEN)
@@ -78,6 +80,31 @@ $(BUILD)/dhcp-hook: image/dhcp-hook.c $(MUSL_SPECS) Makefile
 	$(MUSL_CC) $(CSTD) -O2 -fPIE $(WARN) $(HARDEN) -o $@ $< $(REL_LDFLAGS)
 	@file $@ | grep -q 'static-pie linked' || { echo "error: $@ is not static-pie"; exit 1; }
 
+# The attestation agent (docs/attestation.md): a service on the node, static like PID 1,
+# never part of it. Linked with the TPM code; no JSON, no crypto of its own.
+AGENT_SRCS := agent/agent.c measured-boot/attest-node.c measured-boot/attest-proto.c \
+	      measured-boot/tpm.c measured-boot/digest.c init/log.c
+AGENT_PKGS := tss2-esys tss2-mu tss2-rc tss2-tcti-device mbedcrypto
+$(BUILD)/cvminit-agent: $(AGENT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Makefile
+	$(MUSL_CC) $(CSTD) -O2 -fPIE $(WARN) $(HARDEN) -ffunction-sections -fdata-sections \
+		-isystem $(SYSROOT)/include $(shell $(SYS_PKG) --cflags $(AGENT_PKGS) 2>/dev/null) \
+		$(CPPFLAGS_COMMON) -o $@ $(AGENT_SRCS) $(REL_LDFLAGS) \
+		$(shell $(SYS_PKG) --libs $(AGENT_PKGS) 2>/dev/null)
+	@file $@ | grep -q 'static-pie linked' || { echo "error: $@ is not static-pie"; exit 1; }
+
+# The same agent for the host tests, against a swtpm (tests/unit/test_attest.c).
+$(BUILD)/unit/cvminit-agent: $(AGENT_SRCS) $(INIT_HDRS) Makefile
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM -o $@ $(AGENT_SRCS) $(UNIT_LIBS)
+
+# And without sanitizers, for the flood test's memory figures (tests/qemu/test_attest.py).
+$(BUILD)/agent-host/cvminit-agent: $(AGENT_SRCS) $(INIT_HDRS) Makefile
+	@mkdir -p $(BUILD)/agent-host
+	$(HOST_CC) $(CSTD) -O2 $(WARN) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
+		$(shell pkg-config --cflags tss2-esys 2>/dev/null) -o $@ $(AGENT_SRCS) \
+		$(shell pkg-config --libs tss2-esys tss2-mu tss2-rc tss2-tcti-device tss2-tcti-swtpm 2>/dev/null) \
+		-lmbedcrypto
+
 # --- unit tests ---------------------------------------------------------------
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
 UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c init/svc.c \
@@ -102,13 +129,14 @@ $(BUILD)/unit/test_release_seal: tests/release/test_release_seal.c $(REL_TEST_SR
 		$(shell $(SYS_PKG) --cflags $(PKG_MODS) 2>/dev/null) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
 		-static -o $@ $< $(REL_TEST_SRCS) $(REL_LIBS) -ltss2-tcti-swtpm
 
-unit: $(UNIT_TESTS) $(BUILD)/unit/test_release_seal
+unit: $(UNIT_TESTS) $(BUILD)/unit/test_release_seal $(BUILD)/agent-host/cvminit-agent
 
 # --- cvm-measure: the host tool (PCR 11 prediction for a UKI, event log verification) ----
 CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
 		    measured-boot/cpio.c measured-boot/tcglog.c measured-boot/digest.c \
 		    measured-boot/eventlog.c measured-boot/replay.c measured-boot/tpm.c \
-		    init/settings.c init/log.c
+		    measured-boot/measurements.c measured-boot/attest-cmd.c \
+		    measured-boot/attest-verify.c measured-boot/attest-proto.c init/settings.c init/log.c
 CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-mu tss2-rc tss2-tcti-device tss2-tcti-swtpm
 
 # -DCVM_TPM_SWTPM: the host tool may read PCRs from a swtpm (`verify --tpm swtpm:…`).
@@ -117,7 +145,7 @@ $(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) init/log
 	@mkdir -p $(BUILD)
 	$(HOST_CC) $(CSTD) -O2 $(WARN) $(HARDEN) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
 		$(shell pkg-config --cflags $(CVM_MEASURE_PKGS) 2>/dev/null) -o $@ $(CVM_MEASURE_SRCS) \
-		$(shell pkg-config --libs $(CVM_MEASURE_PKGS) 2>/dev/null) -lmbedcrypto
+		$(shell pkg-config --libs $(CVM_MEASURE_PKGS) 2>/dev/null) -lmbedx509 -lmbedcrypto
 
 # --- the supervisor as PID 1 of a pid namespace (root; see tests/ns/run.py) -----------
 NS_SRCS := init/svc.c init/svclog.c init/supervise.c init/power.c init/powerbtn.c \
@@ -159,7 +187,7 @@ FUZZ_CC      := clang
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS  := $(CSTD) -O1 -g $(WARN) $(FUZZ_SAN) \
 		$(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys json-c 2>/dev/null)
-FUZZ_SRCS    := $(filter-out init/main.c init/modules.c,$(wildcard init/*.c)) \
+FUZZ_SRCS    := $(filter-out init/main.c init/modules.c init/net.c,$(wildcard init/*.c)) \
 		$(filter-out measured-boot/cvm-measure.c,$(wildcard measured-boot/*.c))
 FUZZ_OBJS    := $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(FUZZ_SRCS))
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -199,7 +227,7 @@ host-deps:
 
 check: host-deps
 	$(MAKE) all unit image cloud-images test-image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure \
-		$(BUILD)/unseal-attacker fuzz-build
+		$(BUILD)/unseal-attacker $(BUILD)/agent-host/cvminit-agent fuzz-build
 	python3 tests/run.py
 
 qemu-test: all
@@ -229,18 +257,36 @@ sq          = '$(subst ','\'',$(1))'
 .PHONY: FORCE
 FORCE:
 
-$(IMAGE_DIR)/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(IMAGE_INPUTS) $(image_files) \
+$(IMAGE_DIR)/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-agent $(IMAGE_INPUTS) \
+		$(image_files) \
 		$(call image_stale,$(IMAGE_DIR),$(IMAGE_VARS))
 	@mkdir -p $(IMAGE_DIR) && rm -f $(IMAGE_DIR)/.inputs
 	CVMINIT_IMAGE_OUT=$(abspath $(IMAGE_DIR)) $(IMAGE_BUILDER)
 	@printf '%s\n' $(call sq,$(call image_vars,$(IMAGE_VARS))) >$(IMAGE_DIR)/.inputs
 
-image: $(IMAGE_DIR)/cvminit.raw
+# measurements.json beside the disk (docs/attestation.md): what `cvm-measure attest` checks a
+# node of this image against. PCR 4 for OVMF on QEMU's q35: `make run` (image/run.sh) has
+# the empty DVD drive first in the boot order (one failed boot option), the test VMs put
+# the disk first (none). The firmware's PCRs warnOnly from image/ovmf-q35.tcglog, a firmware
+# log of one such boot, when present.
+FAILED_BOOT_OPTIONS_image := 1
+FAILED_BOOT_OPTIONS_image-test := 0
+MEASURE_JSON = $(BUILD)/cvm-measure predict --uki $(1)/cvminit.efi \
+	--failed-boot-options $(FAILED_BOOT_OPTIONS_$(notdir $(1))) \
+	$(if $(wildcard image/ovmf-q35.tcglog),--firmware-log image/ovmf-q35.tcglog) \
+	--json $(1)/measurements.json > $(1)/measurements.txt
+
+$(BUILD)/%/measurements.json: $(BUILD)/%/cvminit.raw $(BUILD)/cvm-measure \
+		$(wildcard image/ovmf-q35.tcglog)
+	$(call MEASURE_JSON,$(BUILD)/$*)
+
+image: $(IMAGE_DIR)/cvminit.raw $(IMAGE_DIR)/measurements.json
 
 # The image in each cloud's upload format, checked, with sizes, sha256 sums and
 # measurements.json (image/cloud-images.sh; docs/clouds.md).
 CLOUD_DIR := $(BUILD)/cloud
-$(CLOUD_DIR)/SHA256SUMS: $(IMAGE_DIR)/cvminit.raw $(BUILD)/cvm-measure image/cloud-images.sh \
+$(CLOUD_DIR)/SHA256SUMS: $(IMAGE_DIR)/cvminit.raw $(IMAGE_DIR)/measurements.json $(BUILD)/cvm-measure \
+		image/cloud-images.sh \
 		image/vhd-footer.py
 	CVM_MEASURE=$(BUILD)/cvm-measure image/cloud-images.sh $(IMAGE_DIR) $(CLOUD_DIR)
 
@@ -254,6 +300,7 @@ $(TEST_TREE)/usr/share/cvminit-test/unseal-attacker: $(BUILD)/unseal-attacker
 	install -m 0755 $< $@
 
 $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/kubelet-standin \
+		$(BUILD)/cvminit-agent \
 		$(IMAGE_INPUTS) \
 		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar \
 		$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker \
@@ -265,7 +312,7 @@ $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/ku
 	KUBELET_SHA256=$$(sha256sum $(BUILD)/kubelet-standin | cut -d' ' -f1) $(IMAGE_BUILDER)
 	@printf '%s\n' $(call sq,$(call image_vars,$(TEST_IMAGE_VARS))) >$(BUILD)/image-test/.inputs
 
-test-image: $(BUILD)/image-test/cvminit.raw
+test-image: $(BUILD)/image-test/cvminit.raw $(BUILD)/image-test/measurements.json
 
 # CVM=snp|tdx: as a confidential guest under KVM (image/run.sh says what the host needs and
 # refuses before anything is built when it lacks it).

@@ -48,7 +48,8 @@ static bool have_ref;
 
 /* Extends pcr with data and logs the record (measure()). During boot a failed extend is a
  * refusal: the node could not prove what it runs. */
-static void boot_measure(unsigned pcr, const char *event, const void *data, size_t len)
+static void boot_measure_named(unsigned pcr, const char *event, const char *name,
+			       const void *data, size_t len)
 {
 	int r;
 
@@ -57,11 +58,16 @@ static void boot_measure(unsigned pcr, const char *event, const void *data, size
 			 event);
 		return;
 	}
-	r = measure(measurer, pcr, event, data, len);
+	r = measure_named(measurer, pcr, event, name, data, len);
 	if (r < 0)
 		fail_closed("cannot measure %s into PCR %u: %s. The TPM failed; the node cannot "
 			    "prove what it runs. Check the vTPM (swtpm / the host's TPM service).",
 			    event, pcr, strerror(-r));
+}
+
+static void boot_measure(unsigned pcr, const char *event, const void *data, size_t len)
+{
+	boot_measure_named(pcr, event, NULL, data, len);
 }
 
 static void boot_measure_phase(const char *phase)
@@ -254,7 +260,7 @@ static void config_load(void)
 		fail_closed("%s is larger than %d bytes", CONFIG_PATH, CONFIG_SIZE_MAX);
 	if (n < 0 && n != -ENOENT)
 		fail_closed("cannot read %s: %s", CONFIG_PATH, strerror((int)-n));
-	boot_measure(15, "cvminit:config", text, n < 0 ? 0 : (size_t)n);
+	boot_measure_named(15, "cvminit:config", CONFIG_PATH, text, n < 0 ? 0 : (size_t)n);
 	check_config(text, n < 0 ? 0 : (size_t)n, n == -ENOENT);
 	if (n == -ENOENT) {
 		log_info("config: no %s, no services", CONFIG_PATH);

@@ -16,7 +16,9 @@
 #include "../init/util.h"
 #include "cpio.h"
 #include "digest.h"
+#include "attest-cmd.h"
 #include "eventlog.h"
+#include "measurements.h"
 #include "pe.h"
 #include "predict.h"
 #include "replay.h"
@@ -230,7 +232,8 @@ static const char *const verify_help =
 	"\n"
 	"Banks: sha1 sha256 sha384 sha512.\n"
 	"\n"
-	"Exit status: 0 every PCR compared matches; 1 some PCR differs (or the firmware\n"
+	"Exit status: 0 every PCR compared matches; 1 some PCR differs, a record of --log\n"
+	"whose content is not what its digests are the hash of (or the firmware\n"
 	"log's PCR 11 events or PCR 4 images are not the --uki's); 2 usage error, an\n"
 	"unreadable or malformed input (the message names the file and the byte\n"
 	"offset), or a TPM that cannot be read.\n";
@@ -421,41 +424,67 @@ static int fold_hex(const struct eventlog *log, uint16_t alg, unsigned pcr, char
 	return 0;
 }
 
-/* pcr15 NULL: no "15" (PCR 15 at ready is per node and was not given). */
+/* measurements.json (measurements.h): PCR 4 and 11 enforced; PCR 15 enforced through its
+ * image-wide records (the first n_image of log15), with its value when the node's records
+ * were pinned (pcr15); the firmware's PCRs from fw (NULL: none) as warnOnly. */
 static int write_json(const char *path, const char *pcr4, const char *pcr11,
-		      const char *pcr15)
+		      const char *pcr15, const struct eventlog *log15, size_t n_image,
+		      const struct replay_pcrs *fw, uint32_t fw_mask)
 {
-	_cleanup_free_ char *tmp = NULL;
-	FILE *f;
+	struct measurements m = {0};
+	int r = 0;
 
-	if (asprintf(&tmp, "%s.tmp", path) < 0)
-		return -ENOMEM;
-	f = fopen(tmp, "we");
-	if (!f)
-		return -errno;
-	fprintf(f,
-		"{\n  \"4\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
-		"},\n"
-		"  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  }",
-		pcr4, pcr11);
-	if (pcr15)
-		fprintf(f,
-			",\n  \"15\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": "
-			"false\n  }",
-			pcr15);
-	fputs("\n}\n", f);
-	if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) < 0) {
-		int e = -errno;
-		fclose(f);
-		unlink(tmp);
-		return e ? e : -EIO;
+	const char *hex[3] = {pcr4, pcr11, pcr15};
+	const unsigned pcrs[3] = {4, 11, 15};
+
+	m.pcr[15].present = true;
+	for (size_t i = 0; i < 3; i++) {
+		int n;
+
+		if (!hex[i])
+			continue;
+		n = digest_from_hex(hex[i], m.pcr[pcrs[i]].expected, DIGEST_MAX);
+		if (n < 0)
+			return -EINVAL;
+		m.pcr[pcrs[i]].present = m.pcr[pcrs[i]].has_expected = true;
+		m.pcr[pcrs[i]].expected_len = (size_t)n;
 	}
-	if (fclose(f) != 0 || rename(tmp, path) < 0) {
-		int e = -errno;
-		unlink(tmp);
-		return e;
+	for (unsigned p = 0; fw && p < 8; p++) {
+		if (p == 4 || !(fw_mask & (UINT32_C(1) << p)))
+			continue;
+		m.pcr[p].present = m.pcr[p].has_expected = m.pcr[p].warn_only = true;
+		memcpy(m.pcr[p].expected, fw->v[p], 32);
+		m.pcr[p].expected_len = 32;
 	}
-	return 0;
+	if (n_image > MEAS_MAX_RECORDS)
+		return -E2BIG;
+	/* Borrowed from log15, not copied: not freed here. */
+	for (size_t i = 0; i < n_image; i++) {
+		const struct eventlog_record *e = &log15->records[i];
+		struct meas_record *o = &m.replay[i];
+
+		o->event = e->event;
+		o->name = e->name;
+		o->data = e->data;
+		o->data_len = e->data_len;
+		o->has_data = e->has_data;
+		o->n_digests = e->n_digests;
+		memcpy(o->digests, e->digests, sizeof(o->digests));
+	}
+	m.n_replay = n_image;
+	m.per_node[0] = (char *)"cvminit:state";
+	m.per_node[1] = (char *)PREDICT_VOLUME_KEY_EVENT;
+	m.n_per_node = 2;
+	if (m.per_node[1][strlen(m.per_node[1]) - 1] == ':') {
+		/* "cvminit:volume-key:" names a prefix; the list holds the bare name. */
+		static char bare[64];
+
+		snprintf(bare, sizeof(bare), "%.*s", (int)strlen(m.per_node[1]) - 1,
+			 m.per_node[1]);
+		m.per_node[1] = bare;
+	}
+	r = measurements_write(path, &m);
+	return r;
 }
 
 /* Printable form of a string for the table: "…" quoted, control bytes as \xNN. */
@@ -669,6 +698,41 @@ static bool phase_known(const char *phase)
 	return false;
 }
 
+/* The firmware's PCRs (0-7) in sha256 after a reference boot's firmware log: OVMF's
+ * values for measurements.json, warnOnly. */
+static int firmware_values(const char *path, struct replay_pcrs *p, uint32_t *mask)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	struct eventlog fw = {0};
+	unsigned locality = 0;
+	size_t len, bad = 0;
+	const char *why = NULL;
+	int r;
+
+	r = read_file(path, true, &buf, &len);
+	if (r < 0)
+		return input_error("%s: %s", path, file_strerror(r));
+	r = tcglog_parse(buf, len, &fw, &locality, &bad, &why);
+	if (r == -EBADMSG) {
+		eventlog_free(&fw);
+		return input_error("%s: byte offset %zu: %s", path, bad, why);
+	}
+	if (r < 0) {
+		eventlog_free(&fw);
+		return input_error("%s: %s", path, strerror(-r));
+	}
+	replay_reset(p, DIGEST_ALG_SHA256, locality);
+	r = replay_apply(&fw, p);
+	*mask = 0;
+	for (size_t i = 0; i < fw.n; i++)
+		if (fw.records[i].extended && fw.records[i].pcr < 8)
+			*mask |= UINT32_C(1) << fw.records[i].pcr;
+	eventlog_free(&fw);
+	if (r < 0)
+		return input_error("%s: replay sha256: %s", path, strerror(-r));
+	return 0;
+}
+
 static int cmd_predict(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -683,9 +747,13 @@ static int cmd_predict(int argc, char **argv)
 		{"state-from", required_argument, NULL, 'S'},
 		{"failed-boot-options", required_argument, NULL, 'F'},
 		{"node-log", required_argument, NULL, 'N'},
+		{"firmware-log", required_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
+	const char *fw_path = NULL;
+	struct replay_pcrs fwp;
+	uint32_t fw_mask = 0;
 	unsigned failed = 0;
 	const char *uki = NULL, *json = NULL, *phase = "ready", *cmdline = NULL,
 		   *config = NULL, *state = NULL, *state_from = NULL, *node_log = NULL;
@@ -755,6 +823,9 @@ static int cmd_predict(int argc, char **argv)
 		}
 		case 'N':
 			node_log = optarg;
+			break;
+		case 'f':
+			fw_path = optarg;
 			break;
 		case 'h':
 			fputs(predict_help, stdout);
@@ -905,8 +976,18 @@ static int cmd_predict(int argc, char **argv)
 		       hex);
 	}
 
+	if (json && fw_path && json_alg != DIGEST_ALG_SHA256) {
+		ret = usage_error("predict ", "--firmware-log: the JSON's bank must be sha256");
+		goto out;
+	}
+	if (json && fw_path) {
+		ret = firmware_values(fw_path, &fwp, &fw_mask);
+		if (ret)
+			goto out;
+	}
 	if (json) {
-		int r = write_json(json, json4, json11, have_vk ? json15 : NULL);
+		int r = write_json(json, json4, json11, have_vk ? json15 : NULL, &log15,
+				   n_seal, fw_path ? &fwp : NULL, fw_mask);
 		if (r < 0) {
 			ret = input_error("%s: %s", json, strerror(-r));
 			goto out;
@@ -917,11 +998,14 @@ static int cmd_predict(int argc, char **argv)
 			       json, digest_alg_name(json_alg), digest_alg_name(json_alg), phase,
 			       digest_alg_name(json_alg), log15.records[n15 - 1].event, node_log);
 		else
-			printf("wrote %s: PCR 4 %s after .linux; PCR 11 %s after %s; no PCR 15\n",
+			printf("wrote %s: PCR 4 %s after .linux; PCR 11 %s after %s; PCR 15's "
+			       "image-wide records\n",
 			       json, digest_alg_name(json_alg), digest_alg_name(json_alg), phase);
 		if (!have_vk)
 			fprintf(stderr,
-				"cvm-measure: note: PCR 15 left out of %s: at ready it "
+				"cvm-measure: note: PCR 15's value left out of %s (only its "
+				"image-wide records, \"replay\", and the per-node events that "
+				"may follow them, \"perNode\"): at ready it "
 				"ends with the node's %scvminit:volume-key record (an "
 				"HMAC keyed with its volume key), which only the node's "
 				"event log gives: pass --state or --state-from and "
@@ -1388,6 +1472,29 @@ static void note_volume_keys(const struct eventlog *all, const struct sources *s
 	}
 }
 
+/* Every record of cvminit's log must carry the content its digests are the hash of:
+ * a record whose content and digest disagree was changed (or lies about what was
+ * measured). Returns whether all agree. */
+static bool check_contents(const struct eventlog *all, size_t first, const char *path)
+{
+	bool ok = true;
+
+	for (size_t i = first; i < all->n; i++) {
+		const struct eventlog_record *r = &all->records[i];
+		char why[160];
+		int k = eventlog_check_content(r, why, sizeof(why));
+
+		if (k == 0 || k == -ENOKEY)
+			continue;
+		ok = false;
+		printf("content: record %llu at byte offset %zu of %s: PCR %u \"%s\": "
+		       "MISMATCH: %s\n",
+		       (unsigned long long)r->recnum, r->offset, path, r->pcr,
+		       r->event ? r->event : "", why);
+	}
+	return ok;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -1527,6 +1634,8 @@ static int cmd_verify(int argc, char **argv)
 		if (counts(&all.records[i]))
 			touched |= UINT32_C(1) << all.records[i].pcr;
 	note_volume_keys(&all, &src);
+	if (src.log_path && !check_contents(&all, src.n_fw + src.n_stub, src.log_path))
+		mismatch = true;
 
 	if (pcrs_path) {
 		ret = parse_pcrs(pcrs_path, banks, &n_banks);
@@ -1642,5 +1751,7 @@ int main(int argc, char **argv)
 		return cmd_predict(argc - 1, argv + 1);
 	if (streq(cmd, "verify"))
 		return cmd_verify(argc - 1, argv + 1);
+	if (streq(cmd, "attest"))
+		return cmd_attest(argc - 1, argv + 1);
 	return usage_error("", "unknown command '%s'", cmd);
 }

@@ -97,6 +97,61 @@ static int add(json_object *o, const char *key, json_object *v)
 	return 0;
 }
 
+/* Whether the bytes are UTF-8 (no overlong forms, surrogates or code points above
+ * U+10FFFF) without NUL: then they go into the log as a JSON string, readable. */
+static bool utf8_text(const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = p[i];
+		uint32_t cp;
+		size_t k;
+
+		if (c == 0)
+			return false;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			k = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			k = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			k = 3, cp = c & 0x07;
+		else
+			return false;
+		if (n - i <= k)
+			return false;
+		for (size_t j = 1; j <= k; j++) {
+			if ((p[i + j] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i + j] & 0x3f);
+		}
+		if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += k + 1;
+	}
+	return true;
+}
+
+static int add_data(json_object *content, const struct eventlog_record *r)
+{
+	_cleanup_free_ char *hex = NULL;
+
+	if (utf8_text(r->data, r->data_len))
+		return add(content, "data",
+			   json_object_new_string_len((const char *)r->data,
+						      (int)r->data_len));
+	hex = malloc(2 * r->data_len + 1);
+	if (!hex)
+		return -ENOMEM;
+	digest_to_hex(r->data, r->data_len, hex);
+	return add(content, "dataHex", json_object_new_string(hex));
+}
+
 static json_object *record_to_json(const struct eventlog_record *r)
 {
 	json_object *o = json_object_new_object(), *digests, *content;
@@ -132,6 +187,10 @@ static json_object *record_to_json(const struct eventlog_record *r)
 		if (r->event_type)
 			e |= add(content, "eventType",
 				 json_object_new_string(r->event_type));
+		if (r->has_data)
+			e |= add_data(content, r);
+		if (r->name)
+			e |= add(content, "name", json_object_new_string(r->name));
 		e |= add(content, "extended", json_object_new_boolean(r->extended));
 	}
 	if (e) {
@@ -150,7 +209,7 @@ int eventlog_append_locked(int fd, struct eventlog_record *r)
 	int k;
 
 	if (!r->event || r->pcr > EVENTLOG_MAX_PCR || r->n_digests == 0 ||
-	    r->n_digests > EVENTLOG_MAX_DIGESTS)
+	    r->n_digests > EVENTLOG_MAX_DIGESTS || (r->has_data && r->data_len > INT_MAX / 2))
 		return -EINVAL;
 	for (size_t i = 0; i < r->n_digests; i++)
 		if (!digest_alg_name(r->digests[i].alg) ||
@@ -206,6 +265,8 @@ static void record_clear(struct eventlog_record *r)
 {
 	free(r->event);
 	free(r->event_type);
+	free(r->data);
+	free(r->name);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -258,6 +319,54 @@ static const char *parse_digests(json_object *arr, struct eventlog_record *r)
 	return NULL;
 }
 
+/* content.data or content.dataHex, not both. */
+static const char *parse_data(json_object *content, struct eventlog_record *r)
+{
+	json_object *text = NULL, *hex = NULL;
+	bool has_text, has_hex;
+	size_t n;
+
+	has_text = json_object_object_get_ex(content, "data", &text);
+	has_hex = json_object_object_get_ex(content, "dataHex", &hex);
+	if (!has_text && !has_hex)
+		return NULL;
+	if (has_text && has_hex)
+		return "both data and dataHex";
+	if (has_text) {
+		if (!json_object_is_type(text, json_type_string))
+			return "data is not a string";
+		n = (size_t)json_object_get_string_len(text);
+		r->data = malloc(n ? n : 1);
+		if (!r->data)
+			return "out of memory";
+		memcpy(r->data, json_object_get_string(text), n);
+		r->data_len = n;
+	} else {
+		const char *h;
+		int k;
+
+		if (!json_object_is_type(hex, json_type_string))
+			return "dataHex is not a string";
+		h = json_object_get_string(hex);
+		n = strlen(h);
+		if (n % 2)
+			return "dataHex is not hex";
+		r->data = malloc(n / 2 ? n / 2 : 1);
+		if (!r->data)
+			return "out of memory";
+		if (n == 0) {
+			k = 0;
+		} else {
+			k = digest_from_hex(h, r->data, n / 2);
+			if (k < 0 || (size_t)k != n / 2)
+				return "dataHex is not hex";
+		}
+		r->data_len = (size_t)k;
+	}
+	r->has_data = true;
+	return NULL;
+}
+
 /* Fills r from one parsed object; returns NULL or what is wrong with it. */
 static const char *parse_record(json_object *o, struct eventlog_record *r)
 {
@@ -300,6 +409,12 @@ static const char *parse_record(json_object *o, struct eventlog_record *r)
 	if ((v = get(content, "eventType", json_type_string)) &&
 	    !(r->event_type = strdup(json_object_get_string(v))))
 		return "out of memory";
+	if ((v = get(content, "name", json_type_string)) &&
+	    !(r->name = strdup(json_object_get_string(v))))
+		return "out of memory";
+	err = parse_data(content, r);
+	if (err)
+		return err;
 	if (json_object_object_get_ex(content, "extended", &v)) {
 		if (!json_object_is_type(v, json_type_boolean))
 			return "extended is not a boolean";
@@ -423,4 +538,42 @@ int eventlog_read(const char *path, struct eventlog *log, size_t *bad_offset)
 		len += (size_t)k;
 	}
 	return eventlog_parse(buf, len, log, bad_offset);
+}
+
+int eventlog_check_content(const struct eventlog_record *r, char *why, size_t why_len)
+{
+	const void *data;
+	size_t len;
+
+	if (r->event_type && streq(r->event_type, "volume-key"))
+		return -ENOKEY;
+	if (r->has_data) {
+		data = r->data;
+		len = r->data_len;
+	} else if (r->event) {
+		/* systemd's rule: the logged string is what was hashed. */
+		data = r->event;
+		len = strlen(r->event);
+	} else {
+		snprintf(why, why_len, "the record carries no content (not content_type "
+					"systemd): its digests cannot be checked");
+		return -ENODATA;
+	}
+	for (size_t i = 0; i < r->n_digests; i++) {
+		uint8_t d[DIGEST_MAX];
+		int k = digest_compute(r->digests[i].alg, data, len, d);
+
+		if (k < 0) {
+			snprintf(why, why_len, "cannot hash bank %s",
+				 digest_alg_name(r->digests[i].alg) ?: "?");
+			return -EOPNOTSUPP;
+		}
+		if ((size_t)k != r->digests[i].size || memcmp(d, r->digests[i].buf, (size_t)k)) {
+			snprintf(why, why_len,
+				 "its %s digest is not the digest of its content (%zu bytes)",
+				 digest_alg_name(r->digests[i].alg) ?: "?", len);
+			return 1;
+		}
+	}
+	return 0;
 }

@@ -20,9 +20,17 @@
  *   {"recnum":0,"pcr":15,["rtmr":2,]
  *    "digests":[{"hashAlg":"sha256","digest":"<hex>"},…],
  *    "content_type":"systemd",
- *    "content":{"string":"cvminit:cmdline",["eventType":"phase",]"extended":true}}
+ *    "content":{"string":"cvminit:cmdline",["eventType":"phase",]
+ *               ["data":"<the measured bytes>" | "dataHex":"<hex of them>",]
+ *               ["name":"/etc/cvminit/cvminit.conf",]"extended":true}}
  *
  * "digests" are the digests of the measured data (what was extended), one per bank.
+ * "data" is that data itself, so a verifier recomputes every digest from the log alone
+ * and can show what was measured (the command line a node booted with): a JSON string
+ * when the bytes are UTF-8 without NUL, else "dataHex". "name" says where the data came
+ * from (the config's path). The digests are not hashes of the logged string, so PCR
+ * values stay what they were (docs/attestation.md says why). Records of event type
+ * volume-key have no data: their digests are HMACs keyed with a secret.
  * Ours on top of systemd's: "content.extended" says whether the extend reached the TPM or
  * the RTMR; replay skips records where it is false, and a record without it (systemd's)
  * counts as extended. "rtmr" names the TDX register a PCR was mapped to; the record keeps
@@ -36,6 +44,12 @@ struct eventlog_record {
 	struct digest digests[EVENTLOG_MAX_DIGESTS];
 	char *event;	  /* content.string */
 	char *event_type; /* content.eventType, NULL when absent */
+	/* content.data (or dataHex) and content.name. The writer logs data when has_data
+	 * (the buffer is the caller's); the reader's copy is malloc'ed. */
+	uint8_t *data;
+	size_t data_len;
+	bool has_data;
+	char *name;
 	bool extended;
 	size_t offset; /* reader: byte offset of the record's 0x1E in the log */
 };
@@ -66,3 +80,10 @@ int eventlog_parse(const char *buf, size_t len, struct eventlog *log, size_t *ba
 /* Reads path under a shared flock() and parses it; -errno when it cannot be read. */
 int eventlog_read(const char *path, struct eventlog *log, size_t *bad_offset);
 void eventlog_free(struct eventlog *log);
+
+/* Whether r's content reproduces its digests: data (or, for a record without data, the
+ * event string, which is what systemd hashes for its own records) hashed in each bank equals the
+ * logged digest. Returns 0 when every digest is reproduced; 1 when one is not (why names
+ * the bank); -ENOKEY for a volume-key record (an HMAC nobody can recompute); -ENODATA
+ * when the record has no content to check; -EOPNOTSUPP for a bank we cannot hash. */
+int eventlog_check_content(const struct eventlog_record *r, char *why, size_t why_len);

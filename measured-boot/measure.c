@@ -310,10 +310,16 @@ static int measure_digests(struct measurer *m, struct eventlog_record *rec)
 	return 0;
 }
 
-int measure(struct measurer *m, unsigned pcr, const char *event, const void *data,
-	    size_t len)
+int measure_named(struct measurer *m, unsigned pcr, const char *event, const char *name,
+		  const void *data, size_t len)
 {
-	struct eventlog_record rec = {.pcr = pcr, .rtmr = -1, .event = (char *)event};
+	struct eventlog_record rec = {.pcr = pcr,
+				      .rtmr = -1,
+				      .event = (char *)event,
+				      .data = (uint8_t *)data,
+				      .data_len = len,
+				      .has_data = true,
+				      .name = (char *)name};
 	int r;
 
 	if (pcr > EVENTLOG_MAX_PCR || !event)
@@ -331,6 +337,12 @@ int measure(struct measurer *m, unsigned pcr, const char *event, const void *dat
 		rec.digests[i].size = (uint16_t)r;
 	}
 	return measure_digests(m, &rec);
+}
+
+int measure(struct measurer *m, unsigned pcr, const char *event, const void *data,
+	    size_t len)
+{
+	return measure_named(m, pcr, event, NULL, data, len);
 }
 
 int measure_hmac(struct measurer *m, unsigned pcr, const char *label,

@@ -55,6 +55,10 @@ int measure_banks_check(const struct tpm_bank *banks, size_t n, char *err, size_
  * error. */
 int measure(struct measurer *m, unsigned pcr, const char *event, const void *data,
 	    size_t len);
+/* The same; the record also names where data came from (content.name, e.g. a path). The
+ * record carries data in both, so a verifier recomputes the digests from the log. */
+int measure_named(struct measurer *m, unsigned pcr, const char *event, const char *name,
+		  const void *data, size_t len);
 
 /* The RTMR a PCR maps to by the UEFI spec's CC measurement table: PCR 1, 7 → 0; 2–6 → 1;
  * 8–15 → 2. -EOPNOTSUPP for PCR 0 (MRTD, not extendable at run time) and 16–23; -EINVAL

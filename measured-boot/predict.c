@@ -432,7 +432,7 @@ int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
 		size_t len;
 		bool present;
 	} recs[] = {
-		{"cvminit:cmdline", in->cmdline, in->cmdline ? strlen(in->cmdline) : 0,
+		{"cvminit:cmdline", in->cmdline ? in->cmdline : "", in->cmdline ? strlen(in->cmdline) : 0,
 		 true},
 		{"cvminit:config", in->config ? (const void *)in->config : "",
 		 in->config_len, true},
@@ -441,6 +441,7 @@ int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
 		{"cvminit:state", in->state, in->state ? strlen(in->state) : 0,
 		 in->state != NULL},
 	};
+	struct eventlog_record *last;
 	int n = 0;
 
 	if (!in->cmdline)
@@ -454,6 +455,17 @@ int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
 				   recs[i].len, algs, n_algs);
 		if (r < 0)
 			return r;
+		/* As cvminit logs it: the content beside the digests. */
+		last = &log->records[log->n - 1];
+		last->data = malloc(recs[i].len ? recs[i].len : 1);
+		if (!last->data)
+			return -ENOMEM;
+		memcpy(last->data, recs[i].data, recs[i].len);
+		last->data_len = recs[i].len;
+		last->has_data = true;
+		if (streq(recs[i].event, "cvminit:config") &&
+		    !(last->name = strdup("/etc/cvminit/cvminit.conf")))
+			return -ENOMEM;
 		n++;
 	}
 	return n;

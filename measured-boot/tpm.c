@@ -291,7 +291,7 @@ int tpm_key_prove(struct tpm *t, uint32_t key)
 	return r;
 }
 
-int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size, bool *possessed)
+void tpm_ek_template(struct TPM2B_PUBLIC *tmpl)
 {
 	/* TCG EK Credential Profile 2.0, template L-1: the policy is PolicySecret(TPM_RH_
 	 * ENDORSEMENT); unique is 256 zero bytes, so every TPM derives one EK per seed. */
@@ -320,6 +320,14 @@ int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size, bool *possessed)
 			.unique.rsa = { .size = 256 },
 		},
 	};
+
+	memcpy(in.publicArea.authPolicy.buffer, policy, sizeof(policy));
+	*tmpl = in;
+}
+
+int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size, bool *possessed)
+{
+	TPM2B_PUBLIC in;
 	TPM2B_SENSITIVE_CREATE sens = { 0 };
 	TPML_PCR_SELECTION pcrs = { 0 };
 	TPM2B_DATA outside = { 0 };
@@ -331,7 +339,7 @@ int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size, bool *possessed)
 
 	if (possessed)
 		*possessed = false;
-	memcpy(in.publicArea.authPolicy.buffer, policy, sizeof(policy));
+	tpm_ek_template(&in);
 	rc = Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
 				ESYS_TR_NONE, ESYS_TR_NONE, &sens, &in, &outside, &pcrs, &ek,
 				&out, NULL, NULL, NULL);

@@ -45,6 +45,9 @@ int tpm_pcr_extend(struct tpm *t, unsigned pcr, const struct digest *digests, si
  * part (a session salted to the EK): a public area alone could be echoed by another TPM.
  * Returns the length, -ENOBUFS when size is too small, -EIO else. */
 int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size, bool *possessed);
+/* The template of that EK (TCG EK Credential Profile L-1, RSA 2048). */
+struct TPM2B_PUBLIC;
+void tpm_ek_template(struct TPM2B_PUBLIC *tmpl);
 /* Whether the TPM holds the private part of a loaded decrypt key (an ESYS_TR of
  * tpm_esys(t)): 0, or -EIO with the TPM's or ESYS's reason logged. */
 int tpm_key_prove(struct tpm *t, uint32_t key);

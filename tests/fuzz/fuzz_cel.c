@@ -32,7 +32,10 @@ static bool same(const struct eventlog_record *a, const struct eventlog_record *
 	if (a->pcr != b->pcr || a->rtmr != b->rtmr || a->n_digests != b->n_digests ||
 	    a->extended != b->extended || strcmp(a->event, b->event) != 0 ||
 	    !a->event_type != !b->event_type ||
-	    (a->event_type && strcmp(a->event_type, b->event_type) != 0))
+	    (a->event_type && strcmp(a->event_type, b->event_type) != 0) ||
+	    a->has_data != b->has_data || a->data_len != b->data_len ||
+	    (a->data_len && memcmp(a->data, b->data, a->data_len) != 0) || !a->name != !b->name ||
+	    (a->name && strcmp(a->name, b->name) != 0))
 		return false;
 	for (size_t i = 0; i < a->n_digests; i++)
 		if (a->digests[i].alg != b->digests[i].alg ||

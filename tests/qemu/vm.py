@@ -154,7 +154,7 @@ class VM:
     def __init__(self, kernel, initrd, cmdline, *, ovmf=True, tpm=True, disks=(),
                  timeout=300, name, memory=1024, smp=2, cpu="max",
                  extra_args=(), fail_patterns=None, echo=None, tpm_from=None,
-                 tpm_dir=None, nic="auto", disk_interface="virtio-blk"):
+                 tpm_dir=None, nic="auto", disk_interface="virtio-blk", ek_ca=None):
         """kernel, initrd: paths. cmdline: the full kernel command line. With kernel None
                the firmware boots from the disks (OVMF: the ESP's \\EFI\\BOOT\\BOOTX64.EFI).
         ovmf: OVMF (UEFI) if True, SeaBIOS if False. tpm: attach swtpm (TPM 2.0, CRB).
@@ -174,6 +174,11 @@ class VM:
               VM's vTPM. None: a fresh vTPM.
         tpm_dir: a swtpm state directory used in place and kept after the VM (made when
               missing), e.g. a benchmark's node across its boots. Default: work/tpm.
+        ek_ca: a directory for swtpm's local CA (made when missing): a fresh vTPM is
+              manufactured with swtpm_setup --create-ek-cert, its EK certificate (RSA 2048,
+              NV 0x01c00002) signed by that CA (ek_ca/issuercert.pem, whose root is
+              ek_ca/swtpm-localca-rootca-cert.pem), with the banks a fresh swtpm has
+              (sha1, sha256, sha384, sha512; swtpm_setup's default is sha256 alone).
         echo: callable(str) receiving each console line as it arrives (or None);
               defaults to printing when $CVM_TEST_ECHO is set.
         nic: None for no NIC; a dict for one virtio-net NIC on QEMU's user network,
@@ -194,6 +199,7 @@ class VM:
         self.tpm = tpm
         self.tpm_from = tpm_from
         self.tpm_dir = Path(tpm_dir) if tpm_dir else None
+        self.ek_ca = Path(ek_ca) if ek_ca else None
         self.disks = list(disks)
         if disk_interface not in DISK_INTERFACES:
             raise ValueError(f"bad disk interface {disk_interface!r}")
@@ -355,12 +361,33 @@ class VM:
               "-monitor", "none"]
         return a + self.extra_args
 
+    def _manufacture_tpm(self, state):
+        """A vTPM with an EK certificate from a local CA, as a cloud's vTPM has one."""
+        ca = self.ek_ca
+        ca.mkdir(parents=True, exist_ok=True)
+        conf = self.work / "swtpm-localca.conf"
+        conf.write_text(f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\n"
+                        f"issuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n")
+        setup = self.work / "swtpm_setup.conf"
+        setup.write_text(f"create_certs_tool = /usr/bin/swtpm_localca\n"
+                         f"create_certs_tool_config = {conf}\n"
+                         f"create_certs_tool_options = /etc/swtpm-localca.options\n")
+        r = subprocess.run(["swtpm_setup", "--tpm2", "--tpmstate", str(state),
+                            "--create-ek-cert", "--pcr-banks", "sha1,sha256,sha384,sha512",
+                            "--config", str(setup), "--overwrite"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        (self.work / "swtpm_setup.log").write_text(r.stdout)
+        if r.returncode != 0:
+            raise TestFailure(f"swtpm_setup failed ({r.returncode}): {r.stdout[-2000:]}")
+
     def _start_swtpm(self):
         state = self.tpm_dir or self.work / "tpm"
         if self.tpm_from:
             shutil.copytree(self.tpm_from, state)
         else:
             state.mkdir(parents=True, exist_ok=self.tpm_dir is not None)
+            if self.ek_ca and not any(state.iterdir()):
+                self._manufacture_tpm(state)
         args = [SWTPM, "socket", "--tpm2",
                 "--tpmstate", f"dir={state}",
                 "--ctrl", f"type=unixio,path={self.tpm_ctrl_path}",

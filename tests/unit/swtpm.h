@@ -18,6 +18,9 @@
 static pid_t swtpm_pid;
 static char swtpm_dir[64];
 static char swtpm_conf[64];
+/* A CA directory: swtpm_start() then manufactures the vTPM with swtpm_setup and an EK
+ * certificate signed by that directory's swtpm_localca CA (the attestation tests). */
+static const char *swtpm_ek_ca;
 
 static void swtpm_stop(void)
 {
@@ -61,6 +64,23 @@ static const char *swtpm_start(void)
 	snprintf(server, sizeof(server), "type=tcp,port=%d,bindaddr=127.0.0.1", port);
 	snprintf(ctrl, sizeof(ctrl), "type=tcp,port=%d,bindaddr=127.0.0.1", port + 1);
 	snprintf(state, sizeof(state), "dir=%s", swtpm_dir);
+	if (swtpm_ek_ca) {
+		char cmd[1024];
+
+		snprintf(cmd, sizeof(cmd),
+			 "set -e; mkdir -p %1$s; "
+			 "printf 'statedir = %1$s\\nsigningkey = %1$s/signkey.pem\\n"
+			 "issuercert = %1$s/issuercert.pem\\ncertserial = %1$s/certserial\\n' "
+			 "> %2$s/localca.conf; "
+			 "printf 'create_certs_tool = /usr/bin/swtpm_localca\\n"
+			 "create_certs_tool_config = %2$s/localca.conf\\n"
+			 "create_certs_tool_options = /etc/swtpm-localca.options\\n' > %2$s/setup.conf; "
+			 "swtpm_setup --tpm2 --tpmstate %2$s --create-ek-cert --pcr-banks "
+			 "sha1,sha256,sha384,sha512 --config %2$s/setup.conf --overwrite >/dev/null 2>&1",
+			 swtpm_ek_ca, swtpm_dir);
+		if (system(cmd) != 0)
+			FAIL_AT("swtpm_setup --create-ek-cert failed (%s)", cmd);
+	}
 
 	swtpm_pid = fork();
 	if (swtpm_pid == 0) {

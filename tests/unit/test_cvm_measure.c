@@ -556,11 +556,12 @@ TEST(predict_pcr15_from_the_uki_and_json)
 	CHECK_CONTAINS(out, want);
 	snprintf(want, sizeof(want), "PCR 15 sha256 sealing %s\n", h256[1]);
 	CHECK_CONTAINS(out, want);
-	CHECK_CONTAINS(out, "cvm-measure: note: PCR 15 left out of m.json");
+	CHECK_CONTAINS(out, "cvm-measure: note: PCR 15's value left out of m.json");
 	CHECK_CONTAINS(out, "volume-key: not predicted");
 	CHECK_CONTAINS(out, "PCR 11 sha256 shutdown ");
 	read_back("m.json", json, sizeof(json));
-	CHECK(!strstr(json, "\"15\""));
+	/* PCR 15 without a value: only the image-wide records. */
+	CHECK(strstr(json, "\"15\": {\n    \"warnOnly\": false,\n    \"replay\""));
 	CHECK(!strstr(json, "true"));
 	CHECK(strstr(json, "\"11\": {"));
 
@@ -572,9 +573,13 @@ TEST(predict_pcr15_from_the_uki_and_json)
 	CHECK_CONTAINS(out, want);
 	snprintf(want, sizeof(want), "PCR 15 sha256 sealing %s\n", h256[1]);
 	CHECK_CONTAINS(out, want);
-	CHECK_CONTAINS(out, "PCR 15 left out of m.json");
+	CHECK_CONTAINS(out, "PCR 15's value left out of m.json");
 	read_back("m.json", json, sizeof(json));
-	CHECK(!strstr(json, "\"15\""));
+	/* The state is per node: not among the image-wide records, named in perNode. */
+	CHECK(strstr(json, "\"15\": {\n    \"warnOnly\": false,\n    \"replay\""));
+	CHECK(strstr(json, "\"event\": \"cvminit:root\""));
+	CHECK(!strstr(json, "\"event\": \"cvminit:state\""));
+	CHECK(strstr(json, "\"perNode\": [\n      \"cvminit:state\""));
 
 	/* With the node's record: PCR 15 after it, the digests as logged, no note. */
 	write_node_log("node.log", VK_LABEL, 1);
@@ -1219,6 +1224,46 @@ TEST(verify_firmware_log_with_cvminit_log)
 	CHECK_INT(run(out, sizeof(out), "verify --firmware-log cut.bin --pcrs ok.pcrs"),
 		  2);
 	CHECK_CONTAINS(out, "cut.bin: byte offset ");
+
+	/* The firmware's PCRs in measurements.json: warnOnly, the values of this log. */
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --firmware-log bios.bin --json fw.json"),
+		  0);
+	{
+		char json[8192], want[256];
+
+		read_back("fw.json", json, sizeof(json));
+		snprintf(want, sizeof(want),
+			 "\"0\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": true\n  }",
+			 hex0);
+		CHECK_CONTAINS(json, want);
+		CHECK(strstr(json, "\"4\": {\n    \"expected\": ") != NULL);
+		CHECK(!strstr(json, "\"11\": {\n    \"expected\": \"0000"));
+	}
+	CHECK_INT(run(out, sizeof(out),
+		      "predict --uki uki.efi --firmware-log cut.bin --json fw.json"),
+		  2);
+
+	/* The log's content is what its digests are the hash of: the command line text
+	 * changed (digests kept, so every PCR still matches) is a mismatch naming it. */
+	{
+		char logbuf[8192], *at;
+		size_t n = read_back("measure.log", logbuf, sizeof(logbuf) - 1);
+
+		logbuf[n] = '\0';
+		at = strstr(logbuf, "\"data\":\"console=ttyS0\"");
+		CHECK(at != NULL);
+		at[strlen("\"data\":\"console=ttyS")] = '1';
+		write_file("tampered.log", logbuf, n);
+	}
+	CHECK_INT(run(out, sizeof(out),
+		      "verify --firmware-log bios.bin --log tampered.log --pcrs ok.pcrs "
+		      "--uki uki.efi"),
+		  1);
+	CHECK_CONTAINS(out, "PCR 15 sha256: match");
+	CHECK_CONTAINS(out, "content: record 1 at byte offset ");
+	CHECK_CONTAINS(out, "of tampered.log: PCR 15 \"cvminit:cmdline\": MISMATCH: its sha1 "
+			    "digest is not the digest of its content (13 bytes)");
 	eventlog_free(&stub);
 	eventlog_free(&fw);
 	eventlog_free(&all);
@@ -1348,12 +1393,13 @@ TEST(predict_json_equals_a_simulated_boot)
 	CHECK_INT(measure(m, 11, "ready", "ready", 5), 0);
 	measurer_close(m);
 
-	/* Without the node's log PCR 15 is left out: the TPM's is not the state's. */
+	/* Without the node's log PCR 15's value is left out: the TPM's is not the
+	 * state's. */
 	CHECK_INT(run(out, sizeof(out), "predict --uki uki.efi --state %s --json m.json",
 		      STATE),
 		  0);
 	read_back("m.json", json, sizeof(json));
-	CHECK(!strstr(json, "\"15\""));
+	CHECK(strstr(json, "\"15\": {\n    \"warnOnly\": false,\n    \"replay\""));
 	CHECK_INT(run(out, sizeof(out),
 		      "predict --uki uki.efi --state %s --json m.json --node-log "
 		      "measure.log",

@@ -250,3 +250,117 @@ TEST(eventlog_refuses_bad_input)
 	CHECK_INT(stat(path, &st), 0);
 	CHECK_INT(st.st_size, 0);
 }
+
+/* Each record carries what was measured: text as "data", other bytes as "dataHex", the
+ * config's path as "name"; the reader gets the same bytes back and the digests check. */
+TEST(eventlog_content_round_trip_and_check)
+{
+	static const uint8_t bin[] = {0x00, 0xff, 'a', 0xc3};
+	static const char text[] = "roothash=ab console=ttyS0,115200 \"q\" \xc3\xa9\t";
+	struct eventlog_record w[3] = {{.pcr = 15, .rtmr = -1, .extended = true},
+				       {.pcr = 15, .rtmr = -1, .extended = true},
+				       {.pcr = 15, .rtmr = -1, .extended = true}};
+	const void *data[3] = {text, bin, ""};
+	size_t len[3] = {sizeof(text) - 1, sizeof(bin), 0};
+	struct eventlog log;
+	char why[160], buf[4096];
+	size_t bad, n;
+	int fd;
+
+	tmp_log();
+	atexit(cleanup);
+	fd = eventlog_open(path);
+	CHECK(fd >= 0);
+	for (unsigned i = 0; i < 3; i++) {
+		w[i].event = (char *)(i == 0 ? "cvminit:cmdline" : "cvminit:config");
+		w[i].name = i ? (char *)"/etc/cvminit/cvminit.conf" : NULL;
+		w[i].data = (uint8_t *)data[i];
+		w[i].data_len = len[i];
+		w[i].has_data = true;
+		w[i].n_digests = 2;
+		w[i].digests[0] = (struct digest){.alg = DIGEST_ALG_SHA256, .size = 32};
+		w[i].digests[1] = (struct digest){.alg = DIGEST_ALG_SHA384, .size = 48};
+		digest_compute(DIGEST_ALG_SHA256, data[i], len[i], w[i].digests[0].buf);
+		digest_compute(DIGEST_ALG_SHA384, data[i], len[i], w[i].digests[1].buf);
+		CHECK_INT(eventlog_append(fd, &w[i]), 0);
+	}
+	close(fd);
+	n = slurp(buf, sizeof(buf) - 1);
+	buf[n] = '\0';
+	/* Text stays readable; the binary record is hex. */
+	CHECK_CONTAINS(buf, "\"data\":\"roothash=ab console=ttyS0,115200 \\\"q\\\" \xc3\xa9\\t\"");
+	CHECK_CONTAINS(buf, "\"dataHex\":\"00ff61c3\"");
+	CHECK_CONTAINS(buf, "\"name\":\"/etc/cvminit/cvminit.conf\"");
+	CHECK_INT(eventlog_read(path, &log, &bad), 3);
+	for (unsigned i = 0; i < 3; i++) {
+		CHECK(log.records[i].has_data);
+		CHECK_INT(log.records[i].data_len, len[i]);
+		CHECK(len[i] == 0 || memcmp(log.records[i].data, data[i], len[i]) == 0);
+		CHECK_INT(eventlog_check_content(&log.records[i], why, sizeof(why)), 0);
+	}
+	CHECK_STR(log.records[1].name, "/etc/cvminit/cvminit.conf");
+	CHECK(log.records[0].name == NULL);
+
+	/* One byte of content changed: the digests no longer match, and it says which. */
+	log.records[0].data[0] ^= 1;
+	CHECK_INT(eventlog_check_content(&log.records[0], why, sizeof(why)), 1);
+	CHECK_CONTAINS(why, "sha256 digest is not the digest of its content");
+	/* A record without data: systemd's rule, the string is what was hashed. */
+	free(log.records[1].data);
+	log.records[1].data = NULL;
+	log.records[1].has_data = false;
+	CHECK_INT(eventlog_check_content(&log.records[1], why, sizeof(why)), 1);
+	/* A volume-key HMAC cannot be checked; a record without any content neither. */
+	log.records[2].event_type = strdup("volume-key");
+	CHECK_INT(eventlog_check_content(&log.records[2], why, sizeof(why)), -ENOKEY);
+	free(log.records[2].event_type);
+	log.records[2].event_type = NULL;
+	free(log.records[2].event);
+	log.records[2].event = NULL;
+	log.records[2].has_data = false;
+	CHECK_INT(eventlog_check_content(&log.records[2], why, sizeof(why)), -ENODATA);
+	eventlog_free(&log);
+}
+
+/* The reader refuses malformed content fields with the record's offset. */
+TEST(eventlog_content_malformed)
+{
+	static const char *const bad_content[] = {
+		"\"data\":1",
+		"\"dataHex\":\"0\"",
+		"\"dataHex\":\"zz\"",
+		"\"dataHex\":[]",
+		"\"data\":\"a\",\"dataHex\":\"61\"",
+		"\"name\":\"x\",\"data\":null",
+	};
+	struct eventlog log;
+	char buf[512];
+	size_t bad;
+
+	for (size_t i = 0; i < sizeof(bad_content) / sizeof(bad_content[0]); i++) {
+		int n = snprintf(buf, sizeof(buf),
+				 "\x1e{\"pcr\":15,\"digests\":[{\"hashAlg\":\"sha1\",\"digest\":"
+				 "\"a9993e364706816aba3e25717850c26c9cd0d89d\"}],"
+				 "\"content_type\":\"systemd\",\"content\":{\"string\":\"e\",%s}}\n"
+				 "\x1e{\"pcr\":15,\"digests\":[{\"hashAlg\":\"sha1\",\"digest\":"
+				 "\"a9993e364706816aba3e25717850c26c9cd0d89d\"}],"
+				 "\"content_type\":\"systemd\",\"content\":{\"string\":\"e\",%s}}\n",
+				 "\"data\":\"abc\"", bad_content[i]);
+		bad = 0;
+		CHECK_INT(eventlog_parse(buf, (size_t)n, &log, &bad), -EBADMSG);
+		CHECK_INT(log.n, 1);
+		CHECK(bad > 0);
+		/* "abc" is the data the sha1 digest is of. */
+		CHECK_INT(eventlog_check_content(&log.records[0], buf, sizeof(buf)), 0);
+		eventlog_free(&log);
+	}
+	/* dataHex "" is zero bytes of content, not an error. */
+	const char *empty = "\x1e{\"pcr\":15,\"digests\":[{\"hashAlg\":\"sha1\",\"digest\":"
+			    "\"da39a3ee5e6b4b0d3255bfef95601890afd80709\"}],"
+			    "\"content_type\":\"systemd\",\"content\":{\"string\":\"e\","
+			    "\"dataHex\":\"\"}}\n";
+	CHECK_INT(eventlog_parse(empty, strlen(empty), &log, &bad), 1);
+	CHECK_INT(log.records[0].data_len, 0);
+	CHECK_INT(eventlog_check_content(&log.records[0], buf, sizeof(buf)), 0);
+	eventlog_free(&log);
+}

@@ -14,6 +14,7 @@
 #include "../../measured-boot/pe.h"
 #include "../../measured-boot/predict.h"
 #include "../../measured-boot/replay.h"
+#include "../../measured-boot/measurements.h"
 #include "harness.h"
 
 #define CVM_MEASURE "build/cvm-measure"
@@ -369,6 +370,10 @@ static void append(int fd, unsigned pcr, const char *event, const char *data)
 		.pcr = pcr, .rtmr = -1, .extended = true, .n_digests = 2};
 
 	r.event = (char *)event;
+	/* As cvminit logs it: the measured content beside the digests. */
+	r.data = (uint8_t *)data;
+	r.data_len = strlen(data);
+	r.has_data = true;
 	for (size_t i = 0; i < 2; i++) {
 		r.digests[i].alg = algs[i];
 		r.digests[i].size = (uint16_t)digest_compute(algs[i], data, strlen(data),
@@ -627,7 +632,7 @@ TEST(predict_json_shape)
 		  0);
 	CHECK_CONTAINS(out, "PCR 11 sha256 ready ");
 	CHECK_CONTAINS(out, ready);
-	CHECK_CONTAINS(out, "PCR 15 left out of m.json");
+	CHECK_CONTAINS(out, "PCR 15's value left out of m.json");
 	/* The sealing value: after cvminit:config (no roothash=, no state). */
 	snprintf(want, sizeof(want), "PCR 15 sha256 sealing %s\n", p15);
 	CHECK_CONTAINS(out, want);
@@ -637,15 +642,42 @@ TEST(predict_json_shape)
 	len = fread(out, 1, sizeof(out) - 1, f);
 	out[len] = '\0';
 	fclose(f);
-	/* PCR 11 after ready (the default phase); no PCR 15 without the node's
-	 * volume-key record. */
+	/* PCR 11 after ready (the default phase); PCR 15 without a value (the node's
+	 * volume-key record is not given) but with its image-wide records. */
 	snprintf(want, sizeof(want),
 		 "{\n  \"4\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
 		 "},\n"
 		 "  \"11\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": false\n  "
-		 "}\n}\n",
+		 "},\n  \"15\": {\n    \"warnOnly\": false,\n    \"replay\": [\n",
 		 PCR4_SHA256, ready);
-	CHECK_STR(out, want);
+	CHECK(strncmp(out, want, strlen(want)) == 0);
+	{
+		struct measurements m;
+		char err[128], h[65];
+
+		CHECK_INT(measurements_parse(out, len, &m, err, sizeof(err)), 0);
+		CHECK(m.pcr[15].present && !m.pcr[15].has_expected && !m.pcr[15].warn_only);
+		CHECK(!m.pcr[0].present && m.pcr[4].expected_len == 32);
+		CHECK_INT(m.n_replay, 2);
+		CHECK_STR(m.replay[0].event, "cvminit:cmdline");
+		CHECK_INT(m.replay[0].data_len, 13);
+		CHECK(memcmp(m.replay[0].data, "console=ttyS0", 13) == 0);
+		CHECK_STR(m.replay[1].event, "cvminit:config");
+		CHECK_STR(m.replay[1].name, "/etc/cvminit/cvminit.conf");
+		CHECK_INT(m.replay[1].data_len, 0);
+		CHECK_INT(m.replay[1].n_digests, 2);
+		/* The records fold to the sealing value. */
+		memset(h, '0', 64);
+		h[64] = '\0';
+		extend_hex(h, pcr15, 2, NULL);
+		CHECK_STR(h, p15);
+		CHECK_INT(m.n_per_node, 2);
+		CHECK(measurements_per_node(&m, "cvminit:volume-key:3f0c"));
+		CHECK(measurements_per_node(&m, "cvminit:state"));
+		CHECK(!measurements_per_node(&m, "cvminit:cmdline"));
+		CHECK(!measurements_per_node(&m, "cvminit:stateX"));
+		measurements_free(&m);
+	}
 	cleanup();
 }
 
