@@ -6,7 +6,9 @@
 
 #include <libcryptsetup.h>
 
-#include "../measured-boot/digest.h"
+#include "../lib/digest.h"
+#include "../lib/file.h"
+#include "../lib/hex.h"
 #include "../measured-boot/measure.h"
 #include "../measured-boot/platform.h"
 #include "../measured-boot/tpm.h"
@@ -86,8 +88,7 @@ static void report_pcrs(const char *when)
 			int len = tpm_pcr_read(t, algs[j], pcrs[i], d);
 			if (len < 0)
 				continue;
-			for (int k = 0; k < len; k++)
-				snprintf(hex + 2 * k, 3, "%02x", d[k]);
+			hex_encode(d, (size_t)len, hex);
 			log_info("measure: %s: PCR %u %s %s", when, pcrs[i], tpm_alg_name(algs[j]),
 				 hex);
 		}
@@ -108,32 +109,11 @@ static void on_shutdown(void)
 		(void)measure(measurer, 11, "shutdown", "shutdown", 8);
 }
 
-/* Copies bytes of a file into buf (NUL-terminated). Returns the length, -ENOENT when
- * absent, -EFBIG when it does not fit, another negative errno. */
-static ssize_t read_small_file(const char *path, char *buf, size_t size)
-{
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, size);
-	if (n < 0)
-		n = -errno;
-	close(fd);
-	if (n >= (ssize_t)size)
-		return -EFBIG;
-	if (n >= 0)
-		buf[n] = '\0';
-	return n;
-}
-
 /* Reads /proc/cmdline once; every later use (measurement, reference check, parsing,
  * roothash=) works on this copy. Without its trailing newline. */
 static void cmdline_read(void)
 {
-	ssize_t n = read_small_file("/proc/cmdline", cmdline, sizeof(cmdline));
+	ssize_t n = read_file_text("/proc/cmdline", cmdline, sizeof(cmdline));
 
 	if (n < 0)
 		fail_closed("cannot read /proc/cmdline: %s", strerror((int)-n));
@@ -151,7 +131,7 @@ static void reference_load(void)
 {
 	static char text[REFERENCE_SIZE_MAX + 1];
 	char err[REFERENCE_ERR_MAX];
-	ssize_t n = read_small_file(REFERENCE_PATH, text, sizeof(text));
+	ssize_t n = read_file_text(REFERENCE_PATH, text, sizeof(text));
 
 	if (n == -ENOENT) {
 		log_warn("reference: no %s in the initrd: values are measured but not compared "
@@ -213,9 +193,9 @@ static void check_config(const char *text, size_t len, bool absent)
 		return;
 	}
 	snprintf(want, sizeof(want), "sha256:");
-	digest_to_hex(ref.config_sha256, 32, want + 7);
+	hex_encode(ref.config_sha256, 32, want + 7);
 	snprintf(got, sizeof(got), "sha256:");
-	digest_to_hex(sum, 32, got + 7);
+	hex_encode(sum, 32, got + 7);
 	drift("config file " CONFIG_PATH, want, got, "Use the initrd the image was built with.");
 }
 
@@ -249,7 +229,7 @@ static void config_load(void)
 	ssize_t n;
 	int r;
 
-	n = read_small_file(CONFIG_PATH, text, sizeof(text));
+	n = read_file_text(CONFIG_PATH, text, sizeof(text));
 	if (n == -EFBIG)
 		fail_closed("%s is larger than %d bytes", CONFIG_PATH, CONFIG_SIZE_MAX);
 	if (n < 0 && n != -ENOENT)
@@ -302,8 +282,7 @@ static void tpm_report(struct tpm *t, int index)
 		int len = tpm_pcr_read(t, 0x000B /* TPM2_ALG_SHA256 */, report_pcrs[i], d);
 		if (len < 0)
 			continue;
-		for (int j = 0; j < len; j++)
-			snprintf(hex + 2 * j, 3, "%02x", d[j]);
+		hex_encode(d, (size_t)len, hex);
 		log_info("tpm: PCR %u sha256 %s", report_pcrs[i], hex);
 	}
 }
@@ -350,7 +329,7 @@ static bool config_peek_tpm_platform(void)
 	static struct config scratch;
 	char err[CONFIG_ERR_MAX];
 	struct settings s;
-	ssize_t n = read_small_file(CONFIG_PATH, text, sizeof(text));
+	ssize_t n = read_file_text(CONFIG_PATH, text, sizeof(text));
 
 	if (n <= 0 || strlen(text) != (size_t)n)
 		return false;
@@ -454,6 +433,7 @@ int main(int argc, char **argv)
 	}
 
 	/* From here on PID 1 never returns: every failure goes through fail_closed(). */
+	log_use_console();
 	timeline_mark("init-start");
 	crash_handler_install();
 	umask(022);

@@ -17,7 +17,9 @@
 #include <blkid/blkid.h>
 #include <libcryptsetup.h>
 
-#include "../measured-boot/digest.h"
+#include "../lib/digest.h"
+#include "../lib/file.h"
+#include "../lib/hex.h"
 #include "../measured-boot/measure.h"
 #include "../measured-boot/seal.h"
 #include "log.h"
@@ -86,14 +88,6 @@ static struct {
 
 /* The volume key: page-aligned, locked, wiped after every use. */
 static uint8_t key[4096] __attribute__((aligned(4096)));
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* A refusal: one greppable "state: …" line, then the boxed fail_closed(). */
 _noreturn_ _printf_(1, 2) static void refuse(const char *fmt, ...)
@@ -192,55 +186,11 @@ static void find_state(struct part *out, unsigned timeout_s)
 		       timeout_s);
 }
 
-/* Without udev the node comes from libdevmapper (/dev/mapper/<name>) or, failing that,
- * from devtmpfs as /dev/dm-N, found by its name in sysfs. */
-static int find_node(const char *name, char *node, size_t len)
-{
-	char path[300], buf[128];
-	struct dirent *de;
-	struct stat sb;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/dev/mapper/%s", name);
-	if (stat(path, &sb) == 0 && S_ISBLK(sb.st_mode)) {
-		snprintf(node, len, "%s", path);
-		return 0;
-	}
-	d = opendir("/sys/block");
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		ssize_t n;
-		int fd;
-
-		if (!startswith(de->d_name, "dm-"))
-			continue;
-		snprintf(path, sizeof(path), "/sys/block/%s/dm/name", de->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		snprintf(path, sizeof(path), "/dev/%s", de->d_name);
-		if (streq(buf, name) && stat(path, &sb) == 0 && S_ISBLK(sb.st_mode)) {
-			snprintf(node, len, "%s", path);
-			closedir(d);
-			return 0;
-		}
-	}
-	closedir(d);
-	return -ENOENT;
-}
-
 static void wait_node(unsigned timeout_s)
 {
 	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
 
-	while (find_node(STATE_DM_NAME, st.node, sizeof(st.node)) < 0) {
+	while (dm_find_node(STATE_DM_NAME, st.node, sizeof(st.node)) < 0) {
 		if (now_ms() >= end)
 			refuse("the state volume is active but no device node appeared "
 			       "in /dev/mapper or as /dev/dm-N within %u s",
@@ -250,40 +200,6 @@ static void wait_node(unsigned timeout_s)
 	}
 }
 
-static int write_all(int fd, const void *buf, size_t len, off_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static int read_all(int fd, void *buf, size_t len, off_t off)
-{
-	uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
 /* Copies [off, off+len) of the header file to the partition, then flushes the disk. */
 static int commit_range(int from, int to, off_t off, size_t len)
 {
@@ -291,9 +207,9 @@ static int commit_range(int from, int to, off_t off, size_t len)
 
 	while (len > 0) {
 		size_t n = len < sizeof(buf) ? len : sizeof(buf);
-		int r = read_all(from, buf, n, off);
+		int r = pread_full(from, buf, n, off);
 		if (r == 0)
-			r = write_all(to, buf, n, off);
+			r = pwrite_full(to, buf, n, off);
 		if (r < 0)
 			return r;
 		off += (off_t)n;
@@ -337,7 +253,7 @@ static void check_own_header(void)
 	int r;
 
 	fd = open(HDR_COPY, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || read_all(fd, area, sizeof(area), 0) < 0)
+	if (fd < 0 || pread_full(fd, area, sizeof(area), 0) < 0)
 		refuse("cannot read back the header file %s: %s", HDR_COPY,
 		       strerror(errno));
 	r = luks2_inspect(area, sizeof(area), &st.hdr, err, sizeof(err));
@@ -358,7 +274,7 @@ static int header_file(const uint8_t *metadata)
 	/* Sparse up to the data offset: libcryptsetup expects the keyslots area there. */
 	if (ftruncate(fd, (off_t)LUKS2_DATA_OFFSET) < 0)
 		return log_errno(-errno, "state: size %s", HDR_COPY);
-	if (metadata && write_all(fd, metadata, LUKS2_AREA_SIZE, 0) < 0)
+	if (metadata && pwrite_full(fd, metadata, LUKS2_AREA_SIZE, 0) < 0)
 		return log_errno(-errno, "state: write %s", HDR_COPY);
 	return 0;
 }
@@ -678,7 +594,7 @@ void state_open(struct measurer *m, const struct settings *s)
 	find_state(&st.part, s->device_timeout);
 	/* The header is read once, here; everything after uses this copy. */
 	fd = open(st.part.dev, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || read_all(fd, area, sizeof(area), 0) < 0)
+	if (fd < 0 || pread_full(fd, area, sizeof(area), 0) < 0)
 		refuse("cannot read the state partition %s: %s", st.part.dev,
 		       strerror(errno));
 	if (ioctl(fd, BLKGETSIZE64, &size) < 0 || size < STATE_MIN_SIZE)
@@ -736,7 +652,7 @@ static int zero_group_start(int fd, uint64_t group)
 {
 	static const uint8_t zero[EXT4_BLOCK] __attribute__((aligned(4096)));
 
-	return write_all(fd, zero, sizeof(zero),
+	return pwrite_full(fd, zero, sizeof(zero),
 			 (off_t)(group * EXT4_GROUP_BLOCKS * EXT4_BLOCK));
 }
 
@@ -919,7 +835,7 @@ int state_machine_id(const char *luks_uuid, char out[33])
 		return -EIO;
 	d[6] = (d[6] & 0x0f) | 0x40; /* version 4 */
 	d[8] = (d[8] & 0x3f) | 0x80; /* RFC 4122 variant */
-	digest_to_hex(d, 16, out);
+	hex_encode(d, 16, out);
 	return 0;
 }
 

@@ -101,14 +101,6 @@ struct child_report {
 	int err;
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void svc_backoff_reset(struct svc_backoff *b, const struct svc_def *d)
 {
 	*b = (struct svc_backoff){ .delay = d->backoff_min };

@@ -1,11 +1,13 @@
-/* Small helpers shared by every cvminit module: cleanup attributes, string tests.
- * Header-only so host tools and unit tests can use them without linking init/. */
+/* Small helpers shared by every cvminit program and library: cleanup attributes, string
+ * tests, the monotonic clock. Header-only: nothing here needs a .c file. */
 #pragma once
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -48,4 +50,13 @@ static inline void explicit_wipe(void *p, size_t n)
 {
 	memset(p, 0, n);
 	__asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+/* Milliseconds on CLOCK_MONOTONIC: timeouts and durations, never wall time. */
+static inline uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }

@@ -12,10 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../init/log.h"
-#include "../init/util.h"
+#include "../lib/file.h"
+#include "../lib/log.h"
+#include "../lib/util.h"
 #include "cpio.h"
-#include "digest.h"
+#include "../lib/digest.h"
+#include "../lib/hex.h"
 #include "eventlog.h"
 #include "pe.h"
 #include "predict.h"
@@ -31,7 +33,7 @@ enum {
 
 #define MAX_BANKS 4
 #define HEX_MAX	  (2 * DIGEST_MAX + 1)
-#define MAX_INPUT (1u << 30)
+#define INPUT_MAX (1u << 30)
 
 static const char *const main_help =
 	"Usage: cvm-measure COMMAND [OPTIONS]\n"
@@ -261,58 +263,10 @@ static int input_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/* Reads a whole file until EOF (a regular file, or /dev/null and the like when
- * any_file); -errno. *ret is NUL-terminated past len. */
+/* A whole input file (a regular file, or /dev/null and the like when any_file); -errno. */
 static int read_file(const char *path, bool any_file, uint8_t **ret, size_t *len)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	uint8_t *buf = NULL;
-	size_t got = 0, cap = 0;
-	struct stat st;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (S_ISDIR(st.st_mode))
-		return -EISDIR;
-	if (!S_ISREG(st.st_mode) && !any_file)
-		return -EINVAL;
-	for (;;) {
-		ssize_t k;
-
-		if (got + 1 >= cap) {
-			size_t want = cap ? cap * 2 : (size_t)st.st_size + 4096;
-			uint8_t *grown;
-
-			if (want > MAX_INPUT) {
-				free(buf);
-				return -EFBIG;
-			}
-			grown = realloc(buf, want);
-			if (!grown) {
-				free(buf);
-				return -ENOMEM;
-			}
-			buf = grown;
-			cap = want;
-		}
-		k = read(fd, buf + got, cap - 1 - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			int e = -errno;
-			free(buf);
-			return e;
-		}
-		if (k == 0)
-			break;
-		got += (size_t)k;
-	}
-	buf[got] = '\0';
-	*ret = buf;
-	*len = got;
-	return 0;
+	return read_file_alloc(path, any_file, INPUT_MAX, ret, len);
 }
 
 static const char *file_strerror(int r)
@@ -417,7 +371,7 @@ static int fold_hex(const struct eventlog *log, uint16_t alg, unsigned pcr, char
 	if (size < 0)
 		return input_error("replay %s: %s", digest_alg_name(alg),
 				   strerror(-size));
-	digest_to_hex(p.v[pcr], (size_t)size, hex);
+	hex_encode(p.v[pcr], (size_t)size, hex);
 	return 0;
 }
 
@@ -612,7 +566,7 @@ static int pcr4_records(const char *uki, const struct pe_file *pe, unsigned fail
 		for (size_t b = 0; b < e->n_digests; b++) {
 			char hex[HEX_MAX];
 
-			digest_to_hex(e->digests[b].buf, e->digests[b].size, hex);
+			hex_encode(e->digests[b].buf, e->digests[b].size, hex);
 			printf("authenticode %s %s %s\n", e->event,
 			       digest_alg_name(e->digests[b].alg), hex);
 		}
@@ -1041,7 +995,7 @@ static int parse_pcrs(const char *path, struct bank_values *banks, size_t *n_ban
 			bank->pcrs.size = (uint16_t)size;
 		}
 		if (strlen(value) != 2 * (size_t)size ||
-		    digest_from_hex(value, bank->pcrs.v[pcr], (size_t)size) != size)
+		    hex_decode(value, bank->pcrs.v[pcr], (size_t)size) != size)
 			return BAD("the value is not a hex digest of the bank's size");
 		if (bank->mask & (UINT32_C(1) << pcr))
 			return BAD("this PCR is given twice for the bank");
@@ -1230,8 +1184,8 @@ static bool stub_events_match(const struct eventlog *fw, const struct eventlog *
 				    memcmp(a->digests[x].buf, b->digests[y].buf,
 					   a->digests[x].size) == 0)
 					continue;
-				digest_to_hex(a->digests[x].buf, a->digests[x].size, ha);
-				digest_to_hex(b->digests[y].buf, b->digests[y].size, hb);
+				hex_encode(a->digests[x].buf, a->digests[x].size, ha);
+				hex_encode(b->digests[y].buf, b->digests[y].size, hb);
 				printf("PCR 11 systemd-stub events: MISMATCH\n"
 				       "  event %llu at byte offset %zu of %s: %s "
 				       "\"%s\"\n"
@@ -1311,8 +1265,8 @@ static bool images_match(const struct eventlog *fw, const struct pe_file *pe,
 				    memcmp(a->digests[x].buf, b->digests[y].buf,
 					   a->digests[x].size) == 0)
 					continue;
-				digest_to_hex(a->digests[x].buf, a->digests[x].size, ha);
-				digest_to_hex(b->digests[y].buf, b->digests[y].size, hb);
+				hex_encode(a->digests[x].buf, a->digests[x].size, ha);
+				hex_encode(b->digests[y].buf, b->digests[y].size, hb);
 				printf("PCR 4 images: MISMATCH\n"
 				       "  event %llu at byte offset %zu of %s: %s\n"
 				       "    %s %s\n"
@@ -1381,7 +1335,7 @@ static void note_volume_keys(const struct eventlog *all, const struct sources *s
 		for (size_t d = 0; d < r->n_digests; d++) {
 			char hex[HEX_MAX];
 
-			digest_to_hex(r->digests[d].buf, r->digests[d].size, hex);
+			hex_encode(r->digests[d].buf, r->digests[d].size, hex);
 			printf("  %s %s\n", digest_alg_name(r->digests[d].alg) ?: "?",
 			       hex);
 		}
@@ -1597,8 +1551,8 @@ static int cmd_verify(int argc, char **argv)
 				continue;
 			}
 			mismatch = true;
-			digest_to_hex(replayed.v[p], (size_t)size, want);
-			digest_to_hex(banks[b].pcrs.v[p], (size_t)size, got);
+			hex_encode(replayed.v[p], (size_t)size, want);
+			hex_encode(banks[b].pcrs.v[p], (size_t)size, got);
 			printf("PCR %u %s: MISMATCH\n", p, bank);
 			printf("  %-18s %s\n", "expected (replay):", want);
 			printf("  %-18s %s\n",
@@ -1625,7 +1579,9 @@ int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
 
-	/* tpm.c reports through cvminit's log; on a host that is stderr, errors only. */
+	/* The libraries (tpm.c) log through the sink the program sets: here stderr, errors
+	 * only. */
+	log_set_sink(log_sink_stderr);
 	log_set_max_level(LOG_ERR);
 	if (!cmd)
 		return usage_error("", "no command");

@@ -9,9 +9,9 @@
 
 #include <libcryptsetup.h>
 
-#include "../init/settings.h"
-#include "../init/util.h"
-#include "digest.h"
+#include "../lib/cmdline.h"
+#include "../lib/util.h"
+#include "../lib/digest.h"
 #include "predict.h"
 
 /* systemd src/fundamental/uki.h: .linux .osrel .cmdline .initrd .ucode .splash .dtb

@@ -13,7 +13,7 @@
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_sys.h>
 
-#include "../init/log.h"
+#include "../lib/log.h"
 #include "eventlog.h"
 #include "seal.h"
 #include "tpm.h"

@@ -15,7 +15,8 @@
 #include "../../init/luks.h"
 #include "../../init/util.h"
 #include "../../measured-boot/cpio.h"
-#include "../../measured-boot/digest.h"
+#include "../../lib/digest.h"
+#include "../../lib/hex.h"
 #include "../../measured-boot/eventlog.h"
 #include "../../measured-boot/measure.h"
 #include "../../measured-boot/pe.h"
@@ -451,7 +452,7 @@ static void hex_of_fold(uint16_t alg, const void *const *data, const size_t *len
 	uint8_t v[DIGEST_MAX];
 
 	fold(alg, data, lens, n, v);
-	digest_to_hex(v, (size_t)digest_size(alg), hex);
+	hex_encode(v, (size_t)digest_size(alg), hex);
 }
 
 /* The node's volume-key record: what init/state.c logs, written here from its rule. */
@@ -500,7 +501,7 @@ static void hex_of_fold_vk(uint16_t alg, const void *const *data, const size_t *
 	CHECK_INT(digest_hmac(alg, vk_key, sizeof(vk_key), VK_LABEL, strlen(VK_LABEL), h),
 		  digest_size(alg));
 	CHECK_INT(digest_extend(alg, v, h), digest_size(alg));
-	digest_to_hex(v, (size_t)digest_size(alg), hex);
+	hex_encode(v, (size_t)digest_size(alg), hex);
 }
 
 /* A UKI whose .initrd is a real newc archive with a config, its .cmdline with roothash=
@@ -1060,7 +1061,7 @@ TEST(tcglog_agrees_with_tpm2_eventlog)
 		CHECK(pcr < 24);
 		CHECK_INT(replay_log(&log, (uint16_t)alg, &p),
 			  digest_size((uint16_t)alg));
-		digest_to_hex(p.v[pcr], p.size, want);
+		hex_encode(p.v[pcr], p.size, want);
 		for (char *c = hex; *c; c++)
 			*c = (char)(*c >= 'A' && *c <= 'F' ? *c - 'A' + 'a' : *c);
 		CHECK_STR(hex, want);
@@ -1175,9 +1176,9 @@ TEST(verify_firmware_log_with_cvminit_log)
 	CHECK_INT(replay_reset(&p, DIGEST_ALG_SHA256, locality), 32);
 	CHECK_INT(replay_apply(&fw, &p), 32);
 	CHECK_INT(replay_apply(&all, &p), 32);
-	digest_to_hex(p.v[0], 32, hex0);
-	digest_to_hex(p.v[11], 32, hex11);
-	digest_to_hex(p.v[15], 32, hex15);
+	hex_encode(p.v[0], 32, hex0);
+	hex_encode(p.v[11], 32, hex11);
+	hex_encode(p.v[15], 32, hex15);
 	snprintf(pcrs, sizeof(pcrs), "0: sha256:%s\n11: sha256:%s\n15: sha256:%s\n", hex0,
 		 hex11, hex15);
 	write_file("ok.pcrs", pcrs, strlen(pcrs));
@@ -1362,11 +1363,11 @@ TEST(predict_json_equals_a_simulated_boot)
 	read_back("m.json", json, sizeof(json));
 	CHECK_INT(tpm_open("swtpm", conf, &t), 0);
 	CHECK_INT(tpm_pcr_read(t, DIGEST_ALG_SHA256, 11, v), 32);
-	digest_to_hex(v, 32, hex);
+	hex_encode(v, 32, hex);
 	snprintf(want, sizeof(want), "\"11\": {\n    \"expected\": \"%s\"", hex);
 	CHECK_CONTAINS(json, want);
 	CHECK_INT(tpm_pcr_read(t, DIGEST_ALG_SHA256, 15, v), 32);
-	digest_to_hex(v, 32, hex);
+	hex_encode(v, 32, hex);
 	snprintf(want, sizeof(want), "\"15\": {\n    \"expected\": \"%s\"", hex);
 	CHECK_CONTAINS(json, want);
 	tpm_close(t);
@@ -1387,7 +1388,7 @@ TEST(predict_json_equals_a_simulated_boot)
 		CHECK_INT(digest_hmac(DIGEST_ALG_SHA256, vk_key, sizeof(vk_key), VK_LABEL,
 				      strlen(VK_LABEL), h),
 			  32);
-		digest_to_hex(h, 32, hex);
+		hex_encode(h, 32, hex);
 		snprintf(want, sizeof(want), "  sha256 %s\n", hex);
 		CHECK_CONTAINS(out, want);
 	}

@@ -1,0 +1,15 @@
+/* The kernel command line's words, split the way the kernel splits them: shared by PID 1
+ * (settings, roothash=) and by cvm-measure's prediction of what PID 1 will read. */
+#pragma once
+
+#include <stddef.h>
+
+/* Splits the next word off *p the way the kernel's next_arg() does: spaces separate,
+ * double quotes group and are removed. Writes it into word (NUL-terminated). Returns 1
+ * for a word, 0 at the end, -EINVAL for an unterminated quote, -E2BIG when too long. */
+int cmdline_next_word(const char **p, char *word, size_t len);
+
+/* Finds the value of a plain kernel parameter (e.g. "roothash") in a command line. Copies
+ * it into out and returns its length, 0 when absent, -EEXIST when given twice, another
+ * negative errno when malformed or too long for out. */
+int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen);
