@@ -85,7 +85,7 @@ $(BUILD)/dhcp-hook: image/dhcp-hook.c $(MUSL_SPECS) Makefile
 # The sources under test are compiled once (gcc, ASan, UBSan) into one archive that every
 # test binary links; a test pulls in only the objects it uses.
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
-UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c init/svc.c \
+UNIT_LIB_SRCS := init/config.c init/settings.c init/state_plan.c init/log.c init/timeline.c init/partition.c init/svc.c \
 		 init/svclog.c init/netup.c init/sysctl.c $(wildcard init/luks.c init/reference.c) \
 		 $(filter-out measured-boot/cvm-measure.c,$(wildcard measured-boot/*.c)) $(LIB_SRCS)
 UNIT_OBJS := $(patsubst %.c,$(BUILD)/unit/obj/%.o,$(UNIT_LIB_SRCS))

@@ -27,6 +27,7 @@
 #include "partition.h"
 #include "power.h"
 #include "state.h"
+#include "state_plan.h"
 
 /*
  * The state machine of the state partition. Every step of a first boot either happens in
@@ -65,6 +66,9 @@
  * libcryptsetup and committed (secondary, sync, primary JSON, sync, primary binary,
  * sync). A header update cut between the copies leaves one valid copy of either seqid:
  * the newer valid copy wins (state D or E), as libcryptsetup's own recovery would choose.
+ *
+ * Which row the disk is in, and so what to do, is decided by state_plan_open() and
+ * state_plan_mount() (state_plan.c, a unit test per row); this file only reads and acts.
  */
 
 #define STATE_DM_NAME "state"
@@ -574,9 +578,9 @@ void state_open(struct measurer *m, const struct settings *s)
 	static uint8_t area[LUKS2_AREA_SIZE];
 	_cleanup_close_ int fd = -1;
 	struct tpm *tpm = m ? measurer_tpm(m) : NULL;
-	char err[300], type[64] = "";
+	char err[300], type[64] = "", text[640];
+	struct state_seen seen = {.luks_err = err, .fs_type = type};
 	uint64_t size = 0;
-	int r;
 
 	if (!tpm)
 		refuse("the state partition's key is sealed to a TPM and this node has "
@@ -592,6 +596,8 @@ void state_open(struct measurer *m, const struct settings *s)
 	crypt_metadata_locking(NULL, 0); /* PID 1 alone; /run/cryptsetup is not needed */
 
 	find_state(&st.part, s->device_timeout);
+	seen.dev = st.part.dev;
+	seen.partuuid = st.part.uuid;
 	/* The header is read once, here; everything after uses this copy. */
 	fd = open(st.part.dev, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || pread_full(fd, area, sizeof(area), 0) < 0)
@@ -601,33 +607,21 @@ void state_open(struct measurer *m, const struct settings *s)
 		refuse("the state partition %s has %llu bytes; it needs at least %llu",
 		       st.part.dev, (unsigned long long)size,
 		       (unsigned long long)STATE_MIN_SIZE);
-	r = luks2_inspect(area, sizeof(area), &st.hdr, err, sizeof(err));
-	if (r < 0)
-		refuse("the state partition %s does not hold a LUKS2 volume cvminit "
-		       "accepts: %s. Refusing to use or format it.",
-		       st.part.dev, err);
-	if (r == 0) {
-		r = probe_fs(st.part.dev, type, sizeof(type));
-		if (r != 0)
-			refuse("the state partition %s holds %s: refusing to format over "
-			       "it. Give the node an empty state partition or the disk "
-			       "it made.",
-			       st.part.dev, r < 0 ? "something unreadable" : type);
-		log_notice("state: %s (partuuid %s) is blank: first boot", st.part.dev,
-			   st.part.uuid);
+	seen.luks = luks2_inspect(area, sizeof(area), &st.hdr, err, sizeof(err));
+	seen.primary_missing = st.hdr.primary_missing;
+	seen.initialized = st.hdr.token.initialized;
+	/* Only a partition without LUKS2 is probed: on a volume blkid sees crypto_LUKS. */
+	if (seen.luks == 0)
+		seen.fs = probe_fs(st.part.dev, type, sizeof(type));
+	switch (state_plan_open(&seen, text, sizeof(text))) {
+	case STATE_REFUSE:
+		refuse("%s", text);
+	case STATE_FIRST_BOOT:
+	case STATE_REDO:
+		log_notice("state: %s", text);
 		first_boot(tpm, s);
-	} else if (st.hdr.primary_missing) {
-		if (st.hdr.token.initialized)
-			refuse("the primary LUKS2 header of %s is gone but its secondary "
-			       "copy says the volume holds data: repair the header from "
-			       "its copy (cryptsetup repair) on a trusted host",
-			       st.part.dev);
-		log_notice(
-			"state: %s has only a secondary header with an unfinished setup: "
-			"the first boot was cut off; starting it over",
-			st.part.dev);
-		first_boot(tpm, s);
-	} else {
+		break;
+	case STATE_OPEN:
 		log_info(
 			"state: %s: LUKS2 %s, %s %u-bit, %u-byte sectors, integrity %s, "
 			"header copy %s (seqid %llu) validated",
@@ -637,6 +631,7 @@ void state_open(struct measurer *m, const struct settings *s)
 			st.hdr.copy ? "secondary" : "primary",
 			(unsigned long long)st.hdr.seqid);
 		later_boot(tpm, area, s);
+		break;
 	}
 	measure_identity(m);
 	measure_volume_key(m);
@@ -727,29 +722,20 @@ int state_mount(void)
 			"nodiscard,lazy_itable_init=1,lazy_journal_init=0",
 			NULL,
 			NULL};
-	char type[64] = "";
+	char type[64] = "", text[640];
+	struct state_volume vol = {.node = st.node, .dev = st.part.dev, .fs_type = type,
+				   .initialized = st.hdr.token.initialized};
 	uint64_t t0 = now_ms();
 	int made = 0, r;
 
 	if (!st.open)
 		refuse("the state volume was not opened in the initrd");
-	r = probe_fs(st.node, type, sizeof(type));
-	if (r < 0)
-		refuse("cannot read the state volume %s (on %s): %s", st.node,
-		       st.part.dev,
-		       r == -EBUSY ? "more than one signature on it" : strerror(-r));
-	if (r == 0 && st.hdr.token.initialized)
-		refuse("the state volume %s (on %s) is marked initialized but holds no "
-		       "filesystem: its data was destroyed. Refusing to format over it; "
-		       "give the node a blank state partition to start over.",
-		       st.node, st.part.dev);
-	if (r == 1 && !streq(type, "ext4"))
-		refuse("the state volume %s (on %s) holds %s, not ext4: refusing to "
-		       "format over it",
-		       st.node, st.part.dev, type);
-	if (r == 0) {
-		log_notice("state: %s is blank: first boot, making ext4 on %s",
-			   st.part.dev, st.node);
+	vol.fs = probe_fs(st.node, type, sizeof(type));
+	switch (state_plan_mount(&vol, text, sizeof(text))) {
+	case MOUNT_REFUSE:
+		refuse("%s", text);
+	case MOUNT_MKFS:
+		log_notice("state: %s", text);
 		mkfs[ARRAY_SIZE(mkfs) - 2] = st.node;
 		if (st.hdr.integrity[0]) {
 			r = prime_backup_superblocks();
@@ -765,10 +751,12 @@ int state_mount(void)
 			refuse("mkfs.ext4 on the state volume %s failed (status %d)",
 			       st.node, r);
 		made = 1;
-	} else if (!st.hdr.token.initialized) {
-		log_notice("state: %s already holds ext4 (a previous boot stopped before "
-			   "recording it): keeping it",
-			   st.node);
+		break;
+	case MOUNT_KEEP:
+		log_notice("state: %s", text);
+		break;
+	case MOUNT_AS_IS:
+		break;
 	}
 	mkdir(STATE_MOUNT, 0755);
 	if (mount(st.node, STATE_MOUNT, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME,
