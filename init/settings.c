@@ -280,3 +280,16 @@ int cmdline_parse(struct settings *s, const char *cmdline, char *err, size_t err
 		applied++;
 	}
 }
+
+void settings_next_source(struct settings *s)
+{
+	s->seen = 0;
+}
+
+void settings_cmdline_wins(struct settings *s, const char *cmdline)
+{
+	char err[SETTINGS_ERR_MAX];
+
+	settings_next_source(s);
+	(void)cmdline_parse(s, cmdline, err, sizeof(err));
+}

@@ -61,4 +61,12 @@ int settings_set_cmdline(struct settings *s, const char *key, const char *value,
  * cvminit.* keys applied, or a negative errno with err set. */
 int cmdline_parse(struct settings *s, const char *cmdline, char *err, size_t errlen);
 
+/* Before the next source of settings (the config after the command line): each key may be
+ * given once in each source. */
+void settings_next_source(struct settings *s);
+/* After a config file's keys: applies the command line's again, each once, so that the
+ * command line wins over the file. The command line was checked before (cmdline_parse()
+ * refused the boot if it did not parse), so this cannot fail. */
+void settings_cmdline_wins(struct settings *s, const char *cmdline);
+
 const char *power_action_to_string(enum power_action a);

@@ -20,6 +20,7 @@
 #include "../lib/digest.h"
 #include "../lib/file.h"
 #include "../lib/hex.h"
+#include "../lib/secret.h"
 #include "../measured-boot/measure.h"
 #include "../measured-boot/seal.h"
 #include "log.h"
@@ -90,8 +91,9 @@ static struct {
 	bool open;
 } st;
 
-/* The volume key: page-aligned, locked, wiped after every use. */
-static uint8_t key[4096] __attribute__((aligned(4096)));
+/* The volume key: the buffer of state_open()'s scoped secret, NULL outside it. */
+static uint8_t *key;
+#define KEY_MAX 4096
 
 /* A refusal: one greppable "state: …" line, then the boxed fail_closed(). */
 _noreturn_ _printf_(1, 2) static void refuse(const char *fmt, ...)
@@ -99,7 +101,7 @@ _noreturn_ _printf_(1, 2) static void refuse(const char *fmt, ...)
 	char msg[640];
 	va_list ap;
 
-	explicit_bzero(key, sizeof(key));
+	secret_wipe_all();
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -580,7 +582,9 @@ void state_open(struct measurer *m, const struct settings *s)
 	struct tpm *tpm = m ? measurer_tpm(m) : NULL;
 	char err[300], type[64] = "", text[640];
 	struct state_seen seen = {.luks_err = err, .fs_type = type};
+	_cleanup_secret_ struct secret vk = {0};
 	uint64_t size = 0;
+	int r;
 
 	if (!tpm)
 		refuse("the state partition's key is sealed to a TPM and this node has "
@@ -591,8 +595,10 @@ void state_open(struct measurer *m, const struct settings *s)
 			       ? "no TPM (its measurements go to TDX RTMRs)"
 			       : "no TPM the platform rule trusts for sealing (see the platform: "
 				 "line above and docs/measured-boot.md)");
-	if (mlock(key, sizeof(key)) < 0)
-		refuse("cannot lock the key buffer in memory: %s", strerror(errno));
+	r = secret_new(&vk, KEY_MAX);
+	if (r < 0)
+		refuse("cannot lock the key buffer in memory: %s", strerror(-r));
+	key = vk.buf;
 	crypt_metadata_locking(NULL, 0); /* PID 1 alone; /run/cryptsetup is not needed */
 
 	find_state(&st.part, s->device_timeout);
@@ -635,8 +641,7 @@ void state_open(struct measurer *m, const struct settings *s)
 	}
 	measure_identity(m);
 	measure_volume_key(m);
-	explicit_bzero(key, sizeof(key));
-	munlock(key, sizeof(key));
+	key = NULL; /* vk is wiped and unmapped as its scope ends */
 }
 
 /* mkfs.ext4's geometry (its arguments below): 4 KiB blocks, 32768 per group. */

@@ -12,6 +12,7 @@
 #include "../../lib/file.h"
 #include "../../lib/hex.h"
 #include "../../lib/log.h"
+#include "../../lib/secret.h"
 #include "harness.h"
 
 static char seen[256];
@@ -126,4 +127,43 @@ TEST(cmdline_words_like_the_kernel)
 	CHECK_STR(v, "ab");
 	CHECK_INT(cmdline_get("roothash=ab roothash=cd", "roothash", v, sizeof(v)), -EEXIST);
 	CHECK_INT(cmdline_get("quiet", "roothash", v, sizeof(v)), 0);
+}
+
+static uint8_t *scoped_buf;
+
+static void scoped_secret(void)
+{
+	_cleanup_secret_ struct secret s = {0};
+
+	CHECK_INT(secret_new(&s, 96), 0);
+	memset(s.buf, 0xa5, 96);
+	scoped_buf = s.buf;
+}
+
+TEST(secret_is_wiped_by_refusals_and_freed_by_its_scope)
+{
+	struct secret a = {0}, more[4];
+	int made = 0;
+
+	CHECK_INT(secret_new(&a, 64), 0);
+	CHECK(a.buf != NULL && ((uintptr_t)a.buf & 4095) == 0);
+	memset(a.buf, 0x5a, 64);
+	secret_wipe_all(); /* what fail_closed() and the crash handler call */
+	for (int i = 0; i < 64; i++)
+		CHECK_INT(a.buf[i], 0);
+	secret_free(&a);
+	CHECK(a.buf == NULL);
+	secret_free(&a); /* twice: nothing */
+
+	/* The scope's end frees it: its slot is free again (SECRETS_MAX is 4). */
+	for (int round = 0; round < 3; round++)
+		scoped_secret();
+	CHECK(scoped_buf != NULL);
+	for (int i = 0; i < 4; i++)
+		made += secret_new(&more[i], 32) == 0;
+	CHECK_INT(made, 4);
+	struct secret fifth;
+	CHECK_INT(secret_new(&fifth, 32), -ENOSPC);
+	for (int i = 0; i < 4; i++)
+		secret_free(&more[i]);
 }
