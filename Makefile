@@ -121,7 +121,7 @@ unit: $(UNIT_TESTS) $(BUILD)/unit/test_release_seal
 # --- cvm-measure: the host tool (PCR 11 prediction for a UKI, event log verification) ----
 CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
 		    measured-boot/cpio.c measured-boot/tcglog.c measured-boot/eventlog.c \
-		    measured-boot/replay.c measured-boot/tpm.c $(LIB_SRCS)
+		    measured-boot/replay.c measured-boot/tpm.c measured-boot/identity.c $(LIB_SRCS)
 CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-mu tss2-rc tss2-tcti-device tss2-tcti-swtpm
 
 # -DCVM_TPM_SWTPM: the host tool may read PCRs from a swtpm (`verify --tpm swtpm:…`).

@@ -7,6 +7,7 @@
 #include <libcryptsetup.h>
 
 #include "../lib/file.h"
+#include "../measured-boot/identity.h"
 #include "../measured-boot/measure.h"
 #include "config.h"
 #include "log.h"
@@ -205,11 +206,12 @@ int main(int argc, char **argv)
 	 * without it (the direct-kernel tests boot the initrd alone) the initrd stays the
 	 * root. */
 	if (root_find(cmdline, &settings, &root) > 0) {
-		char ident[256];
+		char ident[IDENTITY_ROOT_MAX];
 
 		timeline_mark("root-find");
-		snprintf(ident, sizeof(ident), "verity:%s:%s:%s:erofs", root.hash_hex,
-			 root.data_uuid, root.hash_uuid);
+		if (identity_root(root.hash_hex, ident, sizeof(ident)) < 0)
+			fail_closed("root: cannot form the root's identity from roothash=%s",
+				    root.hash_hex);
 		boot_measure(15, "cvminit:root", ident, strlen(ident));
 		ref_check_root(ident);
 		root_open(&root, &settings);

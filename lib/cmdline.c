@@ -61,3 +61,18 @@ int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen)
 	}
 	return r < 0 ? r : found;
 }
+
+bool cmdline_has_key(const char *cmdline, const char *key)
+{
+	size_t n = strlen(key);
+
+	/* On the raw text, not on parsed words: "key=" after a space or a quote anywhere
+	 * counts, even inside another word's quoted value. Erring that way makes a
+	 * malformed command line a refusal rather than "no such key". */
+	for (const char *p = cmdline; (p = strstr(p, key)); p += n)
+		if ((p == cmdline || p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n' ||
+		     p[-1] == '"') &&
+		    p[n] == '=')
+			return true;
+	return false;
+}

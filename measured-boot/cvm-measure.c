@@ -19,6 +19,7 @@
 #include "../lib/digest.h"
 #include "../lib/hex.h"
 #include "eventlog.h"
+#include "identity.h"
 #include "pe.h"
 #include "predict.h"
 #include "replay.h"
@@ -46,10 +47,23 @@ static const char *const main_help =
 	"  verify               replay event logs (cvminit's, the firmware's) and "
 	"compare\n"
 	"                       them with PCR values from a file or a TPM\n"
+	"  refs --uki FILE      the reference values cvminit compares at boot (the\n"
+	"                       initrd's /etc/cvminit/reference); --write fills them in\n"
 	"  help [COMMAND]       this text, or a command's\n"
 	"\n"
 	"'cvm-measure COMMAND --help' describes a command's options and exit codes;\n"
 	"docs/cvm-measure.md has the details.\n";
+
+static const char *const refs_help =
+	"Usage: cvm-measure refs --uki FILE [--write]\n"
+	"\n"
+	"Prints the reference values of a UKI: its command line as the stub passes it,\n"
+	"the sha256 of the initrd's /etc/cvminit/cvminit.conf (or none) and the root\n"
+	"identity of its roothash=, formed by the functions cvminit measures them with.\n"
+	"--write also writes them into the initrd's /etc/cvminit/reference slot in\n"
+	"place (padded with newlines; nothing else in the UKI moves).\n"
+	"\n"
+	"Exit status: 0 done, 2 bad input (not a UKI, no slot, values too long).\n";
 
 static const char *const predict_help =
 	"Usage: cvm-measure predict --uki FILE [--json FILE [--bank BANK]] [--phase "
@@ -1575,6 +1589,111 @@ out:
 	return ret;
 }
 
+/* The first line of an unfilled reference slot (image/mkosi.finalize makes it), and of a
+ * filled one (identity_reference()). */
+#define SLOT_MARKER "unfilled-cvminit-reference-slot"
+#define SLOT_FILLED "# cvminit reference values"
+#define REFERENCE_SLOT_PATH "/etc/cvminit/reference"
+
+static int cmd_refs(int argc, char **argv)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	_cleanup_free_ char *cmdline = NULL;
+	const char *uki = NULL, *why = NULL;
+	const struct pe_section *s;
+	struct cpio_file conf, slot;
+	struct pe_file pe = {0};
+	const uint8_t *initrd;
+	bool write = false;
+	char text[8192];
+	size_t len, off;
+	int r, n, has_conf;
+
+	for (int i = 1; i < argc; i++) {
+		if (streq(argv[i], "--uki") && i + 1 < argc)
+			uki = argv[++i];
+		else if (streq(argv[i], "--write"))
+			write = true;
+		else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+			fputs(refs_help, stdout);
+			return EXIT_MATCH;
+		} else
+			return usage_error("refs ", "unknown option '%s'", argv[i]);
+	}
+	if (!uki)
+		return usage_error("refs ", "--uki FILE is required");
+	r = load_uki(uki, &buf, &pe);
+	if (r)
+		goto out;
+	r = predict_uki_cmdline(&pe, &cmdline);
+	if (r < 0) {
+		r = input_error("%s: .cmdline: %s", uki,
+				r == -ENOENT ? "no such section" : strerror(-r));
+		goto out;
+	}
+	s = pe_find(&pe, ".initrd");
+	if (!s || s->virtual_size == 0) {
+		r = input_error("%s: no .initrd section", uki);
+		goto out;
+	}
+	initrd = pe_section_file_data(&pe, s, &len);
+	has_conf = cpio_find(initrd, len, PREDICT_CONFIG_PATH, &conf, &off, &why);
+	r = has_conf < 0 ? has_conf : cpio_find(initrd, len, REFERENCE_SLOT_PATH, &slot, &off, &why);
+	if (r < 0) {
+		r = input_error("%s: .initrd: byte offset %zu of the section: %s", uki, off,
+				why ? why : strerror(-r));
+		goto out;
+	}
+	n = identity_reference(cmdline, has_conf ? conf.data : NULL, has_conf ? conf.size : 0,
+			       text, sizeof(text));
+	if (n < 0) {
+		r = input_error("%s: %s", uki,
+				n == -EINVAL ? "its roothash= is one cvminit refuses"
+					     : "the reference values are too long");
+		goto out;
+	}
+	fputs(text, stdout);
+	if (!write) {
+		r = EXIT_MATCH;
+		goto out;
+	}
+	if (r == 0 || (slot.size < sizeof(SLOT_FILLED) - 1) ||
+	    (memcmp(slot.data, SLOT_MARKER, sizeof(SLOT_MARKER) - 1) != 0 &&
+	     memcmp(slot.data, SLOT_FILLED, sizeof(SLOT_FILLED) - 1) != 0)) {
+		r = input_error("%s: the initrd has no %s slot (image/mkosi.finalize makes it)",
+				uki, REFERENCE_SLOT_PATH);
+		goto out;
+	}
+	if ((size_t)n > slot.size) {
+		r = input_error("%s: the reference values (%d bytes) do not fit the %zu-byte slot",
+				uki, n, slot.size);
+		goto out;
+	}
+	{
+		_cleanup_close_ int fd = open(uki, O_WRONLY | O_CLOEXEC);
+		_cleanup_free_ char *fill = malloc(slot.size);
+
+		if (!fill) {
+			r = input_error("%s", strerror(ENOMEM));
+			goto out;
+		}
+		memcpy(fill, text, (size_t)n);
+		memset(fill + n, '\n', slot.size - (size_t)n);
+		/* The slot's bytes sit verbatim in the file: a newc cpio stores file data
+		 * uncompressed, without a checksum. */
+		r = fd < 0 ? -errno
+			   : pwrite_full(fd, fill, slot.size, (off_t)(slot.data - buf));
+		if (r < 0) {
+			r = input_error("%s: write the reference slot: %s", uki, strerror(-r));
+			goto out;
+		}
+	}
+	r = EXIT_MATCH;
+out:
+	pe_free(&pe);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -1590,6 +1709,7 @@ int main(int argc, char **argv)
 
 		fputs(streq(what, "predict")  ? predict_help
 		      : streq(what, "verify") ? verify_help
+		      : streq(what, "refs")   ? refs_help
 					      : main_help,
 		      stdout);
 		return EXIT_MATCH;
@@ -1598,5 +1718,7 @@ int main(int argc, char **argv)
 		return cmd_predict(argc - 1, argv + 1);
 	if (streq(cmd, "verify"))
 		return cmd_verify(argc - 1, argv + 1);
+	if (streq(cmd, "refs"))
+		return cmd_refs(argc - 1, argv + 1);
 	return usage_error("", "unknown command '%s'", cmd);
 }
