@@ -229,6 +229,9 @@ $(BUILD)/image/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(IMAGE_INPUTS)
 
 image: $(BUILD)/image/cvminit.raw
 
+# image/uki-refs.py fills the initrd's reference slot with `cvm-measure refs --write`.
+$(BUILD)/image/cvminit.raw $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvm-measure
+
 # The same image with the kubelet stand-in as /usr/bin/kubelet, for the node tests.
 # Its extra tree adds the OCI image the stand-in runs (/usr/share/cvminit-test/).
 # The attacker fixture, run by the stand-in as the workload (the fence check).
