@@ -46,12 +46,11 @@ int write_full(int fd, const void *buf, size_t n)
 	return 0;
 }
 
-int pread_full(int fd, void *buf, size_t len, off_t off)
+/* pread() or pwrite() until len bytes are done; an end of file is a short device. */
+static int pio_full(int fd, uint8_t *p, size_t len, off_t off, bool out)
 {
-	uint8_t *p = buf;
-
 	while (len > 0) {
-		ssize_t n = pread(fd, p, len, off);
+		ssize_t n = out ? pwrite(fd, p, len, off) : pread(fd, p, len, off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -64,22 +63,15 @@ int pread_full(int fd, void *buf, size_t len, off_t off)
 	return 0;
 }
 
+int pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	return pio_full(fd, buf, len, off, false);
+}
+
 int pwrite_full(int fd, const void *buf, size_t len, off_t off)
 {
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
+	/* pwrite() only reads the buffer. */
+	return pio_full(fd, (uint8_t *)buf, len, off, true);
 }
 
 ssize_t read_file_text(const char *path, char *buf, size_t size)
