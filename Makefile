@@ -8,15 +8,18 @@ SYSROOT  := $(BUILD)/sysroot
 GEN      := $(BUILD)/gen
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-# PID 1 links the measurement backends and the sealing code; the host tool's PE and
-# prediction code stay out of it.
+# lib/ (log sink, hex, digest, files, command-line words) is what both programs build on;
+# measured-boot/ uses only lib/, init/ uses both. PID 1 links the measurement backends and
+# the sealing code; the host tool's PE and prediction code stay out of it.
+LIB_SRCS  := $(wildcard lib/*.c)
+LIB_HDRS  := $(wildcard lib/*.h)
 MB_HOST_ONLY := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
 		measured-boot/cpio.c measured-boot/tcglog.c measured-boot/measurements.c \
 		measured-boot/attest-proto.c measured-boot/attest-node.c measured-boot/attest-verify.c \
 		measured-boot/attest-cmd.c
 MB_SRCS   := $(filter-out $(MB_HOST_ONLY),$(wildcard measured-boot/*.c))
-INIT_SRCS := $(wildcard init/*.c) $(MB_SRCS)
-INIT_HDRS := $(wildcard init/*.h measured-boot/*.h) $(GEN)/modules-table.h
+INIT_SRCS := $(wildcard init/*.c) $(MB_SRCS) $(LIB_SRCS)
+INIT_HDRS := $(wildcard init/*.h measured-boot/*.h) $(LIB_HDRS) $(GEN)/modules-table.h
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
 	    -Wstrict-prototypes -Wmissing-prototypes -Wvla
@@ -83,7 +86,7 @@ $(BUILD)/dhcp-hook: image/dhcp-hook.c $(MUSL_SPECS) Makefile
 # The attestation agent (docs/attestation.md): a service on the node, static like PID 1,
 # never part of it. Linked with the TPM code; no JSON, no crypto of its own.
 AGENT_SRCS := agent/agent.c measured-boot/attest-node.c measured-boot/attest-proto.c \
-	      measured-boot/tpm.c measured-boot/digest.c init/log.c
+	      measured-boot/tpm.c $(LIB_SRCS)
 AGENT_PKGS := tss2-esys tss2-mu tss2-rc tss2-tcti-device mbedcrypto
 $(BUILD)/cvminit-agent: $(AGENT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Makefile
 	$(MUSL_CC) $(CSTD) -O2 -fPIE $(WARN) $(HARDEN) -ffunction-sections -fdata-sections \
@@ -106,21 +109,32 @@ $(BUILD)/agent-host/cvminit-agent: $(AGENT_SRCS) $(INIT_HDRS) Makefile
 		-lmbedcrypto
 
 # --- unit tests ---------------------------------------------------------------
+# The sources under test are compiled once (gcc, ASan, UBSan) into one archive that every
+# test binary links; a test pulls in only the objects it uses.
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
-UNIT_LIB_SRCS := init/config.c init/settings.c init/log.c init/timeline.c init/partition.c init/svc.c \
+UNIT_LIB_SRCS := init/config.c init/settings.c init/state_plan.c init/log.c init/timeline.c init/partition.c init/svc.c \
 		 init/svclog.c init/netup.c init/sysctl.c $(wildcard init/luks.c init/reference.c) \
-		 $(filter-out measured-boot/cvm-measure.c,$(wildcard measured-boot/*.c))
+		 $(filter-out measured-boot/cvm-measure.c,$(wildcard measured-boot/*.c)) $(LIB_SRCS)
+UNIT_OBJS := $(patsubst %.c,$(BUILD)/unit/obj/%.o,$(UNIT_LIB_SRCS))
+UNIT_LIB  := $(BUILD)/unit/libcvm.a
+
+$(BUILD)/unit/obj/%.o: %.c $(INIT_HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM -c -o $@ $<
+
+$(UNIT_LIB): $(UNIT_OBJS)
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/unit/test_%: tests/unit/test_%.c tests/unit/harness.c $(wildcard tests/unit/*.h) image/dhcp-hook.c \
-		$(UNIT_LIB_SRCS) $(INIT_HDRS)
+		$(UNIT_LIB) $(INIT_HDRS)
 	@mkdir -p $(BUILD)/unit
 	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM -o $@ $< tests/unit/harness.c \
-		$(UNIT_LIB_SRCS) $(UNIT_LIBS)
+		$(UNIT_LIB) $(UNIT_LIBS)
 
 # The sealing code against the release tpm2-tss (musl, mbedtls backend): its crypto
 # backend is not the one Debian's -dev packages use (see tests/release/).
-REL_TEST_SRCS := measured-boot/seal.c measured-boot/tpm.c measured-boot/digest.c \
-		 measured-boot/eventlog.c measured-boot/replay.c init/log.c tests/unit/harness.c
+REL_TEST_SRCS := measured-boot/seal.c measured-boot/tpm.c measured-boot/eventlog.c \
+		 measured-boot/replay.c $(LIB_SRCS) tests/unit/harness.c
 $(BUILD)/unit/test_release_seal: tests/release/test_release_seal.c $(REL_TEST_SRCS) \
 		$(INIT_HDRS) tests/unit/harness.h tests/unit/swtpm.h tests/unit/sapi_scan.h \
 		$(SYSROOT)/.stamp $(MUSL_SPECS)
@@ -133,27 +147,25 @@ unit: $(UNIT_TESTS) $(BUILD)/unit/test_release_seal $(BUILD)/agent-host/cvminit-
 
 # --- cvm-measure: the host tool (PCR 11 prediction for a UKI, event log verification) ----
 CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
-		    measured-boot/cpio.c measured-boot/tcglog.c measured-boot/digest.c \
-		    measured-boot/eventlog.c measured-boot/replay.c measured-boot/tpm.c \
+		    measured-boot/cpio.c measured-boot/tcglog.c measured-boot/eventlog.c \
+		    measured-boot/replay.c measured-boot/tpm.c measured-boot/identity.c \
 		    measured-boot/measurements.c measured-boot/attest-cmd.c \
-		    measured-boot/attest-verify.c measured-boot/attest-proto.c init/settings.c init/log.c
+		    measured-boot/attest-verify.c measured-boot/attest-proto.c $(LIB_SRCS)
 CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-mu tss2-rc tss2-tcti-device tss2-tcti-swtpm
 
 # -DCVM_TPM_SWTPM: the host tool may read PCRs from a swtpm (`verify --tpm swtpm:…`).
-$(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) init/log.h init/util.h \
-		init/settings.h Makefile
+$(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) $(LIB_HDRS) Makefile
 	@mkdir -p $(BUILD)
 	$(HOST_CC) $(CSTD) -O2 $(WARN) $(HARDEN) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
 		$(shell pkg-config --cflags $(CVM_MEASURE_PKGS) 2>/dev/null) -o $@ $(CVM_MEASURE_SRCS) \
 		$(shell pkg-config --libs $(CVM_MEASURE_PKGS) 2>/dev/null) -lmbedx509 -lmbedcrypto
 
 # --- the supervisor as PID 1 of a pid namespace (root; see tests/ns/run.py) -----------
-NS_SRCS := init/svc.c init/svclog.c init/supervise.c init/power.c init/powerbtn.c \
-	   init/config.c init/settings.c init/log.c init/netup.c
+NS_SRCS := init/supervise.c init/power.c init/powerbtn.c
 
-$(BUILD)/ns/svc_pid1: tests/ns/svc_pid1.c $(NS_SRCS) $(INIT_HDRS)
+$(BUILD)/ns/svc_pid1: tests/ns/svc_pid1.c $(NS_SRCS) $(UNIT_LIB) $(INIT_HDRS)
 	@mkdir -p $(BUILD)/ns
-	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -o $@ $< $(NS_SRCS) $(UNIT_LIBS)
+	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -o $@ $< $(NS_SRCS) $(UNIT_LIB) $(UNIT_LIBS)
 
 .PHONY: ns-test
 ns-test: $(BUILD)/ns/svc_pid1
@@ -188,8 +200,9 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit
 FUZZ_CFLAGS  := $(CSTD) -O1 -g $(WARN) $(FUZZ_SAN) \
 		$(shell pkg-config --cflags libkmod blkid libcryptsetup tss2-esys json-c 2>/dev/null)
 FUZZ_SRCS    := $(filter-out init/main.c init/modules.c init/net.c,$(wildcard init/*.c)) \
-		$(filter-out measured-boot/cvm-measure.c,$(wildcard measured-boot/*.c))
+		$(filter-out measured-boot/cvm-measure.c,$(wildcard measured-boot/*.c)) $(LIB_SRCS)
 FUZZ_OBJS    := $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(FUZZ_SRCS))
+FUZZ_LIB     := $(BUILD)/fuzz/libcvm.a
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 120
 FUZZ_JOBS    ?= 1
@@ -199,12 +212,15 @@ $(BUILD)/fuzz/obj/%.o: %.c $(INIT_HDRS) Makefile
 	@echo "  CC (fuzz) $<"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(CPPFLAGS_COMMON) -c -o $@ $<
 
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJS)
+$(FUZZ_LIB): $(FUZZ_OBJS)
+	@rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_LIB)
 	@echo "  LD (fuzz) $@"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) -Wno-missing-prototypes -fsanitize=fuzzer $(CPPFLAGS_COMMON) \
-		-o $@ $< $(FUZZ_OBJS) $(UNIT_LIBS)
+		-o $@ $< $(FUZZ_LIB) $(UNIT_LIBS)
 
-.SECONDARY: $(FUZZ_OBJS)
+.SECONDARY: $(FUZZ_OBJS) $(UNIT_OBJS)
 .PHONY: fuzz-build fuzz fuzz-check fuzz-merge
 fuzz-build: $(FUZZ_TARGETS)
 
@@ -292,6 +308,9 @@ $(CLOUD_DIR)/SHA256SUMS: $(IMAGE_DIR)/cvminit.raw $(IMAGE_DIR)/measurements.json
 
 cloud-images: $(CLOUD_DIR)/SHA256SUMS
 
+# image/uki-refs.py fills the initrd's reference slot with `cvm-measure refs --write`.
+$(BUILD)/image/cvminit.raw $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvm-measure
+
 # The same image with the kubelet stand-in as /usr/bin/kubelet, for the node tests.
 # Its extra tree adds the OCI image the stand-in runs (/usr/share/cvminit-test/).
 # The attacker fixture, run by the stand-in as the workload (the fence check).
@@ -322,7 +341,7 @@ run:
 	image/run.sh
 
 format:
-	clang-format -i init/*.c init/*.h measured-boot/*.c measured-boot/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i lib/*.c lib/*.h init/*.c init/*.h measured-boot/*.c measured-boot/*.h tests/unit/*.c tests/unit/*.h
 
 clean:
 	rm -rf $(BUILD)/cvminit $(BUILD)/unit $(GEN) $(BUILD)/test-work
@@ -344,8 +363,8 @@ bench: host-deps
 
 # The attacker of tests/qemu/test_seal.py: a static /init for the image's bare kernel that
 # replays PCRs 11 and 15 and tries to unseal (a test program; never in an image).
-ATTACKER_SRCS := measured-boot/seal.c measured-boot/tpm.c measured-boot/digest.c \
-		 measured-boot/eventlog.c measured-boot/replay.c init/log.c
+ATTACKER_SRCS := measured-boot/seal.c measured-boot/tpm.c measured-boot/eventlog.c \
+		 measured-boot/replay.c $(LIB_SRCS)
 $(BUILD)/unseal-attacker: tests/fixtures/unseal-attacker.c $(ATTACKER_SRCS) $(INIT_HDRS) \
 		$(SYSROOT)/.stamp $(MUSL_SPECS)
 	@mkdir -p $(BUILD)

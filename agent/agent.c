@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../init/log.h"
+#include "../lib/log.h"
 #include "../measured-boot/attest-node.h"
 #include "../measured-boot/attest-proto.h"
 #include "../measured-boot/tpm.h"

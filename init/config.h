@@ -14,6 +14,7 @@
 #define CONFIG_MODULE_MAX 32
 #define CONFIG_ARENA      16384
 #define CONFIG_ERR_MAX    320
+#define CONFIG_SIZE_MAX   65536 /* bytes of the file */
 
 /* What happens when a service has used up its restarts. */
 enum svc_exhausted {

@@ -1,4 +1,4 @@
-/* Logging for PID 1. Every record goes to /dev/kmsg once it is open; it goes to the
+/* PID 1's log sink. Every record goes to /dev/kmsg once it is open; it goes to the
  * console too when the kernel would not echo it there (level >= console_loglevel). */
 #include <fcntl.h>
 #include <stdarg.h>
@@ -9,9 +9,9 @@
 
 #include <libcryptsetup.h>
 
+#include "../lib/file.h"
 #include "log.h"
 
-static int max_level = LOG_INFO;
 static int kmsg_fd = -1;
 static int console_fd = -1;
 /* Records below this level are printed on the console by the kernel itself. */
@@ -19,75 +19,12 @@ static int kernel_console_level = 0;
 /* The kernel prints every record on the console, whatever its level (ignore_loglevel). */
 static bool kernel_ignores_level;
 
-static const char *const level_names[] = {
-	"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-};
-
-int log_level_from_string(const char *s)
-{
-	if (s[0] >= '0' && s[0] <= '7' && s[1] == '\0')
-		return s[0] - '0';
-	for (size_t i = 0; i < ARRAY_SIZE(level_names); i++)
-		if (streq(s, level_names[i]))
-			return (int)i;
-	return -EINVAL;
-}
-
-const char *log_level_to_string(int level)
-{
-	if (level < 0 || level >= (int)ARRAY_SIZE(level_names))
-		return "?";
-	return level_names[level];
-}
-
-void log_set_max_level(int level)
-{
-	max_level = level;
-}
-
-int log_get_max_level(void)
-{
-	return max_level;
-}
-
 /* Only PID 1 owns the console; anything else (modprobe, unit tests) logs to stderr. */
 static int console(void)
 {
 	if (console_fd < 0 && getpid() == 1)
 		console_fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
 	return console_fd >= 0 ? console_fd : STDERR_FILENO;
-}
-
-/* Writes a short value to a /proc or /sys file; returns 0 or -errno. */
-static int write_knob(const char *path, const char *value)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n = -1;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, value, strlen(value));
-	if (n < 0)
-		n = -errno;
-	close(fd);
-	return n < 0 ? (int)n : 0;
-}
-
-/* Reads the first bytes of a /proc or /sys file into buf; returns 0 or -errno. */
-static int read_knob(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	buf[0] = '\0';
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	return 0;
 }
 
 /* The host reads the serial console, so what the kernel prints there is kept to levels
@@ -102,22 +39,22 @@ static void console_level_pin(void)
 	char buf[64];
 
 	/* SysRq over the serial line is the host's keyboard: '9' would raise the level. */
-	if (write_knob("/proc/sys/kernel/sysrq", "0\n") < 0)
+	if (write_file_text("/proc/sys/kernel/sysrq", "0\n") < 0)
 		log_msg(LOG_WARNING, "console: cannot disable SysRq (/proc/sys/kernel/sysrq)");
 	/* An oops or a panic must not leave the console at level 15 (console_verbose). */
-	write_knob("/sys/module/printk/parameters/console_no_auto_verbose", "Y\n");
-	write_knob("/sys/module/printk/parameters/ignore_loglevel", "N\n");
-	kernel_ignores_level = read_knob("/sys/module/printk/parameters/ignore_loglevel", buf,
-					 sizeof(buf)) == 0 && buf[0] == 'Y';
+	write_file_text("/sys/module/printk/parameters/console_no_auto_verbose", "Y\n");
+	write_file_text("/sys/module/printk/parameters/ignore_loglevel", "N\n");
+	kernel_ignores_level = read_file_text("/sys/module/printk/parameters/ignore_loglevel", buf,
+					      sizeof(buf)) > 0 && buf[0] == 'Y';
 
-	if (read_knob("/proc/sys/kernel/printk", buf, sizeof(buf)) == 0)
+	if (read_file_text("/proc/sys/kernel/printk", buf, sizeof(buf)) > 0)
 		kernel_console_level = atoi(buf);
 	if (kernel_console_level > LOG_CONSOLE_LEVEL_MAX) {
 		int was = kernel_console_level;
 
 		/* syslog(SYSLOG_ACTION_CONSOLE_LEVEL): the kernel prints levels below it. */
 		if (klogctl(8, NULL, LOG_CONSOLE_LEVEL_MAX) == 0 &&
-		    read_knob("/proc/sys/kernel/printk", buf, sizeof(buf)) == 0)
+		    read_file_text("/proc/sys/kernel/printk", buf, sizeof(buf)) > 0)
 			kernel_console_level = atoi(buf);
 		log_msg(LOG_NOTICE, "console: kernel console level %d lowered to %d", was,
 			kernel_console_level);
@@ -172,7 +109,7 @@ static void write_console(const char *msg, size_t len)
 	(void)!writev(console(), iov, 3);
 }
 
-static void log_write(int level, const char *text)
+static void sink_console(int level, const char *text)
 {
 	char line[1024];
 	int n;
@@ -198,37 +135,9 @@ static void log_write(int level, const char *text)
 	}
 }
 
-static void log_vmsg(int level, const char *fmt, va_list ap)
+void log_use_console(void)
 {
-	char text[960];
-	int saved = errno;
-
-	if (level > max_level)
-		return;
-	vsnprintf(text, sizeof(text), fmt, ap);
-	log_write(level, text);
-	errno = saved;
-}
-
-void log_msg(int level, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_vmsg(level, fmt, ap);
-	va_end(ap);
-}
-
-int log_errno_at(int level, int r, const char *fmt, ...)
-{
-	char text[900];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	log_msg(level, "%s: %s", text, strerror(r < 0 ? -r : r));
-	return r;
+	log_set_sink(sink_console);
 }
 
 void log_console_raw(const char *line)

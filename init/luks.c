@@ -10,6 +10,7 @@
 #include <mbedtls/base64.h>
 #include <mbedtls/sha256.h>
 
+#include "../measured-boot/identity.h"
 #include "luks.h"
 #include "util.h"
 
@@ -548,8 +549,8 @@ void luks2_materialize(const uint8_t *area, const struct luks2_hdr *h, uint8_t *
 
 int luks2_identity(const struct luks2_hdr *h, char *buf, size_t len)
 {
-	int n = snprintf(buf, len, "luks2:%s:%s:%u:%u:%s", h->uuid, h->cipher,
-			 h->key_bits, h->sector_size,
-			 h->integrity[0] ? h->integrity : "none");
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
+	int n = identity_state(h->uuid, h->cipher, h->key_bits, h->sector_size, h->integrity,
+			       buf, len);
+
+	return n == -ENOBUFS ? -ENAMETOOLONG : n;
 }

@@ -9,7 +9,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#include "../measured-boot/digest.h"
+#include "../lib/digest.h"
+#include "../lib/hex.h"
 #include "log.h"
 #include "modules.h"
 #include "net.h"
@@ -148,7 +149,7 @@ int net_hostname_from_machine_id(const char *machine_id, char out[NET_HOSTNAME_M
 	snprintf(text, sizeof(text), "%s%s", label, machine_id);
 	if (digest_compute(DIGEST_ALG_SHA256, text, strlen(text), sum) != 32)
 		return -EIO;
-	digest_to_hex(sum, 8, hex);
+	hex_encode(sum, 8, hex);
 	snprintf(out, NET_HOSTNAME_MAX, "cvm-%.16s", hex);
 	return 0;
 }

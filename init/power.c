@@ -8,14 +8,26 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "../lib/secret.h"
 #include "log.h"
 #include "power.h"
 #include "svc.h"
 
-static enum power_action on_failure = POWER_OFF;
+/* The settings as they are when a path runs: read then, not copied at power_init(). */
+static const struct settings *settings;
 static void (*shutdown_hook)(void);
 static void (*close_hook)(void);
-static unsigned shutdown_timeout = 10;
+
+/* Before power_init() (nothing read yet): power off, the safe default. */
+static enum power_action on_failure(void)
+{
+	return settings ? settings->on_failure : POWER_OFF;
+}
+
+static unsigned shutdown_timeout(void)
+{
+	return settings ? settings->shutdown_timeout : 10;
+}
 
 void power_set_shutdown_hook(void (*fn)(void))
 {
@@ -29,8 +41,7 @@ void power_set_close_hook(void (*fn)(void))
 
 void power_init(const struct settings *s)
 {
-	on_failure = s->on_failure;
-	shutdown_timeout = s->shutdown_timeout;
+	settings = s;
 }
 
 static int reboot_cmd(enum power_action a)
@@ -66,6 +77,8 @@ void fail_closed(const char *fmt, ...)
 	char reason[1536], line[600];
 	va_list ap;
 
+	/* A scope that would wipe a key never ends on this path. */
+	secret_wipe_all();
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
@@ -90,21 +103,23 @@ void fail_closed(const char *fmt, ...)
 			p++;
 	}
 	snprintf(line, sizeof(line), "nothing was unlocked and nothing was started; action: %s",
-		 power_action_to_string(on_failure));
+		 power_action_to_string(on_failure()));
 	box_line(line);
 	log_msg(LOG_EMERG, "**********************************************************************");
-	final_reboot(on_failure);
+	final_reboot(on_failure());
 }
 
 static void crash_handler(int sig)
 {
-	/* Async-signal context: only write(2), sync(2) and reboot(2). */
+	/* Async-signal context: only write(2), sync(2) and reboot(2), and the stores that
+	 * wipe the live secrets. */
 	const char *msg = "cvminit: PID 1 crashed (fatal signal); REFUSING TO CONTINUE, powering off";
 	if (sig == SIGABRT)
 		msg = "cvminit: PID 1 aborted; REFUSING TO CONTINUE, powering off";
+	secret_wipe_all();
 	log_console_raw(msg);
 	sync();
-	reboot(reboot_cmd(on_failure));
+	reboot(reboot_cmd(on_failure()));
 	for (;;)
 		pause();
 }
@@ -190,11 +205,11 @@ void power_shutdown(enum power_action action, const char *why)
 
 	/* Services first, in reverse dependency order (kubelet must be gone before
 	 * containerd), each dependency level given up to shutdown_timeout. */
-	svc_stop_all(shutdown_timeout);
+	svc_stop_all(shutdown_timeout());
 	log_info("shutdown: sending SIGTERM to all processes");
 	kill(-1, SIGTERM);
-	if (!wait_children(shutdown_timeout)) {
-		log_warn("shutdown: processes left after %u s, sending SIGKILL", shutdown_timeout);
+	if (!wait_children(shutdown_timeout())) {
+		log_warn("shutdown: processes left after %u s, sending SIGKILL", shutdown_timeout());
 		kill(-1, SIGKILL);
 		wait_children(5);
 	}

@@ -5,7 +5,9 @@
 #include "settings.h"
 #include "util.h"
 
-/* Remembers the settings fail_closed() and the crash handler act on. */
+/* Remembers the settings fail_closed(), the crash handler and power_shutdown() act on;
+ * they read them when they run, so one call before the first refusal covers every later
+ * change (the command line, then the config). */
 void power_init(const struct settings *s);
 /* Routes SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT to a handler that powers off. */
 void crash_handler_install(void);

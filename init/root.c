@@ -10,6 +10,8 @@
 #include <sys/vfs.h>
 #include <time.h>
 
+#include "../lib/hex.h"
+#include "../measured-boot/identity.h"
 #include "log.h"
 #include "partition.h"
 #include "power.h"
@@ -33,36 +35,13 @@ _noreturn_ _printf_(1, 2) static void refuse(const char *fmt, ...)
 	fail_closed("%s", msg);
 }
 
-static void format_uuid(const char *h, char *out, size_t len)
-{
-	snprintf(out, len, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
-}
-
-static int unhex(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c - 'a' + 10;
-}
-
-/* cmdline_get() returns 0 both for an absent key and for "roothash=" with nothing after
- * it; the second must not pass for "no root hash". */
-static bool word_present(const char *cmdline, const char *word)
-{
-	size_t n = strlen(word);
-
-	for (const char *p = cmdline; (p = strstr(p, word)); p += n)
-		if (p == cmdline || isspace((unsigned char)p[-1]) || p[-1] == '"')
-			return true;
-	return false;
-}
-
 int root_parse(const char *cmdline, struct root *r, char *err, size_t errlen)
 {
 	char value[1024]; /* any value, to name it in the refusal */
-	size_t len;
 	int n;
 
 	n = cmdline_get(cmdline, "roothash", value, sizeof(value));
-	if (n == 0 && !word_present(cmdline, "roothash="))
+	if (n == 0 && !cmdline_has_key(cmdline, "roothash"))
 		return 0;
 	if (n == -EEXIST) {
 		snprintf(err, errlen,
@@ -89,12 +68,7 @@ int root_parse(const char *cmdline, struct root *r, char *err, size_t errlen)
 			 2 * ROOT_HASH_SIZE);
 		return -EINVAL;
 	}
-	len = (size_t)n;
-	for (size_t i = 0; i < len; i++)
-		if (!isdigit((unsigned char)value[i]) &&
-		    !(value[i] >= 'a' && value[i] <= 'f'))
-			len = 0;
-	if (len != 2 * ROOT_HASH_SIZE) {
+	if (!hex_is_lower(value, 2 * ROOT_HASH_SIZE)) {
 		snprintf(err, errlen,
 			 "roothash=%.100s%s is not a root hash: expected %d lower-case "
 			 "hex digits (sha256)",
@@ -104,20 +78,9 @@ int root_parse(const char *cmdline, struct root *r, char *err, size_t errlen)
 
 	memcpy(r->hash_hex, value, sizeof(r->hash_hex) - 1);
 	r->hash_hex[sizeof(r->hash_hex) - 1] = '\0';
-	for (size_t i = 0; i < ROOT_HASH_SIZE; i++)
-		r->hash[i] =
-			(uint8_t)(unhex(value[2 * i]) << 4 | unhex(value[2 * i + 1]));
-	format_uuid(r->hash_hex, r->data_uuid, sizeof(r->data_uuid));
-	format_uuid(r->hash_hex + ROOT_HASH_SIZE, r->hash_uuid, sizeof(r->hash_uuid));
+	hex_decode(value, r->hash, ROOT_HASH_SIZE);
+	identity_root_uuids(r->hash_hex, r->data_uuid, r->hash_uuid);
 	return 1;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static bool is_blockdev(const char *path)

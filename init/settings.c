@@ -235,39 +235,6 @@ int settings_set_cmdline(struct settings *s, const char *key, const char *value,
 	return setting_apply(s, key, value, true, err, errlen);
 }
 
-/* Splits the next word off *p the way the kernel's next_arg() does: spaces separate,
- * double quotes group and are removed. Writes it into word (NUL-terminated). Returns 1
- * for a word, 0 at the end, negative errno when a word is unterminated or too long. */
-static int next_word(const char **p, char *word, size_t len)
-{
-	const char *s = *p;
-	bool quoted = false;
-	size_t n = 0;
-
-	while (*s == ' ' || *s == '\t' || *s == '\n')
-		s++;
-	if (*s == '\0') {
-		*p = s;
-		return 0;
-	}
-	for (; *s; s++) {
-		if (*s == '"') {
-			quoted = !quoted;
-			continue;
-		}
-		if (!quoted && (*s == ' ' || *s == '\t' || *s == '\n'))
-			break;
-		if (n + 1 >= len)
-			return -E2BIG;
-		word[n++] = *s;
-	}
-	if (quoted)
-		return -EINVAL;
-	word[n] = '\0';
-	*p = s;
-	return 1;
-}
-
 static int word_error(int r, const char *cmdline, const char *p, char *err, size_t errlen)
 {
 	int at = (int)(p - cmdline);
@@ -288,7 +255,7 @@ int cmdline_parse(struct settings *s, const char *cmdline, char *err, size_t err
 
 	for (;;) {
 		const char *start = p;
-		r = next_word(&p, word, sizeof(word));
+		r = cmdline_next_word(&p, word, sizeof(word));
 		if (r < 0)
 			return word_error(r, cmdline, start, err, errlen);
 		if (r == 0)
@@ -314,28 +281,15 @@ int cmdline_parse(struct settings *s, const char *cmdline, char *err, size_t err
 	}
 }
 
-int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen)
+void settings_next_source(struct settings *s)
 {
-	char word[1024];
-	const char *p = cmdline;
-	size_t klen = strlen(key);
-	bool seen = false;
-	int found = 0, r;
+	s->seen = 0;
+}
 
-	while ((r = next_word(&p, word, sizeof(word))) > 0) {
-		if (strncmp(word, key, klen) != 0 || word[klen] != '=')
-			continue;
-		const char *v = word + klen + 1;
-		size_t vlen = strlen(v);
-		if (vlen + 1 > outlen)
-			return -E2BIG;
-		/* A security-relevant key given twice (the UKI's and one appended by the
-		 * host) is ambiguous: refuse rather than pick one. */
-		if (seen)
-			return -EEXIST;
-		memcpy(out, v, vlen + 1);
-		found = (int)vlen;
-		seen = true;
-	}
-	return r < 0 ? r : found;
+void settings_cmdline_wins(struct settings *s, const char *cmdline)
+{
+	char err[SETTINGS_ERR_MAX];
+
+	settings_next_source(s);
+	(void)cmdline_parse(s, cmdline, err, sizeof(err));
 }

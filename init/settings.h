@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../lib/cmdline.h" /* cmdline_get(), for the callers of cmdline_parse() */
+
 enum power_action {
 	POWER_OFF,
 	POWER_REBOOT,
@@ -54,15 +56,17 @@ int settings_set(struct settings *s, const char *key, const char *value, char *e
 int settings_set_cmdline(struct settings *s, const char *key, const char *value, char *err,
 			 size_t errlen);
 
-
 /* Parses a kernel command line (/proc/cmdline, with the kernel's quoting rules), applying
  * every cvminit.* word; other words are left to the kernel. Returns the number of
  * cvminit.* keys applied, or a negative errno with err set. */
 int cmdline_parse(struct settings *s, const char *cmdline, char *err, size_t errlen);
 
-/* Finds the value of a plain kernel parameter (e.g. "roothash") in a command line. Copies
- * it into out and returns its length, 0 when absent, -EEXIST when given twice, another
- * negative errno when malformed or too long for out. */
-int cmdline_get(const char *cmdline, const char *key, char *out, size_t outlen);
+/* Before the next source of settings (the config after the command line): each key may be
+ * given once in each source. */
+void settings_next_source(struct settings *s);
+/* After a config file's keys: applies the command line's again, each once, so that the
+ * command line wins over the file. The command line was checked before (cmdline_parse()
+ * refused the boot if it did not parse), so this cannot fail. */
+void settings_cmdline_wins(struct settings *s, const char *cmdline);
 
 const char *power_action_to_string(enum power_action a);

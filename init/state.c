@@ -17,7 +17,10 @@
 #include <blkid/blkid.h>
 #include <libcryptsetup.h>
 
-#include "../measured-boot/digest.h"
+#include "../lib/digest.h"
+#include "../lib/file.h"
+#include "../lib/hex.h"
+#include "../lib/secret.h"
 #include "../measured-boot/measure.h"
 #include "../measured-boot/seal.h"
 #include "log.h"
@@ -25,6 +28,7 @@
 #include "partition.h"
 #include "power.h"
 #include "state.h"
+#include "state_plan.h"
 
 /*
  * The state machine of the state partition. Every step of a first boot either happens in
@@ -63,6 +67,9 @@
  * libcryptsetup and committed (secondary, sync, primary JSON, sync, primary binary,
  * sync). A header update cut between the copies leaves one valid copy of either seqid:
  * the newer valid copy wins (state D or E), as libcryptsetup's own recovery would choose.
+ *
+ * Which row the disk is in, and so what to do, is decided by state_plan_open() and
+ * state_plan_mount() (state_plan.c, a unit test per row); this file only reads and acts.
  */
 
 #define STATE_DM_NAME "state"
@@ -84,16 +91,9 @@ static struct {
 	bool open;
 } st;
 
-/* The volume key: page-aligned, locked, wiped after every use. */
-static uint8_t key[4096] __attribute__((aligned(4096)));
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+/* The volume key: the buffer of state_open()'s scoped secret, NULL outside it. */
+static uint8_t *key;
+#define KEY_MAX 4096
 
 /* A refusal: one greppable "state: …" line, then the boxed fail_closed(). */
 _noreturn_ _printf_(1, 2) static void refuse(const char *fmt, ...)
@@ -101,7 +101,7 @@ _noreturn_ _printf_(1, 2) static void refuse(const char *fmt, ...)
 	char msg[640];
 	va_list ap;
 
-	explicit_bzero(key, sizeof(key));
+	secret_wipe_all();
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -192,55 +192,11 @@ static void find_state(struct part *out, unsigned timeout_s)
 		       timeout_s);
 }
 
-/* Without udev the node comes from libdevmapper (/dev/mapper/<name>) or, failing that,
- * from devtmpfs as /dev/dm-N, found by its name in sysfs. */
-static int find_node(const char *name, char *node, size_t len)
-{
-	char path[300], buf[128];
-	struct dirent *de;
-	struct stat sb;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/dev/mapper/%s", name);
-	if (stat(path, &sb) == 0 && S_ISBLK(sb.st_mode)) {
-		snprintf(node, len, "%s", path);
-		return 0;
-	}
-	d = opendir("/sys/block");
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		ssize_t n;
-		int fd;
-
-		if (!startswith(de->d_name, "dm-"))
-			continue;
-		snprintf(path, sizeof(path), "/sys/block/%s/dm/name", de->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		snprintf(path, sizeof(path), "/dev/%s", de->d_name);
-		if (streq(buf, name) && stat(path, &sb) == 0 && S_ISBLK(sb.st_mode)) {
-			snprintf(node, len, "%s", path);
-			closedir(d);
-			return 0;
-		}
-	}
-	closedir(d);
-	return -ENOENT;
-}
-
 static void wait_node(unsigned timeout_s)
 {
 	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
 
-	while (find_node(STATE_DM_NAME, st.node, sizeof(st.node)) < 0) {
+	while (dm_find_node(STATE_DM_NAME, st.node, sizeof(st.node)) < 0) {
 		if (now_ms() >= end)
 			refuse("the state volume is active but no device node appeared "
 			       "in /dev/mapper or as /dev/dm-N within %u s",
@@ -250,40 +206,6 @@ static void wait_node(unsigned timeout_s)
 	}
 }
 
-static int write_all(int fd, const void *buf, size_t len, off_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static int read_all(int fd, void *buf, size_t len, off_t off)
-{
-	uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
 /* Copies [off, off+len) of the header file to the partition, then flushes the disk. */
 static int commit_range(int from, int to, off_t off, size_t len)
 {
@@ -291,9 +213,9 @@ static int commit_range(int from, int to, off_t off, size_t len)
 
 	while (len > 0) {
 		size_t n = len < sizeof(buf) ? len : sizeof(buf);
-		int r = read_all(from, buf, n, off);
+		int r = pread_full(from, buf, n, off);
 		if (r == 0)
-			r = write_all(to, buf, n, off);
+			r = pwrite_full(to, buf, n, off);
 		if (r < 0)
 			return r;
 		off += (off_t)n;
@@ -337,7 +259,7 @@ static void check_own_header(void)
 	int r;
 
 	fd = open(HDR_COPY, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || read_all(fd, area, sizeof(area), 0) < 0)
+	if (fd < 0 || pread_full(fd, area, sizeof(area), 0) < 0)
 		refuse("cannot read back the header file %s: %s", HDR_COPY,
 		       strerror(errno));
 	r = luks2_inspect(area, sizeof(area), &st.hdr, err, sizeof(err));
@@ -358,7 +280,7 @@ static int header_file(const uint8_t *metadata)
 	/* Sparse up to the data offset: libcryptsetup expects the keyslots area there. */
 	if (ftruncate(fd, (off_t)LUKS2_DATA_OFFSET) < 0)
 		return log_errno(-errno, "state: size %s", HDR_COPY);
-	if (metadata && write_all(fd, metadata, LUKS2_AREA_SIZE, 0) < 0)
+	if (metadata && pwrite_full(fd, metadata, LUKS2_AREA_SIZE, 0) < 0)
 		return log_errno(-errno, "state: write %s", HDR_COPY);
 	return 0;
 }
@@ -658,7 +580,9 @@ void state_open(struct measurer *m, const struct settings *s)
 	static uint8_t area[LUKS2_AREA_SIZE];
 	_cleanup_close_ int fd = -1;
 	struct tpm *tpm = m ? measurer_tpm(m) : NULL;
-	char err[300], type[64] = "";
+	char err[300], type[64] = "", text[640];
+	struct state_seen seen = {.luks_err = err, .fs_type = type};
+	_cleanup_secret_ struct secret vk = {0};
 	uint64_t size = 0;
 	int r;
 
@@ -671,47 +595,39 @@ void state_open(struct measurer *m, const struct settings *s)
 			       ? "no TPM (its measurements go to TDX RTMRs)"
 			       : "no TPM the platform rule trusts for sealing (see the platform: "
 				 "line above and docs/measured-boot.md)");
-	if (mlock(key, sizeof(key)) < 0)
-		refuse("cannot lock the key buffer in memory: %s", strerror(errno));
+	r = secret_new(&vk, KEY_MAX);
+	if (r < 0)
+		refuse("cannot lock the key buffer in memory: %s", strerror(-r));
+	key = vk.buf;
 	crypt_metadata_locking(NULL, 0); /* PID 1 alone; /run/cryptsetup is not needed */
 
 	find_state(&st.part, s->device_timeout);
+	seen.dev = st.part.dev;
+	seen.partuuid = st.part.uuid;
 	/* The header is read once, here; everything after uses this copy. */
 	fd = open(st.part.dev, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || read_all(fd, area, sizeof(area), 0) < 0)
+	if (fd < 0 || pread_full(fd, area, sizeof(area), 0) < 0)
 		refuse("cannot read the state partition %s: %s", st.part.dev,
 		       strerror(errno));
 	if (ioctl(fd, BLKGETSIZE64, &size) < 0 || size < STATE_MIN_SIZE)
 		refuse("the state partition %s has %llu bytes; it needs at least %llu",
 		       st.part.dev, (unsigned long long)size,
 		       (unsigned long long)STATE_MIN_SIZE);
-	r = luks2_inspect(area, sizeof(area), &st.hdr, err, sizeof(err));
-	if (r < 0)
-		refuse("the state partition %s does not hold a LUKS2 volume cvminit "
-		       "accepts: %s. Refusing to use or format it.",
-		       st.part.dev, err);
-	if (r == 0) {
-		r = probe_fs(st.part.dev, type, sizeof(type));
-		if (r != 0)
-			refuse("the state partition %s holds %s: refusing to format over "
-			       "it. Give the node an empty state partition or the disk "
-			       "it made.",
-			       st.part.dev, r < 0 ? "something unreadable" : type);
-		log_notice("state: %s (partuuid %s) is blank: first boot", st.part.dev,
-			   st.part.uuid);
+	seen.luks = luks2_inspect(area, sizeof(area), &st.hdr, err, sizeof(err));
+	seen.primary_missing = st.hdr.primary_missing;
+	seen.initialized = st.hdr.token.initialized;
+	/* Only a partition without LUKS2 is probed: on a volume blkid sees crypto_LUKS. */
+	if (seen.luks == 0)
+		seen.fs = probe_fs(st.part.dev, type, sizeof(type));
+	switch (state_plan_open(&seen, text, sizeof(text))) {
+	case STATE_REFUSE:
+		refuse("%s", text);
+	case STATE_FIRST_BOOT:
+	case STATE_REDO:
+		log_notice("state: %s", text);
 		first_boot(tpm, s);
-	} else if (st.hdr.primary_missing) {
-		if (st.hdr.token.initialized)
-			refuse("the primary LUKS2 header of %s is gone but its secondary "
-			       "copy says the volume holds data: repair the header from "
-			       "its copy (cryptsetup repair) on a trusted host",
-			       st.part.dev);
-		log_notice(
-			"state: %s has only a secondary header with an unfinished setup: "
-			"the first boot was cut off; starting it over",
-			st.part.dev);
-		first_boot(tpm, s);
-	} else {
+		break;
+	case STATE_OPEN:
 		log_info(
 			"state: %s: LUKS2 %s, %s %u-bit, %u-byte sectors, integrity %s, "
 			"header copy %s (seqid %llu) validated",
@@ -721,11 +637,11 @@ void state_open(struct measurer *m, const struct settings *s)
 			st.hdr.copy ? "secondary" : "primary",
 			(unsigned long long)st.hdr.seqid);
 		later_boot(tpm, area, s);
+		break;
 	}
 	measure_identity(m);
 	measure_volume_key(m);
-	explicit_bzero(key, sizeof(key));
-	munlock(key, sizeof(key));
+	key = NULL; /* vk is wiped and unmapped as its scope ends */
 }
 
 /* mkfs.ext4's geometry (its arguments below): 4 KiB blocks, 32768 per group. */
@@ -736,7 +652,7 @@ static int zero_group_start(int fd, uint64_t group)
 {
 	static const uint8_t zero[EXT4_BLOCK] __attribute__((aligned(4096)));
 
-	return write_all(fd, zero, sizeof(zero),
+	return pwrite_full(fd, zero, sizeof(zero),
 			 (off_t)(group * EXT4_GROUP_BLOCKS * EXT4_BLOCK));
 }
 
@@ -811,29 +727,20 @@ int state_mount(void)
 			"nodiscard,lazy_itable_init=1,lazy_journal_init=0",
 			NULL,
 			NULL};
-	char type[64] = "";
+	char type[64] = "", text[640];
+	struct state_volume vol = {.node = st.node, .dev = st.part.dev, .fs_type = type,
+				   .initialized = st.hdr.token.initialized};
 	uint64_t t0 = now_ms();
 	int made = 0, r;
 
 	if (!st.open)
 		refuse("the state volume was not opened in the initrd");
-	r = probe_fs(st.node, type, sizeof(type));
-	if (r < 0)
-		refuse("cannot read the state volume %s (on %s): %s", st.node,
-		       st.part.dev,
-		       r == -EBUSY ? "more than one signature on it" : strerror(-r));
-	if (r == 0 && st.hdr.token.initialized)
-		refuse("the state volume %s (on %s) is marked initialized but holds no "
-		       "filesystem: its data was destroyed. Refusing to format over it; "
-		       "give the node a blank state partition to start over.",
-		       st.node, st.part.dev);
-	if (r == 1 && !streq(type, "ext4"))
-		refuse("the state volume %s (on %s) holds %s, not ext4: refusing to "
-		       "format over it",
-		       st.node, st.part.dev, type);
-	if (r == 0) {
-		log_notice("state: %s is blank: first boot, making ext4 on %s",
-			   st.part.dev, st.node);
+	vol.fs = probe_fs(st.node, type, sizeof(type));
+	switch (state_plan_mount(&vol, text, sizeof(text))) {
+	case MOUNT_REFUSE:
+		refuse("%s", text);
+	case MOUNT_MKFS:
+		log_notice("state: %s", text);
 		mkfs[ARRAY_SIZE(mkfs) - 2] = st.node;
 		if (st.hdr.integrity[0]) {
 			r = prime_backup_superblocks();
@@ -849,10 +756,12 @@ int state_mount(void)
 			refuse("mkfs.ext4 on the state volume %s failed (status %d)",
 			       st.node, r);
 		made = 1;
-	} else if (!st.hdr.token.initialized) {
-		log_notice("state: %s already holds ext4 (a previous boot stopped before "
-			   "recording it): keeping it",
-			   st.node);
+		break;
+	case MOUNT_KEEP:
+		log_notice("state: %s", text);
+		break;
+	case MOUNT_AS_IS:
+		break;
 	}
 	mkdir(STATE_MOUNT, 0755);
 	if (mount(st.node, STATE_MOUNT, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME,
@@ -919,7 +828,7 @@ int state_machine_id(const char *luks_uuid, char out[33])
 		return -EIO;
 	d[6] = (d[6] & 0x0f) | 0x40; /* version 4 */
 	d[8] = (d[8] & 0x3f) | 0x80; /* RFC 4122 variant */
-	digest_to_hex(d, 16, out);
+	hex_encode(d, 16, out);
 	return 0;
 }
 

@@ -20,16 +20,6 @@
 #include "svc.h"
 #include "svclog.h"
 
-enum svc_state {
-	SVC_WAITING,  /* not running: not started yet, or its dependency is not ready */
-	SVC_STARTING, /* running, its readiness socket does not accept yet */
-	SVC_READY,    /* running and ready: its dependents may start */
-	SVC_STOPPING, /* its dependency went away, or it missed its ready_timeout: SIGTERM
-		       * sent, waiting for the exit */
-	SVC_BACKOFF,  /* exited: the restart timer runs */
-	SVC_DOWN,     /* used up its restarts with on_exhausted stop: stays down */
-};
-
 struct svc {
 	const struct svc_def *def;
 	enum svc_state state;
@@ -100,14 +90,6 @@ struct child_report {
 	int step;
 	int err;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void svc_backoff_reset(struct svc_backoff *b, const struct svc_def *d)
 {
@@ -206,6 +188,52 @@ static void join_argv(const struct svc_def *d, char *buf, size_t len)
 
 static void svc_exited(struct svc *s, int status, uint64_t now);
 
+bool svc_transition_ok(enum svc_state from, enum svc_state to)
+{
+	switch (from) {
+	case SVC_WAITING: /* started (ready at once without a probe), or failed to start */
+		return to == SVC_STARTING || to == SVC_READY || to == SVC_BACKOFF ||
+		       to == SVC_DOWN;
+	case SVC_STARTING: /* ready, stopped (not ready, dependency gone), or exited */
+	case SVC_READY:
+		return (to == SVC_READY && from == SVC_STARTING) || to == SVC_STOPPING ||
+		       to == SVC_WAITING || to == SVC_BACKOFF || to == SVC_DOWN;
+	case SVC_STOPPING: /* exited: waits for its dependency, or restarts after a miss */
+		return to == SVC_WAITING || to == SVC_BACKOFF || to == SVC_DOWN;
+	case SVC_BACKOFF: /* the timer ran out, or its dependency went down meanwhile */
+		return to == SVC_WAITING;
+	case SVC_DOWN: /* used up its restarts: stays down */
+		return false;
+	}
+	return false;
+}
+
+uint64_t svc_state_timer(enum svc_state to, uint64_t now, bool probe, uint64_t delay_ms)
+{
+	switch (to) {
+	case SVC_STARTING:
+		return probe ? now + SVC_PROBE_MS : 0;
+	case SVC_STOPPING:
+		return now + SVC_STOP_TIMEOUT * 1000;
+	case SVC_BACKOFF:
+		return now + delay_ms;
+	default:
+		return 0;
+	}
+}
+
+/* Every change of a service's state goes through here, and so does its timer: the state
+ * entered arms its own (svc_state_timer) and clears the last one's. */
+static void svc_set_state(struct svc *s, enum svc_state to, uint64_t now, bool probe,
+			  uint64_t delay_ms)
+{
+	if (!svc_transition_ok(s->state, to))
+		log_error("%s: supervisor bug: state %d to %d is not a transition it makes",
+			  s->def->name, (int)s->state, (int)to);
+	s->state = to;
+	s->timer_ms = svc_state_timer(to, now, probe, delay_ms);
+}
+
 static void svc_spawn(struct svc *s)
 {
 	struct child_report rep;
@@ -243,10 +271,9 @@ static void svc_spawn(struct svc *s)
 	close(rp[0]);
 
 	s->pid = pid;
-	s->timer_ms = 0;
 	if (n == (ssize_t)sizeof(rep)) {
-		/* The child exits 127; the reaper counts it as a failed start. */
-		s->state = SVC_STARTING;
+		/* The child exits 127; the reaper counts it as a failed start (no probe). */
+		svc_set_state(s, SVC_STARTING, now, false, 0);
 		log_error("%s: %s %s: %s", s->def->name, step_names[rep.step],
 			  rep.step == STEP_EXEC ? s->def->argv[0] :
 			  rep.step == STEP_CGROUP ? s->cgroup : "", strerror(rep.err));
@@ -254,12 +281,10 @@ static void svc_spawn(struct svc *s)
 	}
 	join_argv(s->def, args, sizeof(args));
 	log_info("%s: started (pid %d): %s", s->def->name, (int)pid, args);
-	if (s->def->ready_socket[0] || s->def->ready_network) {
-		s->state = SVC_STARTING;
-		s->timer_ms = now + SVC_PROBE_MS;
-	} else {
-		s->state = SVC_READY;
-	}
+	if (s->def->ready_socket[0] || s->def->ready_network)
+		svc_set_state(s, SVC_STARTING, now, true, 0);
+	else
+		svc_set_state(s, SVC_READY, now, false, 0);
 }
 
 /* Every service s comes after (after=) is ready. */
@@ -302,8 +327,7 @@ static void svc_term(struct svc *t, uint64_t now)
 {
 	kill(-t->pid, SIGTERM);
 	kill(t->pid, SIGTERM);
-	t->state = SVC_STOPPING;
-	t->timer_ms = now + SVC_STOP_TIMEOUT * 1000;
+	svc_set_state(t, SVC_STOPPING, now, false, 0);
 }
 
 /* The services that come after s go down with it; they start again once s is ready
@@ -325,8 +349,7 @@ static void stop_dependents(const struct svc *s, uint64_t now)
 		case SVC_BACKOFF:
 			log_info("%s: restart put off until %s is ready", t->def->name,
 				 s->def->name);
-			t->state = SVC_WAITING;
-			t->timer_ms = 0;
+			svc_set_state(t, SVC_WAITING, now, false, 0);
 			break;
 		default:
 			break;
@@ -346,7 +369,7 @@ static void describe_status(int status, char *buf, size_t len)
 		snprintf(buf, len, "ended (wait status 0x%x)", (unsigned)status);
 }
 
-static void svc_exhausted(struct svc *s)
+static void svc_exhausted(struct svc *s, uint64_t now)
 {
 	const struct svc_def *d = s->def;
 	static const enum power_action actions[] = {
@@ -355,7 +378,7 @@ static void svc_exhausted(struct svc *s)
 		[SVC_EXHAUSTED_HALT] = POWER_HALT,
 	};
 
-	s->state = SVC_DOWN;
+	svc_set_state(s, SVC_DOWN, now, false, 0);
 	log_msg(LOG_CRIT, "%s: *** gave up after %u restarts in a row; on_exhausted %s ***",
 		d->name, s->bo.restarts, svc_exhausted_to_string(d->on_exhausted));
 	if (d->on_exhausted == SVC_EXHAUSTED_STOP) {
@@ -386,24 +409,22 @@ static void svc_exited(struct svc *s, int status, uint64_t now)
 		"%s: %s after %llu.%01llu s", s->def->name, what, (unsigned long long)run / 1000,
 		(unsigned long long)(run % 1000) / 100);
 	s->pid = 0;
-	s->timer_ms = 0;
 	s->not_ready = false;
 	if (stopping_all) {
-		s->state = SVC_WAITING;
+		svc_set_state(s, SVC_WAITING, now, false, 0);
 		return;
 	}
 	stop_dependents(s, now);
 	if (was == SVC_STOPPING && !not_ready) {
-		s->state = SVC_WAITING;
+		svc_set_state(s, SVC_WAITING, now, false, 0);
 		return;
 	}
 	delay = svc_backoff_next(&s->bo, s->def, run);
 	if (delay < 0) {
-		svc_exhausted(s);
+		svc_exhausted(s, now);
 		return;
 	}
-	s->state = SVC_BACKOFF;
-	s->timer_ms = now + (uint64_t)delay * 1000;
+	svc_set_state(s, SVC_BACKOFF, now, false, (uint64_t)delay * 1000);
 	if (s->def->restart_limit)
 		log_info("%s: restarting in %d s (restart %u of %u)", s->def->name, delay,
 			 s->bo.restarts, s->def->restart_limit);
@@ -476,7 +497,7 @@ static bool svc_probe(const struct svc *s, char *what, size_t len)
 
 static void svc_ready(struct svc *s, const char *what, uint64_t now)
 {
-	s->state = SVC_READY;
+	svc_set_state(s, SVC_READY, now, false, 0);
 	log_info("%s: ready (%s after %llu ms)", s->def->name, what,
 		 (unsigned long long)(now - s->started_ms));
 }
@@ -522,7 +543,7 @@ void svc_tick(void)
 			break;
 		case SVC_BACKOFF:
 			/* Starts below, or once its dependency is ready again. */
-			s->state = SVC_WAITING;
+			svc_set_state(s, SVC_WAITING, now, false, 0);
 			break;
 		case SVC_STOPPING:
 			log_warn("%s: still running %d s after SIGTERM: SIGKILL", s->def->name,

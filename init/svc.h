@@ -47,6 +47,24 @@ bool svc_shutdown_requested(enum power_action *action, char *why, size_t len);
 void svc_stop_all(unsigned timeout_s);
 
 /* Restart policy, kept apart so it can be tested without processes. */
+/* A service's states; svc.c changes them only through svc_set_state(). */
+enum svc_state {
+	SVC_WAITING,  /* not running: not started yet, or its dependency is not ready */
+	SVC_STARTING, /* running, its readiness socket does not accept yet */
+	SVC_READY,    /* running and ready: its dependents may start */
+	SVC_STOPPING, /* its dependency went away, or it missed its ready_timeout: SIGTERM
+		       * sent, waiting for the exit */
+	SVC_BACKOFF,  /* exited: the restart timer runs */
+	SVC_DOWN,     /* used up its restarts with on_exhausted stop: stays down */
+};
+
+/* Whether the supervisor moves a service from one state to the other. */
+bool svc_transition_ok(enum svc_state from, enum svc_state to);
+/* The deadline a state arms on entry, or 0: the readiness probe (STARTING, when it has a
+ * ready socket or network to probe), the SIGKILL after SIGTERM (STOPPING), the restart
+ * after delay_ms (BACKOFF). */
+uint64_t svc_state_timer(enum svc_state to, uint64_t now, bool probe, uint64_t delay_ms);
+
 struct svc_backoff {
 	unsigned delay;    /* seconds before the next restart */
 	unsigned restarts; /* restarts in a row since the last stable run */

@@ -9,6 +9,7 @@
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_initStaticCCtx: the release links libzstd.a */
 #include <zstd.h>
 
+#include "../lib/file.h"
 #include "config.h"
 #include "log.h"
 #include "svclog.h"
@@ -90,22 +91,6 @@ int svclog_path(char *out, size_t len, const char *dir, const char *name, int n)
 static uint8_t zstd_ws[SVCLOG_ZSTD_WS] __attribute__((aligned(4096)));
 static uint8_t zin[64 * 1024], zout[64 * 1024];
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static ssize_t compress_fd(ZSTD_CCtx *cc, int src, int dst)
 {
 	ssize_t total = 0;
@@ -128,7 +113,7 @@ static ssize_t compress_fd(ZSTD_CCtx *cc, int src, int dst)
 			left = ZSTD_compressStream2(cc, &out, &in, eof ? ZSTD_e_end : ZSTD_e_continue);
 			if (ZSTD_isError(left))
 				return -EIO;
-			if ((r = write_all(dst, zout, out.pos)) < 0)
+			if ((r = write_full(dst, zout, out.pos)) < 0)
 				return r;
 			total += (ssize_t)out.pos;
 		} while (eof ? left != 0 : in.pos < in.size);

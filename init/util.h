@@ -1,51 +1,5 @@
-/* Small helpers shared by every cvminit module: cleanup attributes, string tests.
- * Header-only so host tools and unit tests can use them without linking init/. */
+/* init/'s modules include the shared helpers by their short name; they live in lib/ so
+ * that measured-boot/ and the host tool need nothing from init/. */
 #pragma once
 
-#include <errno.h>
-#include <stdbool.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define _unused_      __attribute__((unused))
-#define _noreturn_    __attribute__((noreturn))
-#define _printf_(a, b) __attribute__((format(printf, a, b)))
-
-static inline void freep(void *p)
-{
-	free(*(void **)p);
-}
-
-static inline void closep(int *fd)
-{
-	if (*fd >= 0) {
-		int saved = errno;
-		close(*fd);
-		errno = saved;
-	}
-}
-
-#define _cleanup_(f)     __attribute__((cleanup(f)))
-#define _cleanup_free_   _cleanup_(freep)
-#define _cleanup_close_  _cleanup_(closep)
-
-static inline bool streq(const char *a, const char *b)
-{
-	return strcmp(a, b) == 0;
-}
-
-/* Returns the rest of s after prefix, or NULL when s does not start with it. */
-static inline const char *startswith(const char *s, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	return strncmp(s, prefix, n) == 0 ? s + n : NULL;
-}
-
-/* Overwrites memory in a way the compiler may not elide (for key material). */
-static inline void explicit_wipe(void *p, size_t n)
-{
-	memset(p, 0, n);
-	__asm__ __volatile__("" : : "r"(p) : "memory");
-}
+#include "../lib/util.h"

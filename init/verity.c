@@ -7,19 +7,15 @@
 #include <time.h>
 
 #include <libcryptsetup.h>
-#include <mbedtls/sha256.h>
 
+#include "../lib/digest.h"
+#include "../lib/file.h"
+#include "../lib/hex.h"
 #include "log.h"
 #include "verity.h"
 
 #define VERITY_SUPERBLOCK_SIZE 512
 #define VERITY_BLOCK_MAX       65536
-
-static void hex(const uint8_t *d, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
 
 /* The kernel only checks the root hash when a block is read, and with
  * restart_on_corruption a mismatch there restarts the node without a word. The root hash
@@ -28,7 +24,7 @@ static void hex(const uint8_t *d, size_t n, char *out)
 static int check_top_block(const struct crypt_params_verity *vp, const char *data_dev,
 			   const char *hash_dev, const uint8_t *roothash, size_t hash_len)
 {
-	mbedtls_sha256_context ctx;
+	_cleanup_(digest_ctx_free) struct digest_ctx ctx = {0};
 	_cleanup_free_ uint8_t *block = NULL;
 	_cleanup_close_ int fd = -1;
 	const char *dev;
@@ -37,6 +33,7 @@ static int check_top_block(const struct crypt_params_verity *vp, const char *dat
 	uint32_t size;
 	uint64_t off;
 	ssize_t n;
+	int r;
 
 	if (!streq(vp->hash_name, "sha256") || hash_len != sizeof(digest)) {
 		log_error("verity: %s uses hash %s, only sha256 root hashes are accepted",
@@ -84,75 +81,26 @@ static int check_top_block(const struct crypt_params_verity *vp, const char *dat
 		return -EIO;
 	}
 
-	mbedtls_sha256_init(&ctx);
-	mbedtls_sha256_starts_ret(&ctx, 0);
-	if (vp->hash_type == 1)
-		mbedtls_sha256_update_ret(&ctx, (const uint8_t *)vp->salt, vp->salt_size);
-	mbedtls_sha256_update_ret(&ctx, block, size);
-	if (vp->hash_type == 0)
-		mbedtls_sha256_update_ret(&ctx, (const uint8_t *)vp->salt, vp->salt_size);
-	mbedtls_sha256_finish_ret(&ctx, digest);
-	mbedtls_sha256_free(&ctx);
+	r = digest_begin(&ctx, DIGEST_ALG_SHA256);
+	if (r == 0 && vp->hash_type == 1)
+		r = digest_update(&ctx, vp->salt, vp->salt_size);
+	if (r == 0)
+		r = digest_update(&ctx, block, size);
+	if (r == 0 && vp->hash_type == 0)
+		r = digest_update(&ctx, vp->salt, vp->salt_size);
+	if (r == 0)
+		r = digest_end(&ctx, digest);
+	if (r < 0)
+		return log_errno(r, "verity: hash the top hash block of %s", hash_dev);
 
 	if (memcmp(digest, roothash, sizeof(digest)) != 0) {
-		hex(digest, sizeof(digest), got);
-		hex(roothash, sizeof(digest), want);
+		hex_encode(digest, sizeof(digest), got);
+		hex_encode(roothash, sizeof(digest), want);
 		log_error("verity: top hash block of %s hashes to %s, roothash= is %s",
 			  hash_dev, got, want);
 		return -EKEYREJECTED;
 	}
 	return 0;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Without udev the node comes from libdevmapper (/dev/mapper/<name>) or, failing that,
- * from devtmpfs as /dev/dm-N, found by the name the kernel shows in sysfs. */
-static int find_node(const char *name, char *node, size_t nodelen)
-{
-	char path[300], buf[128];
-	struct dirent *de;
-	struct stat st;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/dev/mapper/%s", name);
-	if (stat(path, &st) == 0 && S_ISBLK(st.st_mode)) {
-		snprintf(node, nodelen, "%s", path);
-		return 0;
-	}
-	d = opendir("/sys/block");
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		if (!startswith(de->d_name, "dm-"))
-			continue;
-		snprintf(path, sizeof(path), "/sys/block/%s/dm/name", de->d_name);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		if (!streq(buf, name))
-			continue;
-		snprintf(path, sizeof(path), "/dev/%s", de->d_name);
-		if (stat(path, &st) == 0 && S_ISBLK(st.st_mode)) {
-			snprintf(node, nodelen, "%s", path);
-			closedir(d);
-			return 0;
-		}
-	}
-	closedir(d);
-	return -ENOENT;
 }
 
 int verity_open(const char *name, const char *data_dev, const char *hash_dev,
@@ -198,7 +146,7 @@ int verity_open(const char *name, const char *data_dev, const char *hash_dev,
 	}
 
 	end = now_ms() + (uint64_t)timeout_s * 1000;
-	while ((r = find_node(name, node, nodelen)) < 0 && now_ms() < end) {
+	while ((r = dm_find_node(name, node, nodelen)) < 0 && now_ms() < end) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}

@@ -17,11 +17,11 @@
 
 #include <json-c/json.h>
 
-#include "../init/util.h"
+#include "../lib/util.h"
 #include "attest-cmd.h"
 #include "attest-proto.h"
 #include "attest-verify.h"
-#include "digest.h"
+#include "../lib/digest.h"
 #include "eventlog.h"
 #include "measurements.h"
 #include "replay.h"

@@ -15,7 +15,7 @@
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
 
-#include "../init/log.h"
+#include "../lib/log.h"
 #include "attest-node.h"
 #include "tpm.h"
 

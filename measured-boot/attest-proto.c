@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "attest-proto.h"
-#include "digest.h"
+#include "../lib/digest.h"
 
 static uint16_t be16(const uint8_t *p)
 {

@@ -16,7 +16,7 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #include "attest-verify.h"
-#include "digest.h"
+#include "../lib/digest.h"
 
 /* Says why in why and returns err. */
 static int fail(char *why, size_t why_len, int err, const char *fmt, ...)

@@ -12,12 +12,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../init/log.h"
-#include "../init/util.h"
+#include "../lib/file.h"
+#include "../lib/log.h"
+#include "../lib/util.h"
 #include "cpio.h"
-#include "digest.h"
+#include "../lib/digest.h"
+#include "../lib/hex.h"
 #include "attest-cmd.h"
 #include "eventlog.h"
+#include "identity.h"
 #include "measurements.h"
 #include "pe.h"
 #include "predict.h"
@@ -33,7 +36,7 @@ enum {
 
 #define MAX_BANKS 4
 #define HEX_MAX	  (2 * DIGEST_MAX + 1)
-#define MAX_INPUT (1u << 30)
+#define INPUT_MAX (1u << 30)
 
 static const char *const main_help =
 	"Usage: cvm-measure COMMAND [OPTIONS]\n"
@@ -46,10 +49,23 @@ static const char *const main_help =
 	"  verify               replay event logs (cvminit's, the firmware's) and "
 	"compare\n"
 	"                       them with PCR values from a file or a TPM\n"
+	"  refs --uki FILE      the reference values cvminit compares at boot (the\n"
+	"                       initrd's /etc/cvminit/reference); --write fills them in\n"
 	"  help [COMMAND]       this text, or a command's\n"
 	"\n"
 	"'cvm-measure COMMAND --help' describes a command's options and exit codes;\n"
 	"docs/cvm-measure.md has the details.\n";
+
+static const char *const refs_help =
+	"Usage: cvm-measure refs --uki FILE [--write]\n"
+	"\n"
+	"Prints the reference values of a UKI: its command line as the stub passes it,\n"
+	"the sha256 of the initrd's /etc/cvminit/cvminit.conf (or none) and the root\n"
+	"identity of its roothash=, formed by the functions cvminit measures them with.\n"
+	"--write also writes them into the initrd's /etc/cvminit/reference slot in\n"
+	"place (padded with newlines; nothing else in the UKI moves).\n"
+	"\n"
+	"Exit status: 0 done, 2 bad input (not a UKI, no slot, values too long).\n";
 
 static const char *const predict_help =
 	"Usage: cvm-measure predict --uki FILE [--json FILE [--bank BANK]] [--phase "
@@ -264,58 +280,10 @@ static int input_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/* Reads a whole file until EOF (a regular file, or /dev/null and the like when
- * any_file); -errno. *ret is NUL-terminated past len. */
+/* A whole input file (a regular file, or /dev/null and the like when any_file); -errno. */
 static int read_file(const char *path, bool any_file, uint8_t **ret, size_t *len)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	uint8_t *buf = NULL;
-	size_t got = 0, cap = 0;
-	struct stat st;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (S_ISDIR(st.st_mode))
-		return -EISDIR;
-	if (!S_ISREG(st.st_mode) && !any_file)
-		return -EINVAL;
-	for (;;) {
-		ssize_t k;
-
-		if (got + 1 >= cap) {
-			size_t want = cap ? cap * 2 : (size_t)st.st_size + 4096;
-			uint8_t *grown;
-
-			if (want > MAX_INPUT) {
-				free(buf);
-				return -EFBIG;
-			}
-			grown = realloc(buf, want);
-			if (!grown) {
-				free(buf);
-				return -ENOMEM;
-			}
-			buf = grown;
-			cap = want;
-		}
-		k = read(fd, buf + got, cap - 1 - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0) {
-			int e = -errno;
-			free(buf);
-			return e;
-		}
-		if (k == 0)
-			break;
-		got += (size_t)k;
-	}
-	buf[got] = '\0';
-	*ret = buf;
-	*len = got;
-	return 0;
+	return read_file_alloc(path, any_file, INPUT_MAX, ret, len);
 }
 
 static const char *file_strerror(int r)
@@ -420,7 +388,7 @@ static int fold_hex(const struct eventlog *log, uint16_t alg, unsigned pcr, char
 	if (size < 0)
 		return input_error("replay %s: %s", digest_alg_name(alg),
 				   strerror(-size));
-	digest_to_hex(p.v[pcr], (size_t)size, hex);
+	hex_encode(p.v[pcr], (size_t)size, hex);
 	return 0;
 }
 
@@ -641,7 +609,7 @@ static int pcr4_records(const char *uki, const struct pe_file *pe, unsigned fail
 		for (size_t b = 0; b < e->n_digests; b++) {
 			char hex[HEX_MAX];
 
-			digest_to_hex(e->digests[b].buf, e->digests[b].size, hex);
+			hex_encode(e->digests[b].buf, e->digests[b].size, hex);
 			printf("authenticode %s %s %s\n", e->event,
 			       digest_alg_name(e->digests[b].alg), hex);
 		}
@@ -1125,7 +1093,7 @@ static int parse_pcrs(const char *path, struct bank_values *banks, size_t *n_ban
 			bank->pcrs.size = (uint16_t)size;
 		}
 		if (strlen(value) != 2 * (size_t)size ||
-		    digest_from_hex(value, bank->pcrs.v[pcr], (size_t)size) != size)
+		    hex_decode(value, bank->pcrs.v[pcr], (size_t)size) != size)
 			return BAD("the value is not a hex digest of the bank's size");
 		if (bank->mask & (UINT32_C(1) << pcr))
 			return BAD("this PCR is given twice for the bank");
@@ -1314,8 +1282,8 @@ static bool stub_events_match(const struct eventlog *fw, const struct eventlog *
 				    memcmp(a->digests[x].buf, b->digests[y].buf,
 					   a->digests[x].size) == 0)
 					continue;
-				digest_to_hex(a->digests[x].buf, a->digests[x].size, ha);
-				digest_to_hex(b->digests[y].buf, b->digests[y].size, hb);
+				hex_encode(a->digests[x].buf, a->digests[x].size, ha);
+				hex_encode(b->digests[y].buf, b->digests[y].size, hb);
 				printf("PCR 11 systemd-stub events: MISMATCH\n"
 				       "  event %llu at byte offset %zu of %s: %s "
 				       "\"%s\"\n"
@@ -1395,8 +1363,8 @@ static bool images_match(const struct eventlog *fw, const struct pe_file *pe,
 				    memcmp(a->digests[x].buf, b->digests[y].buf,
 					   a->digests[x].size) == 0)
 					continue;
-				digest_to_hex(a->digests[x].buf, a->digests[x].size, ha);
-				digest_to_hex(b->digests[y].buf, b->digests[y].size, hb);
+				hex_encode(a->digests[x].buf, a->digests[x].size, ha);
+				hex_encode(b->digests[y].buf, b->digests[y].size, hb);
 				printf("PCR 4 images: MISMATCH\n"
 				       "  event %llu at byte offset %zu of %s: %s\n"
 				       "    %s %s\n"
@@ -1465,7 +1433,7 @@ static void note_volume_keys(const struct eventlog *all, const struct sources *s
 		for (size_t d = 0; d < r->n_digests; d++) {
 			char hex[HEX_MAX];
 
-			digest_to_hex(r->digests[d].buf, r->digests[d].size, hex);
+			hex_encode(r->digests[d].buf, r->digests[d].size, hex);
 			printf("  %s %s\n", digest_alg_name(r->digests[d].alg) ?: "?",
 			       hex);
 		}
@@ -1706,8 +1674,8 @@ static int cmd_verify(int argc, char **argv)
 				continue;
 			}
 			mismatch = true;
-			digest_to_hex(replayed.v[p], (size_t)size, want);
-			digest_to_hex(banks[b].pcrs.v[p], (size_t)size, got);
+			hex_encode(replayed.v[p], (size_t)size, want);
+			hex_encode(banks[b].pcrs.v[p], (size_t)size, got);
 			printf("PCR %u %s: MISMATCH\n", p, bank);
 			printf("  %-18s %s\n", "expected (replay):", want);
 			printf("  %-18s %s\n",
@@ -1730,11 +1698,118 @@ out:
 	return ret;
 }
 
+/* The first line of an unfilled reference slot (image/mkosi.finalize makes it), and of a
+ * filled one (identity_reference()). */
+#define SLOT_MARKER "unfilled-cvminit-reference-slot"
+#define SLOT_FILLED "# cvminit reference values"
+#define REFERENCE_SLOT_PATH "/etc/cvminit/reference"
+
+static int cmd_refs(int argc, char **argv)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	_cleanup_free_ char *cmdline = NULL;
+	const char *uki = NULL, *why = NULL;
+	const struct pe_section *s;
+	struct cpio_file conf, slot;
+	struct pe_file pe = {0};
+	const uint8_t *initrd;
+	bool write = false;
+	char text[8192];
+	size_t len, off;
+	int r, n, has_conf;
+
+	for (int i = 1; i < argc; i++) {
+		if (streq(argv[i], "--uki") && i + 1 < argc)
+			uki = argv[++i];
+		else if (streq(argv[i], "--write"))
+			write = true;
+		else if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+			fputs(refs_help, stdout);
+			return EXIT_MATCH;
+		} else
+			return usage_error("refs ", "unknown option '%s'", argv[i]);
+	}
+	if (!uki)
+		return usage_error("refs ", "--uki FILE is required");
+	r = load_uki(uki, &buf, &pe);
+	if (r)
+		goto out;
+	r = predict_uki_cmdline(&pe, &cmdline);
+	if (r < 0) {
+		r = input_error("%s: .cmdline: %s", uki,
+				r == -ENOENT ? "no such section" : strerror(-r));
+		goto out;
+	}
+	s = pe_find(&pe, ".initrd");
+	if (!s || s->virtual_size == 0) {
+		r = input_error("%s: no .initrd section", uki);
+		goto out;
+	}
+	initrd = pe_section_file_data(&pe, s, &len);
+	has_conf = cpio_find(initrd, len, PREDICT_CONFIG_PATH, &conf, &off, &why);
+	r = has_conf < 0 ? has_conf : cpio_find(initrd, len, REFERENCE_SLOT_PATH, &slot, &off, &why);
+	if (r < 0) {
+		r = input_error("%s: .initrd: byte offset %zu of the section: %s", uki, off,
+				why ? why : strerror(-r));
+		goto out;
+	}
+	n = identity_reference(cmdline, has_conf ? conf.data : NULL, has_conf ? conf.size : 0,
+			       text, sizeof(text));
+	if (n < 0) {
+		r = input_error("%s: %s", uki,
+				n == -EINVAL ? "its roothash= is one cvminit refuses"
+					     : "the reference values are too long");
+		goto out;
+	}
+	fputs(text, stdout);
+	if (!write) {
+		r = EXIT_MATCH;
+		goto out;
+	}
+	if (r == 0 || (slot.size < sizeof(SLOT_FILLED) - 1) ||
+	    (memcmp(slot.data, SLOT_MARKER, sizeof(SLOT_MARKER) - 1) != 0 &&
+	     memcmp(slot.data, SLOT_FILLED, sizeof(SLOT_FILLED) - 1) != 0)) {
+		r = input_error("%s: the initrd has no %s slot (image/mkosi.finalize makes it)",
+				uki, REFERENCE_SLOT_PATH);
+		goto out;
+	}
+	if ((size_t)n > slot.size) {
+		r = input_error("%s: the reference values (%d bytes) do not fit the %zu-byte slot",
+				uki, n, slot.size);
+		goto out;
+	}
+	{
+		_cleanup_close_ int fd = open(uki, O_WRONLY | O_CLOEXEC);
+		_cleanup_free_ char *fill = malloc(slot.size);
+
+		if (!fill) {
+			r = input_error("%s", strerror(ENOMEM));
+			goto out;
+		}
+		memcpy(fill, text, (size_t)n);
+		memset(fill + n, '\n', slot.size - (size_t)n);
+		/* The slot's bytes sit verbatim in the file: a newc cpio stores file data
+		 * uncompressed, without a checksum. */
+		r = fd < 0 ? -errno
+			   : pwrite_full(fd, fill, slot.size, (off_t)(slot.data - buf));
+		if (r < 0) {
+			r = input_error("%s: write the reference slot: %s", uki, strerror(-r));
+			goto out;
+		}
+	}
+	r = EXIT_MATCH;
+out:
+	pe_free(&pe);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
 
-	/* tpm.c reports through cvminit's log; on a host that is stderr, errors only. */
+	/* The libraries (tpm.c) log through the sink the program sets: here stderr, errors
+	 * only. */
+	log_set_sink(log_sink_stderr);
 	log_set_max_level(LOG_ERR);
 	if (!cmd)
 		return usage_error("", "no command");
@@ -1743,6 +1818,7 @@ int main(int argc, char **argv)
 
 		fputs(streq(what, "predict")  ? predict_help
 		      : streq(what, "verify") ? verify_help
+		      : streq(what, "refs")   ? refs_help
 					      : main_help,
 		      stdout);
 		return EXIT_MATCH;
@@ -1753,5 +1829,7 @@ int main(int argc, char **argv)
 		return cmd_verify(argc - 1, argv + 1);
 	if (streq(cmd, "attest"))
 		return cmd_attest(argc - 1, argv + 1);
+	if (streq(cmd, "refs"))
+		return cmd_refs(argc - 1, argv + 1);
 	return usage_error("", "unknown command '%s'", cmd);
 }

@@ -13,7 +13,8 @@
 
 #include <json-c/json.h>
 
-#include "../init/log.h"
+#include "../lib/hex.h"
+#include "../lib/log.h"
 #include "eventlog.h"
 
 #define RS 0x1e
@@ -175,7 +176,7 @@ static json_object *record_to_json(const struct eventlog_record *r)
 			e = 1;
 			break;
 		}
-		digest_to_hex(d->buf, d->size, hex);
+		hex_encode(d->buf, d->size, hex);
 		e |= add(x, "hashAlg", json_object_new_string(digest_alg_name(d->alg)));
 		e |= add(x, "digest", json_object_new_string(hex));
 	}
@@ -309,7 +310,7 @@ static const char *parse_digests(json_object *arr, struct eventlog_record *r)
 		if (r->n_digests >= EVENTLOG_MAX_DIGESTS)
 			return "too many digests";
 		d = &r->digests[r->n_digests];
-		size = digest_from_hex(json_object_get_string(h), d->buf, DIGEST_MAX);
+		size = hex_decode(json_object_get_string(h), d->buf, DIGEST_MAX);
 		if (size != digest_size((uint16_t)alg))
 			return "digest is not hex of the algorithm's size";
 		d->alg = (uint16_t)alg;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "digest.h"
+#include "../lib/digest.h"
 
 #define EVENTLOG_MAX_DIGESTS 8
 #define EVENTLOG_MAX_PCR     23

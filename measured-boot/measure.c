@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../init/log.h"
-#include "digest.h"
+#include "../lib/log.h"
+#include "../lib/digest.h"
 #include "eventlog.h"
 #include "measure.h"
 #include "platform.h"

@@ -10,7 +10,7 @@
 
 #include <json-c/json.h>
 
-#include "../init/util.h"
+#include "../lib/util.h"
 #include "measurements.h"
 
 #define HEXBUF (2 * DIGEST_MAX + 1)

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "digest.h"
+#include "../lib/digest.h"
 #include "eventlog.h"
 
 #define MEAS_PCRS	 24

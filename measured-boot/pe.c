@@ -5,10 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mbedtls/md.h>
-
-#include "../init/util.h"
-#include "digest.h"
+#include "../lib/util.h"
+#include "../lib/digest.h"
 #include "pe.h"
 
 #define DOS_HEADER_SIZE	   0x40
@@ -242,49 +240,22 @@ int pe_authenticode_ranges(const struct pe_file *pe, struct pe_range **ret, size
 	return 0;
 }
 
-static mbedtls_md_type_t md_type(uint16_t alg)
-{
-	switch (alg) {
-	case DIGEST_ALG_SHA1:
-		return MBEDTLS_MD_SHA1;
-	case DIGEST_ALG_SHA256:
-		return MBEDTLS_MD_SHA256;
-	case DIGEST_ALG_SHA384:
-		return MBEDTLS_MD_SHA384;
-	case DIGEST_ALG_SHA512:
-		return MBEDTLS_MD_SHA512;
-	default:
-		return MBEDTLS_MD_NONE;
-	}
-}
-
 int pe_authenticode(const struct pe_file *pe, uint16_t alg, uint8_t *out,
 		    const char **why)
 {
-	const mbedtls_md_info_t *info = mbedtls_md_info_from_type(md_type(alg));
 	_cleanup_free_ struct pe_range *ranges = NULL;
-	mbedtls_md_context_t ctx;
+	_cleanup_(digest_ctx_free) struct digest_ctx ctx = {0};
 	size_t n;
 	int r;
 
 	*why = NULL;
-	if (!info)
+	if (digest_size(alg) < 0)
 		return -EOPNOTSUPP;
 	r = pe_authenticode_ranges(pe, &ranges, &n, why);
 	if (r < 0)
 		return r;
-	mbedtls_md_init(&ctx);
-	r = -EIO;
-	if (mbedtls_md_setup(&ctx, info, 0) != 0 || mbedtls_md_starts(&ctx) != 0)
-		goto out;
-	for (size_t i = 0; i < n; i++)
-		if (mbedtls_md_update(&ctx, pe->data + ranges[i].offset, ranges[i].len) !=
-		    0)
-			goto out;
-	if (mbedtls_md_finish(&ctx, out) != 0)
-		goto out;
-	r = mbedtls_md_get_size(info);
-out:
-	mbedtls_md_free(&ctx);
-	return r;
+	r = digest_begin(&ctx, alg);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = digest_update(&ctx, pe->data + ranges[i].offset, ranges[i].len);
+	return r < 0 ? r : digest_end(&ctx, out);
 }

@@ -13,7 +13,8 @@
 
 #include <tss2/tss2_mu.h>
 
-#include "../init/log.h"
+#include "../lib/file.h"
+#include "../lib/log.h"
 #include "platform.h"
 
 /*
@@ -54,41 +55,14 @@ static bool exists(const char *root, const char *rel)
 	return path_at(p, sizeof(p), root, rel) == 0 && access(p, F_OK) == 0;
 }
 
-/* Reads up to size bytes of a file (a sysfs or configfs attribute is one read). Returns
- * the length or -errno. */
-static ssize_t read_file(const char *path, void *buf, size_t size)
-{
-	ssize_t n = 0, total = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-
-	if (fd < 0)
-		return -errno;
-	while ((size_t)total < size &&
-	       (n = read(fd, (char *)buf + total, size - (size_t)total)) > 0)
-		total += n;
-	if (n < 0 && total == 0)
-		total = -errno;
-	close(fd);
-	return total;
-}
-
 /* A configfs attribute takes one write of its value. */
 static int write_attr(const char *dir, const char *name, const char *value)
 {
 	char p[PATH_MAX];
-	ssize_t n;
-	int fd;
 
 	if (snprintf(p, sizeof(p), "%s/%s", dir, name) >= (int)sizeof(p))
 		return -ENAMETOOLONG;
-	fd = open(p, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, value, strlen(value));
-	close(fd);
-	if (n < 0)
-		return -errno;
-	return (size_t)n == strlen(value) ? 0 : -EIO;
+	return write_file_text(p, value);
 }
 
 static void count_tpms(const char *root, struct platform_facts *f)
@@ -162,7 +136,7 @@ static void read_tsm(const char *root, struct platform_facts *f)
 		return; /* no configfs-tsm (module not loaded, kernel without it) */
 
 	snprintf(p, sizeof(p), "%s/provider", dir);
-	n = read_file(p, f->tsm_provider, sizeof(f->tsm_provider) - 1);
+	n = read_file_bytes(p, f->tsm_provider, sizeof(f->tsm_provider) - 1);
 	if (n > 0) {
 		f->tsm_provider[n] = '\0';
 		f->tsm_provider[strcspn(f->tsm_provider, "\n")] = '\0';
@@ -179,7 +153,7 @@ static void read_tsm(const char *root, struct platform_facts *f)
 		static uint8_t buf[PLATFORM_BLOB_MAX + 1];
 
 		snprintf(p, sizeof(p), "%s/manifestblob", dir);
-		n = read_file(p, buf, sizeof(buf));
+		n = read_file_bytes(p, buf, sizeof(buf));
 		if (n > (ssize_t)PLATFORM_BLOB_MAX) {
 			f->manifest = PLATFORM_BLOB_MALFORMED;
 		} else if (n > 0) {
@@ -204,7 +178,7 @@ void platform_read(const char *root, struct platform_facts *f)
 	cpuinfo[0] = '\n';
 	n = path_at(p, sizeof(p), root, CPUINFO) < 0
 		    ? -1
-		    : read_file(p, cpuinfo + 1, sizeof(cpuinfo) - 2);
+		    : read_file_bytes(p, cpuinfo + 1, sizeof(cpuinfo) - 2);
 	cpuinfo[n > 0 ? n + 1 : 1] = '\0';
 
 	read_tsm(root, f);

@@ -9,9 +9,10 @@
 
 #include <libcryptsetup.h>
 
-#include "../init/settings.h"
-#include "../init/util.h"
-#include "digest.h"
+#include "../lib/cmdline.h"
+#include "../lib/util.h"
+#include "../lib/digest.h"
+#include "identity.h"
 #include "predict.h"
 
 /* systemd src/fundamental/uki.h: .linux .osrel .cmdline .initrd .ucode .splash .dtb
@@ -276,16 +277,6 @@ int predict_uki_cmdline(const struct pe_file *pe, char **ret)
 }
 
 /* As init/root.c: "roothash=" with nothing after it is present, and malformed. */
-static bool word_present(const char *cmdline, const char *word)
-{
-	size_t n = strlen(word);
-
-	for (const char *p = cmdline; (p = strstr(p, word)); p += n)
-		if (p == cmdline || isspace((unsigned char)p[-1]) || p[-1] == '"')
-			return true;
-	return false;
-}
-
 int predict_root_data(const char *cmdline, char *out, size_t len, const char **why)
 {
 	char h[1024];
@@ -293,38 +284,25 @@ int predict_root_data(const char *cmdline, char *out, size_t len, const char **w
 
 	*why = NULL;
 	n = cmdline_get(cmdline, "roothash", h, sizeof(h));
-	if (n == 0 && !word_present(cmdline, "roothash="))
+	if (n == 0 && !cmdline_has_key(cmdline, "roothash"))
 		return 0;
 	if (n == -EEXIST) {
 		*why = "roothash= is given more than once (cvminit refuses to boot)";
 		return -EEXIST;
 	}
 	if (n < 0) {
-		*why = "the command line cannot be parsed for roothash= (cvminit refuses "
-		       "to "
-		       "boot)";
+		*why = "the command line cannot be parsed for roothash= (cvminit refuses to boot)";
 		return -EINVAL;
 	}
-	if (n != 64) {
-		*why = "roothash= is not 64 lower-case hex digits (cvminit refuses to "
-		       "boot)";
-		return -EINVAL;
-	}
-	for (int i = 0; i < n; i++)
-		if (!isdigit((unsigned char)h[i]) && !(h[i] >= 'a' && h[i] <= 'f')) {
-			*why = "roothash= is not 64 lower-case hex digits (cvminit "
-			       "refuses "
-			       "to boot)";
-			return -EINVAL;
-		}
 	if (len < PREDICT_ROOT_MAX)
 		return -ENOBUFS;
-	/* The same "%.8s-%.4s-%.4s-%.4s-%.12s" split of each half as root_parse(). */
-	snprintf(out, len,
-		 "verity:%s:%.8s-%.4s-%.4s-%.4s-%.12s:%.8s-%.4s-%.4s-%.4s-%.12s:erofs", h,
-		 h, h + 8, h + 12, h + 16, h + 20, h + 32, h + 40, h + 44, h + 48,
-		 h + 52);
-	return 1;
+	/* The function cvminit forms its cvminit:root data with. */
+	n = identity_root(h, out, len);
+	if (n == -EINVAL) {
+		*why = "roothash= is not 64 lower-case hex digits (cvminit refuses to boot)";
+		return n;
+	}
+	return n < 0 ? n : 1;
 }
 
 static void quiet(int level, const char *msg, void *data)
@@ -339,6 +317,7 @@ int predict_state_from_luks(const char *path, char *out, size_t len, const char 
 	struct crypt_params_integrity ip = {0};
 	struct crypt_device *cd = NULL;
 	const char *uuid, *cipher, *mode, *integrity = "none";
+	char cipher_mode[96];
 	int r, key;
 
 	*why = NULL;
@@ -382,9 +361,10 @@ int predict_state_from_luks(const char *path, char *out, size_t len, const char 
 		}
 		key -= (int)ip.integrity_key_size;
 	}
-	r = snprintf(out, len, "luks2:%s:%s-%s:%d:%d:%s", uuid, cipher, mode, key * 8,
-		     crypt_get_sector_size(cd), integrity);
-	if (r < 0 || (size_t)r >= len) {
+	snprintf(cipher_mode, sizeof(cipher_mode), "%s-%s", cipher, mode);
+	r = identity_state(uuid, cipher_mode, (unsigned)key * 8,
+			   (unsigned)crypt_get_sector_size(cd), integrity, out, len);
+	if (r < 0) {
 		*why = "the header's strings are too long";
 		r = -ENOBUFS;
 		goto out;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "digest.h"
+#include "../lib/digest.h"
 #include "eventlog.h"
 
 #define REPLAY_PCRS 24

@@ -13,7 +13,8 @@
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_sys.h>
 
-#include "../init/log.h"
+#include "../lib/hex.h"
+#include "../lib/log.h"
 #include "eventlog.h"
 #include "seal.h"
 #include "tpm.h"
@@ -474,29 +475,10 @@ out:
 
 /* --- the token ------------------------------------------------------------------ */
 
-static void hex(const uint8_t *d, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
+/* The token spells its digests in lower-case hex of their exact size, nothing else. */
 static int unhex(const char *s, uint8_t *out, size_t n)
 {
-	if (strlen(s) != 2 * n)
-		return -EINVAL;
-	for (size_t i = 0; i < 2 * n; i++) {
-		char c = s[i];
-		int v = c >= '0' && c <= '9'   ? c - '0'
-			: c >= 'a' && c <= 'f' ? c - 'a' + 10
-					       : -1;
-		if (v < 0)
-			return -EINVAL;
-		if (i % 2 == 0)
-			out[i / 2] = (uint8_t)(v << 4);
-		else
-			out[i / 2] |= (uint8_t)v;
-	}
-	return 0;
+	return hex_is_lower(s, 2 * n) && hex_decode(s, out, n) == (int)n ? 0 : -EINVAL;
 }
 
 const char *seal_pcr_list(uint32_t mask, char *buf, size_t len)
@@ -537,7 +519,7 @@ int seal_token_format(const struct sealed *s, char **ret)
 			continue;
 		json_object_array_add(pcrs, json_object_new_int((int)i));
 		snprintf(idx, sizeof(idx), "%u", i);
-		hex(s->pcr_values[i], SEAL_DIGEST_SIZE, h);
+		hex_encode(s->pcr_values[i], SEAL_DIGEST_SIZE, h);
 		json_object_object_add(values, idx, json_object_new_string(h));
 	}
 	json_object_object_add(tok, "type", json_object_new_string(SEAL_TOKEN_TYPE));
@@ -546,7 +528,7 @@ int seal_token_format(const struct sealed *s, char **ret)
 	json_object_object_add(tok, "tpm2-pcrs", pcrs);
 	json_object_object_add(tok, "tpm2-pcr-bank", json_object_new_string("sha256"));
 	json_object_object_add(tok, "tpm2-primary-alg", json_object_new_string("ecc"));
-	hex(s->policy, SEAL_DIGEST_SIZE, h);
+	hex_encode(s->policy, SEAL_DIGEST_SIZE, h);
 	json_object_object_add(tok, "tpm2-policy-hash", json_object_new_string(h));
 	json_object_object_add(tok, "tpm2-pin", json_object_new_boolean(0));
 	json_object_object_add(tok, "cvminit-pcr-values", values);
@@ -708,8 +690,8 @@ int seal_drift(struct tpm *t, const struct sealed *s, const char *log_path, int 
 		    memcmp(now[i], s->pcr_values[i], SEAL_DIGEST_SIZE) == 0)
 			continue;
 		drifted++;
-		hex(s->pcr_values[i], SEAL_DIGEST_SIZE, want);
-		hex(now[i], SEAL_DIGEST_SIZE, got);
+		hex_encode(s->pcr_values[i], SEAL_DIGEST_SIZE, want);
+		hex_encode(now[i], SEAL_DIGEST_SIZE, got);
 		for (size_t k = 0; k < log.n && eo < sizeof(events); k++) {
 			const struct eventlog_record *e = &log.records[k];
 			if (e->pcr != i || !e->extended)

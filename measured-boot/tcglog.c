@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "digest.h"
+#include "../lib/digest.h"
 #include "tcglog.h"
 
 #define SPEC_ID_SIGNATURE  "Spec ID Event03" /* 16 bytes with its NUL */

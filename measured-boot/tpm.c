@@ -15,7 +15,7 @@
 #include <tss2/tss2_tcti_swtpm.h>
 #endif
 
-#include "../init/log.h"
+#include "../lib/log.h"
 #include "tpm.h"
 
 struct tpm {

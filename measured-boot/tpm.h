@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "digest.h"
+#include "../lib/digest.h"
 
 #define TPM_MAX_BANKS  8
 #define TPM_MAX_DIGEST 64

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(r == 0 || (r < 0 && err[0]));
 	if (r == 0) {
 		/* What the supervisor relies on: bounded tables, terminated strings, an
-		 * "after" that names a service of the file, argv inside the arena. */
+		 * "after" that names only other services of the file, argv inside the arena. */
 		FUZZ_ASSERT(c->nsvc >= 0 && c->nsvc <= SVC_MAX);
 		FUZZ_ASSERT(c->nmodules >= 0 && c->nmodules <= CONFIG_MODULE_MAX);
 		FUZZ_ASSERT(c->used <= CONFIG_ARENA);
@@ -37,7 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			FUZZ_ASSERT(memchr(d->name, 0, sizeof(d->name)));
 			FUZZ_ASSERT(config_service(c, d->name) != NULL);
-			FUZZ_ASSERT(d->after >= -1 && d->after < c->nsvc && d->after != i);
+			FUZZ_ASSERT(!(d->after_mask & (1u << i)) &&
+				    (d->after_mask >> c->nsvc) == 0);
 			FUZZ_ASSERT(d->nargv >= 1 && d->nargv <= SVC_ARGV_MAX);
 			FUZZ_ASSERT(d->argv[d->nargv] == NULL);
 			FUZZ_ASSERT(d->nenv >= 0 && d->nenv <= SVC_ENV_MAX);

@@ -2,7 +2,7 @@
  * kernel inside it with them), with pe_find() and the section data of what parses. */
 #include <errno.h>
 
-#include "../../measured-boot/digest.h"
+#include "../../lib/digest.h"
 #include "../../measured-boot/pe.h"
 #include "fuzz.h"
 

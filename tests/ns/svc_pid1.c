@@ -60,6 +60,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	power_init(&settings);
+	/* PID 1 of its namespace: the same sink as cvminit's (run.py reads its lines). */
+	log_use_console();
 	log_set_max_level(settings.log_level);
 	log_info("svc_pid1: %d services, shutdown_timeout %u s", cfg.nsvc,
 		 settings.shutdown_timeout);

@@ -12,9 +12,8 @@ import subprocess
 import threading
 import time
 
+import helpers
 from vm import REPO, VM, TestFailure, note, scaled
-import test_boot
-import test_node
 
 CVM_MEASURE = REPO / "build" / "cvm-measure"
 MEASUREMENTS = REPO / "build" / "image-test" / "measurements.json"
@@ -269,7 +268,7 @@ def check_saved(ev, work, cas):
 def test_attest_node():
     if not MEASUREMENTS.is_file():
         raise TestFailure(f"{MEASUREMENTS} is missing: 'make test-image' writes it")
-    disk = test_node.node_disk("attest")
+    disk = helpers.node_disk("attest")
     work = disk.parent
     ca = work / "ek-ca"
     port = free_port()
@@ -279,10 +278,10 @@ def test_attest_node():
            name="attest_boot", memory=2048, timeout=scaled(900),
            nic={"hostfwd": f"tcp:127.0.0.1:{port}-:{AGENT_PORT}"}, ek_ca=ca)
     with v:
-        test_boot.expect_start(v, "OVMF+UKI")
-        v.wait_for(r"cvminit: attest: started", scaled(test_node.STEP), since=0)
+        helpers.expect_start(v, "OVMF+UKI")
+        v.wait_for(r"cvminit: attest: started", scaled(helpers.NODE_STEP), since=0)
         # PCR 11 in measurements.json is the value after "ready".
-        v.wait_for(r"cvminit: measure: ready: PCR 11 sha256", scaled(test_node.STEP), since=0)
+        v.wait_for(r"cvminit: measure: ready: PCR 11 sha256", scaled(helpers.NODE_STEP), since=0)
         waited = wait_agent(port, scaled(120))
         note(f"the agent answered {waited:.1f} s after ready")
         t0 = time.monotonic()
@@ -330,7 +329,7 @@ def test_attest_node():
             raise TestFailure(f"AK/EK swap not refused by the binding ({proxy.error}):\n"
                               f"{r.stdout}")
         note("another TPM's EK certificate in the evidence: refused by the AK binding")
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
 
     check_saved(ev, work, cas)
 
@@ -473,8 +472,8 @@ def test_attest_cmdline_word_refused():
     if not MEASUREMENTS.is_file():
         raise TestFailure(f"{MEASUREMENTS} is missing: 'make test-image' writes it")
     word = "mitigations=auto"
-    disk = test_node.node_disk("attest_word")
-    test_measure.add_to_uki_cmdline(disk, word, keep_references=False)
+    disk = helpers.node_disk("attest_word")
+    helpers.add_to_uki_cmdline(disk, word, keep_references=False)
     work = disk.parent
     ca = work / "ek-ca"
     port = free_port()
@@ -483,12 +482,12 @@ def test_attest_cmdline_word_refused():
            name="attest_word", memory=2048, timeout=scaled(900),
            nic={"hostfwd": f"tcp:127.0.0.1:{port}-:{AGENT_PORT}"}, ek_ca=ca)
     with v:
-        test_boot.expect_start(v, "OVMF+UKI")
-        v.wait_for(r"cvminit: attest: started", scaled(test_node.STEP), since=0)
-        v.wait_for(r"cvminit: measure: ready: PCR 11 sha256", scaled(test_node.STEP), since=0)
+        helpers.expect_start(v, "OVMF+UKI")
+        v.wait_for(r"cvminit: attest: started", scaled(helpers.NODE_STEP), since=0)
+        v.wait_for(r"cvminit: measure: ready: PCR 11 sha256", scaled(helpers.NODE_STEP), since=0)
         wait_agent(port, scaled(120))
         r = attest(f"127.0.0.1:{port}", "--measurements", MEASUREMENTS, *cas, expect=1)
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
     for want in ("EK certificate: ok", "AK binding: ok", "logs: ok", "PCR 4 sha256: MISMATCH",
                  "PCR 11 sha256: MISMATCH"):
         if want not in r.stdout:

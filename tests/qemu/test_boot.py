@@ -16,12 +16,8 @@ import re
 import time
 
 from vm import TestFailure, boot, initrd_with, note, scaled
+from helpers import BOOT_COMPLETE, FIRST_LINE_TIMEOUT, POWEROFF_BOUND, READY, START, STEP_TIMEOUT, TIMELINE, expect_boot_complete, expect_poweroff, expect_ready, expect_refusal_and_poweroff, expect_start, power_off_via_button, timeline_note  # noqa: F401
 
-START = r"cvminit: cvminit (\S+) starting as PID 1"
-# the device path may be followed by more words ("/dev/input/event1 and others")
-READY = r"cvminit: ready: waiting for signals and the power button \((/dev/[^\s)]+)[^)]*\)"
-BOOT_COMPLETE = r"cvminit: boot complete in (\d+) ms"
-TIMELINE = r"cvminit: timeline: (\S+) (\d+(?:\.\d+)?) ms"
 
 # what cvminit must have mounted (mount point, fs type)
 MOUNTS = [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "devtmpfs"), ("/run", "tmpfs"),
@@ -31,22 +27,10 @@ MOUNTS = [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "devtmpfs"), ("/run", "
 TPM = r"cvminit: tpm: TPM 2\.0 ready on /dev/tpmrm0, PCR banks: (.*)$"
 TPM_BANKS = ["sha1", "sha256", "sha384", "sha512"]
 
-# generous: TCG boots take ~15 s (SeaBIOS) to ~35 s (OVMF) on 2 cores
-FIRST_LINE_TIMEOUT = 240
-STEP_TIMEOUT = 60
-POWEROFF_BOUND = 30   # seconds from system_powerdown to QEMU's exit
-
 
 def all_of(*words):
     """Regex: a cvminit line containing every word (any order)."""
     return r"cvminit: " + "".join(f"(?=.*{re.escape(w)})" for w in words)
-
-
-def expect_start(v, label):
-    v.wait_for(START, scaled(FIRST_LINE_TIMEOUT))
-    first = v.find(r"cvminit: ")[0][0]
-    note(f"{label}: first 'cvminit:' line {first:.1f} s after QEMU start")
-    return first
 
 
 def expect_mounts(v):
@@ -59,76 +43,6 @@ def expect_mounts(v):
     missing = [f"{mp} {fs}" for mp, fs in MOUNTS if (mp, fs) not in have]
     if missing:
         raise TestFailure(f"mounts line lacks: {', '.join(missing)}; line: {m.group(0)}")
-
-
-def expect_boot_complete(v):
-    """'boot complete in N ms' followed by timeline lines; returns (N, index of
-    the line after 'boot complete')."""
-    m = v.wait_for(BOOT_COMPLETE, scaled(STEP_TIMEOUT), since=0)
-    total = int(m.group(1))
-    after = v.cursor
-    v.wait_for(TIMELINE, scaled(STEP_TIMEOUT), since=after)
-    # timeline lines must follow "boot complete" (kernel lines may interleave)
-    between = [s for _, s in v.lines[after:v.cursor - 1] if "cvminit: " in s]
-    if between:
-        raise TestFailure(f"'boot complete' not directly followed by timeline lines: {between[0]}")
-    return total, after
-
-
-def timeline_note(v, total, after):
-    stages = []
-    for _, s in v.lines[after:]:
-        mm = re.search(TIMELINE, s)
-        if mm:
-            stages.append(f"{mm.group(1)} {float(mm.group(2)):g}")
-        elif "cvminit: " in s:
-            break
-    note(f"boot complete in {total} ms; timeline (ms): {', '.join(stages)}")
-
-
-def expect_ready(v):
-    m = v.wait_for(READY, scaled(STEP_TIMEOUT), since=0)
-    return m.group(1)
-
-
-def expect_poweroff(v, bound, t0=None):
-    """QEMU must exit by a guest power-off within bound seconds (from t0).
-
-    The kernel prints "reboot: Power down" right before the ACPI S5 write; with
-    two vCPUs that last line can still sit in another CPU's printk hand-off when
-    QEMU stops, so it is lost now and then. QEMU's QMP SHUTDOWN event says for
-    sure: reason guest-shutdown is a power-off (a panic with panic=-1 would be
-    guest-reset). Accept a missing console line when that event says so."""
-    t0 = time.monotonic() if t0 is None else t0
-    v.wait_exit(max(bound - (time.monotonic() - t0), 1))
-    dt = time.monotonic() - t0
-    reason = v.shutdown_reason()
-    said = bool(v.find(r"reboot: Power down"))
-    if reason is not None and reason != "guest-shutdown":
-        raise TestFailure(f"QEMU stopped with reason {reason}, not a guest power-off")
-    if not said:
-        if reason != "guest-shutdown":
-            v._fail("QEMU exited without the kernel's 'reboot: Power down' and without "
-                    "a QMP SHUTDOWN guest-shutdown event")
-        note("kernel's 'reboot: Power down' line lost at exit; QMP SHUTDOWN reason guest-shutdown")
-    return dt
-
-
-def power_off_via_button(v):
-    """system_powerdown (ACPI power button) -> orderly power-off, QEMU exits."""
-    t0 = time.monotonic()
-    bound = scaled(POWEROFF_BOUND)
-    v.qmp("system_powerdown")
-    v.wait_for(r"cvminit: power button: powering off", bound)
-    v.wait_for(r"cvminit: shutdown: ", max(bound - (time.monotonic() - t0), 1))
-    dt = expect_poweroff(v, bound, t0)
-    note(f"QEMU exited {dt:.1f} s after system_powerdown")
-
-
-def expect_refusal_and_poweroff(v):
-    v.wait_for(r"REFUSING TO BOOT", scaled(STEP_TIMEOUT), since=0)
-    expect_poweroff(v, scaled(POWEROFF_BOUND))
-    v.assert_absent(READY, "cvminit refused to boot but still reported ready")
 
 
 def full_boot(ovmf, label):

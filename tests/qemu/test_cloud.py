@@ -11,9 +11,7 @@ import shutil
 import subprocess
 import time
 
-import test_boot
-import test_node
-import test_state
+import helpers
 from vm import REPO, VM, WORK_ROOT, TestFailure, gpt_partitions, note, scaled
 
 ROOT_TYPE = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
@@ -110,41 +108,41 @@ def boot_on(name, disk, interface, dev, tpm_from, first):
            name=name, memory=2048, timeout=scaled(600), disk_interface=interface, **kw)
     pcrs = {}
     with v:
-        test_boot.expect_start(v, f"OVMF+UKI on {interface}")
+        helpers.expect_start(v, f"OVMF+UKI on {interface}")
         for n in (4, 7, 11):
             m = v.wait_for(rf"cvminit: tpm: PCR {n} sha256 ([0-9a-f]{{64}})$",
-                           scaled(test_node.STEP), since=0)
+                           scaled(helpers.NODE_STEP), since=0)
             pcrs[f"{n} sha256 at start"] = m.group(1)
         # The four partitions by type, on this interface's device names.
         for typ in ("esp", "root-x86-64", "root-x86-64-verity", "var"):
             v.wait_for(rf"cvminit: partitions: {re.escape(dev)}\d+ type {re.escape(typ)} ",
-                       scaled(test_node.STEP), since=0)
-        v.wait_for(r"cvminit: root: switched to the verified root", scaled(test_node.STEP),
+                       scaled(helpers.NODE_STEP), since=0)
+        v.wait_for(r"cvminit: root: switched to the verified root", scaled(helpers.NODE_STEP),
                    since=0)
         m = v.wait_for(rf"cvminit: state: {re.escape(dev)}\d+ .* mounted on /var(.*)$",
-                       scaled(test_node.STEP), since=0)
+                       scaled(helpers.NODE_STEP), since=0)
         if first != ("new filesystem" in m.group(1)):
             raise TestFailure(f"/var on {interface}: {m.group(0)} (first boot: {first})")
         if not first:
             m = v.wait_for(rf"cvminit: state: {re.escape(dev)}\d+: LUKS2 \S+ unsealed "
-                           r"\(PCRs ([0-9,+ ]+)\)", scaled(test_node.STEP), since=0)
+                           r"\(PCRs ([0-9,+ ]+)\)", scaled(helpers.NODE_STEP), since=0)
             note(f"{interface}: the state volume unsealed (PCRs {m.group(1)})")
             v.assert_absent(r"cvminit: state: .* is blank", f"the state was blank on {interface}")
         for pcr in (11, 15):
             for bank in ("sha256", "sha384"):
                 m = v.wait_for(rf"cvminit: measure: ready: PCR {pcr} {bank} ([0-9a-f]+)$",
-                               scaled(test_node.STEP), since=0)
+                               scaled(helpers.NODE_STEP), since=0)
                 pcrs[f"{pcr} {bank} at ready"] = m.group(1)
-        v.wait_for(r"cvminit: kubelet: started \(pid \d+\): " + re.escape(test_node.KUBELET_ARGV),
-                   scaled(test_node.STEP), since=0)
-        v.chan.wait_for(test_node.STANDIN + r"containerd answered", scaled(test_node.STEP),
+        v.wait_for(r"cvminit: kubelet: started \(pid \d+\): " + re.escape(helpers.KUBELET_ARGV),
+                   scaled(helpers.NODE_STEP), since=0)
+        v.chan.wait_for(helpers.STANDIN + r"containerd answered", scaled(helpers.NODE_STEP),
                         since=0)
-        test_boot.expect_ready(v)
+        helpers.expect_ready(v)
         # Every SCSI disk driver loaded but the Hyper-V one (no VMBus here: its
         # registration fails, and it is optional).
         v.assert_absent(r"cvminit: modules: (virtio_scsi|sd_mod|virtio_blk) \(optional, skipped\)",
                         "a disk driver of the initrd did not load")
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
     return pcrs, v
 
 
@@ -154,12 +152,12 @@ def test_cloud_disk_interfaces():
     interface's devices, the state volume sealed on the first boot unseals on the others
     (PCRs 4, 7, 11, 15 as sealed), and PCR 4, 7 and 11 at start and PCR 11 and 15 at
     `ready` (both banks) are the same on all three."""
-    disk = test_node.node_disk("cloud_disks")
+    disk = helpers.node_disk("cloud_disks")
     tpm, seen = None, {}
     for i, (interface, dev) in enumerate(INTERFACES):
         pcrs, v = boot_on(f"cloud_disk_{interface}", disk, interface, dev, tpm, i == 0)
         seen[interface] = pcrs
-        tpm = test_state.keep_tpm(v, disk.parent / "tpm")
+        tpm = helpers.keep_tpm(v, disk.parent / "tpm")
     ref = seen["virtio-blk"]
     differ = [f"PCR {k}: virtio-blk {ref[k][:16]}…, {i} {p[k][:16]}…"
               for i, p in seen.items() for k in ref if p[k] != ref[k]]
@@ -188,18 +186,18 @@ def test_cloud_vhd_boots():
     v = VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk), "format": "vpc"}],
            name="cloud_vhd", memory=2048, timeout=scaled(600))
     with v:
-        test_boot.expect_start(v, "OVMF+UKI from the VHD")
-        pcr4 = v.wait_for(r"cvminit: tpm: PCR 4 sha256 ([0-9a-f]{64})$", scaled(test_node.STEP),
+        helpers.expect_start(v, "OVMF+UKI from the VHD")
+        pcr4 = v.wait_for(r"cvminit: tpm: PCR 4 sha256 ([0-9a-f]{64})$", scaled(helpers.NODE_STEP),
                           since=0).group(1)
         for typ in ("esp", "root-x86-64", "root-x86-64-verity", "var"):
             v.wait_for(rf"cvminit: partitions: /dev/vda\d+ type {re.escape(typ)} ",
-                       scaled(test_node.STEP), since=0)
-        v.wait_for(r"cvminit: root: switched to the verified root", scaled(test_node.STEP),
+                       scaled(helpers.NODE_STEP), since=0)
+        v.wait_for(r"cvminit: root: switched to the verified root", scaled(helpers.NODE_STEP),
                    since=0)
         pcr11 = v.wait_for(r"cvminit: measure: ready: PCR 11 sha256 ([0-9a-f]{64})$",
-                           scaled(test_node.STEP), since=0).group(1)
-        test_boot.expect_ready(v)
-        test_boot.power_off_via_button(v)
+                           scaled(helpers.NODE_STEP), since=0).group(1)
+        helpers.expect_ready(v)
+        helpers.power_off_via_button(v)
     if pcr11 != predicted["11"]["expected"] or pcr4 != predicted["4"]["expected"]:
         raise TestFailure(f"the VHD's boot: PCR 4 {pcr4}, PCR 11 {pcr11}; measurements.json "
                           f"beside it: PCR 4 {predicted['4']['expected']}, PCR 11 "

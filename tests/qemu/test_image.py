@@ -8,36 +8,11 @@ import shutil
 import subprocess
 import time
 
+import helpers
 from vm import REPO, WORK_ROOT, VM, TestFailure, note, scaled
-import test_boot
+from helpers import IMAGE, IMAGE_DIR, image_or_fail, image_vm, sha256  # noqa: F401
 
-IMAGE_DIR = REPO / "build" / "image"
-IMAGE = IMAGE_DIR / "cvminit.raw"
 ZERO = "0" * 64
-
-
-def image_or_fail():
-    if not IMAGE.is_file():
-        raise TestFailure(f"{IMAGE} is missing: run 'make image' (make check does)")
-    return IMAGE
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def image_vm(name, timeout=400):
-    """A VM booting a private copy of the image (tests never write the build output)."""
-    work = WORK_ROOT / f"{name}-disk"
-    work.mkdir(parents=True, exist_ok=True)
-    disk = work / "disk.raw"
-    subprocess.run(["cp", "--sparse=always", str(image_or_fail()), str(disk)], check=True)
-    return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
-              name=name, memory=2048, timeout=scaled(timeout))
 
 
 def test_image_uki_boot():
@@ -49,12 +24,12 @@ def test_image_uki_boot():
     if not re.fullmatch(r"[0-9a-f]{64}", roothash):
         raise TestFailure(f"bad roothash file: {roothash!r}")
     with image_vm("image_uki_boot") as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         # The stub and the kernel's EFI stub say what they measured.
         pcr = {}
         for n in (4, 7, 11):
             m = v.wait_for(rf"cvminit: tpm: PCR {n} sha256 ([0-9a-f]{{64}})",
-                           scaled(test_boot.STEP_TIMEOUT), since=0)
+                           scaled(helpers.STEP_TIMEOUT), since=0)
             pcr[n] = m.group(1)
         for n in (4, 11):
             if pcr[n] == ZERO:
@@ -67,16 +42,16 @@ def test_image_uki_boot():
         want = {"root-x86-64": uuid(roothash[:32]), "root-x86-64-verity": uuid(roothash[32:])}
         for typ, partuuid in want.items():
             v.wait_for(rf"cvminit: partitions: /dev/vda\d type {re.escape(typ)} \(\S+\) "
-                       rf"partuuid {partuuid}$", scaled(test_boot.STEP_TIMEOUT), since=0)
+                       rf"partuuid {partuuid}$", scaled(helpers.STEP_TIMEOUT), since=0)
         v.wait_for(r"cvminit: partitions: /dev/vda\d type var ", scaled(30), since=0)
         v.wait_for(r"cvminit: partitions: /dev/vda\d type esp ", scaled(30), since=0)
-        test_boot.expect_ready(v)
+        helpers.expect_ready(v)
         # The plain image has no kubelet (Debian has none, none was given): containerd
         # runs, kubelet's start fails by name and is retried.
         v.wait_for(r"cvminit: containerd: ready \(socket ", scaled(120), since=0)
         v.wait_for(r"cvminit: kubelet: exec /usr/bin/kubelet: No such file or directory",
                    scaled(60), since=0)
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
 
 
 def test_image_reproducible():

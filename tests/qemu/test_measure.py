@@ -9,32 +9,9 @@ import re
 import struct
 import subprocess
 
+import helpers
 from vm import REPO, TestFailure, boot, gpt_partitions, initrd_with, note, scaled
-import test_boot
-import test_image
-import test_node
-
-CVM_MEASURE = REPO / "build" / "cvm-measure"
-ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
-
-
-def esp_offset(disk):
-    """Byte offset of the ESP in a GPT disk image."""
-    parts = gpt_partitions(disk)
-    if ESP_TYPE not in parts:
-        raise TestFailure(f"{disk}: no ESP partition")
-    return parts[ESP_TYPE][0]
-
-
-def uki_from_disk(disk, out):
-    """The UKI the firmware will boot: \\EFI\\BOOT\\BOOTX64.EFI from the disk's ESP, so the
-    prediction is for the very bytes booted even if build/image is rebuilt meanwhile."""
-    r = subprocess.run(["mcopy", "-n", "-o", "-i", f"{disk}@@{esp_offset(disk)}",
-                        "::/EFI/BOOT/BOOTX64.EFI", str(out)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        raise TestFailure(f"mcopy of BOOTX64.EFI from the ESP failed: {r.stdout.strip()}")
-    return out
+from helpers import CVM_MEASURE, ESP_TYPE, UKI_REFS, _cvm_measure, _references, _standin_files, add_to_uki_cmdline, esp_offset, uki_from_disk  # noqa: F401
 
 
 def predict(uki, json_out):
@@ -55,18 +32,18 @@ def predict(uki, json_out):
 
 def test_measure_pcr11_matches_boot():
     """cvm-measure predict's PCR 11 after the stub equals PCR 11 read in the booted VM."""
-    v = test_image.image_vm("measure_pcr11")
+    v = helpers.image_vm("measure_pcr11")
     disk = v.disks[0]["file"]
-    uki = uki_from_disk(disk, test_image.WORK_ROOT / "measure_pcr11-disk" / "BOOTX64.EFI")
-    if test_image.sha256(uki) != test_image.sha256(test_image.IMAGE_DIR / "cvminit.efi"):
+    uki = uki_from_disk(disk, helpers.WORK_ROOT / "measure_pcr11-disk" / "BOOTX64.EFI")
+    if helpers.sha256(uki) != helpers.sha256(helpers.IMAGE_DIR / "cvminit.efi"):
         note("the ESP's UKI differs from build/image/cvminit.efi (rebuilt meanwhile?); "
              "predicting for the ESP's")
-    values, out = predict(uki, test_image.WORK_ROOT / "measure_pcr11-disk" / "measurements.json")
+    values, out = predict(uki, helpers.WORK_ROOT / "measure_pcr11-disk" / "measurements.json")
     want = values[("sha256", "boot")]
     with v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         m = v.wait_for(r"cvminit: tpm: PCR 11 sha256 ([0-9a-f]{64})",
-                       scaled(test_boot.STEP_TIMEOUT), since=0)
+                       scaled(helpers.STEP_TIMEOUT), since=0)
         got = m.group(1)
     if got != want:
         raise TestFailure(f"PCR 11 sha256 after systemd-stub: predicted {want}, the booted "
@@ -76,7 +53,6 @@ def test_measure_pcr11_matches_boot():
 
 # --- cvminit's own measurements and its reference checks ------------------------------------
 
-UKI_REFS = REPO / "image" / "uki-refs.py"
 CONF = "/etc/cvminit/cvminit.conf"
 REF = "/etc/cvminit/reference"
 REFUSED = r"cvminit: \* REFUSING TO BOOT"
@@ -86,11 +62,11 @@ NOTHING = r"cvminit: \* nothing was unlocked and nothing was started; action: po
 def _refused_with(v, *words):
     """The box names what drifted (each word appears in the console output after the
     REFUSING line), says nothing was unlocked, no service started, and QEMU powers off."""
-    v.wait_for(REFUSED, scaled(test_boot.STEP_TIMEOUT), since=0)
-    v.wait_for(NOTHING, scaled(test_boot.STEP_TIMEOUT), since=0)
+    v.wait_for(REFUSED, scaled(helpers.STEP_TIMEOUT), since=0)
+    v.wait_for(NOTHING, scaled(helpers.STEP_TIMEOUT), since=0)
     # A power-off, said by the kernel or by QEMU's SHUTDOWN event: not a reset, a panic
     # or a timeout.
-    test_boot.expect_poweroff(v, scaled(test_boot.POWEROFF_BOUND))
+    helpers.expect_poweroff(v, scaled(helpers.POWEROFF_BOUND))
     parts = [s.split("cvminit: *", 1)[1].strip() for _, s in v.lines if "cvminit: *" in s]
     box = "\n".join(parts)
     # The box wraps at spaces, and cuts words longer than a line: look in both joins.
@@ -106,7 +82,7 @@ def _refused_with(v, *words):
 def test_measure_refuses_without_tpm():
     """No TPM and no TDX RTMR: cvminit refuses (measure=required is the default)."""
     with boot(ovmf=False, tpm=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         _refused_with(v, "no TPM", "/dev/tpmrm0", "TDX")
 
 
@@ -116,16 +92,16 @@ def test_measure_optional_boots_unmeasured():
     may weaken measuring)."""
     with boot(initrd=initrd_with({CONF: "set measure=optional\n"}), ovmf=False,
               tpm=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         v.wait_for(r"cvminit: measure: measure=optional .* booting UNMEASURED",
-                   scaled(test_boot.STEP_TIMEOUT), since=0)
-        test_boot.expect_ready(v)
-        test_boot.power_off_via_button(v)
+                   scaled(helpers.STEP_TIMEOUT), since=0)
+        helpers.expect_ready(v)
+        helpers.power_off_via_button(v)
     with boot("cvminit.measure=optional", ovmf=False, tpm=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         v.wait_for(r"cvminit\.measure cannot be given on the kernel command line",
-                   scaled(test_boot.STEP_TIMEOUT), since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+                   scaled(helpers.STEP_TIMEOUT), since=0)
+        helpers.expect_refusal_and_poweroff(v)
 
 
 def test_measure_config_drift_refused():
@@ -136,7 +112,7 @@ def test_measure_config_drift_refused():
     got = hashlib.sha256(text.encode()).hexdigest()
     with boot(initrd=initrd_with({CONF: text, REF: f"config sha256:{want}\n"}),
               ovmf=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         _refused_with(v, "DRIFT", "config file", f"sha256:{want}", f"sha256:{got}")
         # Measured before compared: the record of what drifted is in PCR 15's log.
         v.wait_for(r"cvminit: measure: PCR 15 \+= cvminit:config", 1, since=0)
@@ -148,7 +124,7 @@ def test_measure_root_drift_refused():
     h = "ab" * 32
     ident = f"verity:{h}:abababab-abab-abab-abab-abababababab:abababab-abab-abab-abab-abababababab:erofs"
     with boot(initrd=initrd_with({REF: f"root {ident}\n"}), ovmf=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         _refused_with(v, "DRIFT", "verified root", h[:40], "no roothash=")
 
 
@@ -156,38 +132,14 @@ def test_measure_bad_reference_refused():
     """A reference file that does not parse (an unfilled image slot): refused."""
     with boot(initrd=initrd_with({REF: "unfilled-cvminit-reference-slot\n\n\n"}),
               ovmf=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         _refused_with(v, "bad reference values", "/etc/cvminit/reference:1", "unknown key")
-
-
-def add_to_uki_cmdline(disk, cmdline_extra, keep_references=False):
-    """Adds words to the command line of the UKI in disk's ESP (image/uki-refs.py); its
-    references either left as built (drift) or rewritten to match (a consistent image
-    that measures differently). Returns the command line the UKI was built with."""
-    uki = uki_from_disk(disk, disk.parent / "BOOTX64.EFI")
-    cmdline = re.search(r"^cmdline (.*)$", _references(uki), re.M).group(1)
-    args = ["python3", str(UKI_REFS), "--uki", str(uki), "--disk", str(disk),
-            "--cmdline", f"{cmdline} {cmdline_extra}"]
-    if keep_references:
-        args.append("--keep-references")
-    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        raise TestFailure(f"uki-refs.py failed: {r.stdout}")
-    return cmdline
 
 
 def _uki_variant(name, cmdline_extra, keep_references):
     """A copy of the node test disk with add_to_uki_cmdline applied."""
-    disk = test_node.node_disk(name)
+    disk = helpers.node_disk(name)
     return disk, add_to_uki_cmdline(disk, cmdline_extra, keep_references)
-
-
-def _references(uki):
-    data = open(uki, "rb").read()
-    i = data.find(b"# cvminit reference values")
-    if i < 0:
-        raise TestFailure(f"{uki}: no filled-in reference values in the UKI's initrd")
-    return data[i:data.index(b"\n\n", i)].decode()
 
 
 def test_measure_cmdline_drift_refused():
@@ -196,9 +148,9 @@ def test_measure_cmdline_drift_refused():
     the reference and refuses naming both, before the root is opened."""
     extra = "cvminit.log_level=debug"
     disk, cmdline = _uki_variant("measure_cmdline_drift", extra, keep_references=True)
-    v = test_node.node_vm("measure_cmdline_drift", disk)
+    v = helpers.node_vm("measure_cmdline_drift", disk)
     with v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         box = _refused_with(v, "DRIFT", "kernel command line", extra)
         v.assert_absent(r"cvminit: root: ", "the root was looked at despite the refusal")
     note("refusal as printed:\n" + box)
@@ -206,33 +158,6 @@ def test_measure_cmdline_drift_refused():
 
 STATE_TYPE = "4d21b016-b534-45c2-a9fb-5c16e091fd2d"
 BANKS = ("sha256", "sha384")
-
-
-def _standin_files(v):
-    """The files the kubelet stand-in printed as base64 at its first start (read on the
-    test channel): {guest path: bytes}."""
-    chunks, done = {}, {}
-    for _, s in v.chan.lines:
-        m = re.search(r"kubelet-standin: file (\S+) ([A-Za-z0-9+/=]+)$", s)
-        if m and m.group(1) not in done:
-            chunks.setdefault(m.group(1), []).append(m.group(2))
-        m = re.search(r"kubelet-standin: end (\S+) (\d+)$", s)
-        if m and m.group(1) not in done:
-            data = base64.b64decode("".join(chunks.get(m.group(1), [])))
-            if len(data) != int(m.group(2)):
-                raise TestFailure(f"{m.group(1)}: got {len(data)} bytes of {m.group(2)} "
-                                  "(channel lines lost?)")
-            done[m.group(1)] = data
-    return done
-
-
-def _cvm_measure(*args, check=True):
-    r = subprocess.run([str(CVM_MEASURE), *map(str, args)], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True)
-    if check and r.returncode != 0:
-        raise TestFailure(f"cvm-measure {' '.join(map(str, args))}: exit {r.returncode}\n"
-                          f"{r.stdout}\n{r.stderr}")
-    return r
 
 
 # --- PCR 4: the firmware's records of the UKI and of the kernel the stub loads -------------
@@ -337,13 +262,13 @@ def test_measure_node_pcrs_match_prediction():
     firmware log's PCR 4 events replay to, event by event the predicted ones, and the
     sha256 value cvminit read at start."""
     name = "measure_node"
-    disk = test_node.node_disk(name)
+    disk = helpers.node_disk(name)
     work = disk.parent
     uki = uki_from_disk(disk, work / "BOOTX64.EFI")
     got = {}
-    v = test_node.node_vm(name, disk)
+    v = helpers.node_vm(name, disk)
     with v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         # Before cvminit extends anything; nothing after the firmware touches PCR 4.
         pcr4_start = v.wait_for(r"cvminit: tpm: PCR 4 sha256 ([0-9a-f]{64})$",
                                 scaled(300), since=0).group(1)
@@ -356,7 +281,7 @@ def test_measure_node_pcrs_match_prediction():
                         scaled(120), since=0)
         files = _standin_files(v)
         failed = failed_boot_options(v)
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
     # PCR 4 sha256 joins the comparisons below and verify's replay of the firmware log.
     got[(4, "sha256")] = pcr4_start
 

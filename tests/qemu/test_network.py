@@ -24,13 +24,11 @@ import secrets
 import socket
 import threading
 
-import test_boot
-import test_node
-import test_state
+import helpers
 from vm import TestFailure, note, scaled
 
 STEP = 180
-STANDIN = test_node.STANDIN + r"net: "
+STANDIN = helpers.STANDIN + r"net: "
 READY_PCR = r"cvminit: measure: ready: PCR (\d+) (sha256|sha384) ([0-9a-f]+)"
 SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding",
            "net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables")
@@ -70,7 +68,7 @@ def expected_hostname(machine_id):
 
 
 def ready_pcrs(v):
-    test_boot.expect_ready(v)
+    helpers.expect_ready(v)
     v.wait_for(READY_PCR, scaled(STEP), since=0)
     return {(m.group(1), m.group(2)): m.group(3)
             for _, s in v.find(READY_PCR) for m in [re.search(READY_PCR, s)]}
@@ -85,7 +83,7 @@ def network_up_before_kubelet(v, address4):
                since=0)
     m = v.wait_for(r"cvminit: network: ready \(IPv[46] default route on (eth\d), address "
                    r"\S+ after (\d+) ms\)", scaled(STEP), since=0)
-    v.chan.wait_for(test_node.SVC + r"network: eth\d: leased " + re.escape(address4)
+    v.chan.wait_for(helpers.SVC + r"network: eth\d: leased " + re.escape(address4)
                     + r" for \d+ seconds", scaled(STEP), since=0)
     v.wait_for(r"cvminit: kubelet: started \(pid \d+\)", scaled(STEP), since=0)
     if v.console.index_of(r"cvminit: network: ready") > v.console.index_of(
@@ -99,7 +97,7 @@ def standin_sees(v, regex):
 
 
 def hostname_checked(v):
-    machine_id = test_node.machine_id_checked(v)
+    machine_id = helpers.machine_id_checked(v)
     want = expected_hostname(machine_id)
     v.wait_for(r"cvminit: net: hostname " + want + r" \(from the machine ID\)", scaled(STEP),
                since=0)
@@ -130,12 +128,12 @@ def kubernetes_kernel_settings(v):
 
 
 def test_network_lease_dns_hostname_and_pcrs():
-    disk = test_node.node_disk("net")
+    disk = helpers.node_disk("net")
     server = LineServer()
     try:
         nic = {"guestfwd": [("10.0.2.100", 80, server.port)], "domainname": "one.test"}
-        with test_node.node_vm("net_boot1", disk, nic=nic) as v:
-            test_boot.expect_start(v, "OVMF+UKI")
+        with helpers.node_vm("net_boot1", disk, nic=nic) as v:
+            helpers.expect_start(v, "OVMF+UKI")
             ifname, ms = network_up_before_kubelet(v, "10.0.2.15")
             host = hostname_checked(v)
             lease_seen(v, ifname, "10.0.2.15", "fec0::5054:ff:fe12:3456", "one.test")
@@ -146,17 +144,17 @@ def test_network_lease_dns_hostname_and_pcrs():
             if f"cvminit-net-probe {host}" not in server.lines:
                 raise TestFailure(f"the server got {server.lines}, not the probe from {host}")
             pcrs1 = ready_pcrs(v)
-            test_boot.power_off_via_button(v)
+            helpers.power_off_via_button(v)
         note(f"boot 1: {ifname} 10.0.2.15 ready {ms} ms after dhcpcd started; hostname "
              f"{host}; TCP to the test's server answered")
     finally:
         server.close()
 
-    tpm = test_state.keep_tpm(v, disk.parent / "tpm")
+    tpm = helpers.keep_tpm(v, disk.parent / "tpm")
     nic = {"net": "10.0.5.0/24", "dhcpstart": "10.0.5.77", "dns": "10.0.5.53",
            "domainname": "two.test", "ipv6-prefix": "fec0:5::", "ipv6-prefixlen": 64}
-    with test_node.node_vm("net_boot2", disk, tpm_from=tpm, nic=nic) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+    with helpers.node_vm("net_boot2", disk, tpm_from=tpm, nic=nic) as v:
+        helpers.expect_start(v, "OVMF+UKI")
         ifname, ms = network_up_before_kubelet(v, "10.0.5.77")
         if hostname_checked(v) != host:
             raise TestFailure("the hostname changed between two boots of the same node")
@@ -164,15 +162,15 @@ def test_network_lease_dns_hostname_and_pcrs():
         v.chan.assert_absent(STANDIN + r"(resolv.conf: .*one\.test|address eth\d 10\.0\.2\.)",
                              "the first boot's lease is still there")
         pcrs2 = ready_pcrs(v)
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
     if len(pcrs1) < 4 or pcrs1 != pcrs2:
         raise TestFailure(f"PCRs at ready differ between two DHCP answers: {pcrs1} vs {pcrs2}")
     note(f"boot 2: another lease (10.0.5.77, fec0:5::/64, two.test), the same hostname "
          f"and the same {len(pcrs1)} PCR values at ready")
 
-    tpm = test_state.keep_tpm(v, disk.parent / "tpm")
-    with test_node.node_vm("net_boot3", disk, tpm_from=tpm, nic=None) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+    tpm = helpers.keep_tpm(v, disk.parent / "tpm")
+    with helpers.node_vm("net_boot3", disk, tpm_from=tpm, nic=None) as v:
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(r"cvminit: net: no network device without a driver found \(no NIC\?\)",
                    scaled(STEP), since=0)
         v.wait_for(r"cvminit: containerd: ready", scaled(STEP), since=0)
@@ -184,6 +182,6 @@ def test_network_lease_dns_hostname_and_pcrs():
         v.wait_for(r"cvminit: network: started \(pid \d+\)", scaled(STEP))
         v.assert_absent(r"cvminit: kubelet: started", "kubelet started without a network")
         v.assert_absent(r"cvminit: measure: ready: PCR", "ready measured without kubelet")
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
     note("boot 3 (no NIC): the network service retried with a console line, kubelet never "
          "started, power-off worked")

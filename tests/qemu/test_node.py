@@ -15,46 +15,9 @@ import hashlib
 import re
 import subprocess
 
-import test_boot
-import test_state
+import helpers
 from vm import REPO, WORK_ROOT, VM, TestFailure, note, scaled
-
-TEST_IMAGE = REPO / "build" / "image-test" / "cvminit.raw"
-STEP = 120
-KUBELET_ARGV = ("/usr/bin/kubelet --config=/etc/kubernetes/kubelet.yaml "
-                "--container-runtime-endpoint=unix:///run/containerd/containerd.sock "
-                "--kubeconfig=/etc/kubernetes/kubelet.conf "
-                "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf")
-
-
-def node_disk(name):
-    if not TEST_IMAGE.is_file():
-        raise TestFailure(f"{TEST_IMAGE} is missing: run 'make test-image' (make check does)")
-    work = WORK_ROOT / f"{name}-disk"
-    work.mkdir(parents=True, exist_ok=True)
-    disk = work / "disk.raw"
-    subprocess.run(["cp", "--sparse=always", str(TEST_IMAGE), str(disk)], check=True)
-    return disk
-
-
-def node_vm(name, disk, tpm_from=None, nic="auto"):
-    """tpm_from: the vTPM state of an earlier boot (the state key is sealed to it).
-    nic: as VM's (default: a restricted user network, which kubelet waits for)."""
-    if tpm_from:
-        return VM(None, None, None, ovmf=True, tpm=True,
-                                disks=[{"file": str(disk)}], name=name, memory=2048,
-                                timeout=scaled(600), tpm_from=tpm_from, nic=nic)
-    return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
-              name=name, memory=2048, timeout=scaled(600), nic=nic)
-
-
-# A service's line on the test channel: a kmsg record at LOG_DEBUG (7), "<name>: <line>".
-SVC = r"^<7>\[[^\]]*\] "
-STANDIN = SVC + "kubelet: kubelet-standin: "
-
-
-def index_of(v, regex):
-    return v.console.index_of(regex)
+from helpers import KUBELET_ARGV, STANDIN, NODE_STEP as STEP, SVC, TEST_IMAGE, index_of, machine_id_checked, node_disk, node_vm  # noqa: F401
 
 
 def guest_time(line):
@@ -164,29 +127,10 @@ def containerd_killed_and_restarted(v):
     note(f"containerd SIGKILLed and back after {t_started - kill_t:.1f} s; kubelet restarted")
 
 
-def machine_id_checked(v):
-    """The machine ID kubelet reads from /etc/machine-id is the one cvminit logged, and that
-    is SHA-256("cvminit machine-id:" + the state's LUKS2 UUID) as a version-4 UUID,
-    computed here on its own."""
-    m = v.wait_for(r"cvminit: state: machine ID ([0-9a-f]{32}) \(from LUKS2 ([0-9a-f-]{36})\)",
-                   scaled(STEP), since=0)
-    logged, luks_uuid = m.group(1), m.group(2)
-    d = bytearray(hashlib.sha256(b"cvminit machine-id:" + luks_uuid.encode()).digest()[:16])
-    d[6] = (d[6] & 0x0F) | 0x40
-    d[8] = (d[8] & 0x3F) | 0x80
-    if logged != d.hex():
-        raise TestFailure(f"machine ID {logged} is not the one derived from {luks_uuid}: "
-                          f"{d.hex()}")
-    seen = v.chan.wait_for(STANDIN + r"machine-id: (.*)$", scaled(STEP), since=0).group(1)
-    if seen.strip() != logged:
-        raise TestFailure(f"kubelet read /etc/machine-id {seen!r}, cvminit made {logged}")
-    return logged
-
-
 def test_node_boot_services_and_persistence():
     disk = node_disk("node")
     with node_vm("node_boot1", disk) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(r"cvminit: root: switched to the verified root", scaled(STEP), since=0)
         v.wait_for(r"cvminit: state: /dev/vda\d is blank: first boot, making ext4",
                    scaled(STEP), since=0)
@@ -212,17 +156,17 @@ def test_node_boot_services_and_persistence():
         container_runs_with_runc(v)
         orphan_reaped(v)
         containerd_killed_and_restarted(v)
-        test_boot.expect_ready(v)
-        test_boot.power_off_via_button(v)
+        helpers.expect_ready(v)
+        helpers.power_off_via_button(v)
         if index_of(v, r"shutdown: stopping kubelet") > index_of(v, r"shutdown: stopping containerd"):
             raise TestFailure("containerd was stopped before kubelet")
         v.wait_for(r"cvminit: shutdown: unmounted /var", 1, since=0)
     # The whole boot, power-off included: containerd logs dozens of lines at its start.
     seen = no_service_output_on_console(v, {"containerd": 10, "kubelet": 20})
 
-    tpm = test_state.keep_tpm(v, disk.parent / "tpm")
+    tpm = helpers.keep_tpm(v, disk.parent / "tpm")
     with node_vm("node_boot2", disk, tpm_from=tpm) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         m = v.wait_for(r"cvminit: state: /dev/vda\d .* mounted on /var(.*)$", scaled(STEP),
                        since=0)
         if "new filesystem" in m.group(1):
@@ -240,7 +184,7 @@ def test_node_boot_services_and_persistence():
                              "the stand-in repeated its one-time probes on the second boot")
         v.assert_absent(r"cvminit: containerd: (killed|exited|restarting)",
                         "containerd went down on the second boot")
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
     seen2 = no_service_output_on_console(v, {"containerd": 10, "kubelet": 10})
     note(f"service lines on the test channel at kmsg level 7, none on the console: boot 1 "
          f"containerd {seen['containerd']}, kubelet {seen['kubelet']}; boot 2 containerd "

@@ -10,47 +10,16 @@ import re
 import struct
 import subprocess
 
-import test_boot
 import vm
-import test_image
-import test_node
+import helpers
 from vm import VM, WORK_ROOT, TestFailure, boot, gpt_partitions as partitions, note, scaled
+from helpers import disk_copy, roothash, uki_cmdline  # noqa: F401
 
 ROOT_TYPE = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 VERITY_TYPE = "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5"
 SWITCHED = (r"cvminit: root: switched to the verified root "
             r"\(erofs on (\S+), roothash ([0-9a-f]{64})\)")
 MISMATCH = r"cvminit: root: root hash does not match the verity partition /dev/vda\d"
-
-
-def uki_cmdline(uki):
-    """The UKI's embedded command line (its .cmdline PE section)."""
-    data = open(uki, "rb").read()
-    pe = struct.unpack_from("<I", data, 0x3C)[0]
-    nsec = struct.unpack_from("<H", data, pe + 6)[0]
-    table = pe + 24 + struct.unpack_from("<H", data, pe + 20)[0]
-    for i in range(nsec):
-        name, vsize, _, rawsize, rawptr = struct.unpack_from("<8sIIII", data, table + 40 * i)
-        if name.rstrip(b"\0") == b".cmdline":
-            return data[rawptr:rawptr + min(vsize, rawsize)].rstrip(b"\0").decode().strip()
-    raise TestFailure(f"{uki} has no .cmdline section")
-
-
-def roothash():
-    """roothash= of the UKI the image boots (build/image/cvminit.efi, made with the disk)."""
-    m = re.search(r"(?:^|\s)roothash=(\S+)", uki_cmdline(test_image.IMAGE_DIR / "cvminit.efi"))
-    if not m or not re.fullmatch(r"[0-9a-f]{64}", m.group(1)):
-        raise TestFailure("the UKI's command line has no roothash=<64 hex>")
-    return m.group(1)
-
-
-def disk_copy(name):
-    work = WORK_ROOT / f"{name}-disk"
-    work.mkdir(parents=True, exist_ok=True)
-    disk = work / "disk.raw"
-    subprocess.run(["cp", "--sparse=always", str(test_image.image_or_fail()), str(disk)],
-                   check=True)
-    return disk
 
 
 def flip(disk, offset):
@@ -72,9 +41,9 @@ def test_root_switch():
     opened, erofs mounted, switch_root; the config read from the initrd before the root,
     ready, and the power button powers the node off cleanly."""
     h = roothash()
-    step = scaled(test_boot.STEP_TIMEOUT)
+    step = scaled(helpers.STEP_TIMEOUT)
     with image_vm("root_switch", disk_copy("root_switch")) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(rf"cvminit: root: roothash {h}: root partition {h[:8]}-", step)
         v.wait_for(r"cvminit: root: data /dev/vda\d, hash tree /dev/vda\d "
                    r"\(found after \d+ ms\)", step)
@@ -89,14 +58,14 @@ def test_root_switch():
         # opened); the services start after the switch.
         m = v.wait_for(r"cvminit: config: /etc/cvminit/cvminit\.conf: (\d+) service\(s\)",
                        step, since=0)
-        if test_node.index_of(v, re.escape(m.group(0))) > test_node.index_of(v, SWITCHED):
+        if helpers.index_of(v, re.escape(m.group(0))) > helpers.index_of(v, SWITCHED):
             raise TestFailure("the config was loaded after switch_root, not from the initrd")
         note(f"initrd's config: {m.group(1)} service(s)")
-        total, after = test_boot.expect_boot_complete(v)
-        test_boot.expect_ready(v)
-        test_boot.timeline_note(v, total, after)
+        total, after = helpers.expect_boot_complete(v)
+        helpers.expect_ready(v)
+        helpers.timeline_note(v, total, after)
         v.assert_absent(r"cvminit: root: no roothash=", "the UKI carries roothash=")
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
 
 
 def test_root_tampered_data():
@@ -107,12 +76,12 @@ def test_root_tampered_data():
     off, size = partitions(disk)[ROOT_TYPE]
     flip(disk, off + 1024 + 8)  # inside the erofs superblock (offset 1024)
     with image_vm("root_tampered_data", disk) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
-        v.wait_for(r"cvminit: verity: /dev/vda\d: sha256", scaled(test_boot.STEP_TIMEOUT))
+        helpers.expect_start(v, "OVMF+UKI")
+        v.wait_for(r"cvminit: verity: /dev/vda\d: sha256", scaled(helpers.STEP_TIMEOUT))
         v.wait_exit(scaled(120))
         reason = v.shutdown_reason()
         v.assert_absent(SWITCHED, "a tampered root was switched to")
-        v.assert_absent(test_boot.READY, "a tampered root came up")
+        v.assert_absent(helpers.READY, "a tampered root came up")
         corrupt = v.find(r"device-mapper: verity: .*is corrupted")
         # dm-verity must be what caught it (its line), then either its restart or, when
         # the failed read reached cvminit's mount first, cvminit's refusal.
@@ -136,7 +105,7 @@ def test_root_tampered_data_panic():
     no_panic_fail = [p for p in vm.FAIL_PATTERNS if p[0] != "kernel panic"]
     with boot(f"roothash={h} cvminit.verity_error=panic", ovmf=False,
               disks=[{"file": str(disk)}], memory=1024, fail_patterns=no_panic_fail) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         m = v.wait_for(r"Kernel panic.*", scaled(120), since=0)
         v.wait_exit(scaled(60))
         v.assert_absent(SWITCHED, "a tampered root was switched to")
@@ -153,12 +122,12 @@ def test_root_tampered_hash_tree():
     off, size = partitions(disk)[VERITY_TYPE]
     flip(disk, off + 4096 + 17)  # the top hash block follows the 4 KiB superblock block
     with boot(f"roothash={h}", ovmf=False, disks=[{"file": str(disk)}], memory=1024) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         v.wait_for(rf"cvminit: verity: top hash block of /dev/vda\d hashes to [0-9a-f]{{64}}, "
-                   rf"roothash= is {h}", scaled(test_boot.STEP_TIMEOUT), since=0)
+                   rf"roothash= is {h}", scaled(helpers.STEP_TIMEOUT), since=0)
         v.wait_for(MISMATCH + r" \(roothash=[0-9a-f]{64}\): the root was changed or the UKI "
-                   r"is not for this disk", scaled(test_boot.STEP_TIMEOUT), since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+                   r"is not for this disk", scaled(helpers.STEP_TIMEOUT), since=0)
+        helpers.expect_refusal_and_poweroff(v)
         v.assert_absent(SWITCHED)
 
 
@@ -169,29 +138,29 @@ def test_root_no_partition():
     zero_uuid = "00000000-0000-0000-0000-000000000000"
     with boot("roothash=" + "0" * 64 + " cvminit.device_timeout=2", ovmf=False,
               disks=[{"file": str(disk)}]) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         want = (f"no partition of type root-x86-64 with PARTUUID {zero_uuid}, nor of type "
                 f"root-x86-64-verity with PARTUUID {zero_uuid} after 2 s")
-        v.wait_for("cvminit: root: " + re.escape(want), scaled(test_boot.STEP_TIMEOUT), since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+        v.wait_for("cvminit: root: " + re.escape(want), scaled(helpers.STEP_TIMEOUT), since=0)
+        helpers.expect_refusal_and_poweroff(v)
 
 
 def test_root_bad_roothash():
     """roothash=xyz: a refusal naming the value and the expected form."""
     with boot("roothash=xyz", ovmf=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         v.wait_for(r"cvminit: root: bad kernel command line: roothash=xyz is not a root hash: "
-                   r"expected 64 lower-case hex digits", scaled(test_boot.STEP_TIMEOUT), since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+                   r"expected 64 lower-case hex digits", scaled(helpers.STEP_TIMEOUT), since=0)
+        helpers.expect_refusal_and_poweroff(v)
 
 
 def test_root_empty_roothash():
     """roothash= with no value is not "no root hash": refused."""
     with boot("roothash=", ovmf=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         v.wait_for(r"cvminit: root: bad kernel command line: roothash= is empty: expected 64 "
-                   r"lower-case hex digits", scaled(test_boot.STEP_TIMEOUT), since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+                   r"lower-case hex digits", scaled(helpers.STEP_TIMEOUT), since=0)
+        helpers.expect_refusal_and_poweroff(v)
         v.assert_absent(r"cvminit: root: no roothash=", "an empty roothash= passed for none")
 
 
@@ -199,11 +168,11 @@ def test_root_roothash_twice():
     """roothash= given twice: ambiguous, refused."""
     h = "ab" * 32
     with boot(f"roothash={h} roothash={h}", ovmf=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         v.wait_for(r"cvminit: root: bad kernel command line: roothash= is given more than "
                    r"once",
-                   scaled(test_boot.STEP_TIMEOUT), since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+                   scaled(helpers.STEP_TIMEOUT), since=0)
+        helpers.expect_refusal_and_poweroff(v)
 
 
 def test_root_two_disks():
@@ -212,9 +181,9 @@ def test_root_two_disks():
     h = roothash()
     a, b = disk_copy("root_two_disks_a"), disk_copy("root_two_disks_b")
     with boot(f"roothash={h}", ovmf=False, disks=[{"file": str(a)}, {"file": str(b)}]) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         v.wait_for(rf"cvminit: root: 2 partitions of type root-x86-64(-verity)? with PARTUUID "
-                   rf"{h[:8]}-\S+: the root is ambiguous", scaled(test_boot.STEP_TIMEOUT),
+                   rf"{h[:8]}-\S+: the root is ambiguous", scaled(helpers.STEP_TIMEOUT),
                    since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+        helpers.expect_refusal_and_poweroff(v)
         v.assert_absent(r"cvminit: verity: ", "a verity device was opened despite two roots")

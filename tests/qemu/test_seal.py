@@ -18,11 +18,7 @@ import shutil
 import subprocess
 
 import hosttpm
-import test_boot
-import test_measure
-import test_node
-import test_root
-import test_state
+import helpers
 from vm import REPO, VM, TestFailure, boot, initrd_with, note, scaled
 
 ATTACKER = REPO / "build" / "unseal-attacker"
@@ -54,8 +50,8 @@ def control_token(tpm_state, token, work):
 def attack_plan(files, token_json, control_json):
     """The extends that take PCRs 11 and 15 from zero to the node's values before it
     sealed or unsealed (the stub's and cvminit's records), then the two tokens."""
-    extends = (test_state.firmware_sha256_extends(files["/run/log/cvminit/firmware.log"])
-               + test_state.cvminit_sha256_extends(files["/run/log/cvminit/measure.log"],
+    extends = (helpers.firmware_sha256_extends(files["/run/log/cvminit/firmware.log"])
+               + helpers.cvminit_sha256_extends(files["/run/log/cvminit/measure.log"],
                                                    "cvminit:state"))
     lines = [f"extend {pcr} {dg.hex()}" for pcr, dg in extends if pcr in (11, 15)]
     if not any(x.startswith("extend 11 ") for x in lines) or \
@@ -85,7 +81,7 @@ def attacker_initrd(work, plan):
 def uki_kernel(disk, work):
     """The kernel inside the disk's UKI (its .linux section): the image's own kernel,
     booted bare."""
-    uki = test_measure.uki_from_disk(disk, work / "BOOTX64.EFI")
+    uki = helpers.uki_from_disk(disk, work / "BOOTX64.EFI")
     out = work / "vmlinuz"
     subprocess.run(["objcopy", "-O", "binary", "--only-section=.linux", str(uki), str(out)],
                    check=True)
@@ -98,10 +94,10 @@ def test_seal_attacker_kernel_cannot_unseal():
     if not ATTACKER.is_file():
         raise TestFailure(f"{ATTACKER} is missing: run 'make build/unseal-attacker' "
                           "(make check does)")
-    b = test_state.first_booted()
-    disk, tpm = test_state.copy_base("seal_attack")
+    b = helpers.first_booted()
+    disk, tpm = helpers.copy_base("seal_attack")
     work = disk.parent
-    meta, _ = test_state.luks_json(disk, work)
+    meta, _ = helpers.luks_json(disk, work)
     token = meta["tokens"]["0"]
     if token["tpm2-pcrs"] != [4, 7, 11, 15]:
         raise TestFailure(f"the node's key is sealed to PCRs {token['tpm2-pcrs']}")
@@ -120,7 +116,7 @@ def test_seal_attacker_kernel_cannot_unseal():
         control = v.wait_for(r"attacker: token control \(PCRs ([\d,]+)\): (.*)$",
                              scaled(60))
         v.wait_for(r"attacker: done", scaled(60))
-        test_boot.expect_poweroff(v, scaled(60))
+        helpers.expect_poweroff(v, scaled(60))
     if refused.group(1) != "4,7,11,15" or "unseal refused" not in refused.group(2):
         raise TestFailure(f"the attacker kernel got the node's key: {refused.group(0)}")
     want = f"UNSEALED 64 bytes, sha256 {hashlib.sha256(control_key).hexdigest()}"
@@ -132,10 +128,10 @@ def test_seal_attacker_kernel_cannot_unseal():
 
     # The node's own UKI on the same disk and vTPM: unsealed, /var as it was, and the
     # phases measured in the order the docs promise.
-    with test_state.node("seal_attack_after", disk, tpm_from=tpm) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
-        v.wait_for(test_state.UNSEALED, scaled(STEP), since=0)
-        m = v.wait_for(test_state.MOUNTED, scaled(STEP), since=0)
+    with helpers.node("seal_attack_after", disk, tpm_from=tpm) as v:
+        helpers.expect_start(v, "OVMF+UKI")
+        v.wait_for(helpers.UNSEALED, scaled(STEP), since=0)
+        m = v.wait_for(helpers.MOUNTED, scaled(STEP), since=0)
         if "new filesystem" in m.group(2):
             raise TestFailure("the node's UKI made a new filesystem after the attack")
         v.chan.wait_for(r"kubelet-standin: start 2 recorded", scaled(STEP), since=0)
@@ -145,7 +141,7 @@ def test_seal_attacker_kernel_cannot_unseal():
                         scaled(STEP), since=0)
         fence = v.chan.wait_for(r"kubelet-standin: fence: attacker: token disk \(PCRs "
                                 r"([\d,]+)\): (.*)$", scaled(STEP), since=0)
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
     if fence.group(1) != "4,7,11,15" or "unseal refused: Key was rejected" not in \
             fence.group(2):
         raise TestFailure(f"the workload could unseal the state key: {fence.group(0)}")
@@ -161,10 +157,10 @@ def measurement_order(v):
     workload fence, nothing can unseal), leave-initrd before the switch to the verified
     root, ready before kubelet starts, shutdown before the first service is stopped."""
     def at(regex):
-        return test_node.index_of(v, regex)
+        return helpers.index_of(v, regex)
 
     pairs = [
-        (test_state.UNSEALED, r"cvminit: measure: PCR 11 \+= leave-initrd$"),
+        (helpers.UNSEALED, r"cvminit: measure: PCR 11 \+= leave-initrd$"),
         (r"cvminit: measure: PCR 11 \+= leave-initrd$", r"cvminit: root: switched to the "
          r"verified root"),
         (r"cvminit: measure: PCR 11 \+= ready$", r"cvminit: kubelet: started \(pid"),
@@ -181,16 +177,16 @@ def measurement_order(v):
 def test_seal_other_vtpm_refused():
     """The node's disk with another vTPM (the host swapped it, or cleared it): the sealed
     key does not load under this TPM's SRK; cvminit says so, unlocks nothing, powers off."""
-    test_state.first_booted()
-    disk, _ = test_state.copy_base("seal_other_vtpm")
-    with test_state.node("seal_other_vtpm", disk, tpm_from=None) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+    helpers.first_booted()
+    disk, _ = helpers.copy_base("seal_other_vtpm")
+    with helpers.node("seal_other_vtpm", disk, tpm_from=None) as v:
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(r"cvminit: seal: the sealed key does not load under this TPM's SRK",
                    scaled(STEP), since=0)
         v.wait_for(r"the state key of /dev/vda\d was sealed by another TPM \(or this one "
                    r"was cleared\): this node cannot open it\. Nothing was unlocked",
                    scaled(STEP), since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+        helpers.expect_refusal_and_poweroff(v)
         v.assert_absent(r"unsealed|making ext4|mounted on /var|leave-initrd",
                         "another vTPM unlocked the state")
     note("another vTPM: refused (the blob does not load under its SRK), nothing unlocked")
@@ -200,18 +196,18 @@ def test_seal_state_pcrs_from_config():
     """The initrd's config (measured) says `set state_pcrs=4,7,11,12,15`: the first boot
     seals the state key to exactly those PCRs, as the token on the disk records (direct
     kernel boot of the image disk with a test initrd carrying that config)."""
-    h = test_root.roothash()
-    disk = test_root.disk_copy("seal_state_pcrs")
+    h = helpers.roothash()
+    disk = helpers.disk_copy("seal_state_pcrs")
     initrd = initrd_with({"/etc/cvminit/cvminit.conf": "set state_pcrs=4,7,11,12,15\n"})
     with boot(f"roothash={h}", ovmf=True, tpm=True, initrd=initrd,
               disks=[{"file": str(disk)}], memory=2048) as v:
-        test_boot.expect_start(v, "OVMF")
+        helpers.expect_start(v, "OVMF")
         v.wait_for(r"cvminit: state: first boot: /dev/vda\d is now LUKS2 \S+ .*key sealed "
                    r"to PCRs 4,7,11,12,15;", scaled(STEP), since=0)
-        v.wait_for(test_state.MOUNTED, scaled(STEP), since=0)
-        v.wait_for(test_boot.READY, scaled(STEP), since=0)
-        test_boot.power_off_via_button(v)
-    meta, _ = test_state.luks_json(disk, disk.parent)
+        v.wait_for(helpers.MOUNTED, scaled(STEP), since=0)
+        v.wait_for(helpers.READY, scaled(STEP), since=0)
+        helpers.power_off_via_button(v)
+    meta, _ = helpers.luks_json(disk, disk.parent)
     token = meta["tokens"]["0"]
     if token["tpm2-pcrs"] != [4, 7, 11, 12, 15] or \
             sorted(token["cvminit-pcr-values"], key=int) != ["4", "7", "11", "12", "15"]:

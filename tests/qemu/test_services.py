@@ -3,7 +3,7 @@ file:line; a service that keeps exiting is restarted with a doubling backoff unt
 restarts run out, then its on_exhausted action powers the node off."""
 import re
 
-import test_boot
+import helpers
 from vm import RELAY_SERVICE, STANDIN, TestFailure, boot, initrd_with, note, scaled
 
 CONF = "/etc/cvminit/cvminit.conf"
@@ -13,10 +13,10 @@ def test_config_malformed_refuses():
     """A bad line in cvminit.conf: an error naming file:line, a refusal, power off."""
     text = "service probe\n\texec /init --version\n\tbogus 1\n"
     with boot(initrd=initrd_with({CONF: text}), ovmf=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         v.wait_for(rf"cvminit: config: {re.escape(CONF)}:3: unknown directive \"bogus\"",
-                   scaled(test_boot.STEP_TIMEOUT), since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+                   scaled(helpers.STEP_TIMEOUT), since=0)
+        helpers.expect_refusal_and_poweroff(v)
         v.assert_absent(r"probe: started", "a service started despite the bad config")
 
 
@@ -30,7 +30,7 @@ def test_service_backoff_then_on_exhausted():
             "\ton_exhausted poweroff\n" + RELAY_SERVICE)
     initrd = initrd_with({CONF: text}, programs={"/usr/bin/kubelet-standin": STANDIN})
     with boot("loglevel=8 ignore_loglevel", initrd=initrd, ovmf=False) as v:
-        test_boot.expect_start(v, "SeaBIOS")
+        helpers.expect_start(v, "SeaBIOS")
         v.wait_for(r"cvminit: console: kernel console level 8 lowered to 7$", scaled(60),
                    since=0)
         v.wait_for(r"cvminit: config: .*: 2 service\(s\)", scaled(60), since=0)
@@ -63,7 +63,7 @@ def test_service_backoff_then_on_exhausted():
                 raise TestFailure(f"restart gap {got:.2f} s, expected about {want} s: {gaps}")
         v.wait_for(r"cvminit: probe: \*\*\* gave up after 3 restarts in a row; "
                    r"on_exhausted poweroff", scaled(30))
-        test_boot.expect_poweroff(v, scaled(test_boot.POWEROFF_BOUND))
+        helpers.expect_poweroff(v, scaled(helpers.POWEROFF_BOUND))
     if len(v.chan.find(r"^<7>\[[^\]]*\] probe: cvminit \S+$")) != 4:
         raise TestFailure("not one kmsg line per start of probe on the test channel")
     v.console.assert_absent(r"\] (probe|relay): ", "service output on the serial console")

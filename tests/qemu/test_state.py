@@ -30,84 +30,9 @@ import uuid as uuid_mod
 import zlib
 
 import hosttpm
-import test_boot
-import test_measure
-import test_node
+import helpers
 from vm import WORK_ROOT, VM, TestFailure, gpt_partitions, note, scaled
-
-STATE_TYPE = "4d21b016-b534-45c2-a9fb-5c16e091fd2d"
-STEP = 180
-HDR = 16384
-DATA_OFFSET = 16 << 20
-SECTOR = 512
-BLANK = r"cvminit: state: (/dev/vda\d) \(partuuid \S+\) is blank: first boot"
-MADE = (r"cvminit: state: first boot: (/dev/vda\d) is now LUKS2 (\S+) \((no integrity|with "
-        r"hmac\(sha256\) integrity)\), key sealed to PCRs 4,7,11,15; seal (\d+) ms, format "
-        r"(\d+) ms, (?:activate\+ends|activate) (\d+) ms, commit (\d+) ms")
-ENDS = (r"cvminit: state: zeroed the first 8 and last 2 MiB of \S+ \((\d+) MiB\): what "
-        r"probes read before anything is written")
-# A read of the state volume that failed: dm-crypt's tag check (a sector whose tag was
-# never written, or was tampered with), the block layer, ext4 or jbd2.
-IO_ERRORS = (r"INTEGRITY AEAD ERROR|I/O error, dev dm-|Buffer I/O error on dev dm-|"
-             r"EXT4-fs error|EXT4-fs warning|JBD2: .*(error|fail)")
-DATA = r"kubelet-standin: /var data: (wrote|read back) 16 MiB of \S+ intact"
-UNSEALED = (r"cvminit: state: (/dev/vda\d): LUKS2 (\S+) unsealed \(PCRs 4,7,11,15\) in (\d+) "
-            r"ms, activated as (\S+) in (\d+) ms")
-MEASURED = r"cvminit: state: measured (luks2:\S+) into PCR 15"
-MOUNTED = r"cvminit: state: (/dev/vda\d) \(partuuid \S+, LUKS2 as \S+\) mounted on /var(.*) in"
-CLOSED = r"cvminit: shutdown: closed the state volume"
-
-
-def cryptsetup():
-    for p in ("/usr/sbin/cryptsetup", "/sbin/cryptsetup"):
-        if os.access(p, os.X_OK):
-            return p
-    raise TestFailure("cryptsetup is not installed (apt-get install cryptsetup-bin)")
-
-
-def node(name, disk, tpm_from=None, blkdebug=None):
-    """The node test image on disk, OVMF + UKI, with the vTPM of tpm_from (None: fresh).
-    blkdebug: a config whose rules make some writes of the disk fail."""
-    f = f"blkdebug:{blkdebug}:{disk}" if blkdebug else str(disk)
-    return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": f}], name=name,
-                 memory=2048, timeout=scaled(600), tpm_from=tpm_from)
-
-
-def keep_tpm(v, dest):
-    """Copies the vTPM state of a finished VM to dest (for the next boot)."""
-    shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(v.work / "tpm", dest)
-    return dest
-
-
-def state_part(disk):
-    parts = gpt_partitions(disk)
-    if STATE_TYPE not in parts:
-        raise TestFailure(f"{disk}: no state partition")
-    return parts[STATE_TYPE]
-
-
-def read_part(disk, off, n):
-    base, size = state_part(disk)
-    with open(disk, "rb") as f:
-        f.seek(base + off)
-        return f.read(n)
-
-
-def header_file(disk, out):
-    """The state partition's first 16 MiB (metadata and keyslots) as a file."""
-    with open(out, "wb") as f:
-        f.write(read_part(disk, 0, DATA_OFFSET))
-    return out
-
-
-def luks_json(disk, work):
-    hdr = header_file(disk, work / "state-header.img")
-    r = subprocess.run([cryptsetup(), "luksDump", "--dump-json-metadata", str(hdr)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        raise TestFailure(f"cryptsetup luksDump of the state header failed: {r.stdout}")
-    return json.loads(r.stdout), hdr
+from helpers import BLANK, CLOSED, DATA, DATA_OFFSET, DIGEST_SIZES, ENDS, HDR, IO_ERRORS, MADE, MEASURED, MOUNTED, SECTOR, STATE_TYPE, STATE_STEP as STEP, UNSEALED, _base, blkdebug, copy_base, cryptsetup, cvminit_sha256_extends, firmware_sha256_extends, first_booted, header_file, keep_tpm, luks_json, node, read_part, replay_sealed_pcrs, stage_ms, state_part, timeline_times, unseal_on_host, var_checked  # noqa: F401
 
 
 def check_header(meta, integrity=False):
@@ -140,99 +65,6 @@ def check_header(meta, integrity=False):
 
 # --- recovering the key on the host: the node's logs replayed into its vTPM ----------
 
-DIGEST_SIZES = {0x0004: 20, 0x000B: 32, 0x000C: 48, 0x000D: 64, 0x0012: 32}
-
-
-def firmware_sha256_extends(log):
-    """(pcr, sha256 digest) of each event a TCG2 (crypto-agile) firmware log extended."""
-    out = []
-    # The first event is in the SHA1 format: pcr, type, sha1, size, data.
-    size = struct.unpack_from("<I", log, 28)[0]
-    p = 32 + size
-    while p + 12 <= len(log):
-        pcr, etype, count = struct.unpack_from("<III", log, p)
-        p += 12
-        sha256 = None
-        for _ in range(count):
-            alg = struct.unpack_from("<H", log, p)[0]
-            n = DIGEST_SIZES[alg]
-            if alg == 0x000B:
-                sha256 = log[p + 2:p + 2 + n]
-            p += 2 + n
-        esize = struct.unpack_from("<I", log, p)[0]
-        p += 4 + esize
-        if etype != 3 and sha256 is not None:  # EV_NO_ACTION extends nothing
-            out.append((pcr, sha256))
-    return out
-
-
-def cvminit_sha256_extends(log, until):
-    """(pcr, sha256 digest) of cvminit's records before the first `until` event."""
-    out = []
-    for rec in log.split(b"\x1e"):
-        if not rec.strip():
-            continue
-        r = json.loads(rec)
-        if r["content"].get("string") == until:
-            break
-        if not r["content"].get("extended", True):
-            continue
-        d = [x["digest"] for x in r["digests"] if x["hashAlg"] == "sha256"]
-        out.append((r["pcr"], bytes.fromhex(d[0])))
-    return out
-
-
-def replay_sealed_pcrs(tool, files, token):
-    """Extends the token's PCRs (sha256) with what the node's logs say they got before it
-    sealed: the firmware's events, then cvminit's before cvminit:state; checks the result
-    is what the token recorded at sealing."""
-    pcrs = token["tpm2-pcrs"]
-    extends = (firmware_sha256_extends(files["/run/log/cvminit/firmware.log"])
-               + cvminit_sha256_extends(files["/run/log/cvminit/measure.log"],
-                                        "cvminit:state"))
-    for pcr, dg in extends:
-        if pcr in pcrs:
-            tool("tpm2_pcrextend", f"{pcr}:sha256={dg.hex()}")
-    got = tool("tpm2_pcrread", "sha256:" + ",".join(map(str, pcrs))).decode()
-    for pcr, want in token["cvminit-pcr-values"].items():
-        m = re.search(rf"^\s*{pcr}\s*:\s*0x([0-9A-Fa-f]+)", got, re.M)
-        if not m or m.group(1).lower() != want:
-            raise TestFailure(f"replaying the logs gives PCR {pcr} = "
-                              f"{m.group(1).lower() if m else '?'}, the token "
-                              f"recorded {want} at sealing")
-
-
-def unseal_on_host(tpm_state, files, token, work):
-    """Starts swtpm on a copy of the node's vTPM state, replays the sealed PCRs' extends
-    the node logged before it sealed (replay_sealed_pcrs), and unseals the token's blob
-    with tpm2-tools. Returns the key."""
-    d = work / "host-tpm"
-    shutil.rmtree(d, ignore_errors=True)
-    shutil.copytree(tpm_state, d / "state")
-    with hosttpm.host_tpm(d / "state", d) as tool:
-        replay_sealed_pcrs(tool, files, token)
-        blob = base64.b64decode(token["tpm2-blob"])
-        n = 2 + struct.unpack_from(">H", blob, 0)[0]
-        (d / "priv").write_bytes(blob[:n])
-        (d / "pub").write_bytes(blob[n:])
-        tool(*hosttpm.SRK_ARGS, "-c", "srk.ctx")
-        tool("tpm2_flushcontext", "-t")
-        tool("tpm2_load", "-Q", "-C", "srk.ctx", "-u", "pub", "-r", "priv", "-c", "obj.ctx")
-        tool("tpm2_flushcontext", "-t")
-        pcrs = ",".join(map(str, token["tpm2-pcrs"]))
-        return tool("tpm2_unseal", "-c", "obj.ctx", "-p", f"pcr:sha256:{pcrs}")
-
-
-def stage_ms(v, stage):
-    """The +duration of a stage in cvminit's boot timeline."""
-    hits = v.find(rf"cvminit: timeline: {re.escape(stage)} [\d.]+ ms \(\+([\d.]+) ms\)")
-    return float(hits[-1][1].split("(+")[1].split(" ")[0]) if hits else None
-
-
-def timeline_times(v):
-    test_boot.expect_boot_complete(v)
-    return stage_ms(v, "state-open"), stage_ms(v, "state")
-
 
 def integrity_journal(disk):
     """The size in bytes of dm-integrity's journal, from its superblock at the start of the
@@ -254,80 +86,13 @@ def check_journal(disk):
     return j
 
 
-def var_checked(v, how):
-    """The stand-in wrote (first start) or read back (later boot) its 16 MiB on /var, the
-    ext4 error count is 0, and no read of the state volume failed."""
-    m = v.chan.wait_for(DATA, scaled(STEP), since=0)
-    if m.group(1) != how:
-        raise TestFailure(f"expected the stand-in to have {how} its data: {m.group(0)}")
-    v.chan.wait_for(r"kubelet-standin: /var ext4 errors: 0 ", scaled(STEP), since=0)
-    v.chan.assert_absent(r"kubelet-standin: /var data: (?!wrote|read back)",
-                    "the stand-in's data on /var")
-    v.assert_absent(IO_ERRORS, "a read or write of the state volume failed")
-
-
 # --- the first boot and a later one, shared by the scenarios below --------------------
-
-_base = {}
-
-
-def first_booted():
-    """A node disk after its first boot and one power-off, with its vTPM state and what
-    the stand-in printed. Made once per run."""
-    if _base:
-        return _base
-    disk = test_node.node_disk("state_base")
-    work = disk.parent
-    with node("state_boot1", disk) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
-        dev = v.wait_for(BLANK, scaled(STEP), since=0).group(1)
-        m = v.wait_for(MADE, scaled(STEP), since=0)
-        uuid = m.group(2)
-        setup = {k: int(m.group(i)) for i, k in enumerate(
-            ("seal", "format", "activate", "commit"), start=4)}
-        ident = v.wait_for(MEASURED, scaled(STEP), since=0).group(1)
-        if m.group(3) != "with hmac(sha256) integrity":
-            raise TestFailure(f"the default first boot made: {m.group(0)}")
-        ends = int(v.wait_for(ENDS, scaled(STEP), since=0).group(1))
-        if ident != f"luks2:{uuid}:aes-xts-plain64:512:4096:hmac(sha256)":
-            raise TestFailure(f"measured {ident}")
-        v.wait_for(r"cvminit: state: /dev/vda\d is blank: first boot, making ext4",
-                   scaled(STEP), since=0)
-        v.wait_for(r"cvminit: state: /dev/vda\d marked initialized in its LUKS2 token",
-                   scaled(STEP), since=0)
-        v.wait_for(MOUNTED + "", scaled(STEP), since=0)
-        if not v.find(MOUNTED.replace("(.*) in", r" \(new filesystem\) in")):
-            raise TestFailure("the first boot did not make a new filesystem")
-        v.chan.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
-        v.chan.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log", scaled(STEP),
-                        since=0)
-        var_checked(v, "wrote")
-        open_ms, mount_ms = timeline_times(v)
-        files = test_measure._standin_files(v)
-        test_boot.power_off_via_button(v)
-        v.wait_for(CLOSED, 5, since=0)
-    tpm = keep_tpm(v, work / "tpm-after-boot1")
-    _base.update(disk=disk, tpm=tpm, uuid=uuid, dev=dev, files=files, setup=setup,
-                 first=(open_ms, mount_ms), ends=ends)
-    return _base
-
-
-def copy_base(name):
-    b = first_booted()
-    work = WORK_ROOT / f"{name}-disk"
-    work.mkdir(parents=True, exist_ok=True)
-    disk = work / "disk.raw"
-    subprocess.run(["cp", "--sparse=always", str(b["disk"]), str(disk)], check=True)
-    tpm = work / "tpm"
-    shutil.rmtree(tpm, ignore_errors=True)
-    shutil.copytree(b["tpm"], tpm)
-    return disk, tpm
 
 
 def later_boot(name, disk, tpm, uuid, start_n):
     """A later boot: header validated, key unsealed, /var as the last boot left it."""
     with node(name, disk, tpm_from=tpm) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(rf"cvminit: state: /dev/vda\d: LUKS2 {uuid}, aes-xts-plain64 512-bit, "
                    r"4096-byte sectors, integrity \S+, header copy primary \(seqid \d+\) "
                    r"validated", scaled(STEP), since=0)
@@ -340,7 +105,7 @@ def later_boot(name, disk, tpm, uuid, start_n):
         var_checked(v, "read back")
         times = timeline_times(v)
         v.assert_absent(r"making ext4", "a later boot ran mkfs")
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
         v.wait_for(CLOSED, 5, since=0)
     keep_tpm(v, tpm)
     return times, unseal
@@ -419,11 +184,11 @@ def test_state_cipher_null_refused():
         meta["segments"]["0"]["encryption"] = "cipher_null-ecb"
     rewrite_json(disk, null)
     with node("state_cipher_null", disk, tpm_from=tpm) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         m = v.wait_for(r"cvminit: state: the state partition /dev/vda\d does not hold a "
                        r"LUKS2 volume cvminit accepts: segment 0 uses cipher "
                        r"\"cipher_null-ecb\"", scaled(STEP), since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+        helpers.expect_refusal_and_poweroff(v)
         v.assert_absent(r"unsealed|cvminit: state: measured", "a cipher_null header was used")
     note(m.group(0).split("cvminit: ", 1)[1])
     if not b["uuid"]:
@@ -431,8 +196,8 @@ def test_state_cipher_null_refused():
 
 
 def esp_bytes(disk):
-    off = test_measure.esp_offset(disk)
-    size = gpt_partitions(disk)[test_measure.ESP_TYPE][1]
+    off = helpers.esp_offset(disk)
+    size = gpt_partitions(disk)[helpers.ESP_TYPE][1]
     with open(disk, "rb") as f:
         f.seek(off)
         return off, f.read(size)
@@ -447,9 +212,9 @@ def test_state_drift_refused_then_reopened():
     b = first_booted()
     disk, tpm = copy_base("state_drift")
     off, esp = esp_bytes(disk)
-    test_measure.add_to_uki_cmdline(disk, "cvminit.log_level=info")
+    helpers.add_to_uki_cmdline(disk, "cvminit.log_level=info")
     with node("state_drift", disk, tpm_from=tpm) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(r"cvminit: seal: the TPM refused to unseal: the PCR policy does not match",
                    scaled(STEP), since=0)
         p4 = v.wait_for(r"cvminit: seal: PCR 4 \(sha256\) expected ([0-9a-f]{64}) got "
@@ -463,7 +228,7 @@ def test_state_drift_refused_then_reopened():
                    r"[0-9a-f]+ got [0-9a-f]+ \(events: \(none by cvminit: firmware or boot "
                    r"loader\)\); PCR 11 expected", 5,
                    since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+        helpers.expect_refusal_and_poweroff(v)
         v.assert_absent(r"PCR 7 \(sha256\) expected", "PCR 7 did not change")
         v.assert_absent(r"unsealed|making ext4|mounted on /var", "drift unlocked the state")
     if p4.group(1) == p4.group(2):
@@ -481,20 +246,10 @@ def test_state_drift_refused_then_reopened():
 
 # --- crash safety --------------------------------------------------------------------
 
-def blkdebug(work, name, disk, part_sector):
-    """A blkdebug config making every write that touches one sector of the state
-    partition fail with EIO."""
-    base, _ = state_part(disk)
-    conf = work / f"{name}.blkdebug"
-    conf.write_text('[inject-error]\nevent = "write_aio"\niotype = "write"\nerrno = "5"\n'
-                    f'sector = "{base // SECTOR + part_sector}"\nonce = "off"\n'
-                    'immediately = "off"\n')
-    return conf
-
 
 def refused(v, regex):
     m = v.wait_for(regex, scaled(STEP), since=0)
-    test_boot.expect_refusal_and_poweroff(v)
+    helpers.expect_refusal_and_poweroff(v)
     v.chan.assert_absent(r"kubelet-standin: start", "services ran after a failed setup step")
     return m.group(0).split("cvminit: ", 1)[1]
 
@@ -517,14 +272,14 @@ def test_state_crash_points():
     disk through dm-integrity's journal, later and in an order of its own, and every
     sector of the volume that is written before mkfs (dm-integrity's superblock and
     journal, the probed ends) would fail the format or the zeroing instead."""
-    disk = test_node.node_disk("state_crash")
+    disk = helpers.node_disk("state_crash")
     work = disk.parent
     tpm = work / "tpm"
     steps = []
 
     conf = blkdebug(work, "secondary", disk, HDR // SECTOR)
     with node("state_crash_a", disk, blkdebug=conf) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(BLANK, scaled(STEP), since=0)
         steps.append("A: " + refused(v, r"cvminit: state: cannot write the new LUKS2 header"))
     keep_tpm(v, tpm)
@@ -533,7 +288,7 @@ def test_state_crash_points():
 
     conf = blkdebug(work, "primary", disk, 0)
     with node("state_crash_b", disk, tpm_from=tpm, blkdebug=conf) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(BLANK, scaled(STEP), since=0)  # A left nothing a boot recognises
         steps.append("B: " + refused(v, r"cvminit: state: cannot write the new LUKS2 header"))
     keep_tpm(v, tpm)
@@ -541,7 +296,7 @@ def test_state_crash_points():
         raise TestFailure(f"after B the header magics are {magic(disk)}")
 
     with node("state_crash_c", disk, tpm_from=tpm) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(r"cvminit: state: /dev/vda\d has only a secondary header with an "
                    r"unfinished setup: the first boot was cut off; starting it over",
                    scaled(STEP), since=0)
@@ -561,7 +316,7 @@ def test_state_crash_points():
 
     conf = blkdebug(work, "secondary2", disk, HDR // SECTOR)
     with node("state_crash_d", disk, tpm_from=tpm, blkdebug=conf) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(UNSEALED + r" \(setup not finished: state_mount does\)", scaled(STEP),
                    since=0)
         v.wait_for(r"cvminit: state: /dev/vda\d is blank: first boot, making ext4",
@@ -571,7 +326,7 @@ def test_state_crash_points():
     keep_tpm(v, tpm)
 
     with node("state_crash_e", disk, tpm_from=tpm) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(UNSEALED, scaled(STEP), since=0)
         v.wait_for(r"cvminit: state: /dev/mapper/state already holds ext4 \(a previous boot "
                    r"stopped before recording it\): keeping it", scaled(STEP), since=0)
@@ -582,7 +337,7 @@ def test_state_crash_points():
         v.chan.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
         var_checked(v, "wrote")
         v.assert_absent(r"making ext4", "E ran mkfs")
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
     meta, _ = luks_json(disk, work)
     check_header(meta, integrity=True)
     note("\n".join(steps) + f"\nE: LUKS2 {uuid}: the ext4 D made kept, flag set, node up")
@@ -643,13 +398,13 @@ def test_state_integrity_killed_during_mkfs():
     disk); QEMU is killed while mkfs runs; the next boot redoes mkfs (or keeps a finished
     one) and comes up; a third boot opens it and reads the stand-in's data back. Times of
     both kinds of boot noted."""
-    disk = test_node.node_disk("state_integrity")
+    disk = helpers.node_disk("state_integrity")
     work = disk.parent
     tpm = work / "tpm"
     grow_state(disk, 1 << 30)
 
     with node("state_integrity_1", disk) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         m = v.wait_for(MADE, scaled(600), since=0)
         if m.group(3) != "with hmac(sha256) integrity":
             raise TestFailure(f"first boot made: {m.group(0)}")
@@ -673,7 +428,7 @@ def test_state_integrity_killed_during_mkfs():
     killed = "after the header commit, while mkfs ran"
 
     with node("state_integrity_2", disk, tpm_from=tpm) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(UNSEALED + r" \(setup not finished: state_mount does\)", scaled(STEP),
                    since=0)
         m = v.wait_for(r"cvminit: state: (/dev/vda\d is blank: first boot, making ext4|"
@@ -682,7 +437,7 @@ def test_state_integrity_killed_during_mkfs():
         v.chan.wait_for(r"kubelet-standin: start 1 recorded", scaled(STEP), since=0)
         var_checked(v, "wrote")
         mount2 = timeline_times(v)[1]
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
     keep_tpm(v, tpm)
     redo = "mkfs redone" if "making ext4" in m.group(1) else "finished ext4 kept"
     meta, _ = luks_json(disk, work)
@@ -703,10 +458,10 @@ def test_state_plain_xts_option():
     measures it as such, makes ext4 and comes up. Then the host overwrites the start of
     the encrypted data (plain XTS has no tags to stop that): the volume is marked
     initialized but holds no filesystem, and the next boot refuses without formatting."""
-    disk = test_node.node_disk("state_plain")
-    test_measure.add_to_uki_cmdline(disk, "cvminit.state_integrity=none")
+    disk = helpers.node_disk("state_plain")
+    helpers.add_to_uki_cmdline(disk, "cvminit.state_integrity=none")
     with node("state_plain", disk) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         m = v.wait_for(MADE, scaled(STEP), since=0)
         if m.group(3) != "no integrity":
             raise TestFailure(f"first boot made: {m.group(0)}")
@@ -719,7 +474,7 @@ def test_state_plain_xts_option():
         var_checked(v, "wrote")
         v.assert_absent(r"zeroed the first", "plain XTS zeroed the volume's ends")
         open_ms, mount_ms = timeline_times(v)
-        test_boot.power_off_via_button(v)
+        helpers.power_off_via_button(v)
     tpm = keep_tpm(v, disk.parent / "tpm-plain")
     meta, _ = luks_json(disk, disk.parent)
     check_header(meta, integrity=False)
@@ -729,11 +484,11 @@ def test_state_plain_xts_option():
         f.seek(base + DATA_OFFSET)
         f.write(bytes(1 << 20))  # ext4's superblock and group descriptors, decrypted garbage
     with node("state_plain_2", disk, tpm_from=tpm) as v:
-        test_boot.expect_start(v, "OVMF+UKI")
+        helpers.expect_start(v, "OVMF+UKI")
         v.wait_for(UNSEALED, scaled(STEP), since=0)
         v.wait_for(r"the state volume \S+ \(on /dev/vda\d\) is marked "
                    r"initialized but holds no filesystem", scaled(STEP), since=0)
-        test_boot.expect_refusal_and_poweroff(v)
+        helpers.expect_refusal_and_poweroff(v)
         v.assert_absent(r"making ext4|mounted on /var", "a destroyed volume was formatted")
     note("initialized, filesystem destroyed by the host: refused, not formatted")
     note(f"plain XTS first boot: state-open {open_ms:.0f} ms (seal {t['seal']}, format "

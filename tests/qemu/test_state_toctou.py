@@ -18,11 +18,9 @@ import hashlib
 import json
 import subprocess
 
-import test_boot
 from nbd_server import NbdServer, nbd_read
-from test_state import (CLOSED, DATA_OFFSET, HDR, MEASURED, MOUNTED, STEP, UNSEALED,
-                        copy_base, cryptsetup, first_booted, keep_tpm, read_part,
-                        state_part)
+from helpers import (CLOSED, DATA_OFFSET, HDR, MEASURED, MOUNTED, STATE_STEP as STEP, UNSEALED, copy_base, cryptsetup, first_booted, keep_tpm, read_part, state_part)
+import helpers
 from vm import VM, TestFailure, note, scaled
 
 AREA = 2 * HDR        # both header copies: what cvminit reads once
@@ -87,7 +85,7 @@ def test_state_header_swapped_after_validation():
         with VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": srv.url}],
                 name="state_toctou", memory=2048, timeout=scaled(600),
                 tpm_from=tpm) as v:
-            test_boot.expect_start(v, "OVMF+UKI")
+            helpers.expect_start(v, "OVMF+UKI")
             m = v.wait_for(rf"cvminit: state: (/dev/vda\d: LUKS2 {b['uuid']}, "
                            r"aes-xts-plain64 512-bit, 4096-byte sectors, integrity hmac\(sha256\), "
                            r"header copy primary \(seqid \d+\) validated|the state "
@@ -109,8 +107,8 @@ def test_state_header_swapped_after_validation():
                 raise TestFailure("the swapped boot made a new filesystem")
             v.chan.wait_for(r"kubelet-standin: start 2 recorded", scaled(STEP), since=0)
             v.assert_absent(r"(?i)making ext4|refus", "the node did not boot normally")
-            test_boot.expect_boot_complete(v)
-            test_boot.power_off_via_button(v)
+            helpers.expect_boot_complete(v)
+            helpers.power_off_via_button(v)
             v.wait_for(CLOSED, 5, since=0)
         keep_tpm(v, tpm)
         guest = srv.region_events()

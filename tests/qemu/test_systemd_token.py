@@ -25,7 +25,7 @@ import threading
 import tty
 
 import hosttpm
-import test_state
+import helpers
 from vm import REPO, Skip, TestFailure, note
 
 BUILD = REPO / "build" / "systemd-token"
@@ -181,7 +181,7 @@ class Swtpm:
 
 def replay(tpm, files, token):
     """The token's PCRs as the node's logs say they were at sealing."""
-    test_state.replay_sealed_pcrs(tpm.tool, files, token)
+    helpers.replay_sealed_pcrs(tpm.tool, files, token)
 
 
 def seal(tpm, parent_attrs, policy_hex, key, name):
@@ -195,7 +195,7 @@ def variant(hdr, out, token, blob=None, passphrase_from=None, passphrase_to=None
     """A copy of the header with the token's blob replaced and/or keyslot 0's passphrase
     changed (libcryptsetup keeps the keyslot number)."""
     shutil.copyfile(hdr, out)
-    cs = test_state.cryptsetup()
+    cs = helpers.cryptsetup()
     if passphrase_to is not None:
         old, new = work / "old.key", work / "new.key"
         old.write_bytes(passphrase_from)
@@ -266,12 +266,12 @@ def test_systemd_token_plugin_needs_legacy_parent_and_base64_passphrase():
         raise Skip("needs root (a private mount namespace, overlay and bind mounts)")
     tree = tools_tree()
     plugin_dir = plugin(tree)
-    b = test_state.first_booted()
+    b = helpers.first_booted()
     work = b["disk"].parent / "systemd-token"
     work.mkdir(exist_ok=True)
-    meta, hdr = test_state.luks_json(b["disk"], work)
+    meta, hdr = helpers.luks_json(b["disk"], work)
     token = meta["tokens"]["0"]
-    key = test_state.unseal_on_host(b["tpm"], b["files"], token, work)
+    key = helpers.unseal_on_host(b["tpm"], b["files"], token, work)
     b64 = base64.b64encode(key)
 
     tpm = Swtpm(b["tpm"], work / "tpm")

@@ -13,10 +13,7 @@ import shutil
 import subprocess
 
 import hosttpm
-import test_boot
-import test_measure
-import test_node
-import test_state
+import helpers
 from vm import TestFailure, note, scaled
 
 BANKS = ("sha256", "sha384")
@@ -29,18 +26,18 @@ def boot(name, disk, tpm_from=None):
     """Boots the node until the stand-in printed the logs; returns PCR 15 at ready per
     bank, the measured identity, the console lines and the guest's files."""
     pcr15 = {}
-    v = test_node.node_vm(name, disk, tpm_from=tpm_from)
+    v = helpers.node_vm(name, disk, tpm_from=tpm_from)
     with v:
-        test_boot.expect_start(v, "OVMF+UKI")
-        ident = v.wait_for(test_state.MEASURED, scaled(STEP), since=0).group(1)
+        helpers.expect_start(v, "OVMF+UKI")
+        ident = v.wait_for(helpers.MEASURED, scaled(STEP), since=0).group(1)
         for bank in BANKS:
             pcr15[bank] = v.wait_for(READY.format(bank=bank), scaled(STEP),
                                      since=0).group(1)
         v.chan.wait_for(r"kubelet-standin: end /run/log/cvminit/firmware.log \d+$",
                         scaled(STEP), since=0)
-        files = test_measure._standin_files(v)
-        test_boot.power_off_via_button(v)
-        v.wait_for(test_state.CLOSED, 5, since=0)
+        files = helpers._standin_files(v)
+        helpers.power_off_via_button(v)
+        v.wait_for(helpers.CLOSED, 5, since=0)
     return pcr15, ident, v, files
 
 
@@ -94,16 +91,16 @@ def attacker_header(meta, hdr, token, blob, key, work):
     kf = work / "attacker-key.bin"
     kf.write_bytes(key)
     with open(img, "wb") as f:
-        f.truncate(test_state.DATA_OFFSET + (1 << 20))
-    uuid = subprocess.run([test_state.cryptsetup(), "luksUUID", str(hdr)],
+        f.truncate(helpers.DATA_OFFSET + (1 << 20))
+    uuid = subprocess.run([helpers.cryptsetup(), "luksUUID", str(hdr)],
                           stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
     try:
         r = subprocess.run(
-            [test_state.cryptsetup(), "luksFormat", "--batch-mode", "--type", "luks2",
+            [helpers.cryptsetup(), "luksFormat", "--batch-mode", "--type", "luks2",
              "--cipher", "aes-xts-plain64", "--key-size", str(len(key) * 8),
              "--sector-size", "4096", "--hash", "sha256", "--pbkdf", "pbkdf2",
              "--pbkdf-force-iterations", "1000", "--luks2-metadata-size", "16k",
-             "--luks2-keyslots-size", "512k", "--offset", str(test_state.DATA_OFFSET // 512),
+             "--luks2-keyslots-size", "512k", "--offset", str(helpers.DATA_OFFSET // 512),
              "--uuid", uuid, "--label", "cvminit-state", "--volume-key-file", str(kf),
              "--key-file", str(kf), str(img)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -114,13 +111,13 @@ def attacker_header(meta, hdr, token, blob, key, work):
     tok = dict(token, **{"tpm2-blob": base64.b64encode(blob).decode(),
                          "cvminit-initialized": False})
     (work / "attacker-token.json").write_text(json.dumps(tok))
-    r = subprocess.run([test_state.cryptsetup(), "token", "import", "--token-id", "0",
+    r = subprocess.run([helpers.cryptsetup(), "token", "import", "--token-id", "0",
                         "--json-file", str(work / "attacker-token.json"), str(img)],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         raise TestFailure(f"cryptsetup token import: {r.stdout}")
     with open(img, "rb") as f:
-        return f.read(test_state.DATA_OFFSET)
+        return f.read(helpers.DATA_OFFSET)
 
 
 def test_volume_key_swapped_header_changes_pcr15():
@@ -129,29 +126,29 @@ def test_volume_key_swapped_header_changes_pcr15():
     with the same cvminit:state identity, and PCR 15 at ready differs from boot 1's,
     through the cvminit:volume-key record alone. The value predict pins from boot 1's log
     is boot 1's PCR 15 and not boot 2's."""
-    disk = test_node.node_disk("vkey")
+    disk = helpers.node_disk("vkey")
     work = disk.parent
     # The attacker's header is made with the host's cryptsetup, which cannot format
     # dm-integrity without device-mapper: this node uses the plain-XTS option.
-    test_measure.add_to_uki_cmdline(disk, "cvminit.state_integrity=none")
-    uki = test_measure.uki_from_disk(disk, work / "BOOTX64.EFI")
+    helpers.add_to_uki_cmdline(disk, "cvminit.state_integrity=none")
+    uki = helpers.uki_from_disk(disk, work / "BOOTX64.EFI")
     pcr1, ident1, v1, files1 = boot("vkey_boot1", disk)
-    tpm = test_state.keep_tpm(v1, work / "tpm")
-    if not v1.find(test_state.MADE):
+    tpm = helpers.keep_tpm(v1, work / "tpm")
+    if not v1.find(helpers.MADE):
         raise TestFailure("boot 1 did not make the state volume")
     vk1 = volume_key_record(files1)
-    meta, hdr = test_state.luks_json(disk, work)
+    meta, hdr = helpers.luks_json(disk, work)
     token = meta["tokens"]["0"]
 
     # The attacker: a key of its own, sealed in the node's TPM, in a header cvminit takes.
     key = os.urandom(64)
     blob = seal_in_node_tpm(tpm, token, key, work)
     area = attacker_header(meta, hdr, token, blob, key, work)
-    base, _ = test_state.state_part(disk)
+    base, _ = helpers.state_part(disk)
     with open(disk, "r+b") as f:
         f.seek(base)
         f.write(area)
-    meta2, _ = test_state.luks_json(disk, work)
+    meta2, _ = helpers.luks_json(disk, work)
     if meta2["digests"]["0"]["digest"] == meta["digests"]["0"]["digest"]:
         raise TestFailure("the swapped header has the node's key digest")
 
@@ -196,15 +193,15 @@ def test_volume_key_swapped_header_changes_pcr15():
         i = names.index("cvminit:state")
         if i + 1 >= len(names) or not names[i + 1].startswith(VK_EVENT):
             raise TestFailure(f"the record after cvminit:state is not the volume key: {names}")
-        if test_node.index_of(v, r"measure: PCR 15 \+= cvminit:volume-key:") > \
-                test_node.index_of(v, test_state.MOUNTED):
+        if helpers.index_of(v, r"measure: PCR 15 \+= cvminit:volume-key:") > \
+                helpers.index_of(v, helpers.MOUNTED):
             raise TestFailure("the volume key was measured after /var was mounted")
 
     # A verifier that pinned boot 1's record: predict gives boot 1's PCR 15, not boot 2's.
     log1 = work / "measure-boot1.log"
     log1.write_bytes(files1["/run/log/cvminit/measure.log"])
     out = work / "measurements.json"
-    test_measure._cvm_measure("predict", "--uki", uki, "--state", ident1, "--node-log",
+    helpers._cvm_measure("predict", "--uki", uki, "--state", ident1, "--node-log",
                               log1, "--json", out)
     pinned = json.loads(out.read_text())["15"]["expected"]
     if pinned != pcr1["sha256"] or pinned == pcr2["sha256"]:

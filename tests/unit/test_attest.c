@@ -15,7 +15,7 @@
 #include "../../measured-boot/attest-verify.h"
 #include "../../measured-boot/measurements.h"
 #include "../../measured-boot/tpm.h"
-#include "../../init/util.h"
+#include "../../lib/util.h"
 #include "harness.h"
 #include "swtpm.h"
 

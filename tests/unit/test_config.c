@@ -211,12 +211,18 @@ TEST(config_cmdline_overrides_config)
 {
 	char serr[SETTINGS_ERR_MAX];
 
-	CHECK_INT(parse("set on_failure=reboot\nset shutdown_timeout=20\n"), 0);
-	/* The command line is applied after the config, with a fresh "given once" set. */
-	s.seen = 0;
+	/* As in PID 1: the command line first (on_failure given once there), then the
+	 * config, then settings_cmdline_wins() over it. */
+	settings_init(&s);
 	CHECK_INT(cmdline_parse(&s, "cvminit.on_failure=halt", serr, sizeof(serr)), 1);
+	settings_next_source(&s);
+	CHECK_INT(config_parse(&c, &s, "set on_failure=reboot\nset shutdown_timeout=20\n",
+			       "cvminit.conf", err, sizeof(err)),
+		  0);
+	CHECK_INT(s.on_failure, POWER_REBOOT);
+	settings_cmdline_wins(&s, "cvminit.on_failure=halt");
 	CHECK_INT(s.on_failure, POWER_HALT);
-	CHECK_INT(s.shutdown_timeout, 20);
+	CHECK_INT(s.shutdown_timeout, 20); /* the command line does not name it */
 }
 
 TEST(config_shipped_node_config)

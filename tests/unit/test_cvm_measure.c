@@ -13,9 +13,11 @@
 #include <libcryptsetup.h>
 
 #include "../../init/luks.h"
+#include "../../init/reference.h"
 #include "../../init/util.h"
 #include "../../measured-boot/cpio.h"
-#include "../../measured-boot/digest.h"
+#include "../../lib/digest.h"
+#include "../../lib/hex.h"
 #include "../../measured-boot/eventlog.h"
 #include "../../measured-boot/measure.h"
 #include "../../measured-boot/pe.h"
@@ -451,7 +453,7 @@ static void hex_of_fold(uint16_t alg, const void *const *data, const size_t *len
 	uint8_t v[DIGEST_MAX];
 
 	fold(alg, data, lens, n, v);
-	digest_to_hex(v, (size_t)digest_size(alg), hex);
+	hex_encode(v, (size_t)digest_size(alg), hex);
 }
 
 /* The node's volume-key record: what init/state.c logs, written here from its rule. */
@@ -500,7 +502,7 @@ static void hex_of_fold_vk(uint16_t alg, const void *const *data, const size_t *
 	CHECK_INT(digest_hmac(alg, vk_key, sizeof(vk_key), VK_LABEL, strlen(VK_LABEL), h),
 		  digest_size(alg));
 	CHECK_INT(digest_extend(alg, v, h), digest_size(alg));
-	digest_to_hex(v, (size_t)digest_size(alg), hex);
+	hex_encode(v, (size_t)digest_size(alg), hex);
 }
 
 /* A UKI whose .initrd is a real newc archive with a config, its .cmdline with roothash=
@@ -1065,7 +1067,7 @@ TEST(tcglog_agrees_with_tpm2_eventlog)
 		CHECK(pcr < 24);
 		CHECK_INT(replay_log(&log, (uint16_t)alg, &p),
 			  digest_size((uint16_t)alg));
-		digest_to_hex(p.v[pcr], p.size, want);
+		hex_encode(p.v[pcr], p.size, want);
 		for (char *c = hex; *c; c++)
 			*c = (char)(*c >= 'A' && *c <= 'F' ? *c - 'A' + 'a' : *c);
 		CHECK_STR(hex, want);
@@ -1180,9 +1182,9 @@ TEST(verify_firmware_log_with_cvminit_log)
 	CHECK_INT(replay_reset(&p, DIGEST_ALG_SHA256, locality), 32);
 	CHECK_INT(replay_apply(&fw, &p), 32);
 	CHECK_INT(replay_apply(&all, &p), 32);
-	digest_to_hex(p.v[0], 32, hex0);
-	digest_to_hex(p.v[11], 32, hex11);
-	digest_to_hex(p.v[15], 32, hex15);
+	hex_encode(p.v[0], 32, hex0);
+	hex_encode(p.v[11], 32, hex11);
+	hex_encode(p.v[15], 32, hex15);
 	snprintf(pcrs, sizeof(pcrs), "0: sha256:%s\n11: sha256:%s\n15: sha256:%s\n", hex0,
 		 hex11, hex15);
 	write_file("ok.pcrs", pcrs, strlen(pcrs));
@@ -1408,11 +1410,11 @@ TEST(predict_json_equals_a_simulated_boot)
 	read_back("m.json", json, sizeof(json));
 	CHECK_INT(tpm_open("swtpm", conf, &t), 0);
 	CHECK_INT(tpm_pcr_read(t, DIGEST_ALG_SHA256, 11, v), 32);
-	digest_to_hex(v, 32, hex);
+	hex_encode(v, 32, hex);
 	snprintf(want, sizeof(want), "\"11\": {\n    \"expected\": \"%s\"", hex);
 	CHECK_CONTAINS(json, want);
 	CHECK_INT(tpm_pcr_read(t, DIGEST_ALG_SHA256, 15, v), 32);
-	digest_to_hex(v, 32, hex);
+	hex_encode(v, 32, hex);
 	snprintf(want, sizeof(want), "\"15\": {\n    \"expected\": \"%s\"", hex);
 	CHECK_CONTAINS(json, want);
 	tpm_close(t);
@@ -1433,7 +1435,7 @@ TEST(predict_json_equals_a_simulated_boot)
 		CHECK_INT(digest_hmac(DIGEST_ALG_SHA256, vk_key, sizeof(vk_key), VK_LABEL,
 				      strlen(VK_LABEL), h),
 			  32);
-		digest_to_hex(h, 32, hex);
+		hex_encode(h, 32, hex);
 		snprintf(want, sizeof(want), "  sha256 %s\n", hex);
 		CHECK_CONTAINS(out, want);
 	}
@@ -1544,4 +1546,93 @@ TEST(predict_volume_key_record_rules)
 	CHECK_INT(predict_volume_key_record(&node, "x", both + 1, 1, &out, &why),
 		  -EINVAL);
 	eventlog_free(&out);
+}
+
+/* The reference slot of a built UKI: the text in the initrd's /etc/cvminit/reference. */
+static void read_slot(const char *uki, char *out, size_t cap, char *cmdline, size_t cmdcap)
+{
+	static const char slot_path[] = "/etc/cvminit/reference";
+	uint8_t *buf = NULL;
+	struct pe_file pe = {0};
+	struct cpio_file f;
+	const struct pe_section *s;
+	const uint8_t *initrd;
+	const char *why;
+	char *cl = NULL;
+	size_t len, off;
+	FILE *fp = fopen(uki, "rb");
+	struct stat st;
+
+	CHECK(fp && fstat(fileno(fp), &st) == 0);
+	buf = malloc((size_t)st.st_size);
+	CHECK(buf && fread(buf, 1, (size_t)st.st_size, fp) == (size_t)st.st_size);
+	fclose(fp);
+	CHECK_INT(pe_parse(buf, (size_t)st.st_size, &pe, &off, &why), 0);
+	s = pe_find(&pe, ".initrd");
+	CHECK(s);
+	initrd = pe_section_file_data(&pe, s, &len);
+	CHECK_INT(cpio_find(initrd, len, slot_path, &f, &off, &why), 1);
+	CHECK(f.size < cap);
+	memcpy(out, f.data, f.size);
+	out[f.size] = '\0';
+	CHECK_INT(predict_uki_cmdline(&pe, &cl), 0);
+	snprintf(cmdline, cmdcap, "%s", cl);
+	free(cl);
+	pe_free(&pe);
+	free(buf);
+}
+
+/* The image build (image/uki-refs.py today), cvm-measure refs and cvminit's own parser
+ * agree on the reference values of the same built UKI; refs --write fills a copy's slot
+ * with what it prints. */
+TEST(refs_agree_with_the_image_build)
+{
+	static const char *const ukis[] = {"build/image-test/cvminit.efi",
+					   "build/image/cvminit.efi"};
+	static char built[REFERENCE_SIZE_MAX + 1], mine[REFERENCE_SIZE_MAX + 1],
+		written[REFERENCE_SIZE_MAX + 1], cmdline[4096];
+	static struct reference a, b, c;
+	char err[REFERENCE_ERR_MAX], cwd[512], root[PREDICT_ROOT_MAX];
+	const char *uki = NULL, *why;
+	size_t n;
+
+	for (size_t i = 0; i < ARRAY_SIZE(ukis) && !uki; i++)
+		if (access(ukis[i], R_OK) == 0)
+			uki = ukis[i];
+	if (!uki)
+		SKIP("neither build/image/cvminit.efi nor build/image-test/cvminit.efi is built "
+		     "(make image)");
+	need_tool();
+	CHECK(getcwd(cwd, sizeof(cwd)));
+	read_slot(uki, built, sizeof(built), cmdline, sizeof(cmdline));
+	CHECK_INT(run(mine, sizeof(mine), "refs --uki %s/%s", cwd, uki), 0);
+	CHECK_INT(reference_parse(&a, built, err, sizeof(err)), 0);
+	CHECK_INT(reference_parse(&b, mine, err, sizeof(err)), 0);
+	CHECK(a.has_cmdline && a.has_config && b.has_cmdline && b.has_config);
+	CHECK_STR(b.cmdline, a.cmdline);
+	CHECK_STR(b.cmdline, cmdline); /* what predict measures as cvminit:cmdline */
+	CHECK_INT(b.config_absent, a.config_absent);
+	CHECK(memcmp(b.config_sha256, a.config_sha256, 32) == 0);
+	CHECK_INT(b.has_root, a.has_root);
+	CHECK_STR(b.root, a.root);
+	/* … and what predict measures as cvminit:root. */
+	if (a.has_root) {
+		CHECK_INT(predict_root_data(cmdline, root, sizeof(root), &why), 1);
+		CHECK_STR(root, a.root);
+	}
+
+	/* --write on a copy: the slot then holds exactly the printed text, padded. */
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "cp %s %s/uki.efi", uki, dir);
+	CHECK(system(cmd) == 0);
+	CHECK_INT(run(written, sizeof(written), "refs --uki uki.efi --write"), 0);
+	CHECK_STR(written, mine);
+	snprintf(cmd, sizeof(cmd), "%s/uki.efi", dir);
+	read_slot(cmd, written, sizeof(written), cmdline, sizeof(cmdline));
+	n = strlen(mine);
+	CHECK(strncmp(written, mine, n) == 0);
+	CHECK(strspn(written + n, "\n") == strlen(written + n));
+	CHECK_INT(reference_parse(&c, written, err, sizeof(err)), 0);
+	CHECK_STR(c.root, a.root);
+	cleanup();
 }

@@ -9,7 +9,8 @@
 #include <unistd.h>
 
 #include "../../init/util.h"
-#include "../../measured-boot/digest.h"
+#include "../../lib/digest.h"
+#include "../../lib/hex.h"
 #include "../../measured-boot/eventlog.h"
 #include "../../measured-boot/measure.h"
 #include "../../measured-boot/replay.h"
@@ -102,7 +103,7 @@ TEST(measure_tpm_matches_replay_and_tpm2_tools)
 		CHECK_INT(n, digest_size(banks[b].alg));
 		for (unsigned pcr = 11; pcr <= 15; pcr += 4) {
 			pcrread(conf, banks[b].name, pcr, got, sizeof(got));
-			digest_to_hex(want.v[pcr], (size_t)n, hex);
+			hex_encode(want.v[pcr], (size_t)n, hex);
 			CHECK_STR(got, hex);
 		}
 	}
@@ -313,7 +314,7 @@ static bool log_contains(const uint8_t *needle, size_t n)
 	close(fd);
 	CHECK(k > 0);
 	buf[k] = '\0';
-	digest_to_hex(needle, n, hex);
+	hex_encode(needle, n, hex);
 	for (size_t i = 0; i + n <= (size_t)k; i++)
 		if (memcmp(buf + i, needle, n) == 0)
 			return true;
@@ -378,7 +379,7 @@ TEST(measure_hmac_tpm_matches_replay_and_tpm2_tools)
 
 		CHECK_INT(n, digest_size(alg));
 		pcrread(conf, names[b], 15, got, sizeof(got));
-		digest_to_hex(want.v[15], (size_t)n, hex);
+		hex_encode(want.v[15], (size_t)n, hex);
 		CHECK_STR(got, hex);
 	}
 	/* The key is in neither form in the log. */

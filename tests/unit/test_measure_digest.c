@@ -1,14 +1,15 @@
 /* The digest and PCR-extend math against published and independently computed vectors. */
 #include <errno.h>
 
-#include "../../measured-boot/digest.h"
+#include "../../lib/digest.h"
+#include "../../lib/hex.h"
 #include "harness.h"
 
 static const char *hex_of(const uint8_t *d, int n)
 {
 	static char out[2 * DIGEST_MAX + 1];
 
-	digest_to_hex(d, (size_t)n, out);
+	hex_encode(d, (size_t)n, out);
 	return out;
 }
 
@@ -95,14 +96,14 @@ TEST(digest_hex_round_trip)
 	uint8_t d[4], e[4] = {0x00, 0xab, 0xCD, 0xff};
 	char out[9];
 
-	CHECK_INT(digest_from_hex("00abCDff", d, sizeof(d)), 4);
+	CHECK_INT(hex_decode("00abCDff", d, sizeof(d)), 4);
 	CHECK(memcmp(d, e, 4) == 0);
-	digest_to_hex(d, 4, out);
+	hex_encode(d, 4, out);
 	CHECK_STR(out, "00abcdff");
-	CHECK_INT(digest_from_hex("00abc", d, sizeof(d)), -EINVAL);	 /* odd length */
-	CHECK_INT(digest_from_hex("0011223344", d, sizeof(d)), -EINVAL); /* too long */
-	CHECK_INT(digest_from_hex("zz", d, sizeof(d)), -EINVAL);
-	CHECK_INT(digest_from_hex("", d, sizeof(d)), -EINVAL);
+	CHECK_INT(hex_decode("00abc", d, sizeof(d)), -EINVAL);	 /* odd length */
+	CHECK_INT(hex_decode("0011223344", d, sizeof(d)), -EINVAL); /* too long */
+	CHECK_INT(hex_decode("zz", d, sizeof(d)), -EINVAL);
+	CHECK_INT(hex_decode("", d, sizeof(d)), -EINVAL);
 }
 
 TEST(digest_hmac_rfc_vectors)

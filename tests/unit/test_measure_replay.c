@@ -2,6 +2,7 @@
  * values does not reflect. */
 #include <errno.h>
 
+#include "../../lib/hex.h"
 #include "../../measured-boot/eventlog.h"
 #include "../../measured-boot/replay.h"
 #include "harness.h"
@@ -33,7 +34,7 @@ static void make_log(void)
 
 static void hex_of(const uint8_t *d, size_t n, char *out)
 {
-	digest_to_hex(d, n, out);
+	hex_encode(d, n, out);
 }
 
 TEST(replay_known_values)

@@ -9,7 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../measured-boot/digest.h"
+#include "../../lib/digest.h"
+#include "../../lib/hex.h"
 #include "../../measured-boot/pe.h"
 #include "harness.h"
 
@@ -358,7 +359,7 @@ static void check_against_osslsigncode(const char *path, const char *bank)
 	/* osslsigncode pads the file to 8 bytes before it hashes: keep that out of it. */
 	CHECK(len % 8 == 0);
 	hash_of(buf, len, alg, d);
-	digest_to_hex(d, (size_t)k, got);
+	hex_encode(d, (size_t)k, got);
 	if (strcmp(got, want) != 0)
 		FAIL_AT("%s %s: ours %s, osslsigncode %s", path, bank, got, want);
 	free(buf);
@@ -366,7 +367,7 @@ static void check_against_osslsigncode(const char *path, const char *bank)
 	buf = read_all(signed_path, &len);
 	CHECK(buf);
 	hash_of(buf, len, alg, d);
-	digest_to_hex(d, (size_t)k, got);
+	hex_encode(d, (size_t)k, got);
 	if (strcmp(got, want) != 0)
 		FAIL_AT("%s signed, %s: ours %s, osslsigncode %s", path, bank, got, want);
 	free(buf);

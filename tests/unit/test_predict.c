@@ -9,7 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../measured-boot/digest.h"
+#include "../../lib/digest.h"
+#include "../../lib/hex.h"
 #include "../../measured-boot/eventlog.h"
 #include "../../measured-boot/pe.h"
 #include "../../measured-boot/predict.h"
@@ -101,7 +102,7 @@ static void pcr11_hex(const struct eventlog *log, uint16_t alg, char *hex)
 	int size = replay_log(log, alg, &p);
 
 	CHECK(size > 0);
-	digest_to_hex(p.v[11], (size_t)size, hex);
+	hex_encode(p.v[11], (size_t)size, hex);
 }
 
 TEST(predict_stub_order_and_bytes)
@@ -192,7 +193,7 @@ static void pcr4_hex(const struct eventlog *log, uint16_t alg, char *hex)
 	int size = replay_log(log, alg, &p);
 
 	CHECK(size > 0);
-	digest_to_hex(p.v[4], (size_t)size, hex);
+	hex_encode(p.v[4], (size_t)size, hex);
 }
 
 TEST(predict_pcr4_records_and_values)
@@ -232,11 +233,11 @@ TEST(predict_pcr4_records_and_values)
 	digest_compute(DIGEST_ALG_SHA384, "\0\0\0\0", 4, want);
 	CHECK(memcmp(log.records[1].digests[1].buf, want, 48) == 0);
 	/* The images' Authenticode hashes, as osslsigncode computes them. */
-	digest_to_hex(log.records[2].digests[0].buf, 32, hex);
+	hex_encode(log.records[2].digests[0].buf, 32, hex);
 	CHECK_STR(hex, UKI_AUTH_SHA256);
-	digest_to_hex(log.records[3].digests[0].buf, 32, hex);
+	hex_encode(log.records[3].digests[0].buf, 32, hex);
 	CHECK_STR(hex, KERNEL_AUTH_SHA256);
-	digest_to_hex(log.records[3].digests[1].buf, 48, hex);
+	hex_encode(log.records[3].digests[1].buf, 48, hex);
 	CHECK_STR(hex, KERNEL_AUTH_SHA384);
 	pcr4_hex(&log, DIGEST_ALG_SHA256, hex);
 	CHECK_STR(hex, PCR4_SHA256);
@@ -415,7 +416,7 @@ static void pcr15_after(int n_records, char *hex)
 		digest_compute(DIGEST_ALG_SHA256, "verity:abc", 10, d);
 		digest_extend(DIGEST_ALG_SHA256, pcr, d);
 	}
-	digest_to_hex(pcr, 32, hex);
+	hex_encode(pcr, 32, hex);
 }
 
 TEST(verify_match_and_mismatch)
@@ -535,7 +536,7 @@ static size_t pcr4_firmware_log(uint8_t *b, const char *const *apps, size_t n_ap
 		else if (i == 1)
 			digest_compute(DIGEST_ALG_SHA256, "\0\0\0\0", 4, d);
 		else
-			CHECK_INT(digest_from_hex(apps[i - 2], d, 32), 32);
+			CHECK_INT(hex_decode(apps[i - 2], d, 32), 32);
 		PUT(d, 32);
 		U32(i == 1 ? 4 : 0);
 		if (i == 1)
@@ -600,14 +601,14 @@ static void extend_hex(char *hex, const char *const *data, size_t n, const size_
 {
 	uint8_t pcr[32], d[32];
 
-	CHECK_INT(digest_from_hex(hex, pcr, 32), 32);
+	CHECK_INT(hex_decode(hex, pcr, 32), 32);
 	for (size_t i = 0; i < n; i++) {
 		CHECK_INT(digest_compute(DIGEST_ALG_SHA256, data[i],
 					 lens ? lens[i] : strlen(data[i]), d),
 			  32);
 		CHECK_INT(digest_extend(DIGEST_ALG_SHA256, pcr, d), 32);
 	}
-	digest_to_hex(pcr, 32, hex);
+	hex_encode(pcr, 32, hex);
 }
 
 TEST(predict_json_shape)

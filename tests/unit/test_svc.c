@@ -99,3 +99,66 @@ TEST(svc_backoff_no_overflow)
 	for (int i = 0; i < 100; i++)
 		CHECK_INT(svc_backoff_next(&b, &d, 0), 300);
 }
+
+/* Every transition svc.c makes, with the timer the new state arms (svc_set_state). */
+TEST(svc_transitions_waiting)
+{
+	CHECK(svc_transition_ok(SVC_WAITING, SVC_STARTING)); /* started, with a probe */
+	CHECK(svc_transition_ok(SVC_WAITING, SVC_READY));    /* started, no probe */
+	CHECK(svc_transition_ok(SVC_WAITING, SVC_BACKOFF));  /* fork failed */
+	CHECK(svc_transition_ok(SVC_WAITING, SVC_DOWN));     /* fork failed, no restarts left */
+	CHECK(!svc_transition_ok(SVC_WAITING, SVC_STOPPING)); /* nothing runs to stop */
+	CHECK(!svc_transition_ok(SVC_WAITING, SVC_WAITING));
+}
+
+TEST(svc_transitions_starting)
+{
+	CHECK(svc_transition_ok(SVC_STARTING, SVC_READY));    /* the probe succeeded */
+	CHECK(svc_transition_ok(SVC_STARTING, SVC_STOPPING)); /* ready_timeout, or dependency */
+	CHECK(svc_transition_ok(SVC_STARTING, SVC_BACKOFF));  /* exited */
+	CHECK(svc_transition_ok(SVC_STARTING, SVC_DOWN));
+	CHECK(svc_transition_ok(SVC_STARTING, SVC_WAITING));  /* exited while stopping all */
+	CHECK(!svc_transition_ok(SVC_STARTING, SVC_STARTING));
+}
+
+TEST(svc_transitions_ready)
+{
+	CHECK(svc_transition_ok(SVC_READY, SVC_STOPPING)); /* its dependency went */
+	CHECK(svc_transition_ok(SVC_READY, SVC_BACKOFF));
+	CHECK(svc_transition_ok(SVC_READY, SVC_DOWN));
+	CHECK(svc_transition_ok(SVC_READY, SVC_WAITING));
+	CHECK(!svc_transition_ok(SVC_READY, SVC_READY));
+	CHECK(!svc_transition_ok(SVC_READY, SVC_STARTING));
+}
+
+TEST(svc_transitions_stopping)
+{
+	CHECK(svc_transition_ok(SVC_STOPPING, SVC_WAITING)); /* waits for its dependency */
+	CHECK(svc_transition_ok(SVC_STOPPING, SVC_BACKOFF)); /* it missed ready_timeout */
+	CHECK(svc_transition_ok(SVC_STOPPING, SVC_DOWN));
+	CHECK(!svc_transition_ok(SVC_STOPPING, SVC_READY));
+	CHECK(!svc_transition_ok(SVC_STOPPING, SVC_STARTING));
+}
+
+TEST(svc_transitions_backoff_and_down)
+{
+	CHECK(svc_transition_ok(SVC_BACKOFF, SVC_WAITING));
+	CHECK(!svc_transition_ok(SVC_BACKOFF, SVC_STARTING)); /* starts from WAITING only */
+	CHECK(!svc_transition_ok(SVC_BACKOFF, SVC_READY));
+	for (int to = SVC_WAITING; to <= SVC_DOWN; to++)
+		CHECK(!svc_transition_ok(SVC_DOWN, (enum svc_state)to));
+}
+
+TEST(svc_state_timers)
+{
+	const uint64_t now = 5000;
+
+	CHECK_INT(svc_state_timer(SVC_STARTING, now, true, 0), now + SVC_PROBE_MS);
+	CHECK_INT(svc_state_timer(SVC_STARTING, now, false, 0), 0); /* exec failed */
+	CHECK_INT(svc_state_timer(SVC_STOPPING, now, false, 0), now + SVC_STOP_TIMEOUT * 1000);
+	CHECK_INT(svc_state_timer(SVC_BACKOFF, now, false, 4000), now + 4000);
+	/* Entering any other state clears the timer the last one armed. */
+	CHECK_INT(svc_state_timer(SVC_WAITING, now, true, 4000), 0);
+	CHECK_INT(svc_state_timer(SVC_READY, now, true, 4000), 0);
+	CHECK_INT(svc_state_timer(SVC_DOWN, now, true, 4000), 0);
+}

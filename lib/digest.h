@@ -1,9 +1,11 @@
-/* Hashes by TPM algorithm id (mbedtls) and the PCR extend rule new = H(old || digest),
- * shared by the measurement backends, the event log and replay. */
+/* Hashes by TPM algorithm id (mbedtls), one-shot and streaming, and the PCR extend rule
+ * new = H(old || digest): every digest cvminit and cvm-measure compute goes through here. */
 #pragma once
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <mbedtls/md.h>
 
 /* TPM 2.0 algorithm ids (TCG Algorithm Registry), so callers need not include tss2
  * headers. */
@@ -38,7 +40,18 @@ int digest_hmac(uint16_t alg, const void *key, size_t key_len, const void *data,
  * errno. */
 int digest_extend(uint16_t alg, uint8_t *pcr, const uint8_t *digest);
 
-/* Lower-case hex of n bytes into out (2n + 1 bytes). */
-void digest_to_hex(const uint8_t *d, size_t n, char *out);
-/* Parses hex (any case) of 1 to max_len bytes; returns the byte count or -EINVAL. */
-int digest_from_hex(const char *hex, uint8_t *out, size_t max_len);
+/* A digest over data given in pieces (a file, a PE image's Authenticode ranges):
+ * digest_begin(), digest_update()…, digest_end(). digest_ctx_free() releases a context
+ * that did not reach digest_end() (a second call does nothing: usable with _cleanup_). */
+struct digest_ctx {
+	uint16_t alg;
+	mbedtls_md_context_t md;
+};
+
+/* 0, -EOPNOTSUPP for an unknown alg, -EIO / -ENOMEM from mbedtls. */
+int digest_begin(struct digest_ctx *c, uint16_t alg);
+/* 0 or -EIO. */
+int digest_update(struct digest_ctx *c, const void *data, size_t len);
+/* Writes the digest, frees the context; returns the digest size or -EIO. */
+int digest_end(struct digest_ctx *c, uint8_t *out);
+void digest_ctx_free(struct digest_ctx *c);

@@ -1,12 +1,12 @@
-/* One-shot digests and the PCR extend rule on top of mbedtls' generic message-digest API,
+/* One-shot and streaming digests and the PCR extend rule on top of mbedtls' generic message-digest API,
  * which the release links statically from the sysroot and the unit tests from Debian. */
 #include <errno.h>
 #include <string.h>
 
 #include <mbedtls/md.h>
 
-#include "../init/util.h"
 #include "digest.h"
+#include "util.h"
 
 static const struct {
 	uint16_t alg;
@@ -92,39 +92,40 @@ int digest_extend(uint16_t alg, uint8_t *pcr, const uint8_t *digest)
 	return (int)n;
 }
 
-void digest_to_hex(const uint8_t *d, size_t n, char *out)
+int digest_begin(struct digest_ctx *c, uint16_t alg)
 {
-	static const char xd[] = "0123456789abcdef";
+	const mbedtls_md_info_t *info = md_info(alg);
+	int r;
 
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = xd[d[i] >> 4];
-		out[2 * i + 1] = xd[d[i] & 0xf];
+	c->alg = alg;
+	mbedtls_md_init(&c->md);
+	if (!info)
+		return -EOPNOTSUPP;
+	r = mbedtls_md_setup(&c->md, info, 0);
+	if (r == 0)
+		r = mbedtls_md_starts(&c->md);
+	if (r != 0) {
+		mbedtls_md_free(&c->md);
+		return r == MBEDTLS_ERR_MD_ALLOC_FAILED ? -ENOMEM : -EIO;
 	}
-	out[2 * n] = '\0';
+	return 0;
 }
 
-static int unhex(char c)
+int digest_update(struct digest_ctx *c, const void *data, size_t len)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return mbedtls_md_update(&c->md, data, len) == 0 ? 0 : -EIO;
 }
 
-int digest_from_hex(const char *hex, uint8_t *out, size_t max_len)
+int digest_end(struct digest_ctx *c, uint8_t *out)
 {
-	size_t len = strlen(hex);
+	int r = mbedtls_md_finish(&c->md, out) == 0 ? digest_size(c->alg) : -EIO;
 
-	if (len % 2 || len / 2 > max_len || len == 0)
-		return -EINVAL;
-	for (size_t i = 0; i < len / 2; i++) {
-		int hi = unhex(hex[2 * i]), lo = unhex(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return (int)(len / 2);
+	mbedtls_md_free(&c->md);
+	return r;
+}
+
+void digest_ctx_free(struct digest_ctx *c)
+{
+	/* mbedtls_md_free() zeroes the context, so a second call finds nothing to free. */
+	mbedtls_md_free(&c->md);
 }
