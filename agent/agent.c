@@ -53,14 +53,6 @@ static struct {
 	unsigned long accepted, evicted, bad, timed_out, evidence, activate;
 } stats;
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void conn_close(struct conn *c)
 {
 	if (c->fd >= 0)
@@ -120,7 +112,7 @@ static void serve(struct conn *c, const struct attest_request *req)
 	}
 	c->out_pos = 0;
 	/* The TPM work took its time; the peer gets the whole timeout for the reply. */
-	c->deadline = now_ms() + timeout_ms;
+	c->deadline = (int64_t)now_ms() + timeout_ms;
 	if (c->served >= ATTEST_MAX_REQUESTS)
 		c->close_after = true;
 }
@@ -198,7 +190,7 @@ static void on_accept(int lfd)
 		slot = oldest;
 	}
 	slot->fd = fd;
-	slot->accepted = now_ms();
+	slot->accepted = (int64_t)now_ms();
 	slot->deadline = slot->accepted + timeout_ms;
 }
 
@@ -333,7 +325,7 @@ int main(int argc, char **argv)
 	while (!stop) {
 		struct pollfd pfd[MAX_CONN + 1];
 		struct conn *who[MAX_CONN + 1];
-		int64_t t = now_ms(), wait = -1;
+		int64_t t = (int64_t)now_ms(), wait = -1;
 		size_t n = 0;
 
 		pfd[n] = (struct pollfd){.fd = lfd, .events = POLLIN};

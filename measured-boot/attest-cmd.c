@@ -17,6 +17,7 @@
 
 #include <json-c/json.h>
 
+#include "../lib/hex.h"
 #include "../lib/util.h"
 #include "attest-cmd.h"
 #include "attest-proto.h"
@@ -444,7 +445,7 @@ static void explain(struct out *o, const struct logs *l, unsigned p, uint16_t al
 			continue;
 		describe(l, i, what, sizeof(what));
 		if (d)
-			digest_to_hex(d->buf, d->size, hex);
+			hex_encode(d->buf, d->size, hex);
 		if (i >= l->n_fw && r->has_data)
 			text = printable(r->data, r->data_len > 512 ? 512 : r->data_len);
 		say(o, "info", (int)p, "    %s %s%s%s%s", what, hex,
@@ -493,7 +494,7 @@ static bool check_pcr15(struct out *o, const struct logs *l, const struct measur
 		}
 		if (r->event && measurements_per_node(m, r->event)) {
 			if (got) {
-				digest_to_hex(got->buf, got->size, hex);
+				hex_encode(got->buf, got->size, hex);
 				say(o, "pin", 15,
 				    "PCR 15 per-node record \"%s\": %s %s (pin it "
 				    "for this node)",
@@ -546,7 +547,7 @@ static int compare(struct out *o, const struct logs *l, const struct measurement
 			say(o, "note", (int)p, "PCR %u: not quoted (PCRs 0-15 are)", p);
 			continue;
 		}
-		digest_to_hex(v->banks[b].v[p], len, got);
+		hex_encode(v->banks[b].v[p], len, got);
 		if (p == 15 && !check_pcr15(o, l, m, alg))
 			*enforced_ok = false;
 		if (!m->pcr[p].has_expected) {
@@ -557,7 +558,7 @@ static int compare(struct out *o, const struct logs *l, const struct measurement
 				    digest_alg_name(alg), got);
 			continue;
 		}
-		digest_to_hex(m->pcr[p].expected, len, want);
+		hex_encode(m->pcr[p].expected, len, want);
 		if (memcmp(m->pcr[p].expected, v->banks[b].v[p], len) == 0) {
 			say(o, "ok", (int)p, "PCR %u %s: match%s", p,
 			    digest_alg_name(alg),
@@ -610,7 +611,7 @@ static int run(struct out *o, const char *target, const char *evidence,
 		}
 		memcpy(nonce, ev, ATTEST_NONCE);
 		if (nonce_hex &&
-		    digest_from_hex(nonce_hex, nonce, ATTEST_NONCE) != ATTEST_NONCE) {
+		    hex_decode(nonce_hex, nonce, ATTEST_NONCE) != ATTEST_NONCE) {
 			fprintf(stderr, "cvm-measure: --nonce: want 64 hex digits\n");
 			return ATTEST_EXIT_USAGE;
 		}
@@ -653,7 +654,7 @@ static int run(struct out *o, const char *target, const char *evidence,
 	{
 		char hex[2 * ATTEST_NONCE + 1];
 
-		digest_to_hex(nonce, ATTEST_NONCE, hex);
+		hex_encode(nonce, ATTEST_NONCE, hex);
 		say(o, "info", -1, "nonce %s", hex);
 	}
 	r = attest_response_parse(body, body_len, &resp, &need, &bad);

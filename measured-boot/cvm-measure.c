@@ -411,7 +411,7 @@ static int write_json(const char *path, const char *pcr4, const char *pcr11,
 
 		if (!hex[i])
 			continue;
-		n = digest_from_hex(hex[i], m.pcr[pcrs[i]].expected, DIGEST_MAX);
+		n = hex_decode(hex[i], m.pcr[pcrs[i]].expected, DIGEST_MAX);
 		if (n < 0)
 			return -EINVAL;
 		m.pcr[pcrs[i]].present = m.pcr[pcrs[i]].has_expected = true;

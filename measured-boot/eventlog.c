@@ -149,7 +149,7 @@ static int add_data(json_object *content, const struct eventlog_record *r)
 	hex = malloc(2 * r->data_len + 1);
 	if (!hex)
 		return -ENOMEM;
-	digest_to_hex(r->data, r->data_len, hex);
+	hex_encode(r->data, r->data_len, hex);
 	return add(content, "dataHex", json_object_new_string(hex));
 }
 
@@ -358,7 +358,7 @@ static const char *parse_data(json_object *content, struct eventlog_record *r)
 		if (n == 0) {
 			k = 0;
 		} else {
-			k = digest_from_hex(h, r->data, n / 2);
+			k = hex_decode(h, r->data, n / 2);
 			if (k < 0 || (size_t)k != n / 2)
 				return "dataHex is not hex";
 		}

@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "../lib/hex.h"
 #include "../lib/util.h"
 #include "measurements.h"
 
@@ -32,7 +33,7 @@ static json_object *hex_string(const uint8_t *d, size_t n)
 
 	if (n > DIGEST_MAX)
 		return NULL;
-	digest_to_hex(d, n, hex);
+	hex_encode(d, n, hex);
 	return json_object_new_string(hex);
 }
 
@@ -178,7 +179,7 @@ static const char *parse_expected(json_object *v, uint8_t *out, size_t *len)
 							 : 0;
 
 	if ((n != 64 && n != 96) ||
-	    digest_from_hex(json_object_get_string(v), out, DIGEST_MAX) != n / 2)
+	    hex_decode(json_object_get_string(v), out, DIGEST_MAX) != n / 2)
 		return "expected is not 64 or 96 hex digits (a sha256 or sha384 value)";
 	*len = (size_t)n / 2;
 	return NULL;
@@ -219,7 +220,7 @@ static const char *parse_record(json_object *o, struct meas_record *r)
 		if (r->n_digests >= EVENTLOG_MAX_DIGESTS)
 			return "a replay record has too many digests";
 		if (!json_object_is_type(v, json_type_string) ||
-		    digest_from_hex(json_object_get_string(v),
+		    hex_decode(json_object_get_string(v),
 				    r->digests[r->n_digests].buf,
 				    DIGEST_MAX) != digest_size((uint16_t)alg) ||
 		    (size_t)json_object_get_string_len(v) !=

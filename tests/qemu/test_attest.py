@@ -468,7 +468,6 @@ def test_attest_cmdline_word_refused():
     to match (a consistent image the node boots), attested against the original image's
     measurements.json: refused naming PCRs 4, 11 and 15, and the PCR 15 record shows the
     command line with the word."""
-    import test_measure
     if not MEASUREMENTS.is_file():
         raise TestFailure(f"{MEASUREMENTS} is missing: 'make test-image' writes it")
     word = "mitigations=auto"
