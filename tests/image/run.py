@@ -39,6 +39,7 @@ class Scratch:
         self.build = os.path.join(self.dir, "build")
         tree = os.path.join(self.build, "image-test-tree", "usr", "share", "cvminit-test")
         self.kept = [os.path.join(self.build, p) for p in ("cvminit", "dhcp-hook",
+                                                          "cvminit-agent", "cvm-measure",
                                                           "kubelet-standin", "unseal-attacker")]
         self.kept += [os.path.join(tree, "busybox-oci.tar"), os.path.join(tree, "unseal-attacker")]
         for p in self.kept:
@@ -54,6 +55,9 @@ class Scratch:
                f"IMAGE_BUILDER={builder}"]
         for p in self.kept:
             cmd += ["-o", p]
+        # The disks themselves: `make image` also writes measurements.json with the real
+        # cvm-measure, which a placeholder cannot run.
+        target = {"image": self.image, "test-image": self.test_image}.get(target, target)
         cmd += ([mode] if mode else []) + [target] + list(args)
         r = subprocess.run(cmd, env=env or clean_env(), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=120)
