@@ -142,25 +142,32 @@ def other_ek_cert(ca, work):
     subprocess.run(["swtpm_setup", "--tpm2", "--tpmstate", str(state), "--create-ek-cert",
                     "--config", str(setup), "--overwrite"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    port = free_port()
-    p = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
-                          "--server", f"type=tcp,port={port}", "--ctrl",
-                          f"type=tcp,port={port + 1}", "--flags",
-                          "startup-clear,not-need-init"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        out = work / "other-ek.der"
-        env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
-        for _ in range(50):
-            r = subprocess.run(["tpm2_nvread", "0x1c00002", "-o", str(out)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            if r.returncode == 0:
-                return out.read_bytes()
-            time.sleep(0.1)
-        raise TestFailure(f"tpm2_nvread of the other vTPM's EK certificate failed: {r.stdout}")
-    finally:
-        p.kill()
-        p.wait()
+    out = work / "other-ek.der"
+    r = None
+    # free_port() vouches for one port only: swtpm exits at once when its control port
+    # (port + 1) is taken, so a swtpm that died is started again on other ports; a loaded
+    # host may take seconds to have it listening.
+    for _ in range(5):
+        port = free_port()
+        p = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                              "--server", f"type=tcp,port={port}", "--ctrl",
+                              f"type=tcp,port={port + 1}", "--flags",
+                              "startup-clear,not-need-init"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
+            deadline = time.monotonic() + scaled(30)
+            while time.monotonic() < deadline and p.poll() is None:
+                r = subprocess.run(["tpm2_nvread", "0x1c00002", "-o", str(out)], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                if r.returncode == 0:
+                    return out.read_bytes()
+                time.sleep(0.2)
+        finally:
+            p.kill()
+            p.wait()
+    raise TestFailure(f"tpm2_nvread of the other vTPM's EK certificate failed: "
+                      f"{r.stdout if r else 'swtpm never started'}")
 
 
 def foreign_ca(work):
