@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "join.h"
 #include "../measured-boot/attest-node.h"
 #include "../measured-boot/attest-proto.h"
 #include "../measured-boot/tpm.h"
@@ -238,7 +239,12 @@ static const char help[] =
 	"Usage: cvminit-agent [--port N] [--tcti device|swtpm] [--tcti-conf CONF]\n"
 	"                     [--firmware-log FILE] [--log FILE] [--tsm DIR|none]\n"
 	"                     [--timeout MS]\n"
-	"Answers attestation requests (docs/attestation.md) on TCP port N (default 7741).\n";
+	"       cvminit-agent --join HOST:PORT --join-key PEM --join-out FILE\n"
+	"                     [--join-tries N] [--tcti …]\n"
+	"Answers attestation requests (docs/attestation.md) on TCP port N (default 7741).\n"
+	"With --join: joins through the join service at HOST:PORT, which must prove the\n"
+	"public key in --join-key, writes the bootstrap kubeconfig it sends to --join-out and\n"
+	"exits 0; 3 when the service refused the node or did not prove its key.\n";
 
 int main(int argc, char **argv)
 {
@@ -250,10 +256,16 @@ int main(int argc, char **argv)
 		{"log", required_argument, NULL, 'l'},
 		{"tsm", required_argument, NULL, 's'},
 		{"timeout", required_argument, NULL, 'T'},
+		{"join", required_argument, NULL, 'J'},
+		{"join-key", required_argument, NULL, 'K'},
+		{"join-out", required_argument, NULL, 'O'},
+		{"join-tries", required_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
 	const char *tcti = "device", *tcti_conf = NULL;
+	const char *join = NULL, *join_key = NULL, *join_out = NULL;
+	unsigned join_tries = 0;
 	unsigned port = ATTEST_PORT;
 	struct sigaction sa = {.sa_handler = on_signal};
 	int lfd, r, c;
@@ -291,6 +303,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'J':
+			join = optarg;
+			break;
+		case 'K':
+			join_key = optarg;
+			break;
+		case 'O':
+			join_out = optarg;
+			break;
+		case 'N':
+			join_tries = (unsigned)strtoul(optarg, NULL, 10);
+			break;
 		case 'h':
 			fputs(help, stdout);
 			return 0;
@@ -314,6 +338,16 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		log_errno(r, "agent: create the EK and AK");
 		return 1;
+	}
+	if (join) {
+		if (!join_key || !join_out) {
+			fputs(help, stderr);
+			return 2;
+		}
+		r = agent_join(tpm, &keys, &sources, join, join_key, join_out, join_tries);
+		attest_keys_free(tpm, &keys);
+		tpm_close(tpm);
+		return r == 0 ? 0 : (r == -EACCES || r == -EPERM) ? 3 : 1;
 	}
 	lfd = listen_on(port);
 	if (lfd < 0) {
