@@ -20,6 +20,28 @@
 #include "../measured-boot/join-proto.h"
 #include "join.h"
 
+static const char *console_path;
+
+void agent_join_console(const char *path)
+{
+	console_path = path;
+}
+
+/* The verdicts an operator must see on the node's console: cvminit passes service output
+ * to the kernel log at debug level only. Never with a secret in it. */
+static void console(const char *line)
+{
+	int fd;
+
+	if (!console_path)
+		return;
+	fd = open(console_path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	(void)!write(fd, line, strlen(line));
+	close(fd);
+}
+
 static int dial(const char *target)
 {
 	_cleanup_free_ char *host = strdup(target);
@@ -112,12 +134,16 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 	n = join_header_parse(hdr, &type);
 	if (n < 0 || type != JOIN_SERVICE || read_full(fd, body, (size_t)n) != n ||
 	    join_body_parse(type, body, (size_t)n, &m, &why) < 0)
-		return log_error("join: %s: REFUSED: the service did not prove the pinned key "
+		return console("cvminit-agent: join: REFUSED the join service: it did not "
+			       "prove the pinned key; kubelet is not started\n"),
+		       log_error("join: %s: REFUSED: the service did not prove the pinned key "
 				 "(malformed answer)", target), -EPERM;
 	join_transcript(eph.pub, hello + JOIN_PUB, m.svc_pub, m.nonce, hash);
 	r = join_verify(pin, pin_len, hash, m.sig, m.sig_len);
 	if (r < 0)
-		return log_error("join: %s: REFUSED: the service did not prove the pinned key "
+		return console("cvminit-agent: join: REFUSED the join service: it did not "
+			       "prove the pinned key; kubelet is not started\n"),
+		       log_error("join: %s: REFUSED: the service did not prove the pinned key "
 				 "(%s)", target, r == -EINVAL ? "the pinned key does not parse"
 							      : "bad signature"), -EPERM;
 	memcpy(svc_pub, m.svc_pub, JOIN_PUB);
@@ -171,7 +197,9 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 	    join_body_parse(type, body, (size_t)n, &m, &why) < 0)
 		return log_error("join: %s: malformed verdict", target), -EAGAIN;
 	if (type == JOIN_REFUSED)
-		return log_error("join: REFUSED by the join service: %.*s", n, body),
+		return console("cvminit-agent: join: REFUSED by the join service: this node's "
+			       "attestation was refused; kubelet is not started\n"),
+		       log_error("join: REFUSED by the join service: %.*s", n, body),
 		       -EACCES;
 	r = join_bundle_key(&eph, svc_pub, eph.pub, svc_pub, key);
 	if (r >= 0)

@@ -13,3 +13,5 @@ struct attest_sources;
  * not prove the pinned key (never retried: an impersonator), -errno else. */
 int agent_join(struct tpm *t, const struct attest_keys *k, const struct attest_sources *src,
 	       const char *target, const char *pinned, const char *out, unsigned tries);
+/* Where refusals are also written, one line each (the node's /dev/console); NULL: none. */
+void agent_join_console(const char *path);

@@ -72,13 +72,16 @@ def test_join_host():
             time.sleep(0.1)
         return p, port
 
-    def node(port, pinned, out, tries=3):
-        return subprocess.run([str(AGENT_HOST), "--tcti", "swtpm", "--tcti-conf",
+    def node_cmd(port, pinned, out, tries=3):
+        return [str(AGENT_HOST), "--tcti", "swtpm", "--tcti-conf",
                                f"host=127.0.0.1,port={tport}", "--tsm", "none",
                                "--log", str(work / "none"), "--firmware-log",
                                str(work / "none"), "--join", f"127.0.0.1:{port}",
                                "--join-key", str(pinned), "--join-out", str(out),
-                               "--join-tries", str(tries)],
+                               "--join-tries", str(tries)]
+
+    def node(port, pinned, out, tries=3, extra=()):
+        return subprocess.run(node_cmd(port, pinned, out, tries) + list(extra),
                               capture_output=True, text=True, timeout=scaled(120))
 
     try:
@@ -88,16 +91,32 @@ def test_join_host():
                 break
             except OSError:
                 time.sleep(0.1)
-        # 1. A good node joins.
+        # 1. A good node joins; its ready socket (what kubelet's `after join` waits
+        # for) appears only once the kubeconfig is in place.
         svc, port = service(good, "good")
         out = work / "bootstrap-kubelet.conf"
+        ready = work / "join.sock"
         t0 = time.monotonic()
-        r = node(port, svc_pub, out)
+        p = subprocess.Popen(node_cmd(port, svc_pub, out) + ["--join-ready", str(ready)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        while not ready.exists():
+            if p.poll() is not None or time.monotonic() - t0 > scaled(60):
+                p.kill()
+                raise TestFailure(f"good node: no ready socket, exit {p.poll()}\n"
+                                  f"{p.communicate()[0]}\n{(work / 'good.join.log').read_text()}")
+            time.sleep(0.02)
         took = time.monotonic() - t0
+        joined = out.is_file()
+        socket.socket(socket.AF_UNIX).connect(str(ready))  # cvminit's readiness probe
+        p.terminate()
+        p.wait(scaled(10))
         svc.wait(scaled(30))
         log = (work / "good.join.log").read_text()
-        if r.returncode != 0 or not out.is_file():
-            raise TestFailure(f"good node: exit {r.returncode}\n{r.stderr}\n{log}")
+        if not joined:
+            raise TestFailure("the ready socket appeared before the kubeconfig was written")
+        if p.returncode != 0 or ready.exists():
+            raise TestFailure(f"good node: exit {p.returncode} after SIGTERM, socket left "
+                              f"{ready.exists()}")
         conf = out.read_text()
         want_ca = base64.b64encode((work / "cluster-ca.pem").read_bytes()).decode()
         for want in ("server: https://10.0.2.2:6443", "token: abcdef.0123456789abcdef",
@@ -112,9 +131,16 @@ def test_join_host():
         # 2. Another measurement: refused, nothing written, the mismatch logged.
         svc, port = service(bad, "bad")
         out2 = work / "refused.conf"
-        r = node(port, svc_pub, out2)
+        console = work / "console"
+        r = node(port, svc_pub, out2, extra=["--join-ready", str(work / "bad.sock"),
+                                             "--console", str(console)])
         svc.wait(scaled(30))
         log = (work / "bad.join.log").read_text()
+        said = console.read_text() if console.exists() else ""
+        if "join: REFUSED by the join service" not in said or "abcdef" in said:
+            raise TestFailure(f"the refused node's console says: {said!r}")
+        if (work / "bad.sock").exists():
+            raise TestFailure("a refused node made its ready socket: kubelet would start")
         if r.returncode != 3 or out2.exists():
             raise TestFailure(f"refused node: exit {r.returncode}, wrote "
                               f"{out2.exists()}\n{r.stderr}\n{log}")
