@@ -382,6 +382,7 @@ int main(int argc, char **argv)
 			fputs(help, stderr);
 			return 2;
 		}
+		sources.join = true; /* quotes no verifier can ask the agent for */
 		r = agent_join(tpm, &keys, &sources, join, join_key, join_out, join_tries);
 		attest_keys_free(tpm, &keys);
 		tpm_close(tpm);

@@ -700,6 +700,7 @@ static int run(struct out *o, const char *target, const char *evidence,
 				      : "the evidence has no AK public");
 	say(o, "ok", -1, "AK: ok (restricted RSA 2048 signing key, fixedTPM)");
 	/* 3. The quote. */
+	v.join = peer_fd >= 0;
 	r = attest_check_quote(&resp, nonce, &v, why, sizeof(why));
 	if (r < 0)
 		return refuse(o, "quote", why);

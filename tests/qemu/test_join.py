@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from test_attest import AGENT_HOST, free_port
+from test_attest import AGENT_HOST, free_port, wait_agent
 from vm import REPO, VM, TestFailure, note, scaled
 
 CVM_JOIN = REPO / "build" / "cvm-join"
@@ -24,12 +24,42 @@ def _key(path):
     return pub
 
 
+def _recv(s, n):
+    b = b""
+    while len(b) < n:
+        k = s.recv(n - len(b))
+        if not k:
+            raise TestFailure(f"connection closed after {len(b)} of {n} bytes")
+        b += k
+    return b
+
+
+def relay(jport, aport, pub):
+    """The host's attack: a hello with its own key to cvm-join, then cvm-join's attest
+    requests passed to the node's agent and its answers back. Returns the verdict's type
+    (3 bundle, 4 refused)."""
+    with socket.create_connection(("127.0.0.1", jport), timeout=60) as j, \
+            socket.create_connection(("127.0.0.1", aport), timeout=60) as a:
+        j.sendall(b"CVMJ\x01\x01\x00\x61" + pub + bytes(32))
+        hdr = _recv(j, 8)
+        _recv(j, int.from_bytes(hdr[6:8], "big"))
+        while True:
+            hdr = _recv(j, 8)
+            body = _recv(j, int.from_bytes(hdr[6:8], "big"))
+            if hdr[:4] == b"CVMJ":
+                return hdr[5]
+            a.sendall(hdr + body)
+            rh = _recv(a, 10)
+            j.sendall(rh + _recv(a, int.from_bytes(rh[6:10], "big")))
+
+
 def test_join_host():
     """A good node joins (the kubeconfig has the server, the CA and the token); a node
     measured otherwise than measurements.json (PCR 4 altered there) is refused and writes
     nothing, the mismatch logged by cvm-join; a node pinning another service key refuses
-    the service before it quotes anything; an unreachable service is retried, then given
-    up."""
+    the service before it quotes anything; the host relaying cvm-join's requests to the
+    node's attest agent under its own key is refused; an unreachable service is retried,
+    then given up."""
     for b in (AGENT_HOST, CVM_JOIN):
         if not b.is_file():
             raise TestFailure(f"{b} is missing: make {b.relative_to(REPO)}")
@@ -159,7 +189,29 @@ def test_join_host():
             raise TestFailure(f"impersonation: exit {r.returncode}\n{r.stderr}")
         if "nonce" in log or "JOINED" in log:
             raise TestFailure(f"the node answered a service that did not prove its key:\n{log}")
-        # 4. Nobody listening: retried with backoff, then given up.
+        # 4. The host relays cvm-join's requests to the node's attest agent (which quotes
+        # any nonce a verifier sends) under a hello with a key of its own: the quote
+        # lacks the join tag, refused, no bundle.
+        aport = free_port()
+        agent = subprocess.Popen([str(AGENT_HOST), "--port", str(aport), "--tcti", "swtpm",
+                                  "--tcti-conf", f"host=127.0.0.1,port={tport}", "--tsm",
+                                  "none", "--log", str(work / "none"), "--firmware-log",
+                                  str(work / "none")], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        try:
+            wait_agent(aport, scaled(30))
+            svc, port = service(good, "relay")
+            der = subprocess.run(["openssl", "pkey", "-pubin", "-in", str(other_pub),
+                                  "-outform", "DER"], check=True, capture_output=True).stdout
+            got = relay(port, aport, der[-65:])  # a point on the curve, the host's key
+            svc.wait(scaled(30))
+        finally:
+            agent.terminate()
+            agent.wait()
+        log = (work / "relay.join.log").read_text()
+        if got != 4 or "JOINED" in log or "qualifying data" not in log:
+            raise TestFailure(f"relay through the attest agent: verdict type {got}\n{log}")
+        # 5. Nobody listening: retried with backoff, then given up.
         t1 = time.monotonic()
         r = node(free_port(), svc_pub, work / "none.conf", tries=2)
         if r.returncode != 1 or "gave up after 2 attempts" not in r.stderr:
