@@ -30,8 +30,8 @@ static const char help[] =
 	"public part the node's image pins), attests the node exactly as `cvm-measure attest`\n"
 	"does against --measurements and --ek-ca, and only then sends the node its bootstrap\n"
 	"kubeconfig (API server --server, cluster CA --cluster-ca, bootstrap token from\n"
-	"--token), encrypted to the key the node bound into its quote. Every refusal is logged\n"
-	"with each mismatch. --max-joins: exit after N connections (tests).\n";
+	"--token), encrypted to the key the node bound into its quote. Every refusal is\n"
+	"logged with each mismatch. --max-joins: exit after N connections (tests).\n";
 
 static struct {
 	uint8_t *key, *cas, *bundle;

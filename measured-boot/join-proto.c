@@ -53,7 +53,8 @@ int join_body_parse(enum join_type type, const uint8_t *body, size_t len,
 		m->challenge = body + JOIN_PUB;
 		return 0;
 	case JOIN_SERVICE:
-		if (len < JOIN_PUB + JOIN_NONCE + 8 || len > JOIN_PUB + JOIN_NONCE + JOIN_MAX_SIG)
+		if (len < JOIN_PUB + JOIN_NONCE + 8 ||
+		    len > JOIN_PUB + JOIN_NONCE + JOIN_MAX_SIG)
 			return *why = "service: wrong length", -EBADMSG;
 		if (body[0] != 0x04)
 			return *why = "service: not an uncompressed point", -EBADMSG;

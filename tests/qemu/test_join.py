@@ -132,8 +132,9 @@ def test_join_host():
         while not ready.exists():
             if p.poll() is not None or time.monotonic() - t0 > scaled(60):
                 p.kill()
+                log = (work / "good.join.log").read_text()
                 raise TestFailure(f"good node: no ready socket, exit {p.poll()}\n"
-                                  f"{p.communicate()[0]}\n{(work / 'good.join.log').read_text()}")
+                                  f"{p.communicate()[0]}\n{log}")
             time.sleep(0.02)
         took = time.monotonic() - t0
         joined = out.is_file()

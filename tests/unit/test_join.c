@@ -115,7 +115,8 @@ TEST(join_service_key_proof)
 {
 	char dir[] = "/tmp/test_join.XXXXXX", a[256], ap[256], b[256], bp[256];
 	uint8_t key[4096], pin[4096], other[4096], hash[32], sig[JOIN_MAX_SIG];
-	uint8_t node_pub[JOIN_PUB] = {4}, ch[32] = {1}, svc_pub[JOIN_PUB] = {4}, nonce[32] = {2};
+	uint8_t node_pub[JOIN_PUB] = {4}, ch[32] = {1}, svc_pub[JOIN_PUB] = {4};
+	uint8_t nonce[32] = {2};
 	size_t kl, pl, ol, sl;
 
 	CHECK(mkdtemp(dir) != NULL);
