@@ -16,7 +16,7 @@ LIB_HDRS  := $(wildcard lib/*.h)
 MB_HOST_ONLY := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
 		measured-boot/cpio.c measured-boot/tcglog.c measured-boot/measurements.c \
 		measured-boot/attest-proto.c measured-boot/attest-node.c measured-boot/attest-verify.c \
-		measured-boot/attest-cmd.c
+		measured-boot/attest-cmd.c measured-boot/join-proto.c
 MB_SRCS   := $(filter-out $(MB_HOST_ONLY),$(wildcard measured-boot/*.c))
 INIT_SRCS := $(wildcard init/*.c) $(MB_SRCS) $(LIB_SRCS)
 INIT_HDRS := $(wildcard init/*.h measured-boot/*.h) $(LIB_HDRS) $(GEN)/modules-table.h
@@ -84,8 +84,9 @@ $(BUILD)/dhcp-hook: image/dhcp-hook.c $(MUSL_SPECS) Makefile
 	@file $@ | grep -q 'static-pie linked' || { echo "error: $@ is not static-pie"; exit 1; }
 
 # The attestation agent (docs/attestation.md): a service on the node, static like PID 1,
-# never part of it. Linked with the TPM code; no JSON, no crypto of its own.
-AGENT_SRCS := agent/agent.c measured-boot/attest-node.c measured-boot/attest-proto.c \
+# never part of it. Linked with the TPM code and, for the join (agent/join.c), mbedcrypto.
+AGENT_SRCS := agent/agent.c agent/join.c measured-boot/attest-node.c measured-boot/attest-proto.c \
+	      measured-boot/join-proto.c \
 	      measured-boot/tpm.c $(LIB_SRCS)
 AGENT_PKGS := tss2-esys tss2-mu tss2-rc tss2-tcti-device mbedcrypto
 $(BUILD)/cvminit-agent: $(AGENT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Makefile
@@ -158,6 +159,15 @@ $(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) $(LIB_HD
 	@mkdir -p $(BUILD)
 	$(HOST_CC) $(CSTD) -O2 $(WARN) $(HARDEN) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
 		$(shell pkg-config --cflags $(CVM_MEASURE_PKGS) 2>/dev/null) -o $@ $(CVM_MEASURE_SRCS) \
+		$(shell pkg-config --libs $(CVM_MEASURE_PKGS) 2>/dev/null) -lmbedx509 -lmbedcrypto
+
+# --- cvm-join: the join service (docs/attestation.md), on cvm-measure attest's verifier ---
+CVM_JOIN_SRCS := join/cvm-join.c measured-boot/join-proto.c \
+		 $(filter-out measured-boot/cvm-measure.c,$(CVM_MEASURE_SRCS))
+$(BUILD)/cvm-join: $(CVM_JOIN_SRCS) $(wildcard measured-boot/*.h) $(LIB_HDRS) Makefile
+	@mkdir -p $(BUILD)
+	$(HOST_CC) $(CSTD) -O2 $(WARN) $(HARDEN) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
+		$(shell pkg-config --cflags $(CVM_MEASURE_PKGS) 2>/dev/null) -o $@ $(CVM_JOIN_SRCS) \
 		$(shell pkg-config --libs $(CVM_MEASURE_PKGS) 2>/dev/null) -lmbedx509 -lmbedcrypto
 
 # --- the supervisor as PID 1 of a pid namespace (root; see tests/ns/run.py) -----------

@@ -12,10 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "join.h"
 #include "../measured-boot/attest-node.h"
 #include "../measured-boot/attest-proto.h"
 #include "../measured-boot/tpm.h"
@@ -234,11 +236,45 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
+/* Joined: a unix socket that accepts from now on, for cvminit's `ready socket`, so a
+ * service `after join` (kubelet) starts only now. Kept until SIGTERM. */
+static int ready_forever(const char *path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd;
+
+	if (strlen(path) >= sizeof(a.sun_path))
+		return 1;
+	strcpy(a.sun_path, path);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 8) < 0) {
+		log_errno(-errno, "join: ready socket %s", path);
+		return 1;
+	}
+	while (!stop) {
+		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (c >= 0)
+			close(c);
+	}
+	unlink(path);
+	return 0;
+}
+
 static const char help[] =
 	"Usage: cvminit-agent [--port N] [--tcti device|swtpm] [--tcti-conf CONF]\n"
 	"                     [--firmware-log FILE] [--log FILE] [--tsm DIR|none]\n"
 	"                     [--timeout MS]\n"
-	"Answers attestation requests (docs/attestation.md) on TCP port N (default 7741).\n";
+	"       cvminit-agent --join HOST:PORT --join-key PEM --join-out FILE\n"
+	"                     [--join-tries N] [--join-ready SOCKET] [--console FILE]\n"
+	"                     [--tcti …]\n"
+	"Answers attestation requests (docs/attestation.md) on TCP port N (default 7741).\n"
+	"With --join: joins through the join service at HOST:PORT, which must prove the\n"
+	"public key in --join-key, writes the bootstrap kubeconfig it sends to --join-out and\n"
+	"exits 0 (with --join-ready: listens on that unix socket until SIGTERM instead, for\n"
+	"cvminit's `ready socket`); 3 when the service refused the node or did not prove\n"
+	"its key (said on --console too).\n";
 
 int main(int argc, char **argv)
 {
@@ -250,10 +286,18 @@ int main(int argc, char **argv)
 		{"log", required_argument, NULL, 'l'},
 		{"tsm", required_argument, NULL, 's'},
 		{"timeout", required_argument, NULL, 'T'},
+		{"join", required_argument, NULL, 'J'},
+		{"join-key", required_argument, NULL, 'K'},
+		{"join-out", required_argument, NULL, 'O'},
+		{"join-tries", required_argument, NULL, 'N'},
+		{"join-ready", required_argument, NULL, 'R'},
+		{"console", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
 	const char *tcti = "device", *tcti_conf = NULL;
+	const char *join = NULL, *join_key = NULL, *join_out = NULL, *join_ready = NULL;
+	unsigned join_tries = 0;
 	unsigned port = ATTEST_PORT;
 	struct sigaction sa = {.sa_handler = on_signal};
 	int lfd, r, c;
@@ -291,6 +335,24 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'J':
+			join = optarg;
+			break;
+		case 'K':
+			join_key = optarg;
+			break;
+		case 'O':
+			join_out = optarg;
+			break;
+		case 'N':
+			join_tries = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'R':
+			join_ready = optarg;
+			break;
+		case 'C':
+			agent_join_console(optarg);
+			break;
 		case 'h':
 			fputs(help, stdout);
 			return 0;
@@ -314,6 +376,19 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		log_errno(r, "agent: create the EK and AK");
 		return 1;
+	}
+	if (join) {
+		if (!join_key || !join_out) {
+			fputs(help, stderr);
+			return 2;
+		}
+		sources.join = true; /* quotes no verifier can ask the agent for */
+		r = agent_join(tpm, &keys, &sources, join, join_key, join_out, join_tries);
+		attest_keys_free(tpm, &keys);
+		tpm_close(tpm);
+		if (r < 0)
+			return r == -EACCES || r == -EPERM ? 3 : 1;
+		return join_ready ? ready_forever(join_ready) : 0;
 	}
 	lfd = listen_on(port);
 	if (lfd < 0) {

@@ -587,7 +587,8 @@ static int refuse(struct out *o, const char *check, const char *why)
 
 static int run(struct out *o, const char *target, const char *evidence,
 	       const char *nonce_hex, const char *save, unsigned timeout_s,
-	       const struct measurements *m, const uint8_t *cas, size_t cas_len)
+	       const struct measurements *m, const uint8_t *cas, size_t cas_len,
+	       int peer_fd, const uint8_t *peer_nonce)
 {
 	_cleanup_free_ uint8_t *ev = NULL, *act = NULL;
 	_cleanup_close_ int fd = -1;
@@ -620,9 +621,15 @@ static int run(struct out *o, const char *target, const char *evidence,
 	} else {
 		struct attest_request req = {.type = ATTEST_REQ_EVIDENCE};
 
-		if (getrandom(nonce, sizeof(nonce), 0) != sizeof(nonce))
+		if (peer_fd >= 0) {
+			/* cvm-join: the node dialled in, the nonce binds its key. */
+			memcpy(nonce, peer_nonce, sizeof(nonce));
+			fd = dup(peer_fd);
+		} else if (getrandom(nonce, sizeof(nonce), 0) != sizeof(nonce)) {
 			return ATTEST_EXIT_USAGE;
-		fd = dial(target, timeout_s, why, sizeof(why));
+		} else {
+			fd = dial(target, timeout_s, why, sizeof(why));
+		}
 		if (fd < 0)
 			return say(o, "refused", -1, "agent: cannot connect: %s", why),
 			       ATTEST_EXIT_UNREACHABLE;
@@ -693,6 +700,7 @@ static int run(struct out *o, const char *target, const char *evidence,
 				      : "the evidence has no AK public");
 	say(o, "ok", -1, "AK: ok (restricted RSA 2048 signing key, fixedTPM)");
 	/* 3. The quote. */
+	v.join = peer_fd >= 0;
 	r = attest_check_quote(&resp, nonce, &v, why, sizeof(why));
 	if (r < 0)
 		return refuse(o, "quote", why);
@@ -772,6 +780,14 @@ static int run(struct out *o, const char *target, const char *evidence,
 		    ? "ATTESTED: the node booted what measurements.json describes"
 		    : "MISMATCH: the node did not boot what measurements.json describes");
 	return ret;
+}
+
+int attest_check_peer(int fd, const uint8_t *nonce, const struct measurements *m,
+		      const uint8_t *cas, size_t cas_len)
+{
+	struct out o = {0};
+
+	return run(&o, NULL, NULL, NULL, NULL, 30, m, cas, cas_len, fd, nonce);
 }
 
 int cmd_attest(int argc, char **argv)
@@ -874,7 +890,7 @@ int cmd_attest(int argc, char **argv)
 	cas_len++; /* the NUL */
 	if (o.json)
 		o.findings = json_object_new_array();
-	ret = run(&o, target, evidence, nonce, save, timeout_s, &m, cas, cas_len);
+	ret = run(&o, target, evidence, nonce, save, timeout_s, &m, cas, cas_len, -1, NULL);
 	measurements_free(&m);
 	if (o.json) {
 		static const char *const verdicts[] = {"attested", "mismatch", "usage",

@@ -214,7 +214,8 @@ static int read_pcrs(struct tpm *t, const struct tpm_bank *banks, size_t n, uint
 }
 
 static int quote(struct tpm *t, const struct attest_keys *k, const uint8_t *nonce,
-		 const struct tpm_bank *banks, size_t n_banks, struct attest_buf *b)
+		 bool join, const struct tpm_bank *banks, size_t n_banks,
+		 struct attest_buf *b)
 {
 	ESYS_CONTEXT *esys = tpm_esys(t);
 	TPMT_SIG_SCHEME scheme = {.scheme = TPM2_ALG_RSASSA,
@@ -228,6 +229,10 @@ static int quote(struct tpm *t, const struct attest_keys *k, const uint8_t *nonc
 	TSS2_RC rc;
 
 	memcpy(qualifying.buffer, nonce, ATTEST_NONCE);
+	if (join) {
+		memcpy(qualifying.buffer + ATTEST_NONCE, ATTEST_JOIN_TAG, ATTEST_NONCE);
+		qualifying.size = 2 * ATTEST_NONCE;
+	}
 	for (size_t i = 0; i < n_banks; i++) {
 		sel.pcrSelections[i].hash = banks[i].alg;
 		sel.pcrSelections[i].sizeofSelect = 3;
@@ -330,7 +335,7 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
 		r = read_pcrs(t, banks, n_banks, before);
 		if (r == 0) {
 			*step = "quote";
-			r = quote(t, k, nonce, banks, n_banks, b);
+			r = quote(t, k, nonce, src->join, banks, n_banks, b);
 		}
 		if (r == 0) {
 			*step = "read the PCRs after the quote";

@@ -2,6 +2,7 @@
  * certificate, ActivateCredential, and the evidence response around them. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,7 @@ struct attest_sources {
 	const char *firmware_log; /* cvminit's copy: /run/log/cvminit/firmware.log */
 	const char *cvminit_log;  /* /run/log/cvminit/measure.log */
 	const char *tsm_root;	  /* /sys/kernel/config/tsm/report; NULL: none */
+	bool join; /* quote nonce | ATTEST_JOIN_TAG (the join step), not the nonce alone */
 };
 
 /* Builds the evidence response for nonce into b: the quote over PCRs 0-15 of every active

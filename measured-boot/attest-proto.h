@@ -61,6 +61,12 @@ enum attest_item {
 	ATTEST_ITEM_MAX = 11,
 };
 
+/* A join quote's qualifying data is the 32-byte nonce followed by these 32 bytes: the
+ * agent quotes 32 bytes of a verifier's choosing, so it can never be asked for a quote that
+ * passes as a join's (the host could otherwise get a node's agent to quote a nonce bound to
+ * a key of its own and take the bundle; docs/attestation.md). */
+#define ATTEST_JOIN_TAG "cvm-join v1 quote, no attest 32B"
+
 #define ATTEST_QUOTED_PCRS 16 /* PCRs 0-15 */
 #define ATTEST_MAX_BANKS   4
 

@@ -229,8 +229,10 @@ int attest_check_quote(const struct attest_response *resp, const uint8_t *nonce,
 			"the signed structure is not a quote the TPM made (magic 0x%08x, "
 			"type 0x%04x)",
 			a.magic, a.type);
-	if (a.extraData.size != ATTEST_NONCE ||
-	    memcmp(a.extraData.buffer, nonce, ATTEST_NONCE))
+	if (a.extraData.size != (v->join ? 2 : 1) * ATTEST_NONCE ||
+	    memcmp(a.extraData.buffer, nonce, ATTEST_NONCE) ||
+	    (v->join &&
+	     memcmp(a.extraData.buffer + ATTEST_NONCE, ATTEST_JOIN_TAG, ATTEST_NONCE)))
 		return fail(
 			why, why_len, -EPERM,
 			"the quote's qualifying data is not this verifier's nonce: the "

@@ -18,6 +18,7 @@ struct attest_verified {
 	size_t ek_e_len;
 	uint8_t ak_name[34]; /* nameAlg (sha256) || sha256(TPMT_PUBLIC) */
 	char ek_subject[256], ek_issuer[256];
+	bool join; /* set by the caller: expect nonce | ATTEST_JOIN_TAG as qualifying data */
 	size_t n_banks;
 	struct {
 		uint16_t alg;
