@@ -63,9 +63,11 @@ STATE_SIZE = "256M"
 IMAGES = ("cvminit", "systemd")
 
 PRINTK = re.compile(r"^\[\s*(\d+)\.(\d{6})\] (.*)$")
-# The probe's last line, on the test channel ("[<mono>] bench-probe: end"; a relayed kmsg
-# copy of it starts with "<7>" and a service name, so it does not match).
-PROBE_END = r"^\[\s*\d+\.\d+\] bench-probe: end$"
+# The probe's last line, on the test channel ("[<mono>] bench-probe: end"). Found anywhere in
+# a line: another writer's output can share the line (issue 15: a run was lost for that).
+PROBE_END = r"\[\s*\d+\.\d+\] bench-probe: end\b"
+# One probe record, wherever it starts in a line; its values are "key=value" words.
+PROBE_REC = re.compile(r"\[\s*(\d+)\.(\d{6})\] bench-probe: (\w+)((?: [^\s\[]+)*)")
 
 
 def log(msg):
@@ -140,7 +142,7 @@ def build_if_changed(name, outdir, inputs, cmd, env, product):
     log(f"{name}: built in {time.monotonic() - t0:.0f} s")
 
 
-def build_images():
+def build_images(only=None):
     extra = build_tree()
     cvminit = BUILD / "cvminit"
     if not cvminit.is_file():
@@ -148,22 +150,25 @@ def build_images():
     probe_sha = hashlib.sha256(PROBE.read_bytes()).hexdigest()
     common = [PROBE, STANDIN] + files_under("rootfs-overlay", "image/mkosi.sandbox",
                                            "image/tools-tree.sh")
-    build_if_changed(
-        "cvminit", CVM_OUT,
-        common + [cvminit] + files_under("mkosi.conf", "image/mkosi.repart", "image/mkosi.finalize",
-                                         "image/mkinitrd.py", "image/build-image.sh",
-                                         "init/modules.list"),
-        [str(REPO / "image/build-image.sh")],
-        {"CVMINIT_IMAGE_OUT": str(CVM_OUT), "KUBELET": str(PROBE), "KUBELET_SHA256": probe_sha,
-         "CVMINIT_EXTRA_TREE": str(extra), "CVMINIT_STATE_SIZE": STATE_SIZE},
-        "cvminit.raw")
-    build_if_changed(
-        "systemd", SD_OUT,
-        common + files_under("image/systemd-ref"),
-        [str(REPO / "image/systemd-ref/build.sh")],
-        {"SYSTEMD_REF_OUT": str(SD_OUT), "BENCH_TREE": str(TREE),
-         "SYSTEMD_REF_STATE": STATE_SIZE},
-        "systemd-ref.raw")
+    if only != "systemd":
+        build_if_changed(
+            "cvminit", CVM_OUT,
+            common + [cvminit] + files_under("mkosi.conf", "image/mkosi.repart",
+                                             "image/mkosi.finalize", "image/mkinitrd.py",
+                                             "image/build-image.sh", "init/modules.list"),
+            [str(REPO / "image/build-image.sh")],
+            {"CVMINIT_IMAGE_OUT": str(CVM_OUT), "KUBELET": str(PROBE),
+             "KUBELET_SHA256": probe_sha, "CVMINIT_EXTRA_TREE": str(extra),
+             "CVMINIT_STATE_SIZE": STATE_SIZE},
+            "cvminit.raw")
+    if only != "cvminit":
+        build_if_changed(
+            "systemd", SD_OUT,
+            common + files_under("image/systemd-ref"),
+            [str(REPO / "image/systemd-ref/build.sh")],
+            {"SYSTEMD_REF_OUT": str(SD_OUT), "BENCH_TREE": str(TREE),
+             "SYSTEMD_REF_STATE": STATE_SIZE},
+            "systemd-ref.raw")
 
 
 # ------------------------------------------------------------------------------- sizes
@@ -316,7 +321,7 @@ def baseline_boot(timeout):
         chan = list(v.chan.lines)
     shutil.copyfile(v.work / "console.log", OUT / "runs" / "bench-baseline.log")
     shutil.copyfile(v.work / "channel.log", OUT / "runs" / "bench-baseline.channel.log")
-    probe = parse_probe(printk_lines(chan))
+    probe = parse_probe(chan)
     p1, start = probe.get("pid1", {}), probe.get("start", {})
     hz = int(start.get("hz", 100))
     return {"pid1_cpu": int(p1["sched_ns"]) / 1e9,
@@ -347,21 +352,31 @@ def first(pk, regex):
     return None
 
 
-def parse_probe(pk):
-    """The probe's lines (printk_lines of the test channel) as {what: {key: value}}."""
+def probe_records(lines):
+    """[(host t, guest t, what, rest)] of the probe's records in (time, text) lines, also
+    where another writer's text comes before or after one on the same line."""
+    out = []
+    for t, s in lines:
+        for m in PROBE_REC.finditer(s):
+            out.append((t, int(m.group(1)) + int(m.group(2)) / 1e6, m.group(3), m.group(4)))
+    return out
+
+
+def parse_probe(lines):
+    """The probe's records ((time, text) lines of the test channel) as {what: {key: value}};
+    the first record of each kind counts, a word that is not key=value is left out."""
     kv = {}
-    for t, g, s in pk:
-        m = re.match(r"bench-probe: (\w+)(.*)$", s)
-        if not m or m.group(1) in kv:
+    for t, g, what, rest in probe_records(lines):
+        if what in kv:
             continue
-        what, rest = m.group(1), m.group(2)
         if what == "top":
             procs = []
             for item in rest.split():
-                if item.startswith("nproc="):
+                parts = item.rsplit(":", 2)
+                if item.startswith("nproc=") or len(parts) != 3 or not parts[1].isdigit() \
+                        or not parts[2].isdigit():
                     continue
-                c, pid, ticks = item.rsplit(":", 2)
-                procs.append({"comm": c, "pid": int(pid), "ticks": int(ticks)})
+                procs.append({"comm": parts[0], "pid": int(parts[1]), "ticks": int(parts[2])})
             kv["top"] = procs
         else:
             d = dict(x.split("=", 1) for x in rest.split() if "=" in x)
@@ -399,6 +414,43 @@ def parse_cvminit(lines, pk):
     return r
 
 
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|min|ms|us|s)")
+UNIT_SCALE = {"h": 3600, "min": 60, "s": 1, "ms": 1e-3, "us": 1e-6}
+
+
+def duration(text):
+    """systemd's time spans ("2min 31.523s", "812ms") in seconds."""
+    return sum(float(v) * UNIT_SCALE[u] for v, u in DURATION.findall(text))
+
+
+CHAIN_LINE = re.compile(r"^[\s\u2502\u2514\u251c\u2500|]*(?:`-|\|-)?(\S+)"
+                        r"(?: @((?:[\d.]+(?:h|min|ms|us|s) ?)+))?(?: \+((?:[\d.]+(?:h|min|ms|us|s) ?)+))?\s*$")
+
+
+def parse_critical_chain(lines):
+    """systemd-analyze critical-chain's tree as [{unit, at, took}], the target first; at is
+    when the unit became active (seconds since userspace started), took its start time or
+    None (a unit with no start job of its own: a target, a socket, a device)."""
+    out = []
+    for s in lines:
+        m = CHAIN_LINE.match(s.rstrip())
+        if not m or "." not in m.group(1):
+            continue
+        out.append({"unit": m.group(1), "at": duration(m.group(2)) if m.group(2) else None,
+                    "took": duration(m.group(3)) if m.group(3) else None})
+    return out
+
+
+def parse_blame(lines):
+    """systemd-analyze blame as [(seconds, unit)], longest first."""
+    out = []
+    for s in lines:
+        m = re.match(r"^\s*((?:[\d.]+(?:h|min|ms|us|s) ?)+)\s+(\S+)\s*$", s)
+        if m:
+            out.append((duration(m.group(1)), m.group(2)))
+    return out
+
+
 def parse_systemd(lines):
     r = {"events": []}
     texts = [s for _, s in lines]
@@ -410,17 +462,22 @@ def parse_systemd(lines):
     # Sections: the manager's properties, "units:" (blocks of properties separated by blank
     # lines, each with its Id=), "journal:" (JSON lines).
     manager, units, journal, section, block = {}, {}, [], "manager", {}
+    raw = {"critical-chain": [], "blame": []}
 
     def flush():
         if block.get("Id"):
             units[block["Id"]] = dict(block)
         block.clear()
     for s in texts[b + 1:e]:
-        s = s.strip()
-        if s in ("bench-report: units", "bench-report: journal"):
+        if s.strip() in ("bench-report: units", "bench-report: journal",
+                         "bench-report: critical-chain", "bench-report: blame"):
             flush()
             section = s.split()[-1]
             continue
+        if section in raw:
+            raw[section].append(s.rstrip())
+            continue
+        s = s.strip()
         if section == "journal":
             if s.startswith("{"):
                 try:
@@ -460,6 +517,10 @@ def parse_systemd(lines):
 
     r["manager"] = manager
     r["units"] = units
+    r["critical_chain"] = parse_critical_chain(raw["critical-chain"])
+    r["blame"] = parse_blame(raw["blame"])
+    r["unit_cpu"] = {u: int(d["CPUUsageNSec"]) / 1e9 for u, d in units.items()
+                     if d.get("CPUUsageNSec", "").isdigit()}
     r["journal_entries"] = len(journal)
     r["init_start"] = mono(manager, "InitRDTimestampMonotonic")
     r["userspace_start"] = mono(manager, "UserspaceTimestampMonotonic")
@@ -501,7 +562,7 @@ def analyse(image, run):
         raise TestFailure("no kernel console lines")
     # The kernel's start in host time: the smallest lag of an early console line.
     kernel_wall = min(t - g for t, g, _ in pk[:300])
-    probe = parse_probe(printk_lines(run["chan"]))
+    probe = parse_probe(run["chan"])
     if "start" not in probe:
         raise TestFailure("no bench-probe line on the test channel")
     r = parse_cvminit(lines, pk) if image == "cvminit" else parse_systemd(lines)
@@ -699,7 +760,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "runs").mkdir(exist_ok=True)
     if not args.no_build:
-        build_images()
+        build_images(args.only)
     images = {"cvminit": CVM_OUT / "cvminit.raw", "systemd": SD_OUT / "systemd-ref.raw"}
     order = [args.only] if args.only else list(IMAGES)
     for img in order:

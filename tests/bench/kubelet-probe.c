@@ -153,8 +153,10 @@ static void report(void)
 	read_file("/proc/1/status", status, sizeof(status));
 	if (proc_stat("1", &p1) == 0)
 		say("pid1 comm=%s sched_ns=%llu utime=%llu stime=%llu cutime=%llu cstime=%llu "
-		    "rss_kb=%llu hwm_kb=%llu", p1.comm, sched_ns, p1.utime, p1.stime, p1.cutime,
-		    p1.cstime, status_kb(status, "VmRSS:"), status_kb(status, "VmHWM:"));
+		    "rss_kb=%llu hwm_kb=%llu rss_anon_kb=%llu rss_file_kb=%llu", p1.comm, sched_ns,
+		    p1.utime, p1.stime, p1.cutime, p1.cstime, status_kb(status, "VmRSS:"),
+		    status_kb(status, "VmHWM:"), status_kb(status, "RssAnon:"),
+		    status_kb(status, "RssFile:"));
 
 	/* The machine: "cpu user nice system idle iowait irq softirq steal ..." in ticks. */
 	if (read_file("/proc/stat", buf, sizeof(buf)) > 0 &&
