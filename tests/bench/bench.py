@@ -61,6 +61,10 @@ PROBE = OUT / "kubelet-probe"
 STANDIN = BUILD / "kubelet-standin"
 STATE_SIZE = "256M"
 IMAGES = ("cvminit", "systemd")
+# --before DIR: a saved cvminit image (cvminit.raw, cvminit.efi) booted in the same run as
+# "cvminit-before", to compare cvminit's own path before and after a change side by side.
+BEFORE = "cvminit-before"
+BEFORE_DIR = None
 
 PRINTK = re.compile(r"^\[\s*(\d+)\.(\d{6})\] (.*)$")
 # The probe's last line, on the test channel ("[<mono>] bench-probe: end"). Found anywhere in
@@ -216,7 +220,10 @@ def cpio_members(blob):
 
 def sizes(image):
     """Sizes that do not depend on a run: the UKI's initrd(s) and the init binary."""
-    if image == "cvminit":
+    if image == BEFORE:
+        uki = BEFORE_DIR / "cvminit.efi"
+        init_files = {}
+    elif image == "cvminit":
         uki = CVM_OUT / "cvminit.efi"
         init_files = {}
     else:
@@ -224,7 +231,7 @@ def sizes(image):
         init_files = {}
     initrd = pe_sections(uki).get(".initrd", b"")
     members = cpio_members(initrd)
-    if image == "cvminit" and "init" in members:
+    if image in ("cvminit", BEFORE) and "init" in members:
         init_files["/init (cvminit, static)"] = members["init"][0]
     if image == "systemd":
         for name in ("usr/lib/systemd/systemd", ):
@@ -410,6 +417,14 @@ def parse_cvminit(lines, pk):
     r["containerd_ready"] = x[1] if x else None
     x = first(pk, r"^cvminit: kubelet: started")
     r["kubelet_started_init"] = x[1] if x else None
+    x = first(pk, r"^cvminit: network: ready")
+    r["network_ready"] = x[1] if x else None
+    # Each stage's own duration (from the previous mark), e.g. "modules" and "modules-extra".
+    prev = 0.0
+    r["stage_s"] = {}
+    for name, at in r["stages"]:
+        r["stage_s"][name] = at - prev
+        prev = at
     r["events"] = [(name, at) for name, at in r["stages"]]
     return r
 
@@ -533,6 +548,8 @@ def parse_systemd(lines):
     r["containerd_ready"] = mono(cd, "ActiveEnterTimestampMonotonic")
     r["kubelet_started_init"] = mono(units.get("kubelet.service", {}),
                                      "ExecMainStartTimestampMonotonic")
+    r["network_ready"] = mono(units.get("network-online.target", {}),
+                              "ActiveEnterTimestampMonotonic")
     marks = [
         ("udevd", r"^Started systemd-udevd\.service"),
         ("tpm2.target", r"^Reached target tpm2\.target"),
@@ -565,7 +582,7 @@ def analyse(image, run):
     probe = parse_probe(run["chan"])
     if "start" not in probe:
         raise TestFailure("no bench-probe line on the test channel")
-    r = parse_cvminit(lines, pk) if image == "cvminit" else parse_systemd(lines)
+    r = parse_cvminit(lines, pk) if image != "systemd" else parse_systemd(lines)
     r.pop("manager", None)
     r.pop("units", None)
     start = probe["start"]
@@ -585,6 +602,8 @@ def analyse(image, run):
         "pid1_children_cpu": (int(p1["cutime"]) + int(p1["cstime"])) / hz if p1 else None,
         "pid1_rss_kb": int(p1["rss_kb"]) if p1 else None,
         "pid1_hwm_kb": int(p1["hwm_kb"]) if p1 else None,
+        "pid1_rss_anon_kb": int(p1["rss_anon_kb"]) if p1.get("rss_anon_kb") else None,
+        "pid1_rss_file_kb": int(p1["rss_file_kb"]) if p1.get("rss_file_kb") else None,
         "machine_busy_cpu": int(cpu["busy_ticks"]) / hz if cpu else None,
         "ncpu": int(cpu.get("ncpu", 0)) if cpu else None,
         "top": probe.get("top", []),
@@ -608,6 +627,18 @@ ROWS = [
      lambda r: r["containerd_ready"] - r["init_start"]),
     ("kubelet", "init start → kubelet started", "s",
      lambda r: r["kubelet_started"] - r["init_start"]),
+    ("containerd_exec", "init start → containerd exec", "s",
+     lambda r: r["containerd_started"] - r["init_start"]),
+    ("containerd_exec_abs", "kernel start → containerd exec (guest)", "s",
+     lambda r: r["containerd_started"]),
+    ("modules", "cvminit: module stage (the initrd's modules)", "s",
+     lambda r: r["stage_s"]["modules"]),
+    ("modules_extra", "cvminit: the config's modules (networking, from the root)", "s",
+     lambda r: r["stage_s"]["modules-extra"]),
+    ("net_wait", "network: kubelet's wait for it after containerd ready", "s",
+     lambda r: max(0.0, r["network_ready"] - r["containerd_ready"])),
+    ("net_share", "network's share of init start → kubelet started", "%",
+     lambda r: 100 * net_cost(r) / (r["kubelet_started"] - r["init_start"])),
     ("kubelet_abs", "kernel start → kubelet started (guest)", "s",
      lambda r: r["kubelet_started"]),
     ("firmware", "QEMU start → kernel start (wall: OVMF + stub)", "s",
@@ -630,6 +661,17 @@ ROWS = [
     ("rss", "PID 1 RSS at kubelet start", "MiB",
      lambda r: r["pid1_rss_kb"] / 1024 if r["pid1_rss_kb"] is not None else None),
 ]
+
+
+def net_cost(r):
+    """The part of init start → kubelet started that only the network explains: kubelet's
+    wait for it once containerd is ready, plus (cvminit) the networking modules and the NIC
+    stage, which run before any service starts. systemd loads its modules and runs networkd
+    beside other units: only its wait counts."""
+    wait = max(0.0, r["network_ready"] - r["containerd_ready"])
+    if "stage_s" in r:
+        wait += r["stage_s"].get("modules-extra", 0.0) + r["stage_s"].get("network", 0.0)
+    return wait
 
 
 def summarise(values):
@@ -678,7 +720,7 @@ def table(results, kind):
             for r in results[img][kind]:
                 try:
                     vals.append(f(r))
-                except (TypeError, KeyError):
+                except (TypeError, KeyError, ZeroDivisionError):
                     vals.append(None)
             per[img] = summarise(vals)
         stats[key] = per
@@ -698,6 +740,41 @@ def top_table(results, kind):
         items = ", ".join(f"{p['comm']} {p['ticks'] / hz:.2f} s" for p in r["top"])
         out.append(f"- {img}: {items}")
     return "\n".join(out)
+
+
+BEFORE_ROWS = ("containerd_exec", "modules", "modules_extra", "containerd_exec_abs", "kubelet",
+               "kubelet_abs", "init_cpu", "rss", "firmware", "wall")
+
+
+def before_after(results, meta, sz):
+    """cvminit before (--before) and after, from one run: the rows of BEFORE_ROWS."""
+    md = [f"cvminit before and after, one run ({meta['date']}; {meta['machine']}; "
+          f"load average at the end {os.getloadavg()[0]:.2f})", ""]
+    for kind in ("later", "first"):
+        md += [f"| {kind} | before | after | after/before |", "|---|---|---|---|"]
+        for key, label, unit, f in ROWS:
+            if key not in BEFORE_ROWS:
+                continue
+            per = {}
+            for img in (BEFORE, "cvminit"):
+                vals = []
+                for r in results[img][kind]:
+                    try:
+                        vals.append(f(r))
+                    except (TypeError, KeyError, ZeroDivisionError):
+                        vals.append(None)
+                per[img] = summarise(vals)
+            md.append(f"| {label} | {cell(per[BEFORE], unit)} | {cell(per['cvminit'], unit)} | "
+                      f"{ratio(per['cvminit'], per[BEFORE])} |")
+        md.append("")
+    if BEFORE in sz and "cvminit" in sz:
+        a, b = sz[BEFORE], sz["cvminit"]
+        md += ["| sizes | before | after | after/before |", "|---|---|---|---|"]
+        for k, label in (("init_binary_bytes", "/init (cvminit)"),
+                         ("initrd_bytes", "initrd in the UKI"), ("uki_bytes", "UKI")):
+            md.append(f"| {label} | {a[k]:,} B | {b[k]:,} B | {b[k] / a[k]:.2f} |")
+        md.append("")
+    return "\n".join(md)
 
 
 def write_report(results, meta, sz):
@@ -745,6 +822,9 @@ def main():
                     help="first boots per image (default 1, or $BENCH_FIRST)")
     ap.add_argument("--no-build", action="store_true", help="use the images as they are")
     ap.add_argument("--only", choices=IMAGES, help="boot one image only (development)")
+    ap.add_argument("--before", metavar="DIR",
+                    help="also boot the cvminit image saved in DIR (cvminit.raw, cvminit.efi) "
+                    "as cvminit-before, alternating, and compare it with the new one")
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip the baseline boot (the kernel's share of PID 1's CPU)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per boot")
@@ -763,11 +843,16 @@ def main():
         build_images(args.only)
     images = {"cvminit": CVM_OUT / "cvminit.raw", "systemd": SD_OUT / "systemd-ref.raw"}
     order = [args.only] if args.only else list(IMAGES)
+    if args.before:
+        global BEFORE_DIR
+        BEFORE_DIR = Path(args.before).resolve()
+        images[BEFORE] = BEFORE_DIR / "cvminit.raw"
+        order.insert(0, BEFORE)
     for img in order:
         if not images[img].is_file():
             sys.exit(f"bench: {images[img]} missing (run without --no-build)")
     sz = {img: sizes(img) for img in order}
-    results = {img: {"first": [], "later": []} for img in IMAGES}
+    results = {img: {"first": [], "later": []} for img in list(IMAGES) + [BEFORE]}
     failures = []
     disks = {}
 
@@ -826,7 +911,7 @@ def main():
         "duration_s": round(time.monotonic() - t_start),
         "baseline": baseline,
     }
-    for img in IMAGES:
+    for img in results:
         for kind in ("first", "later"):
             for r in results[img][kind]:
                 if r.get("pid1_cpu") is None:
@@ -841,6 +926,10 @@ def main():
     (OUT / "results.json").write_text(json.dumps(
         {"meta": meta, "sizes": sz, "results": results, "failures": failures},
         indent=1, default=str))
+    if args.before:
+        md = before_after(results, meta, sz)
+        (OUT / "before-after.md").write_text(md)
+        print(md)
     if args.only:
         log(f"done ({args.only} only); results in {OUT / 'results.json'}")
         return 1 if failures else 0
