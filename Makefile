@@ -51,7 +51,14 @@ all: $(BUILD)/cvminit $(BUILD)/dhcp-hook
 
 $(GEN)/modules-table.h: init/modules.list
 	@mkdir -p $(GEN)
-	awk '!/^#/ && NF { printf "{ \"%s\", %s },\n", $$1, ($$2 == "required") ? "true" : "false" }' $< > $@.tmp
+	awk '!/^#/ && NF { bg = "false"; cpu = "NULL"; ex = "NULL"; \
+		for (i = 3; i <= NF; i++) { \
+			if ($$i == "background") bg = "true"; \
+			else if ($$i ~ /^cpu=/) cpu = "\"" substr($$i, 5) "\""; \
+			else if ($$i ~ /^exists=/) ex = "\"" substr($$i, 8) "\""; \
+			else { print FILENAME ": unknown option " $$i > "/dev/stderr"; exit 1 } } \
+		printf "{ \"%s\", %s, %s, %s, %s },\n", $$1, ($$2 == "required") ? "true" : "false", \
+			bg, cpu, ex }' $< > $@.tmp
 	mv $@.tmp $@
 
 $(MUSL_SPECS): $(MUSL_SPECS_SYS)

@@ -185,8 +185,11 @@ def parse_modules_list(path):
             if not line:
                 continue
             words = line.split()
-            if len(words) != 2 or words[1] not in ("required", "optional"):
-                raise Error(f"{path}:{lineno}: expected '<module> <required|optional>', got {line!r}")
+            if len(words) < 2 or words[1] not in ("required", "optional") or any(
+                    w != "background" and not w.startswith(("cpu=", "exists="))
+                    for w in words[2:]):
+                raise Error(f"{path}:{lineno}: expected '<module> <required|optional> "
+                            f"[background] [cpu=<flag>] [exists=<path>]', got {line!r}")
             mods.append((words[0], words[1]))
     return mods
 

@@ -514,7 +514,10 @@ int main(int argc, char **argv)
 		root_open(&root, &settings);
 		timeline_mark("root-open");
 
-		/* The state volume is unsealed while PCR 11 still says "in the initrd". */
+		/* The state volume is unsealed while PCR 11 still says "in the initrd";
+		 * its modules were loading in the background until now. */
+		modules_wait();
+		timeline_mark("modules-wait");
 		state_open(measurer, &settings);
 		timeline_mark("state-open");
 
@@ -522,6 +525,9 @@ int main(int argc, char **argv)
 		boot_measure_phase("leave-initrd");
 		root_switch(&root);
 		timeline_mark("switch-root");
+		/* The config's modules come from the root: loaded in the background while
+		 * /var is mounted and the NICs are set up, waited for before the sysctls. */
+		modules_start_extra(cfg.modules, cfg.nmodules);
 
 		/* /var on the state volume (ext4 made on first boot), then the writable
 		 * paths containerd and kubelet need on the read-only root. */
@@ -530,6 +536,7 @@ int main(int argc, char **argv)
 		timeline_mark("state");
 		on_root = true;
 	} else {
+		modules_wait();
 		log_info("root: no roothash= on the command line: staying in the initrd");
 		if (have_ref && ref.has_root)
 			drift("verified root", ref.root, "none (no roothash= on the command line)",
@@ -537,10 +544,10 @@ int main(int argc, char **argv)
 		boot_measure_phase("leave-initrd");
 	}
 
-	/* Extra modules of the config come from the root's kernel modules. */
-	if (cfg.nmodules > 0)
+	/* Extra modules of the config come from the root's kernel modules (in the initrd
+	 * when there is no root: loaded now). */
+	if (!on_root && cfg.nmodules > 0)
 		modules_load_extra(cfg.modules, cfg.nmodules);
-	timeline_mark("modules-extra");
 
 	/* The node on the network (on the verified root only): drivers for the NICs
 	 * present, loopback, the hostname from the machine ID (never from the host), then
@@ -550,6 +557,8 @@ int main(int argc, char **argv)
 		net_drivers_load();
 		net_setup();
 		net_hostname_set();
+		modules_wait_extra();
+		timeline_mark("modules-extra");
 		sysctl_apply(NULL);
 		timeline_mark("network");
 	}
