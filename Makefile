@@ -45,7 +45,7 @@ UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-mu tss2-rc tss2-tcti-device \
 	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedcrypto
 
-.PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format bench
+.PHONY: all deps check unit qemu-test image test-image run clean distclean host-deps format bench bench-growth
 
 all: $(BUILD)/cvminit $(BUILD)/dhcp-hook
 
@@ -262,6 +262,13 @@ bench: host-deps
 	$(MAKE) all $(BUILD)/kubelet-standin
 	BENCH_COMMAND="make bench BENCH_N=$(BENCH_N) BENCH_FIRST=$(BENCH_FIRST)" \
 		python3 tests/bench/bench.py -n $(BENCH_N) --first $(BENCH_FIRST) --docs
+
+# How cvminit's first and later boots grow with the state volume (256 MiB, 2 GiB, 8 GiB,
+# sparse; with and without integrity) and the number of services (1, 4, 8): four more
+# image variants and 18 boots, about 30 min; the table goes into docs/benchmarks.md.
+bench-growth: host-deps
+	$(MAKE) all $(BUILD)/kubelet-standin
+	nice python3 tests/bench/bench.py --growth --docs
 
 # The attacker of tests/qemu/test_seal.py: a static /init for the image's bare kernel that
 # replays PCRs 11 and 15 and tries to unseal (a test program; never in an image).

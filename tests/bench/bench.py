@@ -337,6 +337,208 @@ def baseline_boot(timeout):
             "machine_busy_cpu": int(probe["cpu"]["busy_ticks"]) / hz}
 
 
+# ------------------------------------------------------------------------------ growth
+
+def grow_state(disk, size):
+    """Makes the disk's last partition (the state volume, made empty by the image build and
+    formatted on first boot) size bytes: the file grows sparse, the GPT's entry, headers and
+    backup follow. OVMF measures the GPT into PCR 5, which the state key is not sealed to."""
+    import struct
+    import zlib
+    with open(disk, "r+b") as f:
+        f.seek(512)
+        hdr = bytearray(f.read(512))
+        if hdr[:8] != b"EFI PART":
+            raise TestFailure(f"{disk}: no GPT")
+        hsize = struct.unpack_from("<I", hdr, 12)[0]
+        old_backup = struct.unpack_from("<Q", hdr, 32)[0]
+        entries_lba, count, esize = struct.unpack_from("<QII", hdr, 72)
+        f.seek(entries_lba * 512)
+        entries = bytearray(f.read(count * esize))
+        last, last_i = -1, None
+        for i in range(count):
+            first_lba, end_lba = struct.unpack_from("<QQ", entries, i * esize + 32)
+            if any(entries[i * esize:i * esize + 16]) and end_lba > last:
+                last, last_i = end_lba, i
+        start = struct.unpack_from("<Q", entries, last_i * esize + 32)[0]
+        ent_sectors = (count * esize + 511) // 512
+        new_end = start + size // 512 - 1
+        nlba = new_end + 1 + ent_sectors + 1
+        struct.pack_into("<Q", entries, last_i * esize + 40, new_end)
+        f.truncate(nlba * 512)
+
+        def sealed(h):
+            struct.pack_into("<I", h, 16, 0)
+            struct.pack_into("<I", h, 16, zlib.crc32(bytes(h[:hsize])))
+            return bytes(h)
+        struct.pack_into("<I", hdr, 88, zlib.crc32(bytes(entries)))
+        struct.pack_into("<Q", hdr, 32, nlba - 1)
+        struct.pack_into("<Q", hdr, 48, nlba - 2 - ent_sectors)
+        primary = sealed(hdr)
+        backup = bytearray(hdr)
+        struct.pack_into("<QQ", backup, 24, nlba - 1, 1)
+        struct.pack_into("<Q", backup, 72, nlba - 1 - ent_sectors)
+        backup = sealed(backup)
+        if old_backup < nlba - 1 - ent_sectors:
+            f.seek(old_backup * 512)
+            f.write(bytes(512))
+        f.seek(446 + 12)  # the protective MBR's partition covers the disk
+        f.write(struct.pack("<I", min(nlba - 1, 0xFFFFFFFF)))
+        f.seek(512)
+        f.write(primary)
+        f.seek(entries_lba * 512)
+        f.write(entries)
+        f.seek((nlba - 1 - ent_sectors) * 512)
+        f.write(entries)
+        f.seek((nlba - 1) * 512)
+        f.write(backup)
+
+
+def conf_variant(name, edit):
+    """An extra tree whose /etc/cvminit/cvminit.conf is the image's with edit applied."""
+    base = (REPO / "rootfs-overlay/etc/cvminit/cvminit.conf").read_text()
+    tree = OUT / "growth" / f"tree-{name}"
+    if tree.exists():
+        shutil.rmtree(tree)
+    (tree / "etc/cvminit").mkdir(parents=True)
+    (tree / "usr/libexec").mkdir(parents=True)
+    shutil.copy2(STANDIN, tree / "usr/libexec/kubelet-standin")
+    (tree / "etc/cvminit/cvminit.conf").write_text(edit(base))
+    return tree
+
+
+IDLE = "\nservice idle{k}\n\texec /usr/bin/sleep infinity\n"
+
+
+def only_kubelet(conf):
+    """The config with kubelet as its only service (no network, no containerd)."""
+    out, skip = [], False
+    for line in conf.splitlines(keepends=True):
+        if line.startswith("service "):
+            skip = line.split()[1] != "kubelet"
+        elif line.strip() and not line[0].isspace():
+            skip = False
+        if skip or line.strip().startswith("after "):
+            continue
+        out.append(line)
+    return "".join(out)
+
+
+GROWTH_VARIANTS = {
+    # name: (config edit, what the variant measures)
+    "no-integrity": (lambda c: c + "\nset state_integrity=none\n", "state volume"),
+    "svc1": (only_kubelet, "services"),
+    "svc4": (lambda c: c + IDLE.format(k=1), "services"),
+    "svc8": (lambda c: c + "".join(IDLE.format(k=k) for k in range(1, 6)), "services"),
+}
+
+
+def growth(args):
+    """make bench-growth: cvminit's first and later boot for state volumes of 256 MiB, 2 GiB
+    and 8 GiB (sparse), with and without integrity, and with 1, 4 and 8 (the most a config
+    may have) services. Each variant of the config is an image of its own (the config is in
+    the measured initrd); the sizes are the same image with its state partition grown."""
+    build_images("cvminit")
+    probe_sha = hashlib.sha256(PROBE.read_bytes()).hexdigest()
+    images = {"integrity": CVM_OUT}
+    for name, (edit, _) in GROWTH_VARIANTS.items():
+        out = OUT / "growth" / name
+        tree = conf_variant(name, edit)
+        build_if_changed(
+            f"cvminit-{name}", out,
+            [PROBE, STANDIN, BUILD / "cvminit", tree / "etc/cvminit/cvminit.conf"]
+            + files_under("mkosi.conf", "image/mkosi.repart", "image/mkosi.finalize",
+                          "image/mkinitrd.py", "image/build-image.sh", "init/modules.list",
+                          "rootfs-overlay"),
+            [str(REPO / "image/build-image.sh")],
+            {"CVMINIT_IMAGE_OUT": str(out), "KUBELET": str(PROBE), "KUBELET_SHA256": probe_sha,
+             "CVMINIT_EXTRA_TREE": str(tree), "CVMINIT_STATE_SIZE": STATE_SIZE},
+            "cvminit.raw")
+        images[name] = out
+    runs = []
+    plan = [(v, size) for v in ("integrity", "no-integrity") for size in args.growth_sizes]
+    plan += [(v, None) for v in ("svc1", "svc4", "svc8")]
+    for variant, size in plan:
+        work = OUT / "growth" / "run"
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        disk = work / "disk.raw"
+        subprocess.run(["cp", "--sparse=always", str(images[variant] / "cvminit.raw"), str(disk)],
+                       check=True)
+        if size:
+            grow_state(disk, parse_size(size))
+        for kind in ("first", "later"):
+            name = f"growth-{variant}-{size or 'default'}-{kind}"
+            log(f"{name}: booting")
+            try:
+                raw = boot_once("cvminit", disk, work / "tpm", name, args.timeout)
+                r = analyse("cvminit", raw)
+            except TestFailure as e:
+                log(f"{name}: FAILED: {e}")
+                runs.append({"name": name, "variant": variant, "size": size, "kind": kind,
+                             "failed": str(e).splitlines()[0]})
+                continue
+            lines = printk_lines(raw["lines"])
+            started = [g for _, g, t in lines if re.match(r"cvminit: \S+: started \(pid", t)]
+            r.update({"name": name, "variant": variant, "size": size, "kind": kind,
+                      "nservices": len(started),
+                      "last_started": max(started) if started else None})
+            runs.append(r)
+            log(f"{name}: state-open {r['stage_s'].get('state-open', 0):.2f} s, state "
+                f"{r['stage_s'].get('state', 0):.2f} s, init→kubelet "
+                f"{r['kubelet_started'] - r['init_start']:.2f} s, {len(started)} services")
+    (OUT / "growth.json").write_text(json.dumps(runs, indent=1, default=str))
+    md = growth_report(runs)
+    (OUT / "growth.md").write_text(md)
+    print(md)
+    if args.docs:
+        update_docs(md, "growth")
+    return 1 if any("failed" in r for r in runs) else 0
+
+
+def parse_size(text):
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
+def growth_report(runs):
+    def get(variant, size, kind):
+        return next((r for r in runs if r["variant"] == variant and r["size"] == size
+                     and r["kind"] == kind and "failed" not in r), None)
+
+    def f(r, fn):
+        try:
+            return f"{fn(r):.2f} s" if r else "–"
+        except (KeyError, TypeError):
+            return "–"
+    md = [f"Growth ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+          f"{machine()}; load average {os.getloadavg()[0]:.2f}). One boot each.", "",
+          "| state volume | boot | state-open | state (mount, mkfs on first boot) | "
+          "init start → containerd exec | init start → kubelet |", "|---|---|---|---|---|---|"]
+    sizes = sorted({r["size"] for r in runs if r["size"]}, key=parse_size)
+    for variant in ("integrity", "no-integrity"):
+        for size in sizes:
+            for kind in ("first", "later"):
+                r = get(variant, size, kind)
+                md.append(f"| {size}, {'hmac(sha256)' if variant == 'integrity' else 'none'} | "
+                          f"{kind} | {f(r, lambda x: x['stage_s']['state-open'])} | "
+                          f"{f(r, lambda x: x['stage_s']['state'])} | "
+                          f"{f(r, lambda x: x['containerd_started'] - x['init_start'])} | "
+                          f"{f(r, lambda x: x['kubelet_started'] - x['init_start'])} |")
+    md += ["", "| services | boot | started | init start → last service started | "
+           "PID 1 CPU (init's own) | PID 1 RSS |", "|---|---|---|---|---|---|"]
+    for variant in ("svc1", "svc4", "svc8"):
+        for kind in ("first", "later"):
+            r = get(variant, None, kind)
+            rss = f"{r['pid1_rss_kb'] / 1024:.1f} MiB" if r and r.get("pid1_rss_kb") else "–"
+            md.append(f"| {variant[3:]} | {kind} | {r['nservices'] if r else '–'} | "
+                      f"{f(r, lambda x: x['last_started'] - x['init_start'])} | "
+                      f"{f(r, lambda x: x['pid1_cpu'] - x['stage_cpu']['init-start'])} | "
+                      f"{rss} |")
+    return "\n".join(md) + "\n"
+
+
 # ------------------------------------------------------------------------------ parsing
 
 def printk_lines(lines):
@@ -828,6 +1030,12 @@ def main():
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip the baseline boot (the kernel's share of PID 1's CPU)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per boot")
+    ap.add_argument("--growth", action="store_true",
+                    help="cvminit only: how its boot grows with the state volume's size "
+                    "(with and without integrity) and the number of services (make "
+                    "bench-growth)")
+    ap.add_argument("--growth-sizes", nargs="+", default=["256M", "2G", "8G"],
+                    help="state volume sizes for --growth (default 256M 2G 8G)")
     ap.add_argument("--docs", action="store_true",
                     help="also write docs/benchmarks.svg and the results in docs/benchmarks.md")
     args = ap.parse_args()
@@ -839,6 +1047,8 @@ def main():
     t_start = time.monotonic()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "runs").mkdir(exist_ok=True)
+    if args.growth:
+        return growth(args)
     if not args.no_build:
         build_images(args.only)
     images = {"cvminit": CVM_OUT / "cvminit.raw", "systemd": SD_OUT / "systemd-ref.raw"}
@@ -951,14 +1161,17 @@ def main():
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
-def update_docs(md):
+def update_docs(md, section="bench"):
+    global BEGIN, END
+    BEGIN, END = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+    picture = "![boot timelines](benchmarks.svg)\n\n" if section == "bench" else ""
     doc = REPO / "docs" / "benchmarks.md"
     text = doc.read_text() if doc.is_file() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:
         text += f"\n{BEGIN}\n{END}\n"
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{md}\n![boot timelines](benchmarks.svg)\n\n{END}{tail}")
+    doc.write_text(f"{head}{BEGIN}\n{md}\n{picture}{END}{tail}")
 
 
 def machine():
