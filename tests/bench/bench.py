@@ -876,6 +876,65 @@ def net_cost(r):
     return wait
 
 
+def chain_attribution(r):
+    """How much of systemd's init start → kubelet started its critical chain explains: the
+    union of the chain's units' start jobs ([active - took, active], in CLOCK_MONOTONIC
+    from the manager's userspace start) within that span. Returns (share in %, the units
+    with their own time, largest first, the uncovered gaps of 0.5 s or more)."""
+    chain, base = r.get("critical_chain") or [], r.get("userspace_start")
+    if not chain or base is None:
+        return None, [], []
+    lo, hi = r["init_start"], r["kubelet_started"]
+    spans = []
+    for c in chain:
+        if c["at"] is not None and c["took"]:
+            a, b = max(lo, base + c["at"] - c["took"]), min(hi, base + c["at"])
+            if b > a:
+                spans.append((a, b, c["unit"]))
+    spans.sort()
+    covered, gaps, cur = 0.0, [], lo
+    for a, b, _ in spans:
+        if a > cur:
+            if a - cur >= 0.5:
+                gaps.append((cur, a))
+            cur = a
+        if b > cur:
+            covered += b - cur
+            cur = b
+    if hi - cur >= 0.5:
+        gaps.append((cur, hi))
+    units = sorted(((c["unit"], c["took"]) for c in chain if c["took"]), key=lambda x: -x[1])
+    return 100 * covered / (hi - lo), units, gaps
+
+
+def systemd_path(results, kind):
+    """The median systemd run's critical chain, attribution and journald's cost (markdown)."""
+    runs = [r for r in results["systemd"][kind] if r.get("critical_chain")]
+    if not runs:
+        return ""
+    r = sorted(runs, key=lambda x: x["kubelet_started"])[len(runs) // 2]
+    share, units, gaps = chain_attribution(r)
+    span = r["kubelet_started"] - r["init_start"]
+    cpu = r.get("unit_cpu", {})
+    out = [f"systemd's critical chain to kubelet ({r['name']}, init start → kubelet started "
+           f"{span:.2f} s): its units' start jobs cover {share:.0f} % of it." if share
+           is not None else "systemd's critical chain: not reported.", ""]
+    out += ["| unit on the chain | its start job |", "|---|---|"]
+    out += [f"| {u} | {t:.2f} s |" for u, t in units[:12]]
+    if gaps:
+        out += ["", "Not covered by a start job on the chain: " + ", ".join(
+            f"{a - r['init_start']:.1f}–{b - r['init_start']:.1f} s after init start"
+            for a, b in gaps) + "."]
+    if cpu:
+        out += ["", "CPU until the report (cgroup accounting): " + ", ".join(
+            f"{u} {v:.2f} s" for u, v in sorted(cpu.items(), key=lambda x: -x[1])
+            if v >= 0.05) + "."]
+    if r.get("blame"):
+        out += ["", "Longest start jobs (systemd-analyze blame): " + ", ".join(
+            f"{u} {t:.2f} s" for t, u in r["blame"][:10]) + "."]
+    return "\n".join(out) + "\n"
+
+
 def summarise(values):
     vals = [v for v in values if v is not None]
     if not vals:
@@ -999,6 +1058,9 @@ def write_report(results, meta, sz):
         md += [f"### {title}", "", t, ""]
         md += ["Largest CPU users at kubelet start (the median run; user+system):", "",
                top_table(results, kind), ""]
+        sp = systemd_path(results, kind)
+        if sp:
+            md += [sp]
     md += ["### Sizes", "", "| | cvminit | systemd | cvminit/systemd |", "|---|---|---|---|"]
     for k, label in (("initrd_bytes", "initrd(s) in the UKI (as stored)"),
                      ("initrd_unpacked_bytes", "initrd unpacked (regular files)"),

@@ -73,8 +73,22 @@ kubelet.service @2min 31.523s
           repr(chain[:3]))
 
 
+def test_attribution():
+    # userspace starts at 2.0 s; init start 2.0, kubelet 12.0: a 10 s path
+    chain = [{"unit": "kubelet.service", "at": 10.0, "took": None},
+             {"unit": "containerd.service", "at": 10.0, "took": 4.0},   # 8..12
+             {"unit": "network-online.target", "at": 5.0, "took": None},
+             {"unit": "systemd-networkd.service", "at": 5.0, "took": 2.0}]  # 5..7
+    r = {"critical_chain": chain, "userspace_start": 2.0, "init_start": 2.0,
+         "kubelet_started": 12.0}
+    share, units, gaps = bench.chain_attribution(r)
+    check("attribution_share", abs(share - 60.0) < 1e-9, repr(share))
+    check("attribution_units", units[0] == ("containerd.service", 4.0), repr(units))
+    check("attribution_gaps", gaps == [(2.0, 5.0), (7.0, 8.0)], repr(gaps))
+
+
 def main():
-    for f in (test_probe_interleaved, test_critical_chain):
+    for f in (test_probe_interleaved, test_critical_chain, test_attribution):
         try:
             f()
         except Exception as e:  # a parser that raises fails the test, with the reason
