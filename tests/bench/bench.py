@@ -931,7 +931,8 @@ def systemd_path(results, kind):
             if v >= 0.05) + "."]
     if r.get("blame"):
         out += ["", "Longest start jobs (systemd-analyze blame): " + ", ".join(
-            f"{u} {t:.2f} s" for t, u in r["blame"][:10]) + "."]
+            f"{u} {t:.2f} s" for t, u in [b for b in r["blame"]
+                                          if not b[1].endswith(".device")][:10]) + "."]
     return "\n".join(out) + "\n"
 
 
