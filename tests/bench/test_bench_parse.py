@@ -74,17 +74,23 @@ kubelet.service @2min 31.523s
 
 
 def test_attribution():
-    # userspace starts at 2.0 s; init start 2.0, kubelet 12.0: a 10 s path
-    chain = [{"unit": "kubelet.service", "at": 10.0, "took": None},
-             {"unit": "containerd.service", "at": 10.0, "took": 4.0},   # 8..12
-             {"unit": "network-online.target", "at": 5.0, "took": None},
-             {"unit": "systemd-networkd.service", "at": 5.0, "took": 2.0}]  # 5..7
-    r = {"critical_chain": chain, "userspace_start": 2.0, "init_start": 2.0,
-         "kubelet_started": 12.0}
-    share, units, gaps = bench.chain_attribution(r)
-    check("attribution_share", abs(share - 60.0) < 1e-9, repr(share))
-    check("attribution_units", units[0] == ("containerd.service", 4.0), repr(units))
-    check("attribution_gaps", gaps == [(2.0, 5.0), (7.0, 8.0)], repr(gaps))
+    # init start 2.0; initrd milestones at 4.0 (verity) and 6.0 (sysroot); switch-root 7.0;
+    # the root's manager at 8.0; kubelet at 20.0: an 18 s path. Root chain (relative to 8.0):
+    # containerd 8..12 → 16..20, networkd 5..7 → 13..15; uncovered: 8..13 and 15..16.
+    chain = [{"unit": "kubelet.service", "at": 12.0, "took": None},
+             {"unit": "containerd.service", "at": 12.0, "took": 4.0},
+             {"unit": "network-online.target", "at": 7.0, "took": None},
+             {"unit": "systemd-networkd.service", "at": 7.0, "took": 2.0}]
+    r = {"critical_chain": chain, "userspace_start": 8.0, "init_start": 2.0,
+         "switch_root": 7.0, "kubelet_started": 20.0,
+         "events": [("verity", 4.0), ("sysroot", 6.0), ("containerd exec", 16.0)]}
+    share, parts, gaps = bench.chain_attribution(r)
+    # explained: initrd 5 + switch 1 + chain 4 + 2 = 12 of 18
+    check("attribution_share", abs(share - 100 * 12 / 18) < 1e-9, repr(share))
+    check("attribution_parts", parts[0] == ("containerd.service", 4.0) and
+          ("initrd: → verity", 2.0) in parts and ("initrd: → switch-root", 1.0) in parts,
+          repr(parts))
+    check("attribution_gaps", gaps == [(6.0, 11.0), (13.0, 14.0)], repr(gaps))
 
 
 def main():
