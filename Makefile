@@ -37,7 +37,10 @@ MUSL_CC  := gcc -specs $(MUSL_SPECS)
 PKG_MODS := libkmod blkid libcryptsetup tss2-esys tss2-rc tss2-tcti-device libzstd json-c mbedcrypto
 SYS_PKG  = PKG_CONFIG_LIBDIR=$(abspath $(SYSROOT))/lib/pkgconfig PKG_CONFIG_PATH= \
 	   PKG_CONFIG_SYSROOT_DIR= pkg-config --static
-REL_CFLAGS  = $(CSTD) -O2 -fPIE $(WARN) $(HARDEN) -ffunction-sections -fdata-sections \
+# -Os: nothing in PID 1's own code is hot (the boot waits on the kernel, the TPM and the
+# disk); -O2 made it 25 KB larger. No LTO: 16 KB less, but the libraries are not LTO
+# objects and the size report (make size-report) could no longer name our objects.
+REL_CFLAGS  = $(CSTD) -Os -fPIE $(WARN) $(HARDEN) -ffunction-sections -fdata-sections \
 	      -isystem $(SYSROOT)/include $(shell $(SYS_PKG) --cflags $(PKG_MODS) 2>/dev/null)
 REL_LDFLAGS = -fPIE -Wl,--gc-sections -Wl,-z,relro,-z,now -Wl,-z,noexecstack -s
 REL_LIBS    = $(shell $(SYS_PKG) --libs $(PKG_MODS) 2>/dev/null)
@@ -50,13 +53,21 @@ UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-mu tss2-rc tss2-tcti-device \
 	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedx509 -lmbedcrypto
 
-.PHONY: all deps check unit qemu-test image cloud-images test-image run clean distclean host-deps format bench
+.PHONY: all deps check unit qemu-test image cloud-images test-image run clean distclean host-deps format \
+	bench bench-growth size-report
 
 all: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-agent
 
 $(GEN)/modules-table.h: init/modules.list
 	@mkdir -p $(GEN)
-	awk '!/^#/ && NF { printf "{ \"%s\", %s },\n", $$1, ($$2 == "required") ? "true" : "false" }' $< > $@.tmp
+	awk '!/^#/ && NF { bg = "false"; cpu = "NULL"; ex = "NULL"; \
+		for (i = 3; i <= NF; i++) { \
+			if ($$i == "background") bg = "true"; \
+			else if ($$i ~ /^cpu=/) cpu = "\"" substr($$i, 5) "\""; \
+			else if ($$i ~ /^exists=/) ex = "\"" substr($$i, 8) "\""; \
+			else { print FILENAME ": unknown option " $$i > "/dev/stderr"; exit 1 } } \
+		printf "{ \"%s\", %s, %s, %s, %s },\n", $$1, ($$2 == "required") ? "true" : "false", \
+			bg, cpu, ex }' $< > $@.tmp
 	mv $@.tmp $@
 
 $(MUSL_SPECS): $(MUSL_SPECS_SYS)
@@ -72,6 +83,11 @@ $(SYSROOT)/.stamp: image/deps.sh image/deps.manifest $(wildcard image/deps/*/*)
 	@touch $@
 
 deps: $(SYSROOT)/.stamp
+
+# Where the binary's bytes come from, per library and per object (docs/benchmarks.md).
+size-report: $(BUILD)/cvminit
+	python3 tests/bench/sizes.py --cc "$(MUSL_CC)" --cflags '$(REL_CFLAGS) $(CPPFLAGS_COMMON)' \
+		--ldflags "$(REL_LDFLAGS)" --libs "$(REL_LIBS)" $(INIT_SRCS)
 
 $(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Makefile
 	$(MUSL_CC) $(REL_CFLAGS) $(CPPFLAGS_COMMON) -o $@ $(INIT_SRCS) $(REL_LDFLAGS) $(REL_LIBS)
@@ -370,6 +386,13 @@ bench: host-deps
 	$(MAKE) all $(BUILD)/kubelet-standin
 	BENCH_COMMAND="make bench BENCH_N=$(BENCH_N) BENCH_FIRST=$(BENCH_FIRST)" \
 		python3 tests/bench/bench.py -n $(BENCH_N) --first $(BENCH_FIRST) --docs
+
+# How cvminit's first and later boots grow with the state volume (256 MiB, 2 GiB, 8 GiB,
+# sparse; with and without integrity) and the number of services (1, 4, 8): four more
+# image variants and 18 boots, about 30 min; the table goes into docs/benchmarks.md.
+bench-growth: host-deps
+	$(MAKE) all $(BUILD)/kubelet-standin
+	nice python3 tests/bench/bench.py --growth --docs
 
 # The attacker of tests/qemu/test_seal.py: a static /init for the image's bare kernel that
 # replays PCRs 11 and 15 and tries to unseal (a test program; never in an image).

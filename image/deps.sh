@@ -334,8 +334,11 @@ EOF
     export CC=musl-gcc AR=ar RANLIB=ranlib
     export CPPFLAGS="-isystem $STAGE/include"
     # PIC everywhere, so that -static-pie works; the hardening flags match
-    # Debian's defaults for amd64 (_FORTIFY_SOURCE does nothing with musl).
-    export CFLAGS="-O2 -pipe -fPIC -ffunction-sections -fdata-sections -fstack-protector-strong -fstack-clash-protection -fcf-protection -ffile-prefix-map=$WORK/=/ -ffile-prefix-map=$STAGE/=/"
+    # Debian's defaults for amd64 (_FORTIFY_SOURCE does nothing with musl). -Os: PID 1
+    # runs little library code on its path (probing, header parsing, TPM marshalling);
+    # the modules it loads on every boot are stored uncompressed, so no decompressor is
+    # on it (issue 15: the binary's size, docs/benchmarks.md).
+    export CFLAGS="-Os -pipe -fPIC -ffunction-sections -fdata-sections -fstack-protector-strong -fstack-clash-protection -fcf-protection -ffile-prefix-map=$WORK/=/ -ffile-prefix-map=$STAGE/=/"
     export LDFLAGS="-L$STAGE/lib"
     export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
 }
@@ -375,6 +378,13 @@ build_libzstd() {
               PKGCONFIGDIR="$STAGE/lib/pkgconfig" CC="$CC" V=1)
     # libzstd.a is built single-threaded (zstd's default for the static
     # library); libzstd.pc still says -pthread, which costs nothing with musl.
+    # cvminit compresses rotated service logs (level 3) and libkmod would read a .ko.zst:
+    # no dictionary builder, no legacy formats or deprecated API, one decoder variant
+    # each and nothing force-inlined (zstd's speed templates were 600 KB of the binary;
+    # ZSTD_LIB_MINIFY would also drop the stack protector, so its parts one by one).
+    mk+=(ZSTD_LIB_DICTBUILDER=0 ZSTD_LIB_DEPRECATED=0 ZSTD_LEGACY_SUPPORT=0
+         HUF_FORCE_DECOMPRESS_X1=1 ZSTD_FORCE_DECOMPRESS_SEQUENCES_SHORT=1
+         ZSTD_NO_INLINE=1 ZSTD_STRIP_ERROR_STRINGS=1)
     make -j"$JOBS" "${mk[@]}" libzstd.a libzstd.pc
     make "${mk[@]}" install-static install-pc install-includes
 }
@@ -382,7 +392,8 @@ build_libzstd() {
 build_xz-utils() {
     cd "$SRC/xz-utils"
     ./configure "${CONF_COMMON[@]}" --disable-nls --disable-doc --disable-scripts \
-        --disable-xz --disable-xzdec --disable-lzmadec --disable-lzmainfo --disable-lzma-links
+        --disable-xz --disable-xzdec --disable-lzmadec --disable-lzmainfo --disable-lzma-links \
+        --disable-encoders --enable-small
     make -C src/liblzma -j"$JOBS" V=1
     make -C src/liblzma install
 }
@@ -490,13 +501,13 @@ build_cryptsetup() {
     cd "$SRC/cryptsetup"
     ./autogen.sh
     ./configure "${CONF_COMMON[@]}" --runstatedir=/run \
-        --with-crypto_backend=kernel --enable-internal-argon2 --enable-internal-sse-argon2 \
+        --with-crypto_backend=kernel --disable-internal-argon2 --with-luks2-pbkdf=pbkdf2 \
         --disable-cryptsetup --disable-veritysetup --disable-integritysetup \
         --disable-ssh-token --disable-external-tokens \
         --disable-nls --disable-selinux --disable-udev --disable-asciidoc \
         --disable-pwquality --disable-passwdqc --disable-fips \
         --disable-static-cryptsetup --disable-fuzz-targets \
-        --enable-blkid --enable-luks2-reencryption --enable-keyring \
+        --enable-blkid --disable-luks2-reencryption --enable-keyring \
         --with-luks2-lock-path=/run/cryptsetup \
         --with-luks2-external-tokens-path=/usr/lib/cryptsetup
     make -j"$JOBS" V=1 libcryptsetup.la lib/libcryptsetup.pc

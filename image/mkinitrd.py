@@ -8,7 +8,8 @@ Contents:
   base directories            /dev /proc /sys /run /tmp /sbin /etc /lib /usr /usr/lib
   /lib/modules/<ver>/...      each module of --modules-list with its dependency
                               closure (modules.dep, plus softdep pre: from
-                              modules.softdep), and an index regenerated for
+                              modules.softdep), stored uncompressed (.ko: see
+                              unpack_module), and an index regenerated for
                               exactly that subset with `depmod -b`
   --file SRC:DEST[:MODE]      extra files (a directory SRC is added recursively)
 
@@ -184,8 +185,11 @@ def parse_modules_list(path):
             if not line:
                 continue
             words = line.split()
-            if len(words) != 2 or words[1] not in ("required", "optional"):
-                raise Error(f"{path}:{lineno}: expected '<module> <required|optional>', got {line!r}")
+            if len(words) < 2 or words[1] not in ("required", "optional") or any(
+                    w != "background" and not w.startswith(("cpu=", "exists="))
+                    for w in words[2:]):
+                raise Error(f"{path}:{lineno}: expected '<module> <required|optional> "
+                            f"[background] [cpu=<flag>] [exists=<path>]', got {line!r}")
             mods.append((words[0], words[1]))
     return mods
 
@@ -271,14 +275,49 @@ def resolve_modules(kdir, listed):
     return sorted(dep[n][0] for n in wanted), builtins
 
 
-def stage_modules(kdir, ver, relpaths, staging):
-    """Copy modules and inputs into staging/lib/modules/<ver>, run depmod there."""
+def unpack_module(src, dst):
+    """Writes module src to dst uncompressed; returns dst's path (.ko).
+
+    Why: libkmod 30 decompresses a .ko.xz in PID 1 before it hands the module to the
+    kernel, and xz is the slowest step of loading under emulation. A plain .ko goes to
+    finit_module() as it is. The signature the kernel checks is inside the compressed
+    file (Debian signs, then compresses), so it stays intact."""
+    with open(src, "rb") as f:
+        data = f.read()
+    if src.endswith(".ko.xz"):
+        import lzma
+        data = lzma.decompress(data)
+        dst = dst[: -len(".xz")]
+    elif src.endswith(".ko.gz"):
+        import gzip
+        data = gzip.decompress(data)
+        dst = dst[: -len(".gz")]
+    elif src.endswith(".ko.zst"):
+        if not shutil.which("zstd"):
+            raise Error("zstd not found (apt-get install zstd) to unpack " + src)
+        data = subprocess.run(["zstd", "-dcq"], input=data, stdout=subprocess.PIPE,
+                              check=True).stdout
+        dst = dst[: -len(".zst")]
+    with open(dst, "wb") as f:
+        f.write(data)
+    return dst
+
+
+def stage_modules(kdir, ver, relpaths, staging, unpack=True):
+    """Copy modules and inputs into staging/lib/modules/<ver>, run depmod there.
+    Returns (sdir, the modules' paths relative to it)."""
     sdir = os.path.join(staging, "lib", "modules", ver)
     os.makedirs(sdir)
+    staged = []
     for rel in relpaths:
         dst = os.path.join(sdir, rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copyfile(os.path.join(kdir, rel), dst)
+        if unpack:
+            dst = unpack_module(os.path.join(kdir, rel), dst)
+        else:
+            shutil.copyfile(os.path.join(kdir, rel), dst)
+        staged.append(os.path.relpath(dst, sdir))
+    relpaths = staged
     for name in ("modules.builtin", "modules.builtin.modinfo"):
         src = os.path.join(kdir, name)
         if os.path.exists(src):
@@ -313,7 +352,7 @@ def stage_modules(kdir, ver, relpaths, staging):
         for d in deps:
             if d not in got:
                 raise Error(f"regenerated modules.dep: {name} needs {d}, not included")
-    return sdir
+    return sdir, relpaths
 
 
 def kernel_config_for(kdir, ver):
@@ -366,7 +405,57 @@ def add_tree(ar, src, dest, mode):
         raise Error(f"--file: {src} is neither a file nor a directory")
 
 
+def unpack_root(argv):
+    """mkinitrd.py --unpack-root KMOD_DIR NAME...: the modules cvminit loads from the
+    root on every boot (the config's module lines, the NIC drivers), with their
+    dependency closure, stored uncompressed in place in the image's root, and the root's
+    index regenerated (depmod). The root's erofs compresses them anyway (lz4hc, which the
+    kernel unpacks much faster than libkmod unpacks xz). Other modules stay as they are."""
+    ap = argparse.ArgumentParser(prog=PROG + " --unpack-root")
+    ap.add_argument("kmod_dir", help="the root's /usr/lib/modules/<ver>")
+    ap.add_argument("names", nargs="+", help="modules (optional: a missing one is a warning)")
+    a = ap.parse_args(argv)
+    try:
+        kdir = os.path.realpath(a.kmod_dir)
+        ver = os.path.basename(kdir)
+        relpaths, _ = resolve_modules(kdir, [(n, "optional") for n in a.names])
+        done = 0
+        for rel in relpaths:
+            src = os.path.join(kdir, rel)
+            if rel.endswith(".ko"):
+                continue
+            unpack_module(src, src)
+            os.unlink(src)
+            done += 1
+        # depmod -b takes the directory that holds lib/modules/<ver> (usr/lib/modules
+        # through the root's /lib link, or usr directly).
+        base = os.path.dirname(os.path.dirname(kdir))  # .../usr/lib or .../lib
+        base = os.path.dirname(base)
+        depmod = shutil.which("depmod") or "/usr/sbin/depmod"
+        conf = tempfile.mkdtemp(prefix="mkinitrd.depmod.")
+        try:
+            r = subprocess.run([depmod, "-C", conf, "-b", base, ver], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        finally:
+            os.rmdir(conf)
+        if r.returncode != 0:
+            raise Error(f"depmod failed ({r.returncode}): {r.stdout.strip()}")
+        dep = read_modules_dep(kdir)
+        for rel in relpaths:
+            name = modname(rel)
+            if name not in dep or not dep[name][0].endswith(".ko"):
+                raise Error(f"regenerated modules.dep does not name {name} uncompressed")
+        print(f"{PROG}: {kdir}: {done} of {len(relpaths)} module(s) unpacked in place")
+        return 0
+    except (Error, OSError, subprocess.CalledProcessError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--unpack-root"]:
+        return unpack_root(argv[1:])
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("--init", required=True, help="binary installed as /init")
     ap.add_argument("--modules-list", help="init/modules.list")
@@ -375,6 +464,9 @@ def main(argv=None):
     ap.add_argument("--file", action="append", default=[], metavar="SRC:DEST[:MODE]")
     ap.add_argument("--output", "-o", required=True)
     ap.add_argument("--compress", choices=("none", "zstd"), default="none")
+    ap.add_argument("--keep-module-compression", action="store_true",
+                    help="store the modules as the kernel package has them (.ko.xz) instead "
+                    "of uncompressed")
     ap.add_argument("--kernel-config", help="kernel config to check CONFIG_RD_ZSTD against "
                     "(default: found next to --kmod-dir)")
     a = ap.parse_args(argv)
@@ -407,7 +499,8 @@ def main(argv=None):
             staging = tempfile.mkdtemp(prefix="mkinitrd.")
         try:
             if staging is not None:
-                sdir = stage_modules(kdir, ver, relpaths, staging)
+                sdir, relpaths = stage_modules(kdir, ver, relpaths, staging,
+                                               unpack=not a.keep_module_compression)
                 base = f"lib/modules/{ver}"
                 ar.dir(base)
                 for rel in relpaths:

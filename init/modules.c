@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <sys/mount.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libkmod.h>
 
@@ -17,6 +19,13 @@
 struct module_entry {
 	const char *name;
 	bool required;
+	/* Loaded by a child process while PID 1 sets up the TPM and the root; waited for
+	 * before the state volume is opened (modules_wait()). */
+	bool background;
+	/* Tried only where the platform can have it: a /proc/cpuinfo flag or a path that
+	 * exists (either; neither given: always). */
+	const char *cpu_flag;
+	const char *exists;
 };
 
 /* Generated from init/modules.list by the Makefile: one source for init and initrd. */
@@ -101,6 +110,11 @@ static int load_one(struct kmod_ctx *ctx, const char *name, const char *options)
 	return matched;
 }
 
+/* Set in a loader child (batch_start()): a required module that fails is logged and
+ * counted there, and PID 1 fails closed when it sees the child's exit status. */
+static bool loader_child;
+static int loader_failed;
+
 /* Loads one module of the boot; returns 1 if it is in the kernel now, 0 if an optional
  * one is missing; fails closed for a required one. */
 static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool required,
@@ -124,6 +138,11 @@ static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool require
 	}
 	if (r == 0)
 		r = -ENOENT;
+	if (required && loader_child) {
+		loader_failed++;
+		return log_error("modules: cannot load kernel module %s: %s (kernel %s)", name,
+				 strerror(-r), release), 0;
+	}
 	if (required)
 		fail_closed("cannot load kernel module %s: %s. The initrd must carry it for "
 			    "kernel %s (see init/modules.list and the config's module lines).",
@@ -132,39 +151,169 @@ static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool require
 	return 0;
 }
 
-/* Loads table entries, then extra names (all required), in one libkmod context; what
- * says which list it is in the summary line. */
-static int load_modules(const struct module_entry *table, size_t ntable, char *const *extra,
-			int nextra, const char *what)
+static bool cpu_has_flag(const char *flag)
+{
+	char line[4096];
+	bool found = false;
+	FILE *f = fopen("/proc/cpuinfo", "re");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "flags", 5) != 0)
+			continue;
+		for (char *w = strtok(strchr(line, ':') ?: line, " :\n"); w && !found;
+		     w = strtok(NULL, " \n"))
+			found = streq(w, flag);
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Whether the platform can have the module: a guest driver for another platform would
+ * be inserted only to fail its probe (about 0.1 s each under emulation). */
+static bool module_wanted(const struct module_entry *m)
+{
+	if (!m->cpu_flag && !m->exists)
+		return true;
+	if (m->exists && access(m->exists, F_OK) == 0)
+		return true;
+	return m->cpu_flag && cpu_has_flag(m->cpu_flag);
+}
+
+/* Loads table entries (those of one kind: background or not), then extra names (all
+ * required), in one libkmod context; what says which list it is in the summary line.
+ * A required one that fails: fail_closed() in PID 1, exit status 1 in a loader child. */
+static int load_modules(const struct module_entry *table, size_t ntable, bool background,
+			char *const *extra, int nextra, const char *what)
 {
 	struct utsname u;
 	struct kmod_ctx *ctx;
-	int loaded = 0, total = 0;
+	int loaded = 0, total = 0, skipped = 0;
 
 	uname(&u);
 	ctx = kmod_open();
+	if (!ctx && loader_child)
+		_exit(1);
 	if (!ctx)
 		fail_closed("cannot set up libkmod for /lib/modules/%s: out of memory or the "
 			    "initrd has no module index", u.release);
 
-	for (size_t i = 0; i < ntable; i++, total++)
+	for (size_t i = 0; i < ntable; i++) {
+		if (table[i].background != background)
+			continue;
+		if (!module_wanted(&table[i])) {
+			log_debug("modules: %s skipped: not this platform's", table[i].name);
+			skipped++;
+			continue;
+		}
+		total++;
 		loaded += load_boot_module(ctx, table[i].name, table[i].required, u.release);
+	}
 	for (int i = 0; i < nextra; i++, total++)
 		loaded += load_boot_module(ctx, extra[i], true, u.release);
 	kmod_unref(ctx);
-	log_info("modules: %d %s module(s) loaded, %d optional missing, kernel %s", loaded, what,
-		 total - loaded, u.release);
+	log_info("modules: %d %s module(s) loaded, %d optional missing, %d not for this "
+		 "platform, kernel %s", loaded, what, total - loaded, skipped, u.release);
 	return loaded;
+}
+
+/*
+ * A batch of modules loaded by a child process while PID 1 goes on: loading is CPU work
+ * in the kernel, and PID 1's next steps wait on the TPM and the disk, when the other
+ * work can run (under QEMU's single-threaded TCG too). A child, not a thread: libkmod's
+ * and our log's state stay single-threaded, and the child's memory is not PID 1's. Its
+ * own mount namespace hides /proc/cmdline from libkmod without touching PID 1's.
+ */
+struct batch {
+	pid_t pid;
+	const char *what;
+	struct timespec start;
+};
+
+static struct batch batches[2];
+
+static void batch_start(struct batch *b, const char *what, char *const *extra, int nextra)
+{
+	pid_t pid;
+
+	if (b->pid > 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &b->start);
+	b->what = what;
+	pid = fork();
+	if (pid < 0) {
+		/* No child: load them here, in order, as before. */
+		log_warn_errno(-errno, "modules: cannot fork for the %s modules; loading them now",
+			       what);
+		load_modules(module_table, extra ? 0 : ARRAY_SIZE(module_table), true, extra,
+			     nextra, what);
+		return;
+	}
+	if (pid == 0) {
+		/* fail_closed() in a child would act for the node: the exit status tells
+		 * PID 1, which does. load_boot_module() names the module first. */
+		loader_child = true;
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			_exit(2);
+		load_modules(module_table, extra ? 0 : ARRAY_SIZE(module_table), true, extra,
+			     nextra, what);
+		_exit(loader_failed ? 1 : 0);
+	}
+	b->pid = pid;
+}
+
+static void batch_wait(struct batch *b)
+{
+	struct timespec now;
+	int status = 0;
+	pid_t r;
+
+	if (b->pid <= 0)
+		return;
+	do
+		r = waitpid(b->pid, &status, 0);
+	while (r < 0 && errno == EINTR);
+	b->pid = 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_closed("cannot load the %s kernel modules: the loader %s (see the modules: "
+			    "lines above)", b->what,
+			    r < 0 ? "vanished" : WIFEXITED(status) ? "failed" : "was killed");
+	log_info("modules: %s modules loaded in the background, %lld ms after their start",
+		 b->what, (long long)(now.tv_sec - b->start.tv_sec) * 1000 +
+		 (now.tv_nsec - b->start.tv_nsec) / 1000000);
 }
 
 int modules_load(void)
 {
-	return load_modules(module_table, ARRAY_SIZE(module_table), NULL, 0, "boot");
+	int r = load_modules(module_table, ARRAY_SIZE(module_table), false, NULL, 0, "boot");
+
+	batch_start(&batches[0], "state", NULL, 0);
+	return r;
+}
+
+void modules_wait(void)
+{
+	batch_wait(&batches[0]);
 }
 
 int modules_load_extra(char *const *names, int n)
 {
-	return load_modules(NULL, 0, names, n, "config");
+	return load_modules(NULL, 0, false, names, n, "config");
+}
+
+void modules_start_extra(char *const *names, int n)
+{
+	if (n > 0)
+		batch_start(&batches[1], "config", names, n);
+}
+
+void modules_wait_extra(void)
+{
+	batch_wait(&batches[1]);
 }
 
 int modules_load_aliases(char *const *aliases, int n, const char *what)

@@ -2,12 +2,17 @@
  * /sbin/modprobe personality the kernel calls for request_module(). */
 #pragma once
 
-/* Loads every module of the boot's table (init/modules.list) with its dependencies and
- * softdeps. Returns the number loaded (built-in and already loaded count), or fails
- * closed on a required one. */
+/* Loads the modules of the boot's table (init/modules.list) with their dependencies and
+ * softdeps: those marked "background" in a child process, the others now. Returns the
+ * number loaded now (built-in and already loaded count), or fails closed on a required
+ * one. modules_wait() waits for the child and fails closed if a required one failed. */
 int modules_load(void);
-/* Loads the config's "module" lines, all required, the same way. */
+void modules_wait(void);
+/* Loads the config's "module" lines, all required, the same way: now, or in a child
+ * process (start, then wait before what needs them: the sysctls of br_netfilter). */
 int modules_load_extra(char *const *names, int n);
+void modules_start_extra(char *const *names, int n);
+void modules_wait_extra(void);
 /* Loads what matches each alias (e.g. a device's modalias), none required: returns how
  * many matched something, and logs each failure naming the alias as a what. */
 int modules_load_aliases(char *const *aliases, int n, const char *what);

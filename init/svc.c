@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -163,6 +164,8 @@ static _noreturn_ void child_exec(const struct svc *s, int report_fd)
 	rep.step = STEP_CHDIR;
 	if (chdir("/") < 0)
 		goto fail;
+	/* PID 1 runs without transparent huge pages (main.c); a service gets the default. */
+	prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0);
 	rep.step = STEP_EXEC;
 	execve(s->def->argv[0], s->def->argv, s->envp);
 fail:

@@ -127,6 +127,9 @@ def main():
             suite(f"unit/{os.path.basename(t)}", [t], "unit")
         # The verdict's own machinery: this runner, the harness, the timing rule.
         suite("selftest", [sys.executable, os.path.join(ROOT, "tests/selftest.py")], "checks")
+        # The bench's parsers on recorded console text (no VM).
+        suite("bench-parse", [sys.executable, os.path.join(ROOT, "tests/bench/test_bench_parse.py")],
+              "checks")
         # The release binary's hardening, read from the ELF file (tests/hardening.py).
         suite("hardening", [sys.executable, os.path.join(ROOT, "tests/hardening.py"),
                             os.path.join(ROOT, "build/cvminit")], "checks")

@@ -61,11 +61,17 @@ PROBE = OUT / "kubelet-probe"
 STANDIN = BUILD / "kubelet-standin"
 STATE_SIZE = "256M"
 IMAGES = ("cvminit", "systemd")
+# --before DIR: a saved cvminit image (cvminit.raw, cvminit.efi) booted in the same run as
+# "cvminit-before", to compare cvminit's own path before and after a change side by side.
+BEFORE = "cvminit-before"
+BEFORE_DIR = None
 
 PRINTK = re.compile(r"^\[\s*(\d+)\.(\d{6})\] (.*)$")
-# The probe's last line, on the test channel ("[<mono>] bench-probe: end"; a relayed kmsg
-# copy of it starts with "<7>" and a service name, so it does not match).
-PROBE_END = r"^\[\s*\d+\.\d+\] bench-probe: end$"
+# The probe's last line, on the test channel ("[<mono>] bench-probe: end"). Found anywhere in
+# a line: another writer's output can share the line (issue 15: a run was lost for that).
+PROBE_END = r"\[\s*\d+\.\d+\] bench-probe: end\b"
+# One probe record, wherever it starts in a line; its values are "key=value" words.
+PROBE_REC = re.compile(r"\[\s*(\d+)\.(\d{6})\] bench-probe: (\w+)((?: [^\s\[]+)*)")
 
 
 def log(msg):
@@ -140,7 +146,7 @@ def build_if_changed(name, outdir, inputs, cmd, env, product):
     log(f"{name}: built in {time.monotonic() - t0:.0f} s")
 
 
-def build_images():
+def build_images(only=None):
     extra = build_tree()
     cvminit = BUILD / "cvminit"
     if not cvminit.is_file():
@@ -148,22 +154,25 @@ def build_images():
     probe_sha = hashlib.sha256(PROBE.read_bytes()).hexdigest()
     common = [PROBE, STANDIN] + files_under("rootfs-overlay", "image/mkosi.sandbox",
                                            "image/tools-tree.sh")
-    build_if_changed(
-        "cvminit", CVM_OUT,
-        common + [cvminit] + files_under("mkosi.conf", "image/mkosi.repart", "image/mkosi.finalize",
-                                         "image/mkinitrd.py", "image/build-image.sh",
-                                         "init/modules.list"),
-        [str(REPO / "image/build-image.sh")],
-        {"CVMINIT_IMAGE_OUT": str(CVM_OUT), "KUBELET": str(PROBE), "KUBELET_SHA256": probe_sha,
-         "CVMINIT_EXTRA_TREE": str(extra), "CVMINIT_STATE_SIZE": STATE_SIZE},
-        "cvminit.raw")
-    build_if_changed(
-        "systemd", SD_OUT,
-        common + files_under("image/systemd-ref"),
-        [str(REPO / "image/systemd-ref/build.sh")],
-        {"SYSTEMD_REF_OUT": str(SD_OUT), "BENCH_TREE": str(TREE),
-         "SYSTEMD_REF_STATE": STATE_SIZE},
-        "systemd-ref.raw")
+    if only != "systemd":
+        build_if_changed(
+            "cvminit", CVM_OUT,
+            common + [cvminit] + files_under("mkosi.conf", "image/mkosi.repart",
+                                             "image/mkosi.finalize", "image/mkinitrd.py",
+                                             "image/build-image.sh", "init/modules.list"),
+            [str(REPO / "image/build-image.sh")],
+            {"CVMINIT_IMAGE_OUT": str(CVM_OUT), "KUBELET": str(PROBE),
+             "KUBELET_SHA256": probe_sha, "CVMINIT_EXTRA_TREE": str(extra),
+             "CVMINIT_STATE_SIZE": STATE_SIZE},
+            "cvminit.raw")
+    if only != "cvminit":
+        build_if_changed(
+            "systemd", SD_OUT,
+            common + files_under("image/systemd-ref"),
+            [str(REPO / "image/systemd-ref/build.sh")],
+            {"SYSTEMD_REF_OUT": str(SD_OUT), "BENCH_TREE": str(TREE),
+             "SYSTEMD_REF_STATE": STATE_SIZE},
+            "systemd-ref.raw")
 
 
 # ------------------------------------------------------------------------------- sizes
@@ -211,7 +220,10 @@ def cpio_members(blob):
 
 def sizes(image):
     """Sizes that do not depend on a run: the UKI's initrd(s) and the init binary."""
-    if image == "cvminit":
+    if image == BEFORE:
+        uki = BEFORE_DIR / "cvminit.efi"
+        init_files = {}
+    elif image == "cvminit":
         uki = CVM_OUT / "cvminit.efi"
         init_files = {}
     else:
@@ -219,7 +231,7 @@ def sizes(image):
         init_files = {}
     initrd = pe_sections(uki).get(".initrd", b"")
     members = cpio_members(initrd)
-    if image == "cvminit" and "init" in members:
+    if image in ("cvminit", BEFORE) and "init" in members:
         init_files["/init (cvminit, static)"] = members["init"][0]
     if image == "systemd":
         for name in ("usr/lib/systemd/systemd", ):
@@ -316,13 +328,216 @@ def baseline_boot(timeout):
         chan = list(v.chan.lines)
     shutil.copyfile(v.work / "console.log", OUT / "runs" / "bench-baseline.log")
     shutil.copyfile(v.work / "channel.log", OUT / "runs" / "bench-baseline.channel.log")
-    probe = parse_probe(printk_lines(chan))
+    probe = parse_probe(chan)
     p1, start = probe.get("pid1", {}), probe.get("start", {})
     hz = int(start.get("hz", 100))
     return {"pid1_cpu": int(p1["sched_ns"]) / 1e9,
             "pid1_stime": int(p1["stime"]) / hz, "pid1_utime": int(p1["utime"]) / hz,
             "at": int(start["mono_us"]) / 1e6,
             "machine_busy_cpu": int(probe["cpu"]["busy_ticks"]) / hz}
+
+
+# ------------------------------------------------------------------------------ growth
+
+def grow_state(disk, size):
+    """Makes the disk's last partition (the state volume, made empty by the image build and
+    formatted on first boot) size bytes: the file grows sparse, the GPT's entry, headers and
+    backup follow. OVMF measures the GPT into PCR 5, which the state key is not sealed to."""
+    import struct
+    import zlib
+    with open(disk, "r+b") as f:
+        f.seek(512)
+        hdr = bytearray(f.read(512))
+        if hdr[:8] != b"EFI PART":
+            raise TestFailure(f"{disk}: no GPT")
+        hsize = struct.unpack_from("<I", hdr, 12)[0]
+        old_backup = struct.unpack_from("<Q", hdr, 32)[0]
+        entries_lba, count, esize = struct.unpack_from("<QII", hdr, 72)
+        f.seek(entries_lba * 512)
+        entries = bytearray(f.read(count * esize))
+        last, last_i = -1, None
+        for i in range(count):
+            first_lba, end_lba = struct.unpack_from("<QQ", entries, i * esize + 32)
+            if any(entries[i * esize:i * esize + 16]) and end_lba > last:
+                last, last_i = end_lba, i
+        start = struct.unpack_from("<Q", entries, last_i * esize + 32)[0]
+        ent_sectors = (count * esize + 511) // 512
+        new_end = start + size // 512 - 1
+        nlba = new_end + 1 + ent_sectors + 1
+        struct.pack_into("<Q", entries, last_i * esize + 40, new_end)
+        f.truncate(nlba * 512)
+
+        def sealed(h):
+            struct.pack_into("<I", h, 16, 0)
+            struct.pack_into("<I", h, 16, zlib.crc32(bytes(h[:hsize])))
+            return bytes(h)
+        struct.pack_into("<I", hdr, 88, zlib.crc32(bytes(entries)))
+        struct.pack_into("<Q", hdr, 32, nlba - 1)
+        struct.pack_into("<Q", hdr, 48, nlba - 2 - ent_sectors)
+        primary = sealed(hdr)
+        backup = bytearray(hdr)
+        struct.pack_into("<QQ", backup, 24, nlba - 1, 1)
+        struct.pack_into("<Q", backup, 72, nlba - 1 - ent_sectors)
+        backup = sealed(backup)
+        if old_backup < nlba - 1 - ent_sectors:
+            f.seek(old_backup * 512)
+            f.write(bytes(512))
+        f.seek(446 + 12)  # the protective MBR's partition covers the disk
+        f.write(struct.pack("<I", min(nlba - 1, 0xFFFFFFFF)))
+        f.seek(512)
+        f.write(primary)
+        f.seek(entries_lba * 512)
+        f.write(entries)
+        f.seek((nlba - 1 - ent_sectors) * 512)
+        f.write(entries)
+        f.seek((nlba - 1) * 512)
+        f.write(backup)
+
+
+def conf_variant(name, edit):
+    """An extra tree whose /etc/cvminit/cvminit.conf is the image's with edit applied."""
+    base = (REPO / "rootfs-overlay/etc/cvminit/cvminit.conf").read_text()
+    tree = OUT / "growth" / f"tree-{name}"
+    if tree.exists():
+        shutil.rmtree(tree)
+    (tree / "etc/cvminit").mkdir(parents=True)
+    (tree / "usr/libexec").mkdir(parents=True)
+    shutil.copy2(STANDIN, tree / "usr/libexec/kubelet-standin")
+    (tree / "etc/cvminit/cvminit.conf").write_text(edit(base))
+    return tree
+
+
+IDLE = "\nservice idle{k}\n\texec /usr/bin/sleep infinity\n"
+
+
+def only_kubelet(conf):
+    """The config with kubelet as its only service (no network, no containerd)."""
+    out, skip = [], False
+    for line in conf.splitlines(keepends=True):
+        if line.startswith("service "):
+            skip = line.split()[1] != "kubelet"
+        elif line.strip() and not line[0].isspace():
+            skip = False
+        if skip or line.strip().startswith("after "):
+            continue
+        out.append(line)
+    return "".join(out)
+
+
+GROWTH_VARIANTS = {
+    # name: (config edit, what the variant measures)
+    "no-integrity": (lambda c: c + "\nset state_integrity=none\n", "state volume"),
+    "svc1": (only_kubelet, "services"),
+    "svc4": (lambda c: c + IDLE.format(k=1), "services"),
+    "svc8": (lambda c: c + "".join(IDLE.format(k=k) for k in range(1, 6)), "services"),
+}
+
+
+def growth(args):
+    """make bench-growth: cvminit's first and later boot for state volumes of 256 MiB, 2 GiB
+    and 8 GiB (sparse), with and without integrity, and with 1, 4 and 8 (the most a config
+    may have) services. Each variant of the config is an image of its own (the config is in
+    the measured initrd); the sizes are the same image with its state partition grown."""
+    build_images("cvminit")
+    probe_sha = hashlib.sha256(PROBE.read_bytes()).hexdigest()
+    images = {"integrity": CVM_OUT}
+    for name, (edit, _) in GROWTH_VARIANTS.items():
+        out = OUT / "growth" / name
+        tree = conf_variant(name, edit)
+        build_if_changed(
+            f"cvminit-{name}", out,
+            [PROBE, STANDIN, BUILD / "cvminit", tree / "etc/cvminit/cvminit.conf"]
+            + files_under("mkosi.conf", "image/mkosi.repart", "image/mkosi.finalize",
+                          "image/mkinitrd.py", "image/build-image.sh", "init/modules.list",
+                          "rootfs-overlay"),
+            [str(REPO / "image/build-image.sh")],
+            {"CVMINIT_IMAGE_OUT": str(out), "KUBELET": str(PROBE), "KUBELET_SHA256": probe_sha,
+             "CVMINIT_EXTRA_TREE": str(tree), "CVMINIT_STATE_SIZE": STATE_SIZE},
+            "cvminit.raw")
+        images[name] = out
+    runs = []
+    plan = [(v, size) for v in ("integrity", "no-integrity") for size in args.growth_sizes]
+    plan += [(v, None) for v in ("svc1", "svc4", "svc8")]
+    for variant, size in plan:
+        work = OUT / "growth" / "run"
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        disk = work / "disk.raw"
+        subprocess.run(["cp", "--sparse=always", str(images[variant] / "cvminit.raw"), str(disk)],
+                       check=True)
+        if size:
+            grow_state(disk, parse_size(size))
+        for kind in ("first", "later"):
+            name = f"growth-{variant}-{size or 'default'}-{kind}"
+            log(f"{name}: booting")
+            try:
+                raw = boot_once("cvminit", disk, work / "tpm", name, args.timeout)
+                # the one-service variant has no containerd
+                r = analyse("cvminit", raw, required=("init_start", "root", "state"))
+            except TestFailure as e:
+                log(f"{name}: FAILED: {e}")
+                runs.append({"name": name, "variant": variant, "size": size, "kind": kind,
+                             "failed": str(e).splitlines()[0]})
+                continue
+            lines = printk_lines(raw["lines"])
+            started = [g for _, g, t in lines if re.match(r"cvminit: \S+: started \(pid", t)]
+            r.update({"name": name, "variant": variant, "size": size, "kind": kind,
+                      "nservices": len(started),
+                      "last_started": max(started) if started else None})
+            runs.append(r)
+            log(f"{name}: state-open {r['stage_s'].get('state-open', 0):.2f} s, state "
+                f"{r['stage_s'].get('state', 0):.2f} s, init→kubelet "
+                f"{r['kubelet_started'] - r['init_start']:.2f} s, {len(started)} services")
+    (OUT / "growth.json").write_text(json.dumps(runs, indent=1, default=str))
+    md = growth_report(runs)
+    (OUT / "growth.md").write_text(md)
+    print(md)
+    if args.docs:
+        update_docs(md, "growth")
+    return 1 if any("failed" in r for r in runs) else 0
+
+
+def parse_size(text):
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
+def growth_report(runs):
+    def get(variant, size, kind):
+        return next((r for r in runs if r["variant"] == variant and r["size"] == size
+                     and r["kind"] == kind and "failed" not in r), None)
+
+    def f(r, fn):
+        try:
+            return f"{fn(r):.2f} s" if r else "–"
+        except (KeyError, TypeError):
+            return "–"
+    md = [f"Growth ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+          f"{machine()}; load average {os.getloadavg()[0]:.2f}). One boot each.", "",
+          "| state volume | boot | state-open | state (mount, mkfs on first boot) | "
+          "init start → containerd exec | init start → kubelet |", "|---|---|---|---|---|---|"]
+    sizes = sorted({r["size"] for r in runs if r["size"]}, key=parse_size)
+    for variant in ("integrity", "no-integrity"):
+        for size in sizes:
+            for kind in ("first", "later"):
+                r = get(variant, size, kind)
+                md.append(f"| {size}, {'hmac(sha256)' if variant == 'integrity' else 'none'} | "
+                          f"{kind} | {f(r, lambda x: x['stage_s']['state-open'])} | "
+                          f"{f(r, lambda x: x['stage_s']['state'])} | "
+                          f"{f(r, lambda x: x['containerd_started'] - x['init_start'])} | "
+                          f"{f(r, lambda x: x['kubelet_started'] - x['init_start'])} |")
+    md += ["", "| services | boot | started | init start → last service started | "
+           "PID 1 CPU (init's own) | PID 1 RSS |", "|---|---|---|---|---|---|"]
+    for variant in ("svc1", "svc4", "svc8"):
+        for kind in ("first", "later"):
+            r = get(variant, None, kind)
+            rss = f"{r['pid1_rss_kb'] / 1024:.1f} MiB" if r and r.get("pid1_rss_kb") else "–"
+            md.append(f"| {variant[3:]} | {kind} | {r['nservices'] if r else '–'} | "
+                      f"{f(r, lambda x: x['last_started'] - x['init_start'])} | "
+                      f"{f(r, lambda x: x['pid1_cpu'] - x['stage_cpu']['init-start'])} | "
+                      f"{rss} |")
+    return "\n".join(md) + "\n"
 
 
 # ------------------------------------------------------------------------------ parsing
@@ -347,21 +562,31 @@ def first(pk, regex):
     return None
 
 
-def parse_probe(pk):
-    """The probe's lines (printk_lines of the test channel) as {what: {key: value}}."""
+def probe_records(lines):
+    """[(host t, guest t, what, rest)] of the probe's records in (time, text) lines, also
+    where another writer's text comes before or after one on the same line."""
+    out = []
+    for t, s in lines:
+        for m in PROBE_REC.finditer(s):
+            out.append((t, int(m.group(1)) + int(m.group(2)) / 1e6, m.group(3), m.group(4)))
+    return out
+
+
+def parse_probe(lines):
+    """The probe's records ((time, text) lines of the test channel) as {what: {key: value}};
+    the first record of each kind counts, a word that is not key=value is left out."""
     kv = {}
-    for t, g, s in pk:
-        m = re.match(r"bench-probe: (\w+)(.*)$", s)
-        if not m or m.group(1) in kv:
+    for t, g, what, rest in probe_records(lines):
+        if what in kv:
             continue
-        what, rest = m.group(1), m.group(2)
         if what == "top":
             procs = []
             for item in rest.split():
-                if item.startswith("nproc="):
+                parts = item.rsplit(":", 2)
+                if item.startswith("nproc=") or len(parts) != 3 or not parts[1].isdigit() \
+                        or not parts[2].isdigit():
                     continue
-                c, pid, ticks = item.rsplit(":", 2)
-                procs.append({"comm": c, "pid": int(pid), "ticks": int(ticks)})
+                procs.append({"comm": parts[0], "pid": int(parts[1]), "ticks": int(parts[2])})
             kv["top"] = procs
         else:
             d = dict(x.split("=", 1) for x in rest.split() if "=" in x)
@@ -395,8 +620,53 @@ def parse_cvminit(lines, pk):
     r["containerd_ready"] = x[1] if x else None
     x = first(pk, r"^cvminit: kubelet: started")
     r["kubelet_started_init"] = x[1] if x else None
+    x = first(pk, r"^cvminit: network: ready")
+    r["network_ready"] = x[1] if x else None
+    # Each stage's own duration (from the previous mark), e.g. "modules" and "modules-extra".
+    prev = 0.0
+    r["stage_s"] = {}
+    for name, at in r["stages"]:
+        r["stage_s"][name] = at - prev
+        prev = at
     r["events"] = [(name, at) for name, at in r["stages"]]
     return r
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|min|ms|us|s)")
+UNIT_SCALE = {"h": 3600, "min": 60, "s": 1, "ms": 1e-3, "us": 1e-6}
+
+
+def duration(text):
+    """systemd's time spans ("2min 31.523s", "812ms") in seconds."""
+    return sum(float(v) * UNIT_SCALE[u] for v, u in DURATION.findall(text))
+
+
+CHAIN_LINE = re.compile(r"^[\s\u2502\u2514\u251c\u2500|]*(?:`-|\|-)?(\S+)"
+                        r"(?: @((?:[\d.]+(?:h|min|ms|us|s) ?)+))?(?: \+((?:[\d.]+(?:h|min|ms|us|s) ?)+))?\s*$")
+
+
+def parse_critical_chain(lines):
+    """systemd-analyze critical-chain's tree as [{unit, at, took}], the target first; at is
+    when the unit became active (seconds since userspace started), took its start time or
+    None (a unit with no start job of its own: a target, a socket, a device)."""
+    out = []
+    for s in lines:
+        m = CHAIN_LINE.match(s.rstrip())
+        if not m or "." not in m.group(1):
+            continue
+        out.append({"unit": m.group(1), "at": duration(m.group(2)) if m.group(2) else None,
+                    "took": duration(m.group(3)) if m.group(3) else None})
+    return out
+
+
+def parse_blame(lines):
+    """systemd-analyze blame as [(seconds, unit)], longest first."""
+    out = []
+    for s in lines:
+        m = re.match(r"^\s*((?:[\d.]+(?:h|min|ms|us|s) ?)+)\s+(\S+)\s*$", s)
+        if m:
+            out.append((duration(m.group(1)), m.group(2)))
+    return out
 
 
 def parse_systemd(lines):
@@ -410,17 +680,22 @@ def parse_systemd(lines):
     # Sections: the manager's properties, "units:" (blocks of properties separated by blank
     # lines, each with its Id=), "journal:" (JSON lines).
     manager, units, journal, section, block = {}, {}, [], "manager", {}
+    raw = {"critical-chain": [], "blame": []}
 
     def flush():
         if block.get("Id"):
             units[block["Id"]] = dict(block)
         block.clear()
     for s in texts[b + 1:e]:
-        s = s.strip()
-        if s in ("bench-report: units", "bench-report: journal"):
+        if s.strip() in ("bench-report: units", "bench-report: journal",
+                         "bench-report: critical-chain", "bench-report: blame"):
             flush()
             section = s.split()[-1]
             continue
+        if section in raw:
+            raw[section].append(s.rstrip())
+            continue
+        s = s.strip()
         if section == "journal":
             if s.startswith("{"):
                 try:
@@ -460,6 +735,10 @@ def parse_systemd(lines):
 
     r["manager"] = manager
     r["units"] = units
+    r["critical_chain"] = parse_critical_chain(raw["critical-chain"])
+    r["blame"] = parse_blame(raw["blame"])
+    r["unit_cpu"] = {u: int(d["CPUUsageNSec"]) / 1e9 for u, d in units.items()
+                     if d.get("CPUUsageNSec", "").isdigit()}
     r["journal_entries"] = len(journal)
     r["init_start"] = mono(manager, "InitRDTimestampMonotonic")
     r["userspace_start"] = mono(manager, "UserspaceTimestampMonotonic")
@@ -472,6 +751,8 @@ def parse_systemd(lines):
     r["containerd_ready"] = mono(cd, "ActiveEnterTimestampMonotonic")
     r["kubelet_started_init"] = mono(units.get("kubelet.service", {}),
                                      "ExecMainStartTimestampMonotonic")
+    r["network_ready"] = mono(units.get("network-online.target", {}),
+                              "ActiveEnterTimestampMonotonic")
     marks = [
         ("udevd", r"^Started systemd-udevd\.service"),
         ("tpm2.target", r"^Reached target tpm2\.target"),
@@ -494,17 +775,17 @@ def parse_systemd(lines):
     return r
 
 
-def analyse(image, run):
+def analyse(image, run, required=("init_start", "root", "state", "containerd_ready")):
     lines = run["lines"]
     pk = printk_lines(lines)
     if not pk:
         raise TestFailure("no kernel console lines")
     # The kernel's start in host time: the smallest lag of an early console line.
     kernel_wall = min(t - g for t, g, _ in pk[:300])
-    probe = parse_probe(printk_lines(run["chan"]))
+    probe = parse_probe(run["chan"])
     if "start" not in probe:
         raise TestFailure("no bench-probe line on the test channel")
-    r = parse_cvminit(lines, pk) if image == "cvminit" else parse_systemd(lines)
+    r = parse_cvminit(lines, pk) if image != "systemd" else parse_systemd(lines)
     r.pop("manager", None)
     r.pop("units", None)
     start = probe["start"]
@@ -524,13 +805,15 @@ def analyse(image, run):
         "pid1_children_cpu": (int(p1["cutime"]) + int(p1["cstime"])) / hz if p1 else None,
         "pid1_rss_kb": int(p1["rss_kb"]) if p1 else None,
         "pid1_hwm_kb": int(p1["hwm_kb"]) if p1 else None,
+        "pid1_rss_anon_kb": int(p1["rss_anon_kb"]) if p1.get("rss_anon_kb") else None,
+        "pid1_rss_file_kb": int(p1["rss_file_kb"]) if p1.get("rss_file_kb") else None,
         "machine_busy_cpu": int(cpu["busy_ticks"]) / hz if cpu else None,
         "ncpu": int(cpu.get("ncpu", 0)) if cpu else None,
         "top": probe.get("top", []),
         "top_hz": hz,
         "var": probe.get("var", {}).get("dm_uuid"),
     })
-    for k in ("init_start", "root", "state", "containerd_ready"):
+    for k in required:
         if r.get(k) is None:
             raise TestFailure(f"{image}: no '{k}' time found on the console")
     return r
@@ -547,6 +830,18 @@ ROWS = [
      lambda r: r["containerd_ready"] - r["init_start"]),
     ("kubelet", "init start → kubelet started", "s",
      lambda r: r["kubelet_started"] - r["init_start"]),
+    ("containerd_exec", "init start → containerd exec", "s",
+     lambda r: r["containerd_started"] - r["init_start"]),
+    ("containerd_exec_abs", "kernel start → containerd exec (guest)", "s",
+     lambda r: r["containerd_started"]),
+    ("modules", "cvminit: module stage (the initrd's modules)", "s",
+     lambda r: r["stage_s"]["modules"]),
+    ("modules_extra", "cvminit: the config's modules (networking, from the root)", "s",
+     lambda r: r["stage_s"]["modules-extra"]),
+    ("net_wait", "network: kubelet's wait for it after containerd ready", "s",
+     lambda r: max(0.0, r["network_ready"] - r["containerd_ready"])),
+    ("net_share", "network's share of init start → kubelet started", "%",
+     lambda r: 100 * net_cost(r) / (r["kubelet_started"] - r["init_start"])),
     ("kubelet_abs", "kernel start → kubelet started (guest)", "s",
      lambda r: r["kubelet_started"]),
     ("firmware", "QEMU start → kernel start (wall: OVMF + stub)", "s",
@@ -569,6 +864,91 @@ ROWS = [
     ("rss", "PID 1 RSS at kubelet start", "MiB",
      lambda r: r["pid1_rss_kb"] / 1024 if r["pid1_rss_kb"] is not None else None),
 ]
+
+
+def net_cost(r):
+    """The part of init start → kubelet started that only the network explains: kubelet's
+    wait for it once containerd is ready, plus (cvminit) the networking modules and the NIC
+    stage, which run before any service starts. systemd loads its modules and runs networkd
+    beside other units: only its wait counts."""
+    wait = max(0.0, r["network_ready"] - r["containerd_ready"])
+    if "stage_s" in r:
+        wait += r["stage_s"].get("modules-extra", 0.0) + r["stage_s"].get("network", 0.0)
+    return wait
+
+
+def chain_attribution(r):
+    """How much of systemd's init start → kubelet started is explained, in three parts:
+    the initrd (init start → "Switching root"), split at the journal's milestones, each
+    stretch named by the step that ends it (they depend on each other in that order:
+    udev, the TPM, verity, /sysroot, repart, cryptsetup, /sysroot/var); the switch-root
+    (→ the root's manager starts, UserspaceTimestamp); and the root, where the union of
+    the critical chain's start jobs ([active - took, active]) is what is explained.
+    Returns (share in %, [(what, seconds)] largest first, the root's uncovered gaps of
+    0.5 s or more as (from, to) in seconds after init start)."""
+    chain, base = r.get("critical_chain") or [], r.get("userspace_start")
+    lo, hi, sw = r["init_start"], r["kubelet_started"], r.get("switch_root")
+    if not chain or base is None or sw is None or not lo < sw <= base < hi:
+        return None, [], []
+    parts, prev = [], lo
+    for name, t in sorted(r.get("events", []), key=lambda x: x[1]):
+        if prev < t <= sw:
+            parts.append((f"initrd: → {name}", t - prev))
+            prev = t
+    if sw > prev:
+        parts.append(("initrd: → switch-root", sw - prev))
+    parts.append(("switch-root → the root's manager", base - sw))
+    spans = []
+    for c in chain:
+        if c["at"] is not None and c["took"]:
+            a, b = max(base, base + c["at"] - c["took"]), min(hi, base + c["at"])
+            if b > a:
+                spans.append((a, b, c["unit"]))
+    spans.sort()
+    covered, gaps, cur = 0.0, [], base
+    for a, b, unit in spans:
+        if a > cur:
+            if a - cur >= 0.5:
+                gaps.append((cur - lo, a - lo))
+            cur = a
+        if b > cur:
+            parts.append((unit, b - cur))
+            covered += b - cur
+            cur = b
+    if hi - cur >= 0.5:
+        gaps.append((cur - lo, hi - lo))
+    explained = (base - lo) + covered
+    return 100 * explained / (hi - lo), sorted(parts, key=lambda x: -x[1]), gaps
+
+
+def systemd_path(results, kind):
+    """The median systemd run's critical chain, attribution and journald's cost (markdown)."""
+    runs = [r for r in results["systemd"][kind] if r.get("critical_chain")]
+    if not runs:
+        return ""
+    r = sorted(runs, key=lambda x: x["kubelet_started"])[len(runs) // 2]
+    share, units, gaps = chain_attribution(r)
+    span = r["kubelet_started"] - r["init_start"]
+    cpu = r.get("unit_cpu", {})
+    out = [f"systemd's path to kubelet ({r['name']}, init start → kubelet started {span:.2f} s):"
+           f" {share:.0f} % of it is explained by the initrd's steps (journal), the switch-root"
+           f" and the start jobs on the critical chain (systemd-analyze critical-chain"
+           f" kubelet.service)." if share is not None
+           else "systemd's critical chain: not reported.", ""]
+    out += ["| step (initrd: the stretch that ends with it) | time on the path |", "|---|---|"]
+    out += [f"| {u} | {t:.2f} s |" for u, t in units[:14]]
+    if gaps:
+        out += ["", "Not covered by a start job on the chain: " + ", ".join(
+            f"{a:.1f}–{b:.1f} s after init start" for a, b in gaps) + "."]
+    if cpu:
+        out += ["", "CPU until the report (cgroup accounting): " + ", ".join(
+            f"{u} {v:.2f} s" for u, v in sorted(cpu.items(), key=lambda x: -x[1])
+            if v >= 0.05) + "."]
+    if r.get("blame"):
+        out += ["", "Longest start jobs (systemd-analyze blame): " + ", ".join(
+            f"{u} {t:.2f} s" for t, u in [b for b in r["blame"]
+                                          if not b[1].endswith(".device")][:10]) + "."]
+    return "\n".join(out) + "\n"
 
 
 def summarise(values):
@@ -617,7 +997,7 @@ def table(results, kind):
             for r in results[img][kind]:
                 try:
                     vals.append(f(r))
-                except (TypeError, KeyError):
+                except (TypeError, KeyError, ZeroDivisionError):
                     vals.append(None)
             per[img] = summarise(vals)
         stats[key] = per
@@ -639,6 +1019,41 @@ def top_table(results, kind):
     return "\n".join(out)
 
 
+BEFORE_ROWS = ("containerd_exec", "modules", "modules_extra", "containerd_exec_abs", "kubelet",
+               "kubelet_abs", "init_cpu", "rss", "firmware", "wall")
+
+
+def before_after(results, meta, sz):
+    """cvminit before (--before) and after, from one run: the rows of BEFORE_ROWS."""
+    md = [f"cvminit before and after, one run ({meta['date']}; load average at its end "
+          f"{meta.get('load_end', '?')})", ""]
+    for kind in ("later", "first"):
+        md += [f"| {kind} | before | after | after/before |", "|---|---|---|---|"]
+        for key, label, unit, f in ROWS:
+            if key not in BEFORE_ROWS:
+                continue
+            per = {}
+            for img in (BEFORE, "cvminit"):
+                vals = []
+                for r in results[img][kind]:
+                    try:
+                        vals.append(f(r))
+                    except (TypeError, KeyError, ZeroDivisionError):
+                        vals.append(None)
+                per[img] = summarise(vals)
+            md.append(f"| {label} | {cell(per[BEFORE], unit)} | {cell(per['cvminit'], unit)} | "
+                      f"{ratio(per['cvminit'], per[BEFORE])} |")
+        md.append("")
+    if BEFORE in sz and "cvminit" in sz:
+        a, b = sz[BEFORE], sz["cvminit"]
+        md += ["| sizes | before | after | after/before |", "|---|---|---|---|"]
+        for k, label in (("init_binary_bytes", "/init (cvminit)"),
+                         ("initrd_bytes", "initrd in the UKI"), ("uki_bytes", "UKI")):
+            md.append(f"| {label} | {a[k]:,} B | {b[k]:,} B | {b[k] / a[k]:.2f} |")
+        md.append("")
+    return "\n".join(md)
+
+
 def write_report(results, meta, sz):
     md = []
     md.append(f"Command: `{meta['command']}`  ")
@@ -646,6 +1061,9 @@ def write_report(results, meta, sz):
     md.append(f"Machine: {meta['machine']}  ")
     md.append(f"QEMU: {meta['qemu']}; TCG, q35, OVMF, swtpm, 2 vCPUs, 2 GiB, virtio-blk  ")
     md.append(f"Kernel: {meta['kernel']}  ")
+    if meta.get("load_end"):
+        md.append(f"Load average at the end (1, 5, 15 min; the host is shared): "
+                  f"{meta['load_end']}  ")
     md.append(f"Runs: {meta['first']} first boot(s) and {meta['n']} later boot(s) per image, "
               f"alternating; values are median (min–max).")
     md.append("")
@@ -659,6 +1077,9 @@ def write_report(results, meta, sz):
         md += [f"### {title}", "", t, ""]
         md += ["Largest CPU users at kubelet start (the median run; user+system):", "",
                top_table(results, kind), ""]
+        sp = systemd_path(results, kind)
+        if sp:
+            md += [sp]
     md += ["### Sizes", "", "| | cvminit | systemd | cvminit/systemd |", "|---|---|---|---|"]
     for k, label in (("initrd_bytes", "initrd(s) in the UKI (as stored)"),
                      ("initrd_unpacked_bytes", "initrd unpacked (regular files)"),
@@ -684,9 +1105,21 @@ def main():
                     help="first boots per image (default 1, or $BENCH_FIRST)")
     ap.add_argument("--no-build", action="store_true", help="use the images as they are")
     ap.add_argument("--only", choices=IMAGES, help="boot one image only (development)")
+    ap.add_argument("--before", metavar="DIR",
+                    help="also boot the cvminit image saved in DIR (cvminit.raw, cvminit.efi) "
+                    "as cvminit-before, alternating, and compare it with the new one")
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip the baseline boot (the kernel's share of PID 1's CPU)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per boot")
+    ap.add_argument("--growth", action="store_true",
+                    help="cvminit only: how its boot grows with the state volume's size "
+                    "(with and without integrity) and the number of services (make "
+                    "bench-growth)")
+    ap.add_argument("--growth-sizes", nargs="+", default=["256M", "2G", "8G"],
+                    help="state volume sizes for --growth (default 256M 2G 8G)")
+    ap.add_argument("--from-results", metavar="JSON",
+                    help="boot nothing: write the report (and with --docs the docs) from a "
+                    "results.json of an earlier run")
     ap.add_argument("--docs", action="store_true",
                     help="also write docs/benchmarks.svg and the results in docs/benchmarks.md")
     args = ap.parse_args()
@@ -698,15 +1131,24 @@ def main():
     t_start = time.monotonic()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "runs").mkdir(exist_ok=True)
+    if args.growth:
+        return growth(args)
+    if args.from_results:
+        return rerender(args)
     if not args.no_build:
-        build_images()
+        build_images(args.only)
     images = {"cvminit": CVM_OUT / "cvminit.raw", "systemd": SD_OUT / "systemd-ref.raw"}
     order = [args.only] if args.only else list(IMAGES)
+    if args.before:
+        global BEFORE_DIR
+        BEFORE_DIR = Path(args.before).resolve()
+        images[BEFORE] = BEFORE_DIR / "cvminit.raw"
+        order.insert(0, BEFORE)
     for img in order:
         if not images[img].is_file():
             sys.exit(f"bench: {images[img]} missing (run without --no-build)")
     sz = {img: sizes(img) for img in order}
-    results = {img: {"first": [], "later": []} for img in IMAGES}
+    results = {img: {"first": [], "later": []} for img in list(IMAGES) + [BEFORE]}
     failures = []
     disks = {}
 
@@ -764,8 +1206,9 @@ def main():
         "n": args.n, "first": args.first,
         "duration_s": round(time.monotonic() - t_start),
         "baseline": baseline,
+        "load_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
-    for img in IMAGES:
+    for img in results:
         for kind in ("first", "later"):
             for r in results[img][kind]:
                 if r.get("pid1_cpu") is None:
@@ -780,10 +1223,16 @@ def main():
     (OUT / "results.json").write_text(json.dumps(
         {"meta": meta, "sizes": sz, "results": results, "failures": failures},
         indent=1, default=str))
+    if args.before:
+        ba = before_after(results, meta, sz)
+        (OUT / "before-after.md").write_text(ba)
+        print(ba)
     if args.only:
         log(f"done ({args.only} only); results in {OUT / 'results.json'}")
         return 1 if failures else 0
     md, _ = write_report(results, meta, sz)
+    if args.before:
+        md += "\n### cvminit before and after (issue 15), the same run\n\n" + ba
     if failures:
         md += "\nFailed runs (left out above): " + "; ".join(f"{n}: {w}" for n, w in failures) + "\n"
     (OUT / "report.md").write_text(md)
@@ -798,17 +1247,44 @@ def main():
     return 1 if failures else 0
 
 
+def rerender(args):
+    """The report, before/after table, picture and docs of an earlier run's results.json."""
+    d = json.loads(Path(args.from_results).read_text())
+    results, meta, sz = d["results"], d["meta"], d["sizes"]
+    for img in list(IMAGES) + [BEFORE]:
+        results.setdefault(img, {"first": [], "later": []})
+    md, _ = write_report(results, meta, sz)
+    if d.get("failures"):
+        md += "\nFailed runs (left out above): " + "; ".join(
+            f"{n}: {w}" for n, w in d["failures"]) + "\n"
+    if results[BEFORE]["later"] or results[BEFORE]["first"]:
+        ba = before_after(results, meta, sz)
+        (OUT / "before-after.md").write_text(ba)
+        md += "\n### cvminit before and after (issue 15), the same run\n\n" + ba
+    (OUT / "report.md").write_text(md)
+    picture = svg.timeline(results, meta)
+    (OUT / "timeline.svg").write_text(picture)
+    print(md)
+    if args.docs:
+        (REPO / "docs" / "benchmarks.svg").write_text(picture)
+        update_docs(md)
+    return 0
+
+
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
-def update_docs(md):
+def update_docs(md, section="bench"):
+    global BEGIN, END
+    BEGIN, END = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+    picture = "![boot timelines](benchmarks.svg)\n\n" if section == "bench" else ""
     doc = REPO / "docs" / "benchmarks.md"
     text = doc.read_text() if doc.is_file() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:
         text += f"\n{BEGIN}\n{END}\n"
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{md}\n![boot timelines](benchmarks.svg)\n\n{END}{tail}")
+    doc.write_text(f"{head}{BEGIN}\n{md}\n{picture}{END}{tail}")
 
 
 def machine():

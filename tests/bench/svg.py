@@ -49,8 +49,8 @@ def segments(r):
 def timeline(results, meta):
     rows = []
     for kind, title in (("later", "later boot"), ("first", "first boot")):
-        for img in ("cvminit", "systemd"):
-            r = median_run(results[img][kind])
+        for img in ("cvminit-before", "cvminit", "systemd"):
+            r = median_run(results.get(img, {}).get(kind, []))
             if r:
                 rows.append((f"{img}", title, r))
     if not rows:

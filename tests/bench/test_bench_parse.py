@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""The bench's parsers on recorded text (no VM): the probe's records on a line another writer
+shares, systemd's report block with its critical chain. PASS/FAIL lines for tests/run.py."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench  # noqa: E402
+
+FAILED = 0
+
+
+def check(name, cond, detail=""):
+    global FAILED
+    print(f"{'PASS' if cond else 'FAIL'} bench/{name}{': ' + detail if detail and not cond else ''}")
+    FAILED += not cond
+
+
+def lines(*texts):
+    return [(1.0 + i, t) for i, t in enumerate(texts)]
+
+
+def test_probe_interleaved():
+    chan = lines(
+        # another writer's text before the record, on the same line
+        "<6>svc: hellox[   12.345678] bench-probe: start mono_us=12345678 boottime_us=1 hz=100",
+        # and after it, glued to the last value
+        "[   12.400000] bench-probe: pid1 comm=cvminit sched_ns=2000000000 utime=100 stime=50 "
+        "cutime=0 cstime=0 rss_kb=1500 hwm_kb=2000[  OK  ] Started foo.service",
+        "[   12.500000] bench-probe: top nproc=3 init:1:700 contain:ERD garbage containerd:90:385",
+        "[   12.600000] bench-probe: cpu busy_ticks=1891 user_ticks=1 system_ticks=2 idle_ticks=3",
+        "junk [   12.700000] bench-probe: end")
+    p = bench.parse_probe(chan)
+    check("probe_interleaved_start", p.get("start", {}).get("mono_us") == "12345678",
+          repr(p.get("start")))
+    check("probe_interleaved_guest_time", abs(p["start"]["_guest_t"] - 12.345678) < 1e-9
+          if "start" in p else False)
+    check("probe_interleaved_tail", p.get("pid1", {}).get("hwm_kb") == "2000",
+          repr(p.get("pid1")))
+    check("probe_top_skips_junk", [x["comm"] for x in p.get("top", [])] == ["init", "containerd"],
+          repr(p.get("top")))
+    import re
+    check("probe_end_found", any(re.search(bench.PROBE_END, s) for _, s in chan))
+    # a record that is really missing stays missing
+    check("probe_missing", "var" not in p)
+
+
+def test_critical_chain():
+    text = """\
+bench-report: critical-chain
+The time when unit became active or started is printed after the "@" character.
+The time the unit took to start is printed after the "+" character.
+
+kubelet.service @2min 31.523s
+\u2514\u2500containerd.service @2min 12.101s +19.387s
+  \u2514\u2500network-online.target @2min 10.880s
+    \u2514\u2500systemd-networkd-wait-online.service @1min 58.120s +12.711s
+      \u2514\u2500systemd-networkd.service @1min 50.002s +8.101s
+        \u2514\u2500systemd-journald.socket @45.210s
+          \u2514\u2500-.mount @1.000s
+"""
+    chain = bench.parse_critical_chain(text.splitlines())
+    names = [c["unit"] for c in chain]
+    check("chain_units", names == ["kubelet.service", "containerd.service",
+                                   "network-online.target",
+                                   "systemd-networkd-wait-online.service",
+                                   "systemd-networkd.service", "systemd-journald.socket",
+                                   "-.mount"], repr(names))
+    check("chain_times", abs(chain[0]["at"] - 151.523) < 1e-6 and
+          abs(chain[1]["took"] - 19.387) < 1e-6 and chain[2]["took"] is None,
+          repr(chain[:3]))
+
+
+def test_attribution():
+    # init start 2.0; initrd milestones at 4.0 (verity) and 6.0 (sysroot); switch-root 7.0;
+    # the root's manager at 8.0; kubelet at 20.0: an 18 s path. Root chain (relative to 8.0):
+    # containerd 8..12 → 16..20, networkd 5..7 → 13..15; uncovered: 8..13 and 15..16.
+    chain = [{"unit": "kubelet.service", "at": 12.0, "took": None},
+             {"unit": "containerd.service", "at": 12.0, "took": 4.0},
+             {"unit": "network-online.target", "at": 7.0, "took": None},
+             {"unit": "systemd-networkd.service", "at": 7.0, "took": 2.0}]
+    r = {"critical_chain": chain, "userspace_start": 8.0, "init_start": 2.0,
+         "switch_root": 7.0, "kubelet_started": 20.0,
+         "events": [("verity", 4.0), ("sysroot", 6.0), ("containerd exec", 16.0)]}
+    share, parts, gaps = bench.chain_attribution(r)
+    # explained: initrd 5 + switch 1 + chain 4 + 2 = 12 of 18
+    check("attribution_share", abs(share - 100 * 12 / 18) < 1e-9, repr(share))
+    check("attribution_parts", parts[0] == ("containerd.service", 4.0) and
+          ("initrd: → verity", 2.0) in parts and ("initrd: → switch-root", 1.0) in parts,
+          repr(parts))
+    check("attribution_gaps", gaps == [(6.0, 11.0), (13.0, 14.0)], repr(gaps))
+
+
+def main():
+    for f in (test_probe_interleaved, test_critical_chain, test_attribution):
+        try:
+            f()
+        except Exception as e:  # a parser that raises fails the test, with the reason
+            check(f.__name__, False, f"{type(e).__name__}: {e}")
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
