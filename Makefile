@@ -53,7 +53,8 @@ UNIT_CFLAGS := $(CSTD) -O1 -g $(WARN) -Wno-missing-prototypes $(SAN) \
 UNIT_LIBS := $(shell pkg-config --libs libkmod blkid libcryptsetup tss2-esys tss2-sys tss2-mu tss2-rc tss2-tcti-device \
 	       tss2-tcti-swtpm libzstd json-c 2>/dev/null) -lmbedx509 -lmbedcrypto
 
-.PHONY: all deps check unit qemu-test image cloud-images test-image run clean distclean host-deps format \
+.PHONY: all deps check unit qemu-test image cloud-images test-image run clean distclean host-deps \
+	format format-check \
 	bench bench-growth size-report
 
 all: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-agent
@@ -268,8 +269,9 @@ host-deps:
 	tests/install-deps.sh
 
 check: host-deps
+	$(MAKE) format-check
 	$(MAKE) all unit image cloud-images test-image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure \
-		$(BUILD)/unseal-attacker $(BUILD)/agent-host/cvminit-agent fuzz-build
+		$(BUILD)/unseal-attacker $(BUILD)/agent-host/cvminit-agent $(BUILD)/cvm-join fuzz-build
 	python3 tests/run.py
 
 qemu-test: all
@@ -366,8 +368,16 @@ run:
 	$(MAKE) host-deps image
 	image/run.sh
 
+# Every C file of the tree (the fuzz corpus is data); `make format-check` is part of
+# `make check`: a clean clone has no base to diff against, so the whole tree is checked.
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null | grep -v '^tests/fuzz/corpus/')
+
 format:
-	clang-format -i lib/*.c lib/*.h init/*.c init/*.h measured-boot/*.c measured-boot/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && \
+		echo "format-check: $(words $(FORMAT_FILES)) files as .clang-format has them"
 
 clean:
 	rm -rf $(BUILD)/cvminit $(BUILD)/unit $(GEN) $(BUILD)/test-work

@@ -6,7 +6,7 @@ set -eu
 
 PACKAGES="
 build-essential musl-tools pkg-config file
-clang libclang-rt-14-dev
+clang libclang-rt-14-dev clang-format
 libkmod-dev libblkid-dev libcryptsetup-dev libtss2-dev libzstd-dev libjson-c-dev libmbedtls-dev
 swtpm swtpm-tools tpm2-tools cryptsetup-bin
 qemu-system-x86 qemu-utils ovmf
