@@ -91,7 +91,8 @@ static void serve(struct conn *c, const struct attest_request *req)
 		if (r < 0) {
 			char msg[160];
 
-			snprintf(msg, sizeof(msg), "evidence: %s: %s", step, strerror(-r));
+			snprintf(msg, sizeof(msg), "evidence: %s: %s", step,
+				 strerror(-r));
 			log_error("agent: %s", msg);
 			attest_buf_begin(&c->out, ATTEST_TPM_FAILED);
 			attest_buf_item(&c->out, ATTEST_ITEM_ERROR, msg, strlen(msg));
@@ -248,7 +249,8 @@ static int ready_forever(const char *path)
 	strcpy(a.sun_path, path);
 	unlink(path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 8) < 0) {
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    listen(fd, 8) < 0) {
 		log_errno(-errno, "join: ready socket %s", path);
 		return 1;
 	}
@@ -383,7 +385,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		sources.join = true; /* quotes no verifier can ask the agent for */
-		r = agent_join(tpm, &keys, &sources, join, join_key, join_out, join_tries);
+		r = agent_join(tpm, &keys, &sources, join, join_key, join_out,
+			       join_tries);
 		attest_keys_free(tpm, &keys);
 		tpm_close(tpm);
 		if (r < 0)

@@ -35,7 +35,8 @@ static void console(const char *line)
 
 	if (!console_path)
 		return;
-	fd = open(console_path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY | O_CLOEXEC, 0600);
+	fd = open(console_path, O_WRONLY | O_APPEND | O_CREAT | O_NOCTTY | O_CLOEXEC,
+		  0600);
 	if (fd < 0)
 		return;
 	(void)!write(fd, line, strlen(line));
@@ -108,7 +109,8 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 		     const uint8_t *pin, size_t pin_len, const char *out)
 {
 	static uint8_t body[JOIN_MAX_BODY], plain[JOIN_MAX_BODY];
-	uint8_t hello[JOIN_PUB + JOIN_NONCE], hash[32], qn[32], key[32], svc_pub[JOIN_PUB];
+	uint8_t hello[JOIN_PUB + JOIN_NONCE], hash[32], qn[32], key[32],
+		svc_pub[JOIN_PUB];
 	uint8_t hdr[JOIN_HDR];
 	struct join_eph eph;
 	struct join_msg m;
@@ -136,16 +138,23 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 	    join_body_parse(type, body, (size_t)n, &m, &why) < 0)
 		return console("cvminit-agent: join: REFUSED the join service: it did not "
 			       "prove the pinned key; kubelet is not started\n"),
-		       log_error("join: %s: REFUSED: the service did not prove the pinned key "
-				 "(malformed answer)", target), -EPERM;
+		       log_error(
+			       "join: %s: REFUSED: the service did not prove the pinned key "
+			       "(malformed answer)",
+			       target),
+		       -EPERM;
 	join_transcript(eph.pub, hello + JOIN_PUB, m.svc_pub, m.nonce, hash);
 	r = join_verify(pin, pin_len, hash, m.sig, m.sig_len);
 	if (r < 0)
 		return console("cvminit-agent: join: REFUSED the join service: it did not "
 			       "prove the pinned key; kubelet is not started\n"),
-		       log_error("join: %s: REFUSED: the service did not prove the pinned key "
-				 "(%s)", target, r == -EINVAL ? "the pinned key does not parse"
-							      : "bad signature"), -EPERM;
+		       log_error(
+			       "join: %s: REFUSED: the service did not prove the pinned key "
+			       "(%s)",
+			       target,
+			       r == -EINVAL ? "the pinned key does not parse"
+					    : "bad signature"),
+		       -EPERM;
 	memcpy(svc_pub, m.svc_pub, JOIN_PUB);
 	join_quote_nonce(m.nonce, eph.pub, qn);
 	/* Attest requests until the verdict: only for the nonce that binds our key. */
@@ -162,18 +171,23 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 		n = (int)((size_t)hdr[6] << 8 | hdr[7]);
 		if (memcmp(hdr, ATTEST_MAGIC_REQ, 4) != 0 || n > ATTEST_MAX_BODY ||
 		    served >= ATTEST_MAX_REQUESTS)
-			return log_error("join: %s: not the join protocol", target), -EAGAIN;
+			return log_error("join: %s: not the join protocol", target),
+			       -EAGAIN;
 		memcpy(body, hdr, JOIN_HDR);
 		if (read_full(fd, body + JOIN_HDR, (size_t)n) != n ||
 		    attest_request_parse(body, JOIN_HDR + (size_t)n, &req) <= 0)
-			return log_error("join: %s: malformed attest request", target), -EAGAIN;
+			return log_error("join: %s: malformed attest request", target),
+			       -EAGAIN;
 		served++;
 		if (req.type == ATTEST_REQ_EVIDENCE) {
 			const char *step = "";
 
 			if (memcmp(req.nonce, qn, sizeof(qn)) != 0)
-				return log_error("join: %s: evidence asked for a nonce that "
-						 "does not bind our key", target), -EAGAIN;
+				return log_error(
+					       "join: %s: evidence asked for a nonce that "
+					       "does not bind our key",
+					       target),
+				       -EAGAIN;
 			r = attest_evidence(t, k, src, req.nonce, &b, &step);
 			if (r < 0)
 				return log_errno(r, "join: evidence: %s", step), -EAGAIN;
@@ -182,7 +196,8 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 					    req.secret_len, secret, sizeof(secret));
 			attest_buf_begin(&b, r < 0 ? ATTEST_TPM_FAILED : ATTEST_OK);
 			if (r >= 0)
-				attest_buf_item(&b, ATTEST_ITEM_SECRET, secret, (size_t)r);
+				attest_buf_item(&b, ATTEST_ITEM_SECRET, secret,
+						(size_t)r);
 			if (attest_buf_end(&b) < 0)
 				return attest_buf_free(&b), -ENOMEM;
 		}
@@ -207,7 +222,8 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 	memset(key, 0, sizeof(key));
 	memset(&eph, 0, sizeof(eph));
 	if (r < 0)
-		return log_error("join: %s: the bundle does not decrypt", target), -EAGAIN;
+		return log_error("join: %s: the bundle does not decrypt", target),
+		       -EAGAIN;
 	n = r;
 	r = write_bundle(out, plain, (size_t)n);
 	memset(plain, 0, (size_t)n);
@@ -217,8 +233,9 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 	return 0;
 }
 
-int agent_join(struct tpm *t, const struct attest_keys *k, const struct attest_sources *src,
-	       const char *target, const char *pinned, const char *out, unsigned tries)
+int agent_join(struct tpm *t, const struct attest_keys *k,
+	       const struct attest_sources *src, const char *target, const char *pinned,
+	       const char *out, unsigned tries)
 {
 	_cleanup_free_ uint8_t *pin = NULL;
 	size_t pin_len;
@@ -233,7 +250,8 @@ int agent_join(struct tpm *t, const struct attest_keys *k, const struct attest_s
 		if (r != -EAGAIN)
 			return r;
 		if (tries && i >= tries)
-			return log_error("join: %s: gave up after %u attempts", target, i),
+			return log_error("join: %s: gave up after %u attempts", target,
+					 i),
 			       -ETIMEDOUT;
 		sleep(delay);
 		delay = delay >= 16 ? 30 : delay * 2;

@@ -11,7 +11,8 @@ struct attest_sources;
  * that cannot be reached or breaks off with backoff (1 s doubling to 30 s), tries times
  * (0: forever). Returns 0 joined, -EACCES refused by the service, -EPERM the service did
  * not prove the pinned key (never retried: an impersonator), -errno else. */
-int agent_join(struct tpm *t, const struct attest_keys *k, const struct attest_sources *src,
-	       const char *target, const char *pinned, const char *out, unsigned tries);
+int agent_join(struct tpm *t, const struct attest_keys *k,
+	       const struct attest_sources *src, const char *target, const char *pinned,
+	       const char *out, unsigned tries);
 /* Where refusals are also written, one line each (the node's /dev/console); NULL: none. */
 void agent_join_console(const char *path);

@@ -22,10 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define RUN_DIR     "/run/cvminit"
-#define DNS_DIR     RUN_DIR "/dns"
+#define RUN_DIR	    "/run/cvminit"
+#define DNS_DIR	    RUN_DIR "/dns"
 #define RESOLV_CONF RUN_DIR "/resolv.conf"
-#define NS_MAX      3   /* what the resolvers read (MAXNS) */
+#define NS_MAX	    3 /* what the resolvers read (MAXNS) */
 #define SEARCH_MAX  6
 #define VALUE_MAX   1024
 
@@ -95,7 +95,8 @@ static int add_words(const char *value, bool (*check)(const char *), const char 
 		size_t len = strlen(out);
 
 		if (!check(w)) {
-			fprintf(stderr, "dhcp-hook: dropped a %s that is not one: \"%.64s\"\n",
+			fprintf(stderr,
+				"dhcp-hook: dropped a %s that is not one: \"%.64s\"\n",
 				prefix, w);
 			continue;
 		}
@@ -127,15 +128,17 @@ int lease_lines(char *const *env, char *out, size_t size)
 		if (!strcmp(key, "new_domain_name"))
 			domain_name = eq + 1;
 		else if (!strcmp(key, "new_domain_name_servers") ||
-		    !strcmp(key, "new_dhcp6_name_servers") ||
-		    (!strncmp(key, "nd", 2) && strstr(key, "_rdnss") &&
-		     strstr(key, "_servers")))
-			n += add_words(eq + 1, valid_address, "nameserver", out, size, NS_MAX);
+			 !strcmp(key, "new_dhcp6_name_servers") ||
+			 (!strncmp(key, "nd", 2) && strstr(key, "_rdnss") &&
+			  strstr(key, "_servers")))
+			n += add_words(eq + 1, valid_address, "nameserver", out, size,
+				       NS_MAX);
 		else if (!strcmp(key, "new_domain_search") ||
 			 !strcmp(key, "new_dhcp6_domain_search") ||
 			 (!strncmp(key, "nd", 2) && strstr(key, "_dnssl") &&
 			  strstr(key, "_search")))
-			n += add_words(eq + 1, valid_domain, "search", out, size, SEARCH_MAX);
+			n += add_words(eq + 1, valid_domain, "search", out, size,
+				       SEARCH_MAX);
 	}
 	/* A domain name alone (DHCPv4 option 15, one name) is the search list when none is
 	 * given. */
@@ -143,7 +146,8 @@ int lease_lines(char *const *env, char *out, size_t size)
 		if (valid_domain(domain_name))
 			n += add_words(domain_name, valid_domain, "search", out, size, 1);
 		else
-			fprintf(stderr, "dhcp-hook: dropped a domain name that is not one\n");
+			fprintf(stderr,
+				"dhcp-hook: dropped a domain name that is not one\n");
 	}
 	return n;
 }
@@ -161,7 +165,8 @@ int resolv_merge(char *const *texts, int ntexts, char *out, size_t size)
 		char buf[4096], *save = NULL;
 
 		snprintf(buf, sizeof(buf), "%s", texts[i]);
-		for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		for (char *l = strtok_r(buf, "\n", &save); l;
+		     l = strtok_r(NULL, "\n", &save)) {
 			const char *v;
 			bool dup = false;
 
@@ -174,7 +179,8 @@ int resolv_merge(char *const *texts, int ntexts, char *out, size_t size)
 				for (int j = 0; j < nsearch; j++)
 					dup |= !strcmp(search[j], v);
 				if (!dup && nsearch < SEARCH_MAX)
-					snprintf(search[nsearch++], sizeof(search[0]), "%s", v);
+					snprintf(search[nsearch++], sizeof(search[0]),
+						 "%s", v);
 			}
 		}
 	}
@@ -205,14 +211,17 @@ int reason_action(const char *reason, const char **source)
 		const char *reason, *source;
 		int action;
 	} table[] = {
-		{ "BOUND", "dhcp", 1 },      { "RENEW", "dhcp", 1 },     { "REBIND", "dhcp", 1 },
-		{ "REBOOT", "dhcp", 1 },     { "INFORM", "dhcp", 1 },    { "STATIC", "dhcp", 1 },
-		{ "BOUND6", "dhcp6", 1 },    { "RENEW6", "dhcp6", 1 },   { "REBIND6", "dhcp6", 1 },
-		{ "REBOOT6", "dhcp6", 1 },   { "INFORM6", "dhcp6", 1 },
-		{ "ROUTERADVERT", "ra", 1 },
-		{ "EXPIRE", "dhcp", -1 },    { "FAIL", "dhcp", -1 },     { "RELEASE", "dhcp", -1 },
-		{ "STOP", "dhcp", -1 },      { "NOCARRIER", "*", -1 },   { "DEPARTED", "*", -1 },
-		{ "EXPIRE6", "dhcp6", -1 },  { "RELEASE6", "dhcp6", -1 }, { "STOP6", "dhcp6", -1 },
+		{"BOUND", "dhcp", 1},	  {"RENEW", "dhcp", 1},
+		{"REBIND", "dhcp", 1},	  {"REBOOT", "dhcp", 1},
+		{"INFORM", "dhcp", 1},	  {"STATIC", "dhcp", 1},
+		{"BOUND6", "dhcp6", 1},	  {"RENEW6", "dhcp6", 1},
+		{"REBIND6", "dhcp6", 1},  {"REBOOT6", "dhcp6", 1},
+		{"INFORM6", "dhcp6", 1},  {"ROUTERADVERT", "ra", 1},
+		{"EXPIRE", "dhcp", -1},	  {"FAIL", "dhcp", -1},
+		{"RELEASE", "dhcp", -1},  {"STOP", "dhcp", -1},
+		{"NOCARRIER", "*", -1},	  {"DEPARTED", "*", -1},
+		{"EXPIRE6", "dhcp6", -1}, {"RELEASE6", "dhcp6", -1},
+		{"STOP6", "dhcp6", -1},
 	};
 
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
@@ -315,14 +324,15 @@ int main(void)
 		if (r < 0)
 			fprintf(stderr, "dhcp-hook: write %s: %s\n", path, strerror(-r));
 	} else {
-		static const char *const all[] = { "dhcp", "dhcp6", "ra" };
+		static const char *const all[] = {"dhcp", "dhcp6", "ra"};
 		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 			if (strcmp(source, "*") && strcmp(source, all[i]))
 				continue;
 			snprintf(path, sizeof(path), "%s/%s.%s", DNS_DIR, ifname, all[i]);
 			unlink(path);
 		}
-		fprintf(stderr, "dhcp-hook: %s on %s: its DNS servers dropped\n", reason, ifname);
+		fprintf(stderr, "dhcp-hook: %s on %s: its DNS servers dropped\n", reason,
+			ifname);
 	}
 	r = rebuild();
 	if (r < 0)

@@ -19,7 +19,7 @@ struct parser {
 	int line;
 	char *err;
 	size_t errlen;
-	struct svc_def *svc;                 /* the service block we are in */
+	struct svc_def *svc;			    /* the service block we are in */
 	char after[SVC_MAX][SVC_MAX][SVC_NAME_MAX]; /* unresolved "after" names */
 };
 
@@ -102,8 +102,8 @@ static bool valid_name(const char *s)
 	if (n == 0 || n >= SVC_NAME_MAX)
 		return false;
 	for (; *s; s++)
-		if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && *s != '-' &&
-		    *s != '_')
+		if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) &&
+		    *s != '-' && *s != '_')
 			return false;
 	return true;
 }
@@ -133,15 +133,17 @@ static int parse_uint(struct parser *p, const char *what, const char *v, unsigne
 	*out = (unsigned)n;
 	return 0;
 bad:
-	return fail(p, -EINVAL, "%s: \"%s\" is not a whole number from %u to %u", what, v, min,
-		    max);
+	return fail(p, -EINVAL, "%s: \"%s\" is not a whole number from %u to %u", what, v,
+		    min, max);
 }
 
 static int need_service(struct parser *p, const char *directive)
 {
 	if (!p->svc)
-		return fail(p, -EINVAL, "\"%s\" outside a service block (start one with "
-					"\"service <name>\")", directive);
+		return fail(p, -EINVAL,
+			    "\"%s\" outside a service block (start one with "
+			    "\"service <name>\")",
+			    directive);
 	return 0;
 }
 
@@ -149,10 +151,10 @@ static int nargs(struct parser *p, char **w, int n, int min, int max)
 {
 	if (n - 1 < min || n - 1 > max) {
 		if (min == max)
-			return fail(p, -EINVAL, "\"%s\" takes %d argument%s, got %d", w[0], min,
-				    min == 1 ? "" : "s", n - 1);
-		return fail(p, -EINVAL, "\"%s\" takes %d to %d arguments, got %d", w[0], min,
-			    max, n - 1);
+			return fail(p, -EINVAL, "\"%s\" takes %d argument%s, got %d",
+				    w[0], min, min == 1 ? "" : "s", n - 1);
+		return fail(p, -EINVAL, "\"%s\" takes %d to %d arguments, got %d", w[0],
+			    min, max, n - 1);
 	}
 	return 0;
 }
@@ -182,7 +184,8 @@ static int do_module(struct parser *p, char **w, int n)
 	if ((r = nargs(p, w, n, 1, 1)) < 0)
 		return r;
 	if (p->c->nmodules == CONFIG_MODULE_MAX)
-		return fail(p, -E2BIG, "too many modules (at most %d)", CONFIG_MODULE_MAX);
+		return fail(p, -E2BIG, "too many modules (at most %d)",
+			    CONFIG_MODULE_MAX);
 	for (const char *s = w[1]; *s; s++)
 		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
 			return fail(p, -EINVAL, "\"%s\" is not a module name", w[1]);
@@ -199,8 +202,9 @@ static int do_service(struct parser *p, char **w, int n)
 	if ((r = nargs(p, w, n, 1, 1)) < 0)
 		return r;
 	if (!valid_name(w[1]))
-		return fail(p, -EINVAL, "service name \"%s\": use 1-%d of a-z, 0-9, '-', '_'",
-			    w[1], SVC_NAME_MAX - 1);
+		return fail(p, -EINVAL,
+			    "service name \"%s\": use 1-%d of a-z, 0-9, '-', '_'", w[1],
+			    SVC_NAME_MAX - 1);
 	if (config_service(p->c, w[1]))
 		return fail(p, -EEXIST, "service %s is declared twice", w[1]);
 	if (p->c->nsvc == SVC_MAX)
@@ -232,7 +236,8 @@ static int do_exec(struct parser *p, char **w, int n)
 	if (w[1][0] != '/')
 		return fail(p, -EINVAL, "exec: \"%s\" is not an absolute path", w[1]);
 	if (n - 1 > SVC_ARGV_MAX)
-		return fail(p, -E2BIG, "exec: too many arguments (at most %d)", SVC_ARGV_MAX);
+		return fail(p, -E2BIG, "exec: too many arguments (at most %d)",
+			    SVC_ARGV_MAX);
 	for (int i = 1; i < n; i++)
 		if (!(d->argv[d->nargv++] = arena_strdup(p, w[i])))
 			return fail(p, -E2BIG, "config too large");
@@ -250,8 +255,10 @@ static int do_env(struct parser *p, char **w, int n)
 		return r;
 	eq = strchr(w[1], '=');
 	if (!eq || !valid_env_key(w[1], (size_t)(eq - w[1])))
-		return fail(p, -EINVAL, "env takes NAME=value with NAME of A-Z, a-z, 0-9, '_', "
-					"got \"%s\"", w[1]);
+		return fail(p, -EINVAL,
+			    "env takes NAME=value with NAME of A-Z, a-z, 0-9, '_', "
+			    "got \"%s\"",
+			    w[1]);
 	for (int i = 0; i < d->nenv; i++)
 		if (strncmp(d->envp[i], w[1], (size_t)(eq - w[1]) + 1) == 0)
 			return fail(p, -EEXIST, "service %s: %.*s is set twice", d->name,
@@ -276,13 +283,16 @@ static int do_after(struct parser *p, char **w, int n)
 		k++;
 	for (int i = 1; i < n; i++) {
 		if (!valid_name(w[i]))
-			return fail(p, -EINVAL, "after: \"%s\" is not a service name", w[i]);
+			return fail(p, -EINVAL, "after: \"%s\" is not a service name",
+				    w[i]);
 		for (int j = 0; j < k; j++)
 			if (streq(names[j], w[i]))
-				return fail(p, -EEXIST, "service %s: after names %s twice",
+				return fail(p, -EEXIST,
+					    "service %s: after names %s twice",
 					    p->svc->name, w[i]);
 		if (k == SVC_MAX)
-			return fail(p, -E2BIG, "service %s: after names more than %d services",
+			return fail(p, -E2BIG,
+				    "service %s: after names more than %d services",
 				    p->svc->name, SVC_MAX);
 		snprintf(names[k++], SVC_NAME_MAX, "%s", w[i]);
 	}
@@ -302,11 +312,15 @@ static int do_ready(struct parser *p, char **w, int n)
 	if ((r = nargs(p, w, n, 2, 2)) < 0)
 		return r;
 	if (!streq(w[1], "socket"))
-		return fail(p, -EINVAL, "ready: \"%s\" is not a readiness kind (use: ready "
-					"socket <path>, or ready network)", w[1]);
+		return fail(p, -EINVAL,
+			    "ready: \"%s\" is not a readiness kind (use: ready "
+			    "socket <path>, or ready network)",
+			    w[1]);
 	if (w[2][0] != '/' || strlen(w[2]) >= sizeof(p->svc->ready_socket))
-		return fail(p, -EINVAL, "ready socket: \"%s\" must be an absolute path shorter "
-					"than %zu bytes", w[2], sizeof(p->svc->ready_socket));
+		return fail(p, -EINVAL,
+			    "ready socket: \"%s\" must be an absolute path shorter "
+			    "than %zu bytes",
+			    w[2], sizeof(p->svc->ready_socket));
 	snprintf(p->svc->ready_socket, sizeof(p->svc->ready_socket), "%s", w[2]);
 	return 0;
 }
@@ -322,7 +336,8 @@ static int do_restart(struct parser *p, char **w, int n)
 	    (r = parse_uint(p, "restart delay", w[2], 1, 300, &d->backoff_max)) < 0)
 		return r;
 	if (d->backoff_min > d->backoff_max)
-		return fail(p, -EINVAL, "restart: first delay %u s is above the maximum %u s",
+		return fail(p, -EINVAL,
+			    "restart: first delay %u s is above the maximum %u s",
 			    d->backoff_min, d->backoff_max);
 	return 0;
 }
@@ -346,7 +361,8 @@ static int do_ready_timeout(struct parser *p, char **w, int n)
 	if (r < 0)
 		return r;
 	if (p->svc->ready_timeout_set)
-		return fail(p, -EEXIST, "service %s: ready_timeout is given twice", p->svc->name);
+		return fail(p, -EEXIST, "service %s: ready_timeout is given twice",
+			    p->svc->name);
 	p->svc->ready_timeout_set = true;
 	return parse_uint(p, "ready_timeout", w[1], 0, 3600, &p->svc->ready_timeout);
 }
@@ -362,8 +378,8 @@ static int do_on_exhausted(struct parser *p, char **w, int n)
 			p->svc->on_exhausted = (enum svc_exhausted)i;
 			return 0;
 		}
-	return fail(p, -EINVAL, "on_exhausted: \"%s\" is not poweroff, reboot, halt or stop",
-		    w[1]);
+	return fail(p, -EINVAL,
+		    "on_exhausted: \"%s\" is not poweroff, reboot, halt or stop", w[1]);
 }
 
 static const struct {
@@ -371,18 +387,18 @@ static const struct {
 	int (*fn)(struct parser *p, char **w, int n);
 	bool in_service;
 } directives[] = {
-	{ "set", do_set, false },
-	{ "module", do_module, false },
-	{ "service", do_service, false },
-	{ "exec", do_exec, true },
-	{ "env", do_env, true },
-	{ "after", do_after, true },
-	{ "ready", do_ready, true },
-	{ "restart", do_restart, true },
-	{ "stable", do_stable, true },
-	{ "limit", do_limit, true },
-	{ "ready_timeout", do_ready_timeout, true },
-	{ "on_exhausted", do_on_exhausted, true },
+	{"set", do_set, false},
+	{"module", do_module, false},
+	{"service", do_service, false},
+	{"exec", do_exec, true},
+	{"env", do_env, true},
+	{"after", do_after, true},
+	{"ready", do_ready, true},
+	{"restart", do_restart, true},
+	{"stable", do_stable, true},
+	{"limit", do_limit, true},
+	{"ready_timeout", do_ready_timeout, true},
+	{"on_exhausted", do_on_exhausted, true},
 };
 
 static int parse_line(struct parser *p, char *line)
@@ -413,7 +429,8 @@ int config_depths(const struct config *c, int *depth, int *cycle)
 	for (int round = 0; round <= c->nsvc; round++)
 		for (int i = 0; i < c->nsvc; i++)
 			for (int j = 0; j < c->nsvc; j++)
-				if (c->svc[i].after_mask & (1u << j) && depth[j] + 1 > depth[i])
+				if (c->svc[i].after_mask & (1u << j) &&
+				    depth[j] + 1 > depth[i])
 					depth[i] = depth[j] + 1;
 	for (int i = 0; i < c->nsvc; i++) {
 		if (depth[i] >= c->nsvc) {
@@ -440,17 +457,22 @@ static int finish(struct parser *p)
 		if (!d->nargv)
 			return fail(p, -EINVAL, "service %s has no exec line", d->name);
 		if (d->ready_timeout_set && !d->ready_socket[0] && !d->ready_network)
-			return fail(p, -EINVAL, "service %s: ready_timeout needs a \"ready socket\" "
-						"or \"ready network\" line (without one it is ready "
-						"when it starts)", d->name);
+			return fail(p, -EINVAL,
+				    "service %s: ready_timeout needs a \"ready socket\" "
+				    "or \"ready network\" line (without one it is ready "
+				    "when it starts)",
+				    d->name);
 		for (int k = 0; k < SVC_MAX && p->after[i][k][0]; k++) {
 			const struct svc_def *dep = config_service(c, p->after[i][k]);
 
 			if (!dep)
-				return fail(p, -ENOENT, "service %s: after names %s, which is not "
-							"declared", d->name, p->after[i][k]);
+				return fail(p, -ENOENT,
+					    "service %s: after names %s, which is not "
+					    "declared",
+					    d->name, p->after[i][k]);
 			if (dep == d)
-				return fail(p, -ELOOP, "service %s: cannot come after itself",
+				return fail(p, -ELOOP,
+					    "service %s: cannot come after itself",
 					    d->name);
 			d->after_mask |= 1u << (dep - c->svc);
 		}
@@ -466,7 +488,7 @@ static int finish(struct parser *p)
 int config_parse(struct config *c, struct settings *s, const char *text, const char *name,
 		 char *err, size_t errlen)
 {
-	struct parser p = { .c = c, .s = s, .name = name, .err = err, .errlen = errlen };
+	struct parser p = {.c = c, .s = s, .name = name, .err = err, .errlen = errlen};
 	struct settings saved = *s;
 	char line[LINE_MAX_LEN];
 	int r = 0;
@@ -477,7 +499,8 @@ int config_parse(struct config *c, struct settings *s, const char *text, const c
 
 		p.line++;
 		if (n >= sizeof(line)) {
-			r = fail(&p, -E2BIG, "line longer than %d bytes", LINE_MAX_LEN - 1);
+			r = fail(&p, -E2BIG, "line longer than %d bytes",
+				 LINE_MAX_LEN - 1);
 			break;
 		}
 		memcpy(line, t, n);

@@ -6,15 +6,15 @@
 
 #include "settings.h"
 
-#define CONFIG_PATH       "/etc/cvminit/cvminit.conf"
-#define SVC_MAX           8
-#define SVC_NAME_MAX      32
-#define SVC_ARGV_MAX      48
-#define SVC_ENV_MAX       24
+#define CONFIG_PATH	  "/etc/cvminit/cvminit.conf"
+#define SVC_MAX		  8
+#define SVC_NAME_MAX	  32
+#define SVC_ARGV_MAX	  48
+#define SVC_ENV_MAX	  24
 #define CONFIG_MODULE_MAX 32
-#define CONFIG_ARENA      16384
-#define CONFIG_ERR_MAX    320
-#define CONFIG_SIZE_MAX   65536 /* bytes of the file */
+#define CONFIG_ARENA	  16384
+#define CONFIG_ERR_MAX	  320
+#define CONFIG_SIZE_MAX	  65536 /* bytes of the file */
 
 /* What happens when a service has used up its restarts. */
 enum svc_exhausted {
@@ -29,18 +29,19 @@ struct svc_def {
 	char *argv[SVC_ARGV_MAX + 1]; /* NULL-terminated, strings in the arena */
 	char *envp[SVC_ENV_MAX + 1];
 	int nargv, nenv;
-	char ready_socket[108];       /* ready when this unix socket accepts; "" = at start */
-	bool ready_network;           /* ready when the node has an address and a default
+	char ready_socket[108]; /* ready when this unix socket accepts; "" = at start */
+	bool ready_network;	/* ready when the node has an address and a default
 				       * route (netup.c); never together with ready_socket */
-	unsigned after_mask;          /* bit i: starts only once service i is ready */
-	unsigned backoff_min;         /* seconds before the first restart */
-	unsigned backoff_max;         /* the delay doubles up to this */
-	unsigned stable_secs;         /* a run this long resets the backoff */
-	unsigned restart_limit;       /* restarts in a row before on_exhausted; 0 = never */
-	unsigned ready_timeout;       /* s to wait for ready_socket, then a failed run; 0 = ever */
-	bool ready_timeout_set;       /* given in the file (it needs a ready socket) */
+	unsigned after_mask;	/* bit i: starts only once service i is ready */
+	unsigned backoff_min;	/* seconds before the first restart */
+	unsigned backoff_max;	/* the delay doubles up to this */
+	unsigned stable_secs;	/* a run this long resets the backoff */
+	unsigned restart_limit; /* restarts in a row before on_exhausted; 0 = never */
+	unsigned
+		ready_timeout; /* s to wait for ready_socket, then a failed run; 0 = ever */
+	bool ready_timeout_set; /* given in the file (it needs a ready socket) */
 	enum svc_exhausted on_exhausted;
-	int line;                     /* where the service was declared */
+	int line; /* where the service was declared */
 };
 
 struct config {

@@ -40,12 +40,15 @@ static void console_level_pin(void)
 
 	/* SysRq over the serial line is the host's keyboard: '9' would raise the level. */
 	if (write_file_text("/proc/sys/kernel/sysrq", "0\n") < 0)
-		log_msg(LOG_WARNING, "console: cannot disable SysRq (/proc/sys/kernel/sysrq)");
+		log_msg(LOG_WARNING,
+			"console: cannot disable SysRq (/proc/sys/kernel/sysrq)");
 	/* An oops or a panic must not leave the console at level 15 (console_verbose). */
 	write_file_text("/sys/module/printk/parameters/console_no_auto_verbose", "Y\n");
 	write_file_text("/sys/module/printk/parameters/ignore_loglevel", "N\n");
-	kernel_ignores_level = read_file_text("/sys/module/printk/parameters/ignore_loglevel", buf,
-					      sizeof(buf)) > 0 && buf[0] == 'Y';
+	kernel_ignores_level =
+		read_file_text("/sys/module/printk/parameters/ignore_loglevel", buf,
+			       sizeof(buf)) > 0 &&
+		buf[0] == 'Y';
 
 	if (read_file_text("/proc/sys/kernel/printk", buf, sizeof(buf)) > 0)
 		kernel_console_level = atoi(buf);
@@ -102,9 +105,9 @@ static void write_console(const char *msg, size_t len)
 	n = snprintf(stamp, sizeof(stamp), "[%5lld.%06ld] ", (long long)ts.tv_sec,
 		     ts.tv_nsec / 1000);
 	struct iovec iov[3] = {
-		{ .iov_base = stamp, .iov_len = (size_t)n },
-		{ .iov_base = (void *)msg, .iov_len = len },
-		{ .iov_base = "\n", .iov_len = 1 },
+		{.iov_base = stamp, .iov_len = (size_t)n},
+		{.iov_base = (void *)msg, .iov_len = len},
+		{.iov_base = "\n", .iov_len = 1},
 	};
 	(void)!writev(console(), iov, 3);
 }
@@ -148,9 +151,9 @@ void log_console_raw(const char *line)
 void log_cryptsetup(int level, const char *msg, void *data _unused_)
 {
 	char text[512];
-	int prio = level == CRYPT_LOG_ERROR ? LOG_ERR :
-		   level == CRYPT_LOG_NORMAL ? LOG_INFO :
-					       LOG_DEBUG;
+	int prio = level == CRYPT_LOG_ERROR    ? LOG_ERR
+		   : level == CRYPT_LOG_NORMAL ? LOG_INFO
+					       : LOG_DEBUG;
 
 	snprintf(text, sizeof(text), "%s", msg);
 	text[strcspn(text, "\n")] = '\0';

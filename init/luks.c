@@ -94,11 +94,10 @@ static int check_binary(const uint8_t *c, int secondary, char *err, size_t errle
 	}
 	size = be64(c + OFF_HDR_SIZE);
 	if (size != LUKS2_HDR_SIZE) {
-		snprintf(
-			err, errlen,
-			"the %s LUKS2 header has metadata size %llu; cvminit makes and "
-			"accepts only %d",
-			which, (unsigned long long)size, LUKS2_HDR_SIZE);
+		snprintf(err, errlen,
+			 "the %s LUKS2 header has metadata size %llu; cvminit makes and "
+			 "accepts only %d",
+			 which, (unsigned long long)size, LUKS2_HDR_SIZE);
 		return -EPROTONOSUPPORT;
 	}
 	if (be64(c + OFF_HDR_OFF) != (secondary ? LUKS2_HDR_SIZE : 0)) {
@@ -222,11 +221,10 @@ static json_object *only_zero(json_object *top, const char *section, char *err,
 		return NULL;
 	}
 	if (json_object_object_length(s) != 1 || !(v = get(s, "0", json_type_object))) {
-		snprintf(
-			err, errlen,
-			"the LUKS2 header has %d %s where cvminit makes exactly one "
-			"(\"0\"): someone added or changed one",
-			json_object_object_length(s), section);
+		snprintf(err, errlen,
+			 "the LUKS2 header has %d %s where cvminit makes exactly one "
+			 "(\"0\"): someone added or changed one",
+			 json_object_object_length(s), section);
 		return NULL;
 	}
 	return v;
@@ -354,8 +352,8 @@ static int check_keyslot(json_object *top, const struct luks2_hdr *h,
 
 static int check_digest(json_object *top, char *err, size_t errlen)
 {
-	static const char *const keys[] = {"type", "keyslots", "segments", "hash",
-					   "iterations", "salt", "digest", NULL};
+	static const char *const keys[] = {"type",	 "keyslots", "segments", "hash",
+					   "iterations", "salt",     "digest",	 NULL};
 	json_object *d = only_zero(top, "digests", err, errlen);
 
 	if (!d)
@@ -395,7 +393,8 @@ static int check_json(const char *json, struct luks2_hdr *h, char *err, size_t e
 	if (top && json_tokener_get_parse_end(jtok) != strlen(json)) {
 		json_tokener_free(jtok);
 		json_object_put(top);
-		snprintf(err, errlen, "the LUKS2 JSON area has bytes after the JSON object");
+		snprintf(err, errlen,
+			 "the LUKS2 JSON area has bytes after the JSON object");
 		return -EBADMSG;
 	}
 	json_tokener_free(jtok);
@@ -549,8 +548,8 @@ void luks2_materialize(const uint8_t *area, const struct luks2_hdr *h, uint8_t *
 
 int luks2_identity(const struct luks2_hdr *h, char *buf, size_t len)
 {
-	int n = identity_state(h->uuid, h->cipher, h->key_bits, h->sector_size, h->integrity,
-			       buf, len);
+	int n = identity_state(h->uuid, h->cipher, h->key_bits, h->sector_size,
+			       h->integrity, buf, len);
 
 	return n == -ENOBUFS ? -ENAMETOOLONG : n;
 }

@@ -76,8 +76,10 @@ static void cmdline_load(void)
 	r = cmdline_parse(&settings, cmdline, err, sizeof(err));
 	if (r < 0) {
 		log_error("cmdline: %s", err);
-		fail_closed("bad kernel command line: %s. Fix the cvminit.* keys in the UKI's "
-			    "command line (or the one passed to the kernel).", err);
+		fail_closed(
+			"bad kernel command line: %s. Fix the cvminit.* keys in the UKI's "
+			"command line (or the one passed to the kernel).",
+			err);
 	}
 	log_set_max_level(settings.log_level);
 	log_info("cmdline: %d cvminit.* key(s); on_failure=%s log_level=%s", r,
@@ -101,7 +103,8 @@ static void config_load(void)
 		fail_closed("%s is larger than %d bytes", CONFIG_PATH, CONFIG_SIZE_MAX);
 	if (n < 0 && n != -ENOENT)
 		fail_closed("cannot read %s: %s", CONFIG_PATH, strerror((int)-n));
-	boot_measure_named(15, "cvminit:config", CONFIG_PATH, text, n < 0 ? 0 : (size_t)n);
+	boot_measure_named(15, "cvminit:config", CONFIG_PATH, text,
+			   n < 0 ? 0 : (size_t)n);
 	ref_check_config(text, n < 0 ? 0 : (size_t)n, n == -ENOENT);
 	if (n == -ENOENT) {
 		log_info("config: no %s, no services", CONFIG_PATH);
@@ -117,8 +120,9 @@ static void config_load(void)
 	r = config_parse(&cfg, &next, text, CONFIG_PATH, err, sizeof(err));
 	if (r < 0) {
 		log_error("config: %s", err);
-		fail_closed("bad config: %s. Fix the file in the image (it is measured with it).",
-			    err);
+		fail_closed(
+			"bad config: %s. Fix the file in the image (it is measured with it).",
+			err);
 	}
 	settings_cmdline_wins(&next, cmdline);
 	settings = next;
@@ -215,8 +219,9 @@ int main(int argc, char **argv)
 
 		timeline_mark("root-find");
 		if (identity_root(root.hash_hex, ident, sizeof(ident)) < 0)
-			fail_closed("root: cannot form the root's identity from roothash=%s",
-				    root.hash_hex);
+			fail_closed(
+				"root: cannot form the root's identity from roothash=%s",
+				root.hash_hex);
 		boot_measure(15, "cvminit:root", ident, strlen(ident));
 		ref_check_root(ident);
 		root_open(&root, &settings);

@@ -16,11 +16,11 @@
 #include "reference.h"
 
 #define FIRMWARE_LOG_SRC "/sys/kernel/security/tpm0/binary_bios_measurements"
-#define FIRMWARE_LOG     "/run/log/cvminit/firmware.log"
+#define FIRMWARE_LOG	 "/run/log/cvminit/firmware.log"
 
 static struct measurer *measurer; /* NULL: no TPM/RTMR and the config allows that */
 static struct platform_decision platform; /* which TPM or RTMR is trusted, and why */
-static bool tpm_platform_declared;        /* the config's tpm=platform, read before it */
+static bool tpm_platform_declared;	  /* the config's tpm=platform, read before it */
 static struct reference ref;
 static bool have_ref;
 
@@ -31,21 +31,22 @@ struct measurer *measured_backend(void)
 
 /* Extends pcr with data and logs the record (measure()). During boot a failed extend is a
  * refusal: the node could not prove what it runs. */
-void boot_measure_named(unsigned pcr, const char *event, const char *name, const void *data,
-			size_t len)
+void boot_measure_named(unsigned pcr, const char *event, const char *name,
+			const void *data, size_t len)
 {
 	int r;
 
 	if (!measurer) {
-		log_warn("measure: not measured (no TPM, measure=optional): PCR %u %s", pcr,
-			 event);
+		log_warn("measure: not measured (no TPM, measure=optional): PCR %u %s",
+			 pcr, event);
 		return;
 	}
 	r = measure_named(measurer, pcr, event, name, data, len);
 	if (r < 0)
-		fail_closed("cannot measure %s into PCR %u: %s. The TPM failed; the node cannot "
-			    "prove what it runs. Check the vTPM (swtpm / the host's TPM service).",
-			    event, pcr, strerror(-r));
+		fail_closed(
+			"cannot measure %s into PCR %u: %s. The TPM failed; the node cannot "
+			"prove what it runs. Check the vTPM (swtpm / the host's TPM service).",
+			event, pcr, strerror(-r));
 }
 
 void boot_measure(unsigned pcr, const char *event, const void *data, size_t len)
@@ -62,8 +63,8 @@ void boot_measure_phase(const char *phase)
  * cvm-measure's prediction. */
 void measured_report_pcrs(const char *when)
 {
-	static const unsigned pcrs[] = { 11, 15 };
-	static const uint16_t algs[] = { 0x000B /* sha256 */, 0x000C /* sha384 */ };
+	static const unsigned pcrs[] = {11, 15};
+	static const uint16_t algs[] = {0x000B /* sha256 */, 0x000C /* sha384 */};
 	struct tpm *t = measurer ? measurer_tpm(measurer) : NULL;
 
 	if (!t)
@@ -76,15 +77,15 @@ void measured_report_pcrs(const char *when)
 			if (len < 0)
 				continue;
 			hex_encode(d, (size_t)len, hex);
-			log_info("measure: %s: PCR %u %s %s", when, pcrs[i], tpm_alg_name(algs[j]),
-				 hex);
+			log_info("measure: %s: PCR %u %s %s", when, pcrs[i],
+				 tpm_alg_name(algs[j]), hex);
 		}
 }
 
 /* Reports the TPM's PCR banks and the firmware's and stub's PCRs (4, 7, 11) as found. */
 static void tpm_report(struct tpm *t, int index)
 {
-	static const unsigned report_pcrs[] = { 4, 7, 11 };
+	static const unsigned report_pcrs[] = {4, 7, 11};
 	struct tpm_bank banks[TPM_MAX_BANKS];
 	char names[64] = "";
 	int n;
@@ -102,7 +103,8 @@ static void tpm_report(struct tpm *t, int index)
 	for (size_t i = 0; i < ARRAY_SIZE(report_pcrs); i++) {
 		uint8_t d[TPM_MAX_DIGEST];
 		char hex[2 * TPM_MAX_DIGEST + 1];
-		int len = tpm_pcr_read(t, 0x000B /* TPM2_ALG_SHA256 */, report_pcrs[i], d);
+		int len =
+			tpm_pcr_read(t, 0x000B /* TPM2_ALG_SHA256 */, report_pcrs[i], d);
 		if (len < 0)
 			continue;
 		hex_encode(d, (size_t)len, hex);
@@ -138,7 +140,8 @@ static void firmware_log_copy(void)
 	}
 	close(in);
 	close(out);
-	log_info("measure: firmware event log kept in %s (%zd bytes)", FIRMWARE_LOG, total);
+	log_info("measure: firmware event log kept in %s (%zd bytes)", FIRMWARE_LOG,
+		 total);
 }
 
 /* The config's `set tpm=` is needed to choose the backend, and the backend must exist to
@@ -221,8 +224,9 @@ void measured_require(const struct settings *s)
 	if (s->measure_required)
 		fail_closed("this boot cannot be measured: %s. Found: %s.",
 			    platform.reason, platform.found);
-	log_warn("measure: measure=optional in %s: booting UNMEASURED; nothing can be sealed",
-		 CONFIG_PATH);
+	log_warn(
+		"measure: measure=optional in %s: booting UNMEASURED; nothing can be sealed",
+		CONFIG_PATH);
 }
 
 /* The reference values of the measured initrd (image/uki-refs.py writes them). Absent in
@@ -235,27 +239,32 @@ void ref_load(void)
 	ssize_t n = read_file_text(REFERENCE_PATH, text, sizeof(text));
 
 	if (n == -ENOENT) {
-		log_warn("reference: no %s in the initrd: values are measured but not compared "
-			 "locally", REFERENCE_PATH);
+		log_warn(
+			"reference: no %s in the initrd: values are measured but not compared "
+			"locally",
+			REFERENCE_PATH);
 		return;
 	}
 	if (n < 0)
 		fail_closed("cannot read the reference values %s: %s", REFERENCE_PATH,
 			    strerror((int)-n));
 	if (reference_parse(&ref, text, err, sizeof(err)) < 0)
-		fail_closed("bad reference values: %s. The initrd was not made by the image build.",
-			    err);
+		fail_closed(
+			"bad reference values: %s. The initrd was not made by the image build.",
+			err);
 	have_ref = true;
 	log_info("reference: %s: cmdline %s, config %s, root %s", REFERENCE_PATH,
 		 ref.has_cmdline ? "yes" : "no", ref.has_config ? "yes" : "no",
 		 ref.has_root ? "yes" : "no");
 }
 
-_noreturn_ static void drift(const char *what, const char *expected, const char *got, const char *fix)
+_noreturn_ static void drift(const char *what, const char *expected, const char *got,
+			     const char *fix)
 {
 	log_error("reference: %s drifted: expected '%s', got '%s'", what, expected, got);
 	fail_closed("DRIFT: the %s differs from the reference value this image was built "
-		    "with. expected: '%s' got: '%s'. %s", what, expected, got, fix);
+		    "with. expected: '%s' got: '%s'. %s",
+		    what, expected, got, fix);
 }
 
 void ref_check_cmdline(const char *cmdline)
@@ -285,7 +294,8 @@ void ref_check_config(const char *text, size_t len, bool absent)
 		if (absent && ref.config_absent)
 			return;
 		drift("config file " CONFIG_PATH, ref.config_absent ? "none" : "present",
-		      absent ? "none" : "present", "Use the initrd the image was built with.");
+		      absent ? "none" : "present",
+		      "Use the initrd the image was built with.");
 	}
 	if (digest_compute(DIGEST_ALG_SHA256, text, len, sum) != 32)
 		fail_closed("cannot hash %s", CONFIG_PATH);
@@ -297,7 +307,8 @@ void ref_check_config(const char *text, size_t len, bool absent)
 	hex_encode(ref.config_sha256, 32, want + 7);
 	snprintf(got, sizeof(got), "sha256:");
 	hex_encode(sum, 32, got + 7);
-	drift("config file " CONFIG_PATH, want, got, "Use the initrd the image was built with.");
+	drift("config file " CONFIG_PATH, want, got,
+	      "Use the initrd the image was built with.");
 }
 
 void ref_check_root(const char *ident)
@@ -305,8 +316,10 @@ void ref_check_root(const char *ident)
 	if (!have_ref || !ref.has_root)
 		return;
 	if (!ident)
-		drift("verified root", ref.root, "none (no roothash= on the command line)",
+		drift("verified root", ref.root,
+		      "none (no roothash= on the command line)",
 		      "Boot the UKI's own command line.");
 	if (!streq(ref.root, ident))
-		drift("verified root", ref.root, ident, "Boot the disk this UKI was built with.");
+		drift("verified root", ref.root, ident,
+		      "Boot the disk this UKI was built with.");
 }

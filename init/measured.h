@@ -21,8 +21,8 @@ struct measurer *measured_backend(void);
 
 /* Extends pcr with data and logs the record; during boot a failed extend is a refusal.
  * _named: with the name of what was measured (the config's path) in its log record. */
-void boot_measure_named(unsigned pcr, const char *event, const char *name, const void *data,
-			size_t len);
+void boot_measure_named(unsigned pcr, const char *event, const char *name,
+			const void *data, size_t len);
 void boot_measure(unsigned pcr, const char *event, const void *data, size_t len);
 /* PCR 11's boot phases: "enter-initrd", "leave-initrd", "ready". */
 void boot_measure_phase(const char *phase);

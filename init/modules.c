@@ -90,7 +90,8 @@ static int load_one(struct kmod_ctx *ctx, const char *name, const char *options)
 	r = kmod_module_new_from_lookup(ctx, name, &list);
 	if (r < 0)
 		return r;
-	kmod_list_foreach(it, list) {
+	kmod_list_foreach(it, list)
+	{
 		struct kmod_module *mod = kmod_module_get_module(it);
 
 		/* No flags: a module already in the kernel (loaded or built in) is
@@ -131,7 +132,8 @@ static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool require
 	if (r > 0) {
 		/* The slow ones by name: module loading is the longest stage of the boot. */
 		if (ms >= 100)
-			log_info("modules: %s loaded in %lld ms (with its dependencies)", name, ms);
+			log_info("modules: %s loaded in %lld ms (with its dependencies)",
+				 name, ms);
 		else
 			log_debug("modules: %s loaded in %lld ms", name, ms);
 		return 1;
@@ -140,13 +142,15 @@ static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool require
 		r = -ENOENT;
 	if (required && loader_child) {
 		loader_failed++;
-		return log_error("modules: cannot load kernel module %s: %s (kernel %s)", name,
-				 strerror(-r), release), 0;
+		return log_error("modules: cannot load kernel module %s: %s (kernel %s)",
+				 name, strerror(-r), release),
+		       0;
 	}
 	if (required)
-		fail_closed("cannot load kernel module %s: %s. The initrd must carry it for "
-			    "kernel %s (see init/modules.list and the config's module lines).",
-			    name, strerror(-r), release);
+		fail_closed(
+			"cannot load kernel module %s: %s. The initrd must carry it for "
+			"kernel %s (see init/modules.list and the config's module lines).",
+			name, strerror(-r), release);
 	log_warn_errno(r, "modules: %s (optional, skipped)", name);
 	return 0;
 }
@@ -197,25 +201,30 @@ static int load_modules(const struct module_entry *table, size_t ntable, bool ba
 	if (!ctx && loader_child)
 		_exit(1);
 	if (!ctx)
-		fail_closed("cannot set up libkmod for /lib/modules/%s: out of memory or the "
-			    "initrd has no module index", u.release);
+		fail_closed(
+			"cannot set up libkmod for /lib/modules/%s: out of memory or the "
+			"initrd has no module index",
+			u.release);
 
 	for (size_t i = 0; i < ntable; i++) {
 		if (table[i].background != background)
 			continue;
 		if (!module_wanted(&table[i])) {
-			log_debug("modules: %s skipped: not this platform's", table[i].name);
+			log_debug("modules: %s skipped: not this platform's",
+				  table[i].name);
 			skipped++;
 			continue;
 		}
 		total++;
-		loaded += load_boot_module(ctx, table[i].name, table[i].required, u.release);
+		loaded += load_boot_module(ctx, table[i].name, table[i].required,
+					   u.release);
 	}
 	for (int i = 0; i < nextra; i++, total++)
 		loaded += load_boot_module(ctx, extra[i], true, u.release);
 	kmod_unref(ctx);
 	log_info("modules: %d %s module(s) loaded, %d optional missing, %d not for this "
-		 "platform, kernel %s", loaded, what, total - loaded, skipped, u.release);
+		 "platform, kernel %s",
+		 loaded, what, total - loaded, skipped, u.release);
 	return loaded;
 }
 
@@ -245,10 +254,12 @@ static void batch_start(struct batch *b, const char *what, char *const *extra, i
 	pid = fork();
 	if (pid < 0) {
 		/* No child: load them here, in order, as before. */
-		log_warn_errno(-errno, "modules: cannot fork for the %s modules; loading them now",
-			       what);
-		load_modules(module_table, extra ? 0 : ARRAY_SIZE(module_table), true, extra,
-			     nextra, what);
+		log_warn_errno(
+			-errno,
+			"modules: cannot fork for the %s modules; loading them now",
+			what);
+		load_modules(module_table, extra ? 0 : ARRAY_SIZE(module_table), true,
+			     extra, nextra, what);
 		return;
 	}
 	if (pid == 0) {
@@ -258,8 +269,8 @@ static void batch_start(struct batch *b, const char *what, char *const *extra, i
 		if (unshare(CLONE_NEWNS) < 0 ||
 		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 			_exit(2);
-		load_modules(module_table, extra ? 0 : ARRAY_SIZE(module_table), true, extra,
-			     nextra, what);
+		load_modules(module_table, extra ? 0 : ARRAY_SIZE(module_table), true,
+			     extra, nextra, what);
 		_exit(loader_failed ? 1 : 0);
 	}
 	b->pid = pid;
@@ -279,17 +290,24 @@ static void batch_wait(struct batch *b)
 	b->pid = 0;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail_closed("cannot load the %s kernel modules: the loader %s (see the modules: "
-			    "lines above)", b->what,
-			    r < 0 ? "vanished" : WIFEXITED(status) ? "failed" : "was killed");
-	log_info("modules: %s modules loaded in the background, %lld ms after their start",
-		 b->what, (long long)(now.tv_sec - b->start.tv_sec) * 1000 +
-		 (now.tv_nsec - b->start.tv_nsec) / 1000000);
+		fail_closed(
+			"cannot load the %s kernel modules: the loader %s (see the modules: "
+			"lines above)",
+			b->what,
+			r < 0		    ? "vanished"
+			: WIFEXITED(status) ? "failed"
+					    : "was killed");
+	log_info(
+		"modules: %s modules loaded in the background, %lld ms after their start",
+		b->what,
+		(long long)(now.tv_sec - b->start.tv_sec) * 1000 +
+			(now.tv_nsec - b->start.tv_nsec) / 1000000);
 }
 
 int modules_load(void)
 {
-	int r = load_modules(module_table, ARRAY_SIZE(module_table), false, NULL, 0, "boot");
+	int r = load_modules(module_table, ARRAY_SIZE(module_table), false, NULL, 0,
+			     "boot");
 
 	batch_start(&batches[0], "state", NULL, 0);
 	return r;
@@ -325,7 +343,8 @@ int modules_load_aliases(char *const *aliases, int n, const char *what)
 		return 0;
 	ctx = kmod_open();
 	if (!ctx)
-		return log_errno(-ENOMEM, "modules: cannot set up libkmod for the %s", what);
+		return log_errno(-ENOMEM, "modules: cannot set up libkmod for the %s",
+				 what);
 	for (int i = 0; i < n; i++) {
 		int r = load_one(ctx, aliases[i], NULL);
 
@@ -361,8 +380,10 @@ int modprobe_main(int argc, char **argv)
 		else if (streq(argv[i], "-b") || streq(argv[i], "-s"))
 			; /* blacklist is always applied by lookup; syslog is our default */
 		else if (argv[i][0] == '-') {
-			log_error("modprobe: unsupported option %s (cvminit's modprobe takes "
-				  "[-q] [-b] [--] name [options])", argv[i]);
+			log_error(
+				"modprobe: unsupported option %s (cvminit's modprobe takes "
+				"[-q] [-b] [--] name [options])",
+				argv[i]);
 			return 2;
 		} else
 			break;
@@ -381,7 +402,8 @@ int modprobe_main(int argc, char **argv)
 		log_set_max_level(LOG_WARNING);
 	/* The kernel starts this with PID 1's mounts: hide the command line in a mount
 	 * namespace of our own, so PID 1's /proc/cmdline is never covered by us. */
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+	if (unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
 		log_errno(-errno, "modprobe: %s: no private mount namespace", name);
 		return 1;
 	}

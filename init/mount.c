@@ -29,20 +29,23 @@ struct mount_entry {
 #define NOSUID_NODEV_NOEXEC (MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 static const struct mount_entry mount_table[] = {
-	{ "proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, NULL, MOUNT_FATAL },
-	{ "sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, NULL, MOUNT_FATAL },
-	{ "devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=4m",
-	  MOUNT_FATAL },
-	{ "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=20%", MOUNT_FATAL },
+	{"proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, NULL, MOUNT_FATAL},
+	{"sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, NULL, MOUNT_FATAL},
+	{"devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=4m",
+	 MOUNT_FATAL},
+	{"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=20%",
+	 MOUNT_FATAL},
 	/* The firmware's TPM event log lives here. */
-	{ "securityfs", "/sys/kernel/security", "securityfs", NOSUID_NODEV_NOEXEC, NULL,
-	  MOUNT_FATAL },
+	{"securityfs", "/sys/kernel/security", "securityfs", NOSUID_NODEV_NOEXEC, NULL,
+	 MOUNT_FATAL},
 	/* containerd and kubelet need the unified hierarchy; services get a cgroup each. */
-	{ "cgroup2", "/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC, "nsdelegate",
-	  MOUNT_FATAL },
-	{ "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666", 0 },
-	{ "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 0 },
-	{ "configfs", "/sys/kernel/config", "configfs", NOSUID_NODEV_NOEXEC, NULL, MOUNT_LATE },
+	{"cgroup2", "/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC, "nsdelegate",
+	 MOUNT_FATAL},
+	{"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666",
+	 0},
+	{"tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 0},
+	{"configfs", "/sys/kernel/config", "configfs", NOSUID_NODEV_NOEXEC, NULL,
+	 MOUNT_LATE},
 };
 
 static int mount_table_pass(bool late)
@@ -60,12 +63,14 @@ static int mount_table_pass(bool late)
 			mounted++;
 			continue;
 		}
-		if (errno == EBUSY) /* already there (e.g. the kernel's devtmpfs automount) */
+		if (errno ==
+		    EBUSY) /* already there (e.g. the kernel's devtmpfs automount) */
 			continue;
 		if (m->how & MOUNT_FATAL)
-			fail_closed("cannot mount %s on %s: %s. The kernel lacks %s support; "
-				    "use a kernel built for this image.",
-				    m->type, m->where, strerror(errno), m->type);
+			fail_closed(
+				"cannot mount %s on %s: %s. The kernel lacks %s support; "
+				"use a kernel built for this image.",
+				m->type, m->where, strerror(errno), m->type);
 		log_warn_errno(-errno, "mount %s on %s (continuing without it)", m->type,
 			       m->where);
 	}
@@ -85,7 +90,7 @@ int mount_late(void)
 int mount_report(void)
 {
 	char line[512], list[768] = "", where[256], type[64];
-	bool found[ARRAY_SIZE(mount_table)] = { false };
+	bool found[ARRAY_SIZE(mount_table)] = {false};
 	int missing = 0;
 	FILE *f;
 
@@ -99,7 +104,8 @@ int mount_report(void)
 		    sscanf(sep + 3, "%63s", type) != 1)
 			continue;
 		for (size_t i = 0; i < ARRAY_SIZE(mount_table); i++)
-			if (streq(where, mount_table[i].where) && streq(type, mount_table[i].type))
+			if (streq(where, mount_table[i].where) &&
+			    streq(type, mount_table[i].type))
 				found[i] = true;
 	}
 	fclose(f);

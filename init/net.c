@@ -44,7 +44,8 @@ static bool is_network_device(const char *bus, const char *dev, const char *moda
 
 	if (streq(bus, "pci")) {
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/class", dev);
-		return sysfs_line(path, class, sizeof(class)) && startswith(class, "0x02");
+		return sysfs_line(path, class, sizeof(class)) &&
+		       startswith(class, "0x02");
 	}
 	if (streq(bus, "virtio"))
 		return startswith(modalias, "virtio:d00000001v") != NULL;
@@ -87,7 +88,7 @@ int net_drivers_load(void)
 	static char aliases[MODALIAS_MAX][128];
 	char *list[MODALIAS_MAX];
 	char alias[128];
-	char *vmbus[] = { alias };
+	char *vmbus[] = {alias};
 	int n = 0, r;
 
 	/* Hyper-V: the VMBus driver first (its ACPI device), so that the bus and its
@@ -103,14 +104,16 @@ int net_drivers_load(void)
 	if (n == 0)
 		log_warn("net: no network device without a driver found (no NIC?)");
 	else
-		log_info("net: %d network device(s) without a driver, %d driver match(es) "
-			 "loaded", n, r < 0 ? 0 : r);
+		log_info(
+			"net: %d network device(s) without a driver, %d driver match(es) "
+			"loaded",
+			n, r < 0 ? 0 : r);
 	return r;
 }
 
 int net_setup(void)
 {
-	struct ifreq ifr = { .ifr_name = "lo" };
+	struct ifreq ifr = {.ifr_name = "lo"};
 	_cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	int r = 0, out;
 
@@ -127,13 +130,15 @@ int net_setup(void)
 		return log_warn_errno(-errno, "net: mkdir %s", NET_RUN_DIR);
 	out = open(NET_RESOLV_CONF, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (out >= 0) {
-		static const char text[] = "# no DNS servers yet: the DHCP lease has not come\n";
+		static const char text[] =
+			"# no DNS servers yet: the DHCP lease has not come\n";
 		if (write(out, text, sizeof(text) - 1) != (ssize_t)sizeof(text) - 1)
 			r = log_warn_errno(-errno, "net: write %s", NET_RESOLV_CONF);
 		close(out);
 	}
 	if (r == 0)
-		log_info("net: loopback up; %s waits for the DHCP lease", NET_RESOLV_CONF);
+		log_info("net: loopback up; %s waits for the DHCP lease",
+			 NET_RESOLV_CONF);
 	return r;
 }
 
@@ -165,7 +170,8 @@ int net_hostname_set(void)
 	}
 	r = net_hostname_from_machine_id(id, name);
 	if (r < 0)
-		return log_warn_errno(r, "net: /etc/machine-id \"%.40s\" is not a machine ID", id);
+		return log_warn_errno(
+			r, "net: /etc/machine-id \"%.40s\" is not a machine ID", id);
 	if (sethostname(name, strlen(name)) < 0)
 		return log_warn_errno(-errno, "net: sethostname %s", name);
 	log_info("net: hostname %s (from the machine ID)", name);

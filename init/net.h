@@ -4,8 +4,8 @@
 
 #include <stddef.h>
 
-#define NET_RUN_DIR     "/run/cvminit"
-#define NET_RESOLV_CONF NET_RUN_DIR "/resolv.conf"
+#define NET_RUN_DIR	 "/run/cvminit"
+#define NET_RESOLV_CONF	 NET_RUN_DIR "/resolv.conf"
 #define NET_HOSTNAME_MAX 21 /* "cvm-" + 16 hex digits + NUL */
 
 /* Loads the drivers of the network devices present (PCI class 02, virtio-net, VMBus)

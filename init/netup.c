@@ -11,10 +11,10 @@
 #include "netup.h"
 #include "util.h"
 
-#define RTF_UP_FLAG     0x0001
+#define RTF_UP_FLAG	0x0001
 #define RTF_REJECT_FLAG 0x0200
-#define IFA_TENTATIVE   0x40
-#define IFA_DADFAILED   0x08
+#define IFA_TENTATIVE	0x40
+#define IFA_DADFAILED	0x08
 
 /* Copies the line at *p into buf (cut at its size) and moves *p past it; false at the
  * end of the text. */
@@ -39,8 +39,8 @@ int netup_route4_default(const char *text, char *ifname, size_t len)
 	 * fields in the kernel's byte order; the first line is the header. */
 	next_line(&text, line, sizeof(line));
 	while (next_line(&text, line, sizeof(line))) {
-		if (sscanf(line, "%16s %x %x %x %*d %*d %*d %x", iface, &dest, &gw, &flags,
-			   &mask) != 5)
+		if (sscanf(line, "%16s %x %x %x %*d %*d %*d %x", iface, &dest, &gw,
+			   &flags, &mask) != 5)
 			continue;
 		if (dest == 0 && mask == 0 && (flags & RTF_UP_FLAG) &&
 		    !(flags & RTF_REJECT_FLAG) && !streq(iface, "lo")) {
@@ -59,11 +59,12 @@ int netup_route6_default(const char *text, char *ifname, size_t len)
 	/* "dest plen src plen nexthop metric refcnt use flags iface", no header. The
 	 * kernel keeps an unreachable default on lo (RTF_REJECT): not a route out. */
 	while (next_line(&text, line, sizeof(line))) {
-		if (sscanf(line, "%32s %x %*32s %*x %*32s %*x %*x %*x %x %16s", dest, &plen,
-			   &flags, iface) != 4)
+		if (sscanf(line, "%32s %x %*32s %*x %*32s %*x %*x %*x %x %16s", dest,
+			   &plen, &flags, iface) != 4)
 			continue;
 		if (streq(dest, "00000000000000000000000000000000") && plen == 0 &&
-		    (flags & RTF_UP_FLAG) && !(flags & RTF_REJECT_FLAG) && !streq(iface, "lo")) {
+		    (flags & RTF_UP_FLAG) && !(flags & RTF_REJECT_FLAG) &&
+		    !streq(iface, "lo")) {
 			snprintf(ifname, len, "%s", iface);
 			return 1;
 		}
@@ -82,7 +83,8 @@ int netup_addr6_routable(const char *text, const char *ifname, char *addr, size_
 	while (next_line(&text, line, sizeof(line))) {
 		struct in6_addr a;
 
-		if (sscanf(line, "%32s %*x %*x %x %x %16s", hex, &scope, &flags, iface) != 4 ||
+		if (sscanf(line, "%32s %*x %*x %x %x %16s", hex, &scope, &flags, iface) !=
+			    4 ||
 		    strlen(hex) != 32)
 			continue;
 		if (!streq(iface, ifname) || (scope != 0x00 && scope != 0x40) ||
@@ -121,7 +123,7 @@ static void read_text(const char *dir, const char *name, char *buf, size_t size)
 /* The interface's IPv4 address as text, or false when it has none. */
 static bool ipv4_address(const char *ifname, char *buf, size_t len)
 {
-	struct ifreq ifr = { 0 };
+	struct ifreq ifr = {0};
 	_cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
@@ -145,7 +147,8 @@ int netup_check(const char *procnet, char *what, size_t len)
 	if (netup_route4_default(text, ifname, sizeof(ifname))) {
 		route = true;
 		if (ipv4_address(ifname, addr, sizeof(addr))) {
-			snprintf(what, len, "IPv4 default route on %s, address %s", ifname, addr);
+			snprintf(what, len, "IPv4 default route on %s, address %s",
+				 ifname, addr);
 			return 1;
 		}
 	}
@@ -154,11 +157,13 @@ int netup_check(const char *procnet, char *what, size_t len)
 		route = true;
 		read_text(procnet, "if_inet6", text, sizeof(text));
 		if (netup_addr6_routable(text, ifname, addr, sizeof(addr))) {
-			snprintf(what, len, "IPv6 default route on %s, address %s", ifname, addr);
+			snprintf(what, len, "IPv6 default route on %s, address %s",
+				 ifname, addr);
 			return 1;
 		}
 	}
-	snprintf(what, len, "%s", route ? "a default route but no address on its interface"
-					: "no address with a default route");
+	snprintf(what, len, "%s",
+		 route ? "a default route but no address on its interface"
+		       : "no address with a default route");
 	return 0;
 }

@@ -14,11 +14,11 @@ static const struct {
 	const char *uuid;
 	const char *name;
 } dps_types[] = {
-	{ DPS_ESP, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", "esp" },
-	{ DPS_ROOT_X86_64, "4f68bce3-e8cd-4db1-96e7-fbcaf984b709", "root-x86-64" },
-	{ DPS_ROOT_VERITY_X86_64, "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5",
-	  "root-x86-64-verity" },
-	{ DPS_VAR, "4d21b016-b534-45c2-a9fb-5c16e091fd2d", "var" },
+	{DPS_ESP, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", "esp"},
+	{DPS_ROOT_X86_64, "4f68bce3-e8cd-4db1-96e7-fbcaf984b709", "root-x86-64"},
+	{DPS_ROOT_VERITY_X86_64, "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5",
+	 "root-x86-64-verity"},
+	{DPS_VAR, "4d21b016-b534-45c2-a9fb-5c16e091fd2d", "var"},
 };
 
 const char *dps_type_name(enum dps_type t)
@@ -64,8 +64,10 @@ int part_scan_disk(const char *path, const char *disk, struct part *parts, size_
 	 * partition the host added): more than fit is an error, never a silent cut. */
 	if (count > 0 && (size_t)count > max) {
 		blkid_free_probe(pr);
-		log_error("partitions: %s has %d partitions, more than the %zu cvminit has room "
-			  "for", path, count, max);
+		log_error(
+			"partitions: %s has %d partitions, more than the %zu cvminit has room "
+			"for",
+			path, count, max);
 		return -E2BIG;
 	}
 

@@ -14,9 +14,9 @@ enum dps_type {
 };
 
 struct part {
-	char dev[48];        /* /dev/vda2 */
-	char type_uuid[40];  /* GPT partition type, lower case */
-	char uuid[40];       /* PARTUUID, lower case */
+	char dev[48];	    /* /dev/vda2 */
+	char type_uuid[40]; /* GPT partition type, lower case */
+	char uuid[40];	    /* PARTUUID, lower case */
 	char label[72];
 	enum dps_type type;
 };
@@ -35,7 +35,7 @@ int part_scan(struct part *parts, size_t max);
  * has more than max. */
 int part_scan_disk(const char *path, const char *disk, struct part *parts, size_t max);
 
-#define PART_TOO_MANY                                                                    \
-	"the attached disks carry more than 32 GPT partitions, more than cvminit reads: "   \
-	"one it did not read could be a second root or state partition, and it does not "  \
+#define PART_TOO_MANY                                                                     \
+	"the attached disks carry more than 32 GPT partitions, more than cvminit reads: " \
+	"one it did not read could be a second root or state partition, and it does not " \
 	"guess. Attach only the node's disk (and its state disk)."

@@ -83,7 +83,8 @@ void fail_closed(const char *fmt, ...)
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 
-	log_msg(LOG_EMERG, "**********************************************************************");
+	log_msg(LOG_EMERG,
+		"**********************************************************************");
 	box_line("REFUSING TO BOOT");
 	/* The reason may be long: wrap it at 66 columns inside the box. */
 	for (const char *p = reason; *p;) {
@@ -102,10 +103,12 @@ void fail_closed(const char *fmt, ...)
 		while (*p == ' ')
 			p++;
 	}
-	snprintf(line, sizeof(line), "nothing was unlocked and nothing was started; action: %s",
+	snprintf(line, sizeof(line),
+		 "nothing was unlocked and nothing was started; action: %s",
 		 power_action_to_string(on_failure()));
 	box_line(line);
-	log_msg(LOG_EMERG, "**********************************************************************");
+	log_msg(LOG_EMERG,
+		"**********************************************************************");
 	final_reboot(on_failure());
 }
 
@@ -113,7 +116,8 @@ static void crash_handler(int sig)
 {
 	/* Async-signal context: only write(2), sync(2) and reboot(2), and the stores that
 	 * wipe the live secrets. */
-	const char *msg = "cvminit: PID 1 crashed (fatal signal); REFUSING TO CONTINUE, powering off";
+	const char *msg =
+		"cvminit: PID 1 crashed (fatal signal); REFUSING TO CONTINUE, powering off";
 	if (sig == SIGABRT)
 		msg = "cvminit: PID 1 aborted; REFUSING TO CONTINUE, powering off";
 	secret_wipe_all();
@@ -127,9 +131,10 @@ static void crash_handler(int sig)
 void crash_handler_install(void)
 {
 	static char altstack[16384];
-	const stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
-	const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
-	struct sigaction sa = { .sa_handler = crash_handler, .sa_flags = SA_ONSTACK | SA_NODEFER };
+	const stack_t ss = {.ss_sp = altstack, .ss_size = sizeof(altstack)};
+	const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+	struct sigaction sa = {.sa_handler = crash_handler,
+			       .sa_flags = SA_ONSTACK | SA_NODEFER};
 
 	sigaltstack(&ss, NULL);
 	sigfillset(&sa.sa_mask);
@@ -155,7 +160,7 @@ static int reap_nohang(void)
 static bool wait_children(unsigned seconds)
 {
 	struct timespec end, now;
-	const struct timespec tick = { .tv_nsec = 50 * 1000 * 1000 };
+	const struct timespec tick = {.tv_nsec = 50 * 1000 * 1000};
 
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	end.tv_sec += seconds;
@@ -175,7 +180,7 @@ static bool wait_children(unsigned seconds)
 static int unmount_data(void)
 {
 	/* The overlays keep their upper layers in /var: they go first. */
-	static const char *const data_mounts[] = { "/etc/cni", "/etc/kubernetes", "/var" };
+	static const char *const data_mounts[] = {"/etc/cni", "/etc/kubernetes", "/var"};
 	int failed = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(data_mounts); i++) {
@@ -195,9 +200,9 @@ static int unmount_data(void)
 
 void power_shutdown(enum power_action action, const char *why)
 {
-	const char *verb = action == POWER_OFF	  ? "powering off" :
-			   action == POWER_REBOOT ? "rebooting" :
-						    "halting";
+	const char *verb = action == POWER_OFF	    ? "powering off"
+			   : action == POWER_REBOOT ? "rebooting"
+						    : "halting";
 
 	log_notice("%s: %s", why, verb);
 	if (shutdown_hook)
@@ -209,7 +214,8 @@ void power_shutdown(enum power_action action, const char *why)
 	log_info("shutdown: sending SIGTERM to all processes");
 	kill(-1, SIGTERM);
 	if (!wait_children(shutdown_timeout())) {
-		log_warn("shutdown: processes left after %u s, sending SIGKILL", shutdown_timeout());
+		log_warn("shutdown: processes left after %u s, sending SIGKILL",
+			 shutdown_timeout());
 		kill(-1, SIGKILL);
 		wait_children(5);
 	}

@@ -15,7 +15,7 @@
 
 static bool has_key_power(int fd)
 {
-	unsigned long keys[NLONGS(KEY_MAX + 1)] = { 0 };
+	unsigned long keys[NLONGS(KEY_MAX + 1)] = {0};
 
 	if (ioctl(fd, EVIOCGBIT(EV_KEY, sizeof(keys)), keys) < 0)
 		return false;
@@ -63,7 +63,8 @@ int powerbtn_pressed(int fd)
 
 	while ((r = read(fd, ev, sizeof(ev))) > 0)
 		for (size_t i = 0; i < (size_t)r / sizeof(ev[0]); i++)
-			if (ev[i].type == EV_KEY && ev[i].code == KEY_POWER && ev[i].value == 1)
+			if (ev[i].type == EV_KEY && ev[i].code == KEY_POWER &&
+			    ev[i].value == 1)
 				pressed = 1;
 	return pressed;
 }

@@ -56,31 +56,37 @@ int reference_parse(struct reference *r, const char *text, char *err, size_t err
 			continue;
 		if ((v = startswith(buf, "cmdline "))) {
 			if (r->has_cmdline)
-				return line_error(err, errlen, line, "cmdline given twice");
+				return line_error(err, errlen, line,
+						  "cmdline given twice");
 			if (strlen(v) >= sizeof(r->cmdline))
 				return line_error(err, errlen, line, "cmdline too long");
 			strcpy(r->cmdline, v);
 			r->has_cmdline = true;
 		} else if ((v = startswith(buf, "config "))) {
 			if (r->has_config)
-				return line_error(err, errlen, line, "config given twice");
+				return line_error(err, errlen, line,
+						  "config given twice");
 			if (streq(v, "none"))
 				r->config_absent = true;
-			else if (!startswith(v, "sha256:") || parse_sha256(v + 7, r->config_sha256) < 0)
-				return line_error(err, errlen, line,
-						  "config wants sha256:<64 lower-case hex> or none");
+			else if (!startswith(v, "sha256:") ||
+				 parse_sha256(v + 7, r->config_sha256) < 0)
+				return line_error(
+					err, errlen, line,
+					"config wants sha256:<64 lower-case hex> or none");
 			r->has_config = true;
 		} else if ((v = startswith(buf, "root "))) {
 			if (r->has_root)
 				return line_error(err, errlen, line, "root given twice");
 			if (!startswith(v, "verity:") || strlen(v) >= sizeof(r->root))
-				return line_error(err, errlen, line,
-						  "root wants verity:<roothash>:<uuid>:<uuid>:<fstype>");
+				return line_error(
+					err, errlen, line,
+					"root wants verity:<roothash>:<uuid>:<uuid>:<fstype>");
 			strcpy(r->root, v);
 			r->has_root = true;
 		} else {
-			return line_error(err, errlen, line,
-					  "unknown key (expected cmdline, config or root)");
+			return line_error(
+				err, errlen, line,
+				"unknown key (expected cmdline, config or root)");
 		}
 	}
 	return 0;

@@ -8,17 +8,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define REFERENCE_PATH     "/etc/cvminit/reference"
+#define REFERENCE_PATH	   "/etc/cvminit/reference"
 #define REFERENCE_SIZE_MAX 8192
 #define REFERENCE_ERR_MAX  256
 #define REFERENCE_LINE_MAX 4096
 
 struct reference {
 	bool has_cmdline, has_config, has_root;
-	char cmdline[REFERENCE_LINE_MAX]; /* exactly as /proc/cmdline, without the newline */
-	uint8_t config_sha256[32];        /* of /etc/cvminit/cvminit.conf ("none": absent) */
+	char cmdline
+		[REFERENCE_LINE_MAX]; /* exactly as /proc/cmdline, without the newline */
+	uint8_t config_sha256[32];    /* of /etc/cvminit/cvminit.conf ("none": absent) */
 	bool config_absent;
-	char root[256];                   /* verity:<roothash>:<data uuid>:<hash uuid>:<fs> */
+	char root[256]; /* verity:<roothash>:<data uuid>:<hash uuid>:<fs> */
 };
 
 /*

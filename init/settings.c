@@ -164,26 +164,26 @@ struct setting_def {
 };
 
 static const struct setting_def setting_table[] = {
-	{ "on_failure", offsetof(struct settings, on_failure), parse_power,
-	  "poweroff, reboot or halt", false },
-	{ "log_level", offsetof(struct settings, log_level), parse_level,
-	  "emerg, alert, crit, err, warning, notice, info, debug or 0-7", false },
-	{ "shutdown_timeout", offsetof(struct settings, shutdown_timeout), parse_seconds,
-	  "whole seconds from 1 to 300", false },
-	{ "device_timeout", offsetof(struct settings, device_timeout), parse_seconds,
-	  "whole seconds from 1 to 300", false },
-	{ "measure", offsetof(struct settings, measure_required), parse_measure,
-	  "required or optional", true },
-	{ "tpm", offsetof(struct settings, tpm_platform), parse_tpm, "verify or platform",
-	  true },
-	{ "state_pcrs", offsetof(struct settings, state_pcrs), parse_state_pcrs,
-	  "a comma-separated list of PCRs 0-23 that contains 4, 11 and 15 (the booted UKI, "
-	  "cvminit's phases, its measured command line, config and root), e.g. 4,7,11,15",
-	  true },
-	{ "state_integrity", offsetof(struct settings, state_integrity), parse_integrity,
-	  "none or hmac-sha256", false },
-	{ "verity_error", offsetof(struct settings, verity_error), parse_verity_error,
-	  "restart or panic", false },
+	{"on_failure", offsetof(struct settings, on_failure), parse_power,
+	 "poweroff, reboot or halt", false},
+	{"log_level", offsetof(struct settings, log_level), parse_level,
+	 "emerg, alert, crit, err, warning, notice, info, debug or 0-7", false},
+	{"shutdown_timeout", offsetof(struct settings, shutdown_timeout), parse_seconds,
+	 "whole seconds from 1 to 300", false},
+	{"device_timeout", offsetof(struct settings, device_timeout), parse_seconds,
+	 "whole seconds from 1 to 300", false},
+	{"measure", offsetof(struct settings, measure_required), parse_measure,
+	 "required or optional", true},
+	{"tpm", offsetof(struct settings, tpm_platform), parse_tpm, "verify or platform",
+	 true},
+	{"state_pcrs", offsetof(struct settings, state_pcrs), parse_state_pcrs,
+	 "a comma-separated list of PCRs 0-23 that contains 4, 11 and 15 (the booted UKI, "
+	 "cvminit's phases, its measured command line, config and root), e.g. 4,7,11,15",
+	 true},
+	{"state_integrity", offsetof(struct settings, state_integrity), parse_integrity,
+	 "none or hmac-sha256", false},
+	{"verity_error", offsetof(struct settings, verity_error), parse_verity_error,
+	 "restart or panic", false},
 };
 
 static int setting_apply(struct settings *s, const char *key, const char *value,
@@ -195,10 +195,12 @@ static int setting_apply(struct settings *s, const char *key, const char *value,
 		if (!streq(key, d->key))
 			continue;
 		if (from_cmdline && d->config_only) {
-			snprintf(err, errlen,
-				 CMDLINE_PREFIX "%s cannot be given on the kernel command line: set it "
-				 "in /etc/cvminit/cvminit.conf of the initrd (measured into PCR 15)",
-				 key);
+			snprintf(
+				err, errlen,
+				CMDLINE_PREFIX
+				"%s cannot be given on the kernel command line: set it "
+				"in /etc/cvminit/cvminit.conf of the initrd (measured into PCR 15)",
+				key);
 			return -EPERM;
 		}
 		if (s->seen & (1ULL << i)) {
@@ -206,14 +208,15 @@ static int setting_apply(struct settings *s, const char *key, const char *value,
 			return -EEXIST;
 		}
 		if (value[0] == '\0') {
-			snprintf(err, errlen, CMDLINE_PREFIX "%s has an empty value (expected %s)",
+			snprintf(err, errlen,
+				 CMDLINE_PREFIX "%s has an empty value (expected %s)",
 				 key, d->allowed);
 			return -EINVAL;
 		}
 		if (d->parse(value, (char *)s + d->offset) < 0) {
 			snprintf(err, errlen,
-				 CMDLINE_PREFIX "%s=%.64s: invalid value (expected %s)", key,
-				 value, d->allowed);
+				 CMDLINE_PREFIX "%s=%.64s: invalid value (expected %s)",
+				 key, value, d->allowed);
 			return -EINVAL;
 		}
 		s->seen |= 1ULL << i;
@@ -229,8 +232,8 @@ int settings_set(struct settings *s, const char *key, const char *value, char *e
 	return setting_apply(s, key, value, false, err, errlen);
 }
 
-int settings_set_cmdline(struct settings *s, const char *key, const char *value, char *err,
-			 size_t errlen)
+int settings_set_cmdline(struct settings *s, const char *key, const char *value,
+			 char *err, size_t errlen)
 {
 	return setting_apply(s, key, value, true, err, errlen);
 }
@@ -239,11 +242,12 @@ static int word_error(int r, const char *cmdline, const char *p, char *err, size
 {
 	int at = (int)(p - cmdline);
 	if (r == -E2BIG)
-		snprintf(err, errlen, "kernel command line: word at offset %d is longer than %d bytes",
+		snprintf(err, errlen,
+			 "kernel command line: word at offset %d is longer than %d bytes",
 			 at, VALUE_MAX);
 	else
-		snprintf(err, errlen, "kernel command line: unterminated quote after offset %d",
-			 at);
+		snprintf(err, errlen,
+			 "kernel command line: unterminated quote after offset %d", at);
 	return r;
 }
 
@@ -266,12 +270,14 @@ int cmdline_parse(struct settings *s, const char *cmdline, char *err, size_t err
 			continue;
 		char *eq = strchr(word, '=');
 		if (!eq) {
-			snprintf(err, errlen, "%.96s needs a value (%.96s=<value>)", word, word);
+			snprintf(err, errlen, "%.96s needs a value (%.96s=<value>)", word,
+				 word);
 			return -EINVAL;
 		}
 		*eq = '\0';
 		if (strlen(eq + 1) > VALUE_MAX) {
-			snprintf(err, errlen, "%.96s: value longer than %d bytes", word, VALUE_MAX);
+			snprintf(err, errlen, "%.96s: value longer than %d bytes", word,
+				 VALUE_MAX);
 			return -E2BIG;
 		}
 		r = settings_set_cmdline(s, key, eq + 1, err, errlen);

@@ -16,7 +16,7 @@ enum power_action {
 /* What dm-verity does when a root block does not match its hash. */
 enum verity_error {
 	VERITY_RESTART, /* restart_on_corruption: the node reboots */
-	VERITY_PANIC,   /* panic_on_corruption: the kernel panics (stops with panic=0) */
+	VERITY_PANIC,	/* panic_on_corruption: the kernel panics (stops with panic=0) */
 };
 
 /* The state partition's dm-integrity layer (LUKS2 authenticated encryption). */
@@ -27,22 +27,23 @@ enum state_integrity {
 
 struct settings {
 	enum power_action on_failure; /* what fail_closed() does */
-	int log_level;                /* syslog level, records above it are dropped */
-	unsigned shutdown_timeout;    /* seconds between SIGTERM and SIGKILL at shutdown */
-	unsigned device_timeout;      /* seconds to wait for a device (TPM, disks) */
-	bool measure_required;        /* no TPM and no TDX RTMR: refuse to boot (default) */
-	bool tpm_platform;            /* tpm=platform: the cloud's vTPM is declared trusted */
-	unsigned state_pcrs;          /* bit per PCR the state key is sealed to (4, 7, 11, 15) */
-	enum state_integrity state_integrity; /* chosen at first boot; later boots read it */
+	int log_level;		      /* syslog level, records above it are dropped */
+	unsigned shutdown_timeout; /* seconds between SIGTERM and SIGKILL at shutdown */
+	unsigned device_timeout;   /* seconds to wait for a device (TPM, disks) */
+	bool measure_required;	   /* no TPM and no TDX RTMR: refuse to boot (default) */
+	bool tpm_platform;   /* tpm=platform: the cloud's vTPM is declared trusted */
+	unsigned state_pcrs; /* bit per PCR the state key is sealed to (4, 7, 11, 15) */
+	enum state_integrity
+		state_integrity; /* chosen at first boot; later boots read it */
 	enum verity_error verity_error;
-	unsigned long long seen;      /* bit per key: given once already */
+	unsigned long long seen; /* bit per key: given once already */
 };
 
 /* The state key's PCRs: the default, and those every set must contain (config only). */
 #define STATE_PCRS_REQUIRED ((1u << 4) | (1u << 11) | (1u << 15))
 #define STATE_PCRS_DEFAULT  (STATE_PCRS_REQUIRED | (1u << 7))
 
-#define CMDLINE_PREFIX "cvminit."
+#define CMDLINE_PREFIX	 "cvminit."
 #define SETTINGS_ERR_MAX 256
 
 void settings_init(struct settings *s);
@@ -53,8 +54,8 @@ int settings_set(struct settings *s, const char *key, const char *value, char *e
 		 size_t errlen);
 /* The same, for keys of the command line: keys that only the measured config file may set
  * (measure=, state_pcrs=) are refused with -EPERM. */
-int settings_set_cmdline(struct settings *s, const char *key, const char *value, char *err,
-			 size_t errlen);
+int settings_set_cmdline(struct settings *s, const char *key, const char *value,
+			 char *err, size_t errlen);
 
 /* Parses a kernel command line (/proc/cmdline, with the kernel's quoting rules), applying
  * every cvminit.* word; other words are left to the kernel. Returns the number of

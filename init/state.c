@@ -72,11 +72,11 @@
  * state_plan_mount() (state_plan.c, a unit test per row); this file only reads and acts.
  */
 
-#define STATE_DM_NAME "state"
-#define RUN_DIR	      "/run/cvminit" /* made by header_file(); /run moves with switch_root */
-#define HDR_COPY      RUN_DIR "/state.luks2"
+#define STATE_DM_NAME  "state"
+#define RUN_DIR	       "/run/cvminit" /* made by header_file(); /run moves with switch_root */
+#define HDR_COPY       RUN_DIR "/state.luks2"
 #define MACHINE_ID_RUN RUN_DIR "/machine-id"
-#define WIPE_BLOCK    (1u << 20)
+#define WIPE_BLOCK     (1u << 20)
 /* The keyslots area: room for one keyslot of a 96-byte key (4000 anti-forensic stripes,
  * 375 KiB). cryptsetup's default (16 MiB less the metadata) costs libcryptsetup 16 MiB of
  * random fill per first boot (10 s under emulation) for keyslots never made. */
@@ -316,8 +316,8 @@ static void measure_volume_key(struct measurer *m)
 	r = measure_hmac(m, 15, label, MEASURE_EVENT_VOLUME_KEY, key,
 			 st.hdr.volume_key_size);
 	if (r < 0)
-		refuse("cannot measure the state volume's key (%s) into PCR 15: %s", label,
-		       strerror(-r));
+		refuse("cannot measure the state volume's key (%s) into PCR 15: %s",
+		       label, strerror(-r));
 }
 
 /*
@@ -341,9 +341,9 @@ static void measure_volume_key(struct measurer *m)
  * power cut never leaves a torn block that fails every later read (jbd2's own journal
  * blocks included, which recovery reads).
  */
-#define PROBE_HEAD (8ull << 20)
+#define PROBE_HEAD	  (8ull << 20)
 #define INTEGRITY_JOURNAL (8ull << 20)
-#define PROBE_TAIL (2ull << 20)
+#define PROBE_TAIL	  (2ull << 20)
 
 static int prime_probed_ends(struct crypt_device *cd)
 {
@@ -509,12 +509,11 @@ static void later_boot(struct tpm *tpm, const uint8_t *area, const struct settin
 	int n, r;
 
 	if (st.hdr.token.pcr_mask != s->state_pcrs)
-		log_warn(
-			"state: %s is sealed to PCRs %s; the config's state_pcrs (%s) "
-			"apply only to a new volume",
-			st.part.dev,
-			seal_pcr_list(st.hdr.token.pcr_mask, pcrs, sizeof(pcrs)),
-			seal_pcr_list(s->state_pcrs, pcrs2, sizeof(pcrs2)));
+		log_warn("state: %s is sealed to PCRs %s; the config's state_pcrs (%s) "
+			 "apply only to a new volume",
+			 st.part.dev,
+			 seal_pcr_list(st.hdr.token.pcr_mask, pcrs, sizeof(pcrs)),
+			 seal_pcr_list(s->state_pcrs, pcrs2, sizeof(pcrs2)));
 	n = unseal_key(tpm, &st.hdr.token, key);
 	if (n == -EKEYREJECTED)
 		refuse_drift(tpm);
@@ -633,14 +632,13 @@ void state_open(struct measurer *m, const struct settings *s)
 		first_boot(tpm, s);
 		break;
 	case STATE_OPEN:
-		log_info(
-			"state: %s: LUKS2 %s, %s %u-bit, %u-byte sectors, integrity %s, "
-			"header copy %s (seqid %llu) validated",
-			st.part.dev, st.hdr.uuid, st.hdr.cipher, st.hdr.key_bits,
-			st.hdr.sector_size,
-			st.hdr.integrity[0] ? st.hdr.integrity : "none",
-			st.hdr.copy ? "secondary" : "primary",
-			(unsigned long long)st.hdr.seqid);
+		log_info("state: %s: LUKS2 %s, %s %u-bit, %u-byte sectors, integrity %s, "
+			 "header copy %s (seqid %llu) validated",
+			 st.part.dev, st.hdr.uuid, st.hdr.cipher, st.hdr.key_bits,
+			 st.hdr.sector_size,
+			 st.hdr.integrity[0] ? st.hdr.integrity : "none",
+			 st.hdr.copy ? "secondary" : "primary",
+			 (unsigned long long)st.hdr.seqid);
 		later_boot(tpm, area, s);
 		break;
 	}
@@ -658,7 +656,7 @@ static int zero_group_start(int fd, uint64_t group)
 	static const uint8_t zero[EXT4_BLOCK] __attribute__((aligned(4096)));
 
 	return pwrite_full(fd, zero, sizeof(zero),
-			 (off_t)(group * EXT4_GROUP_BLOCKS * EXT4_BLOCK));
+			   (off_t)(group * EXT4_GROUP_BLOCKS * EXT4_BLOCK));
 }
 
 /* mkfs.ext4 writes each backup superblock as 1 KiB at the start of a 4 KiB block, and the
@@ -733,7 +731,9 @@ int state_mount(void)
 			NULL,
 			NULL};
 	char type[64] = "", text[640];
-	struct state_volume vol = {.node = st.node, .dev = st.part.dev, .fs_type = type,
+	struct state_volume vol = {.node = st.node,
+				   .dev = st.part.dev,
+				   .fs_type = type,
 				   .initialized = st.hdr.token.initialized};
 	uint64_t t0 = now_ms();
 	int made = 0, r;
@@ -752,9 +752,10 @@ int state_mount(void)
 			if (r < 0)
 				refuse("cannot zero the backup superblock blocks of %s: %s",
 				       st.node, strerror(-r));
-			log_info("state: zeroed %d block(s) where mkfs.ext4 writes backup "
-				 "superblocks (%s has integrity)",
-				 r, st.node);
+			log_info(
+				"state: zeroed %d block(s) where mkfs.ext4 writes backup "
+				"superblocks (%s has integrity)",
+				r, st.node);
 		}
 		r = run_wait(mkfs);
 		if (r != 0)
@@ -846,22 +847,28 @@ static void machine_id_bind(void)
 	char id[33], line[34];
 
 	if (state_machine_id(st.hdr.uuid, id) < 0) {
-		log_warn("state: no machine ID: the LUKS2 UUID \"%s\" is unusable", st.hdr.uuid);
+		log_warn("state: no machine ID: the LUKS2 UUID \"%s\" is unusable",
+			 st.hdr.uuid);
 		return;
 	}
 	snprintf(line, sizeof(line), "%s\n", id);
-	fd = open(MACHINE_ID_RUN, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0444);
+	fd = open(MACHINE_ID_RUN, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+		  0444);
 	if (fd < 0 || write(fd, line, 33) != 33) {
 		log_warn_errno(-errno, "state: write %s", MACHINE_ID_RUN);
 		return;
 	}
 	if (mount(MACHINE_ID_RUN, "/etc/machine-id", NULL, MS_BIND, NULL) < 0 ||
-	    mount(NULL, "/etc/machine-id", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) {
-		log_warn_errno(-errno, "state: bind %s over /etc/machine-id (does the root "
-				       "have that file?)", MACHINE_ID_RUN);
+	    mount(NULL, "/etc/machine-id", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) <
+		    0) {
+		log_warn_errno(-errno,
+			       "state: bind %s over /etc/machine-id (does the root "
+			       "have that file?)",
+			       MACHINE_ID_RUN);
 		return;
 	}
-	log_info("state: machine ID %s (from LUKS2 %s), on /etc/machine-id", id, st.hdr.uuid);
+	log_info("state: machine ID %s (from LUKS2 %s), on /etc/machine-id", id,
+		 st.hdr.uuid);
 }
 
 void state_writable_paths(void)
@@ -878,9 +885,8 @@ void state_writable_paths(void)
 	 * config under /etc/cni; the root keeps its own files underneath. */
 	if (overlay_writable("/etc/kubernetes", "etc-kubernetes") < 0 ||
 	    overlay_writable("/etc/cni", "etc-cni") < 0)
-		fail_closed(
-			"cannot make /etc/kubernetes and /etc/cni writable: kubelet "
-			"would fail; is the overlay module in the initrd?");
+		fail_closed("cannot make /etc/kubernetes and /etc/cni writable: kubelet "
+			    "would fail; is the overlay module in the initrd?");
 	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
 		log_warn_errno(-errno, "state: tmpfs on /tmp");
 	machine_id_bind();

@@ -58,11 +58,8 @@ static const struct {
 	int sig;
 	void (*handler)(void);
 } sigmap[] = {
-	{ SIGCHLD, on_sigchld },
-	{ SIGTERM, on_sigterm },
-	{ SIGINT, on_sigint },
-	{ SIGPWR, on_sigpwr },
-	{ SIGHUP, on_sighup },
+	{SIGCHLD, on_sigchld}, {SIGTERM, on_sigterm}, {SIGINT, on_sigint},
+	{SIGPWR, on_sigpwr},   {SIGHUP, on_sighup},
 };
 
 static void sigmap_set(sigset_t *set)
@@ -108,9 +105,9 @@ void supervise_loop(void)
 	int nbtn;
 
 	nbtn = powerbtn_open(btn, path, sizeof(path));
-	pfd[0] = (struct pollfd){ .fd = signal_fd, .events = POLLIN };
+	pfd[0] = (struct pollfd){.fd = signal_fd, .events = POLLIN};
 	for (int i = 0; i < nbtn; i++)
-		pfd[1 + i] = (struct pollfd){ .fd = btn[i], .events = POLLIN };
+		pfd[1 + i] = (struct pollfd){.fd = btn[i], .events = POLLIN};
 	if (nbtn)
 		log_info("ready: waiting for signals and the power button (%s%s)", path,
 			 nbtn > 1 ? " and others" : "");

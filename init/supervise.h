@@ -13,7 +13,7 @@ int supervise_init(void);
  * the service code can be linked (and unit tested) without the loop. */
 static inline void supervise_child_signals(void)
 {
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
 	sigset_t set;
 
 	for (int sig = 1; sig < NSIG; sig++)

@@ -25,7 +25,7 @@ struct svc {
 	const struct svc_def *def;
 	enum svc_state state;
 	pid_t pid;
-	int out_r, out_w;  /* the output pipe, kept for PID 1's lifetime */
+	int out_r, out_w; /* the output pipe, kept for PID 1's lifetime */
 	uint64_t started_ms;
 	uint64_t timer_ms; /* probe, restart or kill deadline; 0 = none */
 	struct svc_backoff bo;
@@ -33,7 +33,7 @@ struct svc {
 	char *envp[SVC_ENV_MAX + 2];
 	char cgroup[192]; /* "" = no cgroup of its own */
 	bool ever_started;
-	bool not_ready;   /* SVC_STOPPING because it missed its ready_timeout: a failed run */
+	bool not_ready; /* SVC_STOPPING because it missed its ready_timeout: a failed run */
 };
 
 static struct svc svcs[SVC_MAX];
@@ -74,9 +74,9 @@ static void maybe_all_started(const struct svc *s)
 /* The steps of a child between fork and exec; a failure is reported by step and errno. */
 enum child_step { STEP_CGROUP, STEP_STDIN, STEP_OUTPUT, STEP_FDS, STEP_CHDIR, STEP_EXEC };
 static const char *const step_names[] = {
-	[STEP_CGROUP] = "join cgroup", [STEP_STDIN] = "open /dev/null",
+	[STEP_CGROUP] = "join cgroup",	   [STEP_STDIN] = "open /dev/null",
 	[STEP_OUTPUT] = "redirect output", [STEP_FDS] = "close inherited descriptors",
-	[STEP_CHDIR] = "chdir /", [STEP_EXEC] = "exec",
+	[STEP_CHDIR] = "chdir /",	   [STEP_EXEC] = "exec",
 };
 
 /* close_range(2) (Linux 5.11); musl has no wrapper for it. */
@@ -94,7 +94,7 @@ struct child_report {
 
 void svc_backoff_reset(struct svc_backoff *b, const struct svc_def *d)
 {
-	*b = (struct svc_backoff){ .delay = d->backoff_min };
+	*b = (struct svc_backoff){.delay = d->backoff_min};
 }
 
 int svc_backoff_next(struct svc_backoff *b, const struct svc_def *d, uint64_t run_ms)
@@ -132,7 +132,7 @@ static void drain_output(struct svc *s, uint64_t now, size_t budget)
 
 static _noreturn_ void child_exec(const struct svc *s, int report_fd)
 {
-	struct child_report rep = { .step = STEP_CGROUP };
+	struct child_report rep = {.step = STEP_CGROUP};
 	char path[sizeof(s->cgroup) + 16];
 	int fd;
 
@@ -180,7 +180,8 @@ static void join_argv(const struct svc_def *d, char *buf, size_t len)
 
 	buf[0] = '\0';
 	for (int i = 0; i < d->nargv && used + 1 < len; i++) {
-		int n = snprintf(buf + used, len - used, "%s%s", i ? " " : "", d->argv[i]);
+		int n = snprintf(buf + used, len - used, "%s%s", i ? " " : "",
+				 d->argv[i]);
 		if (n < 0)
 			break;
 		used += (size_t)n;
@@ -231,8 +232,9 @@ static void svc_set_state(struct svc *s, enum svc_state to, uint64_t now, bool p
 			  uint64_t delay_ms)
 {
 	if (!svc_transition_ok(s->state, to))
-		log_error("%s: supervisor bug: state %d to %d is not a transition it makes",
-			  s->def->name, (int)s->state, (int)to);
+		log_error(
+			"%s: supervisor bug: state %d to %d is not a transition it makes",
+			s->def->name, (int)s->state, (int)to);
 	s->state = to;
 	s->timer_ms = svc_state_timer(to, now, probe, delay_ms);
 }
@@ -278,8 +280,10 @@ static void svc_spawn(struct svc *s)
 		/* The child exits 127; the reaper counts it as a failed start (no probe). */
 		svc_set_state(s, SVC_STARTING, now, false, 0);
 		log_error("%s: %s %s: %s", s->def->name, step_names[rep.step],
-			  rep.step == STEP_EXEC ? s->def->argv[0] :
-			  rep.step == STEP_CGROUP ? s->cgroup : "", strerror(rep.err));
+			  rep.step == STEP_EXEC	    ? s->def->argv[0]
+			  : rep.step == STEP_CGROUP ? s->cgroup
+						    : "",
+			  strerror(rep.err));
 		return;
 	}
 	join_argv(s->def, args, sizeof(args));
@@ -314,7 +318,7 @@ void svc_start_ready(void)
 /* Non-blocking: a unix socket connect either succeeds at once or fails at once. */
 static bool socket_accepts(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	_cleanup_close_ int fd = -1;
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -345,8 +349,10 @@ static void stop_dependents(const struct svc *s, uint64_t now)
 		switch (t->state) {
 		case SVC_STARTING:
 		case SVC_READY:
-			log_info("%s: stopping (SIGTERM to pid %d): %s is down; starts again once "
-				 "it is ready", t->def->name, (int)t->pid, s->def->name);
+			log_info(
+				"%s: stopping (SIGTERM to pid %d): %s is down; starts again once "
+				"it is ready",
+				t->def->name, (int)t->pid, s->def->name);
 			svc_term(t, now);
 			break;
 		case SVC_BACKOFF:
@@ -382,18 +388,20 @@ static void svc_exhausted(struct svc *s, uint64_t now)
 	};
 
 	svc_set_state(s, SVC_DOWN, now, false, 0);
-	log_msg(LOG_CRIT, "%s: *** gave up after %u restarts in a row; on_exhausted %s ***",
+	log_msg(LOG_CRIT,
+		"%s: *** gave up after %u restarts in a row; on_exhausted %s ***",
 		d->name, s->bo.restarts, svc_exhausted_to_string(d->on_exhausted));
 	if (d->on_exhausted == SVC_EXHAUSTED_STOP) {
-		log_msg(LOG_CRIT, "%s: *** left stopped; the node stays up without it ***",
+		log_msg(LOG_CRIT,
+			"%s: *** left stopped; the node stays up without it ***",
 			d->name);
 		return;
 	}
 	/* The supervisor shuts down from its loop, outside the reaper. */
 	shutdown_req.pending = true;
 	shutdown_req.action = actions[d->on_exhausted];
-	snprintf(shutdown_req.why, sizeof(shutdown_req.why), "service %s used up its restarts",
-		 d->name);
+	snprintf(shutdown_req.why, sizeof(shutdown_req.why),
+		 "service %s used up its restarts", d->name);
 }
 
 static void svc_exited(struct svc *s, int status, uint64_t now)
@@ -409,8 +417,8 @@ static void svc_exited(struct svc *s, int status, uint64_t now)
 	svclog_flush(&s->log, now);
 	describe_status(status, what, sizeof(what));
 	log_msg(was == SVC_STOPPING || stopping_all ? LOG_INFO : LOG_WARNING,
-		"%s: %s after %llu.%01llu s", s->def->name, what, (unsigned long long)run / 1000,
-		(unsigned long long)(run % 1000) / 100);
+		"%s: %s after %llu.%01llu s", s->def->name, what,
+		(unsigned long long)run / 1000, (unsigned long long)(run % 1000) / 100);
 	s->pid = 0;
 	s->not_ready = false;
 	if (stopping_all) {
@@ -453,7 +461,7 @@ int svc_pollfds(struct pollfd *pfd, int max)
 	/* Every pipe, running or not: an escaped grandchild may still write. */
 	for (int i = 0; i < nsvc && n < max; i++)
 		if (svcs[i].out_r >= 0)
-			pfd[n++] = (struct pollfd){ .fd = svcs[i].out_r, .events = POLLIN };
+			pfd[n++] = (struct pollfd){.fd = svcs[i].out_r, .events = POLLIN};
 	return n;
 }
 
@@ -510,14 +518,17 @@ static void svc_ready(struct svc *s, const char *what, uint64_t now)
 static void svc_not_ready(struct svc *s, const char *what, uint64_t now)
 {
 	if (s->def->ready_network)
-		log_error("%s: not ready %u s after its start: the node has no network (%s; "
-			  "no DHCP answer or no NIC?); dependent services wait; stopping it "
-			  "(SIGTERM to pid %d) to restart it (ready_timeout in cvminit.conf)",
-			  s->def->name, s->def->ready_timeout, what, (int)s->pid);
+		log_error(
+			"%s: not ready %u s after its start: the node has no network (%s; "
+			"no DHCP answer or no NIC?); dependent services wait; stopping it "
+			"(SIGTERM to pid %d) to restart it (ready_timeout in cvminit.conf)",
+			s->def->name, s->def->ready_timeout, what, (int)s->pid);
 	else
-		log_error("%s: not ready %u s after its start: nothing accepts on %s; stopping "
-			  "it (SIGTERM to pid %d) to restart it (ready_timeout in cvminit.conf)",
-			  s->def->name, s->def->ready_timeout, s->def->ready_socket, (int)s->pid);
+		log_error(
+			"%s: not ready %u s after its start: nothing accepts on %s; stopping "
+			"it (SIGTERM to pid %d) to restart it (ready_timeout in cvminit.conf)",
+			s->def->name, s->def->ready_timeout, s->def->ready_socket,
+			(int)s->pid);
 	svc_term(s, now);
 	s->not_ready = true;
 }
@@ -539,7 +550,8 @@ void svc_tick(void)
 			if (svc_probe(s, what, sizeof(what)))
 				svc_ready(s, what, now);
 			else if (s->def->ready_timeout &&
-				 now - s->started_ms >= (uint64_t)s->def->ready_timeout * 1000)
+				 now - s->started_ms >=
+					 (uint64_t)s->def->ready_timeout * 1000)
 				svc_not_ready(s, what, now);
 			else
 				s->timer_ms = now + SVC_PROBE_MS;
@@ -549,8 +561,8 @@ void svc_tick(void)
 			svc_set_state(s, SVC_WAITING, now, false, 0);
 			break;
 		case SVC_STOPPING:
-			log_warn("%s: still running %d s after SIGTERM: SIGKILL", s->def->name,
-				 SVC_STOP_TIMEOUT);
+			log_warn("%s: still running %d s after SIGTERM: SIGKILL",
+				 s->def->name, SVC_STOP_TIMEOUT);
 			kill(-s->pid, SIGKILL);
 			kill(s->pid, SIGKILL);
 			break;
@@ -629,7 +641,7 @@ static bool svc_gone(const struct svc *s)
 /* Reaps and drains output until every pending service is gone or the deadline passes. */
 static bool stop_wait(bool *pending, uint64_t start, uint64_t deadline)
 {
-	const struct timespec tick = { .tv_nsec = 20 * 1000 * 1000 };
+	const struct timespec tick = {.tv_nsec = 20 * 1000 * 1000};
 
 	for (;;) {
 		uint64_t now = now_ms();
@@ -678,7 +690,7 @@ static int cgroup_kill(const struct svc *s)
 static void stop_level(const int *depth, int level, unsigned timeout_s)
 {
 	uint64_t start = now_ms();
-	bool pending[SVC_MAX] = { false };
+	bool pending[SVC_MAX] = {false};
 	bool any = false;
 
 	for (int i = 0; i < nsvc; i++) {
@@ -688,8 +700,8 @@ static void stop_level(const int *depth, int level, unsigned timeout_s)
 		if (depth[i] != level || svc_gone(s))
 			continue;
 		n = svc_signal_all(s, SIGTERM);
-		log_info("shutdown: stopping %s (pid %d): SIGTERM to %d process%s", s->def->name,
-			 (int)s->pid, n, n == 1 ? "" : "es");
+		log_info("shutdown: stopping %s (pid %d): SIGTERM to %d process%s",
+			 s->def->name, (int)s->pid, n, n == 1 ? "" : "es");
 		pending[i] = any = true;
 	}
 	if (!any || stop_wait(pending, start, start + timeout_s * 1000ULL))
@@ -702,12 +714,16 @@ static void stop_level(const int *depth, int level, unsigned timeout_s)
 			continue;
 		n = cgroup_pids(&svcs[i], pids, (int)ARRAY_SIZE(pids));
 		if (cgroup_kill(&svcs[i]) == 0) {
-			log_warn("shutdown: %s still running after %u s: killed %d process%s "
-				 "(cgroup.kill)", svcs[i].def->name, timeout_s, n, n == 1 ? "" : "es");
+			log_warn(
+				"shutdown: %s still running after %u s: killed %d process%s "
+				"(cgroup.kill)",
+				svcs[i].def->name, timeout_s, n, n == 1 ? "" : "es");
 		} else {
 			n = svc_signal_all(&svcs[i], SIGKILL);
-			log_warn("shutdown: %s still running after %u s: killed %d process%s "
-				 "(SIGKILL)", svcs[i].def->name, timeout_s, n, n == 1 ? "" : "es");
+			log_warn(
+				"shutdown: %s still running after %u s: killed %d process%s "
+				"(SIGKILL)",
+				svcs[i].def->name, timeout_s, n, n == 1 ? "" : "es");
 		}
 	}
 	/* SIGKILL cannot be ignored: a second is plenty for the kernel to finish it. */
@@ -716,7 +732,7 @@ static void stop_level(const int *depth, int level, unsigned timeout_s)
 
 void svc_stop_all(unsigned timeout_s)
 {
-	int depth[SVC_MAX] = { 0 }, max_depth, cycle;
+	int depth[SVC_MAX] = {0}, max_depth, cycle;
 	uint64_t now = now_ms();
 
 	if (!nsvc)
@@ -758,7 +774,7 @@ static int svc_setup(struct svc *s, const struct svc_def *d, const char *cgroup_
 	int p[2], e = 0;
 	bool path_set = false;
 
-	*s = (struct svc){ .def = d, .state = SVC_WAITING, .out_r = -1, .out_w = -1 };
+	*s = (struct svc){.def = d, .state = SVC_WAITING, .out_r = -1, .out_w = -1};
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return log_errno(-errno, "%s: output pipe", d->name);
 	s->out_r = fd_above_stdio(p[0]);
@@ -780,7 +796,8 @@ static int svc_setup(struct svc *s, const struct svc_def *d, const char *cgroup_
 	if (cgroup_root) {
 		snprintf(s->cgroup, sizeof(s->cgroup), "%s/%s", cgroup_root, d->name);
 		if (mkdir(s->cgroup, 0755) < 0 && errno != EEXIST) {
-			log_warn_errno(-errno, "%s: create cgroup %s (running without one)",
+			log_warn_errno(-errno,
+				       "%s: create cgroup %s (running without one)",
 				       d->name, s->cgroup);
 			s->cgroup[0] = '\0';
 		}
@@ -808,8 +825,10 @@ int svc_init(const struct config *c, const struct svc_paths *paths)
 	if (statfs(paths->cgroup_root, &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC)
 		cgroup_root = paths->cgroup_root;
 	else if (c->nsvc)
-		log_warn("services: %s is not cgroup2: services run without a cgroup each "
-			 "and are stopped by process group", paths->cgroup_root);
+		log_warn(
+			"services: %s is not cgroup2: services run without a cgroup each "
+			"and are stopped by process group",
+			paths->cgroup_root);
 	svclog_setup(paths->log_dir, paths->kmsg);
 
 	for (nsvc = 0; nsvc < c->nsvc; nsvc++)

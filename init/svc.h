@@ -10,15 +10,17 @@
 #include "settings.h"
 #include "util.h"
 
-#define SVC_PROBE_MS      100   /* readiness probe interval */
-#define SVC_STOP_TIMEOUT  10    /* s between SIGTERM and SIGKILL when a dependency goes */
-#define SVC_DEFAULT_PATH  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define SVC_PROBE_MS	 100 /* readiness probe interval */
+#define SVC_STOP_TIMEOUT 10  /* s between SIGTERM and SIGKILL when a dependency goes */
+#define SVC_DEFAULT_PATH                                                                 \
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 /* Where things live; the tests point these into a scratch cgroup and directory. */
 struct svc_paths {
-	const char *cgroup_root; /* a cgroup2 mount (or a cgroup in one): /sys/fs/cgroup */
-	const char *log_dir;     /* /var/log */
-	const char *kmsg;        /* /dev/kmsg */
+	const char
+		*cgroup_root; /* a cgroup2 mount (or a cgroup in one): /sys/fs/cgroup */
+	const char *log_dir;  /* /var/log */
+	const char *kmsg;     /* /dev/kmsg */
 };
 
 /* Builds the runtime table from the parsed config (c must outlive it): output pipes,
@@ -66,7 +68,7 @@ bool svc_transition_ok(enum svc_state from, enum svc_state to);
 uint64_t svc_state_timer(enum svc_state to, uint64_t now, bool probe, uint64_t delay_ms);
 
 struct svc_backoff {
-	unsigned delay;    /* seconds before the next restart */
+	unsigned delay;	   /* seconds before the next restart */
 	unsigned restarts; /* restarts in a row since the last stable run */
 };
 

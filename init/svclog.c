@@ -20,7 +20,7 @@ static int kmsg_fd = -1;
 
 void svclog_rate_init(struct svclog_rate *r, uint64_t now_ms)
 {
-	*r = (struct svclog_rate){ .last_ms = now_ms, .millitokens = SVCLOG_BURST * 1000u };
+	*r = (struct svclog_rate){.last_ms = now_ms, .millitokens = SVCLOG_BURST * 1000u};
 }
 
 bool svclog_rate_take(struct svclog_rate *r, uint64_t now_ms)
@@ -31,7 +31,8 @@ bool svclog_rate_take(struct svclog_rate *r, uint64_t now_ms)
 		uint64_t dt = now_ms - r->last_ms;
 		uint64_t t = r->millitokens + (dt > 10000 ? 10000 : dt) * SVCLOG_RATE;
 
-		r->millitokens = t > SVCLOG_BURST * 1000u ? SVCLOG_BURST * 1000u : (uint32_t)t;
+		r->millitokens =
+			t > SVCLOG_BURST * 1000u ? SVCLOG_BURST * 1000u : (uint32_t)t;
 		r->last_ms = now_ms;
 	}
 	if (r->millitokens < 1000) {
@@ -80,8 +81,8 @@ void svclog_split_flush(struct svclog_lines *l, svclog_emit_fn emit, void *ctx)
 
 int svclog_path(char *out, size_t len, const char *dir, const char *name, int n)
 {
-	int r = n ? snprintf(out, len, "%s/%s.log.%d.zst", dir, name, n) :
-		    snprintf(out, len, "%s/%s.log", dir, name);
+	int r = n ? snprintf(out, len, "%s/%s.log.%d.zst", dir, name, n)
+		  : snprintf(out, len, "%s/%s.log", dir, name);
 
 	if (r < 0 || (size_t)r >= len)
 		return -ENAMETOOLONG;
@@ -105,13 +106,14 @@ static ssize_t compress_fd(ZSTD_CCtx *cc, int src, int dst)
 			return -errno;
 		eof = n == 0;
 
-		ZSTD_inBuffer in = { zin, (size_t)n, 0 };
+		ZSTD_inBuffer in = {zin, (size_t)n, 0};
 		size_t left;
 		do {
-			ZSTD_outBuffer out = { zout, sizeof(zout), 0 };
+			ZSTD_outBuffer out = {zout, sizeof(zout), 0};
 			int r;
 
-			left = ZSTD_compressStream2(cc, &out, &in, eof ? ZSTD_e_end : ZSTD_e_continue);
+			left = ZSTD_compressStream2(cc, &out, &in,
+						    eof ? ZSTD_e_end : ZSTD_e_continue);
 			if (ZSTD_isError(left))
 				return -EIO;
 			if ((r = write_full(dst, zout, out.pos)) < 0)
@@ -135,8 +137,10 @@ ssize_t svclog_compress(int src, int dst)
 	cc = ZSTD_initStaticCCtx(zstd_ws, sizeof(zstd_ws));
 	if (!cc)
 		return -ENOMEM;
-	if (ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, SVCLOG_ZSTD_LEVEL)) ||
-	    ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, SVCLOG_ZSTD_WLOG)) ||
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel,
+						SVCLOG_ZSTD_LEVEL)) ||
+	    ZSTD_isError(
+		    ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, SVCLOG_ZSTD_WLOG)) ||
 	    ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1)) ||
 	    ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(cc, (unsigned long long)st.st_size)))
 		return -EINVAL;
@@ -228,8 +232,10 @@ int svclog_setup(const char *dir, const char *kmsg_path)
 	/* The console is the host's: if the kernel would print service lines there (its
 	 * level could not be pinned), they go to the files only. */
 	if (log_console_prints(SVCLOG_KMSG_LEVEL)) {
-		log_error("service output: the kernel console prints level %d: service lines "
-			  "go to %s only, not to kmsg", SVCLOG_KMSG_LEVEL, dir);
+		log_error(
+			"service output: the kernel console prints level %d: service lines "
+			"go to %s only, not to kmsg",
+			SVCLOG_KMSG_LEVEL, dir);
 		return -EPERM;
 	}
 	/* No O_CREAT: before devtmpfs that would leave a plain file named /dev/kmsg. */
@@ -241,7 +247,7 @@ int svclog_setup(const char *dir, const char *kmsg_path)
 
 void svclog_init(struct svclog *l, const char *name, uint64_t now_ms)
 {
-	*l = (struct svclog){ .name = name, .file_fd = -1 };
+	*l = (struct svclog){.name = name, .file_fd = -1};
 	svclog_rate_init(&l->rate, now_ms);
 }
 
@@ -251,12 +257,12 @@ static void kmsg_write(const struct svclog *l, const char *line, size_t len)
 	/* LOG_DEBUG: the host reads the serial console, and services' lines name pods,
 	 * images and errors. The kernel prints a record on the console only below
 	 * console_loglevel, which cvminit caps at SVCLOG_KMSG_LEVEL (log_open_kmsg). */
-	int n = snprintf(prefix, sizeof(prefix), "<%d>%s: ", LOG_DAEMON | SVCLOG_KMSG_LEVEL,
-			 l->name);
+	int n = snprintf(prefix, sizeof(prefix),
+			 "<%d>%s: ", LOG_DAEMON | SVCLOG_KMSG_LEVEL, l->name);
 	struct iovec iov[3] = {
-		{ .iov_base = prefix, .iov_len = (size_t)n },
-		{ .iov_base = (void *)line, .iov_len = len },
-		{ .iov_base = "\n", .iov_len = 1 },
+		{.iov_base = prefix, .iov_len = (size_t)n},
+		{.iov_base = (void *)line, .iov_len = len},
+		{.iov_base = "\n", .iov_len = 1},
 	};
 
 	/* One writev is one kmsg record. */
@@ -277,7 +283,8 @@ static void file_open(struct svclog *l)
 	/* /var/log appears when the state partition is mounted; until then, retry now
 	 * and then rather than on every line. */
 	mkdir(log_dir, 0755);
-	l->file_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	l->file_fd =
+		open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (l->file_fd < 0)
 		return;
 	l->file_size = fstat(l->file_fd, &st) == 0 ? st.st_size : 0;
@@ -286,8 +293,8 @@ static void file_open(struct svclog *l)
 static void file_write(struct svclog *l, const char *line, size_t len)
 {
 	struct iovec iov[2] = {
-		{ .iov_base = (void *)line, .iov_len = len },
-		{ .iov_base = "\n", .iov_len = 1 },
+		{.iov_base = (void *)line, .iov_len = len},
+		{.iov_base = "\n", .iov_len = 1},
 	};
 	ssize_t w;
 	int r;
@@ -299,8 +306,8 @@ static void file_write(struct svclog *l, const char *line, size_t len)
 		r = svclog_rotate(log_dir, l->name, l->file_fd);
 		if (r < 0) {
 			/* Never let a log that cannot rotate fill /var: start it over. */
-			log_warn_errno(r, "%s: rotate %s/%s.log (truncating it)", l->name, log_dir,
-				       l->name);
+			log_warn_errno(r, "%s: rotate %s/%s.log (truncating it)", l->name,
+				       log_dir, l->name);
 			if (ftruncate(l->file_fd, 0) < 0) {
 				close(l->file_fd);
 				l->file_fd = -1;
@@ -322,7 +329,8 @@ static void file_write(struct svclog *l, const char *line, size_t len)
 static void report_dropped(struct svclog *l, uint64_t now_ms)
 {
 	char msg[64];
-	int n = snprintf(msg, sizeof(msg), "%u lines dropped (rate limit)", l->rate.dropped);
+	int n = snprintf(msg, sizeof(msg), "%u lines dropped (rate limit)",
+			 l->rate.dropped);
 
 	kmsg_write(l, msg, (size_t)n);
 	l->rate.dropped = 0;

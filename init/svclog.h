@@ -8,27 +8,28 @@
 
 #include "util.h"
 
-#define SVCLOG_LINE_MAX    896             /* a record with "<31>name: " fits kmsg's 992 */
+#define SVCLOG_LINE_MAX 896 /* a record with "<31>name: " fits kmsg's 992 */
 /* The kmsg level of service lines: the console prints only levels below the console
  * level, which log_open_kmsg() holds at or under this (LOG_CONSOLE_LEVEL_MAX). */
-#define SVCLOG_KMSG_LEVEL  LOG_DEBUG
-#define SVCLOG_RATE        50              /* lines per second to kmsg, steady */
-#define SVCLOG_BURST       200             /* lines to kmsg at once after a quiet spell */
-#define SVCLOG_ROTATE_SIZE (1024 * 1024)   /* <name>.log is rotated before it grows past this */
-#define SVCLOG_KEEP        3               /* <name>.log.1.zst … .3.zst */
-#define SVCLOG_RETRY_MS    10000           /* how often to retry opening an unwritable log */
+#define SVCLOG_KMSG_LEVEL LOG_DEBUG
+#define SVCLOG_RATE	  50  /* lines per second to kmsg, steady */
+#define SVCLOG_BURST	  200 /* lines to kmsg at once after a quiet spell */
+#define SVCLOG_ROTATE_SIZE                                                               \
+	(1024 * 1024)	      /* <name>.log is rotated before it grows past this */
+#define SVCLOG_KEEP	3     /* <name>.log.1.zst … .3.zst */
+#define SVCLOG_RETRY_MS 10000 /* how often to retry opening an unwritable log */
 /* The zstd work area: ZSTD_estimateCStreamSize for level 3 with a 1 MiB window is 2.5 MiB
  * (libzstd 1.5.4); whole pages, so it can be handed back with MADV_DONTNEED. */
-#define SVCLOG_ZSTD_LEVEL  3
-#define SVCLOG_ZSTD_WLOG   20
-#define SVCLOG_ZSTD_WS     (2816u * 1024)
+#define SVCLOG_ZSTD_LEVEL 3
+#define SVCLOG_ZSTD_WLOG  20
+#define SVCLOG_ZSTD_WS	  (2816u * 1024)
 
 /* Token bucket in thousandths of a line, so any rate works with integer arithmetic. */
 struct svclog_rate {
 	uint64_t last_ms;
 	uint64_t last_drop_ms; /* when the last line was refused */
 	uint32_t millitokens;
-	uint32_t dropped;      /* lines refused and not reported yet */
+	uint32_t dropped; /* lines refused and not reported yet */
 };
 
 void svclog_rate_init(struct svclog_rate *r, uint64_t now_ms);
@@ -65,11 +66,11 @@ struct svclog {
 	const char *name;
 	struct svclog_lines lines;
 	struct svclog_rate rate;
-	int file_fd;               /* -1 until the log directory is writable */
+	int file_fd; /* -1 until the log directory is writable */
 	off_t file_size;
-	uint64_t file_retry_ms;    /* next time to try opening the file */
-	uint64_t now_ms;           /* time of the data being split (for the rate limiter) */
-	uint64_t next_report_ms;   /* "N lines dropped" at most once a second */
+	uint64_t file_retry_ms;	 /* next time to try opening the file */
+	uint64_t now_ms;	 /* time of the data being split (for the rate limiter) */
+	uint64_t next_report_ms; /* "N lines dropped" at most once a second */
 };
 
 /* Where output goes: the log directory (e.g. /var/log) and the kmsg device. Opens kmsg

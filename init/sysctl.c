@@ -11,7 +11,7 @@
 #include "util.h"
 
 #define SYSCTL_FILES_MAX 64
-#define SYSCTL_NAME_MAX  128
+#define SYSCTL_NAME_MAX	 128
 
 static char *trim(char *s)
 {
@@ -139,7 +139,8 @@ static int cmp_name(const void *a, const void *b)
 
 int sysctl_apply(const char *const *dirs)
 {
-	static const char *const root_dirs[] = { "/usr/lib/sysctl.d", "/etc/sysctl.d", NULL };
+	static const char *const root_dirs[] = {"/usr/lib/sysctl.d", "/etc/sysctl.d",
+						NULL};
 	static char names[SYSCTL_FILES_MAX][512];
 	char *files[SYSCTL_FILES_MAX];
 	int nfiles = 0, failed = 0, applied = 0;
@@ -169,7 +170,8 @@ int sysctl_apply(const char *const *dirs)
 			}
 			if (same < 0)
 				same = nfiles++;
-			snprintf(names[same], sizeof(names[0]), "%.200s/%.128s", dirs[d], e->d_name);
+			snprintf(names[same], sizeof(names[0]), "%.200s/%.128s", dirs[d],
+				 e->d_name);
 			files[same] = names[same];
 		}
 		if (dir)
@@ -179,7 +181,9 @@ int sysctl_apply(const char *const *dirs)
 	for (int i = 0; i < nfiles; i++)
 		failed += apply_file(files[i], &applied);
 	if (nfiles)
-		log_msg(failed ? LOG_ERR : LOG_INFO, "sysctl: %d setting(s) applied from %d "
-			"file(s), %d failed", applied, nfiles, failed);
+		log_msg(failed ? LOG_ERR : LOG_INFO,
+			"sysctl: %d setting(s) applied from %d "
+			"file(s), %d failed",
+			applied, nfiles, failed);
 	return failed;
 }

@@ -20,7 +20,7 @@ static uint64_t clock_usec(clockid_t id)
 void timeline_add(struct timeline *t, const char *stage, uint64_t usec)
 {
 	if (t->n < TIMELINE_MAX)
-		t->marks[t->n++] = (typeof(t->marks[0])){ stage, usec, 0 };
+		t->marks[t->n++] = (typeof(t->marks[0])){stage, usec, 0};
 }
 
 void timeline_mark(const char *stage)
@@ -66,22 +66,25 @@ void timeline_finish(void)
 	if (t->n == 0)
 		return;
 	timeline_mark("boot-complete");
-	log_info("boot complete in %llu ms (%llu ms since the kernel started)",
-		 (unsigned long long)((t->marks[t->n - 1].usec - t->marks[0].usec) / 1000),
-		 (unsigned long long)(t->marks[t->n - 1].usec / 1000));
+	log_info(
+		"boot complete in %llu ms (%llu ms since the kernel started)",
+		(unsigned long long)((t->marks[t->n - 1].usec - t->marks[0].usec) / 1000),
+		(unsigned long long)(t->marks[t->n - 1].usec / 1000));
 	for (size_t i = 0; i < t->n; i++) {
 		uint64_t d = t->marks[i].usec - (i ? t->marks[i - 1].usec : 0);
-		log_info("timeline: %s %llu.%03llu ms (+%llu.%03llu ms) cpu %llu.%03llu ms",
-			 t->marks[i].stage, (unsigned long long)(t->marks[i].usec / 1000),
-			 (unsigned long long)(t->marks[i].usec % 1000),
-			 (unsigned long long)(d / 1000), (unsigned long long)(d % 1000),
-			 (unsigned long long)(t->marks[i].cpu_usec / 1000),
-			 (unsigned long long)(t->marks[i].cpu_usec % 1000));
+		log_info(
+			"timeline: %s %llu.%03llu ms (+%llu.%03llu ms) cpu %llu.%03llu ms",
+			t->marks[i].stage, (unsigned long long)(t->marks[i].usec / 1000),
+			(unsigned long long)(t->marks[i].usec % 1000),
+			(unsigned long long)(d / 1000), (unsigned long long)(d % 1000),
+			(unsigned long long)(t->marks[i].cpu_usec / 1000),
+			(unsigned long long)(t->marks[i].cpu_usec % 1000));
 	}
 
 	len = timeline_format(t, buf, sizeof(buf));
 	mkdir("/run/cvminit", 0755);
-	fd = open("/run/cvminit/timeline", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open("/run/cvminit/timeline", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  0644);
 	if (fd < 0) {
 		log_warn_errno(-errno, "write /run/cvminit/timeline");
 		return;

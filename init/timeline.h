@@ -10,7 +10,7 @@
 struct timeline {
 	struct {
 		const char *stage;
-		uint64_t usec; /* CLOCK_MONOTONIC: 0 is (about) the kernel's start */
+		uint64_t usec;	   /* CLOCK_MONOTONIC: 0 is (about) the kernel's start */
 		uint64_t cpu_usec; /* PID 1's own CPU time then (0: not recorded) */
 	} marks[TIMELINE_MAX];
 	size_t n;

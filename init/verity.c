@@ -136,10 +136,10 @@ int verity_open(const char *name, const char *data_dev, const char *hash_dev,
 	if (r < 0)
 		goto out;
 
-	r = crypt_activate_by_volume_key(cd, name, (const char *)roothash, hash_len,
-					 CRYPT_ACTIVATE_READONLY |
-						 (panic ? CRYPT_ACTIVATE_PANIC_ON_CORRUPTION
-							: CRYPT_ACTIVATE_RESTART_ON_CORRUPTION));
+	r = crypt_activate_by_volume_key(
+		cd, name, (const char *)roothash, hash_len,
+		CRYPT_ACTIVATE_READONLY | (panic ? CRYPT_ACTIVATE_PANIC_ON_CORRUPTION
+						 : CRYPT_ACTIVATE_RESTART_ON_CORRUPTION));
 	if (r < 0) {
 		log_errno(r, "verity: activate %s", name);
 		goto out;

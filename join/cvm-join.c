@@ -122,7 +122,8 @@ static void serve(int fd, const char *peer)
 		printf("cvm-join: %s: the node went away before its bundle\n", peer);
 	else
 		printf("cvm-join: %s: JOINED: bundle sent (%zu bytes, encrypted to the "
-		       "node's quoted key)\n", peer, cfg.bundle_len);
+		       "node's quoted key)\n",
+		       peer, cfg.bundle_len);
 }
 
 static int load(const char *path, uint8_t **p, size_t *n)
@@ -149,26 +150,29 @@ static int make_bundle(const char *server, const char *ca_path, const char *toke
 		tok[--tok_len] = '\0';
 	for (size_t i = 0; i < tok_len; i++)
 		if (tok[i] < 0x21 || tok[i] > 0x7e)
-			return fprintf(stderr, "cvm-join: --token: not one printable word\n"),
+			return fprintf(stderr,
+				       "cvm-join: --token: not one printable word\n"),
 			       -EINVAL;
 	mbedtls_base64_encode(NULL, 0, &b64_len, ca, ca_len);
 	b64 = malloc(b64_len + 1);
 	if (!b64 || mbedtls_base64_encode((unsigned char *)b64, b64_len + 1, &b64_len, ca,
 					  ca_len))
 		return -ENOMEM;
-	n = asprintf(&text,
-		     "apiVersion: v1\nkind: Config\nclusters:\n- name: cluster\n  cluster:\n"
-		     "    server: %s\n    certificate-authority-data: %s\n"
-		     "users:\n- name: kubelet-bootstrap\n  user:\n    token: %s\n"
-		     "contexts:\n- name: bootstrap\n  context:\n    cluster: cluster\n"
-		     "    user: kubelet-bootstrap\ncurrent-context: bootstrap\n",
-		     server, b64, (char *)tok);
+	n = asprintf(
+		&text,
+		"apiVersion: v1\nkind: Config\nclusters:\n- name: cluster\n  cluster:\n"
+		"    server: %s\n    certificate-authority-data: %s\n"
+		"users:\n- name: kubelet-bootstrap\n  user:\n    token: %s\n"
+		"contexts:\n- name: bootstrap\n  context:\n    cluster: cluster\n"
+		"    user: kubelet-bootstrap\ncurrent-context: bootstrap\n",
+		server, b64, (char *)tok);
 	if (n < 0)
 		return -ENOMEM;
 	if ((size_t)n > JOIN_MAX_BUNDLE) {
 		free(text);
 		return fprintf(stderr, "cvm-join: the bundle is over %d bytes\n",
-			       JOIN_MAX_BUNDLE), -E2BIG;
+			       JOIN_MAX_BUNDLE),
+		       -E2BIG;
 	}
 	cfg.bundle = (uint8_t *)text;
 	cfg.bundle_len = (size_t)n;
@@ -270,8 +274,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc || !listen_addr || !keyp || !mp || !cfg.cas || !server || !cap ||
-	    !tokp) {
+	if (optind < argc || !listen_addr || !keyp || !mp || !cfg.cas || !server ||
+	    !cap || !tokp) {
 		fputs(help, stderr);
 		return 2;
 	}
@@ -287,7 +291,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	lfd = listen_on(listen_addr);
 	if (lfd < 0) {
-		fprintf(stderr, "cvm-join: listen on %s: %s\n", listen_addr, strerror(-lfd));
+		fprintf(stderr, "cvm-join: listen on %s: %s\n", listen_addr,
+			strerror(-lfd));
 		return 2;
 	}
 	printf("cvm-join: listening on %s\n", listen_addr);

@@ -120,7 +120,8 @@ int write_file_text(const char *path, const char *value)
 	return (size_t)n == len ? 0 : -EIO;
 }
 
-int read_file_alloc(const char *path, bool any_file, size_t max, uint8_t **ret, size_t *len)
+int read_file_alloc(const char *path, bool any_file, size_t max, uint8_t **ret,
+		    size_t *len)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	_cleanup_free_ uint8_t *buf = NULL;

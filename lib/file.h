@@ -27,7 +27,8 @@ ssize_t read_file_bytes(const char *path, void *buf, size_t size);
 int write_file_text(const char *path, const char *value);
 /* A whole file until EOF into a new buffer, NUL-terminated past *len: a regular file, or
  * anything but a directory when any_file (-EINVAL otherwise). -EFBIG past max bytes. */
-int read_file_alloc(const char *path, bool any_file, size_t max, uint8_t **ret, size_t *len);
+int read_file_alloc(const char *path, bool any_file, size_t max, uint8_t **ret,
+		    size_t *len);
 
 /* The node of the active device-mapper device name: /dev/mapper/<name> (libdevmapper) or,
  * without udev, /dev/dm-N found by the name sysfs shows. 0, -ENOENT, or -errno. */

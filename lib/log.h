@@ -22,12 +22,12 @@ void log_msg(int level, const char *fmt, ...) _printf_(2, 3);
 /* Logs "<msg>: <strerror(-r)>" at level and returns r (a negative errno). */
 int log_errno_at(int level, int r, const char *fmt, ...) _printf_(3, 4);
 
-#define log_debug(...)  log_msg(LOG_DEBUG, __VA_ARGS__)
-#define log_info(...)   log_msg(LOG_INFO, __VA_ARGS__)
-#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
-#define log_warn(...)   log_msg(LOG_WARNING, __VA_ARGS__)
-#define log_error(...)  log_msg(LOG_ERR, __VA_ARGS__)
-#define log_errno(r, ...) log_errno_at(LOG_ERR, r, __VA_ARGS__)
+#define log_debug(...)	       log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)	       log_msg(LOG_INFO, __VA_ARGS__)
+#define log_notice(...)	       log_msg(LOG_NOTICE, __VA_ARGS__)
+#define log_warn(...)	       log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_error(...)	       log_msg(LOG_ERR, __VA_ARGS__)
+#define log_errno(r, ...)      log_errno_at(LOG_ERR, r, __VA_ARGS__)
 #define log_warn_errno(r, ...) log_errno_at(LOG_WARNING, r, __VA_ARGS__)
 
 /* Parses "err", "info", "7", … into a syslog level; -EINVAL when unknown. */

@@ -672,9 +672,11 @@ static int run(struct out *o, const char *target, const char *evidence,
 	if (resp.status != ATTEST_OK) {
 		const struct attest_span *e = &resp.item[ATTEST_ITEM_ERROR];
 
-		say(o, "refused", -1, "agent: it answered status %d (%s)%s%.*s", resp.status,
+		say(o, "refused", -1, "agent: it answered status %d (%s)%s%.*s",
+		    resp.status,
 		    resp.status == ATTEST_TPM_FAILED ? "its TPM failed" : "refused",
-		    e->present ? ": " : "", e->present ? (int)(e->len > 200 ? 200 : e->len) : 0,
+		    e->present ? ": " : "",
+		    e->present ? (int)(e->len > 200 ? 200 : e->len) : 0,
 		    e->present ? (const char *)e->p : "");
 		return ATTEST_EXIT_UNREACHABLE;
 	}
@@ -890,7 +892,8 @@ int cmd_attest(int argc, char **argv)
 	cas_len++; /* the NUL */
 	if (o.json)
 		o.findings = json_object_new_array();
-	ret = run(&o, target, evidence, nonce, save, timeout_s, &m, cas, cas_len, -1, NULL);
+	ret = run(&o, target, evidence, nonce, save, timeout_s, &m, cas, cas_len, -1,
+		  NULL);
 	measurements_free(&m);
 	if (o.json) {
 		static const char *const verdicts[] = {"attested", "mismatch", "usage",

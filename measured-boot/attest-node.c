@@ -386,7 +386,8 @@ int attest_evidence(struct tpm *t, const struct attest_keys *k,
 		 * loaded) has none: left out, and the verifier says so. */
 		r = attest_tsm_report(src->tsm_root, data, sizeof(data), b);
 		if (r < 0 && r != -ENOENT)
-			log_warn_errno(r, "agent: configfs-tsm report: none in the evidence");
+			log_warn_errno(
+				r, "agent: configfs-tsm report: none in the evidence");
 	}
 	*step = "assemble the response";
 	return attest_buf_end(b);

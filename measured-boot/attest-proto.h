@@ -57,7 +57,7 @@ enum attest_item {
 	ATTEST_ITEM_TSM_PROVIDER =
 		9,		 /* configfs-tsm provider ("sev_guest", "tdx_guest") */
 	ATTEST_ITEM_SECRET = 10, /* ActivateCredential's result */
-	ATTEST_ITEM_ERROR = 11,  /* with a failure status: what failed, as text */
+	ATTEST_ITEM_ERROR = 11,	 /* with a failure status: what failed, as text */
 	ATTEST_ITEM_MAX = 11,
 };
 

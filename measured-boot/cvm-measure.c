@@ -945,7 +945,8 @@ static int cmd_predict(int argc, char **argv)
 	}
 
 	if (json && fw_path && json_alg != DIGEST_ALG_SHA256) {
-		ret = usage_error("predict ", "--firmware-log: the JSON's bank must be sha256");
+		ret = usage_error("predict ",
+				  "--firmware-log: the JSON's bank must be sha256");
 		goto out;
 	}
 	if (json && fw_path) {
@@ -963,12 +964,14 @@ static int cmd_predict(int argc, char **argv)
 		if (have_vk)
 			printf("wrote %s: PCR 4 %s after .linux; PCR 11 %s after %s; PCR 15 %s "
 			       "after %s (pinned from %s)\n",
-			       json, digest_alg_name(json_alg), digest_alg_name(json_alg), phase,
-			       digest_alg_name(json_alg), log15.records[n15 - 1].event, node_log);
+			       json, digest_alg_name(json_alg), digest_alg_name(json_alg),
+			       phase, digest_alg_name(json_alg),
+			       log15.records[n15 - 1].event, node_log);
 		else
 			printf("wrote %s: PCR 4 %s after .linux; PCR 11 %s after %s; PCR 15's "
 			       "image-wide records\n",
-			       json, digest_alg_name(json_alg), digest_alg_name(json_alg), phase);
+			       json, digest_alg_name(json_alg), digest_alg_name(json_alg),
+			       phase);
 		if (!have_vk)
 			fprintf(stderr,
 				"cvm-measure: note: PCR 15's value left out of %s (only its "
@@ -1700,8 +1703,8 @@ out:
 
 /* The first line of an unfilled reference slot (image/mkosi.finalize makes it), and of a
  * filled one (identity_reference()). */
-#define SLOT_MARKER "unfilled-cvminit-reference-slot"
-#define SLOT_FILLED "# cvminit reference values"
+#define SLOT_MARKER	    "unfilled-cvminit-reference-slot"
+#define SLOT_FILLED	    "# cvminit reference values"
 #define REFERENCE_SLOT_PATH "/etc/cvminit/reference"
 
 static int cmd_refs(int argc, char **argv)
@@ -1747,14 +1750,15 @@ static int cmd_refs(int argc, char **argv)
 	}
 	initrd = pe_section_file_data(&pe, s, &len);
 	has_conf = cpio_find(initrd, len, PREDICT_CONFIG_PATH, &conf, &off, &why);
-	r = has_conf < 0 ? has_conf : cpio_find(initrd, len, REFERENCE_SLOT_PATH, &slot, &off, &why);
+	r = has_conf < 0 ? has_conf
+			 : cpio_find(initrd, len, REFERENCE_SLOT_PATH, &slot, &off, &why);
 	if (r < 0) {
-		r = input_error("%s: .initrd: byte offset %zu of the section: %s", uki, off,
-				why ? why : strerror(-r));
+		r = input_error("%s: .initrd: byte offset %zu of the section: %s", uki,
+				off, why ? why : strerror(-r));
 		goto out;
 	}
-	n = identity_reference(cmdline, has_conf ? conf.data : NULL, has_conf ? conf.size : 0,
-			       text, sizeof(text));
+	n = identity_reference(cmdline, has_conf ? conf.data : NULL,
+			       has_conf ? conf.size : 0, text, sizeof(text));
 	if (n < 0) {
 		r = input_error("%s: %s", uki,
 				n == -EINVAL ? "its roothash= is one cvminit refuses"
@@ -1769,13 +1773,15 @@ static int cmd_refs(int argc, char **argv)
 	if (r == 0 || (slot.size < sizeof(SLOT_FILLED) - 1) ||
 	    (memcmp(slot.data, SLOT_MARKER, sizeof(SLOT_MARKER) - 1) != 0 &&
 	     memcmp(slot.data, SLOT_FILLED, sizeof(SLOT_FILLED) - 1) != 0)) {
-		r = input_error("%s: the initrd has no %s slot (image/mkosi.finalize makes it)",
-				uki, REFERENCE_SLOT_PATH);
+		r = input_error(
+			"%s: the initrd has no %s slot (image/mkosi.finalize makes it)",
+			uki, REFERENCE_SLOT_PATH);
 		goto out;
 	}
 	if ((size_t)n > slot.size) {
-		r = input_error("%s: the reference values (%d bytes) do not fit the %zu-byte slot",
-				uki, n, slot.size);
+		r = input_error(
+			"%s: the reference values (%d bytes) do not fit the %zu-byte slot",
+			uki, n, slot.size);
 		goto out;
 	}
 	{
@@ -1793,7 +1799,8 @@ static int cmd_refs(int argc, char **argv)
 		r = fd < 0 ? -errno
 			   : pwrite_full(fd, fill, slot.size, (off_t)(slot.data - buf));
 		if (r < 0) {
-			r = input_error("%s: write the reference slot: %s", uki, strerror(-r));
+			r = input_error("%s: write the reference slot: %s", uki,
+					strerror(-r));
 			goto out;
 		}
 	}

@@ -130,7 +130,8 @@ static bool utf8_text(const uint8_t *p, size_t n)
 				return false;
 			cp = cp << 6 | (p[i + j] & 0x3f);
 		}
-		if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		if ((k == 2 && cp < 0x800) ||
+		    (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
 		    (cp >= 0xd800 && cp <= 0xdfff))
 			return false;
 		i += k + 1;
@@ -210,7 +211,8 @@ int eventlog_append_locked(int fd, struct eventlog_record *r)
 	int k;
 
 	if (!r->event || r->pcr > EVENTLOG_MAX_PCR || r->n_digests == 0 ||
-	    r->n_digests > EVENTLOG_MAX_DIGESTS || (r->has_data && r->data_len > INT_MAX / 2))
+	    r->n_digests > EVENTLOG_MAX_DIGESTS ||
+	    (r->has_data && r->data_len > INT_MAX / 2))
 		return -EINVAL;
 	for (size_t i = 0; i < r->n_digests; i++)
 		if (!digest_alg_name(r->digests[i].alg) ||
@@ -556,8 +558,9 @@ int eventlog_check_content(const struct eventlog_record *r, char *why, size_t wh
 		data = r->event;
 		len = strlen(r->event);
 	} else {
-		snprintf(why, why_len, "the record carries no content (not content_type "
-					"systemd): its digests cannot be checked");
+		snprintf(why, why_len,
+			 "the record carries no content (not content_type "
+			 "systemd): its digests cannot be checked");
 		return -ENODATA;
 	}
 	for (size_t i = 0; i < r->n_digests; i++) {
@@ -569,10 +572,12 @@ int eventlog_check_content(const struct eventlog_record *r, char *why, size_t wh
 				 digest_alg_name(r->digests[i].alg) ?: "?");
 			return -EOPNOTSUPP;
 		}
-		if ((size_t)k != r->digests[i].size || memcmp(d, r->digests[i].buf, (size_t)k)) {
-			snprintf(why, why_len,
-				 "its %s digest is not the digest of its content (%zu bytes)",
-				 digest_alg_name(r->digests[i].alg) ?: "?", len);
+		if ((size_t)k != r->digests[i].size ||
+		    memcmp(d, r->digests[i].buf, (size_t)k)) {
+			snprintf(
+				why, why_len,
+				"its %s digest is not the digest of its content (%zu bytes)",
+				digest_alg_name(r->digests[i].alg) ?: "?", len);
 			return 1;
 		}
 	}

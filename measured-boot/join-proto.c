@@ -72,15 +72,16 @@ int join_body_parse(enum join_type type, const uint8_t *body, size_t len,
 			return *why = "refused: reason empty or over 512 bytes", -EBADMSG;
 		for (size_t i = 0; i < len; i++)
 			if (body[i] < 0x20 || body[i] > 0x7e)
-				return *why = "refused: reason not printable ASCII", -EBADMSG;
+				return *why = "refused: reason not printable ASCII",
+				       -EBADMSG;
 		return 0;
 	}
 	return *why = "unknown type", -EBADMSG;
 }
 
-static void sha256_parts(uint8_t out[32], const void *a, size_t an, const void *b, size_t bn,
-			 const void *c, size_t cn, const void *d, size_t dn, const void *e,
-			 size_t en)
+static void sha256_parts(uint8_t out[32], const void *a, size_t an, const void *b,
+			 size_t bn, const void *c, size_t cn, const void *d, size_t dn,
+			 const void *e, size_t en)
 {
 	mbedtls_sha256_context s;
 
@@ -109,7 +110,8 @@ void join_transcript(const uint8_t *node_pub, const uint8_t *challenge,
 
 void join_quote_nonce(const uint8_t *nonce, const uint8_t *node_pub, uint8_t out[32])
 {
-	sha256_parts(out, nonce, JOIN_NONCE, node_pub, JOIN_PUB, NULL, 0, NULL, 0, NULL, 0);
+	sha256_parts(out, nonce, JOIN_NONCE, node_pub, JOIN_PUB, NULL, 0, NULL, 0, NULL,
+		     0);
 }
 
 static int rng(void *ctx, unsigned char *p, size_t n)
@@ -145,8 +147,8 @@ int join_eph_new(struct join_eph *k)
 	if (!r)
 		r = mbedtls_mpi_write_binary(&d, k->priv, sizeof(k->priv));
 	if (!r)
-		r = mbedtls_ecp_point_write_binary(&g, &q, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen,
-						   k->pub, sizeof(k->pub));
+		r = mbedtls_ecp_point_write_binary(&g, &q, MBEDTLS_ECP_PF_UNCOMPRESSED,
+						   &olen, k->pub, sizeof(k->pub));
 	if (!r && olen != JOIN_PUB)
 		r = -1;
 	mbedtls_ecp_point_free(&q);
@@ -224,8 +226,9 @@ int join_open(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t *out
 	mbedtls_gcm_init(&g);
 	r = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256);
 	if (!r)
-		r = mbedtls_gcm_auth_decrypt(&g, n, in, JOIN_IV, NULL, 0, in + JOIN_IV + n,
-					     JOIN_TAG, in + JOIN_IV, out);
+		r = mbedtls_gcm_auth_decrypt(&g, n, in, JOIN_IV, NULL, 0,
+					     in + JOIN_IV + n, JOIN_TAG, in + JOIN_IV,
+					     out);
 	mbedtls_gcm_free(&g);
 	return r ? -EBADMSG : (int)n;
 }

@@ -83,14 +83,15 @@ int measure_banks_check(const struct tpm_bank *banks, size_t n, char *err, size_
 		int size = digest_size(banks[i].alg);
 
 		if (size <= 0 || size != banks[i].size) {
-			snprintf(err, errlen,
-				 "the TPM's active PCR bank 0x%04x (%s) is an algorithm "
-				 "cvminit cannot extend: it would keep its reset value and a "
-				 "policy over it would unseal whatever ran. Deactivate that "
-				 "bank (tpm2_pcrallocate) or give the VM a TPM with sha1, "
-				 "sha256, sha384 and sha512 banks only",
-				 banks[i].alg,
-				 tpm_alg_name(banks[i].alg) ?: "unknown algorithm");
+			snprintf(
+				err, errlen,
+				"the TPM's active PCR bank 0x%04x (%s) is an algorithm "
+				"cvminit cannot extend: it would keep its reset value and a "
+				"policy over it would unseal whatever ran. Deactivate that "
+				"bank (tpm2_pcrallocate) or give the VM a TPM with sha1, "
+				"sha256, sha384 and sha512 banks only",
+				banks[i].alg,
+				tpm_alg_name(banks[i].alg) ?: "unknown algorithm");
 			return -EOPNOTSUPP;
 		}
 	}
@@ -111,7 +112,8 @@ static int open_tpm(const char *tcti, const char *conf, const char *log_path, ch
 	n = tpm_pcr_banks(t, banks, ARRAY_SIZE(banks));
 	if (n < 0) {
 		r = n;
-		snprintf(err, errlen, "cannot list the TPM's PCR banks: %s", strerror(-n));
+		snprintf(err, errlen, "cannot list the TPM's PCR banks: %s",
+			 strerror(-n));
 		goto fail;
 	}
 	/* Refuse rather than measure some banks only. */
@@ -268,12 +270,14 @@ static int tdx_extend(struct measurer *m, int rtmr, const struct digest *d)
 
 /* Fills rec's digest slots for the backend: every active bank of the TPM, or under TDX
  * sha384 alone for the RTMR that pcr maps to. */
-static int record_banks(const struct measurer *m, unsigned pcr, struct eventlog_record *rec)
+static int record_banks(const struct measurer *m, unsigned pcr,
+			struct eventlog_record *rec)
 {
 	if (m->backend == MEASURER_TDX) {
 		rec->rtmr = tdx_pcr_to_rtmr(pcr);
 		if (rec->rtmr < 0)
-			return log_errno(rec->rtmr, "measure: PCR %u has no TDX RTMR", pcr);
+			return log_errno(rec->rtmr, "measure: PCR %u has no TDX RTMR",
+					 pcr);
 		rec->digests[0].alg = DIGEST_ALG_SHA384;
 		rec->n_digests = 1;
 		return 0;
@@ -302,7 +306,8 @@ static int measure_digests(struct measurer *m, struct eventlog_record *rec)
 	eventlog_unlock(m->log_fd);
 
 	if (r < 0)
-		return log_errno(r, "measure: extend PCR %u with %s", rec->pcr, rec->event);
+		return log_errno(r, "measure: extend PCR %u with %s", rec->pcr,
+				 rec->event);
 	if (r_log < 0)
 		return log_errno(r_log, "measure: PCR %u extended with %s but not logged",
 				 rec->pcr, rec->event);

@@ -220,9 +220,8 @@ static const char *parse_record(json_object *o, struct meas_record *r)
 		if (r->n_digests >= EVENTLOG_MAX_DIGESTS)
 			return "a replay record has too many digests";
 		if (!json_object_is_type(v, json_type_string) ||
-		    hex_decode(json_object_get_string(v),
-				    r->digests[r->n_digests].buf,
-				    DIGEST_MAX) != digest_size((uint16_t)alg) ||
+		    hex_decode(json_object_get_string(v), r->digests[r->n_digests].buf,
+			       DIGEST_MAX) != digest_size((uint16_t)alg) ||
 		    (size_t)json_object_get_string_len(v) !=
 			    2 * (size_t)digest_size((uint16_t)alg))
 			return "a replay record's digest is not hex of its bank's size";

@@ -308,11 +308,10 @@ static void decide_snp(const struct platform_facts *f, bool tpm_platform,
 				   "salted to the EK failed): another TPM may be echoing "
 				   "the SVSM's. Remove the extra TPM device from the VM");
 		if (same)
-			return set(
-				d, MEASURER_TPM, false,
-				"AMD SEV-SNP guest: the TPM is the SVSM vTPM (its EK "
-				"public equals the vTPM manifest the SVSM attests in "
-				"the SNP report)");
+			return set(d, MEASURER_TPM, false,
+				   "AMD SEV-SNP guest: the TPM is the SVSM vTPM (its EK "
+				   "public equals the vTPM manifest the SVSM attests in "
+				   "the SNP report)");
 		return set(
 			d, MEASURER_NONE, true,
 			"AMD SEV-SNP guest: the TPM's EK public (%s, %zu bytes) "
@@ -328,21 +327,21 @@ static void decide_snp(const struct platform_facts *f, bool tpm_platform,
 			   "trusted (tpm=platform): measuring into and sealing with "
 			   "the TPM");
 	if (f->manifest == PLATFORM_BLOB_OK)
-		return set(d, MEASURER_NONE, false,
-			   "AMD SEV-SNP guest: the SVSM offers a vTPM but this kernel "
-			   "has no TPM for it (no CONFIG_TCG_SVSM: Debian's kernels "
-			   "lack it). Boot a kernel with the SVSM vTPM driver, " FIX_DECLARE);
+		return set(
+			d, MEASURER_NONE, false,
+			"AMD SEV-SNP guest: the SVSM offers a vTPM but this kernel "
+			"has no TPM for it (no CONFIG_TCG_SVSM: Debian's kernels "
+			"lack it). Boot a kernel with the SVSM vTPM driver, " FIX_DECLARE);
 	if (f->n_tpms)
 		return set(d, MEASURER_NONE, false,
 			   "AMD SEV-SNP guest with a TPM no SVSM vouches for (%s): the "
 			   "host can attach one. Run the SVSM vTPM (COCONUT-SVSM, a "
 			   "kernel with CONFIG_TCG_SVSM), " FIX_DECLARE,
 			   f->svsm ? "the SVSM offers no vTPM manifest" : "no SVSM");
-	return set(
-		d, MEASURER_NONE, false,
-		"AMD SEV-SNP guest without a TPM: nothing to measure into. Run the "
-		"SVSM vTPM, or give the VM the cloud's vTPM and declare it with `set "
-		"tpm=platform`");
+	return set(d, MEASURER_NONE, false,
+		   "AMD SEV-SNP guest without a TPM: nothing to measure into. Run the "
+		   "SVSM vTPM, or give the VM the cloud's vTPM and declare it with `set "
+		   "tpm=platform`");
 }
 
 void platform_decide(const struct platform_facts *f, bool tpm_platform,

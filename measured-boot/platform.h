@@ -39,15 +39,15 @@ struct platform_facts {
 	enum platform_blob ek; /* the TPM's EK public (TCG default RSA 2048 template) */
 	size_t ek_len;
 	uint8_t ek_buf[PLATFORM_BLOB_MAX];
-	bool ek_possessed;         /* the TPM proved it holds the EK's private part */
+	bool ek_possessed; /* the TPM proved it holds the EK's private part */
 };
 
 struct platform_decision {
 	enum measurer_backend
 		backend; /* MEASURER_NONE: nothing trusted to measure into */
 	bool may_seal;	 /* the TPM may hold the state key */
-	int n_tpms;    /* as found: a caller may wait for a TPM still probing */
-	int tpm_index; /* the TPM's N (/dev/tpmrmN) when backend is MEASURER_TPM */
+	int n_tpms;	 /* as found: a caller may wait for a TPM still probing */
+	int tpm_index;	 /* the TPM's N (/dev/tpmrmN) when backend is MEASURER_TPM */
 	bool refuse;	 /* what was found is a refusal whatever measure= says */
 	char found[PLATFORM_FOUND_MAX];	  /* what was read, for the log */
 	char reason[PLATFORM_REASON_MAX]; /* the rule that applied and, when refused, the

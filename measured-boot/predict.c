@@ -412,8 +412,8 @@ int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
 		size_t len;
 		bool present;
 	} recs[] = {
-		{"cvminit:cmdline", in->cmdline ? in->cmdline : "", in->cmdline ? strlen(in->cmdline) : 0,
-		 true},
+		{"cvminit:cmdline", in->cmdline ? in->cmdline : "",
+		 in->cmdline ? strlen(in->cmdline) : 0, true},
 		{"cvminit:config", in->config ? (const void *)in->config : "",
 		 in->config_len, true},
 		{"cvminit:root", in->root, in->root ? strlen(in->root) : 0,

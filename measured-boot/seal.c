@@ -382,10 +382,9 @@ int seal_key(struct tpm *t, uint32_t pcr_mask, const uint8_t *key, size_t len,
 	sess = ESYS_TR_NONE;
 	r = blob_marshal(priv, pub, out);
 	if (r < 0)
-		log_error(
-			"seal: the TPM returned a sealed object that does not marshal "
-			"into %zu bytes",
-			sizeof(out->blob));
+		log_error("seal: the TPM returned a sealed object that does not marshal "
+			  "into %zu bytes",
+			  sizeof(out->blob));
 out:
 	Esys_Free(priv);
 	Esys_Free(pub);
@@ -419,10 +418,9 @@ int unseal_key(struct tpm *t, const struct sealed *s, uint8_t *key)
 	rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv,
 		       &pub, &obj);
 	if (rc != TSS2_RC_SUCCESS) {
-		log_error(
-			"seal: the sealed key does not load under this TPM's SRK: %s "
-			"(0x%x)",
-			Tss2_RC_Decode(rc), rc);
+		log_error("seal: the sealed key does not load under this TPM's SRK: %s "
+			  "(0x%x)",
+			  Tss2_RC_Decode(rc), rc);
 		r = -ENOKEY;
 		goto out;
 	}

@@ -28,11 +28,9 @@ static const struct {
 	const char *name;
 	int size;
 } algs[] = {
-	{ TPM2_ALG_SHA1, "sha1", 20 },
-	{ TPM2_ALG_SHA256, "sha256", 32 },
-	{ TPM2_ALG_SHA384, "sha384", 48 },
-	{ TPM2_ALG_SHA512, "sha512", 64 },
-	{ TPM2_ALG_SM3_256, "sm3_256", 32 },
+	{TPM2_ALG_SHA1, "sha1", 20},	   {TPM2_ALG_SHA256, "sha256", 32},
+	{TPM2_ALG_SHA384, "sha384", 48},   {TPM2_ALG_SHA512, "sha512", 64},
+	{TPM2_ALG_SM3_256, "sm3_256", 32},
 };
 
 const char *tpm_alg_name(uint16_t alg)
@@ -120,7 +118,9 @@ static int tcti_cloexec(TSS2_TCTI_CONTEXT *tcti, bool required)
 	if (rc != TSS2_RC_SUCCESS || n > ARRAY_SIZE(fds) || (required && n == 0)) {
 		if (!required)
 			return 0;
-		log_error("tpm: cannot get the TCTI's descriptors to close on exec (0x%x)", rc);
+		log_error(
+			"tpm: cannot get the TCTI's descriptors to close on exec (0x%x)",
+			rc);
 		return -EIO;
 	}
 	int r = tpm_fds_cloexec(fds, n);
@@ -200,8 +200,8 @@ int tpm_pcr_banks(struct tpm *t, struct tpm_bank *banks, size_t max)
 			break;
 		}
 		int size = tpm_alg_digest_size(s->hash);
-		banks[n++] = (struct tpm_bank){ .alg = s->hash,
-						.size = (uint16_t)(size < 0 ? 0 : size) };
+		banks[n++] = (struct tpm_bank){.alg = s->hash,
+					       .size = (uint16_t)(size < 0 ? 0 : size)};
 	}
 	Esys_Free(cap);
 	return n;
@@ -209,7 +209,7 @@ int tpm_pcr_banks(struct tpm *t, struct tpm_bank *banks, size_t max)
 
 int tpm_pcr_read(struct tpm *t, uint16_t alg, unsigned pcr, uint8_t *digest)
 {
-	TPML_PCR_SELECTION sel = { .count = 1 };
+	TPML_PCR_SELECTION sel = {.count = 1};
 	TPML_DIGEST *values = NULL;
 	TSS2_RC rc;
 	int r;
@@ -226,7 +226,8 @@ int tpm_pcr_read(struct tpm *t, uint16_t alg, unsigned pcr, uint8_t *digest)
 		return tss_error(rc, "PCR_Read");
 	if (values->count != 1 || values->digests[0].size > TPM_MAX_DIGEST) {
 		r = -EIO;
-		log_error("tpm: PCR_Read of PCR %u returned %u digests", pcr, values->count);
+		log_error("tpm: PCR_Read of PCR %u returned %u digests", pcr,
+			  values->count);
 	} else {
 		r = values->digests[0].size;
 		memcpy(digest, values->digests[0].buffer, (size_t)r);
@@ -237,7 +238,7 @@ int tpm_pcr_read(struct tpm *t, uint16_t alg, unsigned pcr, uint8_t *digest)
 
 int tpm_pcr_extend(struct tpm *t, unsigned pcr, const struct digest *digests, size_t n)
 {
-	TPML_DIGEST_VALUES values = { .count = (UINT32)n };
+	TPML_DIGEST_VALUES values = {.count = (UINT32)n};
 	TSS2_RC rc;
 
 	if (pcr >= 24 || n == 0 || n > ARRAY_SIZE(values.digests))
@@ -253,7 +254,8 @@ int tpm_pcr_extend(struct tpm *t, unsigned pcr, const struct digest *digests, si
 	rc = Esys_PCR_Extend(t->esys, ESYS_TR_PCR0 + pcr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 			     ESYS_TR_NONE, &values);
 	if (rc != TSS2_RC_SUCCESS) {
-		log_error("tpm: PCR_Extend of PCR %u failed: %s (0x%x)", pcr, Tss2_RC_Decode(rc), rc);
+		log_error("tpm: PCR_Extend of PCR %u failed: %s (0x%x)", pcr,
+			  Tss2_RC_Decode(rc), rc);
 		return -EIO;
 	}
 	return 0;
@@ -265,23 +267,24 @@ int tpm_pcr_extend(struct tpm *t, unsigned pcr, const struct digest *digests, si
  * salt, so ESYS rejects its response HMAC. */
 int tpm_key_prove(struct tpm *t, uint32_t key)
 {
-	const TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_AES,
-				   .keyBits.aes = 128,
-				   .mode.aes = TPM2_ALG_CFB };
+	const TPMT_SYM_DEF sym = {
+		.algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB};
 	ESYS_TR session = ESYS_TR_NONE;
 	TPM2B_DIGEST *rnd = NULL;
 	TSS2_RC rc;
 	int r = 0;
 
 	rc = Esys_StartAuthSession(t->esys, key, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-				   ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256,
-				   &session);
+				   ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym,
+				   TPM2_ALG_SHA256, &session);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_error(rc, "StartAuthSession salted to the EK");
 	rc = Esys_TRSess_SetAttributes(t->esys, session, TPMA_SESSION_ENCRYPT,
-				       TPMA_SESSION_ENCRYPT | TPMA_SESSION_CONTINUESESSION);
+				       TPMA_SESSION_ENCRYPT |
+					       TPMA_SESSION_CONTINUESESSION);
 	if (rc == TSS2_RC_SUCCESS)
-		rc = Esys_GetRandom(t->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, 16, &rnd);
+		rc = Esys_GetRandom(t->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, 16,
+				    &rnd);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = tss_error(rc, "GetRandom in the session salted to the EK");
 		/* Not continued: the TPM closed it on success; on failure, flush it. */
@@ -301,24 +304,27 @@ void tpm_ek_template(struct TPM2B_PUBLIC *tmpl)
 		0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
 	};
 	TPM2B_PUBLIC in = {
-		.publicArea = {
-			.type = TPM2_ALG_RSA,
-			.nameAlg = TPM2_ALG_SHA256,
-			.objectAttributes =
-				TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-				TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
-				TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
-			.authPolicy = { .size = sizeof(policy) },
-			.parameters.rsaDetail = {
-				.symmetric = { .algorithm = TPM2_ALG_AES,
-					       .keyBits.aes = 128,
-					       .mode.aes = TPM2_ALG_CFB },
-				.scheme = { .scheme = TPM2_ALG_NULL },
-				.keyBits = 2048,
-				.exponent = 0,
+		.publicArea =
+			{
+				.type = TPM2_ALG_RSA,
+				.nameAlg = TPM2_ALG_SHA256,
+				.objectAttributes =
+					TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+					TPMA_OBJECT_SENSITIVEDATAORIGIN |
+					TPMA_OBJECT_ADMINWITHPOLICY |
+					TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+				.authPolicy = {.size = sizeof(policy)},
+				.parameters.rsaDetail =
+					{
+						.symmetric = {.algorithm = TPM2_ALG_AES,
+							      .keyBits.aes = 128,
+							      .mode.aes = TPM2_ALG_CFB},
+						.scheme = {.scheme = TPM2_ALG_NULL},
+						.keyBits = 2048,
+						.exponent = 0,
+					},
+				.unique.rsa = {.size = 256},
 			},
-			.unique.rsa = { .size = 256 },
-		},
 	};
 
 	memcpy(in.publicArea.authPolicy.buffer, policy, sizeof(policy));
@@ -328,9 +334,9 @@ void tpm_ek_template(struct TPM2B_PUBLIC *tmpl)
 int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size, bool *possessed)
 {
 	TPM2B_PUBLIC in;
-	TPM2B_SENSITIVE_CREATE sens = { 0 };
-	TPML_PCR_SELECTION pcrs = { 0 };
-	TPM2B_DATA outside = { 0 };
+	TPM2B_SENSITIVE_CREATE sens = {0};
+	TPML_PCR_SELECTION pcrs = {0};
+	TPM2B_DATA outside = {0};
 	TPM2B_PUBLIC *out = NULL;
 	ESYS_TR ek = ESYS_TR_NONE;
 	size_t off = 0;
@@ -341,8 +347,8 @@ int tpm_ek_public(struct tpm *t, uint8_t *buf, size_t size, bool *possessed)
 		*possessed = false;
 	tpm_ek_template(&in);
 	rc = Esys_CreatePrimary(t->esys, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD,
-				ESYS_TR_NONE, ESYS_TR_NONE, &sens, &in, &outside, &pcrs, &ek,
-				&out, NULL, NULL, NULL);
+				ESYS_TR_NONE, ESYS_TR_NONE, &sens, &in, &outside, &pcrs,
+				&ek, &out, NULL, NULL, NULL);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_error(rc, "CreatePrimary(EK)");
 	if (possessed)

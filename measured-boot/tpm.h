@@ -15,8 +15,8 @@
 struct tpm;
 
 struct tpm_bank {
-	uint16_t alg;   /* TPM2_ALG_SHA256, … */
-	uint16_t size;  /* digest size in bytes */
+	uint16_t alg;  /* TPM2_ALG_SHA256, … */
+	uint16_t size; /* digest size in bytes */
 };
 
 /* Opens the TPM. tcti is "device" (conf: the device path, /dev/tpmrm0 by default) or,

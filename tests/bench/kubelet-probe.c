@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #define STANDIN "/usr/libexec/kubelet-standin"
-#define DONE "/run/bench-probe.done"
+#define DONE	"/run/bench-probe.done"
 
 #define CHANNEL "/dev/ttyS1"
 
@@ -43,7 +43,8 @@ static void open_channel(void)
 {
 	chan = open(CHANNEL, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (chan < 0)
-		printf("bench-probe: %s: %s (no test channel)\n", CHANNEL, strerror(errno));
+		printf("bench-probe: %s: %s (no test channel)\n", CHANNEL,
+		       strerror(errno));
 	else
 		fcntl(chan, F_SETFL, fcntl(chan, F_GETFL) & ~O_NONBLOCK);
 }
@@ -111,7 +112,8 @@ static int proc_stat(const char *pid, struct pstat *ps)
 			*c = '_';
 	/* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt
 	 * cmajflt utime(14) stime cutime cstime */
-	if (sscanf(close_paren + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+	if (sscanf(close_paren + 2,
+		   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
 		   &ps->utime, &ps->stime, &ps->cutime, &ps->cstime) != 4)
 		return -1;
 	return 0;
@@ -146,16 +148,19 @@ static void pid1_maps(void)
 		unsigned long a, b;
 		char path[128] = "";
 
-		if (!more || sscanf(line, "%lx-%lx %*s %*s %*s %*s %127s", &a, &b, path) >= 2) {
+		if (!more ||
+		    sscanf(line, "%lx-%lx %*s %*s %*s %*s %127s", &a, &b, path) >= 2) {
 			if (rss >= 64 && off < sizeof(out) - 64)
-				off += (size_t)snprintf(out + off, sizeof(out) - off, " %lx:%lu:%lu:%s",
-							start, rss, anon, name);
+				off += (size_t)snprintf(out + off, sizeof(out) - off,
+							" %lx:%lu:%lu:%s", start, rss,
+							anon, name);
 			if (!more)
 				break;
 			start = a;
 			rss = anon = 0;
 			/* "[heap]" as "heap": the bench's parser ends a record at a '['. */
-			snprintf(name, sizeof(name), "%s", path[0] ? path + (path[0] == '[') : "-");
+			snprintf(name, sizeof(name), "%s",
+				 path[0] ? path + (path[0] == '[') : "-");
 			name[strcspn(name, "]")] = '\0';
 			continue;
 		}
@@ -172,7 +177,7 @@ static void report(void)
 	struct timespec mono, boot;
 	struct pstat p1;
 	struct stat st;
-	struct top top[8] = { 0 };
+	struct top top[8] = {0};
 	DIR *d;
 	struct dirent *e;
 	unsigned long long sched_ns = 0, u, n, s, idle, io, irq, sirq, steal;
@@ -181,8 +186,10 @@ static void report(void)
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	clock_gettime(CLOCK_BOOTTIME, &boot);
 	say("start mono_us=%llu boottime_us=%llu hz=%ld",
-	    (unsigned long long)mono.tv_sec * 1000000 + (unsigned long long)mono.tv_nsec / 1000,
-	    (unsigned long long)boot.tv_sec * 1000000 + (unsigned long long)boot.tv_nsec / 1000,
+	    (unsigned long long)mono.tv_sec * 1000000 +
+		    (unsigned long long)mono.tv_nsec / 1000,
+	    (unsigned long long)boot.tv_sec * 1000000 +
+		    (unsigned long long)boot.tv_nsec / 1000,
 	    sysconf(_SC_CLK_TCK));
 
 	if (read_file("/proc/1/schedstat", buf, sizeof(buf)) > 0)
@@ -190,18 +197,19 @@ static void report(void)
 	read_file("/proc/1/status", status, sizeof(status));
 	if (proc_stat("1", &p1) == 0)
 		say("pid1 comm=%s sched_ns=%llu utime=%llu stime=%llu cutime=%llu cstime=%llu "
-		    "rss_kb=%llu hwm_kb=%llu rss_anon_kb=%llu rss_file_kb=%llu", p1.comm, sched_ns,
-		    p1.utime, p1.stime, p1.cutime, p1.cstime, status_kb(status, "VmRSS:"),
-		    status_kb(status, "VmHWM:"), status_kb(status, "RssAnon:"),
-		    status_kb(status, "RssFile:"));
+		    "rss_kb=%llu hwm_kb=%llu rss_anon_kb=%llu rss_file_kb=%llu",
+		    p1.comm, sched_ns, p1.utime, p1.stime, p1.cutime, p1.cstime,
+		    status_kb(status, "VmRSS:"), status_kb(status, "VmHWM:"),
+		    status_kb(status, "RssAnon:"), status_kb(status, "RssFile:"));
 
 	/* The machine: "cpu user nice system idle iowait irq softirq steal ..." in ticks. */
 	if (read_file("/proc/stat", buf, sizeof(buf)) > 0 &&
-	    sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &u, &n, &s, &idle, &io,
-		   &irq, &sirq, &steal) == 8)
+	    sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &u, &n, &s, &idle,
+		   &io, &irq, &sirq, &steal) == 8)
 		say("cpu busy_ticks=%llu user_ticks=%llu system_ticks=%llu idle_ticks=%llu "
-		    "iowait_ticks=%llu ncpu=%ld", u + n + s + irq + sirq + steal, u + n, s + irq + sirq,
-		    idle, io, sysconf(_SC_NPROCESSORS_ONLN));
+		    "iowait_ticks=%llu ncpu=%ld",
+		    u + n + s + irq + sirq + steal, u + n, s + irq + sirq, idle, io,
+		    sysconf(_SC_NPROCESSORS_ONLN));
 
 	/* The processes (kernel threads included) that used the most CPU so far. */
 	d = opendir("/proc");
@@ -217,7 +225,8 @@ static void report(void)
 		t = ps.utime + ps.stime;
 		for (int i = 0; i < 8; i++) {
 			if (t > top[i].ticks) {
-				memmove(&top[i + 1], &top[i], sizeof(top[0]) * (size_t)(7 - i));
+				memmove(&top[i + 1], &top[i],
+					sizeof(top[0]) * (size_t)(7 - i));
 				snprintf(top[i].comm, sizeof(top[i].comm), "%s", ps.comm);
 				top[i].pid = pid;
 				top[i].ticks = t;
@@ -233,8 +242,9 @@ static void report(void)
 
 		line[0] = '\0';
 		for (int i = 0; i < 8 && top[i].ticks; i++)
-			off += (size_t)snprintf(line + off, sizeof(line) - off, " %s:%ld:%llu",
-						top[i].comm, top[i].pid, top[i].ticks);
+			off += (size_t)snprintf(line + off, sizeof(line) - off,
+						" %s:%ld:%llu", top[i].comm, top[i].pid,
+						top[i].ticks);
 		say("top nproc=%d%s", nproc, line);
 	}
 
@@ -244,8 +254,8 @@ static void report(void)
 	if (stat("/var", &st) == 0) {
 		char path[96], uuid[256] = "-";
 
-		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/uuid", major(st.st_dev),
-			 minor(st.st_dev));
+		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/uuid",
+			 major(st.st_dev), minor(st.st_dev));
 		if (read_file(path, uuid, sizeof(uuid)) > 0)
 			uuid[strcspn(uuid, "\n")] = '\0';
 		else
@@ -288,7 +298,8 @@ int main(int argc, char **argv)
 	mkdir("/var/lib", 0755);
 	mkdir("/var/lib/kubelet", 0755);
 	if (access("/var/lib/kubelet/standin-starts", F_OK) != 0) {
-		int fd = open("/var/lib/kubelet/standin-starts", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		int fd = open("/var/lib/kubelet/standin-starts",
+			      O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 		if (fd >= 0) {
 			(void)!write(fd, "1\n", 2);
 			fsync(fd);

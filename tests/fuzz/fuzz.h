@@ -15,13 +15,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* A property the two sides of a target must keep; abort() makes libFuzzer save the input. */
-#define FUZZ_ASSERT(cond)                                                           \
-	do {                                                                        \
-		if (!(cond)) {                                                      \
-			fprintf(stderr, "%s:%d: property broken: %s\n", __FILE__,   \
-				__LINE__, #cond);                                   \
-			abort();                                                    \
-		}                                                                   \
+#define FUZZ_ASSERT(cond)                                                                \
+	do {                                                                             \
+		if (!(cond)) {                                                           \
+			fprintf(stderr, "%s:%d: property broken: %s\n", __FILE__,        \
+				__LINE__, #cond);                                        \
+			abort();                                                         \
+		}                                                                        \
 	} while (0)
 
 /* The input as a C string of at most max bytes (what PID 1 reads into a bounded buffer),

@@ -32,10 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (k > 0) {
 		for (size_t i = 0; i < (size_t)k; i++)
 			FUZZ_ASSERT(attest_request_parse(buf, i, &again) == 0);
-		FUZZ_ASSERT(req.type == ATTEST_REQ_EVIDENCE || req.type == ATTEST_REQ_ACTIVATE);
+		FUZZ_ASSERT(req.type == ATTEST_REQ_EVIDENCE ||
+			    req.type == ATTEST_REQ_ACTIVATE);
 		if (req.type == ATTEST_REQ_ACTIVATE) {
-			FUZZ_ASSERT(req.blob >= buf && req.blob + req.blob_len <= buf + k);
-			FUZZ_ASSERT(req.secret >= buf && req.secret + req.secret_len <= buf + k);
+			FUZZ_ASSERT(req.blob >= buf &&
+				    req.blob + req.blob_len <= buf + k);
+			FUZZ_ASSERT(req.secret >= buf &&
+				    req.secret + req.secret_len <= buf + k);
 		}
 		w = attest_request_write(out, &req);
 		FUZZ_ASSERT(w == k && memcmp(out, buf, (size_t)k) == 0);

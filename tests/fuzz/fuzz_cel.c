@@ -34,8 +34,8 @@ static bool same(const struct eventlog_record *a, const struct eventlog_record *
 	    !a->event_type != !b->event_type ||
 	    (a->event_type && strcmp(a->event_type, b->event_type) != 0) ||
 	    a->has_data != b->has_data || a->data_len != b->data_len ||
-	    (a->data_len && memcmp(a->data, b->data, a->data_len) != 0) || !a->name != !b->name ||
-	    (a->name && strcmp(a->name, b->name) != 0))
+	    (a->data_len && memcmp(a->data, b->data, a->data_len) != 0) ||
+	    !a->name != !b->name || (a->name && strcmp(a->name, b->name) != 0))
 		return false;
 	for (size_t i = 0; i < a->n_digests; i++)
 		if (a->digests[i].alg != b->digests[i].alg ||
@@ -76,8 +76,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		r = eventlog_append(fd, rec);
 		if (r < 0)
-			fprintf(stderr, "the writer refuses record %zu the reader took: %d (pcr %u, "
-				"%zu digests, event %s)\n", i, r, rec->pcr, rec->n_digests,
+			fprintf(stderr,
+				"the writer refuses record %zu the reader took: %d (pcr %u, "
+				"%zu digests, event %s)\n",
+				i, r, rec->pcr, rec->n_digests,
 				rec->event ? "set" : "absent");
 		FUZZ_ASSERT(r == 0);
 		FUZZ_ASSERT(rec->recnum == n);

@@ -18,9 +18,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *const keys[] = {"roothash", "cvminit.on_failure", "console",
-					   "cvminit.log_level", "root", ""};
-	char *cmdline = fuzz_text(data, size, CMDLINE_MAX), err[SETTINGS_ERR_MAX], val[300];
+	static const char *const keys[] = {"roothash", "cvminit.on_failure",
+					   "console",  "cvminit.log_level",
+					   "root",     ""};
+	char *cmdline = fuzz_text(data, size, CMDLINE_MAX), err[SETTINGS_ERR_MAX],
+	     val[300];
 	struct settings s;
 	struct root rt;
 	int r;
@@ -45,8 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = root_parse(cmdline, &rt, err, sizeof(err));
 	FUZZ_ASSERT(r == 0 || r == 1 || r == -EINVAL || r == -EEXIST || r == -E2BIG);
 	if (r == 1)
-		FUZZ_ASSERT(strlen(rt.hash_hex) == 2 * ROOT_HASH_SIZE && rt.data_uuid[0] &&
-			    rt.hash_uuid[0]);
+		FUZZ_ASSERT(strlen(rt.hash_hex) == 2 * ROOT_HASH_SIZE &&
+			    rt.data_uuid[0] && rt.hash_uuid[0]);
 	free(cmdline);
 	return 0;
 }

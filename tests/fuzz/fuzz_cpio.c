@@ -25,10 +25,12 @@ static void find(const uint8_t *buf, size_t size, const char *path)
 	if (r < 0)
 		FUZZ_ASSERT(why && bad <= size);
 	if (r == 1) {
-		FUZZ_ASSERT(f.data >= buf && f.size <= size && f.data + f.size <= buf + size);
+		FUZZ_ASSERT(f.data >= buf && f.size <= size &&
+			    f.data + f.size <= buf + size);
 		FUZZ_ASSERT(f.offset < size && f.archive >= 1);
 		if (f.size)
-			FUZZ_ASSERT((volatile uint8_t)f.data[f.size - 1] == f.data[f.size - 1]);
+			FUZZ_ASSERT((volatile uint8_t)f.data[f.size - 1] ==
+				    f.data[f.size - 1]);
 	}
 }
 

@@ -38,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				     resp.item[i].p + resp.item[i].len <= buf + size));
 		if (resp.item[ATTEST_ITEM_AK_PUBLIC].present)
 			(void)attest_check_ak(resp.item[ATTEST_ITEM_AK_PUBLIC].p,
-					      resp.item[ATTEST_ITEM_AK_PUBLIC].len, &v, why,
-					      sizeof(why));
+					      resp.item[ATTEST_ITEM_AK_PUBLIC].len, &v,
+					      why, sizeof(why));
 		k = attest_check_quote(&resp, nonce, &v, why, sizeof(why));
 		FUZZ_ASSERT(k == -EBADMSG || k == -EPERM);
 		if (resp.item[ATTEST_ITEM_EK_CERT].present) {

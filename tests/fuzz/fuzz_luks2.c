@@ -64,7 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(again.data_offset == h.data_offset);
 		FUZZ_ASSERT(again.token.pcr_mask == h.token.pcr_mask);
 		FUZZ_ASSERT(again.token.blob_len == h.token.blob_len);
-		FUZZ_ASSERT(memcmp(again.token.blob, h.token.blob, h.token.blob_len) == 0);
+		FUZZ_ASSERT(memcmp(again.token.blob, h.token.blob, h.token.blob_len) ==
+			    0);
 		free(out);
 	}
 	free(area);

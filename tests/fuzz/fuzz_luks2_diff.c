@@ -78,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(r == 0);
 	r = crypt_load(cd, CRYPT_LUKS2, NULL);
 	if (r < 0)
-		fprintf(stderr, "crypt_load refused what luks2_inspect accepted: %d\n", r);
+		fprintf(stderr, "crypt_load refused what luks2_inspect accepted: %d\n",
+			r);
 	FUZZ_ASSERT(r == 0);
 	FUZZ_ASSERT(strcmp(crypt_get_type(cd), CRYPT_LUKS2) == 0);
 	FUZZ_ASSERT(strcmp(crypt_get_cipher(cd), "aes") == 0);

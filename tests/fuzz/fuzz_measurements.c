@@ -24,7 +24,8 @@ static bool same(const struct measurements *a, const struct measurements *b)
 		    a->pcr[p].warn_only != b->pcr[p].warn_only ||
 		    a->pcr[p].has_expected != b->pcr[p].has_expected ||
 		    a->pcr[p].expected_len != b->pcr[p].expected_len ||
-		    memcmp(a->pcr[p].expected, b->pcr[p].expected, a->pcr[p].expected_len))
+		    memcmp(a->pcr[p].expected, b->pcr[p].expected,
+			   a->pcr[p].expected_len))
 			return false;
 	for (size_t i = 0; i < a->n_replay; i++) {
 		const struct meas_record *x = &a->replay[i], *y = &b->replay[i];
@@ -54,7 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FILE *f;
 		long n;
 
-		snprintf(path, sizeof(path), "/tmp/fuzz-measurements.%d.json", (int)getpid());
+		snprintf(path, sizeof(path), "/tmp/fuzz-measurements.%d.json",
+			 (int)getpid());
 		FUZZ_ASSERT(measurements_write(path, &m) == 0);
 		f = fopen(path, "r");
 		FUZZ_ASSERT(f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0);

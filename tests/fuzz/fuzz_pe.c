@@ -15,8 +15,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *const names[] = {".linux", ".initrd", ".cmdline", ".osrel",
-					    ".uname", ".sbat", ".text", "", ".toolongname"};
+	static const char *const names[] = {".linux", ".initrd", ".cmdline",
+					    ".osrel", ".uname",	 ".sbat",
+					    ".text",  "",	 ".toolongname"};
 	uint8_t *buf = malloc(size ? size : 1), out[DIGEST_MAX];
 	struct pe_file pe = {0};
 	struct pe_range *ranges = NULL;

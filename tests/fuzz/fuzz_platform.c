@@ -51,7 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	(void)platform_needs_ek(f);
 	platform_decide(f, false, d);
-	FUZZ_ASSERT(memchr(d->found, 0, sizeof(d->found)) && memchr(d->reason, 0, sizeof(d->reason)));
+	FUZZ_ASSERT(memchr(d->found, 0, sizeof(d->found)) &&
+		    memchr(d->reason, 0, sizeof(d->reason)));
 	platform_decide(f, true, d);
 	FUZZ_ASSERT(memchr(d->reason, 0, sizeof(d->reason)));
 	free(buf);

@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(memchr(r->root, 0, sizeof(r->root)));
 		FUZZ_ASSERT(!r->config_absent || r->has_config);
 		if (r->has_cmdline)
-			FUZZ_ASSERT(reference_first_difference(r->cmdline, r->cmdline) == -1);
+			FUZZ_ASSERT(reference_first_difference(r->cmdline, r->cmdline) ==
+				    -1);
 	}
 	free(r);
 	free(text);

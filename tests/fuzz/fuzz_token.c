@@ -31,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(seal_token_format(s, &again) == 0);
 		r = seal_token_parse(again, t, err, sizeof(err));
 		if (r < 0)
-			fprintf(stderr, "the parser refuses the writer's token: %s\n", err);
+			fprintf(stderr, "the parser refuses the writer's token: %s\n",
+				err);
 		FUZZ_ASSERT(r == 0);
 		FUZZ_ASSERT(t->blob_len == s->blob_len);
 		FUZZ_ASSERT(memcmp(t->blob, s->blob, s->blob_len) == 0);

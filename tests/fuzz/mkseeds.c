@@ -65,7 +65,8 @@ static void pes(void)
 		{".osrel", sizeof(osrel) - 1, 32, osrel, sizeof(osrel) - 1},
 		{".cmdline", sizeof(cmdline) - 1, 32, cmdline, sizeof(cmdline) - 1},
 		{".initrd", 16, 16, "0707010000000000", 16},
-		{".linux", KERNEL_PE_LEN, KERNEL_PE_LEN, (const char *)kernel_pe, KERNEL_PE_LEN},
+		{".linux", KERNEL_PE_LEN, KERNEL_PE_LEN, (const char *)kernel_pe,
+		 KERNEL_PE_LEN},
 	};
 	size_t n;
 
@@ -96,8 +97,9 @@ static void blobs(void)
 		.type = TPM2_ALG_RSA,
 		.nameAlg = TPM2_ALG_SHA256,
 		.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-				    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
-				    TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+				    TPMA_OBJECT_SENSITIVEDATAORIGIN |
+				    TPMA_OBJECT_ADMINWITHPOLICY | TPMA_OBJECT_RESTRICTED |
+				    TPMA_OBJECT_DECRYPT,
 		.authPolicy = {.size = 32},
 		.parameters.rsaDetail = {.symmetric = {.algorithm = TPM2_ALG_AES,
 						       .keyBits.aes = 128,

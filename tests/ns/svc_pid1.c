@@ -22,9 +22,11 @@ int main(int argc, char **argv)
 	int fd, r;
 
 	if (argc != 6) {
-		fprintf(stderr, "usage: %s CONFIG CGROUP-ROOT LOG-DIR KMSG-FILE CONSOLE-FILE\n"
-				"run as PID 1 of a pid+mount namespace (unshare --pid --fork --mount "
-				"--mount-proc)\n", argv[0]);
+		fprintf(stderr,
+			"usage: %s CONFIG CGROUP-ROOT LOG-DIR KMSG-FILE CONSOLE-FILE\n"
+			"run as PID 1 of a pid+mount namespace (unshare --pid --fork --mount "
+			"--mount-proc)\n",
+			argv[0]);
 		return 2;
 	}
 	if (getpid() != 1) {
@@ -69,8 +71,9 @@ int main(int argc, char **argv)
 	/* The same order as main(): signals before any child, then the services. */
 	if (supervise_init() < 0)
 		return 2;
-	r = svc_init(&cfg, &(struct svc_paths){
-				   .cgroup_root = argv[2], .log_dir = argv[3], .kmsg = argv[4] });
+	r = svc_init(&cfg, &(struct svc_paths){.cgroup_root = argv[2],
+					       .log_dir = argv[3],
+					       .kmsg = argv[4]});
 	if (r < 0)
 		return 2;
 	supervise_loop();

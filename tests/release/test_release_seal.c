@@ -37,7 +37,8 @@ TEST_LIMIT(release_seal_unseal_rounds, 240)
 		struct sealed s;
 
 		CHECK_INT((int)getrandom(key, sizeof(key), 0), (int)sizeof(key));
-		if (seal_key(t, (1u << 7) | (1u << 11) | (1u << 15), key, sizeof(key), &s) < 0 ||
+		if (seal_key(t, (1u << 7) | (1u << 11) | (1u << 15), key, sizeof(key),
+			     &s) < 0 ||
 		    unseal_key(t, &s, out) != (int)sizeof(key) ||
 		    memcmp(out, key, sizeof(key)) != 0) {
 			fprintf(stderr, "round %d failed\n", i);

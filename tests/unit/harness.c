@@ -12,7 +12,7 @@
 #include "harness.h"
 
 #define MAX_TESTS 256
-#define SKIP_MAX 512
+#define SKIP_MAX  512
 
 static struct {
 	const char *name;
@@ -28,7 +28,8 @@ static volatile pid_t current;
 void harness_register(const char *name, test_fn fn, unsigned limit)
 {
 	if (ntests < MAX_TESTS)
-		tests[ntests++] = (typeof(tests[0])){ name, fn, limit ? limit : HARNESS_LIMIT };
+		tests[ntests++] =
+			(typeof(tests[0])){name, fn, limit ? limit : HARNESS_LIMIT};
 }
 
 void harness_skip(const char *fmt, ...)
@@ -55,7 +56,8 @@ static double time_scale(void)
 	errno = 0;
 	v = strtod(s, &end);
 	if (errno || end == s || *end || !(v > 0) || isinf(v)) {
-		fprintf(stderr, "CVM_TIMEOUT_SCALE=\"%s\": expected a positive number\n", s);
+		fprintf(stderr, "CVM_TIMEOUT_SCALE=\"%s\": expected a positive number\n",
+			s);
 		exit(2);
 	}
 	return v;
@@ -103,7 +105,8 @@ static int wait_limited(pid_t pid, double limit, int *status)
 		if (left.tv_sec < 0)
 			break;
 		/* SIGCHLD is blocked: it stays pending until taken here, so none is lost. */
-		if (sigtimedwait(&chld, NULL, &left) < 0 && errno != EAGAIN && errno != EINTR)
+		if (sigtimedwait(&chld, NULL, &left) < 0 && errno != EAGAIN &&
+		    errno != EINTR)
 			return -1;
 	}
 	kill(-pid, SIGKILL);
@@ -118,7 +121,8 @@ int main(int argc, char **argv)
 	double scale = time_scale();
 	sigset_t chld, old;
 
-	skip_msg = mmap(NULL, SKIP_MAX, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	skip_msg = mmap(NULL, SKIP_MAX, PROT_READ | PROT_WRITE,
+			MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (skip_msg == MAP_FAILED) {
 		perror("mmap");
 		return 2;
@@ -174,7 +178,8 @@ int main(int argc, char **argv)
 			skipped++;
 		} else {
 			if (WIFSIGNALED(status))
-				printf("FAIL %s (signal %d)\n", tests[i].name, WTERMSIG(status));
+				printf("FAIL %s (signal %d)\n", tests[i].name,
+				       WTERMSIG(status));
 			else
 				printf("FAIL %s\n", tests[i].name);
 			failed++;

@@ -21,49 +21,49 @@ int run_capture(const char *cmd, char *out, size_t len);
 #define TEST(name) TEST_LIMIT(name, 0)
 
 /* A test that needs more than HARNESS_LIMIT seconds, e.g. many TPM round trips. */
-#define TEST_LIMIT(name, seconds)                                                   \
-	static void name(void);                                                     \
-	__attribute__((constructor)) static void register_##name(void)              \
-	{                                                                           \
-		harness_register(#name, name, seconds);                             \
-	}                                                                           \
+#define TEST_LIMIT(name, seconds)                                                        \
+	static void name(void);                                                          \
+	__attribute__((constructor)) static void register_##name(void)                   \
+	{                                                                                \
+		harness_register(#name, name, seconds);                                  \
+	}                                                                                \
 	static void name(void)
 
-#define FAIL_AT(...)                                                                \
-	do {                                                                        \
-		fprintf(stderr, "  %s:%d: ", __FILE__, __LINE__);                   \
-		fprintf(stderr, __VA_ARGS__);                                       \
-		fprintf(stderr, "\n");                                              \
-		exit(1);                                                            \
+#define FAIL_AT(...)                                                                     \
+	do {                                                                             \
+		fprintf(stderr, "  %s:%d: ", __FILE__, __LINE__);                        \
+		fprintf(stderr, __VA_ARGS__);                                            \
+		fprintf(stderr, "\n");                                                   \
+		exit(1);                                                                 \
 	} while (0)
 
-#define CHECK(cond)                                                                 \
-	do {                                                                        \
-		if (!(cond))                                                        \
-			FAIL_AT("CHECK(%s) failed", #cond);                         \
+#define CHECK(cond)                                                                      \
+	do {                                                                             \
+		if (!(cond))                                                             \
+			FAIL_AT("CHECK(%s) failed", #cond);                              \
 	} while (0)
 
-#define CHECK_INT(got, want)                                                        \
-	do {                                                                        \
-		long long g_ = (long long)(got), w_ = (long long)(want);            \
-		if (g_ != w_)                                                       \
-			FAIL_AT("%s == %lld, expected %lld", #got, g_, w_);          \
+#define CHECK_INT(got, want)                                                             \
+	do {                                                                             \
+		long long g_ = (long long)(got), w_ = (long long)(want);                 \
+		if (g_ != w_)                                                            \
+			FAIL_AT("%s == %lld, expected %lld", #got, g_, w_);              \
 	} while (0)
 
-#define CHECK_STR(got, want)                                                        \
-	do {                                                                        \
-		const char *g_ = (got), *w_ = (want);                               \
-		if (!g_ || strcmp(g_, w_) != 0)                                     \
-			FAIL_AT("%s == \"%s\", expected \"%s\"", #got, g_ ? g_ : "(null)", \
-				w_);                                                \
+#define CHECK_STR(got, want)                                                             \
+	do {                                                                             \
+		const char *g_ = (got), *w_ = (want);                                    \
+		if (!g_ || strcmp(g_, w_) != 0)                                          \
+			FAIL_AT("%s == \"%s\", expected \"%s\"", #got,                   \
+				g_ ? g_ : "(null)", w_);                                 \
 	} while (0)
 
-#define CHECK_CONTAINS(hay, needle)                                                 \
-	do {                                                                        \
-		const char *h_ = (hay), *n_ = (needle);                             \
-		if (!h_ || !strstr(h_, n_))                                         \
-			FAIL_AT("%s == \"%s\" does not contain \"%s\"", #hay,       \
-				h_ ? h_ : "(null)", n_);                            \
+#define CHECK_CONTAINS(hay, needle)                                                      \
+	do {                                                                             \
+		const char *h_ = (hay), *n_ = (needle);                                  \
+		if (!h_ || !strstr(h_, n_))                                              \
+			FAIL_AT("%s == \"%s\" does not contain \"%s\"", #hay,            \
+				h_ ? h_ : "(null)", n_);                                 \
 	} while (0)
 
 /* Marks the current test as skipped (a prerequisite such as swtpm is missing). The message

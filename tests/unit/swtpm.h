@@ -39,8 +39,9 @@ static void swtpm_stop(void)
 
 static int port_accepts(int port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
 
 	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
@@ -67,17 +68,18 @@ static const char *swtpm_start(void)
 	if (swtpm_ek_ca) {
 		char cmd[1024];
 
-		snprintf(cmd, sizeof(cmd),
-			 "set -e; mkdir -p %1$s; "
-			 "printf 'statedir = %1$s\\nsigningkey = %1$s/signkey.pem\\n"
-			 "issuercert = %1$s/issuercert.pem\\ncertserial = %1$s/certserial\\n' "
-			 "> %2$s/localca.conf; "
-			 "printf 'create_certs_tool = /usr/bin/swtpm_localca\\n"
-			 "create_certs_tool_config = %2$s/localca.conf\\n"
-			 "create_certs_tool_options = /etc/swtpm-localca.options\\n' > %2$s/setup.conf; "
-			 "swtpm_setup --tpm2 --tpmstate %2$s --create-ek-cert --pcr-banks "
-			 "sha1,sha256,sha384,sha512 --config %2$s/setup.conf --overwrite >/dev/null 2>&1",
-			 swtpm_ek_ca, swtpm_dir);
+		snprintf(
+			cmd, sizeof(cmd),
+			"set -e; mkdir -p %1$s; "
+			"printf 'statedir = %1$s\\nsigningkey = %1$s/signkey.pem\\n"
+			"issuercert = %1$s/issuercert.pem\\ncertserial = %1$s/certserial\\n' "
+			"> %2$s/localca.conf; "
+			"printf 'create_certs_tool = /usr/bin/swtpm_localca\\n"
+			"create_certs_tool_config = %2$s/localca.conf\\n"
+			"create_certs_tool_options = /etc/swtpm-localca.options\\n' > %2$s/setup.conf; "
+			"swtpm_setup --tpm2 --tpmstate %2$s --create-ek-cert --pcr-banks "
+			"sha1,sha256,sha384,sha512 --config %2$s/setup.conf --overwrite >/dev/null 2>&1",
+			swtpm_ek_ca, swtpm_dir);
 		if (system(cmd) != 0)
 			FAIL_AT("swtpm_setup --create-ek-cert failed (%s)", cmd);
 	}
@@ -90,9 +92,9 @@ static const char *swtpm_start(void)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(null, STDOUT_FILENO);
 		dup2(null, STDERR_FILENO);
-		execl("/usr/bin/swtpm", "swtpm", "socket", "--tpm2", "--server", server, "--ctrl",
-		      ctrl, "--tpmstate", state, "--flags", "not-need-init,startup-clear",
-		      (char *)NULL);
+		execl("/usr/bin/swtpm", "swtpm", "socket", "--tpm2", "--server", server,
+		      "--ctrl", ctrl, "--tpmstate", state, "--flags",
+		      "not-need-init,startup-clear", (char *)NULL);
 		_exit(127);
 	}
 	atexit(swtpm_stop);
@@ -103,4 +105,3 @@ static const char *swtpm_start(void)
 	snprintf(swtpm_conf, sizeof(swtpm_conf), "host=127.0.0.1,port=%d", port);
 	return swtpm_conf;
 }
-

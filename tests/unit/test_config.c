@@ -70,11 +70,13 @@ TEST(config_example)
 /* The node's own shape: kubelet after two services, one of them ready on the network. */
 TEST(config_after_several_and_ready_network)
 {
-	CHECK_INT(parse("service network\n\texec /usr/sbin/dhcpcd -B\n\tready network\n"
-			"\tready_timeout 45\n\tlimit 0\n"
-			"service containerd\n\texec /c\n\tready socket /run/c.sock\n"
-			"service kubelet\n\tafter containerd\n\tafter network\n\texec /k\n"
-			"service probe\n\tafter kubelet network\n\texec /p\n"), 0);
+	CHECK_INT(
+		parse("service network\n\texec /usr/sbin/dhcpcd -B\n\tready network\n"
+		      "\tready_timeout 45\n\tlimit 0\n"
+		      "service containerd\n\texec /c\n\tready socket /run/c.sock\n"
+		      "service kubelet\n\tafter containerd\n\tafter network\n\texec /k\n"
+		      "service probe\n\tafter kubelet network\n\texec /p\n"),
+		0);
 	const struct svc_def *n = config_service(&c, "network");
 	CHECK(n->ready_network);
 	CHECK_STR(n->ready_socket, "");
@@ -118,52 +120,61 @@ struct bad {
 };
 
 static const struct bad bad_configs[] = {
-	{ "bogus 1\n", -EINVAL, "cvminit.conf:1: unknown directive \"bogus\"" },
-	{ "\n\nexec /bin/x\n", -EINVAL, "cvminit.conf:3: \"exec\" outside a service block" },
-	{ "service A\nexec /x\n", -EINVAL, "cvminit.conf:1: service name \"A\"" },
-	{ "service a\nexec /x\nservice a\nexec /y\n", -EEXIST,
-	  "cvminit.conf:3: service a is declared twice" },
-	{ "service a\nexec x\n", -EINVAL, "cvminit.conf:2: exec: \"x\" is not an absolute path" },
-	{ "service a\nexec /x\nexec /y\n", -EEXIST, "cvminit.conf:3: service a: exec is given twice" },
-	{ "service a\nexec\n", -EINVAL, "cvminit.conf:2: exec needs a command" },
-	{ "service a\n", -EINVAL, "cvminit.conf:1: service a has no exec line" },
-	{ "service a\nexec /x\nafter b\n", -ENOENT,
-	  "cvminit.conf:1: service a: after names b, which is not declared" },
-	{ "service a\nexec /x\nafter a\n", -ELOOP, "service a: cannot come after itself" },
-	{ "service a\nexec /x\nafter b\nservice b\nexec /y\nafter a\n", -ELOOP,
-	  "the after chain is a cycle" },
-	{ "service a\nexec /x\nafter b\nafter b\nservice b\nexec /y\n", -EEXIST,
-	  "cvminit.conf:4: service a: after names b twice" },
-	{ "service a\nexec /x\nafter b c b\n", -EEXIST, "service a: after names b twice" },
-	{ "service a\nexec /x\nafter b\nservice b\nexec /y\nafter c\nservice c\nexec /z\n"
-	  "after d a\nservice d\nexec /w\n", -ELOOP, "the after chain is a cycle" },
-	{ "service a\nexec /x\nready network\nready socket /s\n", -EEXIST,
-	  "cvminit.conf:4: service a: ready is given twice" },
-	{ "service a\nexec /x\nready network now\n", -EINVAL, "is not a readiness kind" },
-	{ "service a\nexec /x\nenv 1A=b\n", -EINVAL, "env takes NAME=value" },
-	{ "service a\nexec /x\nenv novalue\n", -EINVAL, "env takes NAME=value" },
-	{ "service a\nexec /x\nenv A=1\nenv A=2\n", -EEXIST, "A is set twice" },
-	{ "service a\nexec /x\nready file /x\n", -EINVAL, "is not a readiness kind" },
-	{ "service a\nexec /x\nready socket run/x\n", -EINVAL, "must be an absolute path" },
-	{ "service a\nexec /x\nrestart 5 2\n", -EINVAL, "first delay 5 s is above the maximum 2 s" },
-	{ "service a\nexec /x\nrestart 0 2\n", -EINVAL, "restart delay: \"0\" is not a whole number from 1 to 300" },
-	{ "service a\nexec /x\nrestart 1 2s\n", -EINVAL, "\"2s\" is not a whole number" },
-	{ "service a\nexec /x\nrestart 1\n", -EINVAL, "\"restart\" takes 2 arguments, got 1" },
-	{ "service a\nexec /x\nlimit -1\n", -EINVAL, "limit: \"-1\" is not a whole number" },
-	{ "service a\nexec /x\nready_timeout 5\n", -EINVAL,
-	  "cvminit.conf:1: service a: ready_timeout needs a \"ready socket\" or \"ready "
-	  "network\" line" },
-	{ "service a\nexec /x\nready socket /s\nready_timeout 5\nready_timeout 6\n", -EEXIST,
-	  "cvminit.conf:5: service a: ready_timeout is given twice" },
-	{ "service a\nexec /x\nready socket /s\nready_timeout 3601\n", -EINVAL,
-	  "ready_timeout: \"3601\" is not a whole number from 0 to 3600" },
-	{ "service a\nexec /x\non_exhausted explode\n", -EINVAL,
-	  "on_exhausted: \"explode\" is not poweroff, reboot, halt or stop" },
-	{ "set on_failure=explode\n", -EINVAL, "cvminit.conf:1: cvminit.on_failure=explode: invalid value" },
-	{ "set bogus=1\n", -EINVAL, "unknown setting cvminit.bogus" },
-	{ "set on_failure\n", -EINVAL, "set takes key=value" },
-	{ "module ../evil\n", -EINVAL, "\"../evil\" is not a module name" },
-	{ "service a\nexec \"/x\n", -EINVAL, "cvminit.conf:2: unterminated quote" },
+	{"bogus 1\n", -EINVAL, "cvminit.conf:1: unknown directive \"bogus\""},
+	{"\n\nexec /bin/x\n", -EINVAL,
+	 "cvminit.conf:3: \"exec\" outside a service block"},
+	{"service A\nexec /x\n", -EINVAL, "cvminit.conf:1: service name \"A\""},
+	{"service a\nexec /x\nservice a\nexec /y\n", -EEXIST,
+	 "cvminit.conf:3: service a is declared twice"},
+	{"service a\nexec x\n", -EINVAL,
+	 "cvminit.conf:2: exec: \"x\" is not an absolute path"},
+	{"service a\nexec /x\nexec /y\n", -EEXIST,
+	 "cvminit.conf:3: service a: exec is given twice"},
+	{"service a\nexec\n", -EINVAL, "cvminit.conf:2: exec needs a command"},
+	{"service a\n", -EINVAL, "cvminit.conf:1: service a has no exec line"},
+	{"service a\nexec /x\nafter b\n", -ENOENT,
+	 "cvminit.conf:1: service a: after names b, which is not declared"},
+	{"service a\nexec /x\nafter a\n", -ELOOP, "service a: cannot come after itself"},
+	{"service a\nexec /x\nafter b\nservice b\nexec /y\nafter a\n", -ELOOP,
+	 "the after chain is a cycle"},
+	{"service a\nexec /x\nafter b\nafter b\nservice b\nexec /y\n", -EEXIST,
+	 "cvminit.conf:4: service a: after names b twice"},
+	{"service a\nexec /x\nafter b c b\n", -EEXIST, "service a: after names b twice"},
+	{"service a\nexec /x\nafter b\nservice b\nexec /y\nafter c\nservice c\nexec /z\n"
+	 "after d a\nservice d\nexec /w\n",
+	 -ELOOP, "the after chain is a cycle"},
+	{"service a\nexec /x\nready network\nready socket /s\n", -EEXIST,
+	 "cvminit.conf:4: service a: ready is given twice"},
+	{"service a\nexec /x\nready network now\n", -EINVAL, "is not a readiness kind"},
+	{"service a\nexec /x\nenv 1A=b\n", -EINVAL, "env takes NAME=value"},
+	{"service a\nexec /x\nenv novalue\n", -EINVAL, "env takes NAME=value"},
+	{"service a\nexec /x\nenv A=1\nenv A=2\n", -EEXIST, "A is set twice"},
+	{"service a\nexec /x\nready file /x\n", -EINVAL, "is not a readiness kind"},
+	{"service a\nexec /x\nready socket run/x\n", -EINVAL, "must be an absolute path"},
+	{"service a\nexec /x\nrestart 5 2\n", -EINVAL,
+	 "first delay 5 s is above the maximum 2 s"},
+	{"service a\nexec /x\nrestart 0 2\n", -EINVAL,
+	 "restart delay: \"0\" is not a whole number from 1 to 300"},
+	{"service a\nexec /x\nrestart 1 2s\n", -EINVAL, "\"2s\" is not a whole number"},
+	{"service a\nexec /x\nrestart 1\n", -EINVAL,
+	 "\"restart\" takes 2 arguments, got 1"},
+	{"service a\nexec /x\nlimit -1\n", -EINVAL,
+	 "limit: \"-1\" is not a whole number"},
+	{"service a\nexec /x\nready_timeout 5\n", -EINVAL,
+	 "cvminit.conf:1: service a: ready_timeout needs a \"ready socket\" or \"ready "
+	 "network\" line"},
+	{"service a\nexec /x\nready socket /s\nready_timeout 5\nready_timeout 6\n",
+	 -EEXIST, "cvminit.conf:5: service a: ready_timeout is given twice"},
+	{"service a\nexec /x\nready socket /s\nready_timeout 3601\n", -EINVAL,
+	 "ready_timeout: \"3601\" is not a whole number from 0 to 3600"},
+	{"service a\nexec /x\non_exhausted explode\n", -EINVAL,
+	 "on_exhausted: \"explode\" is not poweroff, reboot, halt or stop"},
+	{"set on_failure=explode\n", -EINVAL,
+	 "cvminit.conf:1: cvminit.on_failure=explode: invalid value"},
+	{"set bogus=1\n", -EINVAL, "unknown setting cvminit.bogus"},
+	{"set on_failure\n", -EINVAL, "set takes key=value"},
+	{"module ../evil\n", -EINVAL, "\"../evil\" is not a module name"},
+	{"service a\nexec \"/x\n", -EINVAL, "cvminit.conf:2: unterminated quote"},
 };
 
 TEST(config_rejections_name_file_line_and_value)
@@ -172,8 +183,8 @@ TEST(config_rejections_name_file_line_and_value)
 		const struct bad *b = &bad_configs[i];
 		int r = parse(b->text);
 		if (r != b->r || !strstr(err, b->msg))
-			FAIL_AT("config #%zu: got %d \"%s\", expected %d containing \"%s\"", i, r,
-				err, b->r, b->msg);
+			FAIL_AT("config #%zu: got %d \"%s\", expected %d containing \"%s\"",
+				i, r, err, b->r, b->msg);
 		/* Nothing of a rejected config is kept. */
 		CHECK_INT(c.nsvc, 0);
 		CHECK_INT(c.nmodules, 0);

@@ -1235,9 +1235,10 @@ TEST(verify_firmware_log_with_cvminit_log)
 		char json[8192], want[256];
 
 		read_back("fw.json", json, sizeof(json));
-		snprintf(want, sizeof(want),
-			 "\"0\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": true\n  }",
-			 hex0);
+		snprintf(
+			want, sizeof(want),
+			"\"0\": {\n    \"expected\": \"%s\",\n    \"warnOnly\": true\n  }",
+			hex0);
 		CHECK_CONTAINS(json, want);
 		CHECK(strstr(json, "\"4\": {\n    \"expected\": ") != NULL);
 		CHECK(!strstr(json, "\"11\": {\n    \"expected\": \"0000"));
@@ -1264,8 +1265,9 @@ TEST(verify_firmware_log_with_cvminit_log)
 		  1);
 	CHECK_CONTAINS(out, "PCR 15 sha256: match");
 	CHECK_CONTAINS(out, "content: record 1 at byte offset ");
-	CHECK_CONTAINS(out, "of tampered.log: PCR 15 \"cvminit:cmdline\": MISMATCH: its sha1 "
-			    "digest is not the digest of its content (13 bytes)");
+	CHECK_CONTAINS(out,
+		       "of tampered.log: PCR 15 \"cvminit:cmdline\": MISMATCH: its sha1 "
+		       "digest is not the digest of its content (13 bytes)");
 	eventlog_free(&stub);
 	eventlog_free(&fw);
 	eventlog_free(&all);
@@ -1549,7 +1551,8 @@ TEST(predict_volume_key_record_rules)
 }
 
 /* The reference slot of a built UKI: the text in the initrd's /etc/cvminit/reference. */
-static void read_slot(const char *uki, char *out, size_t cap, char *cmdline, size_t cmdcap)
+static void read_slot(const char *uki, char *out, size_t cap, char *cmdline,
+		      size_t cmdcap)
 {
 	static const char slot_path[] = "/etc/cvminit/reference";
 	uint8_t *buf = NULL;

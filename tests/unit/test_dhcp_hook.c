@@ -7,13 +7,15 @@
 TEST(dhcp_hook_lease_lines_keep_only_addresses_and_names)
 {
 	char *env[] = {
-		"reason=BOUND", "interface=eth0",
+		"reason=BOUND",
+		"interface=eth0",
 		"new_domain_name_servers=10.0.2.3 not-an-ip 1.2.3.4;rm 192.0.2.1 192.0.2.2",
 		"new_domain_search=example.org bad\\\\name a..b good-1.test",
 		"new_domain_name=ignored.example",
 		"nd1_rdnss1_servers=fec0::3",
 		"nd1_dnssl1_search=v6.example",
-		"PATH=/usr/bin", NULL,
+		"PATH=/usr/bin",
+		NULL,
 	};
 	char out[4096];
 
@@ -29,9 +31,9 @@ TEST(dhcp_hook_lease_lines_keep_only_addresses_and_names)
 
 TEST(dhcp_hook_domain_name_when_no_search)
 {
-	char *env[] = { "new_domain_name=corp.example", "new_domain_name_servers=10.0.2.3",
-			NULL };
-	char *bad[] = { "new_domain_name=evil\nnameserver 6.6.6.6", NULL };
+	char *env[] = {"new_domain_name=corp.example", "new_domain_name_servers=10.0.2.3",
+		       NULL};
+	char *bad[] = {"new_domain_name=evil\nnameserver 6.6.6.6", NULL};
 	char out[4096];
 
 	CHECK_INT(lease_lines(env, out, sizeof(out)), 2);
@@ -43,9 +45,9 @@ TEST(dhcp_hook_domain_name_when_no_search)
 
 TEST(dhcp_hook_merge)
 {
-	char *texts[] = { "nameserver 10.0.2.3\nsearch a.test\n",
-			  "nameserver 10.0.2.3\nnameserver fec0::3\nsearch b.test\n",
-			  "nameserver 1.1.1.1\nnameserver 2.2.2.2\njunk\n" };
+	char *texts[] = {"nameserver 10.0.2.3\nsearch a.test\n",
+			 "nameserver 10.0.2.3\nnameserver fec0::3\nsearch b.test\n",
+			 "nameserver 1.1.1.1\nnameserver 2.2.2.2\njunk\n"};
 	char out[1024];
 
 	CHECK_INT(resolv_merge(texts, 3, out, sizeof(out)), 3);

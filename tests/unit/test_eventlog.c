@@ -288,7 +288,9 @@ TEST(eventlog_content_round_trip_and_check)
 	n = slurp(buf, sizeof(buf) - 1);
 	buf[n] = '\0';
 	/* Text stays readable; the binary record is hex. */
-	CHECK_CONTAINS(buf, "\"data\":\"roothash=ab console=ttyS0,115200 \\\"q\\\" \xc3\xa9\\t\"");
+	CHECK_CONTAINS(
+		buf,
+		"\"data\":\"roothash=ab console=ttyS0,115200 \\\"q\\\" \xc3\xa9\\t\"");
 	CHECK_CONTAINS(buf, "\"dataHex\":\"00ff61c3\"");
 	CHECK_CONTAINS(buf, "\"name\":\"/etc/cvminit/cvminit.conf\"");
 	CHECK_INT(eventlog_read(path, &log, &bad), 3);
@@ -338,14 +340,15 @@ TEST(eventlog_content_malformed)
 	size_t bad;
 
 	for (size_t i = 0; i < sizeof(bad_content) / sizeof(bad_content[0]); i++) {
-		int n = snprintf(buf, sizeof(buf),
-				 "\x1e{\"pcr\":15,\"digests\":[{\"hashAlg\":\"sha1\",\"digest\":"
-				 "\"a9993e364706816aba3e25717850c26c9cd0d89d\"}],"
-				 "\"content_type\":\"systemd\",\"content\":{\"string\":\"e\",%s}}\n"
-				 "\x1e{\"pcr\":15,\"digests\":[{\"hashAlg\":\"sha1\",\"digest\":"
-				 "\"a9993e364706816aba3e25717850c26c9cd0d89d\"}],"
-				 "\"content_type\":\"systemd\",\"content\":{\"string\":\"e\",%s}}\n",
-				 "\"data\":\"abc\"", bad_content[i]);
+		int n = snprintf(
+			buf, sizeof(buf),
+			"\x1e{\"pcr\":15,\"digests\":[{\"hashAlg\":\"sha1\",\"digest\":"
+			"\"a9993e364706816aba3e25717850c26c9cd0d89d\"}],"
+			"\"content_type\":\"systemd\",\"content\":{\"string\":\"e\",%s}}\n"
+			"\x1e{\"pcr\":15,\"digests\":[{\"hashAlg\":\"sha1\",\"digest\":"
+			"\"a9993e364706816aba3e25717850c26c9cd0d89d\"}],"
+			"\"content_type\":\"systemd\",\"content\":{\"string\":\"e\",%s}}\n",
+			"\"data\":\"abc\"", bad_content[i]);
 		bad = 0;
 		CHECK_INT(eventlog_parse(buf, (size_t)n, &log, &bad), -EBADMSG);
 		CHECK_INT(log.n, 1);
@@ -355,10 +358,11 @@ TEST(eventlog_content_malformed)
 		eventlog_free(&log);
 	}
 	/* dataHex "" is zero bytes of content, not an error. */
-	const char *empty = "\x1e{\"pcr\":15,\"digests\":[{\"hashAlg\":\"sha1\",\"digest\":"
-			    "\"da39a3ee5e6b4b0d3255bfef95601890afd80709\"}],"
-			    "\"content_type\":\"systemd\",\"content\":{\"string\":\"e\","
-			    "\"dataHex\":\"\"}}\n";
+	const char *empty =
+		"\x1e{\"pcr\":15,\"digests\":[{\"hashAlg\":\"sha1\",\"digest\":"
+		"\"da39a3ee5e6b4b0d3255bfef95601890afd80709\"}],"
+		"\"content_type\":\"systemd\",\"content\":{\"string\":\"e\","
+		"\"dataHex\":\"\"}}\n";
 	CHECK_INT(eventlog_parse(empty, strlen(empty), &log, &bad), 1);
 	CHECK_INT(log.records[0].data_len, 0);
 	CHECK_INT(eventlog_check_content(&log.records[0], buf, sizeof(buf)), 0);

@@ -24,9 +24,11 @@ TEST(identity_root_spelling)
 	CHECK_STR(d, "01234567-89ab-cdef-0011-223344556677");
 	CHECK_STR(h, "8899aabb-ccdd-eeff-0f1e-2d3c4b5a6978");
 	CHECK_INT(identity_root("0123", out, sizeof(out)), -EINVAL);
-	CHECK_INT(identity_root("0123456789ABCDEF00112233445566778899aabbccddeeff0f1e2d3c4b5a6978",
-				out, sizeof(out)),
-		  -EINVAL);
+	CHECK_INT(
+		identity_root(
+			"0123456789ABCDEF00112233445566778899aabbccddeeff0f1e2d3c4b5a6978",
+			out, sizeof(out)),
+		-EINVAL);
 	CHECK_INT(identity_root(H, out, 40), -ENOBUFS);
 }
 
@@ -51,7 +53,9 @@ TEST(identity_state_spelling_and_luks)
 	strcpy(h.uuid, "3f0c1e2a-0000-4000-8000-000000000001");
 	strcpy(h.cipher, "aes-xts-plain64");
 	CHECK(identity_state(h.uuid, h.cipher, 512, 4096, "", a, sizeof(a)) > 0);
-	CHECK_STR(a, "luks2:3f0c1e2a-0000-4000-8000-000000000001:aes-xts-plain64:512:4096:none");
+	CHECK_STR(
+		a,
+		"luks2:3f0c1e2a-0000-4000-8000-000000000001:aes-xts-plain64:512:4096:none");
 	/* What PID 1 measures as cvminit:state is the same function's answer. */
 	CHECK(luks2_identity(&h, b, sizeof(b)) > 0);
 	CHECK_STR(b, a);
@@ -85,7 +89,8 @@ TEST(identity_reference_reads_back_in_cvminit)
 	CHECK(ref.config_absent && !ref.has_root);
 
 	/* What cvminit would refuse is refused here too. */
-	CHECK_INT(identity_reference("roothash=abc", NULL, 0, text, sizeof(text)), -EINVAL);
+	CHECK_INT(identity_reference("roothash=abc", NULL, 0, text, sizeof(text)),
+		  -EINVAL);
 	CHECK_INT(identity_reference("a\nb", NULL, 0, text, sizeof(text)), -EINVAL);
 	CHECK_INT(identity_reference("quiet", NULL, 0, text, 20), -ENOBUFS);
 }

@@ -43,15 +43,20 @@ TEST(join_body_refusals)
 		  -EBADMSG);
 	CHECK_CONTAINS(why, "hello");
 	b[0] = 0x02;
-	CHECK_INT(join_body_parse(JOIN_HELLO, b, JOIN_PUB + JOIN_NONCE, &m, &why), -EBADMSG);
+	CHECK_INT(join_body_parse(JOIN_HELLO, b, JOIN_PUB + JOIN_NONCE, &m, &why),
+		  -EBADMSG);
 	CHECK_CONTAINS(why, "uncompressed");
 	b[0] = 0x04;
-	CHECK_INT(join_body_parse(JOIN_SERVICE, b, JOIN_PUB + JOIN_NONCE + 70, &m, &why), 0);
+	CHECK_INT(join_body_parse(JOIN_SERVICE, b, JOIN_PUB + JOIN_NONCE + 70, &m, &why),
+		  0);
 	CHECK_INT((int)m.sig_len, 70);
-	CHECK_INT(join_body_parse(JOIN_SERVICE, b, JOIN_PUB + JOIN_NONCE + JOIN_MAX_SIG + 1,
-				  &m, &why), -EBADMSG);
-	CHECK_INT(join_body_parse(JOIN_SERVICE, b, JOIN_PUB + JOIN_NONCE, &m, &why), -EBADMSG);
-	CHECK_INT(join_body_parse(JOIN_BUNDLE, b, JOIN_IV + JOIN_TAG, &m, &why), -EBADMSG);
+	CHECK_INT(join_body_parse(JOIN_SERVICE, b,
+				  JOIN_PUB + JOIN_NONCE + JOIN_MAX_SIG + 1, &m, &why),
+		  -EBADMSG);
+	CHECK_INT(join_body_parse(JOIN_SERVICE, b, JOIN_PUB + JOIN_NONCE, &m, &why),
+		  -EBADMSG);
+	CHECK_INT(join_body_parse(JOIN_BUNDLE, b, JOIN_IV + JOIN_TAG, &m, &why),
+		  -EBADMSG);
 	CHECK_INT(join_body_parse(JOIN_REFUSED, (const uint8_t *)"no", 2, &m, &why), 0);
 	CHECK_INT(join_body_parse(JOIN_REFUSED, (const uint8_t *)"a\nb", 3, &m, &why),
 		  -EBADMSG);

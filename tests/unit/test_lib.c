@@ -50,8 +50,8 @@ TEST(hex_is_lower_spelling)
 
 TEST(digest_streaming_matches_one_shot)
 {
-	static const uint16_t algs[] = {DIGEST_ALG_SHA1, DIGEST_ALG_SHA256, DIGEST_ALG_SHA384,
-					DIGEST_ALG_SHA512};
+	static const uint16_t algs[] = {DIGEST_ALG_SHA1, DIGEST_ALG_SHA256,
+					DIGEST_ALG_SHA384, DIGEST_ALG_SHA512};
 	uint8_t data[1000], a[DIGEST_MAX], b[DIGEST_MAX];
 
 	for (size_t i = 0; i < sizeof(data); i++)
@@ -125,7 +125,8 @@ TEST(cmdline_words_like_the_kernel)
 	CHECK_INT(cmdline_next_word(&p, w, sizeof(w)), -EINVAL);
 	CHECK_INT(cmdline_get("roothash=ab quiet", "roothash", v, sizeof(v)), 2);
 	CHECK_STR(v, "ab");
-	CHECK_INT(cmdline_get("roothash=ab roothash=cd", "roothash", v, sizeof(v)), -EEXIST);
+	CHECK_INT(cmdline_get("roothash=ab roothash=cd", "roothash", v, sizeof(v)),
+		  -EEXIST);
 	CHECK_INT(cmdline_get("quiet", "roothash", v, sizeof(v)), 0);
 }
 

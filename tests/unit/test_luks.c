@@ -169,7 +169,6 @@ static void expect_refused(const uint8_t *a, int want, const char *needle)
 	CHECK_CONTAINS(err, needle);
 }
 
-
 TEST(luks_accepts_cvminit_header)
 {
 	struct luks2_hdr h;
@@ -395,7 +394,8 @@ TEST(luks_what_libcryptsetup_refuses_refused)
 	/* Text after the JSON object, before the NUL (json-c stops at the object's end). */
 	make_disk("disk");
 	a = read_area("disk");
-	edit_json(a, "\"keyslots_size\":\"16744448\"}}", "\"keyslots_size\":\"16744448\"}}t");
+	edit_json(a, "\"keyslots_size\":\"16744448\"}}",
+		  "\"keyslots_size\":\"16744448\"}}t");
 	expect_both_refuse(a, "bytes after the JSON object");
 	free(a);
 

@@ -281,8 +281,8 @@ TEST(measure_open_selection)
 	/* A plain VM's TPM (tpm0 in /sys/class/tpm) whose /dev/tpmrm0 is not a TPM: an
 	 * error, not a fall-through to nothing. */
 	snprintf(path, sizeof(path),
-		 "mkdir -p %s/dev %s/sys/class/tpm/tpm0 && touch %s/dev/tpmrm0", root, root,
-		 root);
+		 "mkdir -p %s/dev %s/sys/class/tpm/tpm0 && touch %s/dev/tpmrm0", root,
+		 root, root);
 	CHECK_INT(system(path), 0);
 	r = measurer_open(root, logpath, &m);
 	CHECK(r < 0 && r != -ENODEV);
@@ -292,8 +292,8 @@ TEST(measure_open_selection)
 	 * and leaves the TPM alone (the host can attach one; platform_decide()). */
 	fake_tdx_tree(root, sizeof(root));
 	snprintf(path, sizeof(path),
-		 "mkdir -p %s/dev %s/sys/class/tpm/tpm0 && touch %s/dev/tpmrm0", root, root,
-		 root);
+		 "mkdir -p %s/dev %s/sys/class/tpm/tpm0 && touch %s/dev/tpmrm0", root,
+		 root, root);
 	CHECK_INT(system(path), 0);
 	CHECK_INT(measurer_open(root, logpath, &m), 0);
 	CHECK_INT(measurer_backend(m), MEASURER_TDX);

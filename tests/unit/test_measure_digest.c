@@ -100,7 +100,7 @@ TEST(digest_hex_round_trip)
 	CHECK(memcmp(d, e, 4) == 0);
 	hex_encode(d, 4, out);
 	CHECK_STR(out, "00abcdff");
-	CHECK_INT(hex_decode("00abc", d, sizeof(d)), -EINVAL);	 /* odd length */
+	CHECK_INT(hex_decode("00abc", d, sizeof(d)), -EINVAL);	    /* odd length */
 	CHECK_INT(hex_decode("0011223344", d, sizeof(d)), -EINVAL); /* too long */
 	CHECK_INT(hex_decode("zz", d, sizeof(d)), -EINVAL);
 	CHECK_INT(hex_decode("", d, sizeof(d)), -EINVAL);

@@ -9,7 +9,7 @@
 
 TEST(timeline_format_durations)
 {
-	struct timeline t = { 0 };
+	struct timeline t = {0};
 	char buf[256];
 
 	timeline_add(&t, "init-start", 1500000);
@@ -23,7 +23,7 @@ TEST(timeline_format_durations)
 
 TEST(timeline_format_truncates_safely)
 {
-	struct timeline t = { 0 };
+	struct timeline t = {0};
 	char buf[16];
 
 	timeline_add(&t, "a-long-stage-name", 1000);
@@ -35,7 +35,7 @@ TEST(timeline_format_truncates_safely)
 
 TEST(timeline_caps_at_max)
 {
-	struct timeline t = { 0 };
+	struct timeline t = {0};
 
 	for (int i = 0; i < TIMELINE_MAX + 5; i++)
 		timeline_add(&t, "x", (uint64_t)i);
@@ -44,13 +44,16 @@ TEST(timeline_caps_at_max)
 
 TEST(dps_types)
 {
-	CHECK_INT(dps_type_from_uuid("4f68bce3-e8cd-4db1-96e7-fbcaf984b709"), DPS_ROOT_X86_64);
-	CHECK_INT(dps_type_from_uuid("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"), DPS_ROOT_X86_64);
+	CHECK_INT(dps_type_from_uuid("4f68bce3-e8cd-4db1-96e7-fbcaf984b709"),
+		  DPS_ROOT_X86_64);
+	CHECK_INT(dps_type_from_uuid("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"),
+		  DPS_ROOT_X86_64);
 	CHECK_INT(dps_type_from_uuid("2c7357ed-ebd2-46d9-aec1-23d437ec2bf5"),
 		  DPS_ROOT_VERITY_X86_64);
 	CHECK_INT(dps_type_from_uuid("4d21b016-b534-45c2-a9fb-5c16e091fd2d"), DPS_VAR);
 	CHECK_INT(dps_type_from_uuid("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"), DPS_ESP);
-	CHECK_INT(dps_type_from_uuid("0fc63daf-8483-4772-8e79-3d69d8477de4"), DPS_UNKNOWN);
+	CHECK_INT(dps_type_from_uuid("0fc63daf-8483-4772-8e79-3d69d8477de4"),
+		  DPS_UNKNOWN);
 	CHECK_STR(dps_type_name(DPS_VAR), "var");
 	CHECK_STR(dps_type_name(DPS_UNKNOWN), "unknown");
 }

@@ -29,10 +29,9 @@ static const char route6[] =
 static const char route6_lo_reject[] =
 	"00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
 	"00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
-static const char if_inet6[] =
-	"fe80000000000000505400fffe123456 02 40 20 80     eth0\n"
-	"fec0000000000000505400fffe123456 02 40 00 40     eth0\n"
-	"00000000000000000000000000000001 01 80 10 80       lo\n";
+static const char if_inet6[] = "fe80000000000000505400fffe123456 02 40 20 80     eth0\n"
+			       "fec0000000000000505400fffe123456 02 40 00 40     eth0\n"
+			       "00000000000000000000000000000001 01 80 10 80       lo\n";
 static const char if_inet6_done[] =
 	"fec0000000000000505400fffe123456 02 40 40 00     eth0\n";
 static const char if_inet6_global[] =
@@ -139,7 +138,7 @@ TEST(sysctl_lines)
 TEST(sysctl_apply_counts_failures)
 {
 	char a[] = "/tmp/sysctl-a-XXXXXX", b[] = "/tmp/sysctl-b-XXXXXX";
-	const char *dirs[] = { a, b, NULL };
+	const char *dirs[] = {a, b, NULL};
 
 	CHECK(mkdtemp(a) != NULL);
 	CHECK(mkdtemp(b) != NULL);

@@ -619,7 +619,7 @@ TEST(platform_tpm_key_config_only)
 TEST(tpm_key_prove_needs_the_private_part)
 {
 	uint8_t ek[PLATFORM_BLOB_MAX];
-	TPM2B_PUBLIC pub = { 0 };
+	TPM2B_PUBLIC pub = {0};
 	ESYS_TR handle = ESYS_TR_NONE;
 	bool possessed = false;
 	size_t off = 0;
@@ -632,8 +632,8 @@ TEST(tpm_key_prove_needs_the_private_part)
 	/* The EK's public area alone, loaded as an external key: what a TPM that echoes
 	 * another TPM's EK has. The salted session cannot be made with it. */
 	CHECK_INT(Tss2_MU_TPMT_PUBLIC_Unmarshal(ek, (size_t)n, &off, &pub.publicArea), 0);
-	CHECK_INT(Esys_LoadExternal(tpm_esys(t), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
-				    &pub, ESYS_TR_RH_NULL, &handle),
+	CHECK_INT(Esys_LoadExternal(tpm_esys(t), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				    NULL, &pub, ESYS_TR_RH_NULL, &handle),
 		  0);
 	CHECK(tpm_key_prove(t, handle) < 0);
 	Esys_FlushContext(tpm_esys(t), handle);

@@ -657,7 +657,8 @@ TEST(predict_json_shape)
 		char err[128], h[65];
 
 		CHECK_INT(measurements_parse(out, len, &m, err, sizeof(err)), 0);
-		CHECK(m.pcr[15].present && !m.pcr[15].has_expected && !m.pcr[15].warn_only);
+		CHECK(m.pcr[15].present && !m.pcr[15].has_expected &&
+		      !m.pcr[15].warn_only);
 		CHECK(!m.pcr[0].present && m.pcr[4].expected_len == 32);
 		CHECK_INT(m.n_replay, 2);
 		CHECK_STR(m.replay[0].event, "cvminit:cmdline");

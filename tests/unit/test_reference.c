@@ -15,11 +15,12 @@ static int parse(const char *text)
 
 TEST(all_keys_and_padding)
 {
-	CHECK_INT(parse("# cvminit reference values\n"
-			"cmdline console=ttyS0,115200 roothash=ab  x\n"
-			"config sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"
-			"root verity:ab:1-2:3-4:erofs\n\n\n\n\n"),
-		  0);
+	CHECK_INT(
+		parse("# cvminit reference values\n"
+		      "cmdline console=ttyS0,115200 roothash=ab  x\n"
+		      "config sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"
+		      "root verity:ab:1-2:3-4:erofs\n\n\n\n\n"),
+		0);
 	CHECK(r.has_cmdline && r.has_config && r.has_root);
 	CHECK_STR(r.cmdline, "console=ttyS0,115200 roothash=ab  x");
 	CHECK_INT(r.config_sha256[0], 0x00);
@@ -45,8 +46,9 @@ TEST(rejections_name_the_line)
 	CHECK_CONTAINS(err, "/etc/cvminit/reference:3: cmdline given twice");
 	CHECK_INT(parse("config sha256:00"), -EINVAL);
 	CHECK_CONTAINS(err, ":1: config wants");
-	CHECK_INT(parse("config sha256:00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff"),
-		  -EINVAL);
+	CHECK_INT(
+		parse("config sha256:00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff"),
+		-EINVAL);
 	CHECK_INT(parse("root plain:/dev/sda"), -EINVAL);
 	CHECK_CONTAINS(err, "root wants verity:");
 	CHECK_INT(parse("roothash abc"), -EINVAL);

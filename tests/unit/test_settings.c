@@ -88,7 +88,8 @@ TEST(missing_equals)
 
 TEST(duplicate_key_refused)
 {
-	CHECK_INT(parse("cvminit.on_failure=reboot cvminit.on_failure=poweroff"), -EEXIST);
+	CHECK_INT(parse("cvminit.on_failure=reboot cvminit.on_failure=poweroff"),
+		  -EEXIST);
 	CHECK_CONTAINS(err, "given twice");
 }
 
@@ -148,7 +149,8 @@ TEST(cmdline_get_plain_parameter)
 {
 	char v[128];
 
-	CHECK_INT(cmdline_get("quiet roothash=abcd console=ttyS0", "roothash", v, sizeof(v)),
+	CHECK_INT(cmdline_get("quiet roothash=abcd console=ttyS0", "roothash", v,
+			      sizeof(v)),
 		  4);
 	CHECK_STR(v, "abcd");
 	CHECK_INT(cmdline_get("quiet console=ttyS0", "roothash", v, sizeof(v)), 0);
@@ -162,7 +164,8 @@ TEST(cmdline_get_refuses_duplicates_and_overflow)
 {
 	char v[8];
 
-	CHECK_INT(cmdline_get("roothash=aa roothash=bb", "roothash", v, sizeof(v)), -EEXIST);
+	CHECK_INT(cmdline_get("roothash=aa roothash=bb", "roothash", v, sizeof(v)),
+		  -EEXIST);
 	CHECK_INT(cmdline_get("roothash=0123456789", "roothash", v, sizeof(v)), -E2BIG);
 	CHECK_INT(cmdline_get("roothash=\"aa", "roothash", v, sizeof(v)), -EINVAL);
 }
@@ -185,7 +188,8 @@ TEST(measure_is_config_only)
 
 TEST(state_and_verity_keys)
 {
-	CHECK_INT(parse("cvminit.state_integrity=hmac-sha256 cvminit.verity_error=panic"), 2);
+	CHECK_INT(parse("cvminit.state_integrity=hmac-sha256 cvminit.verity_error=panic"),
+		  2);
 	CHECK_INT(s.state_integrity, STATE_INTEGRITY_HMAC_SHA256);
 	CHECK_INT(s.verity_error, VERITY_PANIC);
 	CHECK_INT(parse("cvminit.state_integrity=aead"), -EINVAL);
@@ -207,12 +211,13 @@ TEST(state_pcrs_config_only_and_must_name_the_boot)
 	settings_init(&s);
 	CHECK_INT(settings_set(&s, "state_pcrs", "4,11,15", err, sizeof(err)), 0);
 	CHECK_STR(seal_pcr_list(s.state_pcrs, buf, sizeof(buf)), "4,11,15");
-	static const char *const bad[] = { "7,11,15", "4,7,11", "4,7,15", "11,15",
-					   "4,4,11,15", "4,11,15,24", "4,11,15,", ",4,11,15",
-					   "004,11,15" };
+	static const char *const bad[] = {"7,11,15",  "4,7,11",	   "4,7,15",
+					  "11,15",    "4,4,11,15", "4,11,15,24",
+					  "4,11,15,", ",4,11,15",  "004,11,15"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		settings_init(&s);
-		CHECK_INT(settings_set(&s, "state_pcrs", bad[i], err, sizeof(err)), -EINVAL);
+		CHECK_INT(settings_set(&s, "state_pcrs", bad[i], err, sizeof(err)),
+			  -EINVAL);
 		CHECK(strstr(err, "contains 4, 11 and 15") != NULL);
 		CHECK_STR(seal_pcr_list(s.state_pcrs, buf, sizeof(buf)), "4,7,11,15");
 	}

@@ -36,14 +36,16 @@ TEST(row_c_secondary_only_unfinished_starts_over)
 
 	CHECK_INT(plan((struct state_seen){.luks = 1, .primary_missing = true}, t),
 		  STATE_REDO);
-	CHECK_CONTAINS(t, "/dev/vda3 has only a secondary header with an unfinished setup");
+	CHECK_CONTAINS(t,
+		       "/dev/vda3 has only a secondary header with an unfinished setup");
 }
 
 TEST(row_c_secondary_only_initialized_refuses)
 {
 	char t[640];
 
-	CHECK_INT(plan((struct state_seen){.luks = 1, .primary_missing = true,
+	CHECK_INT(plan((struct state_seen){.luks = 1,
+					   .primary_missing = true,
 					   .initialized = true},
 		       t),
 		  STATE_REFUSE);
@@ -55,7 +57,8 @@ TEST(rows_d_and_e_open)
 	char t[640];
 
 	CHECK_INT(plan((struct state_seen){.luks = 1}, t), STATE_OPEN);
-	CHECK_INT(plan((struct state_seen){.luks = 1, .initialized = true}, t), STATE_OPEN);
+	CHECK_INT(plan((struct state_seen){.luks = 1, .initialized = true}, t),
+		  STATE_OPEN);
 	CHECK_STR(t, "");
 }
 
@@ -76,7 +79,8 @@ TEST(a_header_cvminit_does_not_accept_refuses)
 
 	/* LUKS1, copies that disagree, anything off the allow-list: luks2_inspect() < 0,
 	 * whatever blkid would say. */
-	CHECK_INT(plan((struct state_seen){.luks = -EPROTONOSUPPORT, .luks_err = "LUKS1",
+	CHECK_INT(plan((struct state_seen){.luks = -EPROTONOSUPPORT,
+					   .luks_err = "LUKS1",
 					   .fs = 0},
 		       t),
 		  STATE_REFUSE);
@@ -102,7 +106,8 @@ TEST(row_d_ext4_after_a_cut_is_kept)
 {
 	char t[640];
 
-	CHECK_INT(mount_plan((struct state_volume){.fs = 1, .fs_type = "ext4"}, t), MOUNT_KEEP);
+	CHECK_INT(mount_plan((struct state_volume){.fs = 1, .fs_type = "ext4"}, t),
+		  MOUNT_KEEP);
 	CHECK_CONTAINS(t, "already holds ext4");
 }
 
@@ -110,7 +115,8 @@ TEST(row_e_mounts)
 {
 	char t[640];
 
-	CHECK_INT(mount_plan((struct state_volume){.fs = 1, .fs_type = "ext4",
+	CHECK_INT(mount_plan((struct state_volume){.fs = 1,
+						   .fs_type = "ext4",
 						   .initialized = true},
 			     t),
 		  MOUNT_AS_IS);
@@ -132,7 +138,8 @@ TEST(volume_with_another_filesystem_or_unreadable_refuses)
 	CHECK_INT(mount_plan((struct state_volume){.fs = 1, .fs_type = "xfs"}, t),
 		  MOUNT_REFUSE);
 	CHECK_CONTAINS(t, "holds xfs, not ext4");
-	CHECK_INT(mount_plan((struct state_volume){.fs = 1, .fs_type = "xfs",
+	CHECK_INT(mount_plan((struct state_volume){.fs = 1,
+						   .fs_type = "xfs",
 						   .initialized = true},
 			     t),
 		  MOUNT_REFUSE);

@@ -5,14 +5,17 @@
 
 static struct svc_def def(unsigned min, unsigned max, unsigned stable, unsigned limit)
 {
-	return (struct svc_def){ .backoff_min = min, .backoff_max = max, .stable_secs = stable,
-				 .restart_limit = limit, .after_mask = 0 };
+	return (struct svc_def){.backoff_min = min,
+				.backoff_max = max,
+				.stable_secs = stable,
+				.restart_limit = limit,
+				.after_mask = 0};
 }
 
 TEST(svc_backoff_doubles_to_max)
 {
 	struct svc_def d = def(1, 30, 60, 0);
-	static const int want[] = { 1, 2, 4, 8, 16, 30, 30, 30 };
+	static const int want[] = {1, 2, 4, 8, 16, 30, 30, 30};
 	struct svc_backoff b;
 
 	svc_backoff_reset(&b, &d);
@@ -106,18 +109,21 @@ TEST(svc_transitions_waiting)
 	CHECK(svc_transition_ok(SVC_WAITING, SVC_STARTING)); /* started, with a probe */
 	CHECK(svc_transition_ok(SVC_WAITING, SVC_READY));    /* started, no probe */
 	CHECK(svc_transition_ok(SVC_WAITING, SVC_BACKOFF));  /* fork failed */
-	CHECK(svc_transition_ok(SVC_WAITING, SVC_DOWN));     /* fork failed, no restarts left */
+	CHECK(svc_transition_ok(SVC_WAITING,
+				SVC_DOWN)); /* fork failed, no restarts left */
 	CHECK(!svc_transition_ok(SVC_WAITING, SVC_STOPPING)); /* nothing runs to stop */
 	CHECK(!svc_transition_ok(SVC_WAITING, SVC_WAITING));
 }
 
 TEST(svc_transitions_starting)
 {
-	CHECK(svc_transition_ok(SVC_STARTING, SVC_READY));    /* the probe succeeded */
-	CHECK(svc_transition_ok(SVC_STARTING, SVC_STOPPING)); /* ready_timeout, or dependency */
-	CHECK(svc_transition_ok(SVC_STARTING, SVC_BACKOFF));  /* exited */
+	CHECK(svc_transition_ok(SVC_STARTING, SVC_READY)); /* the probe succeeded */
+	CHECK(svc_transition_ok(SVC_STARTING,
+				SVC_STOPPING)); /* ready_timeout, or dependency */
+	CHECK(svc_transition_ok(SVC_STARTING, SVC_BACKOFF)); /* exited */
 	CHECK(svc_transition_ok(SVC_STARTING, SVC_DOWN));
-	CHECK(svc_transition_ok(SVC_STARTING, SVC_WAITING));  /* exited while stopping all */
+	CHECK(svc_transition_ok(SVC_STARTING,
+				SVC_WAITING)); /* exited while stopping all */
 	CHECK(!svc_transition_ok(SVC_STARTING, SVC_STARTING));
 }
 
@@ -133,7 +139,8 @@ TEST(svc_transitions_ready)
 
 TEST(svc_transitions_stopping)
 {
-	CHECK(svc_transition_ok(SVC_STOPPING, SVC_WAITING)); /* waits for its dependency */
+	CHECK(svc_transition_ok(SVC_STOPPING,
+				SVC_WAITING)); /* waits for its dependency */
 	CHECK(svc_transition_ok(SVC_STOPPING, SVC_BACKOFF)); /* it missed ready_timeout */
 	CHECK(svc_transition_ok(SVC_STOPPING, SVC_DOWN));
 	CHECK(!svc_transition_ok(SVC_STOPPING, SVC_READY));
@@ -143,7 +150,8 @@ TEST(svc_transitions_stopping)
 TEST(svc_transitions_backoff_and_down)
 {
 	CHECK(svc_transition_ok(SVC_BACKOFF, SVC_WAITING));
-	CHECK(!svc_transition_ok(SVC_BACKOFF, SVC_STARTING)); /* starts from WAITING only */
+	CHECK(!svc_transition_ok(SVC_BACKOFF,
+				 SVC_STARTING)); /* starts from WAITING only */
 	CHECK(!svc_transition_ok(SVC_BACKOFF, SVC_READY));
 	for (int to = SVC_WAITING; to <= SVC_DOWN; to++)
 		CHECK(!svc_transition_ok(SVC_DOWN, (enum svc_state)to));
@@ -155,7 +163,8 @@ TEST(svc_state_timers)
 
 	CHECK_INT(svc_state_timer(SVC_STARTING, now, true, 0), now + SVC_PROBE_MS);
 	CHECK_INT(svc_state_timer(SVC_STARTING, now, false, 0), 0); /* exec failed */
-	CHECK_INT(svc_state_timer(SVC_STOPPING, now, false, 0), now + SVC_STOP_TIMEOUT * 1000);
+	CHECK_INT(svc_state_timer(SVC_STOPPING, now, false, 0),
+		  now + SVC_STOP_TIMEOUT * 1000);
 	CHECK_INT(svc_state_timer(SVC_BACKOFF, now, false, 4000), now + 4000);
 	/* Entering any other state clears the timer the last one armed. */
 	CHECK_INT(svc_state_timer(SVC_WAITING, now, true, 4000), 0);

@@ -86,7 +86,7 @@ static void collect(void *ctx, const char *line, size_t len)
 
 TEST(svclog_split_lines_and_partials)
 {
-	struct svclog_lines l = { .len = 0 };
+	struct svclog_lines l = {.len = 0};
 
 	svclog_split(&l, "one\ntw", 6, collect, NULL);
 	CHECK_INT(ngot, 1);
@@ -107,7 +107,7 @@ TEST(svclog_split_lines_and_partials)
 TEST(svclog_split_long_line)
 {
 	static char data[SVCLOG_LINE_MAX * 2 + 100];
-	struct svclog_lines l = { .len = 0 };
+	struct svclog_lines l = {.len = 0};
 	size_t n = sizeof(data) - 1;
 
 	memset(data, 'x', sizeof(data));
@@ -130,7 +130,7 @@ TEST(svclog_split_long_line)
 TEST(svclog_split_exact_buffer_line)
 {
 	static char data[SVCLOG_LINE_MAX + 1];
-	struct svclog_lines l = { .len = 0 };
+	struct svclog_lines l = {.len = 0};
 
 	/* A line that fills the buffer exactly is one line, not a line and an empty one. */
 	memset(data, 'a', SVCLOG_LINE_MAX);
@@ -299,8 +299,8 @@ TEST(svclog_feed_rotates_and_round_trips)
 	svclog_init(&l, "chatty", 0);
 	/* Just past one rotation: about 1.3 MiB of numbered lines. */
 	while (elen < SVCLOG_ROTATE_SIZE + SVCLOG_ROTATE_SIZE / 3) {
-		int n = snprintf(line, sizeof(line), "line %06d of the chatty service, padded out\n",
-				 i++);
+		int n = snprintf(line, sizeof(line),
+				 "line %06d of the chatty service, padded out\n", i++);
 		svclog_feed(&l, line, (size_t)n, 0);
 		memcpy(expect + elen, line, (size_t)n);
 		elen += (size_t)n;
@@ -323,7 +323,8 @@ TEST(svclog_feed_rotates_and_round_trips)
 	svclog_feed(&l, "late\n", 5, 1000);
 	char *k = read_file(p, NULL);
 	char want[64];
-	snprintf(want, sizeof(want), "<31>chatty: %d lines dropped (rate limit)\n<31>chatty: late\n",
+	snprintf(want, sizeof(want),
+		 "<31>chatty: %d lines dropped (rate limit)\n<31>chatty: late\n",
 		 i - SVCLOG_BURST);
 	CHECK_CONTAINS(k, want);
 	CHECK(!strstr(k, "line 000200 of"));

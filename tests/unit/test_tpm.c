@@ -44,9 +44,10 @@ TEST(tpm_pcr_read_matches_tpm2_tools)
 		 "1111111111111111111111111111111111111111111111111111111111111111",
 		 conf);
 	CHECK_INT(system(cmd), 0);
-	snprintf(cmd, sizeof(cmd),
-		 "tpm2_pcrread -T swtpm:%s sha256:16 | sed -n 's/.*16 *: *0x//p' | tr A-F a-f",
-		 conf);
+	snprintf(
+		cmd, sizeof(cmd),
+		"tpm2_pcrread -T swtpm:%s sha256:16 | sed -n 's/.*16 *: *0x//p' | tr A-F a-f",
+		conf);
 	CHECK_INT(run_capture(cmd, want, sizeof(want)), 0);
 	CHECK_INT(strlen(want), 64);
 
@@ -55,13 +56,14 @@ TEST(tpm_pcr_read_matches_tpm2_tools)
 	hex(d, 32, got);
 	CHECK_STR(got, want);
 	/* sha256(32 zero bytes || 32 bytes of 0x11), computed with Python's hashlib. */
-	CHECK_STR(got, "8878b15a7d6a3a4f464e8f9f42591dbc0cf4bedea0ec309003d2b2ee53655ef8");
+	CHECK_STR(got,
+		  "8878b15a7d6a3a4f464e8f9f42591dbc0cf4bedea0ec309003d2b2ee53655ef8");
 	tpm_close(t);
 }
 
 TEST(tpm_pcr_read_fresh_is_zero)
 {
-	uint8_t d[TPM_MAX_DIGEST], zero[TPM_MAX_DIGEST] = { 0 };
+	uint8_t d[TPM_MAX_DIGEST], zero[TPM_MAX_DIGEST] = {0};
 	struct tpm *t;
 
 	CHECK_INT(tpm_open("swtpm", swtpm_start(), &t), 0);
