@@ -3,7 +3,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #include "../lib/file.h"
 #include "../lib/log.h"
+#include "../lib/net.h"
 #include "../lib/util.h"
 #include "../measured-boot/attest-node.h"
 #include "../measured-boot/attest-proto.h"
@@ -41,45 +41,6 @@ static void console(const char *line)
 		return;
 	(void)!write(fd, line, strlen(line));
 	close(fd);
-}
-
-static int dial(const char *target)
-{
-	_cleanup_free_ char *host = strdup(target);
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-	struct timeval tv = {.tv_sec = 60};
-	char *port = host ? strrchr(host, ':') : NULL;
-	int fd = -1;
-
-	if (!port)
-		return -EINVAL;
-	*port++ = '\0';
-	if (getaddrinfo(host, port, &hints, &res) != 0)
-		return -EHOSTUNREACH;
-	for (struct addrinfo *a = res; a; a = a->ai_next) {
-		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-			break;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd < 0 ? -ECONNREFUSED : fd;
-}
-
-static int send_join(int fd, enum join_type type, const void *body, size_t len)
-{
-	uint8_t hdr[JOIN_HDR];
-	int r = join_header_write(hdr, type, len);
-
-	if (r < 0)
-		return r;
-	r = write_full(fd, hdr, sizeof(hdr));
-	return r < 0 ? r : write_full(fd, body, len);
 }
 
 static int write_bundle(const char *out, const uint8_t *p, size_t n)
@@ -115,20 +76,20 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 	struct join_eph eph;
 	struct join_msg m;
 	const char *why = "";
+	char dial_why[256];
 	enum join_type type;
 	_cleanup_close_ int fd = -1;
 	int n, r;
 
-	fd = dial(target);
+	fd = net_dial(target, 60, dial_why, sizeof(dial_why));
 	if (fd < 0)
-		return log_warn("join: %s: cannot connect: %s", target, strerror(-fd)),
-		       -EAGAIN;
+		return log_warn("join: cannot connect: %s", dial_why), -EAGAIN;
 	if (join_eph_new(&eph) < 0)
 		return -EIO;
 	memcpy(hello, eph.pub, JOIN_PUB);
 	if (getrandom(hello + JOIN_PUB, JOIN_NONCE, 0) != JOIN_NONCE)
 		return -EIO;
-	if (send_join(fd, JOIN_HELLO, hello, sizeof(hello)) < 0)
+	if (join_send(fd, JOIN_HELLO, hello, sizeof(hello)) < 0)
 		return -EAGAIN;
 	/* The service's key proof comes first; nothing is quoted for a service without it. */
 	if (read_full(fd, hdr, JOIN_HDR) != JOIN_HDR)

@@ -56,17 +56,6 @@ static int recv_msg(int fd, enum join_type want, uint8_t *body, struct join_msg 
 	return join_body_parse(type, body, (size_t)n, m, why);
 }
 
-static int send_msg(int fd, enum join_type type, const void *body, size_t len)
-{
-	uint8_t hdr[JOIN_HDR];
-	int r = join_header_write(hdr, type, len);
-
-	if (r < 0)
-		return r;
-	r = write_full(fd, hdr, sizeof(hdr));
-	return r < 0 ? r : write_full(fd, body, len);
-}
-
 static void serve(int fd, const char *peer)
 {
 	static uint8_t body[JOIN_MAX_BODY], out[JOIN_MAX_BODY];
@@ -95,7 +84,7 @@ static void serve(int fd, const char *peer)
 		printf("cvm-join: %s: cannot sign with --key: %s\n", peer, strerror(-r));
 		return;
 	}
-	if (send_msg(fd, JOIN_SERVICE, svc, JOIN_PUB + JOIN_NONCE + sig_len) < 0)
+	if (join_send(fd, JOIN_SERVICE, svc, JOIN_PUB + JOIN_NONCE + sig_len) < 0)
 		return;
 	join_quote_nonce(nonce, node_pub, qn);
 	printf("cvm-join: %s: attesting\n", peer);
@@ -106,7 +95,7 @@ static void serve(int fd, const char *peer)
 		snprintf(reason, sizeof(reason),
 			 "attestation refused (cvm-measure attest exit status %d)", r);
 		printf("cvm-join: %s: REFUSED: %s\n", peer, reason);
-		send_msg(fd, JOIN_REFUSED, reason, strlen(reason));
+		join_send(fd, JOIN_REFUSED, reason, strlen(reason));
 		return;
 	}
 	r = join_bundle_key(&eph, node_pub, node_pub, eph.pub, key);
@@ -118,7 +107,7 @@ static void serve(int fd, const char *peer)
 		printf("cvm-join: %s: cannot seal the bundle: %s\n", peer, strerror(-r));
 		return;
 	}
-	if (send_msg(fd, JOIN_BUNDLE, out, (size_t)r) < 0)
+	if (join_send(fd, JOIN_BUNDLE, out, (size_t)r) < 0)
 		printf("cvm-join: %s: the node went away before its bundle\n", peer);
 	else
 		printf("cvm-join: %s: JOINED: bundle sent (%zu bytes, encrypted to the "

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "../lib/hex.h"
+#include "../lib/net.h"
 #include "../lib/util.h"
 #include "attest-cmd.h"
 #include "attest-proto.h"
@@ -146,50 +146,6 @@ static int slurp(const char *path, uint8_t **ret, size_t *len)
 }
 
 /* --- the network round trips ------------------------------------------------------ */
-
-static int dial(const char *target, unsigned timeout_s, char *why, size_t why_len)
-{
-	_cleanup_free_ char *host = strdup(target);
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-	struct timeval tv = {.tv_sec = timeout_s};
-	char *port;
-	int fd = -1, r;
-
-	if (!host)
-		return -ENOMEM;
-	port = strrchr(host, ':');
-	if (!port || port == host || !port[1]) {
-		snprintf(why, why_len, "%s: want HOST:PORT", target);
-		return -EINVAL;
-	}
-	*port++ = '\0';
-	if (host[0] == '[' && port[-2] == ']') {
-		port[-2] = '\0';
-		memmove(host, host + 1, strlen(host));
-	}
-	r = getaddrinfo(host, port, &hints, &res);
-	if (r != 0) {
-		snprintf(why, why_len, "%s: %s", target, gai_strerror(r));
-		return -EHOSTUNREACH;
-	}
-	for (struct addrinfo *a = res; a; a = a->ai_next) {
-		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-			break;
-		r = errno;
-		close(fd);
-		fd = -1;
-		errno = r;
-	}
-	if (fd < 0)
-		snprintf(why, why_len, "%s: %s", target, strerror(errno));
-	freeaddrinfo(res);
-	return fd < 0 ? -EHOSTUNREACH : fd;
-}
 
 /* Sends a request and reads its whole response into *buf. */
 static int round_trip(int fd, const struct attest_request *req, uint8_t **buf,
@@ -628,7 +584,7 @@ static int run(struct out *o, const char *target, const char *evidence,
 		} else if (getrandom(nonce, sizeof(nonce), 0) != sizeof(nonce)) {
 			return ATTEST_EXIT_USAGE;
 		} else {
-			fd = dial(target, timeout_s, why, sizeof(why));
+			fd = net_dial(target, timeout_s, why, sizeof(why));
 		}
 		if (fd < 0)
 			return say(o, "refused", -1, "agent: cannot connect: %s", why),

@@ -12,6 +12,7 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/sha256.h>
 
+#include "../lib/file.h"
 #include "join-proto.h"
 
 int join_header_parse(const uint8_t *hdr, enum join_type *type)
@@ -300,4 +301,15 @@ int join_verify(const uint8_t *pubfile, size_t publen, const uint8_t hash[32],
 	r = mbedtls_pk_verify(&pk, MBEDTLS_MD_SHA256, hash, 32, sig, sig_len);
 	mbedtls_pk_free(&pk);
 	return r ? -EPERM : 0;
+}
+
+int join_send(int fd, enum join_type type, const void *body, size_t len)
+{
+	uint8_t hdr[JOIN_HDR];
+	int r = join_header_write(hdr, type, len);
+
+	if (r < 0)
+		return r;
+	r = write_full(fd, hdr, sizeof(hdr));
+	return r < 0 ? r : write_full(fd, body, len);
 }

@@ -57,6 +57,8 @@ int join_body_parse(enum join_type type, const uint8_t *body, size_t len,
 		    struct join_msg *m, const char **why);
 /* Writes a header for a body of len bytes; returns JOIN_HDR or -E2BIG. */
 int join_header_write(uint8_t *hdr, enum join_type type, size_t len);
+/* Writes one message (header, then body) to fd; returns 0 or -errno. */
+int join_send(int fd, enum join_type type, const void *body, size_t len);
 
 /* sha256("cvm-join v1 service" | node_pub | challenge | svc_pub | nonce): what the
  * service signs with its pinned key. */

@@ -13,6 +13,7 @@ import threading
 import time
 
 import helpers
+import hosttpm
 from vm import REPO, VM, TestFailure, note, scaled
 
 CVM_MEASURE = REPO / "build" / "cvm-measure"
@@ -143,31 +144,18 @@ def other_ek_cert(ca, work):
                     "--config", str(setup), "--overwrite"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = work / "other-ek.der"
-    r = None
-    # free_port() vouches for one port only: swtpm exits at once when its control port
-    # (port + 1) is taken, so a swtpm that died is started again on other ports; a loaded
-    # host may take seconds to have it listening.
-    for _ in range(5):
-        port = free_port()
-        p = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
-                              "--server", f"type=tcp,port={port}", "--ctrl",
-                              f"type=tcp,port={port + 1}", "--flags",
-                              "startup-clear,not-need-init"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
-            deadline = time.monotonic() + scaled(30)
-            while time.monotonic() < deadline and p.poll() is None:
-                r = subprocess.run(["tpm2_nvread", "0x1c00002", "-o", str(out)], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                if r.returncode == 0:
-                    return out.read_bytes()
-                time.sleep(0.2)
-        finally:
-            p.kill()
-            p.wait()
-    raise TestFailure(f"tpm2_nvread of the other vTPM's EK certificate failed: "
-                      f"{r.stdout if r else 'swtpm never started'}")
+    p, port = hosttpm.start_swtpm(state)
+    try:
+        env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
+        r = subprocess.run(["tpm2_nvread", "0x1c00002", "-o", str(out)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise TestFailure(f"tpm2_nvread of the other vTPM's EK certificate failed: "
+                              f"{r.stdout}")
+        return out.read_bytes()
+    finally:
+        p.kill()
+        p.wait()
 
 
 def foreign_ca(work):
@@ -409,20 +397,12 @@ def test_attest_agent_flood_host():
     v.work, v.ek_ca = work, ca
     state.mkdir()
     v._manufacture_tpm(state)
-    tport, aport = free_port(), free_port()
-    swtpm = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
-                              "--server", f"type=tcp,port={tport}", "--ctrl",
-                              f"type=tcp,port={tport + 1}", "--flags",
-                              "startup-clear,not-need-init"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # hosttpm.start_swtpm: a port pair both free, and swtpm answering before the agent
+    # opens it (a loaded host took longer than a fixed wait).
+    swtpm, tport = hosttpm.start_swtpm(state)
+    aport = free_port()
     agent = None
     try:
-        for _ in range(100):  # swtpm listening
-            try:
-                socket.create_connection(("127.0.0.1", tport), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         agent = subprocess.Popen([str(AGENT_HOST), "--port", str(aport), "--tcti", "swtpm",
                                   "--tcti-conf", f"host=127.0.0.1,port={tport}",
                                   "--tsm", "none", "--log", str(work / "none"),

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 from test_attest import AGENT_HOST, free_port, wait_agent
+import hosttpm
 from vm import REPO, VM, TestFailure, note, scaled
 
 CVM_JOIN = REPO / "build" / "cvm-join"
@@ -79,12 +80,7 @@ def test_join_host():
     good, bad = work / "good.json", work / "bad.json"
     good.write_text('{"4": {"expected": "' + "00" * 32 + '", "warnOnly": false}}\n')
     bad.write_text('{"4": {"expected": "' + "11" * 32 + '", "warnOnly": false}}\n')
-    tport = free_port()
-    swtpm = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
-                              "--server", f"type=tcp,port={tport}", "--ctrl",
-                              f"type=tcp,port={tport + 1}", "--flags",
-                              "startup-clear,not-need-init"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    swtpm, tport = hosttpm.start_swtpm(state)  # a free port pair, answering
 
     def service(measurements, name):
         port = free_port()
