@@ -313,16 +313,18 @@ $(IMAGE_DIR)/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-a
 # the empty DVD drive first in the boot order (one failed boot option), the test VMs put
 # the disk first (none). The firmware's PCRs warnOnly from image/ovmf-q35.tcglog, a firmware
 # log of one such boot, when present.
-FAILED_BOOT_OPTIONS_image := 1
-FAILED_BOOT_OPTIONS_image-test := 0
-MEASURE_JSON = $(BUILD)/cvm-measure predict --uki $(1)/cvminit.efi \
-	--failed-boot-options $(FAILED_BOOT_OPTIONS_$(notdir $(1))) \
+# $(1): the image's directory, $(2): the failed boot options before the disk.
+MEASURE_JSON = $(BUILD)/cvm-measure predict --uki $(1)/cvminit.efi --failed-boot-options $(2) \
 	$(if $(wildcard image/ovmf-q35.tcglog),--firmware-log image/ovmf-q35.tcglog) \
 	--json $(1)/measurements.json > $(1)/measurements.txt
+MEASURE_DEPS = $(BUILD)/cvm-measure $(wildcard image/ovmf-q35.tcglog)
 
-$(BUILD)/%/measurements.json: $(BUILD)/%/cvminit.raw $(BUILD)/cvm-measure \
-		$(wildcard image/ovmf-q35.tcglog)
-	$(call MEASURE_JSON,$(BUILD)/$*)
+# Explicit rules: IMAGE_DIR may be any directory (`make image IMAGE_DIR=...`).
+$(IMAGE_DIR)/measurements.json: $(IMAGE_DIR)/cvminit.raw $(MEASURE_DEPS)
+	$(call MEASURE_JSON,$(IMAGE_DIR),1)
+
+$(BUILD)/image-test/measurements.json: $(BUILD)/image-test/cvminit.raw $(MEASURE_DEPS)
+	$(call MEASURE_JSON,$(BUILD)/image-test,0)
 
 image: $(IMAGE_DIR)/cvminit.raw $(IMAGE_DIR)/measurements.json
 
