@@ -87,7 +87,7 @@ static int count_records(int fd, uint64_t *ret)
 	return 0;
 }
 
-static int add(json_object *o, const char *key, json_object *v)
+int json_add(json_object *o, const char *key, json_object *v)
 {
 	if (!v)
 		return -ENOMEM;
@@ -144,14 +144,14 @@ static int add_data(json_object *content, const struct eventlog_record *r)
 	_cleanup_free_ char *hex = NULL;
 
 	if (utf8_text(r->data, r->data_len))
-		return add(content, "data",
-			   json_object_new_string_len((const char *)r->data,
-						      (int)r->data_len));
+		return json_add(content, "data",
+				json_object_new_string_len((const char *)r->data,
+							   (int)r->data_len));
 	hex = malloc(2 * r->data_len + 1);
 	if (!hex)
 		return -ENOMEM;
 	hex_encode(r->data, r->data_len, hex);
-	return add(content, "dataHex", json_object_new_string(hex));
+	return json_add(content, "dataHex", json_object_new_string(hex));
 }
 
 static json_object *record_to_json(const struct eventlog_record *r)
@@ -161,12 +161,12 @@ static json_object *record_to_json(const struct eventlog_record *r)
 
 	if (!o)
 		return NULL;
-	e |= add(o, "recnum", json_object_new_uint64(r->recnum));
-	e |= add(o, "pcr", json_object_new_int((int)r->pcr));
+	e |= json_add(o, "recnum", json_object_new_uint64(r->recnum));
+	e |= json_add(o, "pcr", json_object_new_int((int)r->pcr));
 	if (r->rtmr >= 0)
-		e |= add(o, "rtmr", json_object_new_int(r->rtmr));
+		e |= json_add(o, "rtmr", json_object_new_int(r->rtmr));
 	digests = json_object_new_array();
-	e |= add(o, "digests", digests);
+	e |= json_add(o, "digests", digests);
 	for (size_t i = 0; !e && i < r->n_digests; i++) {
 		const struct digest *d = &r->digests[i];
 		char hex[2 * DIGEST_MAX + 1];
@@ -178,22 +178,23 @@ static json_object *record_to_json(const struct eventlog_record *r)
 			break;
 		}
 		hex_encode(d->buf, d->size, hex);
-		e |= add(x, "hashAlg", json_object_new_string(digest_alg_name(d->alg)));
-		e |= add(x, "digest", json_object_new_string(hex));
+		e |= json_add(x, "hashAlg",
+			      json_object_new_string(digest_alg_name(d->alg)));
+		e |= json_add(x, "digest", json_object_new_string(hex));
 	}
-	e |= add(o, "content_type", json_object_new_string("systemd"));
+	e |= json_add(o, "content_type", json_object_new_string("systemd"));
 	content = json_object_new_object();
-	e |= add(o, "content", content);
+	e |= json_add(o, "content", content);
 	if (!e) {
-		e |= add(content, "string", json_object_new_string(r->event));
+		e |= json_add(content, "string", json_object_new_string(r->event));
 		if (r->event_type)
-			e |= add(content, "eventType",
-				 json_object_new_string(r->event_type));
+			e |= json_add(content, "eventType",
+				      json_object_new_string(r->event_type));
 		if (r->has_data)
 			e |= add_data(content, r);
 		if (r->name)
-			e |= add(content, "name", json_object_new_string(r->name));
-		e |= add(content, "extended", json_object_new_boolean(r->extended));
+			e |= json_add(content, "name", json_object_new_string(r->name));
+		e |= json_add(content, "extended", json_object_new_boolean(r->extended));
 	}
 	if (e) {
 		json_object_put(o);

@@ -87,3 +87,8 @@ void eventlog_free(struct eventlog *log);
  * the bank); -ENOKEY for a volume-key record (an HMAC nobody can recompute); -ENODATA
  * when the record has no content to check; -EOPNOTSUPP for a bank we cannot hash. */
 int eventlog_check_content(const struct eventlog_record *r, char *why, size_t why_len);
+
+struct json_object;
+/* Adds v under key to the JSON object o, taking v (freed on failure); 0 or -ENOMEM (also
+ * when v is NULL: a failed allocation). Shared by the log and measurements.json. */
+int json_add(struct json_object *o, const char *key, struct json_object *v);

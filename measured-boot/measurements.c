@@ -12,20 +12,10 @@
 
 #include "../lib/hex.h"
 #include "../lib/util.h"
+#include "eventlog.h"
 #include "measurements.h"
 
 #define HEXBUF (2 * DIGEST_MAX + 1)
-
-static int put(json_object *o, const char *key, json_object *v)
-{
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(o, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
 
 static json_object *hex_string(const uint8_t *d, size_t n)
 {
@@ -44,16 +34,16 @@ static int record_json(const struct meas_record *r, json_object **ret)
 
 	if (!o)
 		return -ENOMEM;
-	e |= put(o, "event", json_object_new_string(r->event));
+	e |= json_add(o, "event", json_object_new_string(r->event));
 	if (r->name)
-		e |= put(o, "name", json_object_new_string(r->name));
+		e |= json_add(o, "name", json_object_new_string(r->name));
 	if (r->has_data)
-		e |= put(o, "data",
-			 json_object_new_string_len((const char *)r->data,
-						    (int)r->data_len));
+		e |= json_add(o, "data",
+			      json_object_new_string_len((const char *)r->data,
+							 (int)r->data_len));
 	for (size_t i = 0; i < r->n_digests; i++)
-		e |= put(o, digest_alg_name(r->digests[i].alg),
-			 hex_string(r->digests[i].buf, r->digests[i].size));
+		e |= json_add(o, digest_alg_name(r->digests[i].alg),
+			      hex_string(r->digests[i].buf, r->digests[i].size));
 	if (e) {
 		json_object_put(o);
 		return -ENOMEM;
@@ -77,17 +67,19 @@ static json_object *to_json(const struct measurements *m)
 			continue;
 		o = json_object_new_object();
 		snprintf(key, sizeof(key), "%u", p);
-		e |= put(root, key, o);
+		e |= json_add(root, key, o);
 		if (e)
 			break;
 		if (m->pcr[p].has_expected)
-			e |= put(o, "expected",
-				 hex_string(m->pcr[p].expected, m->pcr[p].expected_len));
-		e |= put(o, "warnOnly", json_object_new_boolean(m->pcr[p].warn_only));
+			e |= json_add(
+				o, "expected",
+				hex_string(m->pcr[p].expected, m->pcr[p].expected_len));
+		e |= json_add(o, "warnOnly",
+			      json_object_new_boolean(m->pcr[p].warn_only));
 		if (p != 15)
 			continue;
 		arr = json_object_new_array();
-		e |= put(o, "replay", arr);
+		e |= json_add(o, "replay", arr);
 		for (size_t i = 0; !e && i < m->n_replay; i++) {
 			json_object *r;
 
@@ -98,7 +90,7 @@ static json_object *to_json(const struct measurements *m)
 			}
 		}
 		arr = json_object_new_array();
-		e |= put(o, "perNode", arr);
+		e |= json_add(o, "perNode", arr);
 		for (size_t i = 0; !e && i < m->n_per_node; i++)
 			e |= json_object_array_add(
 				arr, json_object_new_string(m->per_node[i]));

@@ -19,12 +19,7 @@ IMAGE_VARS = ("KUBELET", "KUBELET_SHA256", "CVMINIT_INIT", "CVMINIT_INITRD",
               "CVMINIT_EXTRA_TREE", "CVMINIT_STATE_SIZE", "SOURCE_DATE_EPOCH")
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256 = helpers.sha256
 
 
 def make_env():
