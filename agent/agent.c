@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "../lib/net.h"
 #include "join.h"
 #include "../measured-boot/attest-node.h"
 #include "../measured-boot/attest-proto.h"
@@ -197,38 +198,6 @@ static void on_accept(int lfd)
 	slot->deadline = slot->accepted + timeout_ms;
 }
 
-static int listen_on(unsigned port)
-{
-	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
-				  .sin6_port = htons(port),
-				  .sin6_addr = IN6ADDR_ANY_INIT};
-	struct sockaddr_in a4 = {.sin_family = AF_INET,
-				 .sin_port = htons(port),
-				 .sin_addr.s_addr = htonl(INADDR_ANY)};
-	int one = 1, zero = 0, fd;
-
-	/* Dual stack when the kernel has IPv6, else IPv4 alone. */
-	fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-		if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) == 0 &&
-		    listen(fd, 64) == 0)
-			return fd;
-		close(fd);
-	}
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&a4, sizeof(a4)) < 0 || listen(fd, 64) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
 static volatile sig_atomic_t stop;
 
 static void on_signal(int sig)
@@ -393,10 +362,15 @@ int main(int argc, char **argv)
 			return r == -EACCES || r == -EPERM ? 3 : 1;
 		return join_ready ? ready_forever(join_ready) : 0;
 	}
-	lfd = listen_on(port);
-	if (lfd < 0) {
-		log_errno(lfd, "agent: listen on port %u", port);
-		return 1;
+	{
+		char addr[16], why[128];
+
+		snprintf(addr, sizeof(addr), ":%u", port);
+		lfd = net_listen(addr, true, 64, why, sizeof(why));
+		if (lfd < 0) {
+			log_errno(lfd, "agent: listen on port %u (%s)", port, why);
+			return 1;
+		}
 	}
 	log_info("agent: listening on port %u", port);
 

@@ -17,6 +17,7 @@
 #include <mbedtls/base64.h>
 
 #include "../lib/file.h"
+#include "../lib/net.h"
 #include "../lib/util.h"
 #include "../measured-boot/attest-cmd.h"
 #include "../measured-boot/join-proto.h"
@@ -168,31 +169,6 @@ static int make_bundle(const char *server, const char *ca_path, const char *toke
 	return 0;
 }
 
-static int listen_on(const char *addr)
-{
-	_cleanup_free_ char *host = strdup(addr);
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	char *port = host ? strrchr(host, ':') : NULL;
-	int one = 1, fd;
-
-	if (!port)
-		return -EINVAL;
-	*port++ = '\0';
-	a.sin_port = htons((uint16_t)strtoul(port, NULL, 10));
-	if (inet_pton(AF_INET, host, &a.sin_addr) != 1 || !a.sin_port)
-		return -EINVAL;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 16) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -278,10 +254,9 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	lfd = listen_on(listen_addr);
+	lfd = net_listen(listen_addr, false, 16, err, sizeof(err));
 	if (lfd < 0) {
-		fprintf(stderr, "cvm-join: listen on %s: %s\n", listen_addr,
-			strerror(-lfd));
+		fprintf(stderr, "cvm-join: listen on %s\n", err);
 		return 2;
 	}
 	printf("cvm-join: listening on %s\n", listen_addr);

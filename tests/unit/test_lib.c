@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../../lib/cmdline.h"
@@ -12,6 +14,7 @@
 #include "../../lib/file.h"
 #include "../../lib/hex.h"
 #include "../../lib/log.h"
+#include "../../lib/net.h"
 #include "../../lib/secret.h"
 #include "harness.h"
 
@@ -167,4 +170,45 @@ TEST(secret_is_wiped_by_refusals_and_freed_by_its_scope)
 	CHECK_INT(secret_new(&fifth, 32), -ENOSPC);
 	for (int i = 0; i < 4; i++)
 		secret_free(&more[i]);
+}
+
+/* net_listen: the forms it takes and refuses, and a listener net_dial reaches. */
+TEST(net_listen_and_dial)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+	char why[128] = "", target[32];
+	int l, c, s;
+
+	CHECK_INT(net_listen("127.0.0.1:0", false, 4, why, sizeof(why)), -EINVAL);
+	CHECK_CONTAINS(why, "want HOST:PORT");
+	CHECK_INT(net_listen("127.0.0.1", false, 4, why, sizeof(why)), -EINVAL);
+	CHECK_INT(net_listen("127.0.0.1:70000", false, 4, why, sizeof(why)), -EINVAL);
+	CHECK_INT(net_listen("localhost:7000", false, 4, why, sizeof(why)), -EINVAL);
+	CHECK_CONTAINS(why, "not a numeric address");
+	/* A free port: bind to one the kernel picks, close it, listen there. */
+	s = socket(AF_INET, SOCK_STREAM, 0);
+	a = (struct sockaddr_in){.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(0x7f000001)};
+	CHECK_INT(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	CHECK_INT(getsockname(s, (struct sockaddr *)&a, &len), 0);
+	close(s);
+	snprintf(target, sizeof(target), "127.0.0.1:%u", ntohs(a.sin_port));
+	l = net_listen(target, false, 4, why, sizeof(why));
+	CHECK(l >= 0);
+	CHECK(fcntl(l, F_GETFD) & FD_CLOEXEC);
+	CHECK_INT(fcntl(l, F_GETFL) & O_NONBLOCK, 0);
+	c = net_dial(target, 5, why, sizeof(why));
+	CHECK(c >= 0);
+	s = accept(l, NULL, NULL);
+	CHECK(s >= 0);
+	close(s);
+	close(c);
+	close(l);
+	/* Every address, non-blocking (the agent's form). */
+	snprintf(target, sizeof(target), ":%u", ntohs(a.sin_port));
+	l = net_listen(target, true, 4, why, sizeof(why));
+	CHECK(l >= 0);
+	CHECK(fcntl(l, F_GETFL) & O_NONBLOCK);
+	close(l);
 }
