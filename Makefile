@@ -168,7 +168,8 @@ CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot
 		    measured-boot/cpio.c measured-boot/tcglog.c measured-boot/eventlog.c \
 		    measured-boot/replay.c measured-boot/tpm.c measured-boot/identity.c \
 		    measured-boot/measurements.c measured-boot/attest-cmd.c \
-		    measured-boot/attest-verify.c measured-boot/attest-proto.c $(LIB_SRCS)
+		    measured-boot/attest-verify.c measured-boot/attest-proto.c \
+		    measured-boot/generation.c $(LIB_SRCS)
 CVM_MEASURE_PKGS := json-c libcryptsetup tss2-esys tss2-mu tss2-rc tss2-tcti-device tss2-tcti-swtpm
 
 # -DCVM_TPM_SWTPM: the host tool may read PCRs from a swtpm (`verify --tpm swtpm:…`).

@@ -21,6 +21,7 @@
 #include "../lib/file.h"
 #include "../lib/hex.h"
 #include "../lib/secret.h"
+#include "../measured-boot/generation.h"
 #include "../measured-boot/measure.h"
 #include "../measured-boot/seal.h"
 #include "log.h"
@@ -94,6 +95,8 @@ static struct {
 /* The volume key: the buffer of state_open()'s scoped secret, NULL outside it. */
 static uint8_t *key;
 #define KEY_MAX 4096
+/* state_open()'s measurer, for the generation measured by state_mount(). */
+static struct measurer *st_measurer;
 
 /* A refusal: one greppable "state: …" line, then the boxed fail_closed(). */
 _noreturn_ _printf_(1, 2) static void refuse(const char *fmt, ...)
@@ -318,6 +321,48 @@ static void measure_volume_key(struct measurer *m)
 	if (r < 0)
 		refuse("cannot measure the state volume's key (%s) into PCR 15: %s",
 		       label, strerror(-r));
+}
+
+/* The generation counter (measured-boot/generation.h): incremented and stored durably
+ * before it is measured, measured before any service starts, so the join service sees a
+ * value this state volume already holds (docs/attestation.md, "Freshness"). fresh: the
+ * token still says initialized=false, so no earlier boot finished with this volume and an
+ * absent counter is a new one; on an initialized volume it is lost, measured as 0. */
+static void measure_generation(bool fresh)
+{
+	char why[160], boot_id[64], content[GENERATION_CONTENT_MAX];
+	uint64_t g;
+	ssize_t n;
+	int r;
+
+	n = read_file_text(GENERATION_BOOT_ID, boot_id, sizeof(boot_id));
+	if (n > 0 && boot_id[n - 1] == '\n')
+		boot_id[--n] = '\0';
+	if (n < 0)
+		refuse("cannot read the kernel's boot ID (%s): %s", GENERATION_BOOT_ID,
+		       strerror((int)-n));
+	mkdir("/var/lib", 0755);
+	if (mkdir(GENERATION_DIR, 0755) < 0 && errno != EEXIST)
+		refuse("cannot make %s for the generation counter: %s", GENERATION_DIR,
+		       strerror(errno));
+	r = generation_bump(GENERATION_DIR, fresh, &g, why, sizeof(why));
+	if (r < 0)
+		refuse("cannot store the generation counter in %s: %s", GENERATION_DIR,
+		       strerror(-r));
+	if (g == 0)
+		log_warn("state: %s (%s/%s): measured as generation 0 (lost); the join "
+			 "service refuses it until an operator re-enrols this node",
+			 why, GENERATION_DIR, GENERATION_FILE);
+	r = generation_content(g, boot_id, content, sizeof(content));
+	if (r < 0)
+		refuse("the kernel's boot ID \"%s\" is not a UUID", boot_id);
+	r = st_measurer ? measure(st_measurer, 15, GENERATION_EVENT, content, (size_t)r)
+			: -ENODEV;
+	if (r < 0)
+		refuse("cannot measure the generation (%s) into PCR 15: %s", content,
+		       strerror(-r));
+	log_info("state: generation %llu measured into PCR 15 (boot ID %s)",
+		 (unsigned long long)g, boot_id);
 }
 
 /*
@@ -644,6 +689,7 @@ void state_open(struct measurer *m, const struct settings *s)
 	}
 	measure_identity(m);
 	measure_volume_key(m);
+	st_measurer = m;
 	key = NULL; /* vk is wiped and unmapped as its scope ends */
 }
 
@@ -774,6 +820,9 @@ int state_mount(void)
 		  "errors=remount-ro") < 0)
 		refuse("cannot mount the state volume %s (ext4, on %s) on %s: %s",
 		       st.node, st.part.dev, STATE_MOUNT, strerror(errno));
+	/* Before the volume is marked initialized: a cut in between leaves a volume still
+	 * fresh whose counter is either absent (1 again) or stored (incremented). */
+	measure_generation(!st.hdr.token.initialized);
 	/* Only a filesystem that mounts is recorded as the volume's: a cut (or an error)
 	 * before this leaves initialized=false, and the next boot looks again. */
 	if (!st.hdr.token.initialized)

@@ -23,6 +23,7 @@
 #include "identity.h"
 #include "measurements.h"
 #include "pe.h"
+#include "generation.h"
 #include "predict.h"
 #include "replay.h"
 #include "tcglog.h"
@@ -442,7 +443,8 @@ static int write_json(const char *path, const char *pcr4, const char *pcr11,
 	m.n_replay = n_image;
 	m.per_node[0] = (char *)"cvminit:state";
 	m.per_node[1] = (char *)PREDICT_VOLUME_KEY_EVENT;
-	m.n_per_node = 2;
+	m.per_node[2] = (char *)GENERATION_EVENT;
+	m.n_per_node = 3;
 	if (m.per_node[1][strlen(m.per_node[1]) - 1] == ':') {
 		/* "cvminit:volume-key:" names a prefix; the list holds the bare name. */
 		static char bare[64];
@@ -621,8 +623,9 @@ static int pcr4_records(const char *uki, const struct pe_file *pe, unsigned fail
 	return 0;
 }
 
-/* Appends the node's volume-key record from node_log (when given) and prints it; returns
- * 1 appended, 0 not asked for, -1 on an error (printed). */
+/* Appends the node's volume-key record from node_log (when given), then its generation
+ * record when it has one, and prints them; returns how many were appended (1 or 2), 0 not
+ * asked for, -1 on an error (printed). */
 static int pcr15_volume_key(const char *node_log, const char *state, const uint16_t *algs,
 			    size_t n_algs, struct eventlog *log15)
 {
@@ -652,8 +655,23 @@ static int pcr15_volume_key(const char *node_log, const char *state, const uint1
 			printf("volume-key %s (pinned: the digests logged in %s)\n",
 			       log15->records[log15->n - 1].event, node_log);
 	}
+	if (r >= 0) {
+		/* Then this boot's generation, when the node measures one. */
+		r = predict_generation_record(&node, algs, n_algs, log15, &why);
+		if (r == -ENOENT) {
+			r = 1;
+		} else if (r < 0) {
+			input_error("--node-log %s: %s", node_log,
+				    why ? why : strerror(-r));
+		} else {
+			printf("generation %.*s (pinned: the record logged in %s; per boot)\n",
+			       (int)log15->records[log15->n - 1].data_len,
+			       (const char *)log15->records[log15->n - 1].data, node_log);
+			r = 2;
+		}
+	}
 	eventlog_free(&node);
-	return r < 0 ? -1 : 1;
+	return r < 0 ? -1 : r;
 }
 
 static bool phase_known(const char *phase)

@@ -13,6 +13,7 @@
 #include "../lib/util.h"
 #include "../lib/digest.h"
 #include "identity.h"
+#include "generation.h"
 #include "predict.h"
 
 /* systemd src/fundamental/uki.h: .linux .osrel .cmdline .initrd .ucode .splash .dtb
@@ -516,6 +517,69 @@ int predict_volume_key_record(const struct eventlog *node, const char *state,
 	if (!grown) {
 		free(r.event);
 		free(r.event_type);
+		return -ENOMEM;
+	}
+	log->records = grown;
+	log->records[log->n++] = r;
+	return 0;
+}
+
+int predict_generation_record(const struct eventlog *node, const uint16_t *algs,
+			      size_t n_algs, struct eventlog *log, const char **why)
+{
+	const struct eventlog_record *found = NULL;
+	struct eventlog_record r = {.pcr = PREDICT_PCR15, .rtmr = -1, .extended = true};
+	struct eventlog_record *grown;
+
+	*why = NULL;
+	if (n_algs > EVENTLOG_MAX_DIGESTS)
+		return -EINVAL;
+	for (size_t i = 0; i < node->n; i++) {
+		const struct eventlog_record *x = &node->records[i];
+
+		if (x->pcr != PREDICT_PCR15 || !x->extended || x->rtmr >= 0 ||
+		    !x->event || !streq(x->event, GENERATION_EVENT))
+			continue;
+		if (found) {
+			*why = "the log has more than one extended cvminit:generation record "
+			       "for PCR 15 (one boot makes one)";
+			return -EEXIST;
+		}
+		found = x;
+	}
+	if (!found)
+		return -ENOENT;
+	for (size_t b = 0; b < n_algs; b++) {
+		size_t i;
+
+		for (i = 0; i < found->n_digests; i++)
+			if (found->digests[i].alg == algs[b])
+				break;
+		if (i == found->n_digests ||
+		    found->digests[i].size != digest_size(algs[b])) {
+			*why = "its cvminit:generation record lacks a digest in a bank asked "
+			       "for";
+			return -ENODATA;
+		}
+		r.digests[b] = found->digests[i];
+	}
+	r.n_digests = n_algs;
+	r.recnum = log->n;
+	r.event = strdup(found->event);
+	if (found->has_data) {
+		r.data = malloc(found->data_len + 1);
+		if (r.data) {
+			memcpy(r.data, found->data, found->data_len);
+			r.data_len = found->data_len;
+			r.has_data = true;
+		}
+	}
+	grown = r.event && (r.data || !found->has_data)
+			? realloc(log->records, (log->n + 1) * sizeof(*grown))
+			: NULL;
+	if (!grown) {
+		free(r.event);
+		free(r.data);
 		return -ENOMEM;
 	}
 	log->records = grown;

@@ -155,3 +155,10 @@ int predict_pcr4_records(const struct pe_file *pe, unsigned failed, const uint16
 int predict_volume_key_record(const struct eventlog *node, const char *state,
 			      const uint16_t *algs, size_t n_algs, struct eventlog *log,
 			      const char **why);
+
+/* The same for the node's one extended PCR 15 cvminit:generation record (generation.h),
+ * measured after the volume key once /var is mounted: per boot, so pinned from the log of
+ * the boot whose PCR 15 is predicted. Returns 0, -ENOENT (none: a node image from before
+ * the counter), -EEXIST, -ENODATA, -ENOMEM as above. */
+int predict_generation_record(const struct eventlog *node, const uint16_t *algs,
+			      size_t n_algs, struct eventlog *log, const char **why);

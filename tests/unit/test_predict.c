@@ -673,8 +673,9 @@ TEST(predict_json_shape)
 		h[64] = '\0';
 		extend_hex(h, pcr15, 2, NULL);
 		CHECK_STR(h, p15);
-		CHECK_INT(m.n_per_node, 2);
+		CHECK_INT(m.n_per_node, 3);
 		CHECK(measurements_per_node(&m, "cvminit:volume-key:3f0c"));
+		CHECK(measurements_per_node(&m, "cvminit:generation"));
 		CHECK(measurements_per_node(&m, "cvminit:state"));
 		CHECK(!measurements_per_node(&m, "cvminit:cmdline"));
 		CHECK(!measurements_per_node(&m, "cvminit:stateX"));
