@@ -16,7 +16,7 @@ LIB_HDRS  := $(wildcard lib/*.h)
 MB_HOST_ONLY := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
 		measured-boot/cpio.c measured-boot/tcglog.c measured-boot/measurements.c \
 		measured-boot/attest-proto.c measured-boot/attest-node.c measured-boot/attest-verify.c \
-		measured-boot/attest-cmd.c measured-boot/join-proto.c
+		measured-boot/attest-cmd.c measured-boot/join-proto.c measured-boot/join-store.c
 MB_SRCS   := $(filter-out $(MB_HOST_ONLY),$(wildcard measured-boot/*.c))
 INIT_SRCS := $(wildcard init/*.c) $(MB_SRCS) $(LIB_SRCS)
 INIT_HDRS := $(wildcard init/*.h measured-boot/*.h) $(LIB_HDRS) $(GEN)/modules-table.h
@@ -180,7 +180,7 @@ $(BUILD)/cvm-measure: $(CVM_MEASURE_SRCS) $(wildcard measured-boot/*.h) $(LIB_HD
 		$(shell pkg-config --libs $(CVM_MEASURE_PKGS) 2>/dev/null) -lmbedx509 -lmbedcrypto
 
 # --- cvm-join: the join service (docs/attestation.md), on cvm-measure attest's verifier ---
-CVM_JOIN_SRCS := join/cvm-join.c measured-boot/join-proto.c \
+CVM_JOIN_SRCS := join/cvm-join.c measured-boot/join-proto.c measured-boot/join-store.c \
 		 $(filter-out measured-boot/cvm-measure.c,$(CVM_MEASURE_SRCS))
 $(BUILD)/cvm-join: $(CVM_JOIN_SRCS) $(wildcard measured-boot/*.h) $(LIB_HDRS) Makefile
 	@mkdir -p $(BUILD)

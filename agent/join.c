@@ -172,11 +172,20 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 	    read_full(fd, body, (size_t)n) != n ||
 	    join_body_parse(type, body, (size_t)n, &m, &why) < 0)
 		return log_error("join: %s: malformed verdict", target), -EAGAIN;
-	if (type == JOIN_REFUSED)
-		return console("cvminit-agent: join: REFUSED by the join service: this node's "
-			       "attestation was refused; kubelet is not started\n"),
-		       log_error("join: REFUSED by the join service: %.*s", n, body),
+	if (type == JOIN_REFUSED) {
+		/* The reason is the service's (printable ASCII, no secret: the parser and
+		 * cvm-join see to both): the operator reads why on the console. */
+		char line[700];
+
+		snprintf(
+			line, sizeof(line),
+			"cvminit-agent: join: REFUSED by the join service: %.*s; kubelet is "
+			"not started\n",
+			n, body);
+		console(line);
+		return log_error("join: REFUSED by the join service: %.*s", n, body),
 		       -EACCES;
+	}
 	r = join_bundle_key(&eph, svc_pub, eph.pub, svc_pub, key);
 	if (r >= 0)
 		r = join_open(key, body, (size_t)n, plain);

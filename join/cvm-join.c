@@ -21,24 +21,113 @@
 #include "../lib/util.h"
 #include "../measured-boot/attest-cmd.h"
 #include "../measured-boot/join-proto.h"
+#include "../measured-boot/join-store.h"
 #include "../measured-boot/measurements.h"
 
 static const char help[] =
 	"Usage: cvm-join --listen ADDR:PORT --key PEM --measurements FILE --ek-ca PEM...\n"
-	"                --server URL --cluster-ca PEM --token FILE [--max-joins N]\n"
+	"                --server URL --cluster-ca PEM --token FILE [--state DIR]\n"
+	"                [--max-joins N] [--stop-after-request]\n"
+	"       cvm-join enrol --state DIR --node ID\n"
 	"\n"
 	"Serves the join protocol (docs/attestation.md): proves --key (the private key whose\n"
 	"public part the node's image pins), attests the node exactly as `cvm-measure attest`\n"
 	"does against --measurements and --ek-ca, and only then sends the node its bootstrap\n"
 	"kubeconfig (API server --server, cluster CA --cluster-ca, bootstrap token from\n"
 	"--token), encrypted to the key the node bound into its quote. Every refusal is\n"
-	"logged with each mismatch. --max-joins: exit after N connections (tests).\n";
+	"logged with each mismatch and its reason is sent to the node.\n"
+	"\n"
+	"  --state DIR            freshness: one file per node (named by its EK's hash) with\n"
+	"                         its last generation, boot ID and volume-key record; a join\n"
+	"                         is refused as rolled back, swapped, lost or unknown by the\n"
+	"                         rules of docs/attestation.md, and stored before the bundle\n"
+	"                         is sent. Without it no freshness is checked (any node that\n"
+	"                         attests joins, as before --state existed).\n"
+	"  --max-joins N          exit after N connections (tests)\n"
+	"  --stop-after-request   exit right after the first verified request was stored,\n"
+	"                         before answering it (the crash test)\n"
+	"\n"
+	"enrol: the operator re-enrols a replaced node (a new image, a new state volume):\n"
+	"the next join of node ID (what a refusal line names) is accepted with any volume\n"
+	"key and generation, and recorded.\n";
 
 static struct {
 	uint8_t *key, *cas, *bundle;
 	size_t key_len, cas_len, bundle_len;
 	struct measurements m;
+	const char *state;
+	bool stop_after_request;
 } cfg;
+
+static void refuse(int fd, const char *peer, const char *reason)
+{
+	printf("cvm-join: %s: %s\n", peer, reason);
+	join_send(fd, JOIN_REFUSED, reason, strlen(reason));
+}
+
+/* The freshness rules against --state (join-store.h): 0 to go on with the bundle, or
+ * -EACCES after a refusal was logged and sent. Stored before the bundle is sent, so a
+ * crash after this leaves the node known at this generation, and its retry in the same
+ * boot is accepted. */
+static int fresh(int fd, const char *peer, const struct attest_peer *p)
+{
+	struct join_node stored, seen = {.generation = p->generation};
+	char reason[256], line[400];
+	enum join_verdict v;
+	bool enrol;
+	int r;
+
+	if (!p->has_volume_key || !p->has_generation) {
+		snprintf(line, sizeof(line),
+			 "REFUSED: no freshness records in the node's log (%s); node %s",
+			 p->why, p->node_id);
+		refuse(fd, peer, line);
+		return -EACCES;
+	}
+	memcpy(seen.boot_id, p->boot_id, sizeof(seen.boot_id));
+	memcpy(seen.volume_key, p->volume_key, sizeof(seen.volume_key));
+	r = join_store_load(cfg.state, p->node_id, &stored);
+	if (r < 0 && r != -ENOENT && r != -EBADMSG) {
+		snprintf(line, sizeof(line),
+			 "REFUSED: the join service cannot read its record of node %s",
+			 p->node_id);
+		printf("cvm-join: %s: %s/%s: %s\n", peer, cfg.state, p->node_id,
+		       strerror(-r));
+		refuse(fd, peer, line);
+		return -EACCES;
+	}
+	enrol = join_enrol_pending(cfg.state, p->node_id);
+	v = join_decide(r == 0 ? &stored : NULL, r == -EBADMSG, enrol, &seen, reason,
+			sizeof(reason));
+	snprintf(line, sizeof(line), "%s; node %s", reason, p->node_id);
+	if (!join_verdict_accepts(v)) {
+		refuse(fd, peer, line);
+		return -EACCES;
+	}
+	if (v != JOIN_ACCEPT_RETRY) {
+		r = join_store_save(cfg.state, p->node_id, &seen);
+		if (r < 0) {
+			printf("cvm-join: %s: cannot store %s/%s: %s\n", peer, cfg.state,
+			       p->node_id, strerror(-r));
+			refuse(fd, peer,
+			       "REFUSED: the join service cannot store its record");
+			return -EACCES;
+		}
+	}
+	/* Cleared only once the join it allowed is stored: a crash in between leaves the
+	 * enrolment armed, as the operator asked, never a node unrecorded. */
+	if (enrol && join_enrol_clear(cfg.state, p->node_id) < 0)
+		printf("cvm-join: %s: cannot remove the enrolment of node %s\n", peer,
+		       p->node_id);
+	printf("cvm-join: %s: %s (boot ID %s)\n", peer, line, seen.boot_id);
+	if (cfg.stop_after_request) {
+		printf("cvm-join: stopping after a stored request, before answering it "
+		       "(--stop-after-request)\n");
+		fflush(stdout);
+		_exit(0);
+	}
+	return 0;
+}
 
 static int recv_msg(int fd, enum join_type want, uint8_t *body, struct join_msg *m,
 		    const char **why)
@@ -62,6 +151,7 @@ static void serve(int fd, const char *peer)
 	static uint8_t body[JOIN_MAX_BODY], out[JOIN_MAX_BODY];
 	uint8_t nonce[JOIN_NONCE], hash[32], qn[32], key[32], node_pub[JOIN_PUB];
 	uint8_t svc[JOIN_PUB + JOIN_NONCE + JOIN_MAX_SIG];
+	struct attest_peer who;
 	struct join_eph eph;
 	struct join_msg m;
 	const char *why = NULL;
@@ -90,7 +180,7 @@ static void serve(int fd, const char *peer)
 	join_quote_nonce(nonce, node_pub, qn);
 	printf("cvm-join: %s: attesting\n", peer);
 	fflush(stdout);
-	r = attest_check_peer(fd, qn, &cfg.m, cfg.cas, cfg.cas_len);
+	r = attest_check_peer(fd, qn, &cfg.m, cfg.cas, cfg.cas_len, &who);
 	fflush(stdout);
 	if (r != 0) {
 		snprintf(reason, sizeof(reason),
@@ -99,6 +189,8 @@ static void serve(int fd, const char *peer)
 		join_send(fd, JOIN_REFUSED, reason, strlen(reason));
 		return;
 	}
+	if (cfg.state && fresh(fd, peer, &who) < 0)
+		return;
 	r = join_bundle_key(&eph, node_pub, node_pub, eph.pub, key);
 	if (r >= 0)
 		r = join_seal(key, cfg.bundle, cfg.bundle_len, out);
@@ -169,6 +261,45 @@ static int make_bundle(const char *server, const char *ca_path, const char *toke
 	return 0;
 }
 
+/* cvm-join enrol --state DIR --node ID */
+static int enrol(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"state", required_argument, NULL, 'S'},
+		{"node", required_argument, NULL, 'N'},
+		{},
+	};
+	const char *dir = NULL, *id = NULL;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'S')
+			dir = optarg;
+		else if (c == 'N')
+			id = optarg;
+		else
+			return fputs(help, stderr), 2;
+	}
+	if (optind < argc || !dir || !id)
+		return fputs(help, stderr), 2;
+	if (!join_node_id_valid(id)) {
+		fprintf(stderr,
+			"cvm-join: enrol: --node %s: want the 64 hex digits a refusal names\n",
+			id);
+		return 2;
+	}
+	r = join_enrol_arm(dir, id);
+	if (r < 0) {
+		fprintf(stderr, "cvm-join: enrol: %s/%s.enrol: %s\n", dir, id,
+			strerror(-r));
+		return 2;
+	}
+	printf("cvm-join: node %s: enrolment armed: its next join is accepted with any "
+	       "volume key and generation, and recorded\n",
+	       id);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -180,6 +311,8 @@ int main(int argc, char **argv)
 		{"cluster-ca", required_argument, NULL, 'a'},
 		{"token", required_argument, NULL, 't'},
 		{"max-joins", required_argument, NULL, 'n'},
+		{"state", required_argument, NULL, 'S'},
+		{"stop-after-request", no_argument, NULL, 'x'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
@@ -191,6 +324,8 @@ int main(int argc, char **argv)
 	char err[256];
 	int c, lfd;
 
+	if (argc > 1 && streq(argv[1], "enrol"))
+		return enrol(argc - 1, argv + 1);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
@@ -231,6 +366,12 @@ int main(int argc, char **argv)
 		case 'n':
 			max_joins = strtoul(optarg, NULL, 10);
 			break;
+		case 'S':
+			cfg.state = optarg;
+			break;
+		case 'x':
+			cfg.stop_after_request = true;
+			break;
 		case 'h':
 			fputs(help, stdout);
 			return 0;
@@ -240,8 +381,12 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc || !listen_addr || !keyp || !mp || !cfg.cas || !server ||
-	    !cap || !tokp) {
+	    !cap || !tokp || (cfg.stop_after_request && !cfg.state)) {
 		fputs(help, stderr);
+		return 2;
+	}
+	if (cfg.state && access(cfg.state, W_OK) < 0) {
+		fprintf(stderr, "cvm-join: --state %s: %s\n", cfg.state, strerror(errno));
 		return 2;
 	}
 	cfg.cas_len++; /* the NUL, as mbedtls wants PEM */

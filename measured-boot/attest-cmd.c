@@ -541,10 +541,58 @@ static int refuse(struct out *o, const char *check, const char *why)
 	return ATTEST_EXIT_REFUSED;
 }
 
+void attest_peer_records(const struct eventlog *log, size_t first,
+			 struct attest_peer *peer)
+{
+	unsigned n_vk = 0, n_gen = 0;
+
+	peer->has_volume_key = peer->has_generation = false;
+	peer->why[0] = '\0';
+	for (size_t i = first; i < log->n; i++) {
+		const struct eventlog_record *r = &log->records[i];
+		const struct digest *d;
+
+		/* Only what reached PCR 15 of this TPM counts (replayed to the quote). */
+		if (r->pcr != 15 || !r->extended || r->rtmr >= 0 || !r->event)
+			continue;
+		if (r->event_type && streq(r->event_type, "volume-key") &&
+		    startswith(r->event, "cvminit:volume-key:")) {
+			d = bank_of(r->digests, r->n_digests, DIGEST_ALG_SHA256);
+			if (++n_vk == 1 && d && d->size == 32) {
+				memcpy(peer->volume_key, d->buf, 32);
+				peer->has_volume_key = true;
+			}
+		} else if (streq(r->event, GENERATION_EVENT)) {
+			n_gen++;
+			peer->has_generation =
+				n_gen == 1 && r->has_data &&
+				generation_content_parse(r->data, r->data_len,
+							 &peer->generation,
+							 peer->boot_id) == 0;
+		}
+	}
+	if (n_vk != 1 || !peer->has_volume_key) {
+		peer->has_volume_key = false;
+		snprintf(
+			peer->why, sizeof(peer->why),
+			"%u cvminit:volume-key records with a sha256 digest in PCR 15 (one "
+			"expected)",
+			n_vk);
+	} else if (n_gen != 1 || !peer->has_generation) {
+		peer->has_generation = false;
+		snprintf(
+			peer->why, sizeof(peer->why),
+			n_gen == 1
+				? "its cvminit:generation record's content is malformed"
+				: "%u cvminit:generation records in PCR 15 (one expected)",
+			n_gen);
+	}
+}
+
 static int run(struct out *o, const char *target, const char *evidence,
 	       const char *nonce_hex, const char *save, unsigned timeout_s,
 	       const struct measurements *m, const uint8_t *cas, size_t cas_len,
-	       int peer_fd, const uint8_t *peer_nonce)
+	       int peer_fd, const uint8_t *peer_nonce, struct attest_peer *peer)
 {
 	_cleanup_free_ uint8_t *ev = NULL, *act = NULL;
 	_cleanup_close_ int fd = -1;
@@ -727,6 +775,11 @@ static int run(struct out *o, const char *target, const char *evidence,
 		    resp.item[ATTEST_ITEM_TSM_PROVIDER].present
 			    ? (const char *)resp.item[ATTEST_ITEM_TSM_PROVIDER].p
 			    : "");
+	if (peer) {
+		digest_compute(DIGEST_ALG_SHA256, v.ek_n, v.ek_n_len, peer->ek_hash);
+		hex_encode(peer->ek_hash, 32, peer->node_id);
+		attest_peer_records(&l.all, l.n_fw, peer);
+	}
 	/* 6. The measurements. */
 	r = compare(o, &l, m, &v, &enforced_ok);
 	eventlog_free(&l.all);
@@ -741,11 +794,11 @@ static int run(struct out *o, const char *target, const char *evidence,
 }
 
 int attest_check_peer(int fd, const uint8_t *nonce, const struct measurements *m,
-		      const uint8_t *cas, size_t cas_len)
+		      const uint8_t *cas, size_t cas_len, struct attest_peer *peer)
 {
 	struct out o = {0};
 
-	return run(&o, NULL, NULL, NULL, NULL, 30, m, cas, cas_len, fd, nonce);
+	return run(&o, NULL, NULL, NULL, NULL, 30, m, cas, cas_len, fd, nonce, peer);
 }
 
 int cmd_attest(int argc, char **argv)
@@ -849,7 +902,7 @@ int cmd_attest(int argc, char **argv)
 	if (o.json)
 		o.findings = json_object_new_array();
 	ret = run(&o, target, evidence, nonce, save, timeout_s, &m, cas, cas_len, -1,
-		  NULL);
+		  NULL, NULL);
 	measurements_free(&m);
 	if (o.json) {
 		static const char *const verdicts[] = {"attested", "mismatch", "usage",

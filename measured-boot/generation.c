@@ -44,9 +44,10 @@ uint64_t generation_next(ssize_t read_r, const char *buf, bool fresh, char *why,
 	if (read_r == -ENOENT) {
 		if (fresh)
 			return 1;
-		snprintf(why, why_len,
-			 "the counter file is missing on a state volume made by an earlier "
-			 "boot");
+		snprintf(
+			why, why_len,
+			"the counter file is missing on a state volume made by an earlier "
+			"boot");
 		return 0;
 	}
 	if (read_r < 0) {
@@ -55,7 +56,8 @@ uint64_t generation_next(ssize_t read_r, const char *buf, bool fresh, char *why,
 		return 0;
 	}
 	if (generation_parse_file(buf, (size_t)read_r, &g) < 0) {
-		snprintf(why, why_len, "the counter file is malformed (%zd bytes)", read_r);
+		snprintf(why, why_len, "the counter file is malformed (%zd bytes)",
+			 read_r);
 		return 0;
 	}
 	if (g >= GENERATION_MAX) {
@@ -72,7 +74,8 @@ int generation_store(const char *dir, uint64_t g)
 
 	if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, GENERATION_FILE) >=
 		    (int)sizeof(tmp) ||
-	    snprintf(path, sizeof(path), "%s/%s", dir, GENERATION_FILE) >= (int)sizeof(path))
+	    snprintf(path, sizeof(path), "%s/%s", dir, GENERATION_FILE) >=
+		    (int)sizeof(path))
 		return -ENAMETOOLONG;
 	n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)g);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -103,7 +106,8 @@ int generation_bump(const char *dir, bool fresh, uint64_t *g, char *why, size_t 
 	char path[256], buf[64];
 	ssize_t n;
 
-	if (snprintf(path, sizeof(path), "%s/%s", dir, GENERATION_FILE) >= (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/%s", dir, GENERATION_FILE) >=
+	    (int)sizeof(path))
 		return -ENAMETOOLONG;
 	n = read_file_text(path, buf, sizeof(buf));
 	if (n == -EFBIG)
@@ -118,7 +122,8 @@ int generation_content(uint64_t g, const char *boot_id, char *out, size_t n)
 
 	if (strlen(boot_id) != GENERATION_BOOT_LEN || g > GENERATION_MAX)
 		return -EINVAL;
-	k = snprintf(out, n, "generation=%llu boot_id=%s", (unsigned long long)g, boot_id);
+	k = snprintf(out, n, "generation=%llu boot_id=%s", (unsigned long long)g,
+		     boot_id);
 	return k < 0 || (size_t)k >= n ? -EINVAL : k;
 }
 

@@ -16,7 +16,7 @@
 #define GENERATION_BOOT_ID  "/proc/sys/kernel/random/boot_id"
 #define GENERATION_MAX	    UINT64_C(999999999999999999) /* 18 digits: no overflow */
 #define GENERATION_BOOT_LEN 36				 /* a UUID's text form */
-#define GENERATION_CONTENT_MAX                                                            \
+#define GENERATION_CONTENT_MAX                                                           \
 	(sizeof("generation= boot_id=") - 1 + 18 + GENERATION_BOOT_LEN + 1)
 
 /* The counter file: one decimal number 1..GENERATION_MAX (0 for "lost", below) without

@@ -29,8 +29,8 @@ TEST(generation_file_parses_one_number_and_a_newline)
 	CHECK_INT(generation_parse_file("1000000000000000000\n", 20, &g), -EBADMSG);
 	CHECK_INT(generation_parse_file("", 0, &g), -EBADMSG);
 	CHECK_INT(generation_parse_file("\n", 1, &g), -EBADMSG);
-	CHECK_INT(generation_parse_file("7", 1, &g), -EBADMSG);	  /* no newline */
-	CHECK_INT(generation_parse_file("07\n", 3, &g), -EBADMSG);  /* leading zero */
+	CHECK_INT(generation_parse_file("7", 1, &g), -EBADMSG);	   /* no newline */
+	CHECK_INT(generation_parse_file("07\n", 3, &g), -EBADMSG); /* leading zero */
 	CHECK_INT(generation_parse_file("-1\n", 3, &g), -EBADMSG);
 	CHECK_INT(generation_parse_file(" 7\n", 3, &g), -EBADMSG);
 	CHECK_INT(generation_parse_file("7\n\n", 3, &g), -EBADMSG);
@@ -55,8 +55,9 @@ TEST(generation_next_in_each_case)
 	CHECK_CONTAINS(why, "malformed");
 	CHECK_INT((int)generation_next(-EIO, NULL, true, why, sizeof(why)), 0);
 	CHECK_CONTAINS(why, "cannot be read");
-	CHECK_INT((int)generation_next(19, "999999999999999999\n", false, why, sizeof(why)),
-		  0);
+	CHECK_INT(
+		(int)generation_next(19, "999999999999999999\n", false, why, sizeof(why)),
+		0);
 	CHECK_CONTAINS(why, "maximum");
 }
 
@@ -127,7 +128,8 @@ TEST(generation_bump_stores_before_returning)
 	CHECK_INT(generation_bump(dir, false, &g, why, sizeof(why)), 0);
 	CHECK_INT((int)g, 0);
 	/* A directory that is not there: the error, nothing to measure. */
-	CHECK_INT(generation_bump("/nonexistent/dir", true, &g, why, sizeof(why)), -ENOENT);
+	CHECK_INT(generation_bump("/nonexistent/dir", true, &g, why, sizeof(why)),
+		  -ENOENT);
 	unlink(tmp);
 	rmdir(dir);
 }
@@ -149,7 +151,8 @@ TEST(generation_record_content_round_trips)
 	CHECK_INT(generation_content_parse((const uint8_t *)out, (size_t)n, &g, boot), 0);
 	CHECK(g == GENERATION_MAX);
 	CHECK_INT(generation_content(1, "short", out, sizeof(out)), -EINVAL);
-	CHECK_INT(generation_content(GENERATION_MAX + 1, BOOT, out, sizeof(out)), -EINVAL);
+	CHECK_INT(generation_content(GENERATION_MAX + 1, BOOT, out, sizeof(out)),
+		  -EINVAL);
 }
 
 TEST(generation_record_parser_refuses_anything_else)
@@ -174,11 +177,12 @@ TEST(generation_record_parser_refuses_anything_else)
 	uint64_t g;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		CHECK_INT(generation_content_parse((const uint8_t *)bad[i], strlen(bad[i]), &g,
-						   boot),
+		CHECK_INT(generation_content_parse((const uint8_t *)bad[i],
+						   strlen(bad[i]), &g, boot),
 			  -EBADMSG);
 	/* The good one, so the list above is not refused for a reason they all share. */
 	CHECK_INT(generation_content_parse((const uint8_t *)"generation=1 boot_id=" BOOT,
-					   strlen("generation=1 boot_id=" BOOT), &g, boot),
+					   strlen("generation=1 boot_id=" BOOT), &g,
+					   boot),
 		  0);
 }
