@@ -161,7 +161,14 @@ $(BUILD)/unit/test_release_seal: tests/release/test_release_seal.c $(REL_TEST_SR
 		$(shell $(SYS_PKG) --cflags $(PKG_MODS) 2>/dev/null) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM \
 		-static -o $@ $< $(REL_TEST_SRCS) $(REL_LIBS) -ltss2-tcti-swtpm
 
-unit: $(UNIT_TESTS) $(BUILD)/unit/test_release_seal $(BUILD)/agent-host/cvminit-agent
+# The host join test's node (tests/qemu/test_join.py): PCR 15's per-node records on a
+# swtpm, measured by the functions PID 1 uses.
+$(BUILD)/unit/node-records: tests/unit/node_records.c $(UNIT_LIB) $(INIT_HDRS)
+	@mkdir -p $(BUILD)/unit
+	$(HOST_CC) $(UNIT_CFLAGS) $(CPPFLAGS_COMMON) -DCVM_TPM_SWTPM -o $@ $< $(UNIT_LIB) $(UNIT_LIBS)
+
+unit: $(UNIT_TESTS) $(BUILD)/unit/test_release_seal $(BUILD)/agent-host/cvminit-agent \
+	$(BUILD)/unit/node-records
 
 # --- cvm-measure: the host tool (PCR 11 prediction for a UKI, event log verification) ----
 CVM_MEASURE_SRCS := measured-boot/cvm-measure.c measured-boot/pe.c measured-boot/predict.c \
@@ -272,7 +279,8 @@ host-deps:
 check: host-deps
 	$(MAKE) format-check
 	$(MAKE) all unit image cloud-images test-image $(BUILD)/ns/svc_pid1 $(BUILD)/cvm-measure \
-		$(BUILD)/unseal-attacker $(BUILD)/agent-host/cvminit-agent $(BUILD)/cvm-join fuzz-build
+		$(BUILD)/unseal-attacker $(BUILD)/agent-host/cvminit-agent $(BUILD)/cvm-join \
+		$(BUILD)/unit/node-records fuzz-build
 	python3 tests/run.py
 
 qemu-test: all

@@ -330,39 +330,23 @@ static void measure_volume_key(struct measurer *m)
  * absent counter is a new one; on an initialized volume it is lost, measured as 0. */
 static void measure_generation(bool fresh)
 {
-	char why[160], boot_id[64], content[GENERATION_CONTENT_MAX];
+	char why[200] = "";
 	uint64_t g;
-	ssize_t n;
 	int r;
 
-	n = read_file_text(GENERATION_BOOT_ID, boot_id, sizeof(boot_id));
-	if (n > 0 && boot_id[n - 1] == '\n')
-		boot_id[--n] = '\0';
-	if (n < 0)
-		refuse("cannot read the kernel's boot ID (%s): %s", GENERATION_BOOT_ID,
-		       strerror((int)-n));
 	mkdir("/var/lib", 0755);
 	if (mkdir(GENERATION_DIR, 0755) < 0 && errno != EEXIST)
 		refuse("cannot make %s for the generation counter: %s", GENERATION_DIR,
 		       strerror(errno));
-	r = generation_bump(GENERATION_DIR, fresh, &g, why, sizeof(why));
+	r = generation_measure(st_measurer, GENERATION_DIR, fresh, GENERATION_BOOT_ID, &g,
+			       why, sizeof(why));
 	if (r < 0)
-		refuse("cannot store the generation counter in %s: %s", GENERATION_DIR,
-		       strerror(-r));
+		refuse("%s", why);
 	if (g == 0)
 		log_warn("state: %s (%s/%s): measured as generation 0 (lost); the join "
 			 "service refuses it until an operator re-enrols this node",
 			 why, GENERATION_DIR, GENERATION_FILE);
-	r = generation_content(g, boot_id, content, sizeof(content));
-	if (r < 0)
-		refuse("the kernel's boot ID \"%s\" is not a UUID", boot_id);
-	r = st_measurer ? measure(st_measurer, 15, GENERATION_EVENT, content, (size_t)r)
-			: -ENODEV;
-	if (r < 0)
-		refuse("cannot measure the generation (%s) into PCR 15: %s", content,
-		       strerror(-r));
-	log_info("state: generation %llu measured into PCR 15 (boot ID %s)",
-		 (unsigned long long)g, boot_id);
+	log_info("state: generation %llu measured into PCR 15", (unsigned long long)g);
 }
 
 /*

@@ -53,3 +53,12 @@ int generation_content(uint64_t g, const char *boot_id, char *out, size_t n);
  * boot_id gets GENERATION_BOOT_LEN characters and a NUL. */
 int generation_content_parse(const uint8_t *p, size_t n, uint64_t *g,
 			     char boot_id[GENERATION_BOOT_LEN + 1]);
+
+struct measurer;
+/* The boot's step (generation-measure.c, linked where measure() is: PID 1 and the host
+ * test helper, never the host tools): the boot ID from boot_id_path, then
+ * generation_bump() in dir, then the cvminit:generation record into PCR 15. *g gets the
+ * generation; why a sentence for a lost counter (generation 0) or for an error. Returns 0,
+ * or -errno with why (nothing measured when the counter could not be stored). */
+int generation_measure(struct measurer *m, const char *dir, bool fresh,
+		       const char *boot_id_path, uint64_t *g, char *why, size_t why_len);

@@ -33,10 +33,11 @@ enum join_verdict join_decide(const struct join_node *stored, bool corrupt, bool
 			snprintf(reason, n, "ENROLLED: a new node at generation 1");
 			return JOIN_ACCEPT_NEW;
 		}
-		snprintf(reason, n,
-			 "REFUSED: unknown node at generation %llu (a new node is enrolled "
-			 "at generation 1 only)",
-			 g);
+		snprintf(
+			reason, n,
+			"REFUSED: unknown node at generation %llu (a new node is enrolled "
+			"at generation 1 only)",
+			g);
 		return JOIN_REFUSE_UNKNOWN;
 	}
 	if (memcmp(stored->volume_key, seen->volume_key, sizeof(seen->volume_key)) != 0) {
@@ -47,9 +48,10 @@ enum join_verdict join_decide(const struct join_node *stored, bool corrupt, bool
 		return JOIN_REFUSE_SWAPPED;
 	}
 	if (seen->generation == 0) {
-		snprintf(reason, n,
-			 "REFUSED: generation counter lost (generation 0, last seen %llu)",
-			 (unsigned long long)stored->generation);
+		snprintf(
+			reason, n,
+			"REFUSED: generation counter lost (generation 0, last seen %llu)",
+			(unsigned long long)stored->generation);
 		return JOIN_REFUSE_LOST;
 	}
 	if (seen->generation > stored->generation) {
@@ -57,9 +59,11 @@ enum join_verdict join_decide(const struct join_node *stored, bool corrupt, bool
 			 (unsigned long long)stored->generation);
 		return JOIN_ACCEPT_NEWER;
 	}
-	if (seen->generation == stored->generation && streq(seen->boot_id, stored->boot_id)) {
-		snprintf(reason, n, "a retry of the same boot (generation %llu, boot ID %s)",
-			 g, seen->boot_id);
+	if (seen->generation == stored->generation &&
+	    streq(seen->boot_id, stored->boot_id)) {
+		snprintf(reason, n,
+			 "a retry of the same boot (generation %llu, boot ID %s)", g,
+			 seen->boot_id);
 		return JOIN_ACCEPT_RETRY;
 	}
 	snprintf(reason, n, "REFUSED: rolled back (generation %llu, last seen %llu)", g,
@@ -88,7 +92,9 @@ int join_store_parse(const char *buf, size_t len, struct join_node *nd)
 	char rec[GENERATION_CONTENT_MAX + 8];
 	int k;
 
-	if (len < m || memcmp(buf, magic, m) != 0)
+	/* No NUL anywhere: the values below go through %.*s, which would stop at one (the
+	 * fuzz target found "generation 8\0\0\05" taken for 8). */
+	if (len < m || memcmp(buf, magic, m) != 0 || memchr(buf, '\0', len))
 		return -EBADMSG;
 	p += m;
 	for (size_t i = 0; i < 3; i++) {
@@ -104,8 +110,8 @@ int join_store_parse(const char *buf, size_t len, struct join_node *nd)
 	if (p != e || vlen[0] > 18 || vlen[1] != GENERATION_BOOT_LEN || vlen[2] != 64)
 		return -EBADMSG;
 	/* The generation and boot ID in the record's grammar: one parser for both. */
-	k = snprintf(rec, sizeof(rec), "generation=%.*s boot_id=%.*s", (int)vlen[0], val[0],
-		     (int)vlen[1], val[1]);
+	k = snprintf(rec, sizeof(rec), "generation=%.*s boot_id=%.*s", (int)vlen[0],
+		     val[0], (int)vlen[1], val[1]);
 	if (k < 0 || (size_t)k >= sizeof(rec) ||
 	    generation_content_parse((const uint8_t *)rec, (size_t)k, &nd->generation,
 				     nd->boot_id) < 0)

@@ -4,9 +4,12 @@ bootstrap kubeconfig; one PCR altered in measurements.json, or a service that ca
 the pinned key, and it gets nothing. (The QEMU boot with kubelet ordered after the join is
 not written yet: docs/attestation.md, "What remains".)"""
 import base64
+import re
+import shutil
 import socket
 import subprocess
 import time
+from uuid import uuid4
 
 from test_attest import AGENT_HOST, free_port, wait_agent
 import hosttpm
@@ -219,3 +222,172 @@ def test_join_host():
     finally:
         swtpm.kill()
         swtpm.wait()
+
+
+NODE_RECORDS = REPO / "build" / "unit" / "node-records"
+
+
+def test_join_host_freshness():
+    """cvm-join --state on host processes: each "boot" of the node is a swtpm restarted
+    on the same state (PCRs reset) and a new event log, into which node-records measures
+    PCR 15's per-node records with the functions cvminit uses (the volume key's HMAC,
+    then generation_measure() on a counter directory that stands for /var). A new node
+    joins at generation 1 (ENROLLED), again at 2; the counter directory put back as
+    boot 1 left it: refused as rolled back; another volume key: refused as swapped;
+    `cvm-join enrol` lets that node back, recorded; the service stopped right after it
+    stored a request (--stop-after-request) and the node's retry in the same boot
+    joins. Each refusal's reason is on the node's console, with no secret."""
+    for b in (AGENT_HOST, CVM_JOIN, NODE_RECORDS):
+        if not b.is_file():
+            raise TestFailure(f"{b} is missing: make {b.relative_to(REPO)}")
+    work = REPO / "build" / "test-work" / "join_fresh"
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    work.mkdir(parents=True)
+    ca, tpm = work / "ca", work / "tpm"
+    v = VM.__new__(VM)  # only for its swtpm manufacturing helper
+    v.work, v.ek_ca = work, ca
+    tpm.mkdir()
+    v._manufacture_tpm(tpm)
+    svc_pub = _key(work / "svc.pem")
+    (work / "cluster-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n"
+                                         "-----END CERTIFICATE-----\n")
+    (work / "token").write_text("abcdef.0123456789abcdef\n")
+    good = work / "good.json"
+    good.write_text('{"4": {"expected": "' + "00" * 32 + '", "warnOnly": false}}\n')
+    store, var = work / "store", work / "var"
+    store.mkdir()
+    var.mkdir()
+    k1, k2 = "11" * 64, "22" * 64
+    uuid = "3f0c1e2a-0000-4000-8000-000000000001"
+    cur = {"swtpm": None, "port": 0, "log": None}
+    seq = iter(range(1, 100))
+
+    def boot(key, fresh=False):
+        """A node boot: PCRs reset, a new log and boot ID, the per-node records."""
+        n = next(seq)
+        if cur["swtpm"]:
+            # An orderly power-off: a TPM killed without TPM2_Shutdown counts a DA
+            # failure at its next start, and a few of them lock out the AK's quote.
+            subprocess.run(["tpm2_shutdown", "-T",
+                            f"swtpm:host=127.0.0.1,port={cur['port']}"],
+                           check=True, capture_output=True)
+            cur["swtpm"].kill()
+            cur["swtpm"].wait()
+        cur["swtpm"], cur["port"] = hosttpm.start_swtpm(tpm)
+        cur["log"] = work / f"measure-{n}.log"
+        bid = work / f"boot_id-{n}"
+        bid.write_text(str(uuid4()) + "\n")
+        r = subprocess.run([str(NODE_RECORDS), "--tcti-conf",
+                            f"host=127.0.0.1,port={cur['port']}", "--log", str(cur["log"]),
+                            "--state-dir", str(var), "--volume-key", key, "--uuid", uuid,
+                            "--boot-id-file", str(bid)] + (["--fresh"] if fresh else []),
+                           capture_output=True, text=True, timeout=scaled(60))
+        if r.returncode != 0:
+            raise TestFailure(f"node-records: {r.stderr}")
+        return int(r.stdout.split()[1].rstrip(":"))
+
+    def service(name, extra=()):
+        port = free_port()
+        logf = work / f"{name}.join.log"
+        p = subprocess.Popen([str(CVM_JOIN), "--listen", f"127.0.0.1:{port}", "--key",
+                              str(work / "svc.pem"), "--measurements", str(good),
+                              "--ek-ca", str(ca / "issuercert.pem"), "--ek-ca",
+                              str(ca / "swtpm-localca-rootca-cert.pem"), "--server",
+                              "https://10.0.2.2:6443", "--cluster-ca",
+                              str(work / "cluster-ca.pem"), "--token", str(work / "token"),
+                              "--state", str(store), "--max-joins", "1"] + list(extra),
+                             stdout=open(logf, "w"), stderr=subprocess.STDOUT)
+        for _ in range(100):
+            if "listening" in logf.read_text():
+                break
+            time.sleep(0.1)
+        return p, port, logf
+
+    def join(name, want_rc, extra=(), tries=1):
+        svc, port, logf = service(name, extra)
+        out, console = work / f"{name}.conf", work / f"{name}.console"
+        r = subprocess.run([str(AGENT_HOST), "--tcti", "swtpm", "--tcti-conf",
+                            f"host=127.0.0.1,port={cur['port']}", "--tsm", "none",
+                            "--log", str(cur["log"]), "--firmware-log", str(work / "none"),
+                            "--join", f"127.0.0.1:{port}", "--join-key", str(svc_pub),
+                            "--join-out", str(out), "--join-tries", str(tries),
+                            "--console", str(console)],
+                           capture_output=True, text=True, timeout=scaled(120))
+        svc.wait(scaled(30))
+        log = logf.read_text()
+        said = console.read_text() if console.exists() else ""
+        if r.returncode != want_rc or out.exists() != (want_rc == 0):
+            raise TestFailure(f"{name}: node exit {r.returncode} (want {want_rc}), wrote "
+                              f"{out.exists()}\n{r.stderr}\n{log}")
+        if "abcdef" in said or "abcdef" in r.stderr:
+            raise TestFailure(f"{name}: the token reached the node's console or log")
+        return log, said
+
+    try:
+        # 1. A new node: generation 1, enrolled; 2. its next boot joins at 2.
+        if boot(k1, fresh=True) != 1:
+            raise TestFailure("the first boot's generation is not 1")
+        log, _ = join("new", 0)
+        if "ENROLLED: a new node at generation 1" not in log or "JOINED" not in log:
+            raise TestFailure(f"new node:\n{log}")
+        node_id = re.search(r"; node ([0-9a-f]{64})", log).group(1)
+        saved = work / "var-after-boot1"
+        shutil.copytree(var, saved)
+        if boot(k1) != 2:
+            raise TestFailure("the second boot's generation is not 2")
+        log, _ = join("second", 0)
+        if "fresh (generation 2, last seen 1)" not in log:
+            raise TestFailure(f"second boot:\n{log}")
+        stored2 = (store / node_id).read_text()
+        if "generation 2\n" not in stored2:
+            raise TestFailure(f"the store: {stored2}")
+        # 3. The state put back as boot 1 left it: generation 2 again, another boot ID.
+        shutil.rmtree(var)
+        shutil.copytree(saved, var)
+        if boot(k1) != 2:
+            raise TestFailure("the restored counter did not give 2")
+        log, said = join("rollback", 3)
+        want = "REFUSED: rolled back (generation 2, last seen 2)"
+        if want not in log or want not in said:
+            raise TestFailure(f"rollback: service said\n{log}\nnode's console: {said!r}")
+        if (store / node_id).read_text() != stored2:
+            raise TestFailure("a refused join changed the node's record")
+        # 4. Another volume key (a swapped state volume): refused as swapped.
+        boot(k2)
+        log, said = join("swapped", 3)
+        if "REFUSED: swapped state volume" not in log or \
+                "REFUSED: swapped state volume" not in said:
+            raise TestFailure(f"swapped: service said\n{log}\nnode's console: {said!r}")
+        # 5. The operator re-enrols the node (by the ID the refusal named): accepted with
+        # the new key, recorded; the same key then goes on as usual.
+        r = subprocess.run([str(CVM_JOIN), "enrol", "--state", str(store), "--node",
+                            node_id], capture_output=True, text=True)
+        if r.returncode != 0 or "enrolment armed" not in r.stdout:
+            raise TestFailure(f"enrol: {r.returncode} {r.stdout}{r.stderr}")
+        log, _ = join("enrolled", 0)
+        if "ENROLLED by the operator" not in log:
+            raise TestFailure(f"enrolled:\n{log}")
+        if (store / f"{node_id}.enrol").exists():
+            raise TestFailure("the enrolment is still armed after the join it allowed")
+        g = boot(k2)
+        log, _ = join("after-enrol", 0)
+        if f"fresh (generation {g}, last seen {g - 1})" not in log:
+            raise TestFailure(f"after enrol:\n{log}")
+        # 6. The service stops right after storing a request: the node gets nothing;
+        # its retry in the same boot (same PCRs, same log) is a retry, and joins.
+        g = boot(k2)
+        log, _ = join("stopped", 1, extra=["--stop-after-request"])
+        if "--stop-after-request" not in log or "JOINED" in log:
+            raise TestFailure(f"stop after request:\n{log}")
+        if f"generation {g}\n" not in (store / node_id).read_text():
+            raise TestFailure("the stopped service did not store the request first")
+        log, _ = join("retry", 0)
+        if "a retry of the same boot" not in log or "JOINED" not in log:
+            raise TestFailure(f"retry:\n{log}")
+        note(f"join freshness: node {node_id[:16]}… joined at generations 1, 2, "
+             f"{g - 2} (enrolled), {g - 1}, {g} (a retry after the service stopped); "
+             f"rollback and swap refused")
+    finally:
+        if cur["swtpm"]:
+            cur["swtpm"].kill()
+            cur["swtpm"].wait()

@@ -34,10 +34,12 @@ TEST(join_decide_every_rule)
 	char why[256];
 
 	seen = node(6, BOOT_B, 0x11);
-	CHECK_INT(join_decide(&st, false, false, &seen, why, sizeof(why)), JOIN_ACCEPT_NEWER);
+	CHECK_INT(join_decide(&st, false, false, &seen, why, sizeof(why)),
+		  JOIN_ACCEPT_NEWER);
 	CHECK_STR(why, "fresh (generation 6, last seen 5)");
 	seen = node(5, BOOT_A, 0x11);
-	CHECK_INT(join_decide(&st, false, false, &seen, why, sizeof(why)), JOIN_ACCEPT_RETRY);
+	CHECK_INT(join_decide(&st, false, false, &seen, why, sizeof(why)),
+		  JOIN_ACCEPT_RETRY);
 	CHECK_CONTAINS(why, "a retry of the same boot");
 	/* The same generation from another boot: the disk was put back. */
 	seen = node(5, BOOT_B, 0x11);
@@ -54,11 +56,13 @@ TEST(join_decide_every_rule)
 		  JOIN_REFUSE_SWAPPED);
 	CHECK_CONTAINS(why, "REFUSED: swapped state volume");
 	seen = node(0, BOOT_B, 0x11);
-	CHECK_INT(join_decide(&st, false, false, &seen, why, sizeof(why)), JOIN_REFUSE_LOST);
+	CHECK_INT(join_decide(&st, false, false, &seen, why, sizeof(why)),
+		  JOIN_REFUSE_LOST);
 	CHECK_CONTAINS(why, "REFUSED: generation counter lost");
 	/* Unknown: generation 1 only. */
 	seen = node(1, BOOT_B, 0x33);
-	CHECK_INT(join_decide(NULL, false, false, &seen, why, sizeof(why)), JOIN_ACCEPT_NEW);
+	CHECK_INT(join_decide(NULL, false, false, &seen, why, sizeof(why)),
+		  JOIN_ACCEPT_NEW);
 	CHECK_CONTAINS(why, "ENROLLED");
 	seen = node(2, BOOT_B, 0x33);
 	CHECK_INT(join_decide(NULL, false, false, &seen, why, sizeof(why)),
@@ -102,12 +106,22 @@ TEST(join_store_file_round_trips_and_refuses_the_rest)
 		bad[i] = bad[i] == '\n' ? 'x' : (bad[i] == ' ' ? '\n' : '\x01');
 		CHECK_INT(join_store_parse(bad, (size_t)n, &b), -EBADMSG);
 	}
+	/* A NUL inside a value (found by the fuzz target): not the value before it. */
+	{
+		static const char nul[] =
+			"cvm-join node v1\ngeneration 8\0\0\05\nboot_id " BOOT_A
+			"\nvolume_key "
+			"abababababababababababababababababababababababababababababababab\n";
+
+		CHECK_INT(join_store_parse(nul, sizeof(nul) - 1, &b), -EBADMSG);
+	}
 	memcpy(bad, text, (size_t)n);
 	bad[n] = '\n';
 	CHECK_INT(join_store_parse(bad, (size_t)n + 1, &b), -EBADMSG);
 	CHECK(join_node_id_valid(ID));
 	CHECK(!join_node_id_valid("../" ID));
-	CHECK(!join_node_id_valid("A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90"));
+	CHECK(!join_node_id_valid(
+		"A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90"));
 	CHECK(!join_node_id_valid(ID "0"));
 }
 
@@ -144,8 +158,8 @@ TEST(join_store_in_a_directory)
 }
 
 /* A PCR 15 record with a sha256 digest of data (or, for the volume key, of nothing). */
-static void rec(struct eventlog_record *r, unsigned pcr, const char *event, const char *type,
-		const char *data, bool extended)
+static void rec(struct eventlog_record *r, unsigned pcr, const char *event,
+		const char *type, const char *data, bool extended)
 {
 	memset(r, 0, sizeof(*r));
 	r->pcr = pcr;
@@ -156,8 +170,8 @@ static void rec(struct eventlog_record *r, unsigned pcr, const char *event, cons
 	r->n_digests = 1;
 	r->digests[0].alg = DIGEST_ALG_SHA256;
 	r->digests[0].size = 32;
-	digest_compute(DIGEST_ALG_SHA256, data ? data : event, strlen(data ? data : event),
-		       r->digests[0].buf);
+	digest_compute(DIGEST_ALG_SHA256, data ? data : event,
+		       strlen(data ? data : event), r->digests[0].buf);
 	if (data) {
 		r->data = (uint8_t *)data;
 		r->data_len = strlen(data);
