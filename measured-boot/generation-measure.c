@@ -31,8 +31,8 @@ int generation_measure(struct measurer *m, const char *dir, bool fresh,
 	}
 	r = generation_bump(dir, fresh, g, why, why_len);
 	if (r < 0) {
-		snprintf(why, why_len, "cannot store the generation counter in %s: %s", dir,
-			 strerror(-r));
+		snprintf(why, why_len, "cannot store the generation counter in %s: %s",
+			 dir, strerror(-r));
 		return r;
 	}
 	r = generation_content(*g, boot_id, content, sizeof(content));
@@ -42,8 +42,9 @@ int generation_measure(struct measurer *m, const char *dir, bool fresh,
 	}
 	r = m ? measure(m, 15, GENERATION_EVENT, content, (size_t)r) : -ENODEV;
 	if (r < 0) {
-		snprintf(why, why_len, "cannot measure the generation (%s) into PCR 15: %s",
-			 content, strerror(-r));
+		snprintf(why, why_len,
+			 "cannot measure the generation (%s) into PCR 15: %s", content,
+			 strerror(-r));
 		return r;
 	}
 	return 0;

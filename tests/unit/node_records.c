@@ -35,33 +35,52 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 't': conf = optarg; break;
-		case 'l': log = optarg; break;
-		case 's': dir = optarg; break;
-		case 'k': khex = optarg; break;
-		case 'u': uuid = optarg; break;
-		case 'b': boot = optarg; break;
-		case 'f': fresh = true; break;
-		default: return 2;
+		case 't':
+			conf = optarg;
+			break;
+		case 'l':
+			log = optarg;
+			break;
+		case 's':
+			dir = optarg;
+			break;
+		case 'k':
+			khex = optarg;
+			break;
+		case 'u':
+			uuid = optarg;
+			break;
+		case 'b':
+			boot = optarg;
+			break;
+		case 'f':
+			fresh = true;
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (!conf || !log || !dir || !khex || !uuid || !boot)
-		return fprintf(stderr, "node-records: --tcti-conf --log --state-dir "
-				       "--volume-key HEX --uuid --boot-id-file [--fresh]\n"),
+		return fprintf(stderr,
+			       "node-records: --tcti-conf --log --state-dir "
+			       "--volume-key HEX --uuid --boot-id-file [--fresh]\n"),
 		       2;
 	n = hex_decode(khex, key, sizeof(key));
 	if (n <= 0)
 		return fprintf(stderr, "node-records: --volume-key: hex\n"), 2;
 	r = measurer_open_tpm("swtpm", conf, log, &m);
 	if (r < 0)
-		return fprintf(stderr, "node-records: swtpm %s: %s\n", conf, strerror(-r)), 1;
+		return fprintf(stderr, "node-records: swtpm %s: %s\n", conf,
+			       strerror(-r)),
+		       1;
 	snprintf(label, sizeof(label), "cvminit:volume-key:%s", uuid);
 	r = measure_hmac(m, 15, label, MEASURE_EVENT_VOLUME_KEY, key, (size_t)n);
 	if (r == 0)
 		r = generation_measure(m, dir, fresh, boot, &g, why, sizeof(why));
 	measurer_close(m);
 	if (r < 0)
-		return fprintf(stderr, "node-records: %s\n", why[0] ? why : strerror(-r)), 1;
+		return fprintf(stderr, "node-records: %s\n", why[0] ? why : strerror(-r)),
+		       1;
 	printf("generation %llu%s%s\n", (unsigned long long)g, why[0] ? ": " : "", why);
 	return 0;
 }

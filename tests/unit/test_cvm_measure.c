@@ -19,6 +19,7 @@
 #include "../../lib/digest.h"
 #include "../../lib/hex.h"
 #include "../../measured-boot/eventlog.h"
+#include "../../measured-boot/generation.h"
 #include "../../measured-boot/measure.h"
 #include "../../measured-boot/pe.h"
 #include "../../measured-boot/predict.h"
@@ -1394,6 +1395,21 @@ TEST(predict_json_equals_a_simulated_boot)
 	CHECK_INT(measure(m, 15, "cvminit:state", STATE, strlen(STATE)), 0);
 	CHECK_INT(measure_hmac(m, 15, VK_LABEL, "volume-key", vk_key, sizeof(vk_key)), 0);
 	CHECK_INT(measure(m, 11, "leave-initrd", "leave-initrd", 12), 0);
+	{
+		/* After switch_root, /var mounted: the generation, by PID 1's function. */
+		char bid[300], gwhy[200];
+		uint64_t g = 0;
+		FILE *f;
+
+		snprintf(bid, sizeof(bid), "%s/boot_id", dir);
+		f = fopen(bid, "w");
+		CHECK(f != NULL);
+		fputs("6c1b5d7e-2f0a-4c8e-9d3b-1a2b3c4d5e6f\n", f);
+		fclose(f);
+		CHECK_INT(generation_measure(m, dir, true, bid, &g, gwhy, sizeof(gwhy)),
+			  0);
+		CHECK_INT((int)g, 1);
+	}
 	CHECK_INT(measure(m, 11, "ready", "ready", 5), 0);
 	measurer_close(m);
 
@@ -1409,7 +1425,12 @@ TEST(predict_json_equals_a_simulated_boot)
 		      "measure.log",
 		      STATE),
 		  0);
+	/* The generation pinned after the volume key: PCR 15 below is the TPM's. */
+	CHECK_CONTAINS(
+		out, "generation generation=1 boot_id=6c1b5d7e-2f0a-4c8e-9d3b-"
+		     "1a2b3c4d5e6f (pinned: the record logged in measure.log; per boot)");
 	read_back("m.json", json, sizeof(json));
+	CHECK_CONTAINS(json, "\"cvminit:generation\"");
 	CHECK_INT(tpm_open("swtpm", conf, &t), 0);
 	CHECK_INT(tpm_pcr_read(t, DIGEST_ALG_SHA256, 11, v), 32);
 	hex_encode(v, 32, hex);
