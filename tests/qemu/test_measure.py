@@ -292,7 +292,8 @@ def test_measure_node_pcrs_match_prediction():
         src.seek(off)
         dst.write(src.read(16 << 20))  # the header and keyslot area are in the first 16 MiB
     # PCR 15 at ready ends with the node's cvminit:volume-key record (an HMAC keyed with
-    # its volume key): predict cannot compute it, it pins it from the node's event log.
+    # its volume key) and this boot's cvminit:generation: predict pins both from the
+    # node's event log.
     log = work / "measure.log"
     log.write_bytes(files["/run/log/cvminit/measure.log"])
     predicted, pcr4, pcr4_out = {}, {}, ""

@@ -124,8 +124,9 @@ def test_volume_key_swapped_header_changes_pcr15():
     """Boot 1 makes the state; a header of another volume key sealed with the token's
     policy into the node's vTPM replaces it; boot 2 unseals that key and opens the volume
     with the same cvminit:state identity, and PCR 15 at ready differs from boot 1's,
-    through the cvminit:volume-key record alone. The value predict pins from boot 1's log
-    is boot 1's PCR 15 and not boot 2's."""
+    through the cvminit:volume-key record (every other record the same, but the
+    per-boot cvminit:generation). The value predict pins from boot 1's log is boot 1's
+    PCR 15 and not boot 2's."""
     disk = helpers.node_disk("vkey")
     work = disk.parent
     # The attacker's header is made with the host's cryptsetup, which cannot format
