@@ -996,8 +996,8 @@ static int cmd_predict(int argc, char **argv)
 				"image-wide records, \"replay\", and the per-node events that "
 				"may follow them, \"perNode\"): at ready it "
 				"ends with the node's %scvminit:volume-key record (an "
-				"HMAC keyed with its volume key), which only the node's "
-				"event log gives: pass --state or --state-from and "
+				"HMAC keyed with its volume key) and its cvminit:generation, "
+				"which only the node's event log gives: pass --state or --state-from and "
 				"--node-log to pin it. The value the state key is sealed "
 				"against is the 'PCR 15 %s sealing' line\n",
 				json, in15.in.state ? "" : "cvminit:state and ",
