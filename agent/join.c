@@ -43,27 +43,6 @@ static void console(const char *line)
 	close(fd);
 }
 
-static int write_bundle(const char *out, const uint8_t *p, size_t n)
-{
-	char tmp[4096];
-	int fd, r;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.join-tmp", out) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	r = write_full(fd, p, n);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && rename(tmp, out) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-	return r;
-}
-
 /* One attempt. -EAGAIN: worth retrying. */
 static int join_once(struct tpm *t, const struct attest_keys *k,
 		     const struct attest_sources *src, const char *target,
@@ -195,7 +174,7 @@ static int join_once(struct tpm *t, const struct attest_keys *k,
 		return log_error("join: %s: the bundle does not decrypt", target),
 		       -EAGAIN;
 	n = r;
-	r = write_bundle(out, plain, (size_t)n);
+	r = write_file_replace(out, plain, (size_t)n, 0600);
 	memset(plain, 0, (size_t)n);
 	if (r < 0)
 		return log_errno(r, "join: write %s", out);

@@ -150,15 +150,6 @@ ssize_t svclog_compress(int src, int dst)
 	return r;
 }
 
-static int fsync_dir(const char *dir)
-{
-	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0 || fsync(fd) < 0)
-		return -errno;
-	return 0;
-}
-
 /* The compression in a child process: the zstd work area (2.75 MiB) is touched there and
  * not in PID 1, whose resident size the node pays for as long as it runs (issue 15: a
  * rotation at kubelet's start showed PID 1 at 5.4 MiB). PID 1 waits: rotation is rare. */

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,6 +104,49 @@ ssize_t read_file_bytes(const char *path, void *buf, size_t size)
 	if (fd < 0)
 		return -errno;
 	return read_full(fd, buf, size);
+}
+
+int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+int write_file_replace(const char *path, const void *data, size_t len, mode_t mode)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[4096], tmp[4096 + 8];
+	size_t dlen = slash ? (size_t)(slash - path) : 0;
+	int fd, r;
+
+	if (!slash || !slash[1] || dlen >= sizeof(dir))
+		return -EINVAL;
+	memcpy(dir, path, dlen);
+	dir[dlen] = '\0';
+	if (!dlen)
+		strcpy(dir, "/");
+	if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, slash + 1) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd < 0)
+		return -errno;
+	r = write_full(fd, data, len);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlink(tmp);
+		return r;
+	}
+	return fsync_dir(dir);
 }
 
 int write_file_text(const char *path, const char *value)

@@ -25,6 +25,13 @@ ssize_t read_file_bytes(const char *path, void *buf, size_t size);
 /* Writes value to a /proc, /sys or configfs file in one write(): 0 or -errno (-EIO when
  * the kernel took only part of it). */
 int write_file_text(const char *path, const char *value);
+/* Replaces path by len bytes of data so that a crash leaves the old file or the new one,
+ * never part of one: written to "<dir>/.<name>.tmp" (mode; a symlink there is refused),
+ * fsynced, renamed over path, and the directory fsynced (the rename is durable only once
+ * the directory is). 0 or -errno; the temporary file never stays behind. */
+int write_file_replace(const char *path, const void *data, size_t len, mode_t mode);
+/* fsync() of a directory, for a rename or unlink in it to be durable: 0 or -errno. */
+int fsync_dir(const char *dir);
 /* A whole file until EOF into a new buffer, NUL-terminated past *len: a regular file, or
  * anything but a directory when any_file (-EINVAL otherwise). -EFBIG past max bytes. */
 int read_file_alloc(const char *path, bool any_file, size_t max, uint8_t **ret,

@@ -69,36 +69,14 @@ uint64_t generation_next(ssize_t read_r, const char *buf, bool fresh, char *why,
 
 int generation_store(const char *dir, uint64_t g)
 {
-	char tmp[256], path[256], text[32];
-	int fd, r = 0, n;
+	char path[256], text[32];
+	int n;
 
-	if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, GENERATION_FILE) >=
-		    (int)sizeof(tmp) ||
-	    snprintf(path, sizeof(path), "%s/%s", dir, GENERATION_FILE) >=
-		    (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/%s", dir, GENERATION_FILE) >=
+	    (int)sizeof(path))
 		return -ENAMETOOLONG;
 	n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)g);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	r = write_full(fd, text, (size_t)n);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return r;
-	}
-	/* The rename is durable only once the directory is. */
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
+	return write_file_replace(path, text, (size_t)n, 0600);
 }
 
 int generation_bump(const char *dir, bool fresh, uint64_t *g, char *why, size_t why_len)

@@ -148,41 +148,6 @@ static int path_of(char *out, size_t n, const char *dir, const char *id, const c
 	return snprintf(out, n, "%s/%s%s", dir, id, ext) >= (int)n ? -ENAMETOOLONG : 0;
 }
 
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-static int write_durably(const char *dir, const char *path, const char *text, size_t len)
-{
-	char tmp[4200];
-	int fd, r;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	r = write_full(fd, text, len);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return r;
-	}
-	return fsync_dir(dir);
-}
-
 int join_store_load(const char *dir, const char *id, struct join_node *nd)
 {
 	char path[4096], buf[512];
@@ -209,7 +174,7 @@ int join_store_save(const char *dir, const char *id, const struct join_node *nd)
 	n = join_store_format(nd, text, sizeof(text));
 	if (n < 0)
 		return n;
-	return write_durably(dir, path, text, (size_t)n);
+	return write_file_replace(path, text, (size_t)n, 0600);
 }
 
 int join_enrol_arm(const char *dir, const char *id)
@@ -217,7 +182,7 @@ int join_enrol_arm(const char *dir, const char *id)
 	char path[4096];
 	int r = path_of(path, sizeof(path), dir, id, ".enrol");
 
-	return r < 0 ? r : write_durably(dir, path, "enrol\n", 6);
+	return r < 0 ? r : write_file_replace(path, "enrol\n", 6, 0600);
 }
 
 bool join_enrol_pending(const char *dir, const char *id)

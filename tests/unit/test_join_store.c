@@ -136,7 +136,7 @@ TEST(join_store_in_a_directory)
 	CHECK_INT(join_store_save(dir, ID, &a), 0);
 	CHECK_INT(join_store_load(dir, ID, &b), 0);
 	CHECK(b.generation == 7);
-	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, ID);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, ID);
 	CHECK(access(tmp, F_OK) < 0);
 	CHECK_INT(join_store_save(dir, "../x", &a), -EINVAL);
 	/* A corrupt file: -EBADMSG (refused by the rules above), left as it is. */
