@@ -452,13 +452,86 @@ int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
 	return n;
 }
 
+/* The one extended PCR 15 record of a node's log whose event type (or, without one, event
+ * name) is name: NULL with *why set when there are two (one boot makes one). */
+static const struct eventlog_record *node_record(const struct eventlog *node,
+						 bool by_type, const char *name,
+						 const char *dup_why, const char **why)
+{
+	const struct eventlog_record *found = NULL;
+
+	for (size_t i = 0; i < node->n; i++) {
+		const struct eventlog_record *x = &node->records[i];
+		const char *key = by_type ? x->event_type : x->event;
+
+		/* TDX records fold into an RTMR, not PCR 15; a failed extend reached
+		 * nothing. */
+		if (x->pcr != PREDICT_PCR15 || !x->extended || x->rtmr >= 0 || !key ||
+		    !streq(key, name))
+			continue;
+		if (found) {
+			*why = dup_why;
+			return NULL;
+		}
+		found = x;
+	}
+	return found;
+}
+
+/* Appends a copy of a node's record to log, with its digests in the banks asked for (in
+ * that order), its event, event_type when given and, with data, its content. */
+static int pin_record(const struct eventlog_record *found, const uint16_t *algs,
+		      size_t n_algs, const char *event_type, bool data,
+		      const char *bank_why, struct eventlog *log, const char **why)
+{
+	struct eventlog_record r = {.pcr = PREDICT_PCR15, .rtmr = -1, .extended = true};
+	struct eventlog_record *grown = NULL;
+
+	for (size_t b = 0; b < n_algs; b++) {
+		size_t i;
+
+		for (i = 0; i < found->n_digests; i++)
+			if (found->digests[i].alg == algs[b])
+				break;
+		if (i == found->n_digests ||
+		    found->digests[i].size != digest_size(algs[b])) {
+			*why = bank_why;
+			return -ENODATA;
+		}
+		r.digests[b] = found->digests[i];
+	}
+	r.n_digests = n_algs;
+	r.recnum = log->n;
+	r.event = strdup(found->event);
+	if (event_type)
+		r.event_type = strdup(event_type);
+	if (data && found->has_data) {
+		r.data = malloc(found->data_len + 1);
+		if (r.data) {
+			memcpy(r.data, found->data, found->data_len);
+			r.data_len = found->data_len;
+			r.has_data = true;
+		}
+	}
+	if (r.event && (r.event_type || !event_type) &&
+	    (r.data || !data || !found->has_data))
+		grown = realloc(log->records, (log->n + 1) * sizeof(*grown));
+	if (!grown) {
+		free(r.event);
+		free(r.event_type);
+		free(r.data);
+		return -ENOMEM;
+	}
+	log->records = grown;
+	log->records[log->n++] = r;
+	return 0;
+}
+
 int predict_volume_key_record(const struct eventlog *node, const char *state,
 			      const uint16_t *algs, size_t n_algs, struct eventlog *log,
 			      const char **why)
 {
-	const struct eventlog_record *found = NULL;
-	struct eventlog_record r = {.pcr = PREDICT_PCR15, .rtmr = -1, .extended = true};
-	struct eventlog_record *grown;
+	const struct eventlog_record *found;
 	const char *uuid;
 	size_t uuid_len;
 
@@ -467,21 +540,12 @@ int predict_volume_key_record(const struct eventlog *node, const char *state,
 		return -EINVAL;
 	uuid = state + strlen("luks2:");
 	uuid_len = strcspn(uuid, ":");
-	for (size_t i = 0; i < node->n; i++) {
-		const struct eventlog_record *x = &node->records[i];
-
-		/* TDX records fold into an RTMR, not PCR 15; a failed extend reached
-		 * nothing. */
-		if (x->pcr != PREDICT_PCR15 || !x->extended || x->rtmr >= 0 ||
-		    !x->event_type || !streq(x->event_type, PREDICT_VOLUME_KEY_TYPE))
-			continue;
-		if (found) {
-			*why = "the log has more than one extended volume-key record for "
-			       "PCR 15 (one boot makes one)";
-			return -EEXIST;
-		}
-		found = x;
-	}
+	found = node_record(node, true, PREDICT_VOLUME_KEY_TYPE,
+			    "the log has more than one extended volume-key record for "
+			    "PCR 15 (one boot makes one)",
+			    why);
+	if (*why)
+		return -EEXIST;
 	if (!found) {
 		*why = "the log has no extended PCR 15 record of event type volume-key "
 		       "(cvminit:volume-key:<uuid>)";
@@ -494,95 +558,30 @@ int predict_volume_key_record(const struct eventlog *node, const char *state,
 		*why = "its volume-key record names another LUKS2 UUID than the state";
 		return -EXDEV;
 	}
-	for (size_t b = 0; b < n_algs; b++) {
-		size_t i;
-
-		for (i = 0; i < found->n_digests; i++)
-			if (found->digests[i].alg == algs[b])
-				break;
-		if (i == found->n_digests ||
-		    found->digests[i].size != digest_size(algs[b])) {
-			*why = "its volume-key record lacks a digest in a bank asked for";
-			return -ENODATA;
-		}
-		r.digests[b] = found->digests[i];
-	}
-	r.n_digests = n_algs;
-	r.recnum = log->n;
-	r.event = strdup(found->event);
-	r.event_type = strdup(PREDICT_VOLUME_KEY_TYPE);
-	grown = r.event && r.event_type
-			? realloc(log->records, (log->n + 1) * sizeof(*grown))
-			: NULL;
-	if (!grown) {
-		free(r.event);
-		free(r.event_type);
-		return -ENOMEM;
-	}
-	log->records = grown;
-	log->records[log->n++] = r;
-	return 0;
+	return pin_record(found, algs, n_algs, PREDICT_VOLUME_KEY_TYPE, false,
+			  "its volume-key record lacks a digest in a bank asked for", log,
+			  why);
 }
 
 int predict_generation_record(const struct eventlog *node, const uint16_t *algs,
 			      size_t n_algs, struct eventlog *log, const char **why)
 {
-	const struct eventlog_record *found = NULL;
-	struct eventlog_record r = {.pcr = PREDICT_PCR15, .rtmr = -1, .extended = true};
-	struct eventlog_record *grown;
+	const struct eventlog_record *found;
 
 	*why = NULL;
 	if (n_algs > EVENTLOG_MAX_DIGESTS)
 		return -EINVAL;
-	for (size_t i = 0; i < node->n; i++) {
-		const struct eventlog_record *x = &node->records[i];
-
-		if (x->pcr != PREDICT_PCR15 || !x->extended || x->rtmr >= 0 ||
-		    !x->event || !streq(x->event, GENERATION_EVENT))
-			continue;
-		if (found) {
-			*why = "the log has more than one extended cvminit:generation record "
-			       "for PCR 15 (one boot makes one)";
-			return -EEXIST;
-		}
-		found = x;
-	}
+	found = node_record(
+		node, false, GENERATION_EVENT,
+		"the log has more than one extended cvminit:generation record "
+		"for PCR 15 (one boot makes one)",
+		why);
+	if (*why)
+		return -EEXIST;
 	if (!found)
 		return -ENOENT;
-	for (size_t b = 0; b < n_algs; b++) {
-		size_t i;
-
-		for (i = 0; i < found->n_digests; i++)
-			if (found->digests[i].alg == algs[b])
-				break;
-		if (i == found->n_digests ||
-		    found->digests[i].size != digest_size(algs[b])) {
-			*why = "its cvminit:generation record lacks a digest in a bank asked "
-			       "for";
-			return -ENODATA;
-		}
-		r.digests[b] = found->digests[i];
-	}
-	r.n_digests = n_algs;
-	r.recnum = log->n;
-	r.event = strdup(found->event);
-	if (found->has_data) {
-		r.data = malloc(found->data_len + 1);
-		if (r.data) {
-			memcpy(r.data, found->data, found->data_len);
-			r.data_len = found->data_len;
-			r.has_data = true;
-		}
-	}
-	grown = r.event && (r.data || !found->has_data)
-			? realloc(log->records, (log->n + 1) * sizeof(*grown))
-			: NULL;
-	if (!grown) {
-		free(r.event);
-		free(r.data);
-		return -ENOMEM;
-	}
-	log->records = grown;
-	log->records[log->n++] = r;
-	return 0;
+	return pin_record(found, algs, n_algs, NULL, true,
+			  "its cvminit:generation record lacks a digest in a bank asked "
+			  "for",
+			  log, why);
 }
