@@ -9,6 +9,7 @@
 # OUT_DIR/aws/cvminit.vmdk      stream-optimised VMDK (EC2 import-snapshot)
 # OUT_DIR/measurements.json     cvm-measure predict for the image's UKI (sha256 bank), and
 #                               measurements-sha384.json; their format is cvm-measure's
+# OUT_DIR/join-measurements.json   the same with PCR 11 at leave-initrd, for cvm-join
 # OUT_DIR/SHA256SUMS, OUT_DIR/SIZES   sha256 and size (bytes, virtual and in the file) of each
 #
 # The disk is padded at its end (zeros) to the size each cloud accepts; the partitions are

@@ -151,13 +151,15 @@ def sha256(path):
 
 
 def image_vm(name, timeout=400):
-    """A VM booting a private copy of the image (tests never write the build output)."""
+    """A VM booting a private copy of the image (tests never write the build output), with
+    a join service holding the image's measurements as this VM boots it (product_join)."""
     work = WORK_ROOT / f"{name}-disk"
     work.mkdir(parents=True, exist_ok=True)
     disk = work / "disk.raw"
     subprocess.run(["cp", "--sparse=always", str(image_or_fail()), str(disk)], check=True)
     return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
-              name=name, memory=2048, timeout=scaled(timeout))
+              name=name, memory=2048, timeout=scaled(timeout),
+              join=product_join(name, IMAGE_DIR / "cvminit.efi"))
 
 
 # --- from test_root.py -------------------------------------------------------------
@@ -455,6 +457,29 @@ class JoinService:
                 raise TestFailure(f"/{regex}/ not in cvm-join's log within {timeout:.0f} s:"
                                   f"\n{self.log()[-3000:]}")
             time.sleep(0.2)
+
+
+def join_measurements(uki, out):
+    """What cvm-join holds for a node booting uki as the test VMs boot (the disk first
+    in the boot order, no failed boot option): cvm-measure predict --phase leave-initrd.
+    build/image's own join-measurements.json is for `make run` (a DVD drive first)."""
+    args = [str(CVM_MEASURE), "predict", "--uki", str(uki), "--failed-boot-options", "0",
+            "--phase", "leave-initrd", "--json", str(out)]
+    tcglog = REPO / "image" / "ovmf-q35.tcglog"
+    if tcglog.is_file():
+        args += ["--firmware-log", str(tcglog)]
+    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise TestFailure(f"{' '.join(args)}: exit {r.returncode}\n{r.stdout}")
+    return out
+
+
+def product_join(name, uki):
+    """A join service for a VM of the product image (build/image, made with the
+    development JOIN and JOIN_KEY) whose UKI is uki."""
+    work = WORK_ROOT / f"{name}-join"
+    work.mkdir(parents=True, exist_ok=True)
+    return JoinService(name, measurements=join_measurements(uki, work / "join.json"))
 
 
 def default_join(name, **kw):
