@@ -23,7 +23,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 image=$root/build/image/cvminit.raw
-run=$root/build/run
+# RUN_DIR: another directory for the VM's persistent files (the tests' make-run scenario).
+run=${RUN_DIR:-$root/build/run}
 qemu=${QEMU:-qemu-system-x86_64}
 cvm=${CVM:-}
 
@@ -118,10 +119,11 @@ fi
 
 # The join service for the node: the address and key the image was built with (.inputs).
 inputs=$root/build/image/.inputs
-join_addr=$(sed -n 's/^JOIN=\[\(.*\)\]$/\1/p' "$inputs" 2>/dev/null)
-join_pub=$(sed -n 's/^JOIN_KEY=\[\(.*\)\]$/\1/p' "$inputs" 2>/dev/null)
+join_addr=$(tr ' ' '\n' <"$inputs" 2>/dev/null | sed -n 's/^JOIN=\[\(.*\)\]$/\1/p')
+join_pub=$(tr ' ' '\n' <"$inputs" 2>/dev/null | sed -n 's/^JOIN_KEY=\[\(.*\)\]$/\1/p')
 join_key=${RUN_JOIN_KEY:-$root/build/join-dev/join-service.pem}
 join_port=
+join_said=none
 netdev=user,id=n0,restrict=on
 der() { openssl pkey "$@" -pubout -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1; }
 if [ -z "$join_addr" ] || [ -z "$join_pub" ]; then
@@ -145,6 +147,7 @@ else
 	for _ in $(seq 50); do grep -q listening "$run/cvm-join.log" && break; sleep 0.1; done
 	grep -q listening "$run/cvm-join.log" || { echo "run: cvm-join did not start: $(cat "$run/cvm-join.log")" >&2; exit 1; }
 	netdev+=",guestfwd=tcp:${join_addr}-cmd:socat - TCP:127.0.0.1:$join_port"
+	join_said="cvm-join on 127.0.0.1:$join_port for the node's $join_addr, log $run/cvm-join.log"
 fi
 
 # swtpm ends with the VM (--terminate); a stale one from an earlier run is stopped.
@@ -163,7 +166,7 @@ cat >&2 <<MSG
    UKI      $root/build/image/cvminit.efi
    TPM      $run/tpm (persistent)
    QMP      $run/qmp.sock
-   join     ${join_port:+cvm-join on 127.0.0.1:$join_port for the node's $join_addr, log $run/cvm-join.log}${join_port:-none}
+   join     $join_said
    Stop: Ctrl-a x (hard), or power off cleanly from another terminal:
      echo '{"execute":"qmp_capabilities"}{"execute":"system_powerdown"}' | socat - UNIX-CONNECT:$run/qmp.sock
 MSG
