@@ -388,7 +388,21 @@ class JoinService:
     def attach(self, vm):
         self.ek_ca = vm.ek_ca
         self.work = vm.work
+        if self.measurements == Path("disk"):
+            self.measurements = self._disk_measurements(vm)
         self.start()
+
+    def _disk_measurements(self, vm):
+        """join_measurements of the UKI on the VM's first disk (a test may have changed
+        its command line and references: the join service then holds what that image
+        measures), or the test image's when the disk is not a raw file (an NBD URL)."""
+        d = vm.disks[0] if vm.disks else None
+        opts = d if isinstance(d, dict) else {"file": str(d)}
+        path = Path(str(opts.get("file", "")).rsplit(":", 1)[-1])
+        if opts.get("format", "raw") != "raw" or not path.is_file():
+            return TEST_JOIN_MEASUREMENTS
+        uki = uki_from_disk(path, self.work / "join-uki.efi")
+        return join_measurements(uki, self.work / "join-measurements.json")
 
     def detach(self, vm):
         self.stop()
@@ -484,7 +498,10 @@ def product_join(name, uki):
 
 def default_join(name, **kw):
     """The join service every node boot of the test image gets unless it says otherwise
-    (kubelet starts only after a join)."""
+    (kubelet starts only after a join): it holds the measurements of the UKI on the VM's
+    disk as booted there (measurements="disk"), so a test that changed the image on
+    purpose still reaches kubelet; tests of refusals give measurements= themselves."""
+    kw.setdefault("measurements", "disk")
     return JoinService(name, **kw)
 
 

@@ -434,7 +434,7 @@ def test_attest_cmdline_word_refused():
     ca = work / "ek-ca"
     port = free_port()
     cas = ["--ek-ca", ca / "issuercert.pem", "--ek-ca", ca / "swtpm-localca-rootca-cert.pem"]
-    svc = helpers.default_join("attest_word")
+    svc = helpers.JoinService("attest_word")  # the original image's measurements
     v = VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
            name="attest_word", memory=2048, timeout=scaled(900),
            nic={"hostfwd": f"tcp:127.0.0.1:{port}-:{AGENT_PORT}"}, ek_ca=ca, join=svc)
