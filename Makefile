@@ -211,7 +211,7 @@ ns-test: $(BUILD)/ns/svc_pid1
 $(BUILD)/kubelet-standin: tests/fixtures/kubelet-standin.c $(SYSROOT)/.stamp
 	@mkdir -p $(BUILD)
 	musl-gcc -static -pthread -O2 -std=gnu11 -Wall -Wextra -Werror -idirafter $(SYSROOT)/include \
-		-o $@ $<
+		-o $@ $< -L$(SYSROOT)/lib -lmbedtls -lmbedx509 -lmbedcrypto
 
 # A static busybox from Debian's busybox-static (downloaded into build/, never into git) and
 # a one-layer OCI image of it, which the stand-in runs with ctr + runc in the test image.
@@ -297,7 +297,7 @@ IMAGE_BUILDER := image/build-image.sh
 # values differ remakes it (`make image KUBELET=...` after a plain `make image` must not
 # answer "Nothing to be done"). The files they name are prerequisites too.
 IMAGE_VARS      := KUBELET KUBELET_SHA256 CVMINIT_INIT CVMINIT_INITRD CVMINIT_EXTRA_TREE \
-		   CVMINIT_STATE_SIZE SOURCE_DATE_EPOCH
+		   CVMINIT_STATE_SIZE SOURCE_DATE_EPOCH JOIN JOIN_KEY
 # The test image sets KUBELET, KUBELET_SHA256 and CVMINIT_EXTRA_TREE itself.
 TEST_IMAGE_VARS := $(filter-out KUBELET KUBELET_SHA256 CVMINIT_EXTRA_TREE,$(IMAGE_VARS))
 image_vars  = $(foreach v,$(1),$(v)=[$($(v))])
@@ -310,11 +310,28 @@ sq          = '$(subst ','\'',$(1))'
 .PHONY: FORCE
 FORCE:
 
+# The join service a node of the image trusts (docs/attestation.md, "Join"): its address and
+# its public key, both measured with the image. The defaults are for development: the
+# address QEMU's user network forwards to the host in `make run` and the tests, and a key
+# pair made once under build/join-dev/ (the private key 0600, never in an image). A node of
+# such an image joins only a development cvm-join holding that private key.
+DEV_JOIN_DIR := $(BUILD)/join-dev
+DEV_JOIN_KEY := $(DEV_JOIN_DIR)/join-service.pub
+JOIN         ?= 10.0.2.100:7742
+JOIN_KEY     ?= $(DEV_JOIN_KEY)
+JOIN_ENV      = JOIN=$(call sq,$(JOIN)) JOIN_KEY=$(call sq,$(abspath $(JOIN_KEY)))
+
+$(DEV_JOIN_KEY):
+	@mkdir -p $(DEV_JOIN_DIR)
+	(umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+		-out $(DEV_JOIN_DIR)/join-service.pem)
+	openssl pkey -in $(DEV_JOIN_DIR)/join-service.pem -pubout -out $@
+
 $(IMAGE_DIR)/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-agent $(IMAGE_INPUTS) \
-		$(image_files) \
+		$(image_files) $(JOIN_KEY) \
 		$(call image_stale,$(IMAGE_DIR),$(IMAGE_VARS))
 	@mkdir -p $(IMAGE_DIR) && rm -f $(IMAGE_DIR)/.inputs
-	CVMINIT_IMAGE_OUT=$(abspath $(IMAGE_DIR)) $(IMAGE_BUILDER)
+	CVMINIT_IMAGE_OUT=$(abspath $(IMAGE_DIR)) $(JOIN_ENV) $(IMAGE_BUILDER)
 	@printf '%s\n' $(call sq,$(call image_vars,$(IMAGE_VARS))) >$(IMAGE_DIR)/.inputs
 
 # measurements.json beside the disk (docs/attestation.md): what `cvm-measure attest` checks a
@@ -322,20 +339,27 @@ $(IMAGE_DIR)/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-a
 # the empty DVD drive first in the boot order (one failed boot option), the test VMs put
 # the disk first (none). The firmware's PCRs warnOnly from image/ovmf-q35.tcglog, a firmware
 # log of one such boot, when present.
+# join-measurements.json is what cvm-join holds: a node joins before its last service
+# (kubelet) starts, so before `ready` is measured; PCR 11 is its value at leave-initrd.
 # $(1): the image's directory, $(2): the failed boot options before the disk.
 MEASURE_JSON = $(BUILD)/cvm-measure predict --uki $(1)/cvminit.efi --failed-boot-options $(2) \
 	$(if $(wildcard image/ovmf-q35.tcglog),--firmware-log image/ovmf-q35.tcglog) \
-	--json $(1)/measurements.json > $(1)/measurements.txt
+	--json $(1)/measurements.json > $(1)/measurements.txt && \
+	$(BUILD)/cvm-measure predict --uki $(1)/cvminit.efi --failed-boot-options $(2) \
+	$(if $(wildcard image/ovmf-q35.tcglog),--firmware-log image/ovmf-q35.tcglog) \
+	--phase leave-initrd --json $(1)/join-measurements.json > /dev/null
 MEASURE_DEPS = $(BUILD)/cvm-measure $(wildcard image/ovmf-q35.tcglog)
 
 # Explicit rules: IMAGE_DIR may be any directory (`make image IMAGE_DIR=...`).
-$(IMAGE_DIR)/measurements.json: $(IMAGE_DIR)/cvminit.raw $(MEASURE_DEPS)
+$(IMAGE_DIR)/measurements.json $(IMAGE_DIR)/join-measurements.json &: \
+		$(IMAGE_DIR)/cvminit.raw $(MEASURE_DEPS)
 	$(call MEASURE_JSON,$(IMAGE_DIR),1)
 
-$(BUILD)/image-test/measurements.json: $(BUILD)/image-test/cvminit.raw $(MEASURE_DEPS)
+$(BUILD)/image-test/measurements.json $(BUILD)/image-test/join-measurements.json &: \
+		$(BUILD)/image-test/cvminit.raw $(MEASURE_DEPS)
 	$(call MEASURE_JSON,$(BUILD)/image-test,0)
 
-image: $(IMAGE_DIR)/cvminit.raw $(IMAGE_DIR)/measurements.json
+image: $(IMAGE_DIR)/cvminit.raw $(IMAGE_DIR)/measurements.json $(IMAGE_DIR)/join-measurements.json
 
 # The image in each cloud's upload format, checked, with sizes, sha256 sums and
 # measurements.json (image/cloud-images.sh; docs/clouds.md).
@@ -345,7 +369,15 @@ $(CLOUD_DIR)/SHA256SUMS: $(IMAGE_DIR)/cvminit.raw $(IMAGE_DIR)/measurements.json
 		image/vhd-footer.py
 	CVM_MEASURE=$(BUILD)/cvm-measure image/cloud-images.sh $(IMAGE_DIR) $(CLOUD_DIR)
 
+# Cloud images without an operator's JOIN/JOIN_KEY are built (the upload formats can be
+# tried out) but join only a development cvm-join: said at the end of every such build.
+DEV_JOIN_WARNING = printf '%s\n' \
+	"cloud-images: WARNING: built with the DEVELOPMENT join service ($(JOIN), key $(JOIN_KEY))." \
+	"cloud-images: WARNING: its nodes join only a cvm-join holding build/join-dev/join-service.pem;" \
+	"cloud-images: WARNING: for a cluster: make cloud-images JOIN=host:port JOIN_KEY=service.pub" >&2
+
 cloud-images: $(CLOUD_DIR)/SHA256SUMS
+	@$(if $(filter $(abspath $(DEV_JOIN_KEY)),$(abspath $(JOIN_KEY))),$(DEV_JOIN_WARNING))
 
 # image/uki-refs.py fills the initrd's reference slot with `cvm-measure refs --write`.
 $(BUILD)/image/cvminit.raw $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvm-measure
@@ -358,25 +390,26 @@ $(TEST_TREE)/usr/share/cvminit-test/unseal-attacker: $(BUILD)/unseal-attacker
 	install -m 0755 $< $@
 
 $(BUILD)/image-test/cvminit.raw: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/kubelet-standin \
-		$(BUILD)/cvminit-agent \
+		$(BUILD)/cvminit-agent $(JOIN_KEY) \
 		$(IMAGE_INPUTS) \
 		$(TEST_TREE)/usr/share/cvminit-test/busybox-oci.tar \
 		$(TEST_TREE)/usr/share/cvminit-test/unseal-attacker \
 		$(wildcard $(CVMINIT_INIT) $(CVMINIT_INITRD)) \
 		$(call image_stale,$(BUILD)/image-test,$(TEST_IMAGE_VARS))
 	@mkdir -p $(BUILD)/image-test && rm -f $(BUILD)/image-test/.inputs
-	CVMINIT_IMAGE_OUT=$(abspath $(BUILD)/image-test) KUBELET=$(BUILD)/kubelet-standin \
+	CVMINIT_IMAGE_OUT=$(abspath $(BUILD)/image-test) KUBELET=$(BUILD)/kubelet-standin $(JOIN_ENV) \
 	CVMINIT_EXTRA_TREE=$(abspath $(TEST_TREE)) \
 	KUBELET_SHA256=$$(sha256sum $(BUILD)/kubelet-standin | cut -d' ' -f1) $(IMAGE_BUILDER)
 	@printf '%s\n' $(call sq,$(call image_vars,$(TEST_IMAGE_VARS))) >$(BUILD)/image-test/.inputs
 
-test-image: $(BUILD)/image-test/cvminit.raw $(BUILD)/image-test/measurements.json
+test-image: $(BUILD)/image-test/cvminit.raw $(BUILD)/image-test/measurements.json \
+	$(BUILD)/image-test/join-measurements.json
 
 # CVM=snp|tdx: as a confidential guest under KVM (image/run.sh says what the host needs and
 # refuses before anything is built when it lacks it).
 run:
 	$(if $(CVM),CVM=$(CVM) image/run.sh --check)
-	$(MAKE) host-deps image
+	$(MAKE) host-deps image $(BUILD)/cvm-join
 	image/run.sh
 
 # Every C file of the tree (the fuzz corpus is data); `make format-check` is part of

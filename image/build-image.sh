@@ -22,6 +22,10 @@
 #   KUBELET, KUBELET_SHA256  a kubelet binary for /usr/bin/kubelet and its expected sha256
 #   CVMINIT_EXTRA_TREE   a directory of extra files for the root (mkosi --extra-tree), e.g.
 #                        the node tests' fixtures
+#   JOIN, JOIN_KEY       the join service the node trusts (docs/attestation.md, "Join"): its
+#                        host:port and its public key (PEM, ECDSA P-256), written into the
+#                        config's join service and /etc/cvminit/join-service.pub (both in the
+#                        verity root, the config also in the measured initrd); required
 #   CVMINIT_STATE_SIZE   size of the state partition (default 256M, image/mkosi.repart/30-state.conf)
 #   SOURCE_DATE_EPOCH    default: time of the last commit that touched mkosi.conf, image/mkosi.*
 #                        or rootfs-overlay/ (2025-01-01 if none); fixes every mtime the build
@@ -102,6 +106,18 @@ if [ -n "${CVMINIT_EXTRA_TREE:-}" ]; then
     echo "build-image: extra tree: $CVMINIT_EXTRA_TREE" >&2
 fi
 
+# The join service: its address goes to image/mkosi.finalize, its key into an extra tree.
+join_tree=$out/.join-tree
+rm -rf "$join_tree"
+[ -n "${JOIN:-}" ] || { echo "build-image: JOIN is not set: give the join service's host:port (make image sets a development default)" >&2; exit 1; }
+[ -n "${JOIN_KEY:-}" ] && [ -f "$JOIN_KEY" ] || { echo "build-image: JOIN_KEY='${JOIN_KEY:-}': no such file (the join service's public key, PEM)" >&2; exit 1; }
+if ! openssl pkey -pubin -in "$JOIN_KEY" -noout -text 2>/dev/null | grep -q 'NIST CURVE: P-256'; then
+    echo "build-image: JOIN_KEY=$JOIN_KEY is not a P-256 public key in PEM (openssl pkey -pubout of the service's key)" >&2
+    exit 1
+fi
+install -D -m 0644 "$JOIN_KEY" "$join_tree/etc/cvminit/join-service.pub"
+args+=("--extra-tree=$join_tree" "--environment=CVMINIT_JOIN=$JOIN")
+echo "build-image: join service: $JOIN, key $JOIN_KEY (sha256 $(openssl pkey -pubin -in "$JOIN_KEY" -outform DER | sha256sum | cut -d' ' -f1) of its DER)" >&2
 dropin=$out/.repart-state-size
 rm -rf "$dropin"
 if [ -n "${CVMINIT_STATE_SIZE:-}" ]; then

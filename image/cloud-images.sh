@@ -9,6 +9,7 @@
 # OUT_DIR/aws/cvminit.vmdk      stream-optimised VMDK (EC2 import-snapshot)
 # OUT_DIR/measurements.json     cvm-measure predict for the image's UKI (sha256 bank), and
 #                               measurements-sha384.json; their format is cvm-measure's
+# OUT_DIR/join-measurements.json   the same with PCR 11 at leave-initrd, for cvm-join
 # OUT_DIR/SHA256SUMS, OUT_DIR/SIZES   sha256 and size (bytes, virtual and in the file) of each
 #
 # The disk is padded at its end (zeros) to the size each cloud accepts; the partitions are
@@ -40,7 +41,7 @@ tar --version | head -n 1 | grep -q 'GNU tar' || die "tar is not GNU tar"
 
 tmp=$out/.tmp
 rm -rf "$tmp" "$out/azure" "$out/gce" "$out/aws"
-rm -f "$out"/measurements*.json "$out/SHA256SUMS" "$out/SIZES"
+rm -f "$out"/measurements*.json "$out/join-measurements.json" "$out/SHA256SUMS" "$out/SIZES"
 mkdir -p "$tmp" "$out/azure" "$out/gce" "$out/aws"
 
 # The virtual size a disk of $1 bytes gets when padded to a multiple of $2.
@@ -115,11 +116,14 @@ qemu-img compare -q -f raw -F vmdk "$raw" "$vmdk" || die "$vmdk differs from the
 # --- measurements and sums ------------------------------------------------------------------------
 "$measure" predict --uki "$uki" --bank sha256 --json "$out/measurements.json" >/dev/null
 "$measure" predict --uki "$uki" --bank sha384 --json "$out/measurements-sha384.json" >/dev/null
+# What cvm-join holds: PCR 11 before `ready` (a node joins before kubelet starts).
+"$measure" predict --uki "$uki" --bank sha256 --phase leave-initrd \
+    --json "$out/join-measurements.json" >/dev/null
 rmdir "$tmp"
 (
     cd "$out"
     files=(azure/cvminit.vhd gce/cvminit.tar.gz aws/cvminit.vmdk measurements.json
-           measurements-sha384.json)
+           measurements-sha384.json join-measurements.json)
     sha256sum "${files[@]}" >SHA256SUMS.tmp
     mv SHA256SUMS.tmp SHA256SUMS
     {

@@ -3,6 +3,14 @@
 # QEMU (TCG) with swtpm, the serial console on this terminal. The disk, the OVMF variables
 # and the TPM state persist in build/run/ across runs, so a reboot keeps the TPM and /var.
 #
+# The join (docs/attestation.md, "Join"): the vTPM is manufactured with an EK certificate
+# from a local CA (build/run/ek-ca), and a development cvm-join runs on 127.0.0.1 with the
+# development key (build/join-dev/join-service.pem, RUN_JOIN_KEY to override), the image's
+# join-measurements.json, that CA and a demo bundle (build/run/join/); QEMU's user network
+# forwards the image's join address (JOIN= of its build) to it, one socat per connection.
+# It stops with the VM; its log is build/run/cvm-join.log. An image built for another
+# service's key gets no cvm-join here (said so): its node retries, kubelet never starts.
+#
 # CVM=snp or CVM=tdx (make run CVM=snp): the same image as an AMD SEV-SNP or Intel TDX guest
 # under KVM, for an operator with such a host (docs/clouds.md). Refused, saying why, unless
 # the host has: a usable /dev/kvm; SNP (kvm_amd's sev_snp) or TDX (kvm_intel's tdx) enabled
@@ -15,7 +23,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 image=$root/build/image/cvminit.raw
-run=$root/build/run
+# RUN_DIR: another directory for the VM's persistent files (the tests' make-run scenario).
+run=${RUN_DIR:-$root/build/run}
 qemu=${QEMU:-qemu-system-x86_64}
 cvm=${CVM:-}
 
@@ -88,6 +97,59 @@ if [ ! -f "$run/disk.raw" ] || [ "$fingerprint" != "$(cat "$run/disk.raw.from" 2
 fi
 [ -f "$run/OVMF_VARS.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$run/OVMF_VARS.fd"
 
+# A vTPM with an EK certificate, which the join service checks (as a cloud's vTPM has one).
+# One made before (without) is replaced, and the disk with it: its state key is sealed to
+# the old vTPM.
+if [ ! -f "$run/tpm/.ek-cert" ]; then
+	if [ -n "$(ls -A "$run/tpm" 2>/dev/null)" ]; then
+		echo "run: build/run/tpm has no EK certificate: a new vTPM is made, and the disk (its state is sealed to the old one) is replaced" >&2
+		rm -rf "$run/tpm" && mkdir -p "$run/tpm"
+		cp --sparse=always "$image" "$run/disk.raw.tmp" && mv "$run/disk.raw.tmp" "$run/disk.raw"
+	fi
+	mkdir -p "$run/ek-ca"
+	printf 'statedir = %s\nsigningkey = %s/signkey.pem\nissuercert = %s/issuercert.pem\ncertserial = %s/certserial\n' \
+		"$run/ek-ca" "$run/ek-ca" "$run/ek-ca" "$run/ek-ca" >"$run/swtpm-localca.conf"
+	printf 'create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = /etc/swtpm-localca.options\n' \
+		"$run/swtpm-localca.conf" >"$run/swtpm_setup.conf"
+	swtpm_setup --tpm2 --tpmstate "$run/tpm" --create-ek-cert --pcr-banks sha1,sha256,sha384,sha512 \
+		--config "$run/swtpm_setup.conf" --overwrite >"$run/swtpm_setup.log" 2>&1 ||
+		{ echo "run: swtpm_setup failed: see $run/swtpm_setup.log" >&2; exit 1; }
+	touch "$run/tpm/.ek-cert"
+fi
+
+# The join service for the node: the address and key the image was built with (.inputs).
+inputs=$root/build/image/.inputs
+join_addr=$(tr ' ' '\n' <"$inputs" 2>/dev/null | sed -n 's/^JOIN=\[\(.*\)\]$/\1/p')
+join_pub=$(tr ' ' '\n' <"$inputs" 2>/dev/null | sed -n 's/^JOIN_KEY=\[\(.*\)\]$/\1/p')
+join_key=${RUN_JOIN_KEY:-$root/build/join-dev/join-service.pem}
+join_port=
+join_said=none
+netdev=user,id=n0,restrict=on
+der() { openssl pkey "$@" -pubout -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1; }
+if [ -z "$join_addr" ] || [ -z "$join_pub" ]; then
+	echo "run: build/image/.inputs names no JOIN/JOIN_KEY: no join service (rebuild with make image)" >&2
+elif [ ! -f "$join_key" ] || [ "$(der -in "$join_key")" != "$(cd "$root" && der -pubin -in "$join_pub")" ]; then
+	echo "run: the image pins the join service key $join_pub; $join_key is not its private key: no join service (RUN_JOIN_KEY=...), the node will not join" >&2
+else
+	mkdir -p "$run/join"
+	[ -f "$run/join/cluster-ca.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+		-nodes -keyout "$run/join/cluster-ca.key" -out "$run/join/cluster-ca.pem" -days 3650 \
+		-subj "/CN=cvminit make run demo cluster CA" 2>/dev/null
+	[ -f "$run/join/token" ] || printf '%s.%s\n' "$(openssl rand -hex 3)" "$(openssl rand -hex 8)" >"$run/join/token"
+	join_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	"$root/build/cvm-join" --listen "127.0.0.1:$join_port" --key "$join_key" \
+		--measurements "$root/build/image/join-measurements.json" \
+		--ek-ca "$run/ek-ca/issuercert.pem" --ek-ca "$run/ek-ca/swtpm-localca-rootca-cert.pem" \
+		--server https://10.0.2.2:6443 --cluster-ca "$run/join/cluster-ca.pem" \
+		--token "$run/join/token" >"$run/cvm-join.log" 2>&1 &
+	join_pid=$!
+	trap 'kill "$join_pid" 2>/dev/null || true' EXIT
+	for _ in $(seq 50); do grep -q listening "$run/cvm-join.log" && break; sleep 0.1; done
+	grep -q listening "$run/cvm-join.log" || { echo "run: cvm-join did not start: $(cat "$run/cvm-join.log")" >&2; exit 1; }
+	netdev+=",guestfwd=tcp:${join_addr}-cmd:socat - TCP:127.0.0.1:$join_port"
+	join_said="cvm-join on 127.0.0.1:$join_port for the node's $join_addr, log $run/cvm-join.log"
+fi
+
 # swtpm ends with the VM (--terminate); a stale one from an earlier run is stopped.
 if [ -f "$run/swtpm.pid" ]; then
 	kill "$(cat "$run/swtpm.pid")" 2>/dev/null || true
@@ -104,6 +166,7 @@ cat >&2 <<MSG
    UKI      $root/build/image/cvminit.efi
    TPM      $run/tpm (persistent)
    QMP      $run/qmp.sock
+   join     $join_said
    Stop: Ctrl-a x (hard), or power off cleanly from another terminal:
      echo '{"execute":"qmp_capabilities"}{"execute":"system_powerdown"}' | socat - UNIX-CONNECT:$run/qmp.sock
 MSG
@@ -129,9 +192,12 @@ if [ -n "$cvm" ]; then
 		-serial mon:stdio -qmp unix:"$run/qmp.sock",server=on,wait=off
 fi
 
-# thread=single: see the note in tests/qemu/vm.py (int3 oops with multi-threaded TCG)
-exec qemu-system-x86_64 -name cvminit -machine q35 -accel tcg,thread=single -cpu max -m 2048 -smp 2 \
+# thread=single: see the note in tests/qemu/vm.py (int3 oops with multi-threaded TCG).
+# The NIC without its option ROM: no network boot option, so PCR 4 stays as predicted. Not
+# exec'd: cvm-join is stopped when QEMU exits.
+qemu-system-x86_64 -name cvminit -machine q35 -accel tcg,thread=single -cpu max -m 2048 -smp 2 \
 	-nographic -no-user-config -nic none -vga none \
+	-netdev "$netdev" -device virtio-net-pci,netdev=n0,romfile= \
 	-drive if=pflash,format=raw,unit=0,file=/usr/share/OVMF/OVMF_CODE_4M.fd,readonly=on \
 	-drive if=pflash,format=raw,unit=1,file="$run/OVMF_VARS.fd" \
 	-chardev socket,id=chrtpm,path="$run/swtpm.sock" \

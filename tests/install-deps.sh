@@ -10,7 +10,7 @@ clang libclang-rt-14-dev clang-format
 libkmod-dev libblkid-dev libcryptsetup-dev libtss2-dev libzstd-dev libjson-c-dev libmbedtls-dev
 swtpm swtpm-tools tpm2-tools cryptsetup-bin
 qemu-system-x86 qemu-utils ovmf
-cpio zstd xz-utils kmod python3 socat debootstrap debian-archive-keyring mtools
+cpio zstd xz-utils kmod python3 socat openssl debootstrap debian-archive-keyring mtools
 fdisk
 osslsigncode
 "

@@ -6,6 +6,6 @@ set -eu
 [ "${FAKE_BUILDER_FAIL:-}" != 1 ] || { echo "fake-builder: failing as asked" >&2; exit 1; }
 mkdir -p "$CVMINIT_IMAGE_OUT"
 for v in KUBELET KUBELET_SHA256 CVMINIT_INIT CVMINIT_INITRD CVMINIT_EXTRA_TREE \
-	CVMINIT_STATE_SIZE SOURCE_DATE_EPOCH; do
+	CVMINIT_STATE_SIZE SOURCE_DATE_EPOCH JOIN JOIN_KEY; do
 	eval "printf '%s=%s\n' $v \"\${$v:-}\""
 done >"$CVMINIT_IMAGE_OUT/cvminit.raw"

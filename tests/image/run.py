@@ -17,7 +17,8 @@ WORK = os.path.join(ROOT, "build", "test-work", "image-host")
 FAKE_BUILDER = os.path.join(ROOT, "tests", "image", "fake-builder.sh")
 # The variables the Makefile records for the image (IMAGE_VARS there).
 IMAGE_VARS = ("KUBELET", "KUBELET_SHA256", "CVMINIT_INIT", "CVMINIT_INITRD",
-              "CVMINIT_EXTRA_TREE", "CVMINIT_STATE_SIZE", "SOURCE_DATE_EPOCH")
+              "CVMINIT_EXTRA_TREE", "CVMINIT_STATE_SIZE", "SOURCE_DATE_EPOCH", "JOIN",
+              "JOIN_KEY")
 
 
 def clean_env(**extra):
@@ -144,6 +145,36 @@ def image_follows_every_variable():
     newer_than_image(s.image, os.path.join(extra, "file"))
     assert not s.up_to_date(f"CVMINIT_EXTRA_TREE={extra}"), \
         "a newer file in the extra tree does not remake the image"
+
+
+def image_follows_join():
+    """The join service the image trusts (JOIN, JOIN_KEY) is an input: by default the
+    development address and a key pair made once under build/join-dev/ (private key 0600);
+    another address or key file remakes the image, and so does a newer key file; both
+    images, the test image too, get them."""
+    s = Scratch("join")
+    s.built()
+    got = s.recorded()
+    dev = os.path.join(s.build, "join-dev")
+    assert got["JOIN"] == "10.0.2.100:7742", got
+    assert got["JOIN_KEY"] == os.path.join(dev, "join-service.pub"), got
+    mode = os.stat(os.path.join(dev, "join-service.pem")).st_mode & 0o777
+    assert mode == 0o600, f"the development private key has mode {oct(mode)}"
+    assert s.up_to_date()
+    key = os.path.join(s.dir, "svc.pub")
+    shutil.copyfile(os.path.join(dev, "join-service.pub"), key)
+    assert not s.up_to_date("JOIN=10.0.0.1:7742"), "make image JOIN=... answers up to date"
+    assert not s.up_to_date(f"JOIN_KEY={key}"), "make image JOIN_KEY=... answers up to date"
+    s.built("JOIN=10.0.0.1:7742", f"JOIN_KEY={key}")
+    got = s.recorded()
+    assert got["JOIN"] == "10.0.0.1:7742" and got["JOIN_KEY"] == key, got
+    assert s.up_to_date("JOIN=10.0.0.1:7742", f"JOIN_KEY={key}")
+    newer_than_image(s.image, key)
+    assert not s.up_to_date("JOIN=10.0.0.1:7742", f"JOIN_KEY={key}"), \
+        "a newer JOIN_KEY file does not remake the image"
+    s.built(target="test-image")
+    assert s.recorded(s.test_image)["JOIN"] == "10.0.2.100:7742"
+    assert not s.up_to_date("JOIN=10.0.0.1:7742", target="test-image")
 
 
 def failed_build_is_remade():
@@ -324,7 +355,8 @@ def vhd_footer_checks():
     assert rc == 1 and "cookie" in out, (rc, out)
 
 
-CHECKS = [vhd_footer_checks, image_follows_kubelet, image_follows_every_variable, failed_build_is_remade,
+CHECKS = [vhd_footer_checks, image_follows_kubelet, image_follows_every_variable, image_follows_join,
+          failed_build_is_remade,
           test_image_has_its_own_inputs, run_cvm_refused_here, run_cvm_refusal_reasons]
 
 

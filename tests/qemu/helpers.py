@@ -7,9 +7,13 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
+import socket
+import ssl
 import struct
 import subprocess
+import threading
 import time
 import uuid as uuid_mod
 import zlib
@@ -17,6 +21,8 @@ import zlib
 import vm
 
 import hosttpm
+from pathlib import Path
+
 from vm import REPO, TestFailure, VM, WORK_ROOT, boot, gpt_partitions, initrd_with, note, scaled
 
 
@@ -145,13 +151,15 @@ def sha256(path):
 
 
 def image_vm(name, timeout=400):
-    """A VM booting a private copy of the image (tests never write the build output)."""
+    """A VM booting a private copy of the image (tests never write the build output), with
+    a join service holding the image's measurements as this VM boots it (product_join)."""
     work = WORK_ROOT / f"{name}-disk"
     work.mkdir(parents=True, exist_ok=True)
     disk = work / "disk.raw"
     subprocess.run(["cp", "--sparse=always", str(image_or_fail()), str(disk)], check=True)
     return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
-              name=name, memory=2048, timeout=scaled(timeout))
+              name=name, memory=2048, timeout=scaled(timeout),
+              join=product_join(name, IMAGE_DIR / "cvminit.efi"))
 
 
 # --- from test_root.py -------------------------------------------------------------
@@ -210,15 +218,291 @@ def node_disk(name):
     return disk
 
 
-def node_vm(name, disk, tpm_from=None, nic="auto"):
+def node_vm(name, disk, tpm_from=None, nic="auto", join="default", **kw):
     """tpm_from: the vTPM state of an earlier boot (the state key is sealed to it).
-    nic: as VM's (default: a restricted user network, which kubelet waits for)."""
-    if tpm_from:
-        return VM(None, None, None, ovmf=True, tpm=True,
-                                disks=[{"file": str(disk)}], name=name, memory=2048,
-                                timeout=scaled(600), tpm_from=tpm_from, nic=nic)
+    nic: as VM's (default: a restricted user network, which kubelet waits for).
+    join: the join service kubelet waits for: "default" (a JoinService with the test
+    image's measurements.json, as default_join), a JoinService, or None (no service:
+    the node never starts kubelet)."""
+    if join == "default":
+        join = default_join(name) if nic is not None else None
     return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
-              name=name, memory=2048, timeout=scaled(600), nic=nic)
+              name=name, memory=2048, timeout=scaled(600), tpm_from=tpm_from, nic=nic,
+              join=join, **kw)
+
+
+# --- the join service (docs/attestation.md, "Join") ----------------------------------
+
+CVM_JOIN = REPO / "build" / "cvm-join"
+
+
+# The host build of the node's agent (tests/qemu/test_join.py, test_attest.py).
+AGENT_HOST = REPO / "build" / "agent-host" / "cvminit-agent"
+
+
+# What cvm-join holds for the test image: PCR 11 at leave-initrd, since a node joins
+# before kubelet, its last service, starts and `ready` is measured (the Makefile).
+TEST_JOIN_MEASUREMENTS = REPO / "build" / "image-test" / "join-measurements.json"
+
+
+# The development join service the images are built for by default (the Makefile's
+# JOIN and JOIN_KEY): its private key, and the address QEMU's user network forwards.
+DEV_JOIN_KEY = REPO / "build" / "join-dev" / "join-service.pem"
+JOIN_ADDR = ("10.0.2.100", 7742)
+
+
+# The stand-in API server's address as the guest sees it (guestfwd to 127.0.0.1).
+API_ADDR = ("10.0.2.100", 6443)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_agent(port, timeout):
+    """Until the agent answers through the forwarded port (QEMU accepts the connection on
+    the host side even while nothing listens in the guest; the agent listens once it has
+    made its EK and AK). Returns the seconds waited."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"CVMQ\x01\x01\x00\x20" + os.urandom(32))
+                if s.recv(4) == b"CVMR":
+                    return time.monotonic() - t0
+        except OSError:
+            pass
+        if time.monotonic() - t0 > timeout:
+            raise TestFailure(f"the agent did not answer on port {port} within {timeout} s")
+        time.sleep(1)
+
+
+def cluster_ca():
+    """The run's stand-in cluster: a CA and the API server's certificate for API_ADDR's
+    address (CN, which mbedtls 2.28 checks; no SAN), made once per run with openssl.
+    Returns {"ca": pem path, "cert": ..., "key": ...}."""
+    d = WORK_ROOT / "cluster-ca"
+    out = {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
+    if all(p.is_file() for p in out.values()):
+        return out
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+
+    def ossl(*args):
+        r = subprocess.run(["openssl", *map(str, args)], cwd=d, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            raise TestFailure(f"openssl {' '.join(map(str, args))}: {r.stdout}")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    ossl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
+         "-subj", "/CN=cvminit-test cluster CA")
+    ossl("req", *ec, "-keyout", "server.key", "-out", "server.csr",
+         "-subj", f"/CN={API_ADDR[0]}")
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-days", "30", "-out", "server.pem")
+    return out
+
+
+class ApiServer:
+    """The stand-in API server: HTTPS (python3 ssl) on 127.0.0.1 with the certificate of
+    cluster_ca(), reached by the guest at API_ADDR through guestfwd (a socat per
+    connection). It answers every request 200 with one line and records the
+    Authorization header of each in self.tokens."""
+
+    def __init__(self):
+        ca = cluster_ca()
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(ca["cert"], ca["key"])
+        self.tokens, self.requests = [], []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def guestfwd(self):
+        return [(*API_ADDR, f"cmd:socat - TCP:127.0.0.1:{self.port}")]
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                conn.settimeout(30)
+                with self.ctx.wrap_socket(conn, server_side=True) as c:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        k = c.recv(4096)
+                        if not k:
+                            break
+                        data += k
+                    head = data.decode(errors="replace").split("\r\n")
+                    self.requests.append(head[0])
+                    auth = [h.split(":", 1)[1].strip() for h in head[1:]
+                            if h.lower().startswith("authorization:")]
+                    self.tokens.append(auth[0] if auth else None)
+                    body = b"cvminit-test-apiserver: hello kubelet\n"
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                              b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+                              + body)
+            except (OSError, ssl.SSLError) as e:
+                self.requests.append(f"error: {e}")
+                conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+class JoinService:
+    """cvm-join on 127.0.0.1 for one VM (VM(join=...) attaches it), reached by the guest at
+    JOIN_ADDR through guestfwd: a socat per connection of the guest, so the service can
+    be stopped and started again (on the same port) while the node retries.
+    measurements: the measurements it attests against (default: the test image's
+    join-measurements.json);
+    key: its private key (default: the development key the images pin); server: the API
+    server URL of the bundle; token: the bootstrap token (default: a random one);
+    extra: more cvm-join arguments. The EK CA is the VM's (vm.ek_ca). Each start logs into
+    <work>/<name>.join<N>.log; log() is all of them."""
+
+    def __init__(self, name, measurements=None, key=None, server=None, token=None,
+                 extra=()):
+        self.name = name
+        self.measurements = Path(measurements or TEST_JOIN_MEASUREMENTS)
+        self.key = Path(key or DEV_JOIN_KEY)
+        self.server = server or f"https://{API_ADDR[0]}:{API_ADDR[1]}"
+        self.token = token or f"{secrets.token_hex(3)}.{secrets.token_hex(8)}"
+        self.extra = list(extra)
+        self.port = None
+        self.proc = None
+        self.ek_ca = None
+        self.work = None
+        self.logs = []
+        self.started_at = []   # host monotonic times of each start
+
+    def attach(self, vm):
+        self.ek_ca = vm.ek_ca
+        self.work = vm.work
+        if self.measurements == Path("disk"):
+            self.measurements = self._disk_measurements(vm)
+        self.start()
+
+    def _disk_measurements(self, vm):
+        """join_measurements of the UKI on the VM's first disk (a test may have changed
+        its command line and references: the join service then holds what that image
+        measures), or the test image's when the disk is not a raw file (an NBD URL)."""
+        d = vm.disks[0] if vm.disks else None
+        opts = d if isinstance(d, dict) else {"file": str(d)}
+        path = Path(str(opts.get("file", "")).rsplit(":", 1)[-1])
+        if opts.get("format", "raw") != "raw" or not path.is_file():
+            return TEST_JOIN_MEASUREMENTS
+        uki = uki_from_disk(path, self.work / "join-uki.efi")
+        return join_measurements(uki, self.work / "join-measurements.json")
+
+    def detach(self, vm):
+        self.stop()
+
+    def guestfwd(self):
+        return [(*JOIN_ADDR, f"cmd:socat - TCP:127.0.0.1:{self.port}")]
+
+    def start(self, **changes):
+        """Starts cvm-join (again), with attributes changed (key=, measurements=, ...)."""
+        for k, v in changes.items():
+            setattr(self, k, v)
+        for f, what in ((CVM_JOIN, "make build/cvm-join"),
+                        (self.measurements, "make test-image"), (self.key, "make test-image")):
+            if not Path(f).is_file():
+                raise TestFailure(f"{f} is missing ({what})")
+        if self.port is None:
+            self.port = free_port()
+        ca = cluster_ca()
+        tok = self.work / f"{self.name}.token"
+        tok.write_text(self.token + "\n")
+        log = self.work / f"{self.name}.join{len(self.logs) + 1}.log"
+        self.logs.append(log)
+        args = [str(CVM_JOIN), "--listen", f"127.0.0.1:{self.port}", "--key", str(self.key),
+                "--measurements", str(self.measurements), *vm.ek_ca_args(self.ek_ca),
+                "--server", self.server, "--cluster-ca", str(ca["ca"]), "--token", str(tok),
+                *self.extra]
+        (self.work / f"{self.name}.join{len(self.logs)}.cmd").write_text(" ".join(args) + "\n")
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        end = time.monotonic() + 10
+        while "listening" not in log.read_text():  # a probe would count as a join
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise TestFailure(f"cvm-join did not start (exit {self.proc.poll()}): "
+                                  f"{log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        self.started_at.append(time.monotonic())
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self, **changes):
+        self.stop()
+        return self.start(**changes)
+
+    def log(self):
+        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def wait_log(self, regex, timeout):
+        """Until a line of the service's log (any start) matches regex; the match."""
+        rx = re.compile(regex, re.M)
+        end = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log())
+            if m:
+                return m
+            if time.monotonic() > end:
+                raise TestFailure(f"/{regex}/ not in cvm-join's log within {timeout:.0f} s:"
+                                  f"\n{self.log()[-3000:]}")
+            time.sleep(0.2)
+
+
+def join_measurements(uki, out):
+    """What cvm-join holds for a node booting uki as the test VMs boot (the disk first
+    in the boot order, no failed boot option): cvm-measure predict --phase leave-initrd.
+    build/image's own join-measurements.json is for `make run` (a DVD drive first)."""
+    args = [str(CVM_MEASURE), "predict", "--uki", str(uki), "--failed-boot-options", "0",
+            "--phase", "leave-initrd", "--json", str(out)]
+    tcglog = REPO / "image" / "ovmf-q35.tcglog"
+    if tcglog.is_file():
+        args += ["--firmware-log", str(tcglog)]
+    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise TestFailure(f"{' '.join(args)}: exit {r.returncode}\n{r.stdout}")
+    return out
+
+
+def product_join(name, uki):
+    """A join service for a VM of the product image (build/image, made with the
+    development JOIN and JOIN_KEY) whose UKI is uki."""
+    work = WORK_ROOT / f"{name}-join"
+    work.mkdir(parents=True, exist_ok=True)
+    return JoinService(name, measurements=join_measurements(uki, work / "join.json"))
+
+
+def default_join(name, **kw):
+    """The join service every node boot of the test image gets unless it says otherwise
+    (kubelet starts only after a join): it holds the measurements of the UKI on the VM's
+    disk as booted there (measurements="disk"), so a test that changed the image on
+    purpose still reaches kubelet; tests of refusals give measurements= themselves."""
+    kw.setdefault("measurements", "disk")
+    return JoinService(name, **kw)
 
 
 # A service's line on the test channel: a kmsg record at LOG_DEBUG (7), "<name>: <line>".
@@ -391,11 +675,12 @@ def cryptsetup():
 
 
 def node(name, disk, tpm_from=None, blkdebug=None):
-    """The node test image on disk, OVMF + UKI, with the vTPM of tpm_from (None: fresh).
-    blkdebug: a config whose rules make some writes of the disk fail."""
+    """The node test image on disk, OVMF + UKI, with the vTPM of tpm_from (None: fresh)
+    and the default join service. blkdebug: a config whose rules make some writes of the
+    disk fail."""
     f = f"blkdebug:{blkdebug}:{disk}" if blkdebug else str(disk)
     return VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": f}], name=name,
-                 memory=2048, timeout=scaled(600), tpm_from=tpm_from)
+              memory=2048, timeout=scaled(600), tpm_from=tpm_from, join=default_join(name))
 
 
 def keep_tpm(v, dest):

@@ -8,7 +8,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 
-from vm import SWTPM, TestFailure
+from vm import SWTPM, TestFailure, manufacture_tpm
 
 # The SRK: the TCG ECC template (NIST P-256, AES-128-CFB), as cvminit's seal.c makes it.
 SRK_ARGS = ("tpm2_createprimary", "-Q", "-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
@@ -56,6 +56,16 @@ def start_swtpm(state_dir):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_swtpm(proc, port)
     return proc, port
+
+
+def ek_swtpm(work):
+    """A vTPM manufactured with an EK certificate (vm.manufacture_tpm: state work/tpm, its
+    local CA work/ca) and swtpm started on it (start_swtpm). Returns (process, port, ca)."""
+    ca, state = work / "ca", work / "tpm"
+    state.mkdir(parents=True)
+    manufacture_tpm(state, ca, work)
+    proc, port = start_swtpm(state)
+    return proc, port, ca
 
 
 @contextmanager

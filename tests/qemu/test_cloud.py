@@ -100,7 +100,8 @@ def boot_on(name, disk, interface, dev, tpm_from, first):
     """One node boot with the disk on interface; returns (its PCR values, the VM)."""
     kw = {"tpm_from": tpm_from} if tpm_from else {}
     v = VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
-           name=name, memory=2048, timeout=scaled(600), disk_interface=interface, **kw)
+           name=name, memory=2048, timeout=scaled(600), disk_interface=interface,
+           join=helpers.default_join(name), **kw)
     pcrs = {}
     with v:
         helpers.expect_start(v, f"OVMF+UKI on {interface}")
@@ -179,7 +180,8 @@ def test_cloud_vhd_boots():
     disk = work / "cvminit.vhd"
     subprocess.run(["cp", "--sparse=always", str(vhd), str(disk)], check=True)
     v = VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk), "format": "vpc"}],
-           name="cloud_vhd", memory=2048, timeout=scaled(600))
+           name="cloud_vhd", memory=2048, timeout=scaled(600),
+           join=helpers.product_join("cloud_vhd", helpers.IMAGE_DIR / "cvminit.efi"))
     with v:
         helpers.expect_start(v, "OVMF+UKI from the VHD")
         pcr4 = v.wait_for(r"cvminit: tpm: PCR 4 sha256 ([0-9a-f]{64})$", scaled(helpers.NODE_STEP),

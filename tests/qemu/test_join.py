@@ -1,8 +1,12 @@
-"""The join protocol on the host: cvminit-agent --join (the host build) on a swtpm with an
-EK certificate, cvm-join on loopback. A node whose PCRs match measurements.json gets its
-bootstrap kubeconfig; one PCR altered in measurements.json, or a service that cannot prove
-the pinned key, and it gets nothing. (The QEMU boot with kubelet ordered after the join is
-not written yet: docs/attestation.md, "What remains".)"""
+"""The join (docs/attestation.md, "Join"). On the host: cvminit-agent --join (the host build)
+on a swtpm with an EK certificate, cvm-join on loopback; a node whose PCRs match gets its
+bootstrap kubeconfig; one PCR altered, or a service that cannot prove the pinned key, and
+it gets nothing. In QEMU: the node test image, whose config has the join service and
+kubelet after it, joins a cvm-join on the host's loopback (helpers.JoinService, reached
+through guestfwd) and the kubelet stand-in uses what it got against a stand-in API server
+(helpers.ApiServer); a service with another key is refused before any evidence and the
+node joins on a later try once the right one listens; an image with another command line
+is refused and never starts kubelet."""
 import base64
 import re
 import shutil
@@ -11,11 +15,10 @@ import subprocess
 import time
 from uuid import uuid4
 
-from test_attest import AGENT_HOST, free_port, wait_agent
+import helpers
 import hosttpm
-from vm import REPO, VM, TestFailure, note, scaled
-
-CVM_JOIN = REPO / "build" / "cvm-join"
+from helpers import AGENT_HOST, CVM_JOIN, free_port, wait_agent
+from vm import REPO, TestFailure, note, scaled
 
 
 def _key(path):
@@ -70,11 +73,6 @@ def test_join_host():
     work = REPO / "build" / "test-work" / "join_host"
     subprocess.run(["rm", "-rf", str(work)], check=True)
     work.mkdir(parents=True)
-    ca, state = work / "ca", work / "tpm"
-    v = VM.__new__(VM)  # only for its swtpm manufacturing helper
-    v.work, v.ek_ca = work, ca
-    state.mkdir()
-    v._manufacture_tpm(state)
     svc_pub = _key(work / "svc.pem")
     other_pub = _key(work / "other.pem")
     (work / "cluster-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n"
@@ -83,7 +81,7 @@ def test_join_host():
     good, bad = work / "good.json", work / "bad.json"
     good.write_text('{"4": {"expected": "' + "00" * 32 + '", "warnOnly": false}}\n')
     bad.write_text('{"4": {"expected": "' + "11" * 32 + '", "warnOnly": false}}\n')
-    swtpm, tport = hosttpm.start_swtpm(state)  # a free port pair, answering
+    swtpm, tport, ca = hosttpm.ek_swtpm(work)  # a free port pair, answering
 
     def service(measurements, name):
         port = free_port()
@@ -391,3 +389,109 @@ def test_join_host_freshness():
         if cur["swtpm"]:
             cur["swtpm"].kill()
             cur["swtpm"].wait()
+
+
+KUBELET_STARTED = r"cvminit: kubelet: started \(pid \d+\)"
+JOIN_READY = r"cvminit: join: ready \(socket /run/cvminit/join.sock"
+STEP = 300
+
+
+def test_join_node():
+    """One boot of the node test image. First cvm-join holds another key: the node says
+    on its console that the service did not prove the pinned key, cvm-join's log shows no
+    evidence request answered, kubelet is not started. Then the right service comes up on
+    the same port: the same boot joins on cvminit's retry (JOINED, ATTESTED in its log),
+    the join service becomes ready and only then kubelet starts; the stand-in reads the
+    bootstrap kubeconfig (server, CA, token) and its HTTPS request reaches the stand-in API
+    server, verified with the cluster CA, with the bearer token the service handed out;
+    the token is on neither the console nor the test channel."""
+    disk = helpers.node_disk("join_node")
+    work = disk.parent
+    other = work / "other.pem"
+    _key(other)
+    api = helpers.ApiServer()
+    svc = helpers.JoinService("join_node", key=other)
+    try:
+        v = helpers.node_vm("join_node", disk, join=svc, nic={"guestfwd": api.guestfwd()})
+        with v:
+            helpers.expect_start(v, "OVMF+UKI")
+            v.wait_for(r"join: REFUSED the join service: it did not prove the pinned key",
+                       scaled(STEP), since=0)
+            refused_at = v.last_match_time
+            svc.wait_log(r"cvm-join: \S+: REFUSED", scaled(30))
+            log = svc.log()
+            if "nonce" in log or "JOINED" in log or "ATTESTED" in log:
+                raise TestFailure(f"the node answered a service with another key:\n{log}")
+            v.assert_absent(KUBELET_STARTED, "kubelet started while the join was refused")
+            # The right service on the same port; cvminit restarts the join service.
+            svc.restart(key=helpers.DEV_JOIN_KEY)
+            t_restart = time.monotonic()
+            v.wait_for(JOIN_READY, scaled(STEP), since=0)
+            ready_at = v.last_match_time
+            svc.wait_log(r"JOINED", scaled(30))
+            joined_after = time.monotonic() - t_restart
+            v.wait_for(KUBELET_STARTED, scaled(STEP), since=0)
+            if v.index_of(JOIN_READY) > v.index_of(KUBELET_STARTED):
+                raise TestFailure("kubelet started before the join service was ready")
+            if v.index_of(r"join: REFUSED the join service") > v.index_of(KUBELET_STARTED):
+                raise TestFailure("kubelet started before the refusal")
+            m = v.chan.wait_for(helpers.STANDIN + r"bootstrap: /etc/kubernetes/bootstrap-"
+                                r"kubelet.conf: server (\S+), cluster CA (\d+) bytes, token "
+                                r"(\d+) characters$", scaled(STEP), since=0)
+            ca_len = len(helpers.cluster_ca()["ca"].read_bytes())
+            if (m.group(1) != svc.server or int(m.group(2)) != ca_len
+                    or int(m.group(3)) != len(svc.token)):
+                raise TestFailure(f"the stand-in read {m.group(0)!r}; the service sent "
+                                  f"{svc.server}, a CA of {ca_len} bytes, a token of "
+                                  f"{len(svc.token)}")
+            v.chan.wait_for(helpers.STANDIN + r"api: TLS to \S+, certificate verified with "
+                            r"the cluster CA$", scaled(STEP), since=0)
+            v.chan.wait_for(helpers.STANDIN + r'api: answer "HTTP/1.1 200 OK" body '
+                            r'"cvminit-test-apiserver: hello kubelet"$', scaled(STEP), since=0)
+            if f"Bearer {svc.token}" not in api.tokens:
+                raise TestFailure(f"the API server got {api.tokens} for token {svc.token}")
+            for stream in (v.console, v.chan):
+                stream.assert_absent(re.escape(svc.token), "the bootstrap token leaked")
+            log = svc.log()
+            for want in ("AK binding: ok", "ATTESTED", "JOINED"):
+                if want not in log:
+                    raise TestFailure(f"cvm-join's log lacks {want!r}:\n{log}")
+            helpers.power_off_via_button(v)
+        note(f"refused the service with another key at {refused_at:.1f} s; joined "
+             f"{joined_after:.1f} s after the right service started (cvminit's backoff "
+             f"included); join ready at {ready_at:.1f} s")
+        note(f"EK manufacturing (swtpm_setup --create-ek-cert): "
+             f"{getattr(v, 'manufacture_seconds', 0):.2f} s")
+        note(f"the API server saw: {api.requests}")
+    finally:
+        api.close()
+
+
+def test_join_cmdline_refused():
+    """The test image with one word added to its UKI's command line and its references
+    rewritten to match (a consistent image, so cvminit boots it), against a cvm-join
+    holding the original image's measurements: the join is refused (PCR 11 and 4 named in
+    cvm-join's log), the node says so on its console, and kubelet is never started."""
+    word = "mitigations=auto"
+    disk = helpers.node_disk("join_cmdline")
+    helpers.add_to_uki_cmdline(disk, word, keep_references=False)
+    svc = helpers.JoinService("join_cmdline")
+    v = helpers.node_vm("join_cmdline", disk, join=svc)
+    with v:
+        helpers.expect_start(v, "OVMF+UKI")
+        v.wait_for(r"join: REFUSED by the join service: this node's attestation was "
+                   r"refused; kubelet is not started", scaled(STEP), since=0)
+        svc.wait_log(r"REFUSED: attestation refused", scaled(30))
+        # cvminit retries the join with its backoff: a second refusal, still no kubelet.
+        v.wait_for(r"join: REFUSED by the join service", scaled(STEP))
+        v.assert_absent(KUBELET_STARTED, "kubelet started on a refused node")
+        v.chan.assert_absent(r"kubelet-standin: ", "the stand-in ran on a refused node")
+        helpers.power_off_via_button(v)
+    log = svc.log()
+    for want in ("PCR 4 sha256: MISMATCH", "PCR 11 sha256: MISMATCH"):
+        if want not in log:
+            raise TestFailure(f"cvm-join's log lacks {want!r}:\n{log[-3000:]}")
+    if "JOINED" in log:
+        raise TestFailure(f"cvm-join sent the bundle to the changed image:\n{log}")
+    note(f"an image with {word!r} added: refused by cvm-join ("
+         f"{log.count('REFUSED: attestation refused')} attempts), kubelet never started")

@@ -1,7 +1,8 @@
 """The node on the network (docs/network.md), with the node test image (`make test-image`)
 on QEMU's user network with restrict=on: nothing leaves the host, the guest reaches only
-QEMU's DHCP server, its router address and the one server this test runs on 127.0.0.1,
-through guestfwd at 10.0.2.100:80. No program of the image resolves a name.
+QEMU's DHCP server, its router address, the one server this test runs on 127.0.0.1,
+through guestfwd at 10.0.2.100:80, and the join service (helpers.JoinService) at
+10.0.2.100:7742. No program of the image resolves a name.
 
 With restrict=on QEMU's DHCP server sends no router and no DNS server (libslirp leaves
 both out of a restricted network's replies), so the default route here is IPv6's, from
@@ -14,8 +15,10 @@ lease, cvminit sees an address and a default route and only then starts kubelet;
 kubelet stand-in (tests/fixtures/kubelet-standin.c) reports its address, default route,
 resolv.conf, hostname, the sysctls and modules Kubernetes networking needs, creates a
 wireguard link, and talks to the test's server over TCP.
-Boot 2, same disk and vTPM, another DHCP answer (subnet, address, DNS server, domain): the
-same hostname, the new lease in resolv.conf, and the same PCR 11 and 15 at `ready`.
+Boot 2, same disk and vTPM, another DHCP answer (address, IPv6 prefix, DNS server,
+domain; the IPv4 subnet stays, since the node joins at 10.0.2.100 before kubelet and a
+restricted network has no IPv4 router): the same hostname, the new lease in resolv.conf,
+and the same PCR 11 and 15 at `ready`.
 Boot 3, same disk and vTPM, no NIC: the network service says so, is restarted, kubelet is
 never started, and power-off still works."""
 import hashlib
@@ -151,21 +154,23 @@ def test_network_lease_dns_hostname_and_pcrs():
         server.close()
 
     tpm = helpers.keep_tpm(v, disk.parent / "tpm")
-    nic = {"net": "10.0.5.0/24", "dhcpstart": "10.0.5.77", "dns": "10.0.5.53",
+    # The same IPv4 subnet: the node joins (kubelet waits for it) at the image's join
+    # address 10.0.2.100, which a restricted network reaches only on-link (no IPv4 router).
+    nic = {"dhcpstart": "10.0.2.77", "dns": "10.0.2.53",
            "domainname": "two.test", "ipv6-prefix": "fec0:5::", "ipv6-prefixlen": 64}
     with helpers.node_vm("net_boot2", disk, tpm_from=tpm, nic=nic) as v:
         helpers.expect_start(v, "OVMF+UKI")
-        ifname, ms = network_up_before_kubelet(v, "10.0.5.77")
+        ifname, ms = network_up_before_kubelet(v, "10.0.2.77")
         if hostname_checked(v) != host:
             raise TestFailure("the hostname changed between two boots of the same node")
-        lease_seen(v, ifname, "10.0.5.77", "fec0:5::5054:ff:fe12:3456", "two.test")
-        v.chan.assert_absent(STANDIN + r"(resolv.conf: .*one\.test|address eth\d 10\.0\.2\.)",
-                             "the first boot's lease is still there")
+        lease_seen(v, ifname, "10.0.2.77", "fec0:5::5054:ff:fe12:3456", "two.test")
+        v.chan.assert_absent(STANDIN + r"(resolv.conf: .*one\.test|address eth\d 10\.0\.2\.15$"
+                             r"|address eth\d fec0::)", "the first boot's lease is still there")
         pcrs2 = ready_pcrs(v)
         helpers.power_off_via_button(v)
     if len(pcrs1) < 4 or pcrs1 != pcrs2:
         raise TestFailure(f"PCRs at ready differ between two DHCP answers: {pcrs1} vs {pcrs2}")
-    note(f"boot 2: another lease (10.0.5.77, fec0:5::/64, two.test), the same hostname "
+    note(f"boot 2: another lease (10.0.2.77, fec0:5::/64, two.test), the same hostname "
          f"and the same {len(pcrs1)} PCR values at ready")
 
     tpm = helpers.keep_tpm(v, disk.parent / "tpm")

@@ -84,7 +84,7 @@ def test_state_header_swapped_after_validation():
         srv.swap_after_read(base, evil)
         with VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": srv.url}],
                 name="state_toctou", memory=2048, timeout=scaled(600),
-                tpm_from=tpm) as v:
+                tpm_from=tpm, join=helpers.default_join("state_toctou")) as v:
             helpers.expect_start(v, "OVMF+UKI")
             m = v.wait_for(rf"cvminit: state: (/dev/vda\d: LUKS2 {b['uuid']}, "
                            r"aes-xts-plain64 512-bit, 4096-byte sectors, integrity hmac\(sha256\), "

@@ -154,7 +154,8 @@ class VM:
     def __init__(self, kernel, initrd, cmdline, *, ovmf=True, tpm=True, disks=(),
                  timeout=300, name, memory=1024, smp=2, cpu="max",
                  extra_args=(), fail_patterns=None, echo=None, tpm_from=None,
-                 tpm_dir=None, nic="auto", disk_interface="virtio-blk", ek_ca=None):
+                 tpm_dir=None, nic="auto", disk_interface="virtio-blk", ek_ca=None,
+                 join=None):
         """kernel, initrd: paths. cmdline: the full kernel command line. With kernel None
                the firmware boots from the disks (OVMF: the ESP's \\EFI\\BOOT\\BOOTX64.EFI).
         ovmf: OVMF (UEFI) if True, SeaBIOS if False. tpm: attach swtpm (TPM 2.0, CRB).
@@ -189,7 +190,15 @@ class VM:
               "auto" (default): {} when the firmware boots the disks (the node image
               needs a network before kubelet starts), None for a direct kernel boot.
               The NIC has no option ROM and the first disk comes first in the boot
-              order, so OVMF never tries a network boot."""
+              order, so OVMF never tries a network boot. A guestfwd's host_port may
+              also be a string, QEMU's target as is: "cmd:socat - TCP:127.0.0.1:P"
+              runs socat for each connection of the guest (a tcp: target is one
+              connection, opened when QEMU starts).
+        join: a join service for the node (helpers.JoinService): started before QEMU
+              (join.attach(vm)), its guestfwd entries added to the NIC, stopped with
+              the VM. Without ek_ca the VM then gets the run's shared EK CA
+              (WORK_ROOT/ek-ca), so that the vTPM has the EK certificate the join
+              service checks."""
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name or ""):
             raise ValueError(f"bad VM name {name!r}")
         self.kernel = str(kernel) if kernel else None
@@ -199,6 +208,9 @@ class VM:
         self.tpm = tpm
         self.tpm_from = tpm_from
         self.tpm_dir = Path(tpm_dir) if tpm_dir else None
+        self.join = join
+        if join is not None and ek_ca is None:
+            ek_ca = WORK_ROOT / "ek-ca"
         self.ek_ca = Path(ek_ca) if ek_ca else None
         self.disks = list(disks)
         if disk_interface not in DISK_INTERFACES:
@@ -280,6 +292,12 @@ class VM:
         self._deadline = time.monotonic() + self.timeout
         if self.tpm:
             self._start_swtpm()
+        if self.join is not None:
+            if self.nic is None:
+                raise ValueError("a join service needs the VM's NIC")
+            self.join.attach(self)
+            self.nic = dict(self.nic)
+            self.nic["guestfwd"] = list(self.nic.get("guestfwd", [])) + self.join.guestfwd()
         args = self.qemu_args()
         (self.work / "qemu.cmd").write_text(" ".join(_shq(a) for a in args) + "\n")
         self._console = open(self.work / "console.log", "w", encoding="utf-8", buffering=1)
@@ -345,7 +363,8 @@ class VM:
             fwds = opts.pop("guestfwd", [])
             netdev = ["user", "id=n0", "restrict=on"]
             netdev += [f"{k}={v}" for k, v in opts.items()]
-            netdev += [f"guestfwd=tcp:{ip}:{port}-tcp:127.0.0.1:{host}"
+            netdev += [f"guestfwd=tcp:{ip}:{port}-" + (host if isinstance(host, str)
+                                                         else f"tcp:127.0.0.1:{host}")
                        for ip, port, host in fwds]
             a += ["-netdev", ",".join(netdev),
                   "-device", "virtio-net-pci,netdev=n0,romfile="]
@@ -362,23 +381,9 @@ class VM:
         return a + self.extra_args
 
     def _manufacture_tpm(self, state):
-        """A vTPM with an EK certificate from a local CA, as a cloud's vTPM has one."""
-        ca = self.ek_ca
-        ca.mkdir(parents=True, exist_ok=True)
-        conf = self.work / "swtpm-localca.conf"
-        conf.write_text(f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\n"
-                        f"issuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n")
-        setup = self.work / "swtpm_setup.conf"
-        setup.write_text(f"create_certs_tool = /usr/bin/swtpm_localca\n"
-                         f"create_certs_tool_config = {conf}\n"
-                         f"create_certs_tool_options = /etc/swtpm-localca.options\n")
-        r = subprocess.run(["swtpm_setup", "--tpm2", "--tpmstate", str(state),
-                            "--create-ek-cert", "--pcr-banks", "sha1,sha256,sha384,sha512",
-                            "--config", str(setup), "--overwrite"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        (self.work / "swtpm_setup.log").write_text(r.stdout)
-        if r.returncode != 0:
-            raise TestFailure(f"swtpm_setup failed ({r.returncode}): {r.stdout[-2000:]}")
+        t0 = time.monotonic()
+        manufacture_tpm(state, self.ek_ca, self.work)
+        self.manufacture_seconds = time.monotonic() - t0
 
     def _start_swtpm(self):
         state = self.tpm_dir or self.work / "tpm"
@@ -713,6 +718,8 @@ class VM:
         if self._cleaned:
             return
         self._cleaned = True
+        if self.join is not None:
+            self.join.detach(self)
         for p in (self._qemu, self._swtpm):
             if p is None or p.poll() is not None:
                 continue
@@ -741,6 +748,36 @@ class VM:
             shutil.rmtree(self._tmp_sock_dir, ignore_errors=True)
         with _live_lock:
             _live.discard(self)
+
+
+def manufacture_tpm(state, ca, work):
+    """A vTPM in state with an EK certificate from the local CA in directory ca (made when
+    missing), as a cloud's vTPM has one: swtpm_setup --create-ek-cert (RSA 2048, NV
+    0x01c00002), signed by ca/issuercert.pem, whose root is
+    ca/swtpm-localca-rootca-cert.pem; the banks a fresh swtpm has. Logs into work."""
+    ca = Path(ca)
+    ca.mkdir(parents=True, exist_ok=True)
+    conf = work / "swtpm-localca.conf"
+    conf.write_text(f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\n"
+                    f"issuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n")
+    setup = work / "swtpm_setup.conf"
+    setup.write_text(f"create_certs_tool = /usr/bin/swtpm_localca\n"
+                     f"create_certs_tool_config = {conf}\n"
+                     f"create_certs_tool_options = /etc/swtpm-localca.options\n")
+    r = subprocess.run(["swtpm_setup", "--tpm2", "--tpmstate", str(state),
+                        "--create-ek-cert", "--pcr-banks", "sha1,sha256,sha384,sha512",
+                        "--config", str(setup), "--overwrite"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    (work / "swtpm_setup.log").write_text(r.stdout)
+    if r.returncode != 0:
+        raise TestFailure(f"swtpm_setup failed ({r.returncode}): {r.stdout[-2000:]}")
+
+
+def ek_ca_args(ca):
+    """cvm-measure attest's and cvm-join's --ek-ca arguments for the CA of manufacture_tpm."""
+    ca = Path(ca)
+    return ["--ek-ca", str(ca / "issuercert.pem"), "--ek-ca",
+            str(ca / "swtpm-localca-rootca-cert.pem")]
 
 
 def _plain(raw):

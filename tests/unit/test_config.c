@@ -252,7 +252,14 @@ TEST(config_shipped_node_config)
 	CHECK_STR(ctd->ready_socket, "/run/containerd/containerd.sock");
 	const struct svc_def *net = config_service(&c, "network");
 	CHECK(net && net->ready_network && net->restart_limit == 0);
-	CHECK_INT(kubelet->after_mask, (1u << (ctd - c.svc)) | (1u << (net - c.svc)));
+	/* kubelet only after the join: its ready socket is made once the bootstrap
+	 * kubeconfig is in place (docs/attestation.md, "Join"). */
+	const struct svc_def *join = config_service(&c, "join");
+	CHECK(join && join->restart_limit == 0 && join->ready_timeout == 0);
+	CHECK_STR(join->ready_socket, "/run/cvminit/join.sock");
+	CHECK_INT(join->after_mask, 1u << (net - c.svc));
+	CHECK_INT(kubelet->after_mask,
+		  (1u << (ctd - c.svc)) | (1u << (net - c.svc)) | (1u << (join - c.svc)));
 	CHECK_STR(kubelet->argv[0], "/usr/bin/kubelet");
 	CHECK_INT(kubelet->restart_limit, 0);
 }
