@@ -18,7 +18,7 @@ from uuid import uuid4
 import helpers
 import hosttpm
 from helpers import AGENT_HOST, CVM_JOIN, free_port, wait_agent
-from vm import REPO, TestFailure, note, scaled
+from vm import REPO, TestFailure, manufacture_tpm, note, scaled
 
 
 def _key(path):
@@ -242,10 +242,8 @@ def test_join_host_freshness():
     subprocess.run(["rm", "-rf", str(work)], check=True)
     work.mkdir(parents=True)
     ca, tpm = work / "ca", work / "tpm"
-    v = VM.__new__(VM)  # only for its swtpm manufacturing helper
-    v.work, v.ek_ca = work, ca
     tpm.mkdir()
-    v._manufacture_tpm(tpm)
+    manufacture_tpm(tpm, ca, work)
     svc_pub = _key(work / "svc.pem")
     (work / "cluster-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n"
                                          "-----END CERTIFICATE-----\n")
