@@ -6,13 +6,17 @@ kubelet after it, joins a cvm-join on the host's loopback (helpers.JoinService, 
 through guestfwd) and the kubelet stand-in uses what it got against a stand-in API server
 (helpers.ApiServer); a service with another key is refused before any evidence and the
 node joins on a later try once the right one listens; an image with another command line
-is refused and never starts kubelet."""
+is refused and never starts kubelet. Freshness (cvm-join --state) on host processes and
+in QEMU: one disk and vTPM over five boots, its state partition put back (rolled back),
+blanked (swapped) and re-enrolled, the service stopped after a request, a power cut."""
 import base64
+import hashlib
 import re
 import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 from uuid import uuid4
 
 import helpers
@@ -493,3 +497,217 @@ def test_join_cmdline_refused():
         raise TestFailure(f"cvm-join sent the bundle to the changed image:\n{log}")
     note(f"an image with {word!r} added: refused by cvm-join ("
          f"{log.count('REFUSED: attestation refused')} attempts), kubelet never started")
+
+
+def _save_state(disk, out):
+    """The state partition of disk as a sparse file (what the host can copy at will)."""
+    base, size = helpers.state_part(disk)
+    subprocess.run(["dd", f"if={disk}", f"of={out}", "bs=1M", f"skip={base}",
+                    f"count={size}", "iflag=skip_bytes,count_bytes", "conv=sparse",
+                    "status=none"], check=True)
+    return out
+
+
+def _put_state(disk, src):
+    """Writes src over disk's state partition, or zeroes (a blank partition) when src
+    is None: the hole punched first, so that what dd's conv=sparse skips reads as
+    zero. Checked by reading the partition back."""
+    base, size = helpers.state_part(disk)
+    subprocess.run(["fallocate", "--punch-hole", "--offset", str(base), "--length",
+                    str(size), str(disk)], check=True)
+    if src is not None:
+        subprocess.run(["dd", f"if={src}", f"of={disk}", "bs=1M", f"seek={base}",
+                        "oflag=seek_bytes", "conv=sparse,notrunc", "status=none"],
+                       check=True)
+    want, got = hashlib.sha256(), hashlib.sha256()
+    with open(disk, "rb") as d, open(src or "/dev/zero", "rb") as w:
+        d.seek(base)
+        for off in range(0, size, 1 << 20):
+            n = min(1 << 20, size - off)
+            got.update(d.read(n))
+            want.update(w.read(n))
+    if got.digest() != want.digest():
+        raise TestFailure(f"{disk}: the state partition is not what was written")
+
+
+GENERATION = r"cvminit: state: generation (\d+) measured into PCR 15"
+NODE_REFUSED = (r"cvminit-agent: join: REFUSED by the join service: REFUSED: {}; node {}; "
+                r"kubelet is not started")
+
+
+def test_join_freshness_node():
+    """Freshness in QEMU: five boots of one node test image disk and one vTPM (kept
+    across boots as a cloud keeps it) against cvm-join --state on one store.
+    1. A new disk: generation 1; the first service stops right after it stored the
+       request (--stop-after-request, ENROLLED: a new node at generation 1); a service
+       without the flag on the same port gets the node's retry in the same boot: a retry
+       of the same boot, JOINED, kubelet after that. Powered off; the state partition
+       saved (S1).
+    2. Generation 2, fresh (last seen 1), joined; the power cut (QMP quit) as soon as
+       the kubelet stand-in read its bootstrap kubeconfig (on the test channel): no
+       orderly shutdown. The state partition saved (S2).
+    3. S1 written back: the node measures 2 again, with a new boot ID: REFUSED rolled
+       back (generation 2, last seen 2) in the service's log and on the node's console,
+       the record unchanged, refused again on cvminit's retry, kubelet never started.
+    4. S2 written back (the latest disk, after its power cut): generation 3, fresh (last
+       seen 2), joins: neither the power cut nor the rollback attempt locked it out.
+    5. A blank state partition (a swapped state: the node makes a new volume, a new
+       volume key, generation 1): REFUSED swapped state volume with the node's ID; the
+       operator's `cvm-join enrol --state DIR --node ID`; cvminit's next start of the
+       join service in the same boot: ENROLLED by the operator, JOINED, kubelet."""
+    disk = helpers.node_disk("join_fresh")
+    work = disk.parent
+    store, tpm = work / "store", work / "tpm"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir()
+    s1, s2 = work / "state-s1.img", work / "state-s2.img"
+    state = ["--state", str(store)]
+    took = []
+
+    def vm_for(n, svc, tpm_from):
+        t0 = time.monotonic()
+        return helpers.node_vm(f"join_fresh_{n}", disk, tpm_from=tpm_from, join=svc), t0
+
+    def generation(v):
+        return int(v.wait_for(GENERATION, scaled(STEP), since=0).group(1))
+
+    def verdict(svc, text):
+        """The service's verdict line for this node; an accepted join's boot ID."""
+        if text.startswith("REFUSED"):  # a refusal's line ends with the node's ID
+            return svc.wait_log(rf"^cvm-join: \S+: {text}; node {node_id}$", scaled(STEP))
+        m = svc.wait_log(rf"^cvm-join: \S+: {text}; node {node_id} \(boot ID "
+                         r"([0-9a-f-]{36})\)$", scaled(STEP))
+        return m.group(1)
+
+    def joined(v, svc):
+        svc.wait_log(r"JOINED", scaled(STEP))
+        v.wait_for(JOIN_READY, scaled(STEP), since=0)
+        v.wait_for(KUBELET_STARTED, scaled(STEP), since=0)
+        if v.index_of(JOIN_READY) > v.index_of(KUBELET_STARTED):
+            raise TestFailure("kubelet started before the join service was ready")
+        v.chan.wait_for(helpers.STANDIN + r"bootstrap: /etc/kubernetes/bootstrap-kubelet."
+                        rf"conf: server {re.escape(svc.server)}, ", scaled(STEP), since=0)
+
+    def record():
+        return (store / node_id).read_text()
+
+    # 1. A new node; the service stops after storing its request, the retry joins.
+    node_id = r"([0-9a-f]{64})"
+    svc = helpers.default_join("join_fresh_1", extra=state + ["--stop-after-request"])
+    v, t0 = vm_for(1, svc, None)
+    with v:
+        helpers.expect_start(v, "OVMF+UKI")
+        if generation(v) != 1:
+            raise TestFailure("a new state volume's first generation is not 1")
+        m = svc.wait_log(r"^cvm-join: \S+: ENROLLED: a new node at generation 1; node "
+                         r"([0-9a-f]{64}) \(boot ID ([0-9a-f-]{36})\)$", scaled(STEP))
+        node_id, boot1 = m.group(1), m.group(2)
+        svc.wait_log(r"^cvm-join: stopping after a stored request, before answering it",
+                     scaled(30))
+        if svc.proc.wait(scaled(10)) != 0 or "JOINED" in svc.log():
+            raise TestFailure(f"--stop-after-request: exit {svc.proc.returncode}\n"
+                              f"{svc.log()}")
+        if f"generation 1\nboot_id {boot1}\n" not in record():
+            raise TestFailure(f"the stopped service did not store the request:\n{record()}")
+        v.assert_absent(KUBELET_STARTED, "kubelet started with no bundle sent")
+        svc.restart(extra=state)  # the same port: the node's agent retries
+        if verdict(svc, r"a retry of the same boot \(generation 1, boot ID "
+                   rf"{boot1}\)") != boot1:
+            raise TestFailure("the retry's boot ID differs from the stored request's")
+        joined(v, svc)
+        helpers.power_off_via_button(v)
+    took.append(time.monotonic() - t0)
+    helpers.keep_tpm(v, tpm)
+    _save_state(disk, s1)
+
+    # 2. Fresh at 2, joined; power cut as soon as the stand-in read the bundle.
+    svc = helpers.default_join("join_fresh_2", extra=state)
+    v, t0 = vm_for(2, svc, tpm)
+    with v:
+        helpers.expect_start(v, "OVMF+UKI")
+        if generation(v) != 2:
+            raise TestFailure("the second boot's generation is not 2")
+        boot2 = verdict(svc, r"fresh \(generation 2, last seen 1\)")
+        joined(v, svc)
+        v.qmp("quit")
+        v.wait_exit(scaled(30))
+        if v.shutdown_reason() != "host-qmp-quit" or v.find(r"cvminit: shutdown: "):
+            raise TestFailure(f"not a power cut: {v.shutdown_reason()}")
+    took.append(time.monotonic() - t0)
+    helpers.keep_tpm(v, tpm)
+    rec2 = record()
+    if f"generation 2\nboot_id {boot2}\n" not in rec2:
+        raise TestFailure(f"the store after boot 2:\n{rec2}")
+    _save_state(disk, s2)
+
+    # 3. S1 back: rolled back, refused on every try, no kubelet.
+    _put_state(disk, s1)
+    svc = helpers.default_join("join_fresh_3", extra=state)
+    v, t0 = vm_for(3, svc, tpm)
+    with v:
+        helpers.expect_start(v, "OVMF+UKI")
+        if generation(v) != 2:
+            raise TestFailure("the restored volume's counter did not give 2")
+        why = r"rolled back \(generation 2, last seen 2\)"
+        verdict(svc, "REFUSED: " + why)
+        v.wait_for(NODE_REFUSED.format(why, node_id), scaled(STEP), since=0)
+        # cvminit restarts the join service: refused again, still no kubelet.
+        v.wait_for(NODE_REFUSED.format(why, node_id), scaled(STEP))
+        v.assert_absent(KUBELET_STARTED, "kubelet started on a rolled-back node")
+        v.chan.assert_absent(r"kubelet-standin: ", "the stand-in ran on a rolled-back node")
+        if "JOINED" in svc.log():
+            raise TestFailure(f"cvm-join sent the bundle to a rolled-back node:\n{svc.log()}")
+        helpers.power_off_via_button(v)
+    took.append(time.monotonic() - t0)
+    helpers.keep_tpm(v, tpm)
+    if record() != rec2:
+        raise TestFailure(f"a refused join changed the record:\n{record()}")
+
+    # 4. S2 (the latest state, after its power cut) back: it joins again.
+    _put_state(disk, s2)
+    svc = helpers.default_join("join_fresh_4", extra=state)
+    v, t0 = vm_for(4, svc, tpm)
+    with v:
+        helpers.expect_start(v, "OVMF+UKI")
+        if generation(v) != 3:
+            raise TestFailure("the latest state's next generation is not 3")
+        verdict(svc, r"fresh \(generation 3, last seen 2\)")
+        joined(v, svc)
+        v.assert_absent(helpers.IO_ERRORS, "the state volume after the power cut")
+        helpers.power_off_via_button(v)
+    took.append(time.monotonic() - t0)
+    helpers.keep_tpm(v, tpm)
+    key3 = re.search(r"^volume_key (\S+)$", record(), re.M).group(1)
+
+    # 5. A blank state partition: a new volume, swapped; enrolled by the operator.
+    _put_state(disk, None)
+    svc = helpers.default_join("join_fresh_5", extra=state)
+    v, t0 = vm_for(5, svc, tpm)
+    with v:
+        helpers.expect_start(v, "OVMF+UKI")
+        v.wait_for(helpers.MADE, scaled(STEP), since=0)
+        if generation(v) != 1:
+            raise TestFailure("the new volume's generation is not 1")
+        why = r"swapped state volume \(another volume key than at generation 3\)"
+        verdict(svc, "REFUSED: " + why)
+        m = v.wait_for(NODE_REFUSED.format(why, "([0-9a-f]{64})"), scaled(STEP), since=0)
+        if m.group(1) != node_id:
+            raise TestFailure(f"the console names node {m.group(1)}, not {node_id}")
+        # The operator enrols the node by the ID its console printed.
+        r = subprocess.run([str(CVM_JOIN), "enrol", "--state", str(store), "--node",
+                            m.group(1)], capture_output=True, text=True)
+        if r.returncode != 0 or "enrolment armed" not in r.stdout:
+            raise TestFailure(f"enrol: exit {r.returncode}: {r.stdout}{r.stderr}")
+        verdict(svc, r"ENROLLED by the operator \(generation 1\)")
+        joined(v, svc)
+        helpers.power_off_via_button(v)
+    took.append(time.monotonic() - t0)
+    rec5 = record()
+    if "generation 1\n" not in rec5 or f"volume_key {key3}\n" in rec5:
+        raise TestFailure(f"the store after the enrolment:\n{rec5}")
+    if (store / f"{node_id}.enrol").exists():
+        raise TestFailure("the enrolment is still armed after the join it allowed")
+    note(f"join freshness in QEMU: node {node_id[:16]}…: enrolled at 1 (a same-boot retry "
+         f"after --stop-after-request), fresh at 2 then a power cut, rolled back refused, "
+         f"fresh at 3, swapped refused then enrolled at 1; 5 boots, "
+         f"{' + '.join(f'{t:.0f}' for t in took)} = {sum(took):.0f} s")
