@@ -481,8 +481,8 @@ def test_join_cmdline_refused():
     v = helpers.node_vm("join_cmdline", disk, join=svc)
     with v:
         helpers.expect_start(v, "OVMF+UKI")
-        v.wait_for(r"join: REFUSED by the join service: this node's attestation was "
-                   r"refused; kubelet is not started", scaled(STEP), since=0)
+        v.wait_for(r"join: REFUSED by the join service: attestation refused \(cvm-measure "
+                   r"attest exit status 1\); kubelet is not started", scaled(STEP), since=0)
         svc.wait_log(r"REFUSED: attestation refused", scaled(30))
         # cvminit retries the join with its backoff: a second refusal, still no kubelet.
         v.wait_for(r"join: REFUSED by the join service", scaled(STEP))
