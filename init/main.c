@@ -44,6 +44,16 @@ static void on_all_started(void)
 	measured_report_pcrs("ready");
 }
 
+/* Before the first service that is not "early": the config's modules, then the sysctl.d
+ * keys that did not exist without them. */
+static void config_modules_gate(void)
+{
+	modules_start_extra(cfg.modules,
+			    cfg.nmodules); /* when no early service came first */
+	modules_wait_extra();
+	sysctl_apply_later();
+}
+
 static void on_shutdown(void)
 {
 	/* At shutdown a failed extend is only logged: stopping must go on. */
@@ -238,9 +248,6 @@ int main(int argc, char **argv)
 		boot_measure_phase("leave-initrd");
 		root_switch(&root);
 		timeline_mark("switch-root");
-		/* The config's modules come from the root: loaded in the background while
-		 * /var is mounted and the NICs are set up, waited for before the sysctls. */
-		modules_start_extra(cfg.modules, cfg.nmodules);
 
 		/* /var on the state volume (ext4 made on first boot), then the writable
 		 * paths containerd and kubelet need on the read-only root. */
@@ -262,15 +269,15 @@ int main(int argc, char **argv)
 
 	/* The node on the network (on the verified root only): drivers for the NICs
 	 * present, loopback, the hostname from the machine ID (never from the host), then
-	 * the root's sysctl.d, after the config's modules (the bridge keys need
-	 * br_netfilter). Addresses, routes and DNS come from the network service. */
+	 * the root's sysctl.d (the bridge keys, which need br_netfilter, once the config's
+	 * modules are in). Addresses, routes and DNS come from the network service. */
 	if (on_root) {
 		net_drivers_load();
 		net_setup();
 		net_hostname_set();
-		modules_wait_extra();
-		timeline_mark("modules-extra");
-		sysctl_apply(NULL);
+		/* kernel.* and net.ipv4/ipv6.* now, before any service (dhcpcd reads the
+		 * forwarding keys); the keys a config module brings wait for it. */
+		sysctl_apply_present(NULL);
 		timeline_mark("network");
 	}
 
@@ -280,6 +287,13 @@ int main(int argc, char **argv)
 	 * them in dependency order. */
 	if (svc_init(&cfg, NULL) < 0)
 		fail_closed("cannot set up the services (output pipes or cgroups)");
+	/* The config's modules load beside the early services (containerd and dhcpcd use
+	 * none of them); every other service starts only once they are in and their
+	 * sysctl.d keys are set (kubelet: CNI bridges, kube-proxy's netfilter). */
+	if (on_root) {
+		supervise_set_child_hook(modules_reaped);
+		svc_set_gate_hook(config_modules_gate);
+	}
 	power_set_shutdown_hook(on_shutdown);
 	power_set_close_hook(state_close);
 	if (cfg.nsvc > 0)
@@ -287,5 +301,12 @@ int main(int argc, char **argv)
 	else
 		on_all_started();
 	timeline_finish();
+	/* The early services first, then the config's modules from the root, loaded in the
+	 * background beside them until config_modules_gate(): not beside the /var mount or
+	 * containerd's fork and exec, which a loader on the same CPU made slower
+	 * (docs/benchmarks.md). */
+	svc_start_ready();
+	if (on_root)
+		modules_start_extra(cfg.modules, cfg.nmodules);
 	supervise_loop();
 }

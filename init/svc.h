@@ -30,6 +30,9 @@ int svc_init(const struct config *c, const struct svc_paths *paths);
 /* fn runs once, right before the last service that has never run starts for the first
  * time (cvminit measures "ready" there). */
 void svc_set_all_started_hook(void (*fn)(void));
+/* fn runs once, right before the first service that is not "early" starts: cvminit
+ * waits there for the config's modules and sets the sysctl.d keys they bring. */
+void svc_set_gate_hook(void (*fn)(void));
 /* Starts every waiting service whose dependency (after=) is ready. */
 void svc_start_ready(void);
 /* Fills pfd with the fds the loop must watch (service output); returns how many. */
