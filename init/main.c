@@ -48,10 +48,30 @@ static void on_all_started(void)
  * keys that did not exist without them. */
 static void config_modules_gate(void)
 {
-	modules_start_extra(cfg.modules,
-			    cfg.nmodules); /* when no early service came first */
+	/* Started already unless no early service came first. */
+	modules_start_extra(cfg.modules, cfg.nmodules);
 	modules_wait_extra();
-	sysctl_apply_later();
+	sysctl_apply_later(true);
+}
+
+/* The NIC drivers, once: right before the service that configures the network (it comes
+ * after containerd's start, which needs no NIC), then the sysctl.d keys they bring
+ * (net.ipv6.conf.eth0.*) before that service reads them. */
+static bool nics_loaded;
+
+static void nics_load(void)
+{
+	if (nics_loaded)
+		return;
+	nics_loaded = true;
+	net_drivers_load();
+	sysctl_apply_later(false);
+}
+
+static void svc_prestart(const struct svc_def *d)
+{
+	if (d->ready_network)
+		nics_load();
 }
 
 static void on_shutdown(void)
@@ -267,12 +287,12 @@ int main(int argc, char **argv)
 	if (!on_root && cfg.nmodules > 0)
 		modules_load_extra(cfg.modules, cfg.nmodules);
 
-	/* The node on the network (on the verified root only): drivers for the NICs
-	 * present, loopback, the hostname from the machine ID (never from the host), then
-	 * the root's sysctl.d (the bridge keys, which need br_netfilter, once the config's
-	 * modules are in). Addresses, routes and DNS come from the network service. */
+	/* The node on the network (on the verified root only): loopback, the hostname from
+	 * the machine ID (never from the host), then the root's sysctl.d (the keys of a NIC
+	 * once its driver is in, the bridge keys, which need br_netfilter, once the config's
+	 * modules are in). The NIC drivers right before the network service; addresses,
+	 * routes and DNS come from it. */
 	if (on_root) {
-		net_drivers_load();
 		net_setup();
 		net_hostname_set();
 		/* kernel.* and net.ipv4/ipv6.* now, before any service (dhcpcd reads the
@@ -293,6 +313,7 @@ int main(int argc, char **argv)
 	if (on_root) {
 		supervise_set_child_hook(modules_reaped);
 		svc_set_gate_hook(config_modules_gate);
+		svc_set_prestart_hook(svc_prestart);
 	}
 	power_set_shutdown_hook(on_shutdown);
 	power_set_close_hook(state_close);
@@ -306,7 +327,9 @@ int main(int argc, char **argv)
 	 * containerd's fork and exec, which a loader on the same CPU made slower
 	 * (docs/benchmarks.md). */
 	svc_start_ready();
-	if (on_root)
+	if (on_root) {
+		nics_load(); /* no network service, or it waits for another one */
 		modules_start_extra(cfg.modules, cfg.nmodules);
+	}
 	supervise_loop();
 }

@@ -59,6 +59,13 @@ void svc_set_gate_hook(void (*fn)(void))
 	gate_hook = fn;
 }
 
+static void (*prestart_hook)(const struct svc_def *d);
+
+void svc_set_prestart_hook(void (*fn)(const struct svc_def *d))
+{
+	prestart_hook = fn;
+}
+
 /* Runs the gate once, before the first service that is not early: what it waits for is
  * needed by every service but those (init/main.c). */
 static void maybe_gate(const struct svc *s)
@@ -330,6 +337,8 @@ void svc_start_ready(void)
 
 		if (s->state == SVC_WAITING && deps_ready(s)) {
 			maybe_gate(s);
+			if (prestart_hook)
+				prestart_hook(s->def);
 			svc_spawn(s);
 		}
 	}

@@ -90,8 +90,9 @@ static int apply_one(const char *file, int line, const char *key, const char *va
 		later[nlater].file = file;
 		later[nlater].line = line;
 		later[nlater].ignore_failure = ignore_failure;
-		memcpy(later[nlater].key, key, strlen(key) + 1);
-		memcpy(later[nlater].value, value, n + 1);
+		/* memmove: sysctl_apply_later() keeps an entry by passing its own strings. */
+		memmove(later[nlater].key, key, strlen(key) + 1);
+		memmove(later[nlater].value, value, n + 1);
 		nlater++;
 		log_debug("sysctl: %s:%d: %s waits for the config's modules", file, line,
 			  key);
@@ -229,22 +230,27 @@ int sysctl_apply_present(const char *const *dirs)
 	return apply_dirs(dirs, true);
 }
 
-int sysctl_apply_later(void)
+int sysctl_apply_later(bool final)
 {
 	int failed = 0, applied = 0, n = nlater;
 
 	nlater = 0;
 	for (int i = 0; i < n; i++) {
+		/* Not final: a key still missing is kept again (at an index <= i). */
 		int r = apply_one(later[i].file, later[i].line, later[i].key,
-				  later[i].value, later[i].ignore_failure, false);
+				  later[i].value, later[i].ignore_failure, !final);
 		if (r < 0)
 			failed++;
-		else
+		else if (r != 2)
 			applied += r;
 	}
-	if (n)
+	if (final && n)
 		log_msg(failed ? LOG_ERR : LOG_INFO,
 			"sysctl: %d setting(s) applied after the config's modules, %d failed",
 			applied, failed);
+	else if (applied || failed)
+		log_msg(failed ? LOG_ERR : LOG_INFO,
+			"sysctl: %d setting(s) applied once the NIC drivers were loaded, %d failed, %d wait for the config's modules",
+			applied, failed, nlater);
 	return failed;
 }

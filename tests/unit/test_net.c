@@ -163,8 +163,10 @@ TEST(sysctl_present_then_later)
 		   "cvminit.test.later.a = 1\nkernel.osrelease = 0\n"
 		   "-cvminit.test.later.b = 2\n");
 	CHECK_INT(sysctl_apply_present(dirs), 1); /* osrelease */
-	CHECK_INT(sysctl_apply_later(), 1);	  /* a fails; b is '-' */
-	CHECK_INT(sysctl_apply_later(), 0);	  /* nothing is kept twice */
-	CHECK_INT(sysctl_apply(dirs), 2);	  /* osrelease and a, nothing kept */
-	CHECK_INT(sysctl_apply_later(), 0);
+	CHECK_INT(sysctl_apply_later(false), 0);  /* still missing: kept */
+	CHECK_INT(sysctl_apply_later(false), 0);
+	CHECK_INT(sysctl_apply_later(true), 1); /* a fails; b is '-' */
+	CHECK_INT(sysctl_apply_later(true), 0); /* nothing is kept twice */
+	CHECK_INT(sysctl_apply(dirs), 2);	/* osrelease and a, nothing kept */
+	CHECK_INT(sysctl_apply_later(true), 0);
 }
