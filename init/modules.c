@@ -375,6 +375,10 @@ bool modules_reaped(pid_t pid, int status)
 		if (batches[i].pid == pid && !batches[i].reaped) {
 			batches[i].reaped = true;
 			batches[i].status = status;
+			/* A required module missing: act now (fail_closed), not only when a
+			 * service that needs the batch is due. */
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				batch_wait(&batches[i]);
 			return true;
 		}
 	return false;
