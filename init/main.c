@@ -44,16 +44,6 @@ static void on_all_started(void)
 	measured_report_pcrs("ready");
 }
 
-/* Before the first service that is not "early": the config's modules, then the sysctl.d
- * keys that did not exist without them. */
-static void config_modules_gate(void)
-{
-	/* Started already unless no early service came first. */
-	modules_start_extra(cfg.modules, cfg.nmodules);
-	modules_wait_extra();
-	sysctl_apply_later(true);
-}
-
 /* The NIC drivers, once: right before the service that configures the network (it comes
  * after containerd's start, which needs no NIC), then the sysctl.d keys they bring
  * (net.ipv6.conf.eth0.*) before that service reads them. */
@@ -66,6 +56,18 @@ static void nics_load(void)
 	nics_loaded = true;
 	net_drivers_load();
 	sysctl_apply_later(false);
+}
+
+/* Before the first service that is not "early": the NIC drivers (when no network service
+ * came first), the config's modules, then the sysctl.d keys that did not exist without
+ * them. */
+static void config_modules_gate(void)
+{
+	nics_load();
+	/* Started already unless no early service came first. */
+	modules_start_extra(cfg.modules, cfg.nmodules);
+	modules_wait_extra();
+	sysctl_apply_later(true);
 }
 
 static void svc_prestart(const struct svc_def *d)
