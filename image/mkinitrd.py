@@ -186,10 +186,11 @@ def parse_modules_list(path):
                 continue
             words = line.split()
             if len(words) < 2 or words[1] not in ("required", "optional") or any(
-                    w != "background" and not w.startswith(("cpu=", "exists="))
-                    for w in words[2:]):
+                    w not in ("background", "device")
+                    and not w.startswith(("cpu=", "exists=")) for w in words[2:]):
                 raise Error(f"{path}:{lineno}: expected '<module> <required|optional> "
-                            f"[background] [cpu=<flag>] [exists=<path>]', got {line!r}")
+                            f"[background] [device] [cpu=<flag>] [exists=<path>]…', "
+                            f"got {line!r}")
             mods.append((words[0], words[1]))
     return mods
 

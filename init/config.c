@@ -382,6 +382,18 @@ static int do_on_exhausted(struct parser *p, char **w, int n)
 		    "on_exhausted: \"%s\" is not poweroff, reboot, halt or stop", w[1]);
 }
 
+static int do_early(struct parser *p, char **w, int n)
+{
+	int r = nargs(p, w, n, 0, 0);
+
+	if (r < 0)
+		return r;
+	if (p->svc->early)
+		return fail(p, -EEXIST, "service %s: early is given twice", p->svc->name);
+	p->svc->early = true;
+	return 0;
+}
+
 static const struct {
 	const char *word;
 	int (*fn)(struct parser *p, char **w, int n);
@@ -399,6 +411,7 @@ static const struct {
 	{"limit", do_limit, true},
 	{"ready_timeout", do_ready_timeout, true},
 	{"on_exhausted", do_on_exhausted, true},
+	{"early", do_early, true},
 };
 
 static int parse_line(struct parser *p, char *line)

@@ -41,6 +41,9 @@ struct svc_def {
 		ready_timeout; /* s to wait for ready_socket, then a failed run; 0 = ever */
 	bool ready_timeout_set; /* given in the file (it needs a ready socket) */
 	enum svc_exhausted on_exhausted;
+	/* Starts without waiting for the config's modules and the sysctl.d keys that exist
+	 * only once they are loaded (it uses neither: containerd, dhcpcd). */
+	bool early;
 	int line; /* where the service was declared */
 };
 

@@ -44,6 +44,38 @@ static void on_all_started(void)
 	measured_report_pcrs("ready");
 }
 
+/* The NIC drivers, once: right before the service that configures the network (it comes
+ * after containerd's start, which needs no NIC), then the sysctl.d keys they bring
+ * (net.ipv6.conf.eth0.*) before that service reads them. */
+static bool nics_loaded;
+
+static void nics_load(void)
+{
+	if (nics_loaded)
+		return;
+	nics_loaded = true;
+	net_drivers_load();
+	sysctl_apply_later(false);
+}
+
+/* Before the first service that is not "early": the NIC drivers (when no network service
+ * came first), the config's modules, then the sysctl.d keys that did not exist without
+ * them. */
+static void config_modules_gate(void)
+{
+	nics_load();
+	/* Started already unless no early service came first. */
+	modules_start_extra(cfg.modules, cfg.nmodules);
+	modules_wait_extra();
+	sysctl_apply_later(true);
+}
+
+static void svc_prestart(const struct svc_def *d)
+{
+	if (d->ready_network)
+		nics_load();
+}
+
 static void on_shutdown(void)
 {
 	/* At shutdown a failed extend is only logged: stopping must go on. */
@@ -238,9 +270,6 @@ int main(int argc, char **argv)
 		boot_measure_phase("leave-initrd");
 		root_switch(&root);
 		timeline_mark("switch-root");
-		/* The config's modules come from the root: loaded in the background while
-		 * /var is mounted and the NICs are set up, waited for before the sysctls. */
-		modules_start_extra(cfg.modules, cfg.nmodules);
 
 		/* /var on the state volume (ext4 made on first boot), then the writable
 		 * paths containerd and kubelet need on the read-only root. */
@@ -260,17 +289,17 @@ int main(int argc, char **argv)
 	if (!on_root && cfg.nmodules > 0)
 		modules_load_extra(cfg.modules, cfg.nmodules);
 
-	/* The node on the network (on the verified root only): drivers for the NICs
-	 * present, loopback, the hostname from the machine ID (never from the host), then
-	 * the root's sysctl.d, after the config's modules (the bridge keys need
-	 * br_netfilter). Addresses, routes and DNS come from the network service. */
+	/* The node on the network (on the verified root only): loopback, the hostname from
+	 * the machine ID (never from the host), then the root's sysctl.d (the keys of a NIC
+	 * once its driver is in, the bridge keys, which need br_netfilter, once the config's
+	 * modules are in). The NIC drivers right before the network service; addresses,
+	 * routes and DNS come from it. */
 	if (on_root) {
-		net_drivers_load();
 		net_setup();
 		net_hostname_set();
-		modules_wait_extra();
-		timeline_mark("modules-extra");
-		sysctl_apply(NULL);
+		/* kernel.* and net.ipv4/ipv6.* now, before any service (dhcpcd reads the
+		 * forwarding keys); the keys a config module brings wait for it. */
+		sysctl_apply_present(NULL);
 		timeline_mark("network");
 	}
 
@@ -280,6 +309,14 @@ int main(int argc, char **argv)
 	 * them in dependency order. */
 	if (svc_init(&cfg, NULL) < 0)
 		fail_closed("cannot set up the services (output pipes or cgroups)");
+	/* The config's modules load beside the early services (containerd and dhcpcd use
+	 * none of them); every other service starts only once they are in and their
+	 * sysctl.d keys are set (kubelet: CNI bridges, kube-proxy's netfilter). */
+	if (on_root) {
+		supervise_set_child_hook(modules_reaped);
+		svc_set_gate_hook(config_modules_gate);
+		svc_set_prestart_hook(svc_prestart);
+	}
 	power_set_shutdown_hook(on_shutdown);
 	power_set_close_hook(state_close);
 	if (cfg.nsvc > 0)
@@ -287,5 +324,14 @@ int main(int argc, char **argv)
 	else
 		on_all_started();
 	timeline_finish();
+	/* The early services first, then the config's modules from the root, loaded in the
+	 * background beside them until config_modules_gate(): not beside the /var mount or
+	 * containerd's fork and exec, which a loader on the same CPU made slower
+	 * (docs/benchmarks.md). */
+	svc_start_ready();
+	if (on_root) {
+		nics_load(); /* no network service, or it waits for another one */
+		modules_start_extra(cfg.modules, cfg.nmodules);
+	}
 	supervise_loop();
 }

@@ -1,6 +1,7 @@
 /* Module loading with libkmod. libkmod's own messages are routed into our log, so a
  * missing module or a bad signature shows up with the module's name. */
 #define _GNU_SOURCE /* unshare */
+#include <dirent.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include <libkmod.h>
 
+#include "../lib/file.h"
 #include "log.h"
 #include "modules.h"
 #include "power.h"
@@ -22,10 +24,14 @@ struct module_entry {
 	/* Loaded by a child process while PID 1 sets up the TPM and the root; waited for
 	 * before the state volume is opened (modules_wait()). */
 	bool background;
+	/* Tried only where a device present asks for it: a modalias under /sys/bus/{pci,
+	 * virtio,vmbus}/devices resolves to it (a disk driver for another cloud's disk
+	 * interface would only cost its load, 0.1-0.3 s under emulation). */
+	bool device;
 	/* Tried only where the platform can have it: a /proc/cpuinfo flag or a path that
-	 * exists (either; neither given: always). */
+	 * exists (any; none given: always). */
 	const char *cpu_flag;
-	const char *exists;
+	const char *exists[2];
 };
 
 /* Generated from init/modules.list by the Makefile: one source for init and initrd. */
@@ -179,11 +185,54 @@ static bool cpu_has_flag(const char *flag)
  * be inserted only to fail its probe (about 0.1 s each under emulation). */
 static bool module_wanted(const struct module_entry *m)
 {
-	if (!m->cpu_flag && !m->exists)
+	if (!m->cpu_flag && !m->exists[0])
 		return true;
-	if (m->exists && access(m->exists, F_OK) == 0)
-		return true;
+	for (size_t i = 0; i < ARRAY_SIZE(m->exists); i++)
+		if (m->exists[i] && access(m->exists[i], F_OK) == 0)
+			return true;
 	return m->cpu_flag && cpu_has_flag(m->cpu_flag);
+}
+
+/* Whether a device's modalias resolves to the module, looked up at this moment: the
+ * devices of a bus driver loaded just before (virtio_pci's) count. */
+static bool module_has_device(struct kmod_ctx *ctx, const char *name)
+{
+	static const char *const buses[] = {"pci", "virtio", "vmbus"};
+	bool found = false;
+
+	for (size_t b = 0; b < ARRAY_SIZE(buses) && !found; b++) {
+		char dir[64], path[352], alias[256];
+		struct dirent *e;
+		DIR *d;
+
+		snprintf(dir, sizeof(dir), "/sys/bus/%s/devices", buses[b]);
+		d = opendir(dir);
+		while (d && !found && (e = readdir(d))) {
+			struct kmod_list *list = NULL, *it;
+			ssize_t n;
+
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s/modalias", dir, e->d_name);
+			n = read_file_text(path, alias, sizeof(alias));
+			if (n <= 0)
+				continue;
+			alias[strcspn(alias, "\n")] = '\0';
+			if (kmod_module_new_from_lookup(ctx, alias, &list) < 0)
+				continue;
+			kmod_list_foreach(it, list)
+			{
+				struct kmod_module *mod = kmod_module_get_module(it);
+
+				found |= streq(kmod_module_get_name(mod), name);
+				kmod_module_unref(mod);
+			}
+			kmod_module_unref_list(list);
+		}
+		if (d)
+			closedir(d);
+	}
+	return found;
 }
 
 /* Loads table entries (those of one kind: background or not), then extra names (all
@@ -215,6 +264,11 @@ static int load_modules(const struct module_entry *table, size_t ntable, bool ba
 			skipped++;
 			continue;
 		}
+		if (table[i].device && !module_has_device(ctx, table[i].name)) {
+			log_debug("modules: %s skipped: no device for it", table[i].name);
+			skipped++;
+			continue;
+		}
 		total++;
 		loaded += load_boot_module(ctx, table[i].name, table[i].required,
 					   u.release);
@@ -222,9 +276,9 @@ static int load_modules(const struct module_entry *table, size_t ntable, bool ba
 	for (int i = 0; i < nextra; i++, total++)
 		loaded += load_boot_module(ctx, extra[i], true, u.release);
 	kmod_unref(ctx);
-	log_info("modules: %d %s module(s) loaded, %d optional missing, %d not for this "
-		 "platform, kernel %s",
-		 loaded, what, total - loaded, skipped, u.release);
+	log_info(
+		"modules: %d %s module(s) loaded, %d optional missing, %d not for this platform or its devices, kernel %s",
+		loaded, what, total - loaded, skipped, u.release);
 	return loaded;
 }
 
@@ -239,6 +293,12 @@ struct batch {
 	pid_t pid;
 	const char *what;
 	struct timespec start;
+	/* Reaped by the supervisor's SIGCHLD loop before anything waited for it (the
+	 * config's batch runs beside the early services): its status, kept for
+	 * batch_wait(). */
+	bool reaped;
+	int status;
+	bool done; /* waited for: never started again */
 };
 
 static struct batch batches[2];
@@ -247,7 +307,7 @@ static void batch_start(struct batch *b, const char *what, char *const *extra, i
 {
 	pid_t pid;
 
-	if (b->pid > 0)
+	if (b->pid > 0 || b->done)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &b->start);
 	b->what = what;
@@ -278,16 +338,18 @@ static void batch_start(struct batch *b, const char *what, char *const *extra, i
 
 static void batch_wait(struct batch *b)
 {
-	struct timespec now;
-	int status = 0;
-	pid_t r;
+	struct timespec called, now;
+	int status = b->status;
+	pid_t r = b->pid;
 
 	if (b->pid <= 0)
 		return;
-	do
-		r = waitpid(b->pid, &status, 0);
-	while (r < 0 && errno == EINTR);
+	clock_gettime(CLOCK_MONOTONIC, &called);
+	while (!b->reaped && (r = waitpid(b->pid, &status, 0)) < 0 && errno == EINTR)
+		;
 	b->pid = 0;
+	b->reaped = false;
+	b->done = true;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		fail_closed(
@@ -298,10 +360,28 @@ static void batch_wait(struct batch *b)
 			: WIFEXITED(status) ? "failed"
 					    : "was killed");
 	log_info(
-		"modules: %s modules loaded in the background, %lld ms after their start",
+		"modules: %s modules loaded in the background, %lld ms after their start "
+		"(waited for %lld ms)",
 		b->what,
 		(long long)(now.tv_sec - b->start.tv_sec) * 1000 +
-			(now.tv_nsec - b->start.tv_nsec) / 1000000);
+			(now.tv_nsec - b->start.tv_nsec) / 1000000,
+		(long long)(now.tv_sec - called.tv_sec) * 1000 +
+			(now.tv_nsec - called.tv_nsec) / 1000000);
+}
+
+bool modules_reaped(pid_t pid, int status)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(batches); i++)
+		if (batches[i].pid == pid && !batches[i].reaped) {
+			batches[i].reaped = true;
+			batches[i].status = status;
+			/* A required module missing: act now (fail_closed), not only when a
+			 * service that needs the batch is due. */
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				batch_wait(&batches[i]);
+			return true;
+		}
+	return false;
 }
 
 int modules_load(void)

@@ -2,6 +2,9 @@
  * /sbin/modprobe personality the kernel calls for request_module(). */
 #pragma once
 
+#include <stdbool.h>
+#include <sys/types.h>
+
 /* Loads the modules of the boot's table (init/modules.list) with their dependencies and
  * softdeps: those marked "background" in a child process, the others now. Returns the
  * number loaded now (built-in and already loaded count), or fails closed on a required
@@ -9,10 +12,14 @@
 int modules_load(void);
 void modules_wait(void);
 /* Loads the config's "module" lines, all required, the same way: now, or in a child
- * process (start, then wait before what needs them: the sysctls of br_netfilter). */
+ * process (start, then wait before what needs them: the sysctls of br_netfilter). A
+ * child already waited for is not started again. */
 int modules_load_extra(char *const *names, int n);
 void modules_start_extra(char *const *names, int n);
 void modules_wait_extra(void);
+/* The supervisor reaped pid: true when it is a loader child, whose status the next
+ * modules_wait*() then uses; one that failed fails closed at once. */
+bool modules_reaped(pid_t pid, int status);
 /* Loads what matches each alias (e.g. a device's modalias), none required: returns how
  * many matched something, and logs each failure naming the alias as a what. */
 int modules_load_aliases(char *const *aliases, int n, const char *what);

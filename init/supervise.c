@@ -15,6 +15,12 @@
 
 static int signal_fd = -1;
 static unsigned long orphans_reaped;
+static bool (*child_hook)(pid_t pid, int status);
+
+void supervise_set_child_hook(bool (*fn)(pid_t pid, int status))
+{
+	child_hook = fn;
+}
 
 static void on_sigchld(void)
 {
@@ -23,6 +29,8 @@ static void on_sigchld(void)
 
 	/* Several children may have exited for one SIGCHLD: reap until none is left. */
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (child_hook && child_hook(pid, status))
+			continue;
 		if (svc_reaped(pid, status))
 			continue;
 		/* Not a service: an orphan that the kernel re-parented to us. */

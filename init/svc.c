@@ -47,10 +47,35 @@ static struct {
 } shutdown_req;
 static char read_buf[4096];
 static void (*all_started_hook)(void);
+static void (*gate_hook)(void);
 
 void svc_set_all_started_hook(void (*fn)(void))
 {
 	all_started_hook = fn;
+}
+
+void svc_set_gate_hook(void (*fn)(void))
+{
+	gate_hook = fn;
+}
+
+static void (*prestart_hook)(const struct svc_def *d);
+
+void svc_set_prestart_hook(void (*fn)(const struct svc_def *d))
+{
+	prestart_hook = fn;
+}
+
+/* Runs the gate once, before the first service that is not early: what it waits for is
+ * needed by every service but those (init/main.c). */
+static void maybe_gate(const struct svc *s)
+{
+	void (*fn)(void) = gate_hook;
+
+	if (!fn || s->def->early)
+		return;
+	gate_hook = NULL;
+	fn();
 }
 
 /* Runs the hook once, just before the last service that never ran starts for the first
@@ -310,8 +335,12 @@ void svc_start_ready(void)
 	for (int i = 0; i < nsvc; i++) {
 		struct svc *s = &svcs[i];
 
-		if (s->state == SVC_WAITING && deps_ready(s))
+		if (s->state == SVC_WAITING && deps_ready(s)) {
+			maybe_gate(s);
+			if (prestart_hook)
+				prestart_hook(s->def);
 			svc_spawn(s);
+		}
 	}
 }
 

@@ -30,6 +30,12 @@ int svc_init(const struct config *c, const struct svc_paths *paths);
 /* fn runs once, right before the last service that has never run starts for the first
  * time (cvminit measures "ready" there). */
 void svc_set_all_started_hook(void (*fn)(void));
+/* fn runs once, right before the first service that is not "early" starts: cvminit
+ * waits there for the config's modules and sets the sysctl.d keys they bring. */
+void svc_set_gate_hook(void (*fn)(void));
+/* fn runs right before each start of a service (fork), with its definition: cvminit
+ * loads the NIC drivers there, before the service that configures the network. */
+void svc_set_prestart_hook(void (*fn)(const struct svc_def *d));
 /* Starts every waiting service whose dependency (after=) is ready. */
 void svc_start_ready(void);
 /* Fills pfd with the fds the loop must watch (service output); returns how many. */

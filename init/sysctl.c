@@ -12,6 +12,18 @@
 
 #define SYSCTL_FILES_MAX 64
 #define SYSCTL_NAME_MAX	 128
+#define SYSCTL_LATER_MAX 32
+
+/* Keys whose /proc/sys file did not exist yet (sysctl_apply_present()): a module of the
+ * config brings them (net.bridge.* with br_netfilter); set by sysctl_apply_later(). */
+static struct {
+	const char *file; /* one of sysctl_apply's names[], kept until then */
+	int line;
+	bool ignore_failure;
+	char key[SYSCTL_NAME_MAX];
+	char value[SYSCTL_NAME_MAX];
+} later[SYSCTL_LATER_MAX];
+static int nlater;
 
 static char *trim(char *s)
 {
@@ -62,8 +74,10 @@ static void key_path(const char *key, char *path, size_t len)
 				path[i] = '/';
 }
 
+/* 1 set, 0 ignored ('-'), 2 kept for later (defer, and the key does not exist yet), or
+ * a negative errno (logged). */
 static int apply_one(const char *file, int line, const char *key, const char *value,
-		     bool ignore_failure)
+		     bool ignore_failure, bool defer)
 {
 	char path[256];
 	_cleanup_close_ int fd = -1;
@@ -71,6 +85,19 @@ static int apply_one(const char *file, int line, const char *key, const char *va
 
 	key_path(key, path, sizeof(path));
 	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && defer && nlater < SYSCTL_LATER_MAX &&
+	    strlen(key) < SYSCTL_NAME_MAX && n < SYSCTL_NAME_MAX) {
+		later[nlater].file = file;
+		later[nlater].line = line;
+		later[nlater].ignore_failure = ignore_failure;
+		/* memmove: sysctl_apply_later() keeps an entry by passing its own strings. */
+		memmove(later[nlater].key, key, strlen(key) + 1);
+		memmove(later[nlater].value, value, n + 1);
+		nlater++;
+		log_debug("sysctl: %s:%d: %s waits for the config's modules", file, line,
+			  key);
+		return 2;
+	}
 	if (fd < 0 || write(fd, value, n) != (ssize_t)n) {
 		int r = -errno;
 		if (ignore_failure) {
@@ -86,7 +113,7 @@ static int apply_one(const char *file, int line, const char *key, const char *va
 	return 1;
 }
 
-static int apply_file(const char *file, int *applied)
+static int apply_file(const char *file, int *applied, int *deferred, bool defer)
 {
 	static char text[65536];
 	int failed = 0, lineno = 0;
@@ -121,9 +148,11 @@ static int apply_file(const char *file, int *applied)
 			failed++;
 			continue;
 		}
-		r = apply_one(file, lineno, key, value, ign);
+		r = apply_one(file, lineno, key, value, ign, defer);
 		if (r < 0)
 			failed++;
+		else if (r == 2)
+			(*deferred)++;
 		else
 			*applied += r;
 	}
@@ -137,13 +166,13 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(x, y);
 }
 
-int sysctl_apply(const char *const *dirs)
+static int apply_dirs(const char *const *dirs, bool defer)
 {
 	static const char *const root_dirs[] = {"/usr/lib/sysctl.d", "/etc/sysctl.d",
 						NULL};
 	static char names[SYSCTL_FILES_MAX][512];
 	char *files[SYSCTL_FILES_MAX];
-	int nfiles = 0, failed = 0, applied = 0;
+	int nfiles = 0, failed = 0, applied = 0, deferred = 0;
 
 	if (!dirs)
 		dirs = root_dirs;
@@ -179,11 +208,49 @@ int sysctl_apply(const char *const *dirs)
 	}
 	qsort(files, (size_t)nfiles, sizeof(files[0]), cmp_name);
 	for (int i = 0; i < nfiles; i++)
-		failed += apply_file(files[i], &applied);
-	if (nfiles)
+		failed += apply_file(files[i], &applied, &deferred, defer);
+	if (nfiles && deferred)
 		log_msg(failed ? LOG_ERR : LOG_INFO,
-			"sysctl: %d setting(s) applied from %d "
-			"file(s), %d failed",
+			"sysctl: %d setting(s) applied from %d file(s), %d failed, %d wait for the config's modules",
+			applied, nfiles, failed, deferred);
+	else if (nfiles)
+		log_msg(failed ? LOG_ERR : LOG_INFO,
+			"sysctl: %d setting(s) applied from %d file(s), %d failed",
 			applied, nfiles, failed);
+	return failed;
+}
+
+int sysctl_apply(const char *const *dirs)
+{
+	return apply_dirs(dirs, false);
+}
+
+int sysctl_apply_present(const char *const *dirs)
+{
+	return apply_dirs(dirs, true);
+}
+
+int sysctl_apply_later(bool final)
+{
+	int failed = 0, applied = 0, n = nlater;
+
+	nlater = 0;
+	for (int i = 0; i < n; i++) {
+		/* Not final: a key still missing is kept again (at an index <= i). */
+		int r = apply_one(later[i].file, later[i].line, later[i].key,
+				  later[i].value, later[i].ignore_failure, !final);
+		if (r < 0)
+			failed++;
+		else if (r != 2)
+			applied += r;
+	}
+	if (final && n)
+		log_msg(failed ? LOG_ERR : LOG_INFO,
+			"sysctl: %d setting(s) applied after the config's modules, %d failed",
+			applied, failed);
+	else if (applied || failed)
+		log_msg(failed ? LOG_ERR : LOG_INFO,
+			"sysctl: %d setting(s) applied once the NIC drivers were loaded, %d failed, %d wait for the config's modules",
+			applied, failed, nlater);
 	return failed;
 }

@@ -47,6 +47,30 @@ def test_probe_interleaved():
     check("probe_missing", "var" not in p)
 
 
+def test_cvminit_module_waits():
+    """The module rows: the foreground stage plus its background wait, and the config's
+    modules either as the old "modules-extra" stage or from the loader's line (waited for)."""
+    con = lines(
+        "[    4.000000] cvminit: timeline: init-start 4000.000 ms (+4000.000 ms) cpu 1.000 ms",
+        "[    4.000100] cvminit: timeline: mounts 4100.000 ms (+100.000 ms) cpu 2.000 ms",
+        "[    4.000200] cvminit: timeline: modules 4400.000 ms (+300.000 ms) cpu 3.000 ms",
+        "[    4.000300] cvminit: timeline: root-open 4900.000 ms (+500.000 ms) cpu 4.000 ms",
+        "[    4.000400] cvminit: timeline: modules-wait 5100.000 ms (+200.000 ms) cpu 5.000 ms",
+        "[    9.000000] cvminit: modules: config modules loaded in the background, 6865 ms "
+        "after their start (waited for 120 ms)")
+    r = bench.parse_cvminit(con, bench.printk_lines(con))
+    rows = {k: f for k, _, _, f in bench.ROWS}
+    check("modules_stage", abs(rows["modules"](r) - 0.3) < 1e-9, repr(r["stage_s"]))
+    check("modules_with_wait", abs(rows["modules_bg"](r) - 0.5) < 1e-9, repr(r["stage_s"]))
+    check("config_modules_waited", abs(rows["modules_extra"](r) - 0.12) < 1e-9,
+          repr(r.get("config_modules_wait")))
+    old = lines("[    4.000000] cvminit: timeline: init-start 4000.000 ms (+4000.000 ms)",
+                "[    4.000100] cvminit: timeline: modules-extra 5000.000 ms (+1000.000 ms)")
+    r = bench.parse_cvminit(old, bench.printk_lines(old))
+    check("config_modules_old_stage", abs(rows["modules_extra"](r) - 1.0) < 1e-9,
+          repr(r["stage_s"]))
+
+
 def test_critical_chain():
     text = """\
 bench-report: critical-chain
@@ -94,7 +118,8 @@ def test_attribution():
 
 
 def main():
-    for f in (test_probe_interleaved, test_critical_chain, test_attribution):
+    for f in (test_probe_interleaved, test_cvminit_module_waits, test_critical_chain,
+              test_attribution):
         try:
             f()
         except Exception as e:  # a parser that raises fails the test, with the reason

@@ -465,7 +465,49 @@ def output_rotation(n):
     check("<31>chatty: chatty: done" in kmsg, "the line after the flood did not reach kmsg")
 
 
+def early_before_gate(n):
+    """An early service starts at once; the first one that is not early only after the
+    gate, which waits for the loader (still running then: waited for, exit status kept)."""
+    te, _, _ = n.wait(r"^e: started \(pid \d+\)")
+    tl, _, _ = n.wait(r"^svc_pid1: loader \d+ started")
+    tg, msg, _ = n.wait(r"^svc_pid1: gate: loader exit (\d+), (.*)$")
+    tn, _, _ = n.wait(r"^n: started \(pid \d+\)")
+    check(te < tg <= tn, f"order e started {te}, gate {tg}, n started {tn}")
+    check(tg - tl >= 0.9, f"gate {tg - tl:.2f} s after the loader's start; it runs 1 s")
+    check(msg.endswith("loader exit 7, waited for"), msg)
+
+
+def gate_after_loader_reaped(n):
+    """The loader ends before any service needs the gate: the loop reaps it through the
+    child hook (not as an orphan, not as a service) and the gate uses its status."""
+    tr, _, _ = n.wait(r"^svc_pid1: loader \d+ reaped by the loop")
+    tg, msg, _ = n.wait(r"^svc_pid1: gate: loader exit (\d+), (.*)$")
+    tn, _, _ = n.wait(r"^n: started \(pid \d+\)")
+    ta, _, _ = n.wait(r"^e: ready")
+    check(tr < ta <= tg <= tn, f"order loader reaped {tr}, e ready {ta}, gate {tg}, n {tn}")
+    check(msg.endswith("loader exit 7, reaped by the loop"), msg)
+    check(not n.find(r"reaped orphan"), "the loader was counted as an orphan")
+
+
 SCENARIOS = [
+    ("early_before_gate", """
+service e
+	early
+	exec @SVC@/sleeper.sh
+service n
+	exec @SVC@/sleeper.sh
+""", early_before_gate),
+    ("gate_after_loader_reaped", """
+service e
+	early
+	exec @SVC@/sock_ready.py
+	env DELAY=2
+	env SOCK=@DIR@/e.sock
+	ready socket @DIR@/e.sock
+service n
+	after e
+	exec @SVC@/sleeper.sh
+""", gate_after_loader_reaped),
     ("start_order", A_AND_B, start_order),
     ("restart_dependency", A_AND_B, restart_dependency),
     ("exhausted_stop", """

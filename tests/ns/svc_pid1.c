@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #include "../../init/config.h"
 #include "../../init/log.h"
@@ -13,6 +15,57 @@
 
 static struct config cfg;
 static struct settings settings;
+
+/*
+ * When the config has an "early" service: a stand-in for cvminit's loader of the
+ * config's modules (init/modules.c needs libkmod and a kernel's modules, which a pid
+ * namespace on the build host cannot load): a child that runs 1 s and exits 7, started
+ * before the loop, reaped by the loop through the child hook when it ends first, and
+ * waited for by the gate before the first service that is not early, as main() does.
+ */
+static pid_t loader;
+static bool loader_reaped;
+static int loader_status;
+
+static bool loader_hook(pid_t pid, int status)
+{
+	if (pid != loader || loader_reaped)
+		return false;
+	loader_reaped = true;
+	loader_status = status;
+	log_info("svc_pid1: loader %d reaped by the loop", (int)pid);
+	return true;
+}
+
+static void loader_gate(void)
+{
+	int status = loader_status;
+	bool by_loop = loader_reaped;
+
+	if (!by_loop)
+		while (waitpid(loader, &status, 0) < 0 && errno == EINTR)
+			;
+	log_info("svc_pid1: gate: loader exit %d, %s", WEXITSTATUS(status),
+		 by_loop ? "reaped by the loop" : "waited for");
+}
+
+static void loader_start(void)
+{
+	bool early = false;
+
+	for (int i = 0; i < cfg.nsvc; i++)
+		early |= cfg.svc[i].early;
+	if (!early)
+		return;
+	supervise_set_child_hook(loader_hook);
+	svc_set_gate_hook(loader_gate);
+	loader = fork();
+	if (loader == 0) {
+		nanosleep(&(struct timespec){1, 0}, NULL);
+		_exit(7);
+	}
+	log_info("svc_pid1: loader %d started", (int)loader);
+}
 
 int main(int argc, char **argv)
 {
@@ -76,5 +129,6 @@ int main(int argc, char **argv)
 					       .kmsg = argv[4]});
 	if (r < 0)
 		return 2;
+	loader_start();
 	supervise_loop();
 }

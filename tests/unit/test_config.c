@@ -104,6 +104,20 @@ TEST(config_defaults)
 	CHECK_INT(d->on_exhausted, SVC_EXHAUSTED_POWEROFF);
 	CHECK_INT(d->nenv, 0);
 	CHECK(d->envp[0] == NULL);
+	CHECK(!d->early);
+}
+
+/* "early": this service only, no argument, once. */
+TEST(config_early)
+{
+	CHECK_INT(parse("service a\n\tearly\n\texec /a\nservice b\n\texec /b\n"), 0);
+	CHECK(config_service(&c, "a")->early);
+	CHECK(!config_service(&c, "b")->early);
+	CHECK_INT(parse("service a\n\texec /a\n\tearly\n\tearly\n"), -EEXIST);
+	CHECK(strstr(err, "cvminit.conf:4: service a: early is given twice") != NULL);
+	CHECK_INT(parse("service a\n\texec /a\n\tearly yes\n"), -EINVAL);
+	CHECK(strstr(err, "\"early\" takes 0 arguments, got 1") != NULL);
+	CHECK_INT(parse("early\nservice a\n\texec /a\n"), -EINVAL);
 }
 
 TEST(config_empty_and_comments)
@@ -262,4 +276,9 @@ TEST(config_shipped_node_config)
 		  (1u << (ctd - c.svc)) | (1u << (net - c.svc)) | (1u << (join - c.svc)));
 	CHECK_STR(kubelet->argv[0], "/usr/bin/kubelet");
 	CHECK_INT(kubelet->restart_limit, 0);
+	/* containerd starts first, and with dhcpcd before the networking modules are in;
+	 * kubelet (CNI, kube-proxy) and the rest after them. */
+	CHECK(ctd == &c.svc[0]);
+	CHECK(ctd->early && net->early && !kubelet->early);
+	CHECK(!config_service(&c, "attest")->early);
 }

@@ -148,3 +148,25 @@ TEST(sysctl_apply_counts_failures)
 	write_file(b, "30-z.txt", "cvminit.test.ignored = 3\n");
 	CHECK_INT(sysctl_apply(dirs), 2);
 }
+
+/* A key whose /proc/sys file does not exist yet is kept by sysctl_apply_present() (not
+ * failed) and tried by sysctl_apply_later(), once, where a still missing one fails; a key
+ * that exists is tried at once (kernel.osrelease is read-only: a failure now, never
+ * kept, and nothing of the host's is changed). */
+TEST(sysctl_present_then_later)
+{
+	char d[] = "/tmp/sysctl-p-XXXXXX";
+	const char *dirs[] = {d, NULL};
+
+	CHECK(mkdtemp(d) != NULL);
+	write_file(d, "10-x.conf",
+		   "cvminit.test.later.a = 1\nkernel.osrelease = 0\n"
+		   "-cvminit.test.later.b = 2\n");
+	CHECK_INT(sysctl_apply_present(dirs), 1); /* osrelease */
+	CHECK_INT(sysctl_apply_later(false), 0);  /* still missing: kept */
+	CHECK_INT(sysctl_apply_later(false), 0);
+	CHECK_INT(sysctl_apply_later(true), 1); /* a fails; b is '-' */
+	CHECK_INT(sysctl_apply_later(true), 0); /* nothing is kept twice */
+	CHECK_INT(sysctl_apply(dirs), 2);	/* osrelease and a, nothing kept */
+	CHECK_INT(sysctl_apply_later(true), 0);
+}
