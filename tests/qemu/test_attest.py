@@ -15,7 +15,7 @@ import time
 import helpers
 import hosttpm
 from helpers import AGENT_HOST, free_port, wait_agent
-from vm import REPO, VM, TestFailure, note, scaled
+from vm import REPO, VM, TestFailure, manufacture_tpm, note, scaled
 
 CVM_MEASURE = REPO / "build" / "cvm-measure"
 MEASUREMENTS = REPO / "build" / "image-test" / "measurements.json"
@@ -106,18 +106,10 @@ class SwapProxy:
 
 def other_ek_cert(ca, work):
     """The EK certificate of another vTPM manufactured with the same CA."""
-    state = work / "other-tpm"
+    state, setup = work / "other-tpm", work / "other-setup"
     state.mkdir(parents=True, exist_ok=True)
-    conf = work / "other-localca.conf"
-    conf.write_text(f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\n"
-                    f"issuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n")
-    setup = work / "other-setup.conf"
-    setup.write_text(f"create_certs_tool = /usr/bin/swtpm_localca\n"
-                     f"create_certs_tool_config = {conf}\n"
-                     f"create_certs_tool_options = /etc/swtpm-localca.options\n")
-    subprocess.run(["swtpm_setup", "--tpm2", "--tpmstate", str(state), "--create-ek-cert",
-                    "--config", str(setup), "--overwrite"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    setup.mkdir(parents=True, exist_ok=True)
+    manufacture_tpm(state, ca, setup)
     out = work / "other-ek.der"
     p, port = hosttpm.start_swtpm(state)
     try:
