@@ -607,6 +607,44 @@ def _standin_files(v):
     return done
 
 
+READY_PCR15 = r"cvminit: measure: ready: PCR 15 (sha256|sha384) ([0-9a-f]+)$"
+
+
+def pcr15_without_generation(v):
+    """PCR 15 at `ready` (sha256, sha384) without this boot's `cvminit:generation` record:
+    the part of PCR 15 that is the same at every boot of a node (docs/attestation.md,
+    "Freshness": the generation and boot ID change each boot). cvminit's log, as the kubelet
+    stand-in printed it, must replay to the values cvminit logged at `ready` and hold one
+    extended generation record; the same replay without that record is returned,
+    {bank: hex}."""
+    ready = {}
+    for bank in ("sha256", "sha384"):
+        m = v.wait_for(READY_PCR15.replace("(sha256|sha384)", f"({bank})"),
+                       scaled(NODE_STEP), since=0)
+        ready[bank] = m.group(2)
+    v.chan.wait_for(r"kubelet-standin: end /run/log/cvminit/measure.log \d+$",
+                    scaled(NODE_STEP), since=0)
+    recs = [json.loads(line) for line in
+            _standin_files(v)["/run/log/cvminit/measure.log"].decode().splitlines() if line]
+    recs = [r for r in recs if r["pcr"] == 15 and r["content"].get("extended")]
+    gens = [r for r in recs if r["content"].get("string") == "cvminit:generation"]
+    if len(gens) != 1:
+        raise TestFailure(f"{len(gens)} extended cvminit:generation records in PCR 15's log")
+    out = {}
+    for bank, size in (("sha256", 32), ("sha384", 48)):
+        full = rest = bytes(size)
+        for r in recs:
+            d = bytes.fromhex(next(x["digest"] for x in r["digests"] if x["hashAlg"] == bank))
+            full = hashlib.new(bank, full + d).digest()
+            if r is not gens[0]:
+                rest = hashlib.new(bank, rest + d).digest()
+        if full.hex() != ready[bank]:
+            raise TestFailure(f"cvminit's log replays PCR 15 {bank} to {full.hex()}, but "
+                              f"cvminit logged {ready[bank]} at ready")
+        out[bank] = rest.hex()
+    return out
+
+
 def _cvm_measure(*args, check=True):
     r = subprocess.run([str(CVM_MEASURE), *map(str, args)], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True)

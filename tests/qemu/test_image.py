@@ -62,9 +62,16 @@ def test_image_reproducible():
     t0 = time.monotonic()
     log = WORK_ROOT / "image_reproducible.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    # The same inputs as the first build: make records them in .inputs ("VAR=[value]"),
+    # among them the join service's address and key (build-image.sh refuses a build
+    # without them).
+    inputs = dict(re.findall(r"(\w+)=\[([^\]]*)\]", (IMAGE_DIR / ".inputs").read_text()))
+    env = dict(os.environ, **{k: v for k, v in inputs.items() if v})
+    if "JOIN_KEY" in env:
+        env["JOIN_KEY"] = str((REPO / env["JOIN_KEY"]).resolve())
     with open(log, "w") as out:
         r = subprocess.run([str(REPO / "image/build-image.sh")], cwd=REPO, stdout=out,
-                           stderr=subprocess.STDOUT)
+                           stderr=subprocess.STDOUT, env=env)
     if r.returncode != 0:
         raise TestFailure(f"second image build failed ({r.returncode}); see {log}")
     note(f"second build took {time.monotonic() - t0:.0f} s")
