@@ -90,6 +90,11 @@ def test_join_rows():
     check("join_wait", abs(rows["join_wait"](r) - 3.0) < 1e-9,
           repr((r.get("join_ready"), r.get("network_ready"))))
     check("join_share", abs(rows["join_share"](r) - 100 * 3.0 / 14.0) < 1e-9)
+    import svg
+    seg = svg.segments(dict(r, kernel_start_wall=10.0, root=4.0, state=6.0))
+    joins = [(a, b) for k, a, b in seg if k == "join"]
+    check("join_in_timeline", len(joins) == 1 and abs(joins[0][0] - 23.97) < 1e-9 and
+          abs(joins[0][1] - 26.9) < 1e-9 and seg[-1][0] == "kubelet", repr(seg))
     # containerd ready after the join: kubelet waited for containerd, not for the join
     late = dict(r, containerd_ready=17.5)
     check("join_wait_none_after_containerd", rows["join_wait"](late) == 0.0)
