@@ -139,6 +139,25 @@ def test_initrd_config_join():
           members.get("etc/cvminit/cvminit.conf", (0,))[0] == len(conf), repr(members))
 
 
+def test_growth_configs():
+    """bench-growth's service counts from the image's own config (5 services since the
+    join): 1 (kubelet alone), 4 (attest dropped: kubelet does not wait for it), 8 (3 idle)."""
+    import re
+    base = (bench.REPO / "rootfs-overlay/etc/cvminit/cvminit.conf").read_text()
+    names = {}
+    for name, (edit, _) in bench.GROWTH_VARIANTS.items():
+        conf = edit(base)
+        names[name] = re.findall(r"^service (\S+)", conf, re.M)
+    check("growth_svc1", names["svc1"] == ["kubelet"], repr(names["svc1"]))
+    check("growth_svc4", sorted(names["svc4"]) == ["containerd", "join", "kubelet", "network"],
+          repr(names["svc4"]))
+    check("growth_svc8", len(names["svc8"]) == 8 and {"attest", "join"} <= set(names["svc8"]),
+          repr(names["svc8"]))
+    svc4 = bench.GROWTH_VARIANTS["svc4"][0](base)
+    check("growth_svc4_keeps_kubelet_after", re.search(
+        r"^\tafter containerd network join$", svc4, re.M) is not None)
+
+
 def pe_with_initrd(initrd):
     """The smallest PE file pe_sections reads: a header and one .initrd section."""
     import struct
@@ -201,7 +220,8 @@ def test_attribution():
 
 def main():
     for f in (test_probe_interleaved, test_cvminit_module_waits, test_join_rows,
-              test_initrd_config_join, test_critical_chain, test_attribution):
+              test_initrd_config_join, test_growth_configs,
+              test_critical_chain, test_attribution):
         try:
             f()
         except Exception as e:  # a parser that raises fails the test, with the reason
