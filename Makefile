@@ -438,7 +438,7 @@ distclean:
 BENCH_N ?= 2
 BENCH_FIRST ?= 1
 bench: host-deps
-	$(MAKE) all $(BUILD)/kubelet-standin
+	$(MAKE) all $(BUILD)/kubelet-standin $(BUILD)/cvm-join $(BUILD)/cvm-measure $(DEV_JOIN_KEY)
 	BENCH_COMMAND="make bench BENCH_N=$(BENCH_N) BENCH_FIRST=$(BENCH_FIRST)" \
 		python3 tests/bench/bench.py -n $(BENCH_N) --first $(BENCH_FIRST) --docs
 
@@ -446,7 +446,7 @@ bench: host-deps
 # sparse; with and without integrity) and the number of services (1, 4, 8): four more
 # image variants and 18 boots, about 30 min; the table goes into docs/benchmarks.md.
 bench-growth: host-deps
-	$(MAKE) all $(BUILD)/kubelet-standin
+	$(MAKE) all $(BUILD)/kubelet-standin $(BUILD)/cvm-join $(BUILD)/cvm-measure $(DEV_JOIN_KEY)
 	nice python3 tests/bench/bench.py --growth --docs
 
 # The attacker of tests/qemu/test_seal.py: a static /init for the image's bare kernel that

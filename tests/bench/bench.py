@@ -48,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "qemu"))
 sys.path.insert(0, str(HERE))
 
+import helpers  # noqa: E402
 import vm as vmlib  # noqa: E402
 from vm import REPO, TestFailure, VM  # noqa: E402
 import svg  # noqa: E402
@@ -60,6 +61,12 @@ TREE = OUT / "tree"
 PROBE = OUT / "kubelet-probe"
 STANDIN = BUILD / "kubelet-standin"
 STATE_SIZE = "256M"
+# The join service the cvminit images are built for: make image's development defaults
+# (the Makefile's JOIN and JOIN_KEY); each cvminit VM gets a cvm-join holding the private
+# key (helpers.JoinService), as make run and the QEMU tests do.
+JOIN = "10.0.2.100:7742"
+JOIN_KEY = BUILD / "join-dev" / "join-service.pub"
+JOIN_NEEDS = [BUILD / "cvm-join", BUILD / "cvm-measure", JOIN_KEY]
 IMAGES = ("cvminit", "systemd")
 # --before DIR: a saved cvminit image (cvminit.raw, cvminit.efi) booted in the same run as
 # "cvminit-before", to compare cvminit's own path before and after a change side by side.
@@ -110,6 +117,7 @@ def build_tree():
     if not STANDIN.is_file():
         subprocess.run(["make", "-C", str(REPO), "build/kubelet-standin"], check=True)
     src = HERE / "kubelet-probe.c"
+    OUT.mkdir(parents=True, exist_ok=True)
     subprocess.run(["musl-gcc", "-static", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
                     "-o", str(PROBE), str(src)], check=True)
     if TREE.exists():
@@ -131,6 +139,8 @@ def build_tree():
 def build_if_changed(name, outdir, inputs, cmd, env, product):
     stamp = outdir / ".bench-inputs"
     key = sha256_files(inputs)
+    if "JOIN" in env:  # the address is built into the image's config
+        key = hashlib.sha256(f"{key} join={env['JOIN']}".encode()).hexdigest()
     if (outdir / product).is_file() and stamp.is_file() and stamp.read_text().strip() == key:
         log(f"{name}: image up to date ({outdir / product})")
         return
@@ -146,6 +156,16 @@ def build_if_changed(name, outdir, inputs, cmd, env, product):
     log(f"{name}: built in {time.monotonic() - t0:.0f} s")
 
 
+def join_env():
+    """The image build's JOIN and JOIN_KEY (build-image.sh refuses an image without them),
+    after making the development key pair, cvm-join and cvm-measure (it predicts what
+    each VM's join service holds) when missing."""
+    missing = [str(p.relative_to(REPO)) for p in JOIN_NEEDS if not p.is_file()]
+    if missing:
+        subprocess.run(["make", "-C", str(REPO), *missing], check=True)
+    return {"JOIN": JOIN, "JOIN_KEY": str(JOIN_KEY)}
+
+
 def build_images(only=None):
     extra = build_tree()
     cvminit = BUILD / "cvminit"
@@ -157,13 +177,15 @@ def build_images(only=None):
     if only != "systemd":
         build_if_changed(
             "cvminit", CVM_OUT,
-            common + [cvminit] + files_under("mkosi.conf", "image/mkosi.repart",
-                                             "image/mkosi.finalize", "image/mkinitrd.py",
-                                             "image/build-image.sh", "init/modules.list"),
+            common + [cvminit, JOIN_KEY] + files_under("mkosi.conf", "image/mkosi.repart",
+                                                       "image/mkosi.finalize",
+                                                       "image/mkinitrd.py",
+                                                       "image/build-image.sh",
+                                                       "init/modules.list"),
             [str(REPO / "image/build-image.sh")],
             {"CVMINIT_IMAGE_OUT": str(CVM_OUT), "KUBELET": str(PROBE),
              "KUBELET_SHA256": probe_sha, "CVMINIT_EXTRA_TREE": str(extra),
-             "CVMINIT_STATE_SIZE": STATE_SIZE},
+             "CVMINIT_STATE_SIZE": STATE_SIZE, **join_env()},
             "cvminit.raw")
     if only != "cvminit":
         build_if_changed(
@@ -191,17 +213,18 @@ def pe_sections(path):
     return out
 
 
-def cpio_members(blob):
-    """{name: size} of a concatenation of (possibly zstd/xz/gzip-compressed) newc cpios."""
-    out, pos = {}, 0
+def cpio_walk(blob):
+    """(name, mode, data) of each member of a concatenation of (possibly zstd/xz/gzip-
+    compressed) newc cpios."""
+    pos = 0
     while pos < len(blob):
         head = blob[pos:pos + 6]
         if head in (b"070701", b"070702"):
             fields = [int(blob[pos + 6 + 8 * k:pos + 14 + 8 * k], 16) for k in range(13)]
             filesize, namesize = fields[6], fields[11]
             name = blob[pos + 110:pos + 110 + namesize - 1].decode(errors="replace")
-            out[name.lstrip("./")] = (filesize, fields[1])
             pos = (pos + 110 + namesize + 3) & ~3
+            yield name.lstrip("./"), fields[1], blob[pos:pos + filesize]
             pos = (pos + filesize + 3) & ~3
         elif blob[pos:pos + 4] == bytes(4):
             pos += 4
@@ -212,10 +235,24 @@ def cpio_members(blob):
                 if blob[pos:pos + len(magic)] == magic:
                     r = subprocess.run(cmd, input=blob[pos:], stdout=subprocess.PIPE,
                                        stderr=subprocess.DEVNULL)
-                    out.update(cpio_members(r.stdout))
-                    return out
-            break
-    return out
+                    yield from cpio_walk(r.stdout)
+                    return
+            return
+
+
+def cpio_members(blob):
+    """{name: (size, mode)} of a concatenation of (possibly compressed) newc cpios."""
+    return {name: (len(data), mode) for name, mode, data in cpio_walk(blob)}
+
+
+def has_join(uki):
+    """Whether the config in the UKI's initrd has a join service (kubelet then waits for a
+    join: images from before the join, e.g. a --before baseline, have none)."""
+    initrd = pe_sections(uki).get(".initrd", b"")
+    for name, _, data in cpio_walk(initrd):
+        if name == "etc/cvminit/cvminit.conf":
+            return re.search(r"^service join\b", data.decode(errors="replace"), re.M) is not None
+    return False
 
 
 def sizes(image):
@@ -256,12 +293,15 @@ FAIL_PATTERNS = [(n, r"\bBUG:(?! soft lockup)" if n == "kernel BUG" else rx)
                  for n, rx in vmlib.FAIL_PATTERNS]
 
 
-def boot_once(image, disk, tpm_dir, name, timeout):
+def boot_once(image, disk, tpm_dir, name, timeout, join=False):
     """Boots the disk, waits for the probe (and systemd's report), reboots it cleanly with
-    ctrl-alt-del (QEMU exits: -no-reboot); returns the console and timings."""
+    ctrl-alt-del (QEMU exits: -no-reboot); returns the console and timings. join: the
+    image's kubelet waits for a join, so the VM gets a cvm-join holding what the UKI on
+    the disk measures (helpers.default_join; its vTPM then has an EK certificate, made
+    when tpm_dir is empty, before QEMU starts: not in the boot's times)."""
     v = VM(None, None, None, ovmf=True, tpm=True, disks=[{"file": str(disk)}],
-                name=name, memory=2048, timeout=timeout, tpm_dir=tpm_dir,
-                fail_patterns=FAIL_PATTERNS)
+           name=name, memory=2048, timeout=timeout, tpm_dir=tpm_dir,
+           fail_patterns=FAIL_PATTERNS, join=helpers.default_join(name) if join else None)
     with v:
         if image == "systemd":
             # bench-report (on the console) runs after kubelet started, or after kubelet
@@ -288,6 +328,8 @@ def boot_once(image, disk, tpm_dir, name, timeout):
         exit_t = v.exit_time()
     shutil.copyfile(v.work / "console.log", OUT / "runs" / f"{name}.log")
     shutil.copyfile(v.work / "channel.log", OUT / "runs" / f"{name}.channel.log")
+    if v.join is not None:
+        (OUT / "runs" / f"{name}.cvm-join.log").write_text(v.join.log())
     return {"lines": lines, "chan": chan, "t_done": t_done, "exit_t": exit_t,
             "clean_shutdown": clean}
 
@@ -424,12 +466,43 @@ def only_kubelet(conf):
     return "".join(out)
 
 
+def drop_services(conf, names):
+    """The config without the blocks of the services named."""
+    out, skip = [], False
+    for line in conf.splitlines(keepends=True):
+        if line.startswith("service "):
+            skip = line.split()[1] in names
+        elif line.strip() and not line[0].isspace():
+            skip = False
+        if not skip:
+            out.append(line)
+    return "".join(out)
+
+
+def with_services(n):
+    """A config edit to n services: kubelet and the services it starts after stay, the
+    others (the attest agent) go until n are left, then idle services fill up to n. The
+    image's config has 5 since the join (containerd, network, attest, join, kubelet)."""
+    def edit(conf):
+        names = re.findall(r"^service (\S+)", conf, re.M)
+        m = re.search(r"^service kubelet\n(?:\s.*\n)*?\s+after ([^\n]*)", conf, re.M)
+        needed = {"kubelet", *(m.group(1).split() if m else ())}
+        drop = [x for x in names if x not in needed][:max(0, len(names) - n)]
+        if len(names) - len(drop) > n:
+            sys.exit(f"bench: a config of {n} services cannot keep kubelet and "
+                     f"{' '.join(sorted(needed - {'kubelet'}))}")
+        have = len(names) - len(drop)
+        return drop_services(conf, drop) + "".join(IDLE.format(k=k)
+                                                    for k in range(1, n - have + 1))
+    return edit
+
+
 GROWTH_VARIANTS = {
     # name: (config edit, what the variant measures)
     "no-integrity": (lambda c: c + "\nset state_integrity=none\n", "state volume"),
     "svc1": (only_kubelet, "services"),
-    "svc4": (lambda c: c + IDLE.format(k=1), "services"),
-    "svc8": (lambda c: c + "".join(IDLE.format(k=k) for k in range(1, 6)), "services"),
+    "svc4": (with_services(4), "services"),
+    "svc8": (with_services(8), "services"),
 }
 
 
@@ -439,6 +512,7 @@ def growth(args):
     may have) services. Each variant of the config is an image of its own (the config is in
     the measured initrd); the sizes are the same image with its state partition grown."""
     build_images("cvminit")
+    join_env()
     probe_sha = hashlib.sha256(PROBE.read_bytes()).hexdigest()
     images = {"integrity": CVM_OUT}
     for name, (edit, _) in GROWTH_VARIANTS.items():
@@ -446,13 +520,14 @@ def growth(args):
         tree = conf_variant(name, edit)
         build_if_changed(
             f"cvminit-{name}", out,
-            [PROBE, STANDIN, BUILD / "cvminit", tree / "etc/cvminit/cvminit.conf"]
+            [PROBE, STANDIN, BUILD / "cvminit", JOIN_KEY, tree / "etc/cvminit/cvminit.conf"]
             + files_under("mkosi.conf", "image/mkosi.repart", "image/mkosi.finalize",
                           "image/mkinitrd.py", "image/build-image.sh", "init/modules.list",
                           "rootfs-overlay"),
             [str(REPO / "image/build-image.sh")],
             {"CVMINIT_IMAGE_OUT": str(out), "KUBELET": str(PROBE), "KUBELET_SHA256": probe_sha,
-             "CVMINIT_EXTRA_TREE": str(tree), "CVMINIT_STATE_SIZE": STATE_SIZE},
+             "CVMINIT_EXTRA_TREE": str(tree), "CVMINIT_STATE_SIZE": STATE_SIZE,
+             **join_env()},
             "cvminit.raw")
         images[name] = out
     runs = []
@@ -472,7 +547,8 @@ def growth(args):
             name = f"growth-{variant}-{size or 'default'}-{kind}"
             log(f"{name}: booting")
             try:
-                raw = boot_once("cvminit", disk, work / "tpm", name, args.timeout)
+                raw = boot_once("cvminit", disk, work / "tpm", name, args.timeout,
+                                join=has_join(images[variant] / "cvminit.efi"))
                 # the one-service variant has no containerd
                 r = analyse("cvminit", raw, required=("init_start", "root", "state"))
             except TestFailure as e:
@@ -622,6 +698,12 @@ def parse_cvminit(lines, pk):
     r["kubelet_started_init"] = x[1] if x else None
     x = first(pk, r"^cvminit: network: ready")
     r["network_ready"] = x[1] if x else None
+    # The join (an image from before it has none): the agent attests the node to cvm-join
+    # and writes the bootstrap kubeconfig; kubelet starts after it.
+    x = first(pk, r"^cvminit: join: started")
+    r["join_started"] = x[1] if x else None
+    x = first(pk, r"^cvminit: join: ready")
+    r["join_ready"] = x[1] if x else None
     # The config's (networking) modules: PID 1's wait for their loader, from its line (since
     # issue 15's second part the wait is before the first service that is not "early",
     # after the timeline; before, the "modules-extra" stage).
@@ -848,6 +930,12 @@ ROWS = [
     ("modules_extra", "cvminit: the config's modules (networking, from the root), PID 1's wait",
      "s", lambda r: r["stage_s"]["modules-extra"] if "modules-extra" in r["stage_s"]
      else r["config_modules_wait"]),
+    ("join", "join: started → ready (attested by cvm-join, bootstrap kubeconfig written)", "s",
+     lambda r: r["join_ready"] - r["join_started"]),
+    ("join_wait", "join: kubelet's wait for it after containerd and the network are ready",
+     "s", lambda r: join_wait(r)),
+    ("join_share", "join's share of init start → kubelet started (the reference has none)",
+     "%", lambda r: 100 * join_wait(r) / (r["kubelet_started"] - r["init_start"])),
     ("net_wait", "network: kubelet's wait for it after containerd ready", "s",
      lambda r: max(0.0, r["network_ready"] - r["containerd_ready"])),
     ("net_share", "network's share of init start → kubelet started", "%",
@@ -874,6 +962,13 @@ ROWS = [
     ("rss", "PID 1 RSS at kubelet start", "MiB",
      lambda r: r["pid1_rss_kb"] / 1024 if r["pid1_rss_kb"] is not None else None),
 ]
+
+
+def join_wait(r):
+    """The part of init start → kubelet started that only the join explains: it starts
+    once the network is ready, and kubelet waits for it after containerd and the network.
+    KeyError or TypeError for a run without a join (the reference, an older image)."""
+    return max(0.0, r["join_ready"] - max(r["containerd_ready"], r["network_ready"]))
 
 
 def net_cost(r):
@@ -1029,8 +1124,9 @@ def top_table(results, kind):
     return "\n".join(out)
 
 
-BEFORE_ROWS = ("containerd_exec", "modules", "modules_bg", "modules_extra", "containerd_exec_abs", "kubelet",
-               "kubelet_abs", "init_cpu", "rss", "firmware", "wall")
+BEFORE_ROWS = ("containerd_exec", "modules", "modules_bg", "modules_extra", "containerd_exec_abs",
+               "kubelet", "join", "join_wait", "kubelet_abs", "init_cpu", "rss", "firmware",
+               "wall")
 
 
 def before_after(results, meta, sz):
@@ -1064,6 +1160,31 @@ def before_after(results, meta, sz):
     return "\n".join(md)
 
 
+JOIN_NOTE = ("The systemd reference has no join: its kubelet starts without attesting the node "
+             "to a join service, cvminit's only after it (the join rows). Ratios from init "
+             "start → kubelet started on therefore include cvminit's join; init start → "
+             "containerd exec is where both images have done the same work (the headline).")
+
+
+def headline(results):
+    """The headline ratio: init start → containerd exec on later boots, where both images
+    have done the same work (cvminit's join comes after it, and the reference has none)."""
+    per = {}
+    for img in IMAGES:
+        vals = []
+        for r in results[img]["later"]:
+            try:
+                vals.append(r["containerd_started"] - r["init_start"])
+            except (TypeError, KeyError):
+                pass
+        per[img] = summarise(vals)
+    if not per["cvminit"] or not per["systemd"]:
+        return ""
+    return (f"Headline (later boots, init start → containerd exec, the same work in both): "
+            f"cvminit {cell(per['cvminit'], 's')}, systemd {cell(per['systemd'], 's')}: "
+            f"{ratio(per['cvminit'], per['systemd'])} of the reference's time.")
+
+
 def write_report(results, meta, sz):
     md = []
     md.append(f"Command: `{meta['command']}`  ")
@@ -1077,6 +1198,9 @@ def write_report(results, meta, sz):
     md.append(f"Runs: {meta['first']} first boot(s) and {meta['n']} later boot(s) per image, "
               f"alternating; values are median (min–max).")
     md.append("")
+    head = headline(results)
+    if head:
+        md += [head, ""]
     stats = {}
     for kind, title in (("later", "Later boots (state volume exists: unlock and mount)"),
                         ("first", "First boot (state volume made: LUKS2 format, TPM2 "
@@ -1084,7 +1208,7 @@ def write_report(results, meta, sz):
         if not any(results[i][kind] for i in IMAGES):
             continue
         t, stats[kind] = table(results, kind)
-        md += [f"### {title}", "", t, ""]
+        md += [f"### {title}", "", t, "", JOIN_NOTE, ""]
         md += ["Largest CPU users at kubelet start (the median run; user+system):", "",
                top_table(results, kind), ""]
         sp = systemd_path(results, kind)
@@ -1158,6 +1282,13 @@ def main():
         if not images[img].is_file():
             sys.exit(f"bench: {images[img]} missing (run without --no-build)")
     sz = {img: sizes(img) for img in order}
+    ukis = {"cvminit": CVM_OUT / "cvminit.efi", "systemd": None}
+    if args.before:
+        ukis[BEFORE] = BEFORE_DIR / "cvminit.efi"
+    joins = {img: bool(ukis[img]) and has_join(ukis[img]) for img in order}
+    if joins.get("cvminit"):
+        join_env()  # cvm-join, cvm-measure and the key also with --no-build
+    log("join service for: " + (", ".join(i for i in order if joins[i]) or "none"))
     results = {img: {"first": [], "later": []} for img in list(IMAGES) + [BEFORE]}
     failures = []
     disks = {}
@@ -1167,7 +1298,7 @@ def main():
         name = f"bench-{img}-{kind}{k}"
         log(f"{name}: booting")
         try:
-            raw = boot_once(img, d["disk"], d["tpm"], name, args.timeout)
+            raw = boot_once(img, d["disk"], d["tpm"], name, args.timeout, join=joins[img])
             r = analyse(img, raw)
         except TestFailure as e:
             log(f"{name}: FAILED: {e}")
@@ -1176,8 +1307,10 @@ def main():
         r["name"] = name
         r["first_boot"] = kind == "first"
         results[img][kind].append(r)
+        joined = (f", join {r['join_ready'] - r['join_started']:.2f} s"
+                  if r.get("join_ready") and r.get("join_started") else "")
         log(f"{name}: kernel→init {r['init_start']:.2f} s, root {r['root']:.2f}, "
-            f"state {r['state']:.2f}, containerd ready {r['containerd_ready']:.2f}, "
+            f"state {r['state']:.2f}, containerd ready {r['containerd_ready']:.2f}{joined}, "
             f"kubelet {r['kubelet_started']:.2f} s guest / {r['kubelet_started_wall']:.1f} s wall;"
             f" PID 1 CPU {r['pid1_cpu'] or 0:.2f} s, RSS {(r['pid1_rss_kb'] or 0) / 1024:.1f} MiB")
 

@@ -3,7 +3,8 @@ time axis (wall seconds from QEMU's start), in plain SVG.
 
 Each bar: the firmware and systemd-stub (QEMU start → kernel start, host clock), then the
 guest's phases on the guest clock: kernel → init start → root mounted → state mounted →
-containerd exec → containerd ready → kubelet started. Ticks above a bar are the init's own
+containerd exec → containerd ready → kubelet started, with cvminit's join (attested by
+cvm-join; the reference has none) cut out of the last stretch. Ticks above a bar are the init's own
 finer stages (cvminit's timeline, systemd's journal)."""
 
 from xml.sax.saxutils import escape
@@ -17,6 +18,7 @@ PHASES = [
     ("svc", "state → containerd exec", "#9d6fb8"),
     ("containerd", "containerd starting", "#6fb873"),
     ("kubelet", "containerd ready → kubelet", "#3d8a8a"),
+    ("join", "join (cvminit)", "#c9b037"),
 ]
 COLOUR = {k: c for k, _, c in PHASES}
 
@@ -43,6 +45,12 @@ def segments(r):
     pts += [("svc", k0 + r["state"], k0 + cs),
             ("containerd", k0 + cs, k0 + r["containerd_ready"]),
             ("kubelet", k0 + r["containerd_ready"], k0 + r["kubelet_started"])]
+    if r.get("join_started") and r.get("join_ready"):
+        # the join's part of the last stretch: from its start (or containerd ready) on
+        a = max(r["containerd_ready"], r["join_started"])
+        b = min(max(a, r["join_ready"]), r["kubelet_started"])
+        pts[-1:] = [("kubelet", k0 + r["containerd_ready"], k0 + a), ("join", k0 + a, k0 + b),
+                    ("kubelet", k0 + b, k0 + r["kubelet_started"])]
     return [(k, a, b) for k, a, b in pts if b > a]
 
 

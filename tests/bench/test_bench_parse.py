@@ -71,6 +71,107 @@ def test_cvminit_module_waits():
           repr(r["stage_s"]))
 
 
+def test_join_rows():
+    """The join's rows: its own time, kubelet's wait for it once containerd and the network
+    are ready, its share of init start → kubelet; none for a run without a join (the
+    systemd reference, an image from before the join)."""
+    con = lines(
+        "[    3.000000] cvminit: timeline: init-start 3000.000 ms (+3000.000 ms) cpu 1.000 ms",
+        "[    8.540000] cvminit: containerd: started (pid 146): /usr/bin/containerd",
+        "[   11.700000] cvminit: containerd: ready (socket accepted after 3320 ms)",
+        "[   13.900000] cvminit: network: ready (IPv6 default route on eth0)",
+        "[   13.970000] cvminit: join: started (pid 174): /usr/lib/cvminit/cvminit-agent",
+        "[   16.900000] cvminit: join: ready (socket /run/cvminit/join.sock accepted)",
+        "[   16.950000] cvminit: kubelet: started (pid 175): /usr/bin/kubelet")
+    r = bench.parse_cvminit(con, bench.printk_lines(con))
+    r["kubelet_started"] = 17.0   # the probe's record
+    rows = {k: f for k, _, _, f in bench.ROWS}
+    check("join_own", abs(rows["join"](r) - 2.93) < 1e-9, repr(r.get("join_started")))
+    check("join_wait", abs(rows["join_wait"](r) - 3.0) < 1e-9,
+          repr((r.get("join_ready"), r.get("network_ready"))))
+    check("join_share", abs(rows["join_share"](r) - 100 * 3.0 / 14.0) < 1e-9)
+    import svg
+    seg = svg.segments(dict(r, kernel_start_wall=10.0, root=4.0, state=6.0))
+    joins = [(a, b) for k, a, b in seg if k == "join"]
+    check("join_in_timeline", len(joins) == 1 and abs(joins[0][0] - 23.97) < 1e-9 and
+          abs(joins[0][1] - 26.9) < 1e-9 and seg[-1][0] == "kubelet", repr(seg))
+    # containerd ready after the join: kubelet waited for containerd, not for the join
+    late = dict(r, containerd_ready=17.5)
+    check("join_wait_none_after_containerd", rows["join_wait"](late) == 0.0)
+    old = lines("[    3.000000] cvminit: timeline: init-start 3000.000 ms (+3000.000 ms)",
+                "[   11.700000] cvminit: containerd: ready (socket accepted after 3320 ms)",
+                "[   13.900000] cvminit: network: ready (IPv6 default route on eth0)",
+                "[   13.950000] cvminit: kubelet: started (pid 175): /usr/bin/kubelet")
+    r = bench.parse_cvminit(old, bench.printk_lines(old))
+    r["kubelet_started"] = 14.0
+    results = {img: {"later": [], "first": []} for img in bench.IMAGES}
+    results["cvminit"]["later"].append(r)
+    results["systemd"]["later"].append({"init_start": 2.0, "kubelet_started": 60.0,
+                                        "containerd_ready": 50.0, "network_ready": 40.0})
+    text, stats = bench.table(results, "later")
+    check("join_absent_is_empty", stats["join"]["cvminit"] is None and
+          stats["join_share"]["systemd"] is None, repr(stats["join"]))
+    row = next(x for x in text.splitlines() if x.startswith("| join's share"))
+    check("join_row_no_ratio", row.endswith("| – | – | – |"), row)
+
+
+def test_initrd_config_join():
+    """has_join reads the config from the UKI's initrd (a compressed cpio after a plain
+    one, as the image's modules archive follows the main one)."""
+    import subprocess
+    import tempfile
+    conf = b"service containerd\n\texec /usr/bin/containerd\nservice join\n\texec /x\n"
+    plain = bench.newc([("init", 0o100755, b"\x7fELF")])
+    with_join = bench.newc([("etc/cvminit/cvminit.conf", 0o100644, conf)])
+    packed = subprocess.run(["zstd", "-q", "-c"], input=with_join, stdout=subprocess.PIPE,
+                            check=True).stdout
+    without = bench.newc([("etc/cvminit/cvminit.conf", 0o100644,
+                           conf.replace(b"service join", b"service attest"))])
+    found = {}
+    for name, initrd in (("packed", plain + packed), ("without", plain + without)):
+        with tempfile.NamedTemporaryFile(suffix=".efi") as f:
+            f.write(pe_with_initrd(initrd))
+            f.flush()
+            found[name] = bench.has_join(f.name)
+    check("initrd_config_join", found == {"packed": True, "without": False}, repr(found))
+    members = bench.cpio_members(plain + packed)
+    check("cpio_members_sizes", members.get("init", (0,))[0] == 4 and
+          members.get("etc/cvminit/cvminit.conf", (0,))[0] == len(conf), repr(members))
+
+
+def test_growth_configs():
+    """bench-growth's service counts from the image's own config (5 services since the
+    join): 1 (kubelet alone), 4 (attest dropped: kubelet does not wait for it), 8 (3 idle)."""
+    import re
+    base = (bench.REPO / "rootfs-overlay/etc/cvminit/cvminit.conf").read_text()
+    names = {}
+    for name, (edit, _) in bench.GROWTH_VARIANTS.items():
+        conf = edit(base)
+        names[name] = re.findall(r"^service (\S+)", conf, re.M)
+    check("growth_svc1", names["svc1"] == ["kubelet"], repr(names["svc1"]))
+    check("growth_svc4", sorted(names["svc4"]) == ["containerd", "join", "kubelet", "network"],
+          repr(names["svc4"]))
+    check("growth_svc8", len(names["svc8"]) == 8 and {"attest", "join"} <= set(names["svc8"]),
+          repr(names["svc8"]))
+    svc4 = bench.GROWTH_VARIANTS["svc4"][0](base)
+    check("growth_svc4_keeps_kubelet_after", re.search(
+        r"^\tafter containerd network join$", svc4, re.M) is not None)
+
+
+def pe_with_initrd(initrd):
+    """The smallest PE file pe_sections reads: a header and one .initrd section."""
+    import struct
+    pe = 0x40
+    head = bytearray(0x200)
+    struct.pack_into("<I", head, 0x3C, pe)
+    head[pe:pe + 4] = b"PE\0\0"
+    struct.pack_into("<HH", head, pe + 4, 0x8664, 1)      # machine, one section
+    struct.pack_into("<H", head, pe + 20, 0)              # no optional header
+    table = pe + 24
+    struct.pack_into("<8sIIII", head, table, b".initrd", len(initrd), 0, len(initrd), 0x200)
+    return bytes(head) + initrd
+
+
 def test_critical_chain():
     text = """\
 bench-report: critical-chain
@@ -118,8 +219,9 @@ def test_attribution():
 
 
 def main():
-    for f in (test_probe_interleaved, test_cvminit_module_waits, test_critical_chain,
-              test_attribution):
+    for f in (test_probe_interleaved, test_cvminit_module_waits, test_join_rows,
+              test_initrd_config_join, test_growth_configs,
+              test_critical_chain, test_attribution):
         try:
             f()
         except Exception as e:  # a parser that raises fails the test, with the reason
