@@ -541,36 +541,36 @@ static int refuse(struct out *o, const char *check, const char *why)
 	return ATTEST_EXIT_REFUSED;
 }
 
+static bool is_volume_key(const struct eventlog_record *r)
+{
+	return r->event && r->event_type && streq(r->event_type, "volume-key") &&
+	       startswith(r->event, "cvminit:volume-key:");
+}
+
+static bool is_generation(const struct eventlog_record *r)
+{
+	return r->event && streq(r->event, GENERATION_EVENT);
+}
+
 void attest_peer_records(const struct eventlog *log, size_t first,
 			 struct attest_peer *peer)
 {
-	unsigned n_vk = 0, n_gen = 0;
+	const struct eventlog_record *vk, *gen;
+	const struct digest *d;
+	unsigned n_vk, n_gen;
 
-	peer->has_volume_key = peer->has_generation = false;
+	/* Only what reached PCR 15 of this TPM counts (replayed to the quote). */
+	n_vk = eventlog_pcr_records(log, first, 15, is_volume_key, &vk);
+	n_gen = eventlog_pcr_records(log, first, 15, is_generation, &gen);
 	peer->why[0] = '\0';
-	for (size_t i = first; i < log->n; i++) {
-		const struct eventlog_record *r = &log->records[i];
-		const struct digest *d;
-
-		/* Only what reached PCR 15 of this TPM counts (replayed to the quote). */
-		if (r->pcr != 15 || !r->extended || r->rtmr >= 0 || !r->event)
-			continue;
-		if (r->event_type && streq(r->event_type, "volume-key") &&
-		    startswith(r->event, "cvminit:volume-key:")) {
-			d = bank_of(r->digests, r->n_digests, DIGEST_ALG_SHA256);
-			if (++n_vk == 1 && d && d->size == 32) {
-				memcpy(peer->volume_key, d->buf, 32);
-				peer->has_volume_key = true;
-			}
-		} else if (streq(r->event, GENERATION_EVENT)) {
-			n_gen++;
-			peer->has_generation =
-				n_gen == 1 && r->has_data &&
-				generation_content_parse(r->data, r->data_len,
-							 &peer->generation,
-							 peer->boot_id) == 0;
-		}
-	}
+	d = vk ? bank_of(vk->digests, vk->n_digests, DIGEST_ALG_SHA256) : NULL;
+	peer->has_volume_key = d && d->size == 32;
+	if (peer->has_volume_key)
+		memcpy(peer->volume_key, d->buf, 32);
+	peer->has_generation =
+		gen && gen->has_data &&
+		generation_content_parse(gen->data, gen->data_len, &peer->generation,
+					 peer->boot_id) == 0;
 	if (n_vk != 1 || !peer->has_volume_key) {
 		peer->has_volume_key = false;
 		snprintf(

@@ -274,6 +274,24 @@ static void record_clear(struct eventlog_record *r)
 	memset(r, 0, sizeof(*r));
 }
 
+unsigned eventlog_pcr_records(const struct eventlog *log, size_t first, unsigned pcr,
+			      bool (*match)(const struct eventlog_record *r),
+			      const struct eventlog_record **found)
+{
+	unsigned n = 0;
+
+	*found = NULL;
+	for (size_t i = first; i < log->n; i++) {
+		const struct eventlog_record *r = &log->records[i];
+
+		if (r->pcr != pcr || !r->extended || r->rtmr >= 0 || !match(r))
+			continue;
+		if (n++ == 0)
+			*found = r;
+	}
+	return n;
+}
+
 void eventlog_free(struct eventlog *log)
 {
 	for (size_t i = 0; i < log->n; i++)

@@ -88,6 +88,14 @@ void eventlog_free(struct eventlog *log);
  * when the record has no content to check; -EOPNOTSUPP for a bank we cannot hash. */
 int eventlog_check_content(const struct eventlog_record *r, char *why, size_t why_len);
 
+/* The records from index first on that reached PCR pcr itself (extended, not folded into
+ * a TDX RTMR) and that match says are wanted: how many, and the first of them in *found
+ * (NULL when none). A node's per-boot records (its volume key, its generation) are one
+ * each; the callers refuse two. */
+unsigned eventlog_pcr_records(const struct eventlog *log, size_t first, unsigned pcr,
+			      bool (*match)(const struct eventlog_record *r),
+			      const struct eventlog_record **found);
+
 struct json_object;
 /* Adds v under key to the JSON object o, taking v (freed on failure); 0 or -ENOMEM (also
  * when v is NULL: a failed allocation). Shared by the log and measurements.json. */

@@ -452,30 +452,14 @@ int predict_pcr15_records(const struct predict_pcr15 *in, const uint16_t *algs,
 	return n;
 }
 
-/* The one extended PCR 15 record of a node's log whose event type (or, without one, event
- * name) is name: NULL with *why set when there are two (one boot makes one). */
-static const struct eventlog_record *node_record(const struct eventlog *node,
-						 bool by_type, const char *name,
-						 const char *dup_why, const char **why)
+static bool is_volume_key_type(const struct eventlog_record *r)
 {
-	const struct eventlog_record *found = NULL;
+	return r->event_type && streq(r->event_type, PREDICT_VOLUME_KEY_TYPE);
+}
 
-	for (size_t i = 0; i < node->n; i++) {
-		const struct eventlog_record *x = &node->records[i];
-		const char *key = by_type ? x->event_type : x->event;
-
-		/* TDX records fold into an RTMR, not PCR 15; a failed extend reached
-		 * nothing. */
-		if (x->pcr != PREDICT_PCR15 || !x->extended || x->rtmr >= 0 || !key ||
-		    !streq(key, name))
-			continue;
-		if (found) {
-			*why = dup_why;
-			return NULL;
-		}
-		found = x;
-	}
-	return found;
+static bool is_generation(const struct eventlog_record *r)
+{
+	return r->event && streq(r->event, GENERATION_EVENT);
 }
 
 /* Appends a copy of a node's record to log, with its digests in the banks asked for (in
@@ -540,12 +524,12 @@ int predict_volume_key_record(const struct eventlog *node, const char *state,
 		return -EINVAL;
 	uuid = state + strlen("luks2:");
 	uuid_len = strcspn(uuid, ":");
-	found = node_record(node, true, PREDICT_VOLUME_KEY_TYPE,
-			    "the log has more than one extended volume-key record for "
-			    "PCR 15 (one boot makes one)",
-			    why);
-	if (*why)
+	if (eventlog_pcr_records(node, 0, PREDICT_PCR15, is_volume_key_type, &found) >
+	    1) {
+		*why = "the log has more than one extended volume-key record for PCR 15 (one "
+		       "boot makes one)";
 		return -EEXIST;
+	}
 	if (!found) {
 		*why = "the log has no extended PCR 15 record of event type volume-key "
 		       "(cvminit:volume-key:<uuid>)";
@@ -571,13 +555,11 @@ int predict_generation_record(const struct eventlog *node, const uint16_t *algs,
 	*why = NULL;
 	if (n_algs > EVENTLOG_MAX_DIGESTS)
 		return -EINVAL;
-	found = node_record(
-		node, false, GENERATION_EVENT,
-		"the log has more than one extended cvminit:generation record "
-		"for PCR 15 (one boot makes one)",
-		why);
-	if (*why)
+	if (eventlog_pcr_records(node, 0, PREDICT_PCR15, is_generation, &found) > 1) {
+		*why = "the log has more than one extended cvminit:generation record for PCR "
+		       "15 (one boot makes one)";
 		return -EEXIST;
+	}
 	if (!found)
 		return -ENOENT;
 	return pin_record(found, algs, n_algs, NULL, true,
