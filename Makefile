@@ -298,7 +298,7 @@ IMAGE_BUILDER := image/build-image.sh
 # values differ remakes it (`make image KUBELET=...` after a plain `make image` must not
 # answer "Nothing to be done"). The files they name are prerequisites too.
 IMAGE_VARS      := KUBELET KUBELET_SHA256 CVMINIT_INIT CVMINIT_INITRD CVMINIT_EXTRA_TREE \
-		   CVMINIT_STATE_SIZE SOURCE_DATE_EPOCH JOIN JOIN_KEY
+		   CVMINIT_STATE_SIZE SOURCE_DATE_EPOCH JOIN JOIN_KEY MODULE_SIGNATURES
 # The test image sets KUBELET, KUBELET_SHA256 and CVMINIT_EXTRA_TREE itself.
 TEST_IMAGE_VARS := $(filter-out KUBELET KUBELET_SHA256 CVMINIT_EXTRA_TREE,$(IMAGE_VARS))
 image_vars  = $(foreach v,$(1),$(v)=[$($(v))])

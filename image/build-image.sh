@@ -26,6 +26,10 @@
 #                        host:port and its public key (PEM, ECDSA P-256), written into the
 #                        config's join service and /etc/cvminit/join-service.pub (both in the
 #                        verity root, the config also in the measured initrd); required
+#   MODULE_SIGNATURES    "strip" (default) or "keep": the modules cvminit loads are stored
+#                        without their signatures (faster loads; image/mkinitrd.py,
+#                        strip_signature says why that is safe here); "keep" for a kernel
+#                        that is locked down (Secure Boot on), which refuses unsigned ones
 #   CVMINIT_STATE_SIZE   size of the state partition (default 256M, image/mkosi.repart/30-state.conf)
 #   SOURCE_DATE_EPOCH    default: time of the last commit that touched mkosi.conf, image/mkosi.*
 #                        or rootfs-overlay/ (2025-01-01 if none); fixes every mtime the build
@@ -80,6 +84,11 @@ else
         args+=("--environment=CVMINIT_INIT=$CVMINIT_INIT")
     fi
 fi
+
+case "${MODULE_SIGNATURES:-strip}" in
+strip | keep) args+=("--environment=CVMINIT_MODULE_SIGNATURES=${MODULE_SIGNATURES:-strip}") ;;
+*) echo "build-image: MODULE_SIGNATURES='$MODULE_SIGNATURES': expected strip or keep" >&2; exit 1 ;;
+esac
 
 # kubelet: Debian has none. A binary given as KUBELET=/path goes to /usr/bin/kubelet after its
 # sha256 is checked against KUBELET_SHA256; without one the image has no kubelet.

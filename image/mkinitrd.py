@@ -8,8 +8,10 @@ Contents:
   base directories            /dev /proc /sys /run /tmp /sbin /etc /lib /usr /usr/lib
   /lib/modules/<ver>/...      each module of --modules-list with its dependency
                               closure (modules.dep, plus softdep pre: from
-                              modules.softdep), stored uncompressed (.ko: see
-                              unpack_module), and an index regenerated for
+                              modules.softdep), stored uncompressed and without
+                              their signatures (.ko: see unpack_module and
+                              strip_signature; --keep-module-signatures keeps
+                              them), and an index regenerated for
                               exactly that subset with `depmod -b`
   --file SRC:DEST[:MODE]      extra files (a directory SRC is added recursively)
 
@@ -276,13 +278,46 @@ def resolve_modules(kdir, listed):
     return sorted(dep[n][0] for n in wanted), builtins
 
 
-def unpack_module(src, dst):
-    """Writes module src to dst uncompressed; returns dst's path (.ko).
+# The trailer of a signed module (scripts/sign-file in the kernel tree): the PKCS#7
+# signature, then struct module_signature (12 bytes: algo, hash, id_type, signer_len,
+# key_id_len, 3 bytes padding, sig_len as big-endian u32), then this marker.
+SIG_MARKER = b"~Module signature appended~\n"
+PKEY_ID_PKCS7 = 2
 
-    Why: libkmod 30 decompresses a .ko.xz in PID 1 before it hands the module to the
-    kernel, and xz is the slowest step of loading under emulation. A plain .ko goes to
-    finit_module() as it is. The signature the kernel checks is inside the compressed
-    file (Debian signs, then compresses), so it stays intact."""
+
+def strip_signature(data, name):
+    """data without its appended signature (unchanged if it has none).
+
+    Why: the kernel checks a signed module's RSA signature on every load, about 20 ms a
+    module under TCG (half of a small module's load, tests/bench). It adds nothing here:
+    the initrd's modules are in the UKI the TPM measures (PCR 4, 11), the root's are under
+    dm-verity (the root hash is on the measured command line), and the kernel is not locked
+    down (Secure Boot is off: docs/clouds.md). A kernel that is locked down refuses an
+    unsigned module (EPERM; cvminit says so): build with MODULE_SIGNATURES=keep then. The
+    kernel logs "module verification failed ... tainting kernel" once (taint flag E)."""
+    if not data.endswith(SIG_MARKER):
+        return data
+    end = len(data) - len(SIG_MARKER)
+    if end < 12:
+        raise Error(f"{name}: signature marker without a signature header")
+    hdr = data[end - 12:end]
+    sig_len = int.from_bytes(hdr[8:12], "big")
+    if hdr[2] != PKEY_ID_PKCS7 or any(hdr[3:8]) or sig_len == 0 or sig_len > end - 12:
+        raise Error(f"{name}: malformed module signature header {hdr.hex()}")
+    body = data[:end - 12 - sig_len]
+    if body[:4] != b"\x7fELF":
+        raise Error(f"{name}: not an ELF module once its signature is removed")
+    return body
+
+
+def unpack_module(src, dst, keep_signature=False):
+    """Writes module src to dst uncompressed and, unless keep_signature, without its
+    signature (strip_signature); returns dst's path (.ko).
+
+    Why uncompressed: libkmod 30 decompresses a .ko.xz in PID 1 before it hands the module
+    to the kernel, and xz is the slowest step of loading under emulation. A plain .ko goes
+    to finit_module() as it is. Debian signs, then compresses: the signature is inside the
+    compressed file, and stays intact when kept."""
     with open(src, "rb") as f:
         data = f.read()
     if src.endswith(".ko.xz"):
@@ -299,12 +334,14 @@ def unpack_module(src, dst):
         data = subprocess.run(["zstd", "-dcq"], input=data, stdout=subprocess.PIPE,
                               check=True).stdout
         dst = dst[: -len(".zst")]
+    if not keep_signature:
+        data = strip_signature(data, os.path.basename(src))
     with open(dst, "wb") as f:
         f.write(data)
     return dst
 
 
-def stage_modules(kdir, ver, relpaths, staging, unpack=True):
+def stage_modules(kdir, ver, relpaths, staging, unpack=True, keep_signatures=False):
     """Copy modules and inputs into staging/lib/modules/<ver>, run depmod there.
     Returns (sdir, the modules' paths relative to it)."""
     sdir = os.path.join(staging, "lib", "modules", ver)
@@ -314,7 +351,7 @@ def stage_modules(kdir, ver, relpaths, staging, unpack=True):
         dst = os.path.join(sdir, rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if unpack:
-            dst = unpack_module(os.path.join(kdir, rel), dst)
+            dst = unpack_module(os.path.join(kdir, rel), dst, keep_signatures)
         else:
             shutil.copyfile(os.path.join(kdir, rel), dst)
         staged.append(os.path.relpath(dst, sdir))
@@ -409,12 +446,15 @@ def add_tree(ar, src, dest, mode):
 def unpack_root(argv):
     """mkinitrd.py --unpack-root KMOD_DIR NAME...: the modules cvminit loads from the
     root on every boot (the config's module lines, the NIC drivers), with their
-    dependency closure, stored uncompressed in place in the image's root, and the root's
+    dependency closure, stored uncompressed in place in the image's root (and without
+    their signatures unless --keep-module-signatures: strip_signature), and the root's
     index regenerated (depmod). The root's erofs compresses them anyway (lz4hc, which the
     kernel unpacks much faster than libkmod unpacks xz). Other modules stay as they are."""
     ap = argparse.ArgumentParser(prog=PROG + " --unpack-root")
     ap.add_argument("kmod_dir", help="the root's /usr/lib/modules/<ver>")
     ap.add_argument("names", nargs="+", help="modules (optional: a missing one is a warning)")
+    ap.add_argument("--keep-module-signatures", action="store_true",
+                    help="keep each module's appended signature (see strip_signature)")
     a = ap.parse_args(argv)
     try:
         kdir = os.path.realpath(a.kmod_dir)
@@ -424,8 +464,16 @@ def unpack_root(argv):
         for rel in relpaths:
             src = os.path.join(kdir, rel)
             if rel.endswith(".ko"):
+                if not a.keep_module_signatures:
+                    with open(src, "rb") as f:
+                        data = f.read()
+                    body = strip_signature(data, rel)
+                    if body != data:
+                        with open(src, "wb") as f:
+                            f.write(body)
+                        done += 1
                 continue
-            unpack_module(src, src)
+            unpack_module(src, src, a.keep_module_signatures)
             os.unlink(src)
             done += 1
         # depmod -b takes the directory that holds lib/modules/<ver> (usr/lib/modules
@@ -446,7 +494,8 @@ def unpack_root(argv):
             name = modname(rel)
             if name not in dep or not dep[name][0].endswith(".ko"):
                 raise Error(f"regenerated modules.dep does not name {name} uncompressed")
-        print(f"{PROG}: {kdir}: {done} of {len(relpaths)} module(s) unpacked in place")
+        print(f"{PROG}: {kdir}: {done} of {len(relpaths)} module(s) unpacked or stripped in place"
+              + (" (signatures kept)" if a.keep_module_signatures else " (signatures removed)"))
         return 0
     except (Error, OSError, subprocess.CalledProcessError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
@@ -467,7 +516,9 @@ def main(argv=None):
     ap.add_argument("--compress", choices=("none", "zstd"), default="none")
     ap.add_argument("--keep-module-compression", action="store_true",
                     help="store the modules as the kernel package has them (.ko.xz) instead "
-                    "of uncompressed")
+                    "of uncompressed (and signed)")
+    ap.add_argument("--keep-module-signatures", action="store_true",
+                    help="keep each module's appended signature (see strip_signature)")
     ap.add_argument("--kernel-config", help="kernel config to check CONFIG_RD_ZSTD against "
                     "(default: found next to --kmod-dir)")
     a = ap.parse_args(argv)
@@ -501,7 +552,8 @@ def main(argv=None):
         try:
             if staging is not None:
                 sdir, relpaths = stage_modules(kdir, ver, relpaths, staging,
-                                               unpack=not a.keep_module_compression)
+                                               unpack=not a.keep_module_compression,
+                                               keep_signatures=a.keep_module_signatures)
                 base = f"lib/modules/{ver}"
                 ar.dir(base)
                 for rel in relpaths:

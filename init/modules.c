@@ -117,6 +117,23 @@ static int load_one(struct kmod_ctx *ctx, const char *name, const char *options)
 	return matched;
 }
 
+/* Why the kernel refused a module with EPERM, when it is because it is locked down
+ * (Secure Boot on, or lockdown= on the command line): a locked-down kernel loads only
+ * signed modules, and the image stores them without their signatures unless it was
+ * built with MODULE_SIGNATURES=keep (image/mkinitrd.py, strip_signature). "" otherwise. */
+static const char *refusal_hint(int r)
+{
+	char mode[128];
+
+	if (r != -EPERM ||
+	    read_file_text("/sys/kernel/security/lockdown", mode, sizeof(mode)) <= 0 ||
+	    strstr(mode, "[none]"))
+		return "";
+	return "; the kernel is locked down (/sys/kernel/security/lockdown) and loads only "
+	       "signed modules: build the image with MODULE_SIGNATURES=keep, or boot with "
+	       "Secure Boot off (docs/clouds.md)";
+}
+
 /* Set in a loader child (batch_start()): a required module that fails is logged and
  * counted there, and PID 1 fails closed when it sees the child's exit status. */
 static bool loader_child;
@@ -148,16 +165,18 @@ static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool require
 		r = -ENOENT;
 	if (required && loader_child) {
 		loader_failed++;
-		return log_error("modules: cannot load kernel module %s: %s (kernel %s)",
-				 name, strerror(-r), release),
+		return log_error(
+			       "modules: cannot load kernel module %s: %s (kernel %s)%s",
+			       name, strerror(-r), release, refusal_hint(r)),
 		       0;
 	}
 	if (required)
 		fail_closed(
-			"cannot load kernel module %s: %s. The initrd must carry it for "
+			"cannot load kernel module %s: %s%s. The initrd must carry it for "
 			"kernel %s (see init/modules.list and the config's module lines).",
-			name, strerror(-r), release);
-	log_warn_errno(r, "modules: %s (optional, skipped)", name);
+			name, strerror(-r), refusal_hint(r), release);
+	log_warn("modules: %s (optional, skipped): %s%s", name, strerror(-r),
+		 refusal_hint(r));
 	return 0;
 }
 

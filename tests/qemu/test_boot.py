@@ -168,3 +168,19 @@ def test_on_failure_cmdline_over_config_halts():
                               f"{v.shutdown_reason()}) after a halt")
         v.assert_absent(READY, "cvminit refused to boot but still reported ready")
 
+
+
+def test_locked_down_kernel_refuses_unsigned_modules():
+    """lockdown=integrity (what Secure Boot turns on): the kernel loads only signed
+    modules, and the initrd's are stored without their signatures. cvminit names the
+    module, the kernel's refusal and the fix (MODULE_SIGNATURES=keep), refuses to boot and
+    powers off; no module of the initrd was loaded unsigned."""
+    with boot("lockdown=integrity", ovmf=False) as v:
+        expect_start(v, "SeaBIOS")
+        # The refusal's box wraps the message: its lines one by one.
+        v.wait_for(r"cannot load kernel module dm_mod: Operation not permitted; the",
+                   scaled(STEP_TIMEOUT), since=0)
+        v.wait_for(r"kernel is locked down \(/sys/kernel/security/lockdown\)", scaled(5), since=0)
+        v.wait_for(r"build the image with MODULE_SIGNATURES=keep", scaled(5), since=0)
+        expect_refusal_and_poweroff(v)
+        v.assert_absent(r"module verification failed", "an unsigned module was loaded")

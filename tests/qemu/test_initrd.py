@@ -165,3 +165,77 @@ def test_mkinitrd_missing_module():
     r = _run("--init", init, "--modules-list", lst, "--kmod-dir", kdir, "--output", out)
     if "warning" not in r.stdout or "no_such_module_xyz" not in r.stdout:
         raise TestFailure(f"missing optional module: no warning: {r.stdout.strip()}")
+
+
+def _mkinitrd_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("mkinitrd", MKINITRD)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _package_module(kdir, rel):
+    """The kernel package's module as the kernel would read it (decompressed)."""
+    import lzma
+    for suffix in ("", ".xz"):
+        p = kdir / (rel + suffix)
+        if p.exists():
+            data = p.read_bytes()
+            return lzma.decompress(data) if suffix else data
+    raise TestFailure(f"{rel}: not in {kdir}")
+
+
+def test_mkinitrd_module_signatures():
+    """The initrd's modules lose exactly their appended signature (the package's module
+    is the shipped one plus a PKCS#7 signature, its header and the marker);
+    --keep-module-signatures ships them byte for byte; a malformed trailer is an error,
+    an unsigned module stays as it is."""
+    kdir, ver = _kmod_dir()
+    init = _fake_init()
+    lst = WORK / "sig.list"
+    lst.write_text("dm_verity required\nerofs required\n")
+    m = _mkinitrd_module()
+    marker = m.SIG_MARKER
+    base = f"lib/modules/{ver}/"
+    for keep in (False, True):
+        out = WORK / f"sig-{keep}.img"
+        _run("--init", init, "--modules-list", lst, "--kmod-dir", kdir, "--output", out,
+             *(["--keep-module-signatures"] if keep else []))
+        shipped = {n[len(base):]: b for n, _, b in read_newc(out.read_bytes())
+                   if n.startswith(base) and n.endswith(".ko")}
+        if len(shipped) < 4:  # dm-verity, dm-bufio, dm-mod, erofs (and reed_solomon)
+            raise TestFailure(f"only {sorted(shipped)} shipped")
+        for rel, body in sorted(shipped.items()):
+            pkg = _package_module(kdir, rel)
+            if not pkg.endswith(marker):
+                raise TestFailure(f"{rel}: the package's module is not signed")
+            if keep:
+                if body != pkg:
+                    raise TestFailure(f"{rel}: --keep-module-signatures changed the module")
+                continue
+            if body.endswith(marker) or body[:4] != b"\x7fELF" or not pkg.startswith(body):
+                raise TestFailure(f"{rel}: not the package's module without its signature")
+            trailer = pkg[len(body):]
+            sig_len = int.from_bytes(trailer[-len(marker) - 4:-len(marker)], "big")
+            if len(trailer) != sig_len + 12 + len(marker) or trailer[-len(marker) - 10] != 2:
+                raise TestFailure(f"{rel}: removed {len(trailer)} bytes, not one PKCS#7 "
+                                  f"signature of {sig_len} bytes with its header")
+        note(f"keep={keep}: {len(shipped)} module(s) checked")
+    elf = b"\x7fELF" + b"\0" * 60
+    if m.strip_signature(elf, "plain") != elf:
+        raise TestFailure("an unsigned module was changed")
+    sig = b"\x30" * 100
+    good = elf + sig + bytes([0, 0, 2, 0, 0, 0, 0, 0]) + (100).to_bytes(4, "big") + marker
+    if m.strip_signature(good, "good") != elf:
+        raise TestFailure("a well-formed signature was not removed exactly")
+    for what, bad in (("id_type 1", good.replace(bytes([0, 0, 2]), bytes([0, 0, 1]), 1)),
+                      ("sig_len too large", elf + sig + bytes([0, 0, 2, 0, 0, 0, 0, 0])
+                       + (10000).to_bytes(4, "big") + marker),
+                      ("marker only", marker)):
+        try:
+            m.strip_signature(bad, what)
+        except m.Error as e:
+            note(f"{what}: {e}")
+            continue
+        raise TestFailure(f"a malformed signature trailer ({what}) was accepted")
