@@ -79,8 +79,12 @@ $(MUSL_SPECS): $(MUSL_SPECS_SYS)
 	grep -q rcrt1.o $@.tmp && grep -q -- '--no-dynamic-linker' $@.tmp
 	mv $@.tmp $@
 
-# The sysroot is cached outside the tree, keyed by the manifest; this only links it.
-$(SYSROOT)/.stamp: image/deps.sh image/deps.manifest $(wildcard image/deps/*/*)
+# The sysroot is cached outside the tree, keyed by the manifest; this only links it. The
+# stamp lives in the shared cache, so another checkout may have touched it: a link that
+# points elsewhere than this tree's key is stale whatever the stamp's time says.
+SYSROOT_KEYED := $(shell image/deps.sh --print-sysroot 2>/dev/null)
+$(SYSROOT)/.stamp: image/deps.sh image/deps.manifest $(wildcard image/deps/*/*) \
+		$(if $(filter $(SYSROOT_KEYED),$(realpath $(SYSROOT))),,FORCE)
 	image/deps.sh
 	@touch $@
 

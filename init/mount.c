@@ -11,10 +11,13 @@
 
 /* MOUNT_FATAL: the node cannot be trusted to run without it. MOUNT_LATE: mounted by
  * mount_late(), as the filesystem (or its mount point, as for configfs) only exists once
- * its module is loaded. */
+ * its module is loaded. MOUNT_IF_KNOWN: only if the kernel knows the filesystem now
+ * (/proc/filesystems): the module is loaded only where something needs it, and a mount
+ * of an unknown type would make the kernel ask /sbin/modprobe (cvminit) for it anyway. */
 enum {
 	MOUNT_FATAL = 1 << 0,
 	MOUNT_LATE = 1 << 1,
+	MOUNT_IF_KNOWN = 1 << 2,
 };
 
 struct mount_entry {
@@ -50,9 +53,31 @@ static const struct mount_entry mount_table[] = {
 	{"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666",
 	 0, NULL},
 	{"tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 0, NULL},
+	/* configfs-tsm (TDX and SEV-SNP reports): init/modules.list loads configfs only on
+	 * those platforms (built in, it is always there). */
 	{"configfs", "/sys/kernel/config", "configfs", NOSUID_NODEV_NOEXEC, NULL,
-	 MOUNT_LATE, NULL},
+	 MOUNT_LATE | MOUNT_IF_KNOWN, NULL},
 };
+
+/* Whether /proc/filesystems lists type ("nodev\tconfigfs"). */
+static bool fs_known(const char *type)
+{
+	char line[128];
+	bool found = false;
+	FILE *f = fopen("/proc/filesystems", "re");
+
+	if (!f)
+		return true; /* cannot tell: try the mount */
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *name = strrchr(line, '\t');
+
+		name = name ? name + 1 : line;
+		name[strcspn(name, "\n")] = '\0';
+		found = streq(name, type);
+	}
+	fclose(f);
+	return found;
+}
 
 static int mount_table_pass(bool late)
 {
@@ -63,6 +88,11 @@ static int mount_table_pass(bool late)
 
 		if (!!(m->how & MOUNT_LATE) != late)
 			continue;
+		if ((m->how & MOUNT_IF_KNOWN) && !fs_known(m->type)) {
+			log_debug("mounts: %s not mounted: no %s in this kernel now",
+				  m->where, m->type);
+			continue;
+		}
 		if (mkdir(m->where, 0755) < 0 && errno != EEXIST)
 			log_debug("mkdir %s: %m", m->where);
 		if (mount(m->what, m->where, m->type, m->flags, m->options) == 0 ||

@@ -21,8 +21,10 @@ from helpers import BOOT_COMPLETE, FIRST_LINE_TIMEOUT, POWEROFF_BOUND, READY, ST
 
 # what cvminit must have mounted (mount point, fs type)
 MOUNTS = [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "devtmpfs"), ("/run", "tmpfs"),
-          ("/sys/kernel/security", "securityfs"), ("/sys/fs/cgroup", "cgroup2"),
-          ("/sys/kernel/config", "configfs")]
+          ("/sys/kernel/security", "securityfs"), ("/sys/fs/cgroup", "cgroup2")]
+# and must not have on a plain VM: configfs (a module on the test kernel) is for
+# configfs-tsm, loaded only on a TDX or SEV-SNP guest (init/modules.list)
+NOT_MOUNTED = [("/sys/kernel/config", "configfs")]
 
 TPM = r"cvminit: tpm: TPM 2\.0 ready on /dev/tpmrm0, PCR banks: (.*)$"
 TPM_BANKS = ["sha1", "sha256", "sha384", "sha512"]
@@ -43,6 +45,9 @@ def expect_mounts(v):
     missing = [f"{mp} {fs}" for mp, fs in MOUNTS if (mp, fs) not in have]
     if missing:
         raise TestFailure(f"mounts line lacks: {', '.join(missing)}; line: {m.group(0)}")
+    extra = [f"{mp} {fs}" for mp, fs in NOT_MOUNTED if (mp, fs) in have]
+    if extra:
+        raise TestFailure(f"mounted on a plain VM: {', '.join(extra)}; line: {m.group(0)}")
 
 
 def full_boot(ovmf, label):
