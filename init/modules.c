@@ -117,6 +117,26 @@ static int load_one(struct kmod_ctx *ctx, const char *name, const char *options)
 	return matched;
 }
 
+/* Loads one module of init/modules.list by its name: modules.dep or modules.builtin only,
+ * never the alias index, whose wildcard search is what a built-in or missing name costs
+ * kmod_module_new_from_lookup() (several ms each under TCG; issue 15). Returns as
+ * load_one(). */
+static int load_named(struct kmod_ctx *ctx, const char *name)
+{
+	struct kmod_module *mod = NULL;
+	int r = kmod_module_new_from_name_lookup(ctx, name, &mod);
+
+	if (r < 0)
+		return r;
+	if (!mod)
+		return 0;
+	r = kmod_module_probe_insert_module(mod, 0, NULL, NULL, NULL, NULL);
+	if (r > 0) /* blacklisted: not an error of ours, but not loaded */
+		log_warn("modules: %s is blacklisted", kmod_module_get_name(mod));
+	kmod_module_unref(mod);
+	return r < 0 ? r : r == 0;
+}
+
 /* Why the kernel refused a module with EPERM, when it is because it is locked down
  * (Secure Boot on, or lockdown= on the command line): a locked-down kernel loads only
  * signed modules, and the image stores them without their signatures unless it was
@@ -142,14 +162,14 @@ static int loader_failed;
 /* Loads one module of the boot; returns 1 if it is in the kernel now, 0 if an optional
  * one is missing; fails closed for a required one. */
 static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool required,
-			    const char *release)
+			    bool by_name, const char *release)
 {
 	struct timespec a, b;
 	long long ms;
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &a);
-	r = load_one(ctx, name, NULL);
+	r = by_name ? load_named(ctx, name) : load_one(ctx, name, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	ms = (b.tv_sec - a.tv_sec) * 1000LL + (b.tv_nsec - a.tv_nsec) / 1000000;
 	if (r > 0) {
@@ -213,7 +233,8 @@ static bool module_wanted(const struct module_entry *m)
 }
 
 /* Whether a device's modalias resolves to the module, looked up at this moment: the
- * devices of a bus driver loaded just before (virtio_pci's) count. */
+ * devices of a bus driver loaded just before (virtio_pci's) count. A device that has a
+ * driver already asks for none (and costs no alias lookup). */
 static bool module_has_device(struct kmod_ctx *ctx, const char *name)
 {
 	static const char *const buses[] = {"pci", "virtio", "vmbus"};
@@ -231,6 +252,9 @@ static bool module_has_device(struct kmod_ctx *ctx, const char *name)
 			ssize_t n;
 
 			if (e->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s/driver", dir, e->d_name);
+			if (access(path, F_OK) == 0)
 				continue;
 			snprintf(path, sizeof(path), "%s/%s/modalias", dir, e->d_name);
 			n = read_file_text(path, alias, sizeof(alias));
@@ -289,11 +313,11 @@ static int load_modules(const struct module_entry *table, size_t ntable, bool ba
 			continue;
 		}
 		total++;
-		loaded += load_boot_module(ctx, table[i].name, table[i].required,
+		loaded += load_boot_module(ctx, table[i].name, table[i].required, true,
 					   u.release);
 	}
 	for (int i = 0; i < nextra; i++, total++)
-		loaded += load_boot_module(ctx, extra[i], true, u.release);
+		loaded += load_boot_module(ctx, extra[i], true, false, u.release);
 	kmod_unref(ctx);
 	log_info(
 		"modules: %d %s module(s) loaded, %d optional missing, %d not for this platform or its devices, kernel %s",
