@@ -889,6 +889,8 @@ def parse_systemd(lines):
     for k, key in (("UdevDevices", "udev_devices"), ("DeviceUnits", "device_units")):
         if manager.get(k, "").isdigit():
             r[key] = int(manager[k])
+    if "Modules" in manager:
+        r["modules"] = manager["Modules"].split()
     r["init_start"] = mono(manager, "InitRDTimestampMonotonic")
     r["userspace_start"] = mono(manager, "UserspaceTimestampMonotonic")
     r["root"] = jfind(r"^Mounted sysroot\.mount")
@@ -1222,7 +1224,8 @@ def systemd_path(results, kind):
                        + (f"; starting: {acts}" if acts else "") + ".")
     if r.get("udev_devices") or r.get("journal_entries"):
         out += ["", f"udev's database: {r.get('udev_devices', '?')} devices; PID 1's device units:"
-                f" {r.get('device_units', '?')}; PID 1's journal entries: "
+                f" {r.get('device_units', '?')}; modules loaded: "
+                f"{len(r['modules']) if 'modules' in r else '?'}; PID 1's journal entries: "
                 f"{r.get('journal_entries', '?')}"
                 + (f"; the journal by sender: {'; '.join(r['journal_sources'][:8])}"
                    if r.get("journal_sources") else "") + "."]

@@ -235,6 +235,7 @@ def test_gap_cpu():
         "UserspaceTimestampMonotonic=8000000",
         "UdevDevices=412",
         "DeviceUnits=57",
+        "Modules=dm_crypt virtio_net ",
         "bench-report: all-units",
         "Id=systemd-udev-trigger.service",
         "InactiveExitTimestampMonotonic=8500000",
@@ -291,7 +292,8 @@ def test_gap_cpu():
           (9.0, None, 10.0) and r["all_units"].get("never-started.service") ==
           (None, None, None),
           repr(r["all_units"]))
-    check("udev_counts", (r.get("udev_devices"), r.get("device_units")) == (412, 57))
+    check("udev_counts", (r.get("udev_devices"), r.get("device_units"), r.get("modules")) ==
+          (412, 57, ["dm_crypt", "virtio_net"]), repr(r.get("modules")))
     r.update({"switch_root": 7.0, "kubelet_started": 20.0,
               "events": [("verity", 4.0), ("sysroot", 6.0)]})
     share, parts, gaps = bench.chain_attribution(r)
