@@ -1181,6 +1181,13 @@ def chain_attribution(r):
     return 100 * explained / (hi - lo), sorted(parts, key=lambda x: -x[1]), gaps
 
 
+def is_device(unit):
+    """A device unit in blame's list, whose long names blame cuts with "…" before ".device"
+    (devices are named after their /dev or /sys path)."""
+    return unit.endswith(".device") or unit.startswith(("dev-", "sys-devices-", "sys-module-",
+                                                        "sys-subsystem-"))
+
+
 def systemd_path(results, kind):
     """The median systemd run's critical chain, attribution and journald's cost (markdown)."""
     runs = [r for r in results["systemd"][kind] if r.get("critical_chain")]
@@ -1235,8 +1242,8 @@ def systemd_path(results, kind):
             if v >= 0.05) + "."]
     if r.get("blame"):
         out += ["", "Longest start jobs (systemd-analyze blame): " + ", ".join(
-            f"{u} {t:.2f} s" for t, u in [b for b in r["blame"]
-                                          if not b[1].endswith(".device")][:10]) + "."]
+            f"{u} {t:.2f} s" for t, u in [b for b in r["blame"] if not is_device(b[1])][:10])
+            + "."]
     return "\n".join(out) + "\n"
 
 
@@ -1398,6 +1405,8 @@ def write_report(results, meta, sz):
         sp = systemd_path(results, kind)
         if sp:
             md += [sp]
+    if not all(img in sz for img in IMAGES):  # an --only run: one image, nothing to compare
+        return "\n".join(md), stats
     md += ["### Sizes", "", "| | cvminit | systemd | cvminit/systemd |", "|---|---|---|---|"]
     for k, label in (("initrd_bytes", "initrd(s) in the UKI (as stored)"),
                      ("initrd_unpacked_bytes", "initrd unpacked (regular files)"),

@@ -314,7 +314,12 @@ def test_gap_cpu():
                               ("modprobe@fuse.service", 1.0)], repr(g))
     check("gap_unsampled_unexplained", gaps[1]["explained"] == 0.0 and
           (gaps[1]["from"], gaps[1]["to"]) == (13.0, 14.0), repr(gaps[1]))
+    r["blame"] = bench.parse_blame([
+        "1min 8.940s dev-disk-by\\x2dpath-pci\\x2d0000:00:01.0\\x2dpart-by\\x2dpartuuid-0f49\u2026",
+        "1min 2.670s sys-devices-platform-serial8250-serial8250:0-serial8250:0.2-tty-tt\u2026",
+        "     44.820s containerd.service"])
     text = bench.systemd_path({"systemd": {"later": [dict(r, name="x")]}}, "later")
+    check("blame_without_devices", "blame): containerd.service 44.82 s." in text, text)
     check("gap_cpu_report", "86 % of it is explained" in text and
           "6.0–11.0 s after init start (5.0 s, 3.5 s busy" in text, text)
 
