@@ -790,22 +790,23 @@ def parse_all_units(lines):
 
 def parse_samples(lines):
     """The reference's CPU sampler (tests/bench/cpu-sampler.c): a line every 5 s,
-    "s <mono_us> busy=<ticks> idle=<ticks> q=<0|1> <cgroup>=<usec> ...", a cgroup only when
-    its total changed. As [{t, busy, idle, q, cg: {cgroup: seconds, totals carried
-    forward}}], in time order; a damaged line (another writer on the console) is skipped."""
+    "s <mono_us> busy=<ticks> idle=<ticks> q=<0|1> [seq=<uevents>] <cgroup>=<usec> ...", a
+    cgroup only when its total changed. As [{t, busy, idle, q, seq, cg: {cgroup: seconds,
+    totals carried forward}}], in time order; a damaged line (another writer on the console) is skipped."""
     out, cg = [], {}
     for s in lines:
-        m = re.search(r"\bs (\d+) busy=(\d+) idle=(\d+) q=([01])((?: [\w@.:\\-]+=\d+)*)\s*$",
-                      s)
+        m = re.search(r"\bs (\d+) busy=(\d+) idle=(\d+) q=([01])(?: seq=(\d+))?"
+                      r"((?: [\w@.:\\-]+=\d+)*)\s*$", s)
         if not m:
             continue
-        for name, v in re.findall(r" ([\w@.:\\-]+)=(\d+)", m.group(5)):
+        for name, v in re.findall(r" ([\w@.:\\-]+)=(\d+)", m.group(6)):
             cg[name] = int(v) / 1e6
         t = int(m.group(1)) / 1e6
         if out and t <= out[-1]["t"]:
             continue
         out.append({"t": t, "busy": int(m.group(2)), "idle": int(m.group(3)),
-                    "q": m.group(4) == "1", "cg": dict(cg)})
+                    "q": m.group(4) == "1", "cg": dict(cg),
+                    "seq": int(m.group(5)) if m.group(5) else None})
     return out
 
 
@@ -1070,8 +1071,8 @@ def gap_cpu(r, a, b):
     outside every cgroup) in proportion to their CPU over the whole stretch (a cgroup's
     total is updated in bursts, so one interval's split would be noise). Returns
     {"explained": seconds, "cpu": {who: seconds}, "udev_queue": seconds with udev events
-    queued, "sampled": seconds of the stretch the sampler covered} or None without
-    samples."""
+    queued, "sampled": seconds of the stretch the sampler covered, "uevents": how many the
+    kernel sent meanwhile (a sampler that reports them)} or None without samples."""
     sm = r.get("samples") or []
     hz = r.get("top_hz") or 100
     if len(sm) < 2:
@@ -1094,6 +1095,8 @@ def gap_cpu(r, a, b):
            _at(sm, lo, lambda x: x["cg"].get(n, 0.0)) for n in names}
     use = {n: v for n, v in use.items() if v > 0}
     busy = (_at(sm, hi, lambda x: x["busy"]) - _at(sm, lo, lambda x: x["busy"])) / hz
+    if all(x.get("seq") is not None for x in sm):
+        out["uevents"] = round(_at(sm, hi, lambda x: x["seq"]) - _at(sm, lo, lambda x: x["seq"]))
     use[KERNEL] = max(0.0, busy - sum(use.values()))
     total = sum(use.values())
     if total > 0:
@@ -1213,7 +1216,8 @@ def systemd_path(results, kind):
             g = gap_cpu(r, base + c["at"], min(r["kubelet_started"], base + c["at"] + c["took"]))
             if g and g["cpu"]:
                 top = sorted(g["cpu"].items(), key=lambda x: -x[1])[:3]
-                spans[c["unit"]] = ", ".join(f"{n} {v:.1f} s" for n, v in top)
+                spans[c["unit"]] = ", ".join(f"{n} {v:.1f} s" for n, v in top) + (
+                    f"; {g['uevents']} uevents" if "uevents" in g else "")
     out += ["| step (initrd: the stretch that ends with it; gaps: CPU between the chain's jobs)"
             " | time on the path | the CPU meanwhile (sampler; largest three) |",
             "|---|---|---|"]
@@ -1229,6 +1233,11 @@ def systemd_path(results, kind):
                        f", udev's queue non-empty {g['udev_queue']:.1f} s): "
                        + (", ".join(f"{n} {v:.1f} s" for n, v in top) or "no samples")
                        + (f"; starting: {acts}" if acts else "") + ".")
+    sm = r.get("samples") or []
+    if len(sm) > 1 and sm[0].get("seq") is not None and sm[-1].get("seq") is not None:
+        out += ["", f"uevents the kernel sent (its sequence number): {sm[0]['seq']} by the"
+                f" sampler's first sample ({sm[0]['t'] - r['init_start']:.1f} s after init"
+                f" start), {sm[-1]['seq']} by its last ({sm[-1]['t'] - r['init_start']:.1f} s)."]
     if r.get("udev_devices") or r.get("journal_entries"):
         out += ["", f"udev's database: {r.get('udev_devices', '?')} devices; PID 1's device units:"
                 f" {r.get('device_units', '?')}; modules loaded: "

@@ -2,10 +2,11 @@
  * the CPU while the boot ran: every INTERVAL seconds the machine's busy and idle time
  * (/proc/stat),
  * the cgroup CPU time (cpu.stat usage_usec) of init.scope (PID 1) and of each unit under
- * system.slice, and whether udev has events queued (/run/udev/queue), appended as one line
- * to a file in /run (tmpfs: no journal, no console, no disk while the boot is measured):
+ * system.slice, whether udev has events queued (/run/udev/queue) and how many uevents the
+ * kernel has sent (/sys/kernel/uevent_seqnum), appended as one line to a file in /run
+ * (tmpfs: no journal, no console, no disk while the boot is measured):
  *
- *   s <mono_us> busy=<ticks> idle=<ticks> q=<0|1> <cgroup>=<usec> ...
+ *   s <mono_us> busy=<ticks> idle=<ticks> q=<0|1> seq=<uevents> <cgroup>=<usec> ...
  *
  * A cgroup is written only when its value changed since its last line (values are totals
  * since the cgroup was made). bench-report prints the file after kubelet has started; the
@@ -96,10 +97,14 @@ static size_t sample(char *out, size_t size)
 	if (read_small("/proc/stat", buf, sizeof(buf)) > 0)
 		sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &t[0], &t[1],
 		       &t[2], &t[3], &t[4], &t[5], &t[6], &t[7]);
-	len = snprintf(out, size, "s %lld busy=%llu idle=%llu q=%d",
+	if (read_small("/sys/kernel/uevent_seqnum", buf, sizeof(buf)) > 0)
+		v = strtoull(buf, NULL, 10);
+	else
+		v = 0;
+	len = snprintf(out, size, "s %lld busy=%llu idle=%llu q=%d seq=%llu",
 		       (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000,
 		       t[0] + t[1] + t[2] + t[5] + t[6] + t[7], t[3] + t[4],
-		       access("/run/udev/queue", F_OK) == 0);
+		       access("/run/udev/queue", F_OK) == 0, v);
 	if (!usage_usec(CG "/init.scope", &v))
 		len = put_cg(out, len, size, "init.scope", v);
 	dir = opendir(CG "/system.slice");

@@ -275,6 +275,8 @@ def test_gap_cpu():
         f"s {11 * u} busy=1350 idle=750 q=0 systemd-journald.service=4500000",
         f"s {12 * u} busy=1350 idle=950 q=0",
         f"s {13 * u} busy=1450 idle=1050 q=0 init.scope=12100000",
+        f"s {14 * u} busy=1550 idle=1050 q=0 seq=900 init.scope=12500000",
+        f"s {15 * u} busy=1650 idle=1050 q=0 seq=1000 init.scope=12900000",
         "bench-report: journal-sources",
         "     40 \"_COMM\":\"systemd\"",
         "bench-report: critical-chain",
@@ -284,14 +286,18 @@ def test_gap_cpu():
         "    \u2514\u2500systemd-networkd.service @5.000s +2.000s",
         "bench-report: end"]
     r = bench.parse_systemd(lines(*report))
-    check("samples_parsed", [x["t"] for x in r["samples"]] == [8.0, 9.0, 10.0, 11.0, 12.0, 13.0]
-          and r["samples"][3]["cg"]["init.scope"] == 11.1 and
+    check("samples_parsed", [x["t"] for x in r["samples"]] == [8.0, 9.0, 10.0, 11.0, 12.0, 13.0,
+                                                               14.0, 15.0]
+          and r["samples"][6]["seq"] == 900 and r["samples"][0]["seq"] is None and r["samples"][3]["cg"]["init.scope"] == 11.1 and
           r["samples"][1]["cg"]["systemd-journald.service"] == 4.0, repr(r["samples"][:4]))
     check("all_units_parsed", r["all_units"].get("systemd-udev-trigger.service") ==
           (8.5, 12.0, None) and r["all_units"].get("modprobe@fuse.service") ==
           (9.0, None, 10.0) and r["all_units"].get("never-started.service") ==
           (None, None, None),
           repr(r["all_units"]))
+    g = bench.gap_cpu({"samples": r["samples"][6:]}, 14.0, 14.5)
+    check("uevents_counted", g["uevents"] == 50 and abs(g["explained"] - 0.5) < 1e-9, repr(g))
+    check("uevents_not_guessed", "uevents" not in bench.gap_cpu(r, 12.0, 14.5), "")
     check("udev_counts", (r.get("udev_devices"), r.get("device_units"), r.get("modules")) ==
           (412, 57, ["dm_crypt", "virtio_net"]), repr(r.get("modules")))
     r.update({"switch_root": 7.0, "kubelet_started": 20.0,
