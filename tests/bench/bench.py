@@ -59,6 +59,7 @@ CVM_OUT = OUT / "cvminit"
 SD_OUT = OUT / "systemd-ref"
 TREE = OUT / "tree"
 PROBE = OUT / "kubelet-probe"
+SAMPLER = OUT / "cpu-sampler"
 STANDIN = BUILD / "kubelet-standin"
 STATE_SIZE = "256M"
 # The join service the cvminit images are built for: make image's development defaults
@@ -118,14 +119,19 @@ def build_tree():
         subprocess.run(["make", "-C", str(REPO), "build/kubelet-standin"], check=True)
     src = HERE / "kubelet-probe.c"
     OUT.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["musl-gcc", "-static", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
-                    "-o", str(PROBE), str(src)], check=True)
+    for out, c in ((PROBE, src), (SAMPLER, HERE / "cpu-sampler.c")):
+        subprocess.run(["musl-gcc", "-static", "-O2", "-std=gnu11", "-Wall", "-Wextra",
+                        "-Werror", "-o", str(out), str(c)], check=True)
     if TREE.exists():
         shutil.rmtree(TREE)
     (TREE / "usr/bin").mkdir(parents=True)
     (TREE / "usr/libexec").mkdir(parents=True)
     shutil.copy2(PROBE, TREE / "usr/bin/kubelet")
     shutil.copy2(STANDIN, TREE / "usr/libexec/kubelet-standin")
+    # The systemd reference's CPU sampler (bench-sampler.service; the cvminit image has its
+    # own timeline and does not get it).
+    (TREE / "usr/lib/bench").mkdir(parents=True)
+    shutil.copy2(SAMPLER, TREE / "usr/lib/bench/cpu-sampler")
     # The cvminit build takes /usr/bin/kubelet through KUBELET= (sha256-checked); its extra
     # tree carries only the stand-in.
     extra = OUT / "tree-cvminit"
@@ -190,7 +196,7 @@ def build_images(only=None):
     if only != "cvminit":
         build_if_changed(
             "systemd", SD_OUT,
-            common + files_under("image/systemd-ref"),
+            common + [SAMPLER] + files_under("image/systemd-ref"),
             [str(REPO / "image/systemd-ref/build.sh")],
             {"SYSTEMD_REF_OUT": str(SD_OUT), "BENCH_TREE": str(TREE),
              "SYSTEMD_REF_STATE": STATE_SIZE},
@@ -735,9 +741,11 @@ CHAIN_LINE = re.compile(r"^[\s\u2502\u2514\u251c\u2500|]*(?:`-|\|-)?(\S+)"
 
 
 def parse_critical_chain(lines):
-    """systemd-analyze critical-chain's tree as [{unit, at, took}], the target first; at is
-    when the unit became active (seconds since userspace started), took its start time or
-    None (a unit with no start job of its own: a target, a socket, a device)."""
+    """systemd-analyze critical-chain's tree as [{unit, at, took}], the target first, in
+    seconds since userspace started: for a unit with a start job of its own ("@at +took"),
+    at is when that job began (the unit left "inactive") and at + took when the unit became
+    active; for one without (a target, a socket, a device: took None), at is when it became
+    active. (systemd-analyze prints the activating time after "@" when it prints a "+".)"""
     out = []
     for s in lines:
         m = CHAIN_LINE.match(s.rstrip())
@@ -758,6 +766,50 @@ def parse_blame(lines):
     return out
 
 
+def parse_all_units(lines):
+    """systemctl show of every unit (Id, InactiveExit, ActiveEnter and InactiveEnter
+    timestamps, blank lines between units) as {unit: (left inactive, became active, went
+    inactive again)} in seconds, None where the unit did not (0 in systemd's output; a
+    oneshot without RemainAfterExit goes from activating back to inactive)."""
+    out, block = {}, {}
+    for s in lines + [""]:
+        m = re.match(r"^\s*(\w+)=(.*)$", s)
+        if m:
+            block[m.group(1)] = m.group(2).strip()
+            continue
+        if not s.strip() and block.get("Id"):
+            t = []
+            for k in ("InactiveExitTimestampMonotonic", "ActiveEnterTimestampMonotonic",
+                      "InactiveEnterTimestampMonotonic"):
+                v = block.get(k, "0")
+                t.append(int(v) / 1e6 if v.isdigit() and int(v) else None)
+            out[block["Id"]] = tuple(t)
+            block = {}
+    return out
+
+
+def parse_samples(lines):
+    """The reference's CPU sampler (tests/bench/cpu-sampler.c): a line every 5 s,
+    "s <mono_us> busy=<ticks> idle=<ticks> q=<0|1> [seq=<uevents>] <cgroup>=<usec> ...", a
+    cgroup only when its total changed. As [{t, busy, idle, q, seq, cg: {cgroup: seconds,
+    totals carried forward}}], in time order; a damaged line (another writer on the console) is skipped."""
+    out, cg = [], {}
+    for s in lines:
+        m = re.search(r"\bs (\d+) busy=(\d+) idle=(\d+) q=([01])(?: seq=(\d+))?"
+                      r"((?: [\w@.:\\-]+=\d+)*)\s*$", s)
+        if not m:
+            continue
+        for name, v in re.findall(r" ([\w@.:\\-]+)=(\d+)", m.group(6)):
+            cg[name] = int(v) / 1e6
+        t = int(m.group(1)) / 1e6
+        if out and t <= out[-1]["t"]:
+            continue
+        out.append({"t": t, "busy": int(m.group(2)), "idle": int(m.group(3)),
+                    "q": m.group(4) == "1", "cg": dict(cg),
+                    "seq": int(m.group(5)) if m.group(5) else None})
+    return out
+
+
 def parse_systemd(lines):
     r = {"events": []}
     texts = [s for _, s in lines]
@@ -769,7 +821,8 @@ def parse_systemd(lines):
     # Sections: the manager's properties, "units:" (blocks of properties separated by blank
     # lines, each with its Id=), "journal:" (JSON lines).
     manager, units, journal, section, block = {}, {}, [], "manager", {}
-    raw = {"critical-chain": [], "blame": []}
+    raw = {"critical-chain": [], "blame": [], "all-units": [], "samples": [],
+           "journal-sources": []}
 
     def flush():
         if block.get("Id"):
@@ -777,7 +830,9 @@ def parse_systemd(lines):
         block.clear()
     for s in texts[b + 1:e]:
         if s.strip() in ("bench-report: units", "bench-report: journal",
-                         "bench-report: critical-chain", "bench-report: blame"):
+                         "bench-report: critical-chain", "bench-report: blame",
+                         "bench-report: all-units", "bench-report: samples",
+                         "bench-report: journal-sources"):
             flush()
             section = s.split()[-1]
             continue
@@ -829,6 +884,14 @@ def parse_systemd(lines):
     r["unit_cpu"] = {u: int(d["CPUUsageNSec"]) / 1e9 for u, d in units.items()
                      if d.get("CPUUsageNSec", "").isdigit()}
     r["journal_entries"] = len(journal)
+    r["all_units"] = parse_all_units(raw["all-units"])
+    r["samples"] = parse_samples(raw["samples"])
+    r["journal_sources"] = [x.strip() for x in raw["journal-sources"] if x.strip()]
+    for k, key in (("UdevDevices", "udev_devices"), ("DeviceUnits", "device_units")):
+        if manager.get(k, "").isdigit():
+            r[key] = int(manager[k])
+    if "Modules" in manager:
+        r["modules"] = manager["Modules"].split()
     r["init_start"] = mono(manager, "InitRDTimestampMonotonic")
     r["userspace_start"] = mono(manager, "UserspaceTimestampMonotonic")
     r["root"] = jfind(r"^Mounted sysroot\.mount")
@@ -982,15 +1045,96 @@ def net_cost(r):
     return wait
 
 
+# QEMU runs the guest's vCPUs on one host thread (-accel tcg,thread=single): once one vCPU
+# is busy the whole second of emulation goes to the guest's work, whatever the other does.
+HOST_CPUS = 1.0
+# The busy CPU outside init.scope and every unit's cgroup.
+KERNEL = "kernel threads, interrupts (no unit's cgroup)"
+
+
+def _at(samples, t, key):
+    """A cumulative value of the sampler at time t (linear between its samples)."""
+    for a, b in zip(samples, samples[1:]):
+        if a["t"] <= t <= b["t"]:
+            va, vb = key(a), key(b)
+            return va + (vb - va) * (t - a["t"]) / (b["t"] - a["t"])
+    return None
+
+
+def gap_cpu(r, a, b):
+    """What used the CPU in the stretch [a, b] (guest monotonic seconds) of the root's path,
+    from the reference's sampler. How much of it is explained: per interval between two
+    samples, the part of it that the machine was busy (its busy CPU over the interval's
+    length, at most HOST_CPUS: the emulation's one host thread); the rest of the interval
+    the machine was idle, which this does not explain. Who used it: the explained seconds
+    shared among PID 1 (init.scope), the units' cgroups and the kernel's own work (busy CPU
+    outside every cgroup) in proportion to their CPU over the whole stretch (a cgroup's
+    total is updated in bursts, so one interval's split would be noise). Returns
+    {"explained": seconds, "cpu": {who: seconds}, "udev_queue": seconds with udev events
+    queued, "sampled": seconds of the stretch the sampler covered, "uevents": how many the
+    kernel sent meanwhile (a sampler that reports them)} or None without samples."""
+    sm = r.get("samples") or []
+    hz = r.get("top_hz") or 100
+    if len(sm) < 2:
+        return None
+    out = {"explained": 0.0, "cpu": {}, "udev_queue": 0.0, "sampled": 0.0}
+    for x, y in zip(sm, sm[1:]):
+        lo, hi = max(a, x["t"]), min(b, y["t"])
+        if hi <= lo:
+            continue
+        busy = (y["busy"] - x["busy"]) / hz
+        out["sampled"] += hi - lo
+        out["explained"] += (hi - lo) * min(1.0, busy / (HOST_CPUS * (y["t"] - x["t"])))
+        if y["q"] or x["q"]:
+            out["udev_queue"] += hi - lo
+    if not out["sampled"]:
+        return out
+    lo, hi = max(a, sm[0]["t"]), min(b, sm[-1]["t"])
+    names = set(sm[-1]["cg"])
+    use = {n: _at(sm, hi, lambda x: x["cg"].get(n, 0.0)) -
+           _at(sm, lo, lambda x: x["cg"].get(n, 0.0)) for n in names}
+    use = {n: v for n, v in use.items() if v > 0}
+    busy = (_at(sm, hi, lambda x: x["busy"]) - _at(sm, lo, lambda x: x["busy"])) / hz
+    if all(x.get("seq") is not None for x in sm):
+        out["uevents"] = round(_at(sm, hi, lambda x: x["seq"]) - _at(sm, lo, lambda x: x["seq"]))
+    use[KERNEL] = max(0.0, busy - sum(use.values()))
+    total = sum(use.values())
+    if total > 0:
+        out["cpu"] = {n: out["explained"] * v / total for n, v in use.items() if v > 0}
+    return out
+
+
+def activating_in(r, a, b, skip=()):
+    """Units that were starting during [a, b] (left inactive before b, became active or
+    inactive again after a), with how long of the stretch each was; devices, slices and
+    units whose start has no end on record left out."""
+    out = []
+    for unit, (left, active, back) in (r.get("all_units") or {}).items():
+        if left is None or unit in skip or unit.endswith((".device", ".slice", ".scope")):
+            continue
+        ends = [t for t in (active, back) if t is not None and t >= left]
+        if not ends:
+            continue
+        lo, hi = max(a, left), min(b, min(ends))
+        if hi - lo >= 0.5:
+            out.append((unit, hi - lo))
+    return sorted(out, key=lambda x: -x[1])
+
+
 def chain_attribution(r):
-    """How much of systemd's init start → kubelet started is explained, in three parts:
+    """How much of systemd's init start → kubelet started is explained, in four parts:
     the initrd (init start → "Switching root"), split at the journal's milestones, each
     stretch named by the step that ends it (they depend on each other in that order:
     udev, the TPM, verity, /sysroot, repart, cryptsetup, /sysroot/var); the switch-root
-    (→ the root's manager starts, UserspaceTimestamp); and the root, where the union of
-    the critical chain's start jobs ([active - took, active]) is what is explained.
+    (→ the root's manager starts, UserspaceTimestamp); on the root's side the union of
+    the critical chain's start jobs ([at, at + took]); and the stretches between
+    them, where no start job on the chain ran and the chain's next job waited in PID 1's
+    queue: there the CPU they were spent on (gap_cpu(): PID 1, udev, journald, the
+    kernel, ...) as far as the machine was busy. A stretch where the machine was idle, or
+    that the sampler did not cover, stays unexplained.
     Returns (share in %, [(what, seconds)] largest first, the root's uncovered gaps of
-    0.5 s or more as (from, to) in seconds after init start)."""
+    0.5 s or more as dicts: from, to (seconds after init start), explained, cpu,
+    udev_queue, activating)."""
     chain, base = r.get("critical_chain") or [], r.get("userspace_start")
     lo, hi, sw = r["init_start"], r["kubelet_started"], r.get("switch_root")
     if not chain or base is None or sw is None or not lo < sw <= base < hi:
@@ -1006,24 +1150,45 @@ def chain_attribution(r):
     spans = []
     for c in chain:
         if c["at"] is not None and c["took"]:
-            a, b = max(base, base + c["at"] - c["took"]), min(hi, base + c["at"])
+            a, b = max(base, base + c["at"]), min(hi, base + c["at"] + c["took"])
             if b > a:
                 spans.append((a, b, c["unit"]))
     spans.sort()
-    covered, gaps, cur = 0.0, [], base
+    covered, holes, cur = 0.0, [], base
     for a, b, unit in spans:
         if a > cur:
-            if a - cur >= 0.5:
-                gaps.append((cur - lo, a - lo))
+            holes.append((cur, a))
             cur = a
         if b > cur:
             parts.append((unit, b - cur))
             covered += b - cur
             cur = b
-    if hi - cur >= 0.5:
-        gaps.append((cur - lo, hi - lo))
+    if hi > cur:
+        holes.append((cur, hi))
+    on_chain = {c["unit"] for c in chain}
+    gaps, cpu = [], {}
+    for a, b in holes:
+        g = gap_cpu(r, a, b)
+        if g:
+            covered += g["explained"]
+            for n, v in g["cpu"].items():
+                cpu[n] = cpu.get(n, 0.0) + v
+        if b - a >= 0.5:
+            gaps.append({"from": a - lo, "to": b - lo,
+                         "explained": g["explained"] if g else 0.0,
+                         "cpu": g["cpu"] if g else {},
+                         "udev_queue": g["udev_queue"] if g else 0.0,
+                         "activating": activating_in(r, a, b, on_chain)})
+    parts += [(f"gaps: CPU of {n}", v) for n, v in cpu.items() if v > 0]
     explained = (base - lo) + covered
     return 100 * explained / (hi - lo), sorted(parts, key=lambda x: -x[1]), gaps
+
+
+def is_device(unit):
+    """A device unit in blame's list, whose long names blame cuts with "…" before ".device"
+    (devices are named after their /dev or /sys path)."""
+    return unit.endswith(".device") or unit.startswith(("dev-", "sys-devices-", "sys-module-",
+                                                        "sys-subsystem-"))
 
 
 def systemd_path(results, kind):
@@ -1036,23 +1201,58 @@ def systemd_path(results, kind):
     span = r["kubelet_started"] - r["init_start"]
     cpu = r.get("unit_cpu", {})
     out = [f"systemd's path to kubelet ({r['name']}, init start → kubelet started {span:.2f} s):"
-           f" {share:.0f} % of it is explained by the initrd's steps (journal), the switch-root"
-           f" and the start jobs on the critical chain (systemd-analyze critical-chain"
-           f" kubelet.service)." if share is not None
-           else "systemd's critical chain: not reported.", ""]
-    out += ["| step (initrd: the stretch that ends with it) | time on the path |", "|---|---|"]
-    out += [f"| {u} | {t:.2f} s |" for u, t in units[:14]]
+           f" {share:.0f} % of it is explained: the initrd's steps (journal), the switch-root,"
+           f" the start jobs on the critical chain (systemd-analyze critical-chain"
+           f" kubelet.service) and, between them on the root's side, the CPU the machine"
+           f" spent on PID 1, udev, journald and the rest while the chain's next job waited"
+           f" (the sampler's busy seconds; idle seconds are not explained)."
+           if share is not None else "systemd's critical chain: not reported.", ""]
+    # What the machine's CPU went to while each of the root's chain jobs ran (the sampler):
+    # a start job's time is its own work and its wait for the CPU others took.
+    spans = {}
+    base = r.get("userspace_start")
+    for c in r.get("critical_chain") or []:
+        if base is not None and c["at"] is not None and c["took"]:
+            g = gap_cpu(r, base + c["at"], min(r["kubelet_started"], base + c["at"] + c["took"]))
+            if g and g["cpu"]:
+                top = sorted(g["cpu"].items(), key=lambda x: -x[1])[:3]
+                spans[c["unit"]] = ", ".join(f"{n} {v:.1f} s" for n, v in top) + (
+                    f"; {g['uevents']} uevents" if "uevents" in g else "")
+    out += ["| step (initrd: the stretch that ends with it; gaps: CPU between the chain's jobs)"
+            " | time on the path | the CPU meanwhile (sampler; largest three) |",
+            "|---|---|---|"]
+    out += [f"| {u} | {t:.2f} s | {spans.get(u, '')} |" for u, t in units[:16]]
     if gaps:
-        out += ["", "Not covered by a start job on the chain: " + ", ".join(
-            f"{a:.1f}–{b:.1f} s after init start" for a, b in gaps) + "."]
+        out += ["", "Gaps on the root's side (no start job on the chain running), with what used"
+                " the CPU in each and the units starting meanwhile:", ""]
+        for g in gaps:
+            top = sorted(g["cpu"].items(), key=lambda x: -x[1])[:4]
+            acts = ", ".join(f"{u} {t:.1f} s" for u, t in g["activating"][:4])
+            out.append(f"- {g['from']:.1f}–{g['to']:.1f} s after init start"
+                       f" ({g['to'] - g['from']:.1f} s, {g['explained']:.1f} s busy"
+                       f", udev's queue non-empty {g['udev_queue']:.1f} s): "
+                       + (", ".join(f"{n} {v:.1f} s" for n, v in top) or "no samples")
+                       + (f"; starting: {acts}" if acts else "") + ".")
+    sm = r.get("samples") or []
+    if len(sm) > 1 and sm[0].get("seq") is not None and sm[-1].get("seq") is not None:
+        out += ["", f"uevents the kernel sent (its sequence number): {sm[0]['seq']} by the"
+                f" sampler's first sample ({sm[0]['t'] - r['init_start']:.1f} s after init"
+                f" start), {sm[-1]['seq']} by its last ({sm[-1]['t'] - r['init_start']:.1f} s)."]
+    if r.get("udev_devices") or r.get("journal_entries"):
+        out += ["", f"udev's database: {r.get('udev_devices', '?')} devices; PID 1's device units:"
+                f" {r.get('device_units', '?')}; modules loaded: "
+                f"{len(r['modules']) if 'modules' in r else '?'}; PID 1's journal entries: "
+                f"{r.get('journal_entries', '?')}"
+                + (f"; the journal by sender: {'; '.join(r['journal_sources'][:8])}"
+                   if r.get("journal_sources") else "") + "."]
     if cpu:
         out += ["", "CPU until the report (cgroup accounting): " + ", ".join(
             f"{u} {v:.2f} s" for u, v in sorted(cpu.items(), key=lambda x: -x[1])
             if v >= 0.05) + "."]
     if r.get("blame"):
         out += ["", "Longest start jobs (systemd-analyze blame): " + ", ".join(
-            f"{u} {t:.2f} s" for t, u in [b for b in r["blame"]
-                                          if not b[1].endswith(".device")][:10]) + "."]
+            f"{u} {t:.2f} s" for t, u in [b for b in r["blame"] if not is_device(b[1])][:10])
+            + "."]
     return "\n".join(out) + "\n"
 
 
@@ -1214,6 +1414,8 @@ def write_report(results, meta, sz):
         sp = systemd_path(results, kind)
         if sp:
             md += [sp]
+    if not all(img in sz for img in IMAGES):  # an --only run: one image, nothing to compare
+        return "\n".join(md), stats
     md += ["### Sizes", "", "| | cvminit | systemd | cvminit/systemd |", "|---|---|---|---|"]
     for k, label in (("initrd_bytes", "initrd(s) in the UKI (as stored)"),
                      ("initrd_unpacked_bytes", "initrd unpacked (regular files)"),

@@ -200,12 +200,13 @@ kubelet.service @2min 31.523s
 
 def test_attribution():
     # init start 2.0; initrd milestones at 4.0 (verity) and 6.0 (sysroot); switch-root 7.0;
-    # the root's manager at 8.0; kubelet at 20.0: an 18 s path. Root chain (relative to 8.0):
-    # containerd 8..12 → 16..20, networkd 5..7 → 13..15; uncovered: 8..13 and 15..16.
+    # the root's manager at 8.0; kubelet at 20.0: an 18 s path. Root chain (relative to 8.0;
+    # "@" is when a start job began): containerd 8..12 → 16..20, networkd 5..7 → 13..15;
+    # uncovered: 8..13 and 15..16.
     chain = [{"unit": "kubelet.service", "at": 12.0, "took": None},
-             {"unit": "containerd.service", "at": 12.0, "took": 4.0},
+             {"unit": "containerd.service", "at": 8.0, "took": 4.0},
              {"unit": "network-online.target", "at": 7.0, "took": None},
-             {"unit": "systemd-networkd.service", "at": 7.0, "took": 2.0}]
+             {"unit": "systemd-networkd.service", "at": 5.0, "took": 2.0}]
     r = {"critical_chain": chain, "userspace_start": 8.0, "init_start": 2.0,
          "switch_root": 7.0, "kubelet_started": 20.0,
          "events": [("verity", 4.0), ("sysroot", 6.0), ("containerd exec", 16.0)]}
@@ -215,13 +216,124 @@ def test_attribution():
     check("attribution_parts", parts[0] == ("containerd.service", 4.0) and
           ("initrd: → verity", 2.0) in parts and ("initrd: → switch-root", 1.0) in parts,
           repr(parts))
-    check("attribution_gaps", gaps == [(6.0, 11.0), (13.0, 14.0)], repr(gaps))
+    check("attribution_gaps", [(g["from"], g["to"]) for g in gaps] == [(6.0, 11.0),
+                                                                       (13.0, 14.0)],
+          repr(gaps))
+    check("attribution_no_samples_unexplained",
+          all(g["explained"] == 0.0 and not g["cpu"] for g in gaps), repr(gaps))
+
+
+def test_gap_cpu():
+    """The gaps between the chain's start jobs, explained by the CPU the machine spent in
+    them (the reference's sampler, printed in bench-report's block): busy seconds shared
+    among PID 1, the units and the kernel; an idle second and a stretch after the last
+    sample stay unexplained. Same path as test_attribution: gaps 8..13 and 15..16."""
+    u = 1000000
+    report = [
+        "bench-report: begin",
+        "InitRDTimestampMonotonic=2000000",
+        "UserspaceTimestampMonotonic=8000000",
+        "UdevDevices=412",
+        "DeviceUnits=57",
+        "Modules=dm_crypt virtio_net ",
+        "bench-report: all-units",
+        "Id=systemd-udev-trigger.service",
+        "InactiveExitTimestampMonotonic=8500000",
+        "ActiveEnterTimestampMonotonic=12000000",
+        "InactiveEnterTimestampMonotonic=0",
+        "",
+        # a oneshot that went back to inactive: starting 9..10
+        "Id=modprobe@fuse.service",
+        "InactiveExitTimestampMonotonic=9000000",
+        "ActiveEnterTimestampMonotonic=0",
+        "InactiveEnterTimestampMonotonic=10000000",
+        "",
+        # left inactive in the initrd, stopped there with no record of its end: not listed
+        "Id=initrd-cleanup.service",
+        "InactiveExitTimestampMonotonic=6000000",
+        "ActiveEnterTimestampMonotonic=0",
+        "",
+        "Id=dev-vda.device",
+        "InactiveExitTimestampMonotonic=8000000",
+        "ActiveEnterTimestampMonotonic=12500000",
+        "",
+        "Id=systemd-networkd.service",
+        "InactiveExitTimestampMonotonic=13000000",
+        "ActiveEnterTimestampMonotonic=15000000",
+        "",
+        "Id=never-started.service",
+        "InactiveExitTimestampMonotonic=0",
+        "ActiveEnterTimestampMonotonic=0",
+        "",
+        "bench-report: samples",
+        # totals; a cgroup only when it changed (journald's first line carries over)
+        f"s {8 * u} busy=1000 idle=500 q=1 init.scope=10000000 systemd-udevd.service=2000000 "
+        "systemd-journald.service=4000000",
+        f"s {9 * u} busy=1100 idle=600 q=1 init.scope=10600000 systemd-udevd.service=2300000",
+        f"s {10 * u} busy=1300 idle=600 q=0 init.scope=11100000 systemd-udevd.service=3800000",
+        "[  OK  ] s 10500000 busy=garbage",            # another writer's damage: skipped
+        f"s {11 * u} busy=1350 idle=750 q=0 systemd-journald.service=4500000",
+        f"s {12 * u} busy=1350 idle=950 q=0",
+        f"s {13 * u} busy=1450 idle=1050 q=0 init.scope=12100000",
+        f"s {14 * u} busy=1550 idle=1050 q=0 seq=900 init.scope=12500000",
+        f"s {15 * u} busy=1650 idle=1050 q=0 seq=1000 init.scope=12900000",
+        "bench-report: journal-sources",
+        "     40 \"_COMM\":\"systemd\"",
+        "bench-report: critical-chain",
+        "kubelet.service @12.000s",
+        "\u2514\u2500containerd.service @8.000s +4.000s",
+        "  \u2514\u2500network-online.target @7.000s",
+        "    \u2514\u2500systemd-networkd.service @5.000s +2.000s",
+        "bench-report: end"]
+    r = bench.parse_systemd(lines(*report))
+    check("samples_parsed", [x["t"] for x in r["samples"]] == [8.0, 9.0, 10.0, 11.0, 12.0, 13.0,
+                                                               14.0, 15.0]
+          and r["samples"][6]["seq"] == 900 and r["samples"][0]["seq"] is None and r["samples"][3]["cg"]["init.scope"] == 11.1 and
+          r["samples"][1]["cg"]["systemd-journald.service"] == 4.0, repr(r["samples"][:4]))
+    check("all_units_parsed", r["all_units"].get("systemd-udev-trigger.service") ==
+          (8.5, 12.0, None) and r["all_units"].get("modprobe@fuse.service") ==
+          (9.0, None, 10.0) and r["all_units"].get("never-started.service") ==
+          (None, None, None),
+          repr(r["all_units"]))
+    g = bench.gap_cpu({"samples": r["samples"][6:]}, 14.0, 14.5)
+    check("uevents_counted", g["uevents"] == 50 and abs(g["explained"] - 0.5) < 1e-9, repr(g))
+    check("uevents_not_guessed", "uevents" not in bench.gap_cpu(r, 12.0, 14.5), "")
+    check("udev_counts", (r.get("udev_devices"), r.get("device_units"), r.get("modules")) ==
+          (412, 57, ["dm_crypt", "virtio_net"]), repr(r.get("modules")))
+    r.update({"switch_root": 7.0, "kubelet_started": 20.0,
+              "events": [("verity", 4.0), ("sysroot", 6.0)]})
+    share, parts, gaps = bench.chain_attribution(r)
+    # busy per second: 1.0, 2.0 (both vCPUs: the one host thread saturated), 0.5, 0, 1.0;
+    # explained 1 + 1 + 0.5 + 0 + 1 = 3.5 of the 5 s gap; 15..16 has no samples.
+    check("gap_cpu_share", abs(share - 100 * (12 + 3.5) / 18) < 1e-9, repr(share))
+    d = dict(parts)
+    # who: the 3.5 s shared by each one's CPU over the whole gap (4.5 s busy): PID 1 2.1 s,
+    # udevd 1.8 s, journald 0.5 s, the kernel 4.5 - 4.4 = 0.1 s
+    want = {"init.scope": 3.5 * 2.1 / 4.5, "systemd-udevd.service": 3.5 * 1.8 / 4.5,
+            "systemd-journald.service": 3.5 * 0.5 / 4.5, bench.KERNEL: 3.5 * 0.1 / 4.5}
+    check("gap_cpu_parts", all(abs(d.get(f"gaps: CPU of {k}", -1) - v) < 1e-9
+                               for k, v in want.items()), repr(parts))
+    g = gaps[0]
+    check("gap_cpu_detail", abs(g["explained"] - 3.5) < 1e-9 and
+          abs(g["udev_queue"] - 2.0) < 1e-9 and
+          g["activating"] == [("systemd-udev-trigger.service", 3.5),
+                              ("modprobe@fuse.service", 1.0)], repr(g))
+    check("gap_unsampled_unexplained", gaps[1]["explained"] == 0.0 and
+          (gaps[1]["from"], gaps[1]["to"]) == (13.0, 14.0), repr(gaps[1]))
+    r["blame"] = bench.parse_blame([
+        "1min 8.940s dev-disk-by\\x2dpath-pci\\x2d0000:00:01.0\\x2dpart-by\\x2dpartuuid-0f49\u2026",
+        "1min 2.670s sys-devices-platform-serial8250-serial8250:0-serial8250:0.2-tty-tt\u2026",
+        "     44.820s containerd.service"])
+    text = bench.systemd_path({"systemd": {"later": [dict(r, name="x")]}}, "later")
+    check("blame_without_devices", "blame): containerd.service 44.82 s." in text, text)
+    check("gap_cpu_report", "86 % of it is explained" in text and
+          "6.0–11.0 s after init start (5.0 s, 3.5 s busy" in text, text)
 
 
 def main():
     for f in (test_probe_interleaved, test_cvminit_module_waits, test_join_rows,
               test_initrd_config_join, test_growth_configs,
-              test_critical_chain, test_attribution):
+              test_critical_chain, test_attribution, test_gap_cpu):
         try:
             f()
         except Exception as e:  # a parser that raises fails the test, with the reason
