@@ -98,6 +98,9 @@ size-report: $(BUILD)/cvminit
 $(BUILD)/cvminit: $(INIT_SRCS) $(INIT_HDRS) $(SYSROOT)/.stamp $(MUSL_SPECS) Makefile
 	$(MUSL_CC) $(REL_CFLAGS) $(CPPFLAGS_COMMON) -o $@ $(INIT_SRCS) $(REL_LDFLAGS) $(REL_LIBS)
 	@file $@ | grep -q 'static-pie linked' || { echo "error: $@ is not static-pie"; exit 1; }
+	@rw=$$(size $@ | awk 'NR == 2 { print $$2 + $$3 }'); [ "$$rw" -lt 2097152 ] || { \
+		echo "error: $@: .data + .bss are $$rw bytes, not under 2 MiB: a transparent huge" \
+		     "page can then back them (init/main.c); map large buffers when used"; exit 1; }
 	@printf 'cvminit: %s bytes (%s)\n' "$$(stat -c %s $@)" "$$(file -b $@ | cut -d, -f1-2)"
 
 # dhcpcd's script on the node (the root has no shell): static, no libraries, hardened.

@@ -198,7 +198,10 @@ int main(int argc, char **argv)
 	timeline_mark("init-start");
 	/* No transparent huge pages for PID 1: khugepaged folds its few hundred KiB of .data,
 	 * .bss and heap into 2 MiB pages, each +2 MiB of RSS at a random moment (issue 15:
-	 * RSS 3.4 instead of 1.5 MiB). Inherited across exec: svc.c clears it for services. */
+	 * RSS 3.4 instead of 1.5 MiB). Inherited across exec: svc.c clears it for services.
+	 * The pages libc's start touched before this line can still get one at their fault
+	 * if a 2 MiB-aligned range of .bss holds them (with ASLR, in some boots): .bss is
+	 * kept smaller than 2 MiB for that (the large buffers are mapped when used). */
 	prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
 	crash_handler_install();
 	umask(022);

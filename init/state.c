@@ -212,13 +212,18 @@ static void wait_node(unsigned timeout_s)
 /* Copies [off, off+len) of the header file to the partition, then flushes the disk. */
 static int commit_range(int from, int to, off_t off, size_t len)
 {
-	/* Whole pages: handed back after each use, so that a first boot does not leave
-	 * PID 1 1 MiB larger for the node's lifetime. */
-	static uint8_t buf[1u << 20] __attribute__((aligned(4096)));
+	/* Mapped for the copy and unmapped after it, not a static buffer: a first boot
+	 * does not leave PID 1 1 MiB larger for the node's lifetime, and PID 1's .bss stays
+	 * smaller than one transparent huge page (init/main.c says why that matters). */
+	const size_t size = 1u << 20;
+	uint8_t *buf = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int r = 0;
 
+	if (buf == MAP_FAILED)
+		return -errno;
 	while (len > 0 && r == 0) {
-		size_t n = len < sizeof(buf) ? len : sizeof(buf);
+		size_t n = len < size ? len : size;
 
 		r = pread_full(from, buf, n, off);
 		if (r == 0)
@@ -226,7 +231,7 @@ static int commit_range(int from, int to, off_t off, size_t len)
 		off += (off_t)n;
 		len -= n;
 	}
-	madvise(buf, sizeof(buf), MADV_DONTNEED);
+	munmap(buf, size);
 	if (r < 0)
 		return r;
 	return fdatasync(to) < 0 ? -errno : 0;

@@ -89,8 +89,6 @@ int svclog_path(char *out, size_t len, const char *dir, const char *name, int n)
 	return r;
 }
 
-/* Page-aligned and a whole number of pages: MADV_DONTNEED must not touch neighbours. */
-static uint8_t zstd_ws[SVCLOG_ZSTD_WS] __attribute__((aligned(4096)));
 static uint8_t zin[64 * 1024], zout[64 * 1024];
 
 static ssize_t compress_fd(ZSTD_CCtx *cc, int src, int dst)
@@ -128,25 +126,31 @@ ssize_t svclog_compress(int src, int dst)
 {
 	struct stat st;
 	ZSTD_CCtx *cc;
-	ssize_t r;
+	ssize_t r = -EINVAL;
+	void *ws;
 
 	if (fstat(src, &st) < 0)
 		return -errno;
-	/* A static context never allocates: if these parameters ever need more room than
-	 * zstd_ws (another libzstd), it fails here instead of growing PID 1. */
-	cc = ZSTD_initStaticCCtx(zstd_ws, sizeof(zstd_ws));
+	/* The work area is mapped for this compression only (rotation is rare), not a
+	 * static buffer: PID 1's .bss stays smaller than one transparent huge page
+	 * (init/main.c says why that matters). A static context never allocates: if these
+	 * parameters ever need more room (another libzstd), it fails here. */
+	ws = mmap(NULL, SVCLOG_ZSTD_WS, PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ws == MAP_FAILED)
+		return -errno;
+	cc = ZSTD_initStaticCCtx(ws, SVCLOG_ZSTD_WS);
 	if (!cc)
-		return -ENOMEM;
-	if (ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel,
-						SVCLOG_ZSTD_LEVEL)) ||
-	    ZSTD_isError(
-		    ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, SVCLOG_ZSTD_WLOG)) ||
-	    ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1)) ||
-	    ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(cc, (unsigned long long)st.st_size)))
-		return -EINVAL;
-	r = compress_fd(cc, src, dst);
-	/* Rotation is rare: give the 2.5 MiB back to the kernel until the next one. */
-	madvise(zstd_ws, sizeof(zstd_ws), MADV_DONTNEED);
+		r = -ENOMEM;
+	else if (!ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel,
+						      SVCLOG_ZSTD_LEVEL)) &&
+		 !ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog,
+						      SVCLOG_ZSTD_WLOG)) &&
+		 !ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1)) &&
+		 !ZSTD_isError(
+			 ZSTD_CCtx_setPledgedSrcSize(cc, (unsigned long long)st.st_size)))
+		r = compress_fd(cc, src, dst);
+	munmap(ws, SVCLOG_ZSTD_WS);
 	return r;
 }
 
