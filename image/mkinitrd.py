@@ -463,18 +463,12 @@ def unpack_root(argv):
         done = 0
         for rel in relpaths:
             src = os.path.join(kdir, rel)
-            if rel.endswith(".ko"):
-                if not a.keep_module_signatures:
-                    with open(src, "rb") as f:
-                        data = f.read()
-                    body = strip_signature(data, rel)
-                    if body != data:
-                        with open(src, "wb") as f:
-                            f.write(body)
-                        done += 1
+            if rel.endswith(".ko") and a.keep_module_signatures:
                 continue
-            unpack_module(src, src, a.keep_module_signatures)
-            os.unlink(src)
+            # A .ko is rewritten in place (without its signature), a compressed one
+            # unpacked beside it.
+            if unpack_module(src, src, a.keep_module_signatures) != src:
+                os.unlink(src)
             done += 1
         # depmod -b takes the directory that holds lib/modules/<ver> (usr/lib/modules
         # through the root's /lib link, or usr directly).

@@ -86,6 +86,19 @@ static struct kmod_ctx *kmod_open(void)
 	return ctx;
 }
 
+/* Inserts mod with its dependencies and drops the reference. No flags: a module already
+ * in the kernel (loaded or built in) is success (0), and softdeps and blacklist are
+ * applied (> 0: blacklisted, not an error of ours, but not loaded). */
+static int insert_module(struct kmod_module *mod, const char *options)
+{
+	int r = kmod_module_probe_insert_module(mod, 0, options, NULL, NULL, NULL);
+
+	if (r > 0)
+		log_warn("modules: %s is blacklisted", kmod_module_get_name(mod));
+	kmod_module_unref(mod);
+	return r;
+}
+
 /* Loads one module (a name or an alias) with its dependencies. Returns 1 when something
  * was inserted or was there already, 0 when nothing matches, negative errno on error. */
 static int load_one(struct kmod_ctx *ctx, const char *name, const char *options)
@@ -98,16 +111,9 @@ static int load_one(struct kmod_ctx *ctx, const char *name, const char *options)
 		return r;
 	kmod_list_foreach(it, list)
 	{
-		struct kmod_module *mod = kmod_module_get_module(it);
-
-		/* No flags: a module already in the kernel (loaded or built in) is
-		 * success, and softdeps and blacklist are applied. */
-		r = kmod_module_probe_insert_module(mod, 0, options, NULL, NULL, NULL);
+		r = insert_module(kmod_module_get_module(it), options);
 		if (r == 0)
 			matched = 1;
-		else if (r > 0) /* blacklisted: not an error of ours, but not loaded */
-			log_warn("modules: %s is blacklisted", kmod_module_get_name(mod));
-		kmod_module_unref(mod);
 		if (r < 0 && !matched) {
 			kmod_module_unref_list(list);
 			return r;
@@ -126,14 +132,9 @@ static int load_named(struct kmod_ctx *ctx, const char *name)
 	struct kmod_module *mod = NULL;
 	int r = kmod_module_new_from_name_lookup(ctx, name, &mod);
 
-	if (r < 0)
+	if (r < 0 || !mod)
 		return r;
-	if (!mod)
-		return 0;
-	r = kmod_module_probe_insert_module(mod, 0, NULL, NULL, NULL, NULL);
-	if (r > 0) /* blacklisted: not an error of ours, but not loaded */
-		log_warn("modules: %s is blacklisted", kmod_module_get_name(mod));
-	kmod_module_unref(mod);
+	r = insert_module(mod, NULL);
 	return r < 0 ? r : r == 0;
 }
 
