@@ -61,15 +61,16 @@ all: $(BUILD)/cvminit $(BUILD)/dhcp-hook $(BUILD)/cvminit-agent
 
 $(GEN)/modules-table.h: init/modules.list
 	@mkdir -p $(GEN)
-	awk '!/^#/ && NF { bg = "false"; dev = "false"; cpu = "NULL"; ex = ""; nex = 0; \
+	awk '!/^#/ && NF { ph = "PHASE_NOW"; dev = "false"; cpu = "NULL"; ex = ""; nex = 0; \
 		for (i = 3; i <= NF; i++) { \
-			if ($$i == "background") bg = "true"; \
+			if ($$i == "background") ph = "PHASE_STATE"; \
+			else if ($$i == "root") ph = "PHASE_ROOT"; \
 			else if ($$i == "device") dev = "true"; \
 			else if ($$i ~ /^cpu=/) cpu = "\"" substr($$i, 5) "\""; \
 			else if ($$i ~ /^exists=/ && nex < 2) ex = ex (nex++ ? ", " : "") "\"" substr($$i, 8) "\""; \
 			else { print FILENAME ": unknown option " $$i > "/dev/stderr"; exit 1 } } \
 		printf "{ \"%s\", %s, %s, %s, %s, { %s } },\n", $$1, ($$2 == "required") ? "true" : "false", \
-			bg, dev, cpu, nex ? ex : "NULL" }' $< > $@.tmp
+			ph, dev, cpu, nex ? ex : "NULL" }' $< > $@.tmp
 	mv $@.tmp $@
 
 $(MUSL_SPECS): $(MUSL_SPECS_SYS)

@@ -188,10 +188,10 @@ def parse_modules_list(path):
                 continue
             words = line.split()
             if len(words) < 2 or words[1] not in ("required", "optional") or any(
-                    w not in ("background", "device")
+                    w not in ("root", "background", "device")
                     and not w.startswith(("cpu=", "exists=")) for w in words[2:]):
                 raise Error(f"{path}:{lineno}: expected '<module> <required|optional> "
-                            f"[background] [device] [cpu=<flag>] [exists=<path>]…', "
+                            f"[root|background] [device] [cpu=<flag>] [exists=<path>]…', "
                             f"got {line!r}")
             mods.append((words[0], words[1]))
     return mods

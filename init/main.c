@@ -225,8 +225,8 @@ int main(int argc, char **argv)
 	if (supervise_init() < 0)
 		fail_closed("cannot set up signal handling for PID 1");
 
-	/* Kernel modules (TPM, power button, storage, verity, crypto, erofs) from the
-	 * initrd's own table, then the devices they bring. */
+	/* Kernel modules from the initrd's own table: the TPM's and the platform's now,
+	 * the root's and the state volume's in the background. */
 	modules_load();
 	mount_late();
 	timeline_mark("modules");
@@ -243,6 +243,10 @@ int main(int argc, char **argv)
 	config_load();
 	measured_require(&settings);
 	timeline_mark("config");
+	/* The disk drivers, device-mapper, dm-verity and erofs, loaded in the background
+	 * since the module stage. */
+	modules_wait_root();
+	timeline_mark("modules-root");
 	partitions_report();
 
 	/* The verified root: roothash= names it, dm-verity maps it, erofs mounts it at
@@ -262,10 +266,9 @@ int main(int argc, char **argv)
 		root_open(&root, &settings);
 		timeline_mark("root-open");
 
-		/* The state volume is unsealed while PCR 11 still says "in the initrd";
-		 * its modules were loading in the background until now. */
-		modules_wait();
-		timeline_mark("modules-wait");
+		/* The state volume is unsealed while PCR 11 still says "in the initrd".
+		 * Its modules are loading in the background: state_open() waits for them
+		 * after the TPM's part (the unseal, or the seal on a first boot). */
 		state_open(measured_backend(), &settings);
 		timeline_mark("state-open");
 

@@ -2,6 +2,7 @@
  * missing module or a bad signature shows up with the module's name. */
 #define _GNU_SOURCE /* unshare */
 #include <dirent.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,12 +19,22 @@
 #include "modules.h"
 #include "power.h"
 
+/* When a module of the table is loaded. The two background phases are one child process
+ * (the loader), which runs while PID 1 sets up the TPM and measures the command line and
+ * the config: PID 1 waits on the TPM there (swtpm, or the cloud's vTPM), and the kernel's
+ * module work runs in those waits. */
+enum module_phase {
+	PHASE_NOW,   /* PID 1, before the TPM: the TPM's and the platform's drivers */
+	PHASE_ROOT,  /* the loader, first: waited for before the root's partitions are
+		      * looked for (modules_wait_root()) */
+	PHASE_STATE, /* the loader, then: waited for before the state volume is opened
+		      * (modules_wait()) */
+};
+
 struct module_entry {
 	const char *name;
 	bool required;
-	/* Loaded by a child process while PID 1 sets up the TPM and the root; waited for
-	 * before the state volume is opened (modules_wait()). */
-	bool background;
+	enum module_phase phase;
 	/* Tried only where a device present asks for it: a modalias under /sys/bus/{pci,
 	 * virtio,vmbus}/devices resolves to it (a disk driver for another cloud's disk
 	 * interface would only cost its load, 0.1-0.3 s under emulation). */
@@ -155,13 +166,44 @@ static const char *refusal_hint(int r)
 	       "Secure Boot off (docs/clouds.md)";
 }
 
-/* Set in a loader child (batch_start()): a required module that fails is logged and
- * counted there, and PID 1 fails closed when it sees the child's exit status. */
-static bool loader_child;
-static int loader_failed;
+/* The refusal for a required module that did not load, in PID 1 (for its own load, or for
+ * the one a loader child reported): the module, the kernel's reason and what to do. */
+static _noreturn_ void refuse_module(const char *name, int r)
+{
+	struct utsname u;
+
+	uname(&u);
+	fail_closed("cannot load kernel module %s: %s%s. The initrd must carry it for "
+		    "kernel %s (see init/modules.list and the config's module lines).",
+		    name, strerror(-r), refusal_hint(r), u.release);
+}
+
+/*
+ * What a loader child (batch_start()) tells PID 1 through its pipe: the root's modules
+ * are in ('R'), or a required module failed ('F', then it exits 1): PID 1 refuses naming
+ * it, as for a module of its own. One write of less than PIPE_BUF each: never split.
+ */
+struct loader_msg {
+	char kind;
+	int err;
+	char name[64];
+};
+
+/* The write end of the pipe in a loader child, -1 in PID 1. */
+static int loader_fd = -1;
+
+static void loader_say(char kind, int err, const char *name)
+{
+	struct loader_msg m = {.kind = kind, .err = err};
+
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	if (write_full(loader_fd, &m, sizeof(m)) < 0)
+		_exit(1); /* PID 1 is gone or closed the pipe: nothing to load for */
+}
 
 /* Loads one module of the boot; returns 1 if it is in the kernel now, 0 if an optional
- * one is missing; fails closed for a required one. */
+ * one is missing; a required one that fails: refused (PID 1) or reported and exit 1 (a
+ * loader child). */
 static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool required,
 			    bool by_name, const char *release)
 {
@@ -184,29 +226,32 @@ static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool require
 	}
 	if (r == 0)
 		r = -ENOENT;
-	if (required && loader_child) {
-		loader_failed++;
-		return log_error(
-			       "modules: cannot load kernel module %s: %s (kernel %s)%s",
-			       name, strerror(-r), release, refusal_hint(r)),
-		       0;
+	if (required && loader_fd >= 0) {
+		log_error("modules: cannot load kernel module %s: %s (kernel %s)%s", name,
+			  strerror(-r), release, refusal_hint(r));
+		loader_say('F', -r, name);
+		_exit(1);
 	}
 	if (required)
-		fail_closed(
-			"cannot load kernel module %s: %s%s. The initrd must carry it for "
-			"kernel %s (see init/modules.list and the config's module lines).",
-			name, strerror(-r), refusal_hint(r), release);
+		refuse_module(name, r);
 	log_warn("modules: %s (optional, skipped): %s%s", name, strerror(-r),
 		 refusal_hint(r));
 	return 0;
 }
 
+/* Whether /proc/cpuinfo's first flags line has flag; the last answer is kept (the flags
+ * do not change, and each read makes the kernel format every CPU's entry). */
 static bool cpu_has_flag(const char *flag)
 {
+	static char last[32];
+	static bool last_found;
 	char line[4096];
 	bool found = false;
-	FILE *f = fopen("/proc/cpuinfo", "re");
+	FILE *f;
 
+	if (streq(last, flag))
+		return last_found;
+	f = fopen("/proc/cpuinfo", "re");
 	if (!f)
 		return false;
 	while (fgets(line, sizeof(line), f)) {
@@ -218,6 +263,8 @@ static bool cpu_has_flag(const char *flag)
 		break;
 	}
 	fclose(f);
+	snprintf(last, sizeof(last), "%s", flag);
+	last_found = found;
 	return found;
 }
 
@@ -231,6 +278,49 @@ static bool module_wanted(const struct module_entry *m)
 		if (m->exists[i] && access(m->exists[i], F_OK) == 0)
 			return true;
 	return m->cpu_flag && cpu_has_flag(m->cpu_flag);
+}
+
+/* Whether a modalias resolves to the module. Each alias is looked up once in a process
+ * and its answer kept as " name name " (a lookup searches the alias index with
+ * wildcards: milliseconds under TCG, and every disk driver of the table asks about every
+ * device); an answer too long to keep is looked up each time. */
+static bool alias_has_module(struct kmod_ctx *ctx, const char *alias, const char *name)
+{
+	static struct {
+		char alias[256];
+		char names[256];
+	} memo[16];
+	static size_t nmemo;
+	struct kmod_list *list = NULL, *it;
+	char want[80], names[256] = " ";
+	size_t len = 1;
+	bool found = false, keep = strlen(alias) < sizeof(memo[0].alias);
+
+	snprintf(want, sizeof(want), " %s ", name);
+	for (size_t i = 0; i < nmemo; i++)
+		if (streq(memo[i].alias, alias))
+			return strstr(memo[i].names, want) != NULL;
+	if (kmod_module_new_from_lookup(ctx, alias, &list) < 0)
+		return false;
+	kmod_list_foreach(it, list)
+	{
+		struct kmod_module *mod = kmod_module_get_module(it);
+		const char *got = kmod_module_get_name(mod);
+		int n = snprintf(names + len, sizeof(names) - len, "%s ", got);
+
+		found |= streq(got, name);
+		if (n < 0 || (size_t)n >= sizeof(names) - len)
+			keep = false;
+		else
+			len += n;
+		kmod_module_unref(mod);
+	}
+	kmod_module_unref_list(list);
+	if (keep && nmemo < ARRAY_SIZE(memo)) {
+		snprintf(memo[nmemo].alias, sizeof(memo[0].alias), "%s", alias);
+		memcpy(memo[nmemo++].names, names, sizeof(names));
+	}
+	return found;
 }
 
 /* Whether a device's modalias resolves to the module, looked up at this moment: the
@@ -249,29 +339,16 @@ static bool module_has_device(struct kmod_ctx *ctx, const char *name)
 		snprintf(dir, sizeof(dir), "/sys/bus/%s/devices", buses[b]);
 		d = opendir(dir);
 		while (d && !found && (e = readdir(d))) {
-			struct kmod_list *list = NULL, *it;
-			ssize_t n;
-
 			if (e->d_name[0] == '.')
 				continue;
 			snprintf(path, sizeof(path), "%s/%s/driver", dir, e->d_name);
 			if (access(path, F_OK) == 0)
 				continue;
 			snprintf(path, sizeof(path), "%s/%s/modalias", dir, e->d_name);
-			n = read_file_text(path, alias, sizeof(alias));
-			if (n <= 0)
+			if (read_file_text(path, alias, sizeof(alias)) <= 0)
 				continue;
 			alias[strcspn(alias, "\n")] = '\0';
-			if (kmod_module_new_from_lookup(ctx, alias, &list) < 0)
-				continue;
-			kmod_list_foreach(it, list)
-			{
-				struct kmod_module *mod = kmod_module_get_module(it);
-
-				found |= streq(kmod_module_get_name(mod), name);
-				kmod_module_unref(mod);
-			}
-			kmod_module_unref_list(list);
+			found = alias_has_module(ctx, alias, name);
 		}
 		if (d)
 			closedir(d);
@@ -279,51 +356,73 @@ static bool module_has_device(struct kmod_ctx *ctx, const char *name)
 	return found;
 }
 
-/* Loads table entries (those of one kind: background or not), then extra names (all
- * required), in one libkmod context; what says which list it is in the summary line.
- * A required one that fails: fail_closed() in PID 1, exit status 1 in a loader child. */
-static int load_modules(const struct module_entry *table, size_t ntable, bool background,
-			char *const *extra, int nextra, const char *what)
+/* A libkmod context for loading; fails closed in PID 1, exits 1 in a loader child. */
+static struct kmod_ctx *kmod_open_for_boot(void)
 {
+	struct kmod_ctx *ctx = kmod_open();
 	struct utsname u;
-	struct kmod_ctx *ctx;
+
+	if (ctx)
+		return ctx;
+	if (loader_fd >= 0)
+		_exit(1);
+	uname(&u);
+	fail_closed("cannot set up libkmod for /lib/modules/%s: out of memory or the "
+		    "initrd has no module index",
+		    u.release);
+}
+
+/* Loads the table's entries of one phase, then extra names (all required), in ctx; what
+ * says which list it is in the summary line. */
+static int load_modules(struct kmod_ctx *ctx, enum module_phase phase, char *const *extra,
+			int nextra, const char *what)
+{
+	size_t ntable = extra ? 0 : ARRAY_SIZE(module_table);
 	int loaded = 0, total = 0, skipped = 0;
+	struct utsname u;
 
 	uname(&u);
-	ctx = kmod_open();
-	if (!ctx && loader_child)
-		_exit(1);
-	if (!ctx)
-		fail_closed(
-			"cannot set up libkmod for /lib/modules/%s: out of memory or the "
-			"initrd has no module index",
-			u.release);
-
 	for (size_t i = 0; i < ntable; i++) {
-		if (table[i].background != background)
+		const struct module_entry *m = &module_table[i];
+
+		if (m->phase != phase)
 			continue;
-		if (!module_wanted(&table[i])) {
-			log_debug("modules: %s skipped: not this platform's",
-				  table[i].name);
+		if (!module_wanted(m)) {
+			log_debug("modules: %s skipped: not this platform's", m->name);
 			skipped++;
 			continue;
 		}
-		if (table[i].device && !module_has_device(ctx, table[i].name)) {
-			log_debug("modules: %s skipped: no device for it", table[i].name);
+		if (m->device && !module_has_device(ctx, m->name)) {
+			log_debug("modules: %s skipped: no device for it", m->name);
 			skipped++;
 			continue;
 		}
 		total++;
-		loaded += load_boot_module(ctx, table[i].name, table[i].required, true,
-					   u.release);
+		loaded += load_boot_module(ctx, m->name, m->required, true, u.release);
 	}
 	for (int i = 0; i < nextra; i++, total++)
 		loaded += load_boot_module(ctx, extra[i], true, false, u.release);
-	kmod_unref(ctx);
 	log_info(
 		"modules: %d %s module(s) loaded, %d optional missing, %d not for this platform or its devices, kernel %s",
 		loaded, what, total - loaded, skipped, u.release);
 	return loaded;
+}
+
+/* What a loader loads: the config's names, or the table's root and state phases (the
+ * root's announced on the pipe as soon as they are in). */
+static void loader_run(char *const *extra, int nextra, const char *what)
+{
+	struct kmod_ctx *ctx = kmod_open_for_boot();
+
+	if (extra) {
+		load_modules(ctx, PHASE_NOW, extra, nextra, what);
+	} else {
+		load_modules(ctx, PHASE_ROOT, NULL, 0, "root");
+		if (loader_fd >= 0)
+			loader_say('R', 0, "");
+		load_modules(ctx, PHASE_STATE, NULL, 0, "state");
+	}
+	kmod_unref(ctx);
 }
 
 /*
@@ -335,8 +434,10 @@ static int load_modules(const struct module_entry *table, size_t ntable, bool ba
  */
 struct batch {
 	pid_t pid;
+	int fd; /* the read end of the loader's pipe (struct loader_msg), -1 once at EOF */
 	const char *what;
 	struct timespec start;
+	bool root_in; /* the loader said 'R' */
 	/* Reaped by the supervisor's SIGCHLD loop before anything waited for it (the
 	 * config's batch runs beside the early services): its status, kept for
 	 * batch_wait(). */
@@ -345,56 +446,96 @@ struct batch {
 	bool done; /* waited for: never started again */
 };
 
-static struct batch batches[2];
+static struct batch batches[2] = {{.fd = -1}, {.fd = -1}};
 
 static void batch_start(struct batch *b, const char *what, char *const *extra, int nextra)
 {
+	int fds[2];
 	pid_t pid;
 
 	if (b->pid > 0 || b->done)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &b->start);
 	b->what = what;
-	pid = fork();
+	pid = pipe2(fds, O_CLOEXEC) < 0 ? -1 : fork();
 	if (pid < 0) {
 		/* No child: load them here, in order, as before. */
-		log_warn_errno(
-			-errno,
-			"modules: cannot fork for the %s modules; loading them now",
-			what);
-		load_modules(module_table, extra ? 0 : ARRAY_SIZE(module_table), true,
-			     extra, nextra, what);
+		log_warn_errno(-errno,
+			       "modules: cannot start a loader for the %s modules; "
+			       "loading them now",
+			       what);
+		loader_run(extra, nextra, what);
+		b->root_in = true;
 		return;
 	}
 	if (pid == 0) {
-		/* fail_closed() in a child would act for the node: the exit status tells
-		 * PID 1, which does. load_boot_module() names the module first. */
-		loader_child = true;
+		/* A required module that fails is reported on the pipe and ends the child:
+		 * fail_closed() in a child would act for the node; PID 1 does. */
+		loader_fd = fds[1];
+		close(fds[0]);
 		if (unshare(CLONE_NEWNS) < 0 ||
 		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 			_exit(2);
-		load_modules(module_table, extra ? 0 : ARRAY_SIZE(module_table), true,
-			     extra, nextra, what);
-		_exit(loader_failed ? 1 : 0);
+		loader_run(extra, nextra, what);
+		_exit(0);
 	}
+	close(fds[1]);
+	b->fd = fds[0];
 	b->pid = pid;
+}
+
+static long long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)(now.tv_sec - t->tv_sec) * 1000 +
+	       (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* Reads the loader's messages until it says the root's modules are in (until_root) or
+ * closes its end (it exited, or died); a module it reports as failed is refused here.
+ * Returns whether 'R' was read. */
+static bool batch_read(struct batch *b, bool until_root)
+{
+	struct loader_msg m;
+
+	while (b->fd >= 0) {
+		ssize_t n = read(b->fd, &m, sizeof(m));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == sizeof(m) && m.kind == 'F') {
+			m.name[sizeof(m.name) - 1] = '\0';
+			refuse_module(m.name, -m.err);
+		}
+		if (n == sizeof(m) && m.kind == 'R') {
+			b->root_in = true;
+			if (until_root)
+				return true;
+			continue;
+		}
+		close(b->fd);
+		b->fd = -1;
+	}
+	return b->root_in;
 }
 
 static void batch_wait(struct batch *b)
 {
-	struct timespec called, now;
+	struct timespec called;
 	int status = b->status;
 	pid_t r = b->pid;
 
 	if (b->pid <= 0)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &called);
+	batch_read(b, false);
 	while (!b->reaped && (r = waitpid(b->pid, &status, 0)) < 0 && errno == EINTR)
 		;
 	b->pid = 0;
 	b->reaped = false;
 	b->done = true;
-	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		fail_closed(
 			"cannot load the %s kernel modules: the loader %s (see the modules: "
@@ -406,11 +547,7 @@ static void batch_wait(struct batch *b)
 	log_info(
 		"modules: %s modules loaded in the background, %lld ms after their start "
 		"(waited for %lld ms)",
-		b->what,
-		(long long)(now.tv_sec - b->start.tv_sec) * 1000 +
-			(now.tv_nsec - b->start.tv_nsec) / 1000000,
-		(long long)(now.tv_sec - called.tv_sec) * 1000 +
-			(now.tv_nsec - called.tv_nsec) / 1000000);
+		b->what, ms_since(&b->start), ms_since(&called));
 }
 
 bool modules_reaped(pid_t pid, int status)
@@ -430,11 +567,28 @@ bool modules_reaped(pid_t pid, int status)
 
 int modules_load(void)
 {
-	int r = load_modules(module_table, ARRAY_SIZE(module_table), false, NULL, 0,
-			     "boot");
+	struct kmod_ctx *ctx = kmod_open_for_boot();
+	int r = load_modules(ctx, PHASE_NOW, NULL, 0, "boot");
 
-	batch_start(&batches[0], "state", NULL, 0);
+	kmod_unref(ctx);
+	batch_start(&batches[0], "root and state", NULL, 0);
 	return r;
+}
+
+void modules_wait_root(void)
+{
+	struct batch *b = &batches[0];
+	struct timespec called;
+
+	if (b->pid <= 0 || b->root_in)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &called);
+	if (!batch_read(b, true))
+		batch_wait(b); /* ended without them: fails closed on its status */
+	log_info(
+		"modules: root modules loaded in the background, %lld ms after their start "
+		"(waited for %lld ms)",
+		ms_since(&b->start), ms_since(&called));
 }
 
 void modules_wait(void)
@@ -444,7 +598,15 @@ void modules_wait(void)
 
 int modules_load_extra(char *const *names, int n)
 {
-	return load_modules(NULL, 0, false, names, n, "config");
+	struct kmod_ctx *ctx;
+	int r;
+
+	if (n <= 0)
+		return 0;
+	ctx = kmod_open_for_boot();
+	r = load_modules(ctx, PHASE_NOW, names, n, "config");
+	kmod_unref(ctx);
+	return r;
 }
 
 void modules_start_extra(char *const *names, int n)

@@ -6,10 +6,13 @@
 #include <sys/types.h>
 
 /* Loads the modules of the boot's table (init/modules.list) with their dependencies and
- * softdeps: those marked "background" in a child process, the others now. Returns the
- * number loaded now (built-in and already loaded count), or fails closed on a required
- * one. modules_wait() waits for the child and fails closed if a required one failed. */
+ * softdeps: the unmarked ones now, those marked "root" and then "background" in a child
+ * process (the loader). Returns the number loaded now (built-in and already loaded
+ * count), or fails closed on a required one. modules_wait_root() waits until the
+ * loader has the "root" ones in, modules_wait() until it is done; both fail closed,
+ * naming the module, if a required one failed. */
 int modules_load(void);
+void modules_wait_root(void);
 void modules_wait(void);
 /* Loads the config's "module" lines, all required, the same way: now, or in a child
  * process (start, then wait before what needs them: the sysctls of br_netfilter). A

@@ -26,6 +26,7 @@
 #include "../measured-boot/seal.h"
 #include "log.h"
 #include "luks.h"
+#include "modules.h"
 #include "partition.h"
 #include "power.h"
 #include "state.h"
@@ -436,7 +437,7 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 	_cleanup_free_ char *token = NULL;
 	static struct sealed sealed;
 	char pcrs[64];
-	uint64_t t0 = now_ms(), t_seal, t_fmt, t_wipe, t_commit;
+	uint64_t t0 = now_ms(), t_seal, t_fmt, t_wipe, t_commit, seal_ms;
 	int r;
 
 	if (getrandom(key, n, 0) != (ssize_t)n)
@@ -447,6 +448,8 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 		       "the seal: lines above; nothing was written to %s.",
 		       seal_pcr_list(s->state_pcrs, pcrs, sizeof(pcrs)), strerror(-r),
 		       st.part.dev);
+	seal_ms = now_ms() - t0;
+	modules_wait(); /* as in later_boot(): the format needs them */
 	t_seal = now_ms();
 	r = seal_token_format(&sealed, &token);
 	if (r < 0)
@@ -506,7 +509,7 @@ static void first_boot(struct tpm *tpm, const struct settings *s)
 		st.part.dev, st.hdr.uuid,
 		integ ? "with hmac(sha256) integrity" : "no integrity",
 		seal_pcr_list(s->state_pcrs, pcrs, sizeof(pcrs)),
-		(unsigned long long)(t_seal - t0), (unsigned long long)(t_fmt - t_seal),
+		(unsigned long long)seal_ms, (unsigned long long)(t_fmt - t_seal),
 		integ ? "activate+ends " : "activate ",
 		(unsigned long long)(t_wipe - t_fmt),
 		(unsigned long long)(t_commit - t_wipe));
@@ -539,7 +542,7 @@ static void later_boot(struct tpm *tpm, const uint8_t *area, const struct settin
 	static uint8_t copy[LUKS2_AREA_SIZE];
 	struct crypt_device *cd = NULL;
 	char pcrs[64], pcrs2[64];
-	uint64_t t0 = now_ms(), t_unseal;
+	uint64_t t0 = now_ms(), t_unseal, unseal_ms;
 	int n, r;
 
 	if (st.hdr.token.pcr_mask != s->state_pcrs)
@@ -563,6 +566,10 @@ static void later_boot(struct tpm *tpm, const uint8_t *area, const struct settin
 	if ((size_t)n != st.hdr.volume_key_size)
 		refuse("the key unsealed for %s has %d bytes; the header wants %u",
 		       st.part.dev, n, st.hdr.volume_key_size);
+	unseal_ms = now_ms() - t0;
+	/* dm-crypt, dm-integrity and the ciphers, loading in the background while the TPM
+	 * worked: the first step that needs them is next (its wait is logged apart). */
+	modules_wait();
 	t_unseal = now_ms();
 
 	/* libcryptsetup gets the validated bytes, never the disk's: a header the host
@@ -607,7 +614,7 @@ static void later_boot(struct tpm *tpm, const uint8_t *area, const struct settin
 		"%llu ms%s",
 		st.part.dev, st.hdr.uuid,
 		seal_pcr_list(st.hdr.token.pcr_mask, pcrs, sizeof(pcrs)),
-		(unsigned long long)(t_unseal - t0), st.node,
+		(unsigned long long)unseal_ms, st.node,
 		(unsigned long long)(now_ms() - t_unseal),
 		st.hdr.token.initialized ? ""
 					 : " (setup not finished: state_mount does)");

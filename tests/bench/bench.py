@@ -717,6 +717,15 @@ def parse_cvminit(lines, pk):
               r"after their start \(waited for (\d+) ms\)")
     if x:
         r["config_modules_wait"] = int(x[2].group(1)) / 1000
+    # PID 1's waits for the boot's own background loader: since issue 15's third part one
+    # loader with two lines, "root modules" (waited for before the root's partitions) and
+    # "root and state modules" (in the state volume's opening, after the TPM's part);
+    # before, one "state modules" line, waited for in the "modules-wait" stage.
+    r["loader_wait"] = sum(
+        int(m.group(2)) / 1000 for _, _, s in pk
+        if (m := re.search(r"^cvminit: modules: (.+) modules loaded in the background, "
+                           r"\d+ ms after their start \(waited for (\d+) ms\)", s))
+        and m.group(1) != "config")
     # Each stage's own duration (from the previous mark), e.g. "modules" and "modules-extra".
     prev = 0.0
     r["stage_s"] = {}
@@ -988,8 +997,9 @@ ROWS = [
      lambda r: r["containerd_started"]),
     ("modules", "cvminit: module stage (the initrd's modules)", "s",
      lambda r: r["stage_s"]["modules"]),
-    ("modules_bg", "cvminit: module stage + the wait for its background batch", "s",
-     lambda r: r["stage_s"]["modules"] + r["stage_s"].get("modules-wait", 0.0)),
+    ("modules_bg", "cvminit: module stage + PID 1's waits for its background loader "
+     "(before the root, in the state volume's opening)", "s",
+     lambda r: r["stage_s"]["modules"] + r.get("loader_wait", 0.0)),
     ("modules_extra", "cvminit: the config's modules (networking, from the root), PID 1's wait",
      "s", lambda r: r["stage_s"]["modules-extra"] if "modules-extra" in r["stage_s"]
      else r["config_modules_wait"]),

@@ -48,27 +48,41 @@ def test_probe_interleaved():
 
 
 def test_cvminit_module_waits():
-    """The module rows: the foreground stage plus its background wait, and the config's
-    modules either as the old "modules-extra" stage or from the loader's line (waited for)."""
+    """The module rows: the foreground stage plus its background waits (for the root's
+    modules and the state volume's), and the config's modules either as the old
+    "modules-extra" stage or from the loader's line (waited for)."""
     con = lines(
         "[    4.000000] cvminit: timeline: init-start 4000.000 ms (+4000.000 ms) cpu 1.000 ms",
         "[    4.000100] cvminit: timeline: mounts 4100.000 ms (+100.000 ms) cpu 2.000 ms",
         "[    4.000200] cvminit: timeline: modules 4400.000 ms (+300.000 ms) cpu 3.000 ms",
-        "[    4.000300] cvminit: timeline: root-open 4900.000 ms (+500.000 ms) cpu 4.000 ms",
-        "[    4.000400] cvminit: timeline: modules-wait 5100.000 ms (+200.000 ms) cpu 5.000 ms",
+        "[    4.000250] cvminit: timeline: config 4600.000 ms (+200.000 ms) cpu 3.500 ms",
+        "[    4.000260] cvminit: timeline: modules-root 4650.000 ms (+50.000 ms) cpu 3.600 ms",
+        "[    4.000300] cvminit: timeline: root-open 4900.000 ms (+250.000 ms) cpu 4.000 ms",
+        "[    4.000255] cvminit: modules: root modules loaded in the background, 210 ms "
+        "after their start (waited for 50 ms)",
+        "[    4.000400] cvminit: timeline: state-open 5100.000 ms (+200.000 ms) cpu 5.000 ms",
+        "[    4.000350] cvminit: modules: root and state modules loaded in the background, "
+        "590 ms after their start (waited for 25 ms)",
         "[    9.000000] cvminit: modules: config modules loaded in the background, 6865 ms "
         "after their start (waited for 120 ms)")
     r = bench.parse_cvminit(con, bench.printk_lines(con))
     rows = {k: f for k, _, _, f in bench.ROWS}
     check("modules_stage", abs(rows["modules"](r) - 0.3) < 1e-9, repr(r["stage_s"]))
-    check("modules_with_wait", abs(rows["modules_bg"](r) - 0.5) < 1e-9, repr(r["stage_s"]))
+    check("modules_with_waits", abs(rows["modules_bg"](r) - 0.375) < 1e-9,
+          repr(r.get("loader_wait")))
     check("config_modules_waited", abs(rows["modules_extra"](r) - 0.12) < 1e-9,
           repr(r.get("config_modules_wait")))
     old = lines("[    4.000000] cvminit: timeline: init-start 4000.000 ms (+4000.000 ms)",
-                "[    4.000100] cvminit: timeline: modules-extra 5000.000 ms (+1000.000 ms)")
+                "[    4.000050] cvminit: timeline: modules 4300.000 ms (+300.000 ms)",
+                "[    4.000060] cvminit: modules: state modules loaded in the background, 600 "
+                "ms after their start (waited for 90 ms)",
+                "[    4.000070] cvminit: timeline: modules-wait 4900.000 ms (+600.000 ms)",
+                "[    4.000100] cvminit: timeline: modules-extra 5000.000 ms (+100.000 ms)")
     r = bench.parse_cvminit(old, bench.printk_lines(old))
-    check("config_modules_old_stage", abs(rows["modules_extra"](r) - 1.0) < 1e-9,
+    check("config_modules_old_stage", abs(rows["modules_extra"](r) - 0.1) < 1e-9,
           repr(r["stage_s"]))
+    check("modules_old_state_wait", abs(rows["modules_bg"](r) - 0.39) < 1e-9,
+          repr(r.get("loader_wait")))
 
 
 def test_join_rows():

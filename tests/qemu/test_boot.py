@@ -179,7 +179,8 @@ def test_locked_down_kernel_refuses_unsigned_modules():
     """lockdown=integrity (what Secure Boot turns on): the kernel loads only signed
     modules, and the initrd's are stored without their signatures. cvminit names the
     module, the kernel's refusal and the fix (MODULE_SIGNATURES=keep), refuses to boot and
-    powers off; no module of the initrd was loaded unsigned."""
+    powers off; no module of the initrd was loaded unsigned. dm_mod is the background
+    loader's (a child process): the refusal is still PID 1's, naming the module."""
     with boot("lockdown=integrity", ovmf=False) as v:
         expect_start(v, "SeaBIOS")
         # The refusal's box wraps the message: its lines one by one.
