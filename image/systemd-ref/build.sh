@@ -1,6 +1,7 @@
 #!/bin/bash
 # Build the systemd-based reference node for the benchmark into build/bench/systemd-ref/:
-#   1. its initrd: mkosi's default initrd config plus initrd/extra (initrd/mkosi.conf)
+#   1. its initrd: mkosi's default initrd config plus initrd/extra (initrd/mkosi.conf) and
+#      the bench's CPU sampler (BENCH_TREE's /usr/lib/bench: it starts in the initrd)
 #   2. the disk: mkosi.conf here, that initrd in the UKI (with mkosi's kernel modules initrd)
 #   3. 256 MiB of free space appended (the cvminit image's state size), where systemd-repart
 #      makes the LUKS2 state partition on first boot.
@@ -22,6 +23,7 @@ python=${PYTHON:-python3}
 state=${SYSTEMD_REF_STATE:-256M}
 : "${BENCH_TREE:?BENCH_TREE must name the tree with /usr/bin/kubelet}"
 [ -x "$BENCH_TREE/usr/bin/kubelet" ] || { echo "systemd-ref: $BENCH_TREE/usr/bin/kubelet missing" >&2; exit 1; }
+[ -x "$BENCH_TREE/usr/lib/bench/cpu-sampler" ] || { echo "systemd-ref: $BENCH_TREE/usr/lib/bench/cpu-sampler missing" >&2; exit 1; }
 
 start=$(date +%s)
 tree=$("$repo/image/tools-tree.sh" | tail -n 1)
@@ -47,7 +49,8 @@ mkosi() {
 }
 
 echo "systemd-ref: 1/3 initrd" >&2
-mkosi --directory="$here/initrd" --distribution=debian --release=trixie --force build
+mkosi --directory="$here/initrd" --distribution=debian --release=trixie \
+    --extra-tree="$(readlink -f "$BENCH_TREE")/usr/lib/bench:/usr/lib/bench" --force build
 initrd=$out/initrd.cpio.zst
 [ -f "$initrd" ] || initrd=$(ls "$out"/initrd*.cpio* | head -n 1)
 

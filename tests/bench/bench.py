@@ -175,7 +175,7 @@ def join_env():
 def build_images(only=None):
     extra = build_tree()
     cvminit = BUILD / "cvminit"
-    if not cvminit.is_file():
+    if only != "systemd" and not cvminit.is_file():
         subprocess.run(["make", "-C", str(REPO), "all"], check=True)
     probe_sha = hashlib.sha256(PROBE.read_bytes()).hexdigest()
     common = [PROBE, STANDIN] + files_under("rootfs-overlay", "image/mkosi.sandbox",
@@ -798,24 +798,39 @@ def parse_all_units(lines):
 
 
 def parse_samples(lines):
-    """The reference's CPU sampler (tests/bench/cpu-sampler.c): a line every 5 s,
-    "s <mono_us> busy=<ticks> idle=<ticks> q=<0|1> [seq=<uevents>] <cgroup>=<usec> ...", a
-    cgroup only when its total changed. As [{t, busy, idle, q, seq, cg: {cgroup: seconds,
-    totals carried forward}}], in time order; a damaged line (another writer on the console) is skipped."""
-    out, cg = [], {}
+    """The reference's CPU sampler (tests/bench/cpu-sampler.c): a line every 5 s from the
+    initrd's start on, "s <mono_us> busy=<ticks> idle=<ticks> q=<0|1> [seq=<uevents>]
+    [sys=<usec>] <cgroup>=<v> ...", a cgroup only when its total changed; <v> is "<usec>",
+    "!<usec>" for a new cgroup under a name seen before (a unit of the initrd stopped and
+    one of the root's started under its name: its total starts again) or "-" once when the
+    cgroup is gone. As [{t, busy, idle, q, seq, sys, cg: {cgroup: seconds}, ended: [cgroup]}]
+    in time order, where a cgroup's seconds are its total over all cgroups of that name
+    (each one's total at its last line, plus the current one's): it only grows, so the
+    difference between two samples is CPU spent between them, whatever cgroup came and went;
+    a cgroup's CPU after its last line is only in sys (system.slice's total). A damaged
+    line (another writer on the console) is skipped."""
+    out, base, cur = [], {}, {}
     for s in lines:
-        m = re.search(r"\bs (\d+) busy=(\d+) idle=(\d+) q=([01])(?: seq=(\d+))?"
-                      r"((?: [\w@.:\\-]+=\d+)*)\s*$", s)
+        m = re.search(r"\bs (\d+) busy=(\d+) idle=(\d+) q=([01])(?: seq=(\d+))?(?: sys=(\d+))?"
+                      r"((?: [\w@.:\\-]+=(?:!?\d+|-))*)\s*$", s)
         if not m:
             continue
-        for name, v in re.findall(r" ([\w@.:\\-]+)=(\d+)", m.group(6)):
-            cg[name] = int(v) / 1e6
         t = int(m.group(1)) / 1e6
         if out and t <= out[-1]["t"]:
             continue
+        ended = []
+        for name, v in re.findall(r" ([\w@.:\\-]+)=(!?\d+|-)", m.group(7)):
+            if v == "-" or v.startswith("!"):
+                base[name] = base.get(name, 0.0) + cur.get(name, 0.0)
+                cur[name] = 0.0
+                ended.append(name)
+            if v != "-":
+                cur[name] = int(v.lstrip("!")) / 1e6
         out.append({"t": t, "busy": int(m.group(2)), "idle": int(m.group(3)),
-                    "q": m.group(4) == "1", "cg": dict(cg),
-                    "seq": int(m.group(5)) if m.group(5) else None})
+                    "q": m.group(4) == "1", "ended": ended,
+                    "cg": {n: base.get(n, 0.0) + v for n, v in cur.items()},
+                    "seq": int(m.group(5)) if m.group(5) else None,
+                    "sys": int(m.group(6)) / 1e6 if m.group(6) else None})
     return out
 
 
@@ -1060,6 +1075,10 @@ def net_cost(r):
 HOST_CPUS = 1.0
 # The busy CPU outside init.scope and every unit's cgroup.
 KERNEL = "kernel threads, interrupts (no unit's cgroup)"
+# system.slice's CPU beyond what its cgroups' lines account for: units whose cgroup ended
+# (or began and ended) between two samples, which no line could read at their end (the
+# stretch's detail names those the sampler saw go).
+ENDED = "units that ended between two samples (system.slice's total)"
 
 
 def _at(samples, t, key):
@@ -1082,7 +1101,10 @@ def gap_cpu(r, a, b):
     total is updated in bursts, so one interval's split would be noise). Returns
     {"explained": seconds, "cpu": {who: seconds}, "udev_queue": seconds with udev events
     queued, "sampled": seconds of the stretch the sampler covered, "uevents": how many the
-    kernel sent meanwhile (a sampler that reports them)} or None without samples."""
+    kernel sent meanwhile (a sampler that reports them), "ended": the cgroups the sampler
+    saw go in the intervals that overlap it} or None without samples. With system.slice's
+    total (sys) in every sample, the CPU of units that ended between two samples is its
+    own share (ENDED), not the kernel's."""
     sm = r.get("samples") or []
     hz = r.get("top_hz") or 100
     if len(sm) < 2:
@@ -1105,6 +1127,12 @@ def gap_cpu(r, a, b):
            _at(sm, lo, lambda x: x["cg"].get(n, 0.0)) for n in names}
     use = {n: v for n, v in use.items() if v > 0}
     busy = (_at(sm, hi, lambda x: x["busy"]) - _at(sm, lo, lambda x: x["busy"])) / hz
+    if all(x.get("sys") is not None for x in sm):
+        units = sum(v for n, v in use.items() if n != "init.scope")
+        sys_use = _at(sm, hi, lambda x: x["sys"]) - _at(sm, lo, lambda x: x["sys"])
+        use[ENDED] = max(0.0, sys_use - units)
+    out["ended"] = sorted({n for x, y in zip(sm, sm[1:]) if y["t"] > a and x["t"] < b
+                           for n in y.get("ended", ())})
     if all(x.get("seq") is not None for x in sm):
         out["uevents"] = round(_at(sm, hi, lambda x: x["seq"]) - _at(sm, lo, lambda x: x["seq"]))
     use[KERNEL] = max(0.0, busy - sum(use.values()))
@@ -1131,6 +1159,26 @@ def activating_in(r, a, b, skip=()):
     return sorted(out, key=lambda x: -x[1])
 
 
+# The label of the root's first stretch without a start job on the chain: from the root's
+# manager's start to its first chain job (its generators and unit loading, the units it
+# starts first), which the sampler covers from the initrd on.
+AFTER_SWITCH = "after the switch-root"
+
+
+def initrd_stretches(r):
+    """The initrd's part of the path, init start → "Switching root", split at the journal's
+    milestones: [(name of the step that ends the stretch, from, to)]."""
+    lo, sw = r["init_start"], r.get("switch_root")
+    out, prev = [], lo
+    for name, t in sorted(r.get("events", []), key=lambda x: x[1]):
+        if prev < t <= sw:
+            out.append((name, prev, t))
+            prev = t
+    if sw > prev:
+        out.append(("switch-root", prev, sw))
+    return out
+
+
 def chain_attribution(r):
     """How much of systemd's init start → kubelet started is explained, in four parts:
     the initrd (init start → "Switching root"), split at the journal's milestones, each
@@ -1140,22 +1188,18 @@ def chain_attribution(r):
     the critical chain's start jobs ([at, at + took]); and the stretches between
     them, where no start job on the chain ran and the chain's next job waited in PID 1's
     queue: there the CPU they were spent on (gap_cpu(): PID 1, udev, journald, the
-    kernel, ...) as far as the machine was busy. A stretch where the machine was idle, or
-    that the sampler did not cover, stays unexplained.
-    Returns (share in %, [(what, seconds)] largest first, the root's uncovered gaps of
-    0.5 s or more as dicts: from, to (seconds after init start), explained, cpu,
-    udev_queue, activating)."""
+    kernel, ...) as far as the machine was busy. The first of those stretches, from the
+    root's manager's start to its first chain job, is labelled AFTER_SWITCH, the others
+    "gaps". A stretch where the machine was idle, or that the sampler did not cover,
+    stays unexplained.
+    Returns (share in %, [(what, seconds)] largest first, the root's uncovered gaps as
+    dicts: from, to (seconds after init start), explained, cpu, udev_queue, activating,
+    ended, after_switch)."""
     chain, base = r.get("critical_chain") or [], r.get("userspace_start")
     lo, hi, sw = r["init_start"], r["kubelet_started"], r.get("switch_root")
     if not chain or base is None or sw is None or not lo < sw <= base < hi:
         return None, [], []
-    parts, prev = [], lo
-    for name, t in sorted(r.get("events", []), key=lambda x: x[1]):
-        if prev < t <= sw:
-            parts.append((f"initrd: → {name}", t - prev))
-            prev = t
-    if sw > prev:
-        parts.append(("initrd: → switch-root", sw - prev))
+    parts = [(f"initrd: → {name}", b - a) for name, a, b in initrd_stretches(r)]
     parts.append(("switch-root → the root's manager", base - sw))
     spans = []
     for c in chain:
@@ -1179,17 +1223,19 @@ def chain_attribution(r):
     gaps, cpu = [], {}
     for a, b in holes:
         g = gap_cpu(r, a, b)
+        where = AFTER_SWITCH if a == base else "gaps"
         if g:
             covered += g["explained"]
             for n, v in g["cpu"].items():
-                cpu[n] = cpu.get(n, 0.0) + v
-        if b - a >= 0.5:
-            gaps.append({"from": a - lo, "to": b - lo,
-                         "explained": g["explained"] if g else 0.0,
-                         "cpu": g["cpu"] if g else {},
-                         "udev_queue": g["udev_queue"] if g else 0.0,
-                         "activating": activating_in(r, a, b, on_chain)})
-    parts += [(f"gaps: CPU of {n}", v) for n, v in cpu.items() if v > 0]
+                cpu[(where, n)] = cpu.get((where, n), 0.0) + v
+        gaps.append({"from": a - lo, "to": b - lo,
+                     "explained": g["explained"] if g else 0.0,
+                     "cpu": g["cpu"] if g else {},
+                     "udev_queue": g["udev_queue"] if g else 0.0,
+                     "ended": g.get("ended", []) if g else [],
+                     "after_switch": a == base,
+                     "activating": activating_in(r, a, b, on_chain)})
+    parts += [(f"{where}: CPU of {n}", v) for (where, n), v in cpu.items() if v > 0]
     explained = (base - lo) + covered
     return 100 * explained / (hi - lo), sorted(parts, key=lambda x: -x[1]), gaps
 
@@ -1210,40 +1256,74 @@ def systemd_path(results, kind):
     share, units, gaps = chain_attribution(r)
     span = r["kubelet_started"] - r["init_start"]
     cpu = r.get("unit_cpu", {})
-    out = [f"systemd's path to kubelet ({r['name']}, init start → kubelet started {span:.2f} s):"
-           f" {share:.0f} % of it is explained: the initrd's steps (journal), the switch-root,"
-           f" the start jobs on the critical chain (systemd-analyze critical-chain"
-           f" kubelet.service) and, between them on the root's side, the CPU the machine"
-           f" spent on PID 1, udev, journald and the rest while the chain's next job waited"
-           f" (the sampler's busy seconds; idle seconds are not explained)."
-           if share is not None else "systemd's critical chain: not reported.", ""]
-    # What the machine's CPU went to while each of the root's chain jobs ran (the sampler):
-    # a start job's time is its own work and its wait for the CPU others took.
+    sm = r.get("samples") or []
+    if share is not None:
+        d = dict(units)
+        initrd = sum(v for k, v in units if k.startswith("initrd: "))
+        on_chain = sum(v for k, v in units if not k.startswith(
+            ("initrd: ", "switch-root → ", f"{AFTER_SWITCH}: ", "gaps: ")))
+        after = [g for g in gaps if g["after_switch"]]
+        other = [g for g in gaps if not g["after_switch"]]
+        out = [f"systemd's path to kubelet ({r['name']}, init start → kubelet started"
+               f" {span:.2f} s): {share:.0f} % of it is explained: the initrd's steps"
+               f" {initrd:.1f} s (journal), the switch-root"
+               f" {d.get('switch-root → the root' + chr(39) + 's manager', 0.0):.1f} s,"
+               f" the start jobs on the critical chain {on_chain:.1f} s (systemd-analyze"
+               f" critical-chain kubelet.service) and, where no job on the chain ran, the CPU"
+               f" the machine spent on PID 1, udev, journald and the rest while the chain's"
+               f" next job waited: {sum(g['explained'] for g in after):.1f} s of the"
+               f" {sum(g['to'] - g['from'] for g in after):.1f} s from the root's manager's"
+               f" start to the chain's first job ({AFTER_SWITCH}),"
+               f" {sum(g['explained'] for g in other):.1f} s of the"
+               f" {sum(g['to'] - g['from'] for g in other):.1f} s of the other gaps (the"
+               f" sampler's busy seconds; idle seconds, and a stretch with no samples, are"
+               f" not explained).", ""]
+    else:
+        out = ["systemd's critical chain: not reported.", ""]
+    # What the machine's CPU went to while each step ran (the sampler): a start job's time
+    # is its own work and its wait for the CPU others took; the initrd's steps likewise.
     spans = {}
     base = r.get("userspace_start")
+    windows = []
+    if share is not None:
+        windows = [(f"initrd: → {n}", a, b) for n, a, b in initrd_stretches(r)]
+        windows.append(("switch-root → the root's manager", r["switch_root"], base))
     for c in r.get("critical_chain") or []:
         if base is not None and c["at"] is not None and c["took"]:
-            g = gap_cpu(r, base + c["at"], min(r["kubelet_started"], base + c["at"] + c["took"]))
-            if g and g["cpu"]:
-                top = sorted(g["cpu"].items(), key=lambda x: -x[1])[:3]
-                spans[c["unit"]] = ", ".join(f"{n} {v:.1f} s" for n, v in top) + (
-                    f"; {g['uevents']} uevents" if "uevents" in g else "")
-    out += ["| step (initrd: the stretch that ends with it; gaps: CPU between the chain's jobs)"
-            " | time on the path | the CPU meanwhile (sampler; largest three) |",
+            windows.append((c["unit"], base + c["at"],
+                            min(r["kubelet_started"], base + c["at"] + c["took"])))
+    for what, a, b in windows:
+        g = gap_cpu(r, a, b)
+        if g and g["cpu"]:
+            top = sorted(g["cpu"].items(), key=lambda x: -x[1])[:3]
+            spans[what] = ", ".join(f"{n} {v:.1f} s" for n, v in top) + (
+                f"; {g['uevents']} uevents" if "uevents" in g else "")
+    out += ["| step (initrd: the stretch that ends with it; after the switch-root and gaps:"
+            " CPU between the chain's jobs) | time on the path | the CPU meanwhile (sampler;"
+            " largest three) |",
             "|---|---|---|"]
     out += [f"| {u} | {t:.2f} s | {spans.get(u, '')} |" for u, t in units[:16]]
-    if gaps:
+    listed = [g for g in gaps if g["to"] - g["from"] >= 0.5]
+    if listed:
         out += ["", "Gaps on the root's side (no start job on the chain running), with what used"
-                " the CPU in each and the units starting meanwhile:", ""]
-        for g in gaps:
+                " the CPU in each, the units starting meanwhile and the cgroups that ended:",
+                ""]
+        for g in listed:
             top = sorted(g["cpu"].items(), key=lambda x: -x[1])[:4]
             acts = ", ".join(f"{u} {t:.1f} s" for u, t in g["activating"][:4])
+            ended = ", ".join(g.get("ended", [])[:6])
             out.append(f"- {g['from']:.1f}–{g['to']:.1f} s after init start"
-                       f" ({g['to'] - g['from']:.1f} s, {g['explained']:.1f} s busy"
+                       + f" ({AFTER_SWITCH + '; ' if g.get('after_switch') else ''}"
+                       f"{g['to'] - g['from']:.1f} s, {g['explained']:.1f} s busy"
                        f", udev's queue non-empty {g['udev_queue']:.1f} s): "
                        + (", ".join(f"{n} {v:.1f} s" for n, v in top) or "no samples")
-                       + (f"; starting: {acts}" if acts else "") + ".")
-    sm = r.get("samples") or []
+                       + (f"; starting: {acts}" if acts else "")
+                       + (f"; ended: {ended}" if ended else "") + ".")
+    if len(sm) > 1 and share is not None:
+        after = sum(1 for x in sm if x["t"] > r["switch_root"])
+        out += ["", f"The sampler's samples: {len(sm)}, from {sm[0]['t'] - r['init_start']:.1f} s"
+                f" after init start to {sm[-1]['t'] - r['init_start']:.1f} s; {after} after the"
+                f" switch-root ({r['switch_root'] - r['init_start']:.1f} s)."]
     if len(sm) > 1 and sm[0].get("seq") is not None and sm[-1].get("seq") is not None:
         out += ["", f"uevents the kernel sent (its sequence number): {sm[0]['seq']} by the"
                 f" sampler's first sample ({sm[0]['t'] - r['init_start']:.1f} s after init"

@@ -325,7 +325,7 @@ def test_gap_cpu():
     # udevd 1.8 s, journald 0.5 s, the kernel 4.5 - 4.4 = 0.1 s
     want = {"init.scope": 3.5 * 2.1 / 4.5, "systemd-udevd.service": 3.5 * 1.8 / 4.5,
             "systemd-journald.service": 3.5 * 0.5 / 4.5, bench.KERNEL: 3.5 * 0.1 / 4.5}
-    check("gap_cpu_parts", all(abs(d.get(f"gaps: CPU of {k}", -1) - v) < 1e-9
+    check("gap_cpu_parts", all(abs(d.get(f"after the switch-root: CPU of {k}", -1) - v) < 1e-9
                                for k, v in want.items()), repr(parts))
     g = gaps[0]
     check("gap_cpu_detail", abs(g["explained"] - 3.5) < 1e-9 and
@@ -341,13 +341,116 @@ def test_gap_cpu():
     text = bench.systemd_path({"systemd": {"later": [dict(r, name="x")]}}, "later")
     check("blame_without_devices", "blame): containerd.service 44.82 s." in text, text)
     check("gap_cpu_report", "86 % of it is explained" in text and
-          "6.0–11.0 s after init start (5.0 s, 3.5 s busy" in text, text)
+          "6.0–11.0 s after init start (after the switch-root; 5.0 s, 3.5 s busy" in text,
+          text)
+
+
+def test_across_switch_root():
+    """The sampler from the initrd on (one line every 2 s here): the initrd's cgroups end
+    ("-"), udevd's is made again by the root under its name ("!"), a unit starts and ends
+    between two samples (only in system.slice's total, sys=). The stretch from the root's
+    manager's start to the chain's first job is explained by the CPU in it; an idle
+    interval and the end of the path after the last sample stay unexplained.
+    Path: init start 2, initrd milestones 3 (udevd), 8 (sysroot), 10 (cryptsetup),
+    switch-root 12, the root's manager 14, containerd's start job 30..35 (@16 +5),
+    kubelet 40: 38 s."""
+    u = 1000000
+
+    def s(t, busy, sys, cgs=""):
+        return f"s {t * u} busy={busy} idle=0 q=0 seq=1 sys={sys}" + (" " + cgs if cgs else "")
+    full = [(22 + 2 * i, 2500 + 200 * i, f"init.scope={18300000 + 2000000 * i}")
+            for i in range(5)]
+    samples = [
+        s(4, 1000, 2500000, "init.scope=10000000 systemd-udevd.service=2000000 "
+          "state-repart.service=500000"),
+        s(6, 1200, 4000000, "init.scope=10500000 systemd-udevd.service=3000000 "
+          "state-repart.service=1000000"),
+        s(8, 1400, 5500000, "init.scope=11000000 systemd-udevd.service=4000000 "
+          "state-repart.service=1500000"),
+        # repart's cgroup is gone: its last 0.4 s are only in sys
+        s(10, 1600, 6900000, "init.scope=11600000 systemd-udevd.service=5000000 "
+          "state-repart.service=-"),
+        s(12, 1800, 8000000, "init.scope=12500000 systemd-udevd.service=6000000 "
+          "initrd-switch-root.service=100000"),
+        # the switch-root: the initrd's udevd and initrd-switch-root.service gone (0.2 s
+        # after their last lines)
+        s(14, 2000, 8200000, "init.scope=14300000 systemd-udevd.service=- "
+          "initrd-switch-root.service=-"),
+        # the root's udevd, 0.5 s so far; 0.3 s of a unit that came and went (sys only)
+        s(16, 2200, 9000000, "init.scope=15300000 systemd-udevd.service=!500000"),
+        s(18, 2300, 9000000, "init.scope=16300000"),           # half busy
+        s(20, 2300, 9000000),                                     # idle
+        *[s(t, b, 9000000, c) for t, b, c in full],               # PID 1 busy to 30
+        s(32, 3500, 10800000, "init.scope=26500000 containerd.service=1800000"),
+        s(34, 3700, 12600000, "init.scope=26700000 containerd.service=3600000"),
+        s(36, 3900, 14400000, "init.scope=26900000 containerd.service=5400000")]
+    sm = bench.parse_samples(samples)
+    at = {x["t"]: x for x in sm}
+    check("switch_samples_parsed", len(sm) == 17 and
+          at[14.0]["ended"] == ["systemd-udevd.service", "initrd-switch-root.service"] and
+          at[16.0]["ended"] == ["systemd-udevd.service"] and
+          abs(at[14.0]["cg"]["systemd-udevd.service"] - 6.0) < 1e-9 and
+          abs(at[16.0]["cg"]["systemd-udevd.service"] - 6.5) < 1e-9 and
+          abs(at[36.0]["cg"]["systemd-udevd.service"] - 6.5) < 1e-9 and
+          abs(at[10.0]["cg"]["state-repart.service"] - 1.5) < 1e-9 and
+          at[16.0]["sys"] == 9.0, repr(sm[4:7]))
+    chain = [{"unit": "kubelet.service", "at": 26.0, "took": None},
+             {"unit": "containerd.service", "at": 16.0, "took": 5.0}]
+    r = {"critical_chain": chain, "userspace_start": 14.0, "init_start": 2.0,
+         "switch_root": 12.0, "kubelet_started": 40.0, "samples": sm,
+         "events": [("udevd", 3.0), ("sysroot", 8.0), ("cryptsetup", 10.0)]}
+    share, parts, gaps = bench.chain_attribution(r)
+    # initrd 10 + switch-root 2 + containerd 5 + after the switch-root 2 + 1 + 0 + 10 (the
+    # busy seconds of 14..30) + the last gap's 35..36 (36..40: no samples) = 31 of 38
+    check("switch_share", abs(share - 100 * 31 / 38) < 1e-9, repr(share))
+    d = dict(parts)
+    a = "after the switch-root: CPU of "
+    want = {a + "init.scope": 12.0, a + "systemd-udevd.service": 0.5, a + bench.ENDED: 0.3,
+            a + bench.KERNEL: 0.2, "gaps: CPU of containerd.service": 0.9,
+            "gaps: CPU of init.scope": 0.1, "containerd.service": 5.0,
+            "switch-root → the root's manager": 2.0, "initrd: → sysroot": 5.0}
+    check("switch_parts", all(abs(d.get(k, -1) - v) < 1e-9 for k, v in want.items()) and
+          not any("rest" in k for k in d), repr(parts))
+    after = [g for g in gaps if g["after_switch"]]
+    last = gaps[-1]
+    check("switch_gaps", len(after) == 1 and (after[0]["from"], after[0]["to"]) == (12.0, 28.0)
+          and abs(after[0]["explained"] - 13.0) < 1e-9 and
+          after[0]["ended"] == ["systemd-udevd.service"] and
+          (last["from"], last["to"]) == (33.0, 38.0) and abs(last["explained"] - 1.0) < 1e-9,
+          repr(gaps))
+    g = bench.gap_cpu(r, 3.0, 8.0)
+    check("switch_initrd_cpu", abs(g["explained"] - 4.0) < 1e-9 and
+          abs(g["cpu"]["state-repart.service"] - 1.0) < 1e-9 and
+          abs(g["cpu"]["systemd-udevd.service"] - 2.0) < 1e-9 and
+          abs(g["cpu"].get(bench.ENDED, 0.0)) < 1e-9, repr(g))
+    text = bench.systemd_path({"systemd": {"first": [dict(r, name="x")]}}, "first")
+    check("switch_report", "82 % of it is explained: the initrd's steps 10.0 s (journal), the"
+          " switch-root 2.0 s, the start jobs on the critical chain 5.0 s" in text and
+          "13.0 s of the 16.0 s from the root's manager's start to the chain's first job"
+          in text and "1.0 s of the 5.0 s of the other gaps" in text and
+          "| switch-root → the root's manager | 2.00 s | init.scope 1.8 s, units that ended"
+          in text and "| initrd: → sysroot | 5.00 s | systemd-udevd.service 2.0 s" in text
+          and "ended: systemd-udevd.service." in text and
+          "samples: 17, from 2.0 s after init start to 34.0 s; 12 after the switch-root"
+          in text, text)
+
+
+def test_sampler_units():
+    """The sampler's unit is one file in the initrd (which starts it) and in the root (whose
+    manager takes the running unit over at the switch-root): the two copies must not drift,
+    and both keep what lets it live through the switch-root."""
+    ref = bench.REPO / "image/systemd-ref"
+    a = (ref / "initrd/extra/usr/lib/systemd/system/bench-sampler.service").read_text()
+    b = (ref / "mkosi.extra/etc/systemd/system/bench-sampler.service").read_text()
+    check("sampler_units_same", a == b and "IgnoreOnIsolate=yes" in a and
+          "ExecStart=@/usr/lib/bench/cpu-sampler @cpu-sampler /run/" in a)
 
 
 def main():
     for f in (test_probe_interleaved, test_cvminit_module_waits, test_join_rows,
               test_initrd_config_join, test_growth_configs,
-              test_critical_chain, test_attribution, test_gap_cpu):
+              test_critical_chain, test_attribution, test_gap_cpu, test_across_switch_root,
+              test_sampler_units):
         try:
             f()
         except Exception as e:  # a parser that raises fails the test, with the reason
