@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -443,7 +444,8 @@ struct batch {
 	 * batch_wait(). */
 	bool reaped;
 	int status;
-	bool done; /* waited for: never started again */
+	struct rusage ru; /* its CPU, logged: the loaders' work is init's too */
+	bool done;	  /* waited for: never started again */
 };
 
 static struct batch batches[2] = {{.fd = -1}, {.fd = -1}};
@@ -531,7 +533,8 @@ static void batch_wait(struct batch *b)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &called);
 	batch_read(b, false);
-	while (!b->reaped && (r = waitpid(b->pid, &status, 0)) < 0 && errno == EINTR)
+	while (!b->reaped && (r = wait4(b->pid, &status, 0, &b->ru)) < 0 &&
+	       errno == EINTR)
 		;
 	b->pid = 0;
 	b->reaped = false;
@@ -546,16 +549,19 @@ static void batch_wait(struct batch *b)
 					    : "was killed");
 	log_info(
 		"modules: %s modules loaded in the background, %lld ms after their start "
-		"(waited for %lld ms)",
-		b->what, ms_since(&b->start), ms_since(&called));
+		"(waited for %lld ms; the loader's CPU %lld ms)",
+		b->what, ms_since(&b->start), ms_since(&called),
+		(long long)(b->ru.ru_utime.tv_sec + b->ru.ru_stime.tv_sec) * 1000 +
+			(b->ru.ru_utime.tv_usec + b->ru.ru_stime.tv_usec) / 1000);
 }
 
-bool modules_reaped(pid_t pid, int status)
+bool modules_reaped(pid_t pid, int status, const struct rusage *ru)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(batches); i++)
 		if (batches[i].pid == pid && !batches[i].reaped) {
 			batches[i].reaped = true;
 			batches[i].status = status;
+			batches[i].ru = *ru;
 			/* A required module missing: act now (fail_closed), not only when a
 			 * service that needs the batch is due. */
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)

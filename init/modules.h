@@ -22,7 +22,8 @@ void modules_start_extra(char *const *names, int n);
 void modules_wait_extra(void);
 /* The supervisor reaped pid: true when it is a loader child, whose status the next
  * modules_wait*() then uses; one that failed fails closed at once. */
-bool modules_reaped(pid_t pid, int status);
+struct rusage;
+bool modules_reaped(pid_t pid, int status, const struct rusage *ru);
 /* Loads what matches each alias (e.g. a device's modalias), none required: returns how
  * many matched something, and logs each failure naming the alias as a what. */
 int modules_load_aliases(char *const *aliases, int n, const char *what);

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/reboot.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 
@@ -15,21 +16,22 @@
 
 static int signal_fd = -1;
 static unsigned long orphans_reaped;
-static bool (*child_hook)(pid_t pid, int status);
+static bool (*child_hook)(pid_t pid, int status, const struct rusage *ru);
 
-void supervise_set_child_hook(bool (*fn)(pid_t pid, int status))
+void supervise_set_child_hook(bool (*fn)(pid_t pid, int status, const struct rusage *ru))
 {
 	child_hook = fn;
 }
 
 static void on_sigchld(void)
 {
+	struct rusage ru;
 	int status;
 	pid_t pid;
 
 	/* Several children may have exited for one SIGCHLD: reap until none is left. */
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (child_hook && child_hook(pid, status))
+	while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
+		if (child_hook && child_hook(pid, status, &ru))
 			continue;
 		if (svc_reaped(pid, status))
 			continue;

@@ -24,9 +24,11 @@ static inline void supervise_child_signals(void)
 	sigemptyset(&set);
 	sigprocmask(SIG_SETMASK, &set, NULL);
 }
-/* fn is asked first about every reaped child: true = one of the boot's own (the config's
- * module loader, which runs beside the first services), not a service or an orphan. */
-void supervise_set_child_hook(bool (*fn)(pid_t pid, int status));
+/* fn is asked first about every reaped child (with its resource usage): true = one of the
+ * boot's own (the config's module loader, which runs beside the first services), not a
+ * service or an orphan. */
+struct rusage;
+void supervise_set_child_hook(bool (*fn)(pid_t pid, int status, const struct rusage *ru));
 /* Never returns: waits for signals, the power button and service output; runs the
  * service timers, reaps, shuts down. */
 _noreturn_ void supervise_loop(void);

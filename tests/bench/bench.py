@@ -714,18 +714,23 @@ def parse_cvminit(lines, pk):
     # issue 15's second part the wait is before the first service that is not "early",
     # after the timeline; before, the "modules-extra" stage).
     x = first(pk, r"^cvminit: modules: config modules loaded in the background, \d+ ms "
-              r"after their start \(waited for (\d+) ms\)")
+              r"after their start \(waited for (\d+) ms[;)]")
     if x:
         r["config_modules_wait"] = int(x[2].group(1)) / 1000
     # PID 1's waits for the boot's own background loader: since issue 15's third part one
     # loader with two lines, "root modules" (waited for before the root's partitions) and
     # "root and state modules" (in the state volume's opening, after the TPM's part);
     # before, one "state modules" line, waited for in the "modules-wait" stage.
-    r["loader_wait"] = sum(
-        int(m.group(2)) / 1000 for _, _, s in pk
-        if (m := re.search(r"^cvminit: modules: (.+) modules loaded in the background, "
-                           r"\d+ ms after their start \(waited for (\d+) ms\)", s))
-        and m.group(1) != "config")
+    # Each loader's CPU (since the third part; a child's CPU is not PID 1's): [(guest t, s)].
+    r["loader_wait"], r["loader_cpu"] = 0.0, []
+    for _, g, s in pk:
+        m = re.search(r"^cvminit: modules: (.+) modules loaded in the background, \d+ ms "
+                      r"after their start \(waited for (\d+) ms(?:; the loader's CPU (\d+) "
+                      r"ms)?\)", s)
+        if m and m.group(1) != "config":
+            r["loader_wait"] += int(m.group(2)) / 1000
+        if m and m.group(3):
+            r["loader_cpu"].append((g, int(m.group(3)) / 1000))
     # Each stage's own duration (from the previous mark), e.g. "modules" and "modules-extra".
     prev = 0.0
     r["stage_s"] = {}
@@ -1038,7 +1043,8 @@ ROWS = [
      if r.get("containerd_started") else None),
     ("pid1_cpu", "PID 1 CPU until kubelet start (kernel's start included)", "s",
      lambda r: r["pid1_cpu"]),
-    ("init_cpu", "init's own CPU (PID 1 minus the kernel's share before /init)", "s",
+    ("init_cpu", "init's own CPU (PID 1 and its module loaders until kubelet's start, minus "
+     "the kernel's share before /init)", "s",
      lambda r: r.get("init_cpu")),
     ("init_share", "init's own CPU / (init start → kubelet started)", "%",
      lambda r: 100 * r["init_cpu"] / (r["kubelet_started"] - r["init_start"])
@@ -1649,8 +1655,12 @@ def main():
                 if r.get("pid1_cpu") is None:
                     continue
                 if "init-start" in r.get("stage_cpu", {}):
-                    # exact: PID 1's CPU when cvminit started, from its own timeline
-                    r["init_cpu"] = r["pid1_cpu"] - r["stage_cpu"]["init-start"]
+                    # exact: PID 1's CPU when cvminit started, from its own timeline; its
+                    # module loaders' (child processes) from their lines, as far as they
+                    # ended before kubelet's start
+                    r["init_cpu"] = r["pid1_cpu"] - r["stage_cpu"]["init-start"] + sum(
+                        c for g, c in r.get("loader_cpu", ())
+                        if r.get("kubelet_started") is None or g <= r["kubelet_started"])
                     r["init_cpu_from"] = "timeline"
                 elif baseline:
                     r["init_cpu"] = r["pid1_cpu"] - baseline["pid1_cpu"]

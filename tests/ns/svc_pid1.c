@@ -27,7 +27,7 @@ static pid_t loader;
 static bool loader_reaped;
 static int loader_status;
 
-static bool loader_hook(pid_t pid, int status)
+static bool loader_hook(pid_t pid, int status, const struct rusage *ru _unused_)
 {
 	if (pid != loader || loader_reaped)
 		return false;
