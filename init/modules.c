@@ -281,17 +281,20 @@ static bool module_wanted(const struct module_entry *m)
 	return m->cpu_flag && cpu_has_flag(m->cpu_flag);
 }
 
-/* Whether a modalias resolves to the module. Each alias is looked up once in a process
- * and its answer kept as " name name " (a lookup searches the alias index with
- * wildcards: milliseconds under TCG, and every disk driver of the table asks about every
- * device); an answer too long to keep is looked up each time. */
+/* The answers alias_has_module() keeps, for one libkmod context (load_modules() empties
+ * them: another context may read another kernel's index). */
+static struct {
+	char alias[256];
+	char names[256];
+} memo[16];
+static size_t nmemo;
+
+/* Whether a modalias resolves to the module. Each alias is looked up once and its answer
+ * kept as " name name " (a lookup searches the alias index with wildcards: milliseconds
+ * under TCG, and every disk driver of the table asks about every device); an answer too
+ * long to keep is looked up each time. */
 static bool alias_has_module(struct kmod_ctx *ctx, const char *alias, const char *name)
 {
-	static struct {
-		char alias[256];
-		char names[256];
-	} memo[16];
-	static size_t nmemo;
 	struct kmod_list *list = NULL, *it;
 	char want[80], names[256] = " ";
 	size_t len = 1;
@@ -365,9 +368,14 @@ static struct kmod_ctx *kmod_open_for_boot(void)
 
 	if (ctx)
 		return ctx;
-	if (loader_fd >= 0)
-		_exit(1);
 	uname(&u);
+	if (loader_fd >= 0) {
+		log_error(
+			"modules: cannot set up libkmod for /lib/modules/%s: out of memory "
+			"or the initrd has no module index",
+			u.release);
+		_exit(1);
+	}
 	fail_closed("cannot set up libkmod for /lib/modules/%s: out of memory or the "
 		    "initrd has no module index",
 		    u.release);
@@ -383,6 +391,7 @@ static int load_modules(struct kmod_ctx *ctx, enum module_phase phase, char *con
 	struct utsname u;
 
 	uname(&u);
+	nmemo = 0;
 	for (size_t i = 0; i < ntable; i++) {
 		const struct module_entry *m = &module_table[i];
 
