@@ -72,6 +72,11 @@ def test_cvminit_module_waits():
           repr(r.get("loader_wait")))
     # the loader's CPU (a child's, not in PID 1's): counted in init's own CPU
     check("loader_cpu", r["loader_cpu"] == [(4.00035, 0.48)], repr(r["loader_cpu"]))
+    # init's own CPU: PID 1's since cvminit's start, plus the loaders that ended before
+    # kubelet's start (not the one after it)
+    r.update(pid1_cpu=3.0, kubelet_started=4.5, loader_cpu=r["loader_cpu"] + [(9.0, 1.2)])
+    check("own_cpu_with_loaders", abs(bench.own_cpu(r) - (3.0 - 0.001 + 0.48)) < 1e-9,
+          repr(bench.own_cpu(r)))
     check("config_modules_waited", abs(rows["modules_extra"](r) - 0.12) < 1e-9,
           repr(r.get("config_modules_wait")))
     old = lines("[    4.000000] cvminit: timeline: init-start 4000.000 ms (+4000.000 ms)",
