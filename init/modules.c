@@ -10,7 +10,6 @@
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <libkmod.h>
@@ -208,21 +207,19 @@ static void loader_say(char kind, int err, const char *name)
 static int load_boot_module(struct kmod_ctx *ctx, const char *name, bool required,
 			    bool by_name, const char *release)
 {
-	struct timespec a, b;
-	long long ms;
+	uint64_t t0 = now_ms(), ms;
 	int r;
 
-	clock_gettime(CLOCK_MONOTONIC, &a);
 	r = by_name ? load_named(ctx, name) : load_one(ctx, name, NULL);
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	ms = (b.tv_sec - a.tv_sec) * 1000LL + (b.tv_nsec - a.tv_nsec) / 1000000;
+	ms = now_ms() - t0;
 	if (r > 0) {
 		/* The slow ones by name: module loading is the longest stage of the boot. */
 		if (ms >= 100)
-			log_info("modules: %s loaded in %lld ms (with its dependencies)",
-				 name, ms);
+			log_info("modules: %s loaded in %llu ms (with its dependencies)",
+				 name, (unsigned long long)ms);
 		else
-			log_debug("modules: %s loaded in %lld ms", name, ms);
+			log_debug("modules: %s loaded in %llu ms", name,
+				  (unsigned long long)ms);
 		return 1;
 	}
 	if (r == 0)
@@ -446,7 +443,7 @@ struct batch {
 	pid_t pid;
 	int fd; /* the read end of the loader's pipe (struct loader_msg), -1 once at EOF */
 	const char *what;
-	struct timespec start;
+	uint64_t start_ms;
 	bool root_in; /* the loader said 'R' */
 	/* Reaped by the supervisor's SIGCHLD loop before anything waited for it (the
 	 * config's batch runs beside the early services): its status, kept for
@@ -466,7 +463,7 @@ static void batch_start(struct batch *b, const char *what, char *const *extra, i
 
 	if (b->pid > 0 || b->done)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &b->start);
+	b->start_ms = now_ms();
 	b->what = what;
 	pid = pipe2(fds, O_CLOEXEC) < 0 ? -1 : fork();
 	if (pid < 0) {
@@ -493,15 +490,6 @@ static void batch_start(struct batch *b, const char *what, char *const *extra, i
 	close(fds[1]);
 	b->fd = fds[0];
 	b->pid = pid;
-}
-
-static long long ms_since(const struct timespec *t)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)(now.tv_sec - t->tv_sec) * 1000 +
-	       (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
 /* Reads the loader's messages until it says the root's modules are in (until_root) or
@@ -534,13 +522,12 @@ static bool batch_read(struct batch *b, bool until_root)
 
 static void batch_wait(struct batch *b)
 {
-	struct timespec called;
+	uint64_t called = now_ms();
 	int status = b->status;
 	pid_t r = b->pid;
 
 	if (b->pid <= 0)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &called);
 	batch_read(b, false);
 	while (!b->reaped && (r = wait4(b->pid, &status, 0, &b->ru)) < 0 &&
 	       errno == EINTR)
@@ -557,9 +544,10 @@ static void batch_wait(struct batch *b)
 			: WIFEXITED(status) ? "failed"
 					    : "was killed");
 	log_info(
-		"modules: %s modules loaded in the background, %lld ms after their start "
-		"(waited for %lld ms; the loader's CPU %lld ms)",
-		b->what, ms_since(&b->start), ms_since(&called),
+		"modules: %s modules loaded in the background, %llu ms after their start "
+		"(waited for %llu ms; the loader's CPU %lld ms)",
+		b->what, (unsigned long long)(now_ms() - b->start_ms),
+		(unsigned long long)(now_ms() - called),
 		(long long)(b->ru.ru_utime.tv_sec + b->ru.ru_stime.tv_sec) * 1000 +
 			(b->ru.ru_utime.tv_usec + b->ru.ru_stime.tv_usec) / 1000);
 }
@@ -593,17 +581,17 @@ int modules_load(void)
 void modules_wait_root(void)
 {
 	struct batch *b = &batches[0];
-	struct timespec called;
+	uint64_t called = now_ms();
 
 	if (b->pid <= 0 || b->root_in)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &called);
 	if (!batch_read(b, true))
 		batch_wait(b); /* ended without them: fails closed on its status */
 	log_info(
-		"modules: root modules loaded in the background, %lld ms after their start "
-		"(waited for %lld ms)",
-		ms_since(&b->start), ms_since(&called));
+		"modules: root modules loaded in the background, %llu ms after their start "
+		"(waited for %llu ms)",
+		(unsigned long long)(now_ms() - b->start_ms),
+		(unsigned long long)(now_ms() - called));
 }
 
 void modules_wait(void)
